@@ -1,0 +1,35 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+# Both create (or reuse) the virtual environment in .venv and install the project into it.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHELL := /bin/bash
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# fairseq-fixed is built against the torch already in the venv (no build isolation, which would
+# download a CUDA torch) and installed without its declared deps (torchaudio has no build for
+# torch 2.13); its real runtime needs are listed in requirements.txt. See README "Dependencies".
+$(STAMP): setup.py requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade "pip>=23" >/dev/null
+	$(PY) -m pip install "torch==2.13.0" cython numpy setuptools wheel
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps --no-build-isolation "fairseq-fixed==0.12.3.1"
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py --out demo_output
+
+test: $(STAMP)
+	$(PY) -m pytest tests -ra
+
+bench: $(STAMP)
+	$(PY) -m fairseq_goodviews.benchmarks.all --out demo_output/benchmarks
+
+clean:
+	rm -rf $(VENV) demo_output

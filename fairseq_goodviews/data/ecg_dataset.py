@@ -1,0 +1,213 @@
+"""fairseq datasets over a manifest of ``.mat`` records: contrastive views and labelled records."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from fairseq.data import FairseqDataset
+
+from fairseq_goodviews.data.augment import random_lead_mask
+from fairseq_goodviews.io.manifest import read_manifest
+from fairseq_goodviews.io.records import RecordError, read_record
+from fairseq_goodviews.strategies.base import PositiveStrategy, View
+
+
+class EcgRecordSource:
+    """Loads record ``i`` of a manifest as a fixed-length [12, L] crop with its lead-present mask."""
+
+    def __init__(self, manifest_path: str | Path, sample_rate: float):
+        self.manifest_path = Path(manifest_path)
+        self.root, entries = read_manifest(manifest_path)
+        self.paths = [str(self.root / rel) for rel, _ in entries]
+        self.sizes = np.array([n for _, n in entries], dtype=np.int64)
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def keep_only(self, indices: np.ndarray) -> None:
+        self.paths = [self.paths[i] for i in indices]
+        self.sizes = self.sizes[indices]
+
+    def load(self, index: int, sample_size: int, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+        """Crop ``sample_size`` samples (random offset if ``rng``, else centred); zero-pad short records."""
+        record = read_record(self.paths[index], with_meta=False)
+        if abs(record.sample_rate - self.sample_rate) > 1e-6:
+            raise RecordError(
+                self.paths[index],
+                f"sample rate {record.sample_rate:g} Hz, but the task expects {self.sample_rate:g} Hz "
+                "(re-run the preparer with --target-rate)",
+            )
+        feats = record.feats
+        length = feats.shape[1]
+        if length > sample_size:
+            offset = int(rng.integers(0, length - sample_size + 1)) if rng is not None else (length - sample_size) // 2
+            feats = feats[:, offset:offset + sample_size]
+        elif length < sample_size:
+            feats = np.pad(feats, ((0, 0), (0, sample_size - length)))
+        return np.ascontiguousarray(feats, dtype=np.float32), record.lead_present
+
+
+class EcgPretrainingDataset(FairseqDataset):
+    """Each item is an anchor record's views plus, for cross-record strategies, a partner's views.
+
+    Randomness (crop, partner, augmentation, lead mask) is drawn from a generator seeded by
+    ``(seed, epoch, index)``, so a batch is the same whatever the number of data-loader workers
+    or distributed ranks.
+    """
+
+    def __init__(
+        self,
+        source: EcgRecordSource,
+        strategy: PositiveStrategy,
+        sample_size: int,
+        lead_mask_prob: float,
+        seed: int,
+    ):
+        super().__init__()
+        self.source = source
+        self.strategy = strategy
+        self.sample_size = sample_size
+        self.lead_mask_prob = lead_mask_prob
+        self.seed = seed
+        self.epoch = 1
+        self.view_length = strategy.view_length(sample_size)
+        self.record_keys = strategy.record_keys()
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def can_reuse_epoch_itr_across_epochs(self) -> bool:
+        return False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _views(self, record: int, item: int, rng: np.random.Generator) -> List[Dict[str, Any]]:
+        signal, lead_present = self.source.load(record, self.sample_size, rng)
+        views: List[View] = self.strategy.make_views(signal, lead_present, rng)
+        out = []
+        for view in views:
+            masked, lead_mask = random_lead_mask(view.signal, view.lead_present, self.lead_mask_prob, rng)
+            meta = {"record": record, "item": item, "segment": view.segment, "lead_group": view.lead_group}
+            meta.update({k: v[record] for k, v in self.record_keys.items()})
+            out.append({"source": masked, "lead_mask": lead_mask, "meta": meta})
+        return out
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        views = self._views(index, index, rng)
+        has_partner = True
+        if self.strategy.cross_record:
+            partner = self.strategy.sample_partner(index, rng)
+            has_partner = partner is not None
+            if has_partner:
+                views += self._views(partner, index, rng)
+        return {"id": index, "views": views, "has_partner": has_partner}
+
+    def collater(self, samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        samples = [s for s in samples if s is not None]
+        if not samples:
+            return {}
+        views = [v for s in samples for v in s["views"]]
+        meta = {
+            key: torch.as_tensor(np.array([v["meta"][key] for v in views]))
+            for key in views[0]["meta"]
+        }
+        return {
+            "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
+            "net_input": {"source": torch.from_numpy(np.stack([v["source"] for v in views]))},
+            "lead_mask": torch.from_numpy(np.stack([v["lead_mask"] for v in views])),
+            "views_meta": meta,
+            "items_without_partner": sum(not s["has_partner"] for s in samples),
+            "nsentences": len(samples),
+            "ntokens": len(views) * self.view_length,
+        }
+
+    def num_tokens(self, index: int) -> int:
+        return self.sample_size
+
+    def size(self, index: int) -> int:
+        return self.sample_size
+
+    def ordered_indices(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self))
+
+
+class EcgClassificationDataset(FairseqDataset):
+    """Records with a single class label; leads outside ``leads`` are zero-filled in their slots."""
+
+    def __init__(
+        self,
+        source: EcgRecordSource,
+        labels: np.ndarray,
+        sample_size: int,
+        leads: Sequence[int],
+        seed: int,
+        random_crop: bool,
+    ):
+        super().__init__()
+        self.source = source
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.sample_size = sample_size
+        self.keep = np.zeros(12, dtype=bool)
+        self.keep[list(leads)] = True
+        self.seed = seed
+        self.random_crop = random_crop
+        self.epoch = 1
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def keep_only(self, indices: np.ndarray) -> None:
+        """Restrict the dataset to ``indices`` (label-efficiency subsets)."""
+        self.source.keep_only(indices)
+        self.labels = self.labels[indices]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.random_crop else None
+        signal, lead_present = self.source.load(index, self.sample_size, rng)
+        signal[~self.keep] = 0.0
+        return {"id": index, "source": signal, "label": self.labels[index]}
+
+    def collater(self, samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        if not samples:
+            return {}
+        return {
+            "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
+            "net_input": {"source": torch.from_numpy(np.stack([s["source"] for s in samples]))},
+            "target": torch.tensor([s["label"] for s in samples], dtype=torch.long),
+            "nsentences": len(samples),
+            "ntokens": len(samples) * self.sample_size,
+        }
+
+    def num_tokens(self, index: int) -> int:
+        return self.sample_size
+
+    def size(self, index: int) -> int:
+        return self.sample_size
+
+    def ordered_indices(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self))
+
+
+def label_indices(table: pd.DataFrame, class_names: Sequence[str], table_name: str) -> np.ndarray:
+    """Map the ``label`` column to class indices; unlabelled or unknown classes are clear errors."""
+    if "label" not in table.columns:
+        raise ValueError(f"{table_name}: no 'label' column")
+    known = {name: i for i, name in enumerate(class_names)}
+    bad = [(p, l) for p, l in zip(table["path"], table["label"]) if l not in known]
+    if bad:
+        path, label = bad[0]
+        raise ValueError(
+            f"{table_name}: {len(bad)} record(s) without a known class (first: {path} has label {label!r}); "
+            f"known classes: {', '.join(class_names)}"
+        )
+    return np.array([known[l] for l in table["label"]], dtype=np.int64)

@@ -1,0 +1,31 @@
+"""Rhythm codes and the four merged downstream classes of Chapman (Zheng et al. 2020)."""
+from __future__ import annotations
+
+CLASS_NAMES: tuple[str, ...] = ("AFIB", "GSVT", "SB", "SR")
+
+# Chapman's 11 rhythm codes -> merged class. ``SA`` is sinus irregularity (the paper's table
+# says ``SI``, which never occurs in Diagnostics.xlsx; it is accepted as an alias).
+RHYTHM_TO_CLASS: dict[str, str] = {
+    "AFIB": "AFIB", "AF": "AFIB",
+    "SVT": "GSVT", "AT": "GSVT", "SAAWR": "GSVT", "ST": "GSVT", "AVNRT": "GSVT", "AVRT": "GSVT",
+    "SB": "SB",
+    "SR": "SR", "SA": "SR", "SI": "SR",
+}
+
+
+class UnknownRhythmError(ValueError):
+    """A rhythm code outside the Chapman vocabulary."""
+
+
+def rhythm_class(rhythm: str) -> str:
+    """Merged class of a Chapman rhythm code; raises :class:`UnknownRhythmError`."""
+    code = str(rhythm).strip().upper()
+    if code not in RHYTHM_TO_CLASS:
+        raise UnknownRhythmError(
+            f"unknown rhythm code {rhythm!r}; known codes: {', '.join(sorted(RHYTHM_TO_CLASS))}"
+        )
+    return RHYTHM_TO_CLASS[code]
+
+
+def class_index(name: str) -> int:
+    return CLASS_NAMES.index(name)

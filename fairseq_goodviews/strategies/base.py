@@ -1,0 +1,125 @@
+"""Positive-pair strategies: each says how a record becomes views and which views are positives.
+
+A strategy is a small class registered with :func:`register_strategy` next to its config
+dataclass. The pretraining dataset turns every dataset item into views (the record's own views,
+plus those of a partner record for cross-record strategies); every view carries a small metadata
+dict (record index, item index, segment, lead group, and the strategy's own per-record keys).
+After the views of the global batch are gathered, :meth:`PositiveStrategy.positive_mask` turns
+that metadata into the [N, N] relation P used by the one contrastive loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fairseq_goodviews.data.augment import AugmentationConfig, augment
+
+
+@dataclass
+class StrategyConfig(AugmentationConfig):
+    """Options every strategy has; the augmentation probabilities default to off."""
+
+    _name: Optional[str] = None
+
+
+@dataclass
+class View:
+    """One view of a record: a [leads, L] signal and which of its leads carry signal."""
+
+    signal: np.ndarray
+    lead_present: np.ndarray
+    segment: int = 0
+    lead_group: int = 0
+
+
+class PositiveStrategy:
+    """Base class: one view per record, positives are other views of the same record."""
+
+    #: The strategy reads downstream labels (rhythm): results must be flagged as label-using.
+    uses_labels: bool = False
+    #: Positives come from other records: the dataset puts a sampled partner in the batch.
+    cross_record: bool = False
+    #: Metadata-table columns the strategy needs; a missing one is a clear error at load time.
+    required_columns: Sequence[str] = ()
+
+    def __init__(self, cfg: StrategyConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
+        """``table`` is the split being loaded; ``fit_table`` the training split (for statistics)."""
+        self.cfg = cfg
+        self.table = table
+        self.seed = seed
+
+    def view_length(self, sample_size: int) -> int:
+        """Length in samples of every view made from a crop of ``sample_size`` samples."""
+        return sample_size
+
+    def augment(self, signal: np.ndarray, lead_present: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return augment(signal, rng, self.cfg, lead_present)
+
+    def make_views(self, signal: np.ndarray, lead_present: np.ndarray, rng: np.random.Generator) -> List[View]:
+        return [View(self.augment(signal, lead_present, rng), lead_present)]
+
+    def record_keys(self) -> Dict[str, np.ndarray]:
+        """Per-record arrays (aligned with ``table``) that :meth:`positive_mask` needs."""
+        return {}
+
+    def sample_partner(self, index: int, rng: np.random.Generator) -> Optional[int]:
+        """A partner record for ``index`` drawn from its positive set, or None if it has none."""
+        return None
+
+    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """[N, N] boolean relation over the gathered views (the diagonal is ignored by the loss)."""
+        return same(meta["record"])
+
+    def describe(self) -> Dict[str, Any]:
+        """Facts to log with the results (e.g. that the strategy uses labels)."""
+        return {"strategy": self.cfg._name, "uses_labels": self.uses_labels}
+
+
+def same(values: torch.Tensor) -> torch.Tensor:
+    """Pairwise equality of a 1-D tensor: ``out[i, j] = values[i] == values[j]``."""
+    return values.unsqueeze(0) == values.unsqueeze(1)
+
+
+STRATEGY_REGISTRY: Dict[str, Type[PositiveStrategy]] = {}
+STRATEGY_DATACLASS_REGISTRY: Dict[str, Type[StrategyConfig]] = {}
+
+
+def register_strategy(name: str, dataclass: Type[StrategyConfig]) -> Callable[[Type[PositiveStrategy]], Type[PositiveStrategy]]:
+    def wrapper(cls: Type[PositiveStrategy]) -> Type[PositiveStrategy]:
+        if name in STRATEGY_REGISTRY:
+            raise ValueError(f"strategy {name!r} is registered twice")
+        STRATEGY_REGISTRY[name] = cls
+        STRATEGY_DATACLASS_REGISTRY[name] = dataclass
+        return cls
+
+    return wrapper
+
+
+def strategy_config(cfg: Mapping[str, Any] | DictConfig) -> StrategyConfig:
+    """Validate a ``task.strategy`` node (``{_name: ..., option: value}``) into its dataclass."""
+    raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    name = raw.get("_name")
+    if name not in STRATEGY_REGISTRY:
+        raise ValueError(
+            f"unknown strategy {name!r}; registered: {', '.join(sorted(STRATEGY_REGISTRY))}"
+        )
+    schema = OmegaConf.structured(STRATEGY_DATACLASS_REGISTRY[name])
+    try:
+        merged = OmegaConf.merge(schema, raw)
+    except Exception as exc:  # omegaconf's errors name the key but not the strategy
+        raise ValueError(f"invalid options for strategy {name!r}: {exc}") from None
+    return OmegaConf.to_object(merged)
+
+
+def build_strategy(cfg: Mapping[str, Any] | DictConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int) -> PositiveStrategy:
+    config = strategy_config(cfg)
+    cls = STRATEGY_REGISTRY[config._name]
+    missing = [c for c in cls.required_columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"strategy {config._name!r} needs metadata column(s) {', '.join(missing)}")
+    return cls(config, table, fit_table, seed)

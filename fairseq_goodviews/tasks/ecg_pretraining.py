@@ -1,0 +1,84 @@
+"""Task ``ecg_pretraining``: contrastive pretraining with a configurable positive-pair strategy."""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fairseq.dataclass import FairseqDataclass
+from fairseq.tasks import FairseqTask, register_task
+from omegaconf import II, MISSING
+
+from fairseq_goodviews.data.ecg_dataset import EcgPretrainingDataset, EcgRecordSource
+from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.strategies import build_strategy
+
+logger = logging.getLogger(__name__)
+
+#: Columns that carry downstream labels; they are never read from a split other than train.
+LABEL_COLUMNS = ("rhythm", "beat", "label", "dx")
+
+
+@dataclass
+class EcgPretrainingConfig(FairseqDataclass):
+    data: str = field(default=MISSING, metadata={"help": "folder with <split>.tsv manifests and <split>.csv metadata"})
+    strategy: Any = field(
+        default_factory=lambda: {"_name": "simclr"},
+        metadata={"help": "positive-pair strategy: {_name: <registered name>, <its options>}"},
+    )
+    sample_rate: float = field(default=500.0, metadata={"help": "sample rate the records must have, Hz"})
+    sample_size: int = field(default=5000, metadata={"help": "samples per record crop (random offset in training)"})
+    lead_mask_prob: float = field(
+        default=0.5, metadata={"help": "random lead masking: probability of zeroing each lead of each view"}
+    )
+    seed: int = II("common.seed")
+
+
+@register_task("ecg_pretraining", dataclass=EcgPretrainingConfig)
+class EcgPretrainingTask(FairseqTask):
+    cfg: EcgPretrainingConfig
+
+    def __init__(self, cfg: EcgPretrainingConfig):
+        super().__init__(cfg)
+        self._fit_table = None
+        self._strategy = None
+
+    @classmethod
+    def setup_task(cls, cfg: EcgPretrainingConfig, **kwargs) -> "EcgPretrainingTask":
+        return cls(cfg)
+
+    def _train_table(self):
+        if self._fit_table is None:
+            self._fit_table = read_metadata(self.cfg.data, "train")
+        return self._fit_table
+
+    def load_dataset(self, split: str, combine: bool = False, **kwargs) -> None:
+        table = read_metadata(self.cfg.data, split)
+        if split != "train":
+            table = table.drop(columns=[c for c in LABEL_COLUMNS if c in table.columns])
+        strategy = build_strategy(self.cfg.strategy, table, self._train_table(), self.cfg.seed)
+        self._strategy = self._strategy or strategy
+        if strategy.uses_labels:
+            logger.warning("strategy %s reads downstream labels: its results are label-using", strategy.cfg._name)
+        source = EcgRecordSource(Path(self.cfg.data) / f"{split}.tsv", self.cfg.sample_rate)
+        self.datasets[split] = EcgPretrainingDataset(
+            source, strategy, self.cfg.sample_size, self.cfg.lead_mask_prob, self.cfg.seed
+        )
+        logger.info("%s: %d records, strategy %s", split, len(source), strategy.describe())
+
+    def positive_mask(self, meta):
+        """The relation P over gathered view metadata, as the configured strategy defines it."""
+        if self._strategy is None:
+            raise RuntimeError("positive_mask called before any dataset was loaded")
+        return self._strategy.positive_mask(meta)
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return None
+
+    def max_positions(self):
+        return None
