@@ -41,12 +41,15 @@ class ScoreMeter(Meter):
         self.class_names = list(class_names)
 
     def state_dict(self) -> Dict:
-        return {"probs": self.probs, "targets": self.targets, "class_names": self.class_names}
+        """Scores belong to one pass over a split and are not carried into checkpoints.
+
+        (fairseq saves meter states in checkpoints, and numpy arrays there would make them
+        unloadable with torch's safe ``weights_only`` loading.)
+        """
+        return {}
 
     def load_state_dict(self, state_dict: Dict) -> None:
-        self.probs = state_dict["probs"]
-        self.targets = state_dict["targets"]
-        self.class_names = state_dict["class_names"]
+        self.reset()
 
     def metrics(self) -> Dict[str, float]:
         return classification_metrics(np.concatenate(self.probs), np.concatenate(self.targets), self.class_names)

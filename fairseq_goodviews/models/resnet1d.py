@@ -23,21 +23,34 @@ class Resnet1dConfig(FairseqDataclass):
     stem_kernel_size: int = field(default=15, metadata={"help": "kernel of the stem convolution"})
     embedding_dim: int = field(default=128, metadata={"help": "size of the encoder output (paper: 128)"})
     projection_dim: int = field(default=0, metadata={"help": "output of an MLP projection head; 0 = none (paper)"})
+    norm: str = field(
+        default="batch",
+        metadata={"help": "'batch' (paper) or 'group' (GroupNorm: no batch statistics, so a batch split "
+                  "across workers gives exactly the single-process result)"},
+    )
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    raise ValueError(f"unknown norm {kind!r}; expected 'batch' or 'group'")
 
 
 class BasicBlock1d(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel_size: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel_size: int, norm: str):
         super().__init__()
         padding = kernel_size // 2
         self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
-        self.bn1 = nn.BatchNorm1d(out_channels)
+        self.bn1 = norm_layer(norm, out_channels)
         self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size, 1, padding, bias=False)
-        self.bn2 = nn.BatchNorm1d(out_channels)
+        self.bn2 = norm_layer(norm, out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv1d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm1d(out_channels)
+                nn.Conv1d(in_channels, out_channels, 1, stride, bias=False), norm_layer(norm, out_channels)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +67,7 @@ class Resnet1dEncoder(nn.Module):
         width = cfg.base_width
         self.stem = nn.Sequential(
             nn.Conv1d(cfg.in_leads, width, cfg.stem_kernel_size, 2, cfg.stem_kernel_size // 2, bias=False),
-            nn.BatchNorm1d(width),
+            norm_layer(cfg.norm, width),
             nn.ReLU(inplace=True),
             nn.MaxPool1d(3, 2, 1),
         )
@@ -63,7 +76,7 @@ class Resnet1dEncoder(nn.Module):
             out_channels = width * 2 ** stage
             for block in range(blocks):
                 stride = 2 if stage > 0 and block == 0 else 1
-                stages.append(BasicBlock1d(in_channels, out_channels, stride, cfg.kernel_size))
+                stages.append(BasicBlock1d(in_channels, out_channels, stride, cfg.kernel_size, cfg.norm))
                 in_channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(in_channels, cfg.embedding_dim)

@@ -1,0 +1,68 @@
+import math
+
+import torch
+
+from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
+
+
+def _hand_loss(z, positive, tau):
+    z = [[c / math.sqrt(sum(c2 * c2 for c2 in v)) for c in v] for v in z]
+    losses = []
+    for i, zi in enumerate(z):
+        sims = [sum(a * b for a, b in zip(zi, zj)) / tau for zj in z]
+        denominator = sum(math.exp(s) for j, s in enumerate(sims) if j != i)
+        numerator = sum(math.exp(s) for j, s in enumerate(sims) if j != i and positive[i][j])
+        losses.append(-math.log(numerator / denominator) if numerator > 0 else 0.0)
+    return losses
+
+
+def test_loss_equals_hand_computed_value_on_a_tiny_batch():
+    z = [[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.2]]
+    positive = [[0, 1, 1, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    tau = 0.5
+    loss, n_positive = multi_positive_info_nce(
+        torch.tensor(z), torch.tensor(z), torch.tensor(positive, dtype=torch.bool), 0, tau
+    )
+    expected = _hand_loss(z, positive, tau)
+    assert torch.allclose(loss, torch.tensor(expected), atol=1e-5)
+    assert n_positive.tolist() == [2, 1, 1, 0]
+
+
+def test_anchor_without_positive_contributes_nothing_and_stays_finite():
+    z = torch.randn(5, 8, requires_grad=True)
+    positive = torch.zeros(5, 5, dtype=torch.bool)
+    positive[0, 1] = positive[1, 0] = True
+    loss, n_positive = multi_positive_info_nce(z, z, positive, 0, 0.07)
+    assert torch.isfinite(loss).all()
+    assert loss[2:].abs().sum() == 0 and (n_positive[2:] == 0).all()
+    loss.sum().backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_self_similarity_is_masked_even_if_marked_positive():
+    z = torch.randn(4, 3)
+    positive = torch.eye(4, dtype=torch.bool)
+    loss, n_positive = multi_positive_info_nce(z, z, positive, 0, 0.1)
+    assert (n_positive == 0).all() and (loss == 0).all()
+
+
+def test_single_positive_reduces_to_nt_xent():
+    torch.manual_seed(0)
+    z = torch.randn(6, 4)
+    pairs = torch.tensor([1, 0, 3, 2, 5, 4])
+    positive = torch.zeros(6, 6, dtype=torch.bool)
+    positive[torch.arange(6), pairs] = True
+    loss, _ = multi_positive_info_nce(z, z, positive, 0, 0.2)
+    zn = torch.nn.functional.normalize(z, dim=1)
+    logits = (zn @ zn.t() / 0.2).masked_fill(torch.eye(6, dtype=torch.bool), -float("inf"))
+    reference = torch.nn.functional.cross_entropy(logits, pairs, reduction="none")
+    assert torch.allclose(loss, reference, atol=1e-5)
+
+
+def test_anchors_offset_into_a_larger_candidate_set():
+    torch.manual_seed(1)
+    z = torch.randn(6, 4)
+    positive = torch.rand(6, 6) > 0.5
+    full, _ = multi_positive_info_nce(z, z, positive, 0, 0.3)
+    part, _ = multi_positive_info_nce(z[2:4], z, positive[2:4], 2, 0.3)
+    assert torch.allclose(full[2:4], part, atol=1e-6)

@@ -1,0 +1,35 @@
+import pandas as pd
+import pytest
+
+from fairseq_goodviews.io.manifest import ManifestError, read_manifest, read_metadata, write_manifest
+
+
+def test_manifest_and_metadata_round_trip(tmp_path):
+    table = pd.DataFrame({"path": ["a.mat", "b.mat"], "n_samples": [5000, 2500], "age": [40, 70]})
+    write_manifest(tmp_path, "train", tmp_path, table)
+    root, entries = read_manifest(tmp_path / "train.tsv")
+    assert root == tmp_path.resolve()
+    assert entries == [("a.mat", 5000), ("b.mat", 2500)]
+    back = read_metadata(tmp_path, "train", required=("age",))
+    assert back["age"].tolist() == [40, 70]
+    assert "patient_id" in back.columns
+
+
+def test_empty_manifest_names_the_file(tmp_path):
+    (tmp_path / "train.tsv").write_text(f"{tmp_path}\n")
+    with pytest.raises(ManifestError, match=r"train\.tsv: empty manifest"):
+        read_manifest(tmp_path / "train.tsv")
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    write_manifest(tmp_path, "train", tmp_path, pd.DataFrame({"path": ["a.mat"], "n_samples": [10]}))
+    frame = pd.read_csv(tmp_path / "train.csv").drop(columns=["sex"])
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(ManifestError, match=r"train\.csv: missing column\(s\) sex"):
+        read_metadata(tmp_path, "train", required=("sex",))
+
+
+def test_malformed_line_is_reported_with_line_number(tmp_path):
+    (tmp_path / "valid.tsv").write_text(f"{tmp_path}\na.mat\t12\nb.mat twelve\n")
+    with pytest.raises(ManifestError, match=r"valid\.tsv:3"):
+        read_manifest(tmp_path / "valid.tsv")
