@@ -21,6 +21,7 @@ setup(
         "wfdb>=4.1",
         "tqdm",
         "matplotlib>=3.7",
+        "neurokit2==0.2.13",
     ],
     entry_points={
         "console_scripts": [

@@ -1,6 +1,8 @@
 """Rhythm codes and the four merged downstream classes of Chapman (Zheng et al. 2020)."""
 from __future__ import annotations
 
+from typing import Iterable
+
 CLASS_NAMES: tuple[str, ...] = ("AFIB", "GSVT", "SB", "SR")
 
 # Chapman's 11 rhythm codes -> merged class. ``SA`` is sinus irregularity (the paper's table
@@ -29,3 +31,24 @@ def rhythm_class(rhythm: str) -> str:
 
 def class_index(name: str) -> int:
     return CLASS_NAMES.index(name)
+
+
+# Where one record carries rhythm codes of several classes (PhysioNet 2021, PTB-XL), the first
+# class in this order wins: a specific abnormal rhythm over the sinus rhythm often co-annotated.
+CLASS_PRIORITY: tuple[str, ...] = ("AFIB", "GSVT", "SB", "SR")
+
+
+def dominant_rhythm(rhythms: Iterable[str]) -> str | None:
+    """The Chapman rhythm code among ``rhythms`` whose class ranks first in :data:`CLASS_PRIORITY`.
+
+    Unknown codes are ignored; None when no code maps to a class. Ties within a class keep the
+    first code given.
+    """
+    best: str | None = None
+    for rhythm in rhythms:
+        code = str(rhythm).strip().upper()
+        if code not in RHYTHM_TO_CLASS:
+            continue
+        if best is None or CLASS_PRIORITY.index(RHYTHM_TO_CLASS[code]) < CLASS_PRIORITY.index(RHYTHM_TO_CLASS[best]):
+            best = code
+    return best

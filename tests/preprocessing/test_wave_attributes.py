@@ -1,0 +1,127 @@
+"""Automatic wave attributes: accuracy on signals with known values, robustness, consistency."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import shared_data
+from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
+from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal
+from fairseq_goodviews.preprocessing.validate_attributes import attribute_errors, validate_attributes
+from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes, reported_qonset
+from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
+
+
+def _consistent(values: dict) -> None:
+    assert values["QRSDuration"] == 2 * (values["QOffset"] - values["QOnset"])
+    assert values["QTInterval"] == 2 * (values["TOffset"] - values["QOnset"])
+    rr = 60.0 / values["VentricularRate"]
+    assert values["QTCorrected"] == pytest.approx(values["QTInterval"] / math.sqrt(rr), abs=4)
+
+
+@pytest.mark.parametrize("rate", [45.0, 72.0, 150.0])
+def test_rates_and_counts_of_a_sinus_rhythm(rate):
+    measured = compute_wave_attributes(ecg_signal(10.0, 500.0, rate, seed=4), 500.0)
+    values = measured.values
+    assert values["VentricularRate"] == pytest.approx(rate, abs=2)
+    assert values["AtrialRate"] == values["VentricularRate"]
+    assert values["QRSCount"] == pytest.approx(10.0 * rate / 60.0, abs=1.5)
+    assert 40 <= values["QRSDuration"] <= 120 and 200 <= values["QTInterval"] <= 520
+    _consistent(values)
+    assert not measured.reasons
+
+
+def test_irregular_rhythm_without_p_waves_has_no_atrial_rate():
+    measured = compute_wave_attributes(ecg_signal(10.0, 500.0, 95.0, seed=6, irregular=True), 500.0)
+    assert math.isnan(measured.values["AtrialRate"]) and "P wave" in measured.reasons["AtrialRate"]
+    assert measured.values["VentricularRate"] == pytest.approx(95.0, abs=12)
+
+
+@pytest.mark.parametrize("axis", [-45.0, 0.0, 60.0, 110.0])
+def test_frontal_axis_follows_the_heart_vector(axis):
+    values = compute_wave_attributes(ecg_signal(10.0, 500.0, 70.0, seed=1, qrs_axis=axis), 500.0).values
+    # The S wave points 20 degrees further than Q and R: the net area turns a little less.
+    assert ((values["RAxis"] - axis + 180) % 360 - 180) == pytest.approx(0, abs=20)
+
+
+def test_axis_from_derived_limb_leads_when_i_and_avf_are_missing():
+    signal = ecg_signal(10.0, 500.0, 70.0, seed=2, qrs_axis=30.0)
+    full = compute_wave_attributes(signal, 500.0).values
+    present = np.ones(12, bool)
+    present[[0, 5]] = False  # no I, no aVF: derived from II and III
+    partial = compute_wave_attributes(np.where(present[:, None], signal, 0.0), 500.0, present).values
+    assert partial["RAxis"] == pytest.approx(full["RAxis"], abs=10)  # other QRS bounds, more noise
+
+
+def test_other_sample_rates_give_the_same_indices():
+    from fairseq_goodviews.preprocessing.wfdb_reader import resample
+
+    signal = ecg_signal(10.0, 500.0, 70.0, seed=3)
+    at_500 = compute_wave_attributes(signal, 500.0).values
+    at_250 = compute_wave_attributes(resample(signal, 500.0, 250.0), 250.0).values
+    for name in ("VentricularRate", "QRSDuration", "QOnset", "TOffset"):
+        assert at_250[name] == pytest.approx(at_500[name], abs=4)
+
+
+def test_reported_frame_matches_chapman():
+    assert reported_qonset(45) == 219  # a 90 ms QRS starts near sample 219, as in the real file
+
+
+@pytest.mark.parametrize("case", ["noise", "short", "zeros", "nan", "one_lead", "spike", "huge"])
+def test_never_raises_and_explains_nan(case):
+    rng = np.random.default_rng(0)
+    present = None
+    if case == "noise":
+        signal = rng.normal(0, 1, (12, 5000))
+    elif case == "short":
+        signal = ecg_signal(1.0, 500.0, 70.0)
+    elif case == "zeros":
+        signal = np.zeros((12, 5000))
+    elif case == "nan":
+        signal = np.full((12, 5000), np.nan)
+    elif case == "one_lead":
+        signal = np.zeros((12, 5000))
+        signal[7] = ecg_signal(10.0, 500.0, 70.0)[7]
+        present = np.eye(12, dtype=bool)[7]
+    elif case == "spike":
+        signal = np.zeros((12, 5000))
+        signal[:, 2500] = 5.0
+    else:
+        signal = ecg_signal(10.0, 500.0, 70.0) * 1e6
+    measured = compute_wave_attributes(signal, 500.0, present)
+    assert set(measured.values) == set(ATTRIBUTE_NAMES)
+    for name, value in measured.values.items():
+        assert math.isfinite(value) or name in measured.reasons
+    if case in ("short", "zeros", "nan"):
+        assert all(math.isnan(v) for v in measured.values.values())
+        assert "too short" in measured.reasons["QRSDuration"] or "no usable lead" in measured.reasons["QRSDuration"]
+
+
+def test_real_ptb_record_is_plausible():
+    record = read_wfdb(shared_data() / "wfdb" / "s0010_re").record
+    values = compute_wave_attributes(record.feats, record.sample_rate, record.lead_present).values
+    assert 70 <= values["VentricularRate"] <= 95
+    assert 70 <= values["QRSDuration"] <= 130 and 350 <= values["QTInterval"] <= 500
+    assert -90 < values["RAxis"] <= 270
+    _consistent(values)
+
+
+def test_validation_against_the_synthetic_generator(tmp_path):
+    report = validate_attributes(12, seed=3, work_dir=tmp_path)
+    overall = report["methods"]["median_beat"]["overall"]
+    assert overall["VentricularRate"]["mae"] <= 3
+    assert overall["QRSDuration"]["mae"] <= 10
+    assert overall["QTInterval"]["mae"] <= 25
+    assert overall["RAxis"]["mae"] <= 15
+
+
+def test_error_summary_wraps_angles():
+    import pandas as pd
+
+    truth = pd.DataFrame({n: [0.0] for n in ATTRIBUTE_NAMES} | {"RAxis": [269.0]})
+    predicted = pd.DataFrame({n: [0.0] for n in ATTRIBUTE_NAMES} | {"RAxis": [-89.0], "QTInterval": [np.nan]})
+    summary = attribute_errors(truth, predicted)
+    assert summary["RAxis"]["mae"] == 2.0
+    assert summary["QTInterval"]["missing"] == 1 and summary["QTInterval"]["measured"] == 0
