@@ -1,13 +1,19 @@
 """fairseq_goodviews: a fairseq plugin for contrastive ECG pretraining with many positive-pair views.
 
-Loaded by fairseq through ``common.user_dir=/path/to/fairseq_goodviews``; importing the package
-registers its tasks, criterions and models. The preprocessing and I/O modules do not need fairseq.
+fairseq loads it with ``common.user_dir=/path/to/fairseq_goodviews``; fairseq is imported by
+then, and importing the package registers its tasks, criterions and models. Code that imports
+the package without fairseq (the preprocessing command-line tools and their worker processes)
+does not pay for importing fairseq; call :func:`register_plugins` to register explicitly.
 """
+import sys
+
 __version__ = "0.1.0"
 
-try:
-    import fairseq  # noqa: F401
-except ImportError:  # preprocessing-only installs work without fairseq
-    pass
-else:
+
+def register_plugins() -> None:
+    """Register the tasks, criterions and models with fairseq (idempotent)."""
     from fairseq_goodviews import criterions, models, tasks  # noqa: F401
+
+
+if "fairseq" in sys.modules:
+    register_plugins()

@@ -12,18 +12,18 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils, tasks, utils
-from omegaconf import OmegaConf, open_dict
+from fairseq import checkpoint_utils, tasks
+from omegaconf import open_dict
+
+from fairseq_goodviews import register_plugins
 
 from fairseq_goodviews.evaluation.metrics import classification_metrics
 from fairseq_goodviews.io.atomic import atomic_open
 
-USER_DIR = Path(__file__).resolve().parents[1]
-
 
 def load_classifier(checkpoint: str | Path, data: Optional[str] = None, leads: Optional[str] = None):
     """(model, task) of a classification checkpoint, on CPU, in eval mode."""
-    utils.import_user_module(argparse.Namespace(user_dir=str(USER_DIR)))
+    register_plugins()
     state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
     cfg = state["cfg"]
     with open_dict(cfg):
