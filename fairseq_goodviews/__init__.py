@@ -15,5 +15,5 @@ def register_plugins() -> None:
     from fairseq_goodviews import criterions, models, tasks  # noqa: F401
 
 
-if "fairseq" in sys.modules:
+if sys.modules.get("fairseq") is not None:
     register_plugins()

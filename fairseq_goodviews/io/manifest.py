@@ -87,8 +87,9 @@ def read_metadata(manifest_dir: str | Path, split: str, required: Sequence[str] 
     csv_path = manifest_dir / f"{split}.csv"
     if not csv_path.is_file():
         raise ManifestError(f"{csv_path}: metadata table not found (it is written beside {split}.tsv)")
+    # Only empty cells are missing: an id such as "NA" or "nan" stays a string.
     table = pd.read_csv(csv_path, dtype={"record_id": str, "patient_id": str, "path": str},
-                        keep_default_na=True)
+                        keep_default_na=False, na_values=[""])
     missing = [c for c in ("path", *required) if c not in table.columns]
     if missing:
         raise ManifestError(f"{csv_path}: missing column(s) {', '.join(missing)}")
