@@ -11,19 +11,27 @@ from fairseq.data import FairseqDataset
 
 from fairseq_goodviews.data.augment import random_lead_mask
 from fairseq_goodviews.io.manifest import read_manifest
+from fairseq_goodviews.io.packed import PackedRecords
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.strategies.base import PositiveStrategy, View
 
 
 class EcgRecordSource:
-    """Loads record ``i`` of a manifest as a fixed-length [12, L] crop with its lead-present mask."""
+    """Loads record ``i`` of a manifest as a fixed-length [12, L] crop with its lead-present mask.
 
-    def __init__(self, manifest_path: str | Path, sample_rate: float):
+    Reads from the split's pack (:mod:`fairseq_goodviews.io.packed`) when one beside the manifest
+    is current, else from the ``.mat`` files; both give identical crops.
+    """
+
+    def __init__(self, manifest_path: str | Path, sample_rate: float, use_pack: bool = True):
         self.manifest_path = Path(manifest_path)
         self.root, entries = read_manifest(manifest_path)
         self.paths = [str(self.root / rel) for rel, _ in entries]
         self.sizes = np.array([n for _, n in entries], dtype=np.int64)
         self.sample_rate = sample_rate
+        self.pack = PackedRecords.for_manifest(self.manifest_path) if use_pack else None
+        # Manifest row of each index, so that keep_only leaves the pack's rows in place.
+        self.rows = np.arange(len(self.paths))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -31,24 +39,41 @@ class EcgRecordSource:
     def keep_only(self, indices: np.ndarray) -> None:
         self.paths = [self.paths[i] for i in indices]
         self.sizes = self.sizes[indices]
+        self.rows = self.rows[indices]
+
+    def _check_rate(self, index: int, sample_rate: float) -> None:
+        if abs(sample_rate - self.sample_rate) > 1e-6:
+            raise RecordError(
+                self.paths[index],
+                f"sample rate {sample_rate:g} Hz, but the task expects {self.sample_rate:g} Hz "
+                "(re-run the preparer with --target-rate)",
+            )
+
+    @staticmethod
+    def _window(length: int, sample_size: int, rng: np.random.Generator | None) -> tuple[int, int]:
+        """Start and length of the crop: random offset if ``rng``, else centred; whole if short."""
+        if length <= sample_size:
+            return 0, length
+        offset = int(rng.integers(0, length - sample_size + 1)) if rng is not None else (length - sample_size) // 2
+        return offset, sample_size
 
     def load(self, index: int, sample_size: int, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
         """Crop ``sample_size`` samples (random offset if ``rng``, else centred); zero-pad short records."""
-        record = read_record(self.paths[index], with_meta=False)
-        if abs(record.sample_rate - self.sample_rate) > 1e-6:
-            raise RecordError(
-                self.paths[index],
-                f"sample rate {record.sample_rate:g} Hz, but the task expects {self.sample_rate:g} Hz "
-                "(re-run the preparer with --target-rate)",
-            )
-        feats = record.feats
-        length = feats.shape[1]
-        if length > sample_size:
-            offset = int(rng.integers(0, length - sample_size + 1)) if rng is not None else (length - sample_size) // 2
-            feats = feats[:, offset:offset + sample_size]
-        elif length < sample_size:
+        if self.pack is not None:
+            row = self.rows[index]
+            self._check_rate(index, self.pack.sample_rates.item(row))
+            start, length = self._window(self.pack.lengths.item(row), sample_size, rng)
+            feats = self.pack.crop(row, start, length)
+            lead_present = self.pack.lead_present[row].copy()
+        else:
+            record = read_record(self.paths[index], with_meta=False)
+            self._check_rate(index, record.sample_rate)
+            start, length = self._window(record.n_samples, sample_size, rng)
+            feats = np.ascontiguousarray(record.feats[:, start:start + length], dtype=np.float32)
+            lead_present = record.lead_present
+        if length < sample_size:
             feats = np.pad(feats, ((0, 0), (0, sample_size - length)))
-        return np.ascontiguousarray(feats, dtype=np.float32), record.lead_present
+        return feats, lead_present
 
 
 class EcgPretrainingDataset(FairseqDataset):

@@ -1,0 +1,186 @@
+"""The packed split format: same arrays as the .mat records, used only while it matches the manifest."""
+import logging
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
+from fairseq_goodviews.io.manifest import write_manifest
+from fairseq_goodviews.io.packed import PackedRecords, main, pack_paths, pack_problem, write_pack
+from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record, write_record
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LENGTHS = [1000, 2500, 1999, 3001, 700, 2500]
+
+
+def _dataset(root, lengths=LENGTHS, rate: float = 500.0, splits=("train",)) -> None:
+    rng = np.random.default_rng(0)
+    for split in splits:
+        rows = []
+        for i, n in enumerate(lengths):
+            present = rng.random(12) < 0.8
+            present[i % 12] = True
+            feats = rng.normal(0, 0.5, (12, n)).astype(np.float32)
+            feats[~present] = 0.0
+            rel = f"records/{split}_{i}.mat"
+            write_record(root / rel, EcgRecord(feats, rate, present, {"patient_id": f"p{i}"}))
+            rows.append({"path": rel, "n_samples": n})
+        write_manifest(root, split, root, pd.DataFrame(rows))
+
+
+def test_round_trip_equals_the_mat_records(tmp_path):
+    _dataset(tmp_path)
+    summary = write_pack(tmp_path / "train.tsv")
+    assert summary["records"] == len(LENGTHS) and summary["samples"] == sum(LENGTHS)
+    pack = PackedRecords(*pack_paths(tmp_path / "train.tsv"))
+    assert len(pack) == len(LENGTHS)
+    for i in range(len(LENGTHS)):
+        record = read_record(tmp_path / f"records/train_{i}.mat", with_meta=False)
+        feats = pack.read(i)
+        assert feats.dtype == np.float32 and feats.flags.c_contiguous and feats.flags.writeable
+        np.testing.assert_array_equal(feats, record.feats)
+        np.testing.assert_array_equal(pack.crop(i, 17, 300), record.feats[:, 17:317])
+        np.testing.assert_array_equal(pack.lead_present[i], record.lead_present)
+        assert pack.sample_rates[i] == record.sample_rate and pack.lengths[i] == record.n_samples
+    with pytest.raises(IndexError):
+        pack.crop(0, LENGTHS[0] - 10, 11)
+
+
+def test_pickled_pack_leaves_the_array_behind(tmp_path):
+    _dataset(tmp_path)
+    write_pack(tmp_path / "train.tsv")
+    pack = PackedRecords(*pack_paths(tmp_path / "train.tsv"))
+    expected = pack.read(3)
+    payload = pickle.dumps(pack)
+    assert len(payload) < 4096
+    np.testing.assert_array_equal(pickle.loads(payload).read(3), expected)
+
+
+def test_a_pack_rebuilt_under_a_reader_is_refused(tmp_path):
+    _dataset(tmp_path)
+    write_pack(tmp_path / "train.tsv")
+    pack = pickle.loads(pickle.dumps(PackedRecords(*pack_paths(tmp_path / "train.tsv"))))
+    data_path = pack_paths(tmp_path / "train.tsv")[0]
+    os.utime(data_path, ns=(0, data_path.stat().st_mtime_ns + 1_000_000))
+    with pytest.raises(RecordError, match="rebuilt after its index was read"):
+        pack.read(0)
+
+
+def test_cli_packs_each_split(tmp_path, capsys):
+    _dataset(tmp_path, splits=("train", "valid"))
+    assert main([str(tmp_path), "--splits", "valid"]) == 0
+    assert pack_problem(tmp_path / "valid.tsv") is None and pack_problem(tmp_path / "train.tsv") is not None
+    assert main([str(tmp_path)]) == 0  # default: whichever of train, valid, test exist
+    assert pack_problem(tmp_path / "train.tsv") is None
+    assert main([str(tmp_path), "--splits", "test"]) == 1
+    assert "test.tsv: manifest not found" in capsys.readouterr().err
+
+
+def test_manifests_pack_script(tmp_path):
+    _dataset(tmp_path)
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "manifests", "pack.py"), str(tmp_path),
+                             "--splits", "train"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "train: 6 records" in result.stdout
+    assert pack_problem(tmp_path / "train.tsv") is None
+
+
+def test_a_record_that_disagrees_with_its_manifest_is_refused_and_nothing_is_written(tmp_path):
+    _dataset(tmp_path)
+    manifest = tmp_path / "train.tsv"
+    manifest.write_text(manifest.read_text().replace("\t700\n", "\t701\n"))
+    with pytest.raises(RecordError, match=r"train_4\.mat: 700 samples, but .*train\.tsv says 701"):
+        write_pack(manifest)
+    assert not any(p.name.startswith((".train.packed", "train.packed")) for p in tmp_path.iterdir())
+
+
+def _sources(root, sample_rate: float = 500.0):
+    return EcgRecordSource(root / "train.tsv", sample_rate, use_pack=False), EcgRecordSource(root / "train.tsv", sample_rate)
+
+
+@pytest.mark.parametrize("sample_size", [500, 2000, 2500, 4000])
+def test_record_source_gives_identical_crops_with_and_without_the_pack(tmp_path, sample_size):
+    _dataset(tmp_path)
+    write_pack(tmp_path / "train.tsv")
+    plain, packed = _sources(tmp_path)
+    assert plain.pack is None and packed.pack is not None
+    for source in (plain, packed):
+        source.keep_only(np.array([5, 3, 1, 0, 2]))
+    for index in range(len(plain)):
+        for seed in (None, index, index + 100):
+            rngs = [None, None] if seed is None else [np.random.default_rng(seed), np.random.default_rng(seed)]
+            (a, mask_a), (b, mask_b) = plain.load(index, sample_size, rngs[0]), packed.load(index, sample_size, rngs[1])
+            assert a.shape == b.shape == (12, sample_size)
+            assert a.dtype == b.dtype == np.float32 and a.flags.c_contiguous and b.flags.c_contiguous
+            np.testing.assert_array_equal(a, b)
+            assert mask_a.dtype == mask_b.dtype == bool
+            np.testing.assert_array_equal(mask_a, mask_b)
+            if seed is not None:
+                assert rngs[0].integers(1 << 30) == rngs[1].integers(1 << 30)
+
+
+def test_record_source_checks_the_sample_rate_with_the_pack(tmp_path):
+    _dataset(tmp_path, rate=250.0)
+    write_pack(tmp_path / "train.tsv")
+    source = EcgRecordSource(tmp_path / "train.tsv", 500.0)
+    assert source.pack is not None
+    with pytest.raises(RecordError, match=r"train_0\.mat: sample rate 250 Hz, but the task expects 500 Hz"):
+        source.load(0, 500, None)
+
+
+def _rewrite_record(root, index: int) -> np.ndarray:
+    """Replace one record's signal (a re-run preparer) and rewrite the manifest with the same content."""
+    feats = np.full((12, LENGTHS[index]), 0.5, np.float32)
+    feats[:, ::2] = -0.5
+    write_record(root / f"records/train_{index}.mat", EcgRecord(feats, 500.0))
+    manifest = root / "train.tsv"
+    text = manifest.read_text()
+    stat = manifest.stat()
+    manifest.write_text(text)
+    os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    return feats
+
+
+@pytest.mark.parametrize("change", ["record_removed", "lines_swapped", "rewritten", "data_replaced", "index_missing"])
+def test_a_stale_pack_is_not_used(tmp_path, caplog, change):
+    _dataset(tmp_path)
+    manifest = tmp_path / "train.tsv"
+    write_pack(manifest)
+    assert EcgRecordSource(manifest, 500.0).pack is not None
+    expected = None
+    lines = manifest.read_text().splitlines(keepends=True)
+    if change == "record_removed":
+        manifest.write_text("".join(lines[:-1]))
+    elif change == "lines_swapped":
+        manifest.write_text("".join([lines[0], lines[2], lines[1], *lines[3:]]))
+    elif change == "rewritten":
+        expected = _rewrite_record(tmp_path, 2)
+    elif change == "data_replaced":
+        data_path, _ = pack_paths(manifest)
+        np.save(data_path, np.load(data_path))
+        os.utime(data_path, ns=(0, data_path.stat().st_mtime_ns + 1_000_000))
+    else:
+        pack_paths(manifest)[1].unlink()
+    assert pack_problem(manifest) is not None
+    with caplog.at_level(logging.WARNING, logger="fairseq_goodviews.io.packed"):
+        source = EcgRecordSource(manifest, 500.0)
+    assert source.pack is None
+    assert "not using the pack" in caplog.text and "manifests/pack.py" in caplog.text
+    if expected is not None:
+        np.testing.assert_array_equal(source.load(2, LENGTHS[2], None)[0], expected)
+        write_pack(manifest)
+        repacked = EcgRecordSource(manifest, 500.0)
+        assert repacked.pack is not None
+        np.testing.assert_array_equal(repacked.load(2, LENGTHS[2], None)[0], expected)
+
+
+def test_no_pack_is_silent(tmp_path, caplog):
+    _dataset(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert EcgRecordSource(tmp_path / "train.tsv", 500.0).pack is None
+    assert caplog.text == ""
