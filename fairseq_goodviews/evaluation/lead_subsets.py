@@ -1,0 +1,83 @@
+"""Score one classifier checkpoint on the standard lead subsets (lead-agnostic evaluation, Oh et al.).
+
+    python -m fairseq_goodviews.evaluation.lead_subsets CHECKPOINT --data DIR [--split test] [--json OUT]
+
+``CHECKPOINT`` is a linear-probe or fine-tuned ``ecg_classification`` checkpoint. It is scored,
+through :func:`evaluate_checkpoint`, with 12 leads, the 6 limb leads, 3 (I, II, V2), 2 (I, II)
+and 1 (II): the leads outside a subset are zero-filled in their canonical slots, so the model
+input stays 12 x T. Prints a table (macro AUROC, macro AUPRC, accuracy, macro F1 per subset);
+``--json OUT`` also writes every metric of every subset as JSON (``-`` for standard output):
+``{"checkpoint": ..., "split": ..., "subsets": [{"name": ..., "leads": [...], "metrics": {...}}, ...]}``.
+"""
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence
+
+from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, write_json
+from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
+
+#: Subset name -> comma-separated leads (None = all 12), in the order the table shows them.
+LEAD_SUBSETS: Dict[str, Optional[str]] = {
+    "12 leads": None,
+    "6 limb leads": ",".join(LIMB_LEADS),
+    "3 leads (I, II, V2)": "I,II,V2",
+    "2 leads (I, II)": "I,II",
+    "1 lead (II)": "II",
+}
+TABLE_METRICS: Sequence[str] = ("macro_auroc", "macro_auprc", "accuracy", "macro_f1")
+
+
+def evaluate_lead_subsets(
+    checkpoint: str | Path,
+    data: Optional[str] = None,
+    split: str = "test",
+    subsets: Mapping[str, Optional[str]] = LEAD_SUBSETS,
+    batch_size: int = 64,
+) -> Dict[str, Dict]:
+    """``{subset name: {"leads": [...], "metrics": {...}}}`` for every subset, in order."""
+    results = {}
+    for name, leads in subsets.items():
+        metrics = evaluate_checkpoint(checkpoint, data, split, leads, batch_size)
+        results[name] = {"leads": list(CANONICAL_LEADS) if leads is None else leads.split(","), "metrics": metrics}
+    return results
+
+
+def format_table(results: Mapping[str, Mapping], columns: Sequence[str] = TABLE_METRICS) -> str:
+    width = max(len(name) for name in results)
+    lines = [f"{'leads':<{width}}  " + "  ".join(f"{c:>11s}" for c in columns)]
+    for name, entry in results.items():
+        values = [entry["metrics"].get(c, math.nan) for c in columns]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>11.4f}" for v in values))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Score a classifier checkpoint with 12, 6 (limb), 3 (I, II, V2), 2 (I, II) and 1 (II) leads."
+    )
+    parser.add_argument("checkpoint", help="a linear-probe or fine-tuned ecg_classification checkpoint")
+    parser.add_argument("--data", help="manifest folder (default: the one the checkpoint was trained on)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", help="also write every metric of every subset as JSON here ('-': stdout)")
+    args = parser.parse_args(argv)
+    results = evaluate_lead_subsets(args.checkpoint, args.data, args.split, batch_size=args.batch_size)
+    print(f"{args.checkpoint} on split {args.split!r}")
+    print(format_table(results))
+    payload = {
+        "checkpoint": str(args.checkpoint),
+        "split": args.split,
+        "subsets": [{"name": name, **entry} for name, entry in results.items()],
+    }
+    if args.json == "-":
+        print(json.dumps(payload, indent=2, sort_keys=True, default=float))
+    elif args.json:
+        write_json(args.json, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""wav2vec2_ecg: upstream wav2vec 2.0 pieces over multi-lead input, for any set of present leads."""
+import numpy as np
+import pytest
+import torch
+from fairseq.dataclass.utils import merge_with_parent
+from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel, TransformerEncoder, Wav2Vec2Model
+from fairseq.modules import GumbelVectorQuantizer
+from omegaconf import OmegaConf
+
+from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel, parse_conv_layers
+
+SMALL = {
+    "conv_feature_layers": "[(32, 2, 2)] * 4", "encoder_layers": 1, "encoder_embed_dim": 32,
+    "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 2, "conv_pos": 8, "conv_pos_groups": 4,
+    "final_dim": 16, "latent_vars": 16, "latent_groups": 2, "num_negatives": 10, "encoder_layerdrop": 0.0,
+}
+T = 800  # samples: 50 latent steps at the 16-sample stride
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: intra-op threads only add overhead (and stall on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_model(**overrides) -> Wav2Vec2EcgModel:
+    torch.manual_seed(0)
+    cfg = merge_with_parent(Wav2Vec2EcgConfig(), OmegaConf.create({**SMALL, **overrides}))
+    return Wav2Vec2EcgModel.build_model(cfg)
+
+
+def with_leads_present(n_present: int, in_leads: int = 12, batch: int = 3) -> torch.Tensor:
+    """Random signals in ``n_present`` randomly chosen lead slots, zeros in the others."""
+    generator = torch.Generator().manual_seed(n_present)
+    source = torch.randn(batch, in_leads, T, generator=generator)
+    absent = torch.randperm(in_leads, generator=generator)[n_present:]
+    source[:, absent] = 0.0
+    return source
+
+
+def test_conv_layers_are_read_without_eval():
+    assert parse_conv_layers("[(256, 2, 2)] * 4") == [(256, 2, 2)] * 4
+    assert parse_conv_layers("[(512, 10, 5)] + [(512, 3, 2)] * 2") == [(512, 10, 5), (512, 3, 2), (512, 3, 2)]
+    for bad in ["__import__('os').system('true')", "[(1, 2)]", "[(1, 2, 3)] * 10 ** 9", "[(0, 2, 2)]", "[]", "[(1, 2, 3)] * 1000"]:
+        with pytest.raises(ValueError):
+            parse_conv_layers(bad)
+
+
+def test_paper_defaults_and_upstream_building_blocks():
+    cfg = Wav2Vec2EcgConfig()
+    assert (cfg.in_leads, cfg.conv_feature_layers, cfg.encoder_layers, cfg.encoder_embed_dim) == (12, "[(256, 2, 2)] * 4", 12, 768)
+    assert (cfg.final_dim, cfg.mask_prob, cfg.feature_grad_mult, cfg.quantize_targets) == (256, 0.65, 0.1, True)
+    model = small_model()
+    assert isinstance(model, Wav2Vec2Model)
+    assert isinstance(model.feature_extractor, ConvFeatureExtractionModel)
+    assert isinstance(model.encoder, TransformerEncoder)
+    assert isinstance(model.quantizer, GumbelVectorQuantizer)
+    assert model.feature_extractor.conv_layers[0][0].in_channels == 12
+
+
+@pytest.mark.parametrize("in_leads", [12, 3, 1])
+def test_feature_mask_and_quantiser_shapes_for_every_number_of_present_leads(in_leads):
+    model = small_model(in_leads=in_leads)
+    steps = T // 16
+    for n_present in range(1, in_leads + 1):
+        source = with_leads_present(n_present, in_leads)
+        features = model.feature_extractor(source)
+        assert features.shape == (3, 32, steps) and torch.isfinite(features).all()
+
+        np.random.seed(n_present)
+        masked, mask_indices = model.apply_mask(features.transpose(1, 2), None)
+        assert masked.shape == (3, steps, 32) and mask_indices.shape == (3, steps)
+        per_record = mask_indices.sum(dim=1)
+        assert (per_record == per_record[0]).all() and 0 < per_record[0] < steps
+
+        quantised, codes = model.quantize(source)
+        assert quantised.shape == (3, steps, 16) and codes.shape == (3, steps, 2)
+        assert codes.min() >= 0 and codes.max() < 16
+
+        out = model(source)
+        assert out["x"].shape[:2] == (1 + 10, 3) and out["x"].shape[2] > 0  # true latent + negatives
+        assert torch.isfinite(out["x"][0]).all() and torch.isfinite(out["features_pen"])
+        assert out["embedding"].shape == (3, 32) and torch.isfinite(out["embedding"]).all()
+        assert model.encode(source).shape == (3, 32)
+
+
+def test_all_leads_absent_still_gives_finite_outputs():
+    model = small_model()
+    out = model(torch.zeros(2, 12, T))
+    assert torch.isfinite(out["embedding"]).all() and torch.isfinite(out["x"][0]).all()
+
+
+def test_input_with_the_wrong_number_of_leads_is_a_clear_error():
+    with pytest.raises(ValueError, match="3 leads"):
+        small_model(in_leads=3)(torch.randn(2, 12, T))
+
+
+def test_encode_is_the_unmasked_pooled_output_used_by_forward():
+    model = small_model().eval()
+    source = with_leads_present(5)
+    with torch.no_grad():
+        encoded = model.encode(source)
+        assert torch.equal(encoded, model.encode(source))
+        assert torch.allclose(model(source)["embedding"], encoded)
+        frames = model(source, mask=False, features_only=True)["x"]
+    assert torch.allclose(encoded, frames.mean(dim=1))
+
+
+def test_gradients_reach_the_multi_lead_first_layer():
+    model = small_model()
+    out = model(with_leads_present(12))
+    (model.get_logits(out).logsumexp(-1).sum() + out["embedding"].sum()).backward()
+    first = model.feature_extractor.conv_layers[0][0].weight.grad
+    assert first is not None and first.abs().sum() > 0
