@@ -85,6 +85,98 @@ def same(values: torch.Tensor) -> torch.Tensor:
     return values.unsqueeze(0) == values.unsqueeze(1)
 
 
+def group_relation(meta: Mapping[str, torch.Tensor], keys: Sequence[str]) -> torch.Tensor:
+    """Views whose records agree on every integer key in ``keys``; a negative key (unknown) matches nothing."""
+    relation = torch.ones_like(same(meta["record"]))
+    for key in keys:
+        values = meta[key]
+        relation &= same(values) & (values >= 0).unsqueeze(1)
+    return relation
+
+
+def combined_group(keys: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One group id per record for the combination of its integer keys; -1 if any key is unknown (< 0)."""
+    stacked = np.stack([np.asarray(v, dtype=np.int64) for v in keys.values()], axis=1)
+    known = (stacked >= 0).all(axis=1)
+    group = np.full(len(stacked), -1, dtype=np.int64)
+    if known.any():
+        group[known] = np.unique(stacked[known], axis=0, return_inverse=True)[1].reshape(-1)
+    return group
+
+
+class GroupIndex:
+    """Records partitioned by an integer group id (negative: no group), for uniform partner draws.
+
+    Members of each group are stored contiguously (``members[start[i]:end[i]]`` is record ``i``'s
+    group), so a draw is O(1) and the index is a few arrays of n integers even for millions of
+    records.
+    """
+
+    def __init__(self, group: np.ndarray):
+        group = np.asarray(group, dtype=np.int64)
+        known = np.flatnonzero(group >= 0)
+        self.members = known[np.argsort(group[known], kind="stable")]
+        sorted_groups = group[self.members]
+        self.start = np.zeros(len(group), dtype=np.int64)
+        self.end = np.zeros(len(group), dtype=np.int64)
+        self.start[known] = np.searchsorted(sorted_groups, group[known], side="left")
+        self.end[known] = np.searchsorted(sorted_groups, group[known], side="right")
+        self.position = np.full(len(group), -1, dtype=np.int64)
+        self.position[self.members] = np.arange(len(self.members))
+        self.n_groups = len(np.unique(sorted_groups))
+
+    def group_size(self) -> np.ndarray:
+        """Size of each record's group (0 for records without a group)."""
+        return self.end - self.start
+
+    def sample(self, index: int, rng: np.random.Generator) -> Optional[int]:
+        """Another member of ``index``'s group, uniformly, or None if it is alone or has no group."""
+        start, end = self.start[index], self.end[index]
+        if end - start < 2:
+            return None
+        draw = start + int(rng.integers(end - start - 1))
+        if draw >= self.position[index]:
+            draw += 1
+        return int(self.members[draw])
+
+
+class GroupStrategy(PositiveStrategy):
+    """Cross-record strategy whose positives are the records sharing every per-record group key.
+
+    Subclasses return their keys from :meth:`group_keys` (integer codes, negative = unknown: a
+    record with an unknown key gets no partner, which the dataset counts). The keys' names must
+    depend on the config only, since one strategy object's :meth:`positive_mask` serves every split.
+    """
+
+    cross_record = True
+
+    def __init__(self, cfg: StrategyConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
+        super().__init__(cfg, table, fit_table, seed)
+        self.keys = self.group_keys(table, fit_table)
+        self.partner_index = GroupIndex(combined_group(self.keys))
+
+    def group_keys(self, table: pd.DataFrame, fit_table: pd.DataFrame) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def record_keys(self) -> Dict[str, np.ndarray]:
+        return dict(self.keys)
+
+    def sample_partner(self, index: int, rng: np.random.Generator) -> Optional[int]:
+        return self.partner_index.sample(index, rng)
+
+    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return group_relation(meta, list(self.keys)) | same(meta["record"])
+
+    def describe(self) -> Dict[str, Any]:
+        sizes = self.partner_index.group_size()
+        return {
+            **super().describe(),
+            "groups": self.partner_index.n_groups,
+            "records_without_group": int((sizes == 0).sum()),
+            "records_without_partner": int((sizes < 2).sum()),
+        }
+
+
 STRATEGY_REGISTRY: Dict[str, Type[PositiveStrategy]] = {}
 STRATEGY_DATACLASS_REGISTRY: Dict[str, Type[StrategyConfig]] = {}
 
