@@ -28,8 +28,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests -ra
 
+# Performance benchmarks (DESIGN.md section 5): each prints its ratios side by side and writes JSON.
+PERF := demo_output/perf
 bench: $(STAMP)
-	$(PY) -m fairseq_goodviews.benchmarks.all --out demo_output/benchmarks
+	$(PY) -m fairseq_goodviews.perf.record_loading --out $(PERF)
+	$(PY) -m fairseq_goodviews.perf.preprocessing --out $(PERF)
+	$(PY) -m fairseq_goodviews.perf.partner_index --out $(PERF)
+	test -f $(PERF)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(PERF)/chapman_src --records 1000 --seed 0 \
+		&& $(PY) manifests/chapman.py $(PERF)/chapman_src $(PERF)/chapman --workers 2 )
+	$(PY) -m fairseq_goodviews.perf.training_throughput --data $(PERF)/chapman --out $(PERF)
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -4,7 +4,7 @@ Both train the same model (the pretraining config's ResNet with the chosen prese
 dataset, strategy, batch size and number of data-loading workers; each is timed over the same
 number of updates after a warm-up. The target (DESIGN.md §5) is a ratio of at least 0.9.
 
-    python -m fairseq_goodviews.benchmarks.training_throughput --data MANIFEST_DIR --out DIR
+    python -m fairseq_goodviews.perf.training_throughput --data MANIFEST_DIR --out DIR
 """
 import argparse
 import re
