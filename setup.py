@@ -26,6 +26,8 @@ setup(
     entry_points={
         "console_scripts": [
             "goodviews-evaluate=fairseq_goodviews.evaluation.evaluate:main",
+            "goodviews-benchmark=fairseq_goodviews.benchmark.runner:main",
+            "goodviews-lead-subsets=fairseq_goodviews.evaluation.lead_subsets:main",
         ]
     },
 )
