@@ -76,7 +76,33 @@ class EcgRecordSource:
         return feats, lead_present
 
 
-class EcgPretrainingDataset(FairseqDataset):
+class _CroppedRecordDataset(FairseqDataset):
+    """Fixed-size crops of a manifest's records, shuffled per epoch with ``(seed, epoch)``."""
+
+    def __init__(self, source: EcgRecordSource, sample_size: int, seed: int):
+        super().__init__()
+        self.source = source
+        self.sample_size = sample_size
+        self.seed = seed
+        self.epoch = 1
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def num_tokens(self, index: int) -> int:
+        return self.sample_size
+
+    def size(self, index: int) -> int:
+        return self.sample_size
+
+    def ordered_indices(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self))
+
+
+class EcgPretrainingDataset(_CroppedRecordDataset):
     """Each item is an anchor record's views plus, for cross-record strategies, a partner's views.
 
     Randomness (crop, partner, augmentation, lead mask) is drawn from a generator seeded by
@@ -92,25 +118,15 @@ class EcgPretrainingDataset(FairseqDataset):
         lead_mask_prob: float,
         seed: int,
     ):
-        super().__init__()
-        self.source = source
+        super().__init__(source, sample_size, seed)
         self.strategy = strategy
-        self.sample_size = sample_size
         self.lead_mask_prob = lead_mask_prob
-        self.seed = seed
-        self.epoch = 1
         self.view_length = strategy.view_length(sample_size)
         self.record_keys = strategy.record_keys()
-
-    def __len__(self) -> int:
-        return len(self.source)
 
     @property
     def can_reuse_epoch_itr_across_epochs(self) -> bool:
         return False
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _views(self, record: int, item: int, rng: np.random.Generator) -> List[Dict[str, Any]]:
         signal, lead_present = self.source.load(record, self.sample_size, rng)
@@ -153,17 +169,8 @@ class EcgPretrainingDataset(FairseqDataset):
             "ntokens": len(views) * self.view_length,
         }
 
-    def num_tokens(self, index: int) -> int:
-        return self.sample_size
 
-    def size(self, index: int) -> int:
-        return self.sample_size
-
-    def ordered_indices(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self))
-
-
-class EcgClassificationDataset(FairseqDataset):
+class EcgClassificationDataset(_CroppedRecordDataset):
     """Records with a single class label; leads outside ``leads`` are zero-filled in their slots."""
 
     def __init__(
@@ -175,26 +182,16 @@ class EcgClassificationDataset(FairseqDataset):
         seed: int,
         random_crop: bool,
     ):
-        super().__init__()
-        self.source = source
+        super().__init__(source, sample_size, seed)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.sample_size = sample_size
         self.keep = np.zeros(12, dtype=bool)
         self.keep[list(leads)] = True
-        self.seed = seed
         self.random_crop = random_crop
-        self.epoch = 1
-
-    def __len__(self) -> int:
-        return len(self.source)
 
     def keep_only(self, indices: np.ndarray) -> None:
         """Restrict the dataset to ``indices`` (label-efficiency subsets)."""
         self.source.keep_only(indices)
         self.labels = self.labels[indices]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.random_crop else None
@@ -212,15 +209,6 @@ class EcgClassificationDataset(FairseqDataset):
             "nsentences": len(samples),
             "ntokens": len(samples) * self.sample_size,
         }
-
-    def num_tokens(self, index: int) -> int:
-        return self.sample_size
-
-    def size(self, index: int) -> int:
-        return self.sample_size
-
-    def ordered_indices(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self))
 
 
 def label_indices(table: pd.DataFrame, class_names: Sequence[str], table_name: str) -> np.ndarray:
