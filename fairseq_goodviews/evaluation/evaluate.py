@@ -24,8 +24,12 @@ from fairseq_goodviews.io.atomic import atomic_open
 def load_classifier(checkpoint: str | Path, data: Optional[str] = None, leads: Optional[str] = None):
     """(model, task) of a classification checkpoint, on CPU, in eval mode."""
     register_plugins()
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
     state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
-    cfg = state["cfg"]
+    cfg = state.get("cfg")
+    if cfg is None or cfg.get("task", {}).get("_name") != "ecg_classification":
+        raise ValueError(f"{checkpoint}: not a checkpoint of an ecg_classification run (linear probe or fine-tune)")
     with open_dict(cfg):
         cfg.model.model_path = None
         if data is not None:
@@ -77,7 +81,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", help="write the metrics here as JSON")
     args = parser.parse_args(argv)
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.leads, args.batch_size)
+    try:
+        result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.leads, args.batch_size)
+    except (FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
     for key, value in result.items():
         print(f"{key:>16s}  {value:.4f}" if isinstance(value, float) else f"{key:>16s}  {value}")
     if args.json:

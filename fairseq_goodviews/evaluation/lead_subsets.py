@@ -64,7 +64,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", help="also write every metric of every subset as JSON here ('-': stdout)")
     args = parser.parse_args(argv)
-    results = evaluate_lead_subsets(args.checkpoint, args.data, args.split, batch_size=args.batch_size)
+    try:
+        results = evaluate_lead_subsets(args.checkpoint, args.data, args.split, batch_size=args.batch_size)
+    except (FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
     print(f"{args.checkpoint} on split {args.split!r}")
     print(format_table(results))
     payload = {

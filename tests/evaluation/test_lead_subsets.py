@@ -92,3 +92,14 @@ def test_subsets_are_the_papers_and_the_table_shows_them_in_order():
     assert lines[0].split()[:2] == ["leads", "macro_auroc"]
     assert [line.startswith(name) for line, name in zip(lines[1:], LEAD_SUBSETS)] == [True] * 5
     assert "0.9000" in lines[-1]
+
+
+def test_missing_or_wrong_checkpoint_is_a_clear_error(tmp_path, capsys):
+    import pytest
+
+    from fairseq_goodviews.evaluation.lead_subsets import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "missing.pt")])
+    assert exit_info.value.code == 2
+    assert "missing.pt: checkpoint not found" in capsys.readouterr().err
