@@ -118,7 +118,10 @@ def _settings_line(settings: Dict[str, Any]) -> str:
             f"`{settings['hydra_preset']}`")
     if settings.get("sample_size"):
         line += f", inputs of {settings['sample_size']} samples (and each ResNet pretraining view)"
-    return line + "."
+    invocations = settings.get("invocations", [])
+    wall = sum(i["wall_time_s"] for i in invocations)
+    return line + (f". Wall time {wall / 60:.1f} min ({len(invocations)} invocation(s), "
+                   f"{settings['jobs']} runs at a time).")
 
 
 def markdown(rows: Sequence[Dict[str, Any]], efficiency: Dict[str, Dict[str, Dict[str, Any]]],
@@ -200,7 +203,7 @@ def plot_label_efficiency(efficiency: Dict[str, Dict[str, Dict[str, Any]]], uses
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     fractions = sorted({float(f) for by_fraction in efficiency.values() for f in by_fraction})
     for method, by_fraction in efficiency.items():
         points = sorted((float(f), s) for f, s in by_fraction.items() if s["mean"] is not None)
@@ -216,7 +219,7 @@ def plot_label_efficiency(efficiency: Dict[str, Dict[str, Dict[str, Any]]], uses
     ax.set_xlabel("training labels used by the linear probe (%)")
     ax.set_ylabel("test macro AUROC (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
