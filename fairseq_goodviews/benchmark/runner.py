@@ -698,9 +698,14 @@ def run_benchmark(
         plan = build_plan(preset, present, config_root)
         start = time.monotonic()
         outcome = run_plan(plan, ctx)
+        # Every completed invocation in OUT, so that the wall time of a benchmark finished in
+        # several goes (resumed) stays on record.
+        previous = (read_result(out / "results.json") or {}).get("benchmark", {}).get("invocations", [])
+        invocation = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_time_s": time.monotonic() - start,
+                      "runs_launched": len(outcome.launched)}
         settings = {**asdict(preset), "strategies": present, "skipped_strategies": missing,
                     "data": str(ctx.data), "out": str(out), "config_root": str(config_root),
-                    "threads_per_run": ctx.threads, "wall_time_s": time.monotonic() - start}
+                    "threads_per_run": ctx.threads, "invocations": [*previous, invocation]}
         write_report(out, plan, outcome, settings)
     return outcome
 

@@ -1,4 +1,4 @@
-"""The benchmark runner: the ``tiny`` preset end to end through fairseq-hydra-train, resume, the plan, the report."""
+"""The benchmark runner: the tiny preset end to end (killed, then resumed), the plan, the report."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from fairseq_goodviews.benchmark import PRESETS, BenchmarkError, run_benchmark
 from fairseq_goodviews.benchmark.report import DAGGER, label_efficiency, mean_std, summary_rows
 from fairseq_goodviews.benchmark.runner import (
-    DEFAULT_CONFIG_ROOT, LABEL_FRACTION, PRETRAIN, PROBE, RANDOM_INIT, SUPERVISED, build_plan, main,
+    DEFAULT_CONFIG_ROOT, LABEL_FRACTION, PRETRAIN, PROBE, RANDOM_INIT, SUPERVISED, Outcome, build_plan, main,
     prepare_synthetic, segments_per_crop,
 )
 
@@ -25,22 +26,59 @@ def finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+@dataclass
+class TinyBenchmark:
+    out: Path
+    #: runs finished when the command-line benchmark was killed
+    finished_before_kill: set[str]
+    outcome: Outcome
+    #: commands launched by the invocation that finished the benchmark
+    launched: list[list[str]]
+
+
 @pytest.fixture(scope="module")
-def tiny_benchmark(tmp_path_factory, tiny_dataset):
-    """One run of the tiny preset; (out folder, outcome, commands launched)."""
+def tiny_benchmark(tmp_path_factory, tiny_dataset) -> TinyBenchmark:
+    """The tiny preset as a user runs it: ``goodviews-benchmark`` killed (SIGTERM) after its first
+    finished run, then finished by a second invocation."""
     out = tmp_path_factory.mktemp("bench")
+    cmd = [sys.executable, "-m", "fairseq_goodviews.benchmark", "--preset", "tiny", "--data", str(tiny_dataset),
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("runs/*/result.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(out.glob("runs/*/result.json")), proc.stderr.read() if proc.poll() is not None else "timed out"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    assert "run the same command again to resume" in proc.stderr.read()
+    assert _processes_mentioning(str(out)) == [], "the killed benchmark left training processes behind"
+    finished = {p.parent.name for p in out.glob("runs/*/result.json")}
     launched: list[list[str]] = []
     outcome = run_benchmark(out, "tiny", data=tiny_dataset, on_launch=launched.append)
-    return out, outcome, launched
+    return TinyBenchmark(out, finished, outcome, launched)
 
 
 def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
-    out, outcome, launched = tiny_benchmark
+    out, outcome, launched = tiny_benchmark.out, tiny_benchmark.outcome, tiny_benchmark.launched
     assert outcome.failed == {}
     preset = PRESETS["tiny"]
     n_fractions = len(set(preset.label_fractions) | {1.0})
     per_seed = len(preset.strategies) * (1 + n_fractions) + n_fractions + 1  # + random init, supervised
-    assert len(launched) == len(outcome.launched) == preset.seeds * per_seed
+    assert len(outcome.results) == preset.seeds * per_seed
+    # the second invocation ran exactly the runs the killed one had not finished
+    assert tiny_benchmark.finished_before_kill and len(launched) == len(outcome.launched)
+    assert set(outcome.launched) == set(outcome.results) - tiny_benchmark.finished_before_kill
     assert all(cmd[0].endswith("fairseq-hydra-train") for cmd in launched)
 
     payload = json.loads((out / "results.json").read_text())
@@ -86,7 +124,7 @@ def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
 
 
 def test_second_invocation_runs_nothing(tiny_benchmark, tiny_dataset):
-    out, first, _ = tiny_benchmark
+    out, first = tiny_benchmark.out, tiny_benchmark.outcome
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
     launched: list[list[str]] = []
     again = run_benchmark(out, "tiny", data=tiny_dataset, on_launch=launched.append)
@@ -96,7 +134,7 @@ def test_second_invocation_runs_nothing(tiny_benchmark, tiny_dataset):
 
 
 def test_unfinished_runs_are_redone_and_dependents_resume(tiny_benchmark, tiny_dataset):
-    out, first, _ = tiny_benchmark
+    out, first = tiny_benchmark.out, tiny_benchmark.outcome
     # A probe killed before it was scored: no result.json, its checkpoints are still there.
     (out / "runs" / "simclr-s1-probe" / "result.json").unlink()
     launched: list[list[str]] = []
@@ -179,36 +217,3 @@ def test_synthetic_data_is_prepared_once(tmp_path):
     with pytest.raises(BenchmarkError, match="40 synthetic records"):
         prepare_synthetic(tmp_path, 41)
 
-
-def _processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if text in cmdline.read_bytes().decode(errors="replace"):
-                pids.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return pids
-
-
-def test_killed_benchmark_stops_its_runs_and_resumes(tmp_path, tiny_dataset):
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "fairseq_goodviews.benchmark", "--preset", "tiny", "--seeds", "1",
-           "--strategies", "simclr", "--label-fractions", "1.0", "--jobs", "1",
-           "--data", str(tiny_dataset), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    first = out / "runs" / "simclr-s1-pretrain" / "result.json"
-    deadline = time.monotonic() + 300
-    while not first.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert first.is_file(), proc.stderr.read() if proc.poll() is not None else "timed out"
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 130
-    assert "run the same command again to resume" in proc.stderr.read()
-    assert _processes_mentioning(str(out)) == []
-    finished = {p.parent.name for p in (out / "runs").glob("*/result.json")}
-    launched: list[list[str]] = []
-    outcome = run_benchmark(out, "tiny", data=tiny_dataset, seeds=1, strategies=["simclr"], label_fractions=[1.0],
-                            on_launch=launched.append)
-    assert outcome.failed == {} and "simclr-s1-pretrain" in finished
-    assert set(outcome.launched) == set(outcome.results) - finished and len(launched) == len(outcome.launched)
