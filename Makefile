@@ -6,18 +6,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHELL := /bin/bash
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast lint format bench clean
 
 setup: $(STAMP)
 
 # fairseq-fixed is built against the torch already in the venv (no build isolation, which would
 # download a CUDA torch) and installed without its declared deps (torchaudio has no build for
 # torch 2.13); its real runtime needs are listed in requirements.txt. See README "Dependencies".
-$(STAMP): setup.py requirements.txt
+$(STAMP): setup.py requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23" >/dev/null
 	$(PY) -m pip install "torch==2.13.0" cython numpy setuptools wheel
-	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --no-deps --no-build-isolation "fairseq-fixed==0.12.3.1"
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -25,8 +25,21 @@ $(STAMP): setup.py requirements.txt
 demo: $(STAMP)
 	$(PY) examples/demo.py --out demo_output
 
+# Everything (what .ci/run calls).
 test: $(STAMP)
 	$(PY) -m pytest tests -ra
+
+# The edit-test loop: every test but the slow ones (real fairseq-hydra-train runs, long benchmarks).
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -ra -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Performance benchmarks (DESIGN.md section 5): each prints its ratios side by side and writes JSON.
 PERF := demo_output/perf
