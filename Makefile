@@ -19,7 +19,7 @@ $(STAMP): setup.py requirements.txt requirements-dev.txt
 	$(PY) -m pip install "torch==2.13.0" cython numpy setuptools wheel
 	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --no-deps --no-build-isolation "fairseq-fixed==0.12.3.1"
-	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,6 +8,7 @@ from fairseq_goodviews.strategies.base import (  # noqa: F401
     StrategyConfig,
     View,
     build_strategy,
+    register_strategy_schemas,
     register_strategy,
     strategy_config,
 )

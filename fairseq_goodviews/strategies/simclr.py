@@ -22,5 +22,13 @@ class SimclrConfig(StrategyConfig):
 
 @register_strategy("simclr", dataclass=SimclrConfig)
 class Simclr(PositiveStrategy):
+    display_name = "SimCLR"
+    paper_row = "Strategy 2"
+    paper_auroc = (89.6, 0.6)
+
+    @classmethod
+    def views_per_record(cls, cfg: SimclrConfig) -> int:
+        return cfg.n_views
+
     def make_views(self, signal: np.ndarray, lead_present: np.ndarray, rng: np.random.Generator) -> List[View]:
         return [View(self.augment(signal, lead_present, rng), lead_present) for _ in range(self.cfg.n_views)]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, USER_DIR, hydra_train, write_tiny_dataset
+from conftest import PRETRAIN_CONFIGS, USER_DIR, hydra_train, write_tiny_dataset
 
-PRETRAIN = REPO_ROOT / "configs" / "pretraining"
+PRETRAIN = PRETRAIN_CONFIGS
 
 
 def _free_port() -> int:

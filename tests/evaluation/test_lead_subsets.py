@@ -7,12 +7,12 @@ import re
 import pytest
 import torch
 
-from conftest import REPO_ROOT, hydra_train
+from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, hydra_train
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
 from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS, format_table, main
 
-PRETRAIN = REPO_ROOT / "configs" / "pretraining"
-FINETUNE = REPO_ROOT / "configs" / "finetuning"
+PRETRAIN = PRETRAIN_CONFIGS
+FINETUNE = FINETUNE_CONFIGS
 # Tiny records are 1000 samples: two CMSC segments of 500.
 PRETRAIN_SMALL = ["preset=w2v_cpu_small", "task.sample_size=1000", "task.strategy.segment_length=500",
                   "dataset.batch_size=16", "dataset.num_workers=0", "optimization.max_epoch=1"]
