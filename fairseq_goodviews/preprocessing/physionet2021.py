@@ -1,10 +1,16 @@
 """PhysioNet/CinC Challenge 2021 -> per-record ``.mat`` files, splits and manifests.
 
 Layout read: WFDB headers with ``.mat`` signal files (format ``16+24``), searched recursively,
-e.g. ``SRC/training/<subset>/g1/A0001.hea``. Header comments ``#Age``, ``#Sex`` and ``#Dx`` (SNOMED
-CT codes) become the ``age``, ``sex`` and ``dx`` (space-separated codes: the multi-hot label set)
-columns; ``source`` is the record's subset (the first folder under SRC that is not ``training``,
-``validation``, ``test`` or a ``g<N>`` group), with the 2020 folder names mapped to the 2021 ones.
+e.g. ``SRC/training/<subset>/g1/A0001.hea``; the 2020 releases (``Training_WFDB/A0001.hea``) and
+the reduced-lead forms (``six_leads/E07502.hea``) too. Header comments ``#Age``, ``#Sex`` and
+``#Dx`` (SNOMED CT codes; the 2020 phase-1 abbreviations ``AF``, ``RBBB``, ... are mapped to the
+same codes, see :mod:`.snomed`) become the ``age``, ``sex`` and ``dx`` (space-separated codes: the
+multi-hot label set) columns; diagnoses that are neither go to ``dx_unknown``. ``source`` is the
+record's subset: a subset folder under SRC (2020 folder names mapped to the 2021 ones), else the
+subset the Challenge's record name says (:func:`subset_of_record`: ``A`` CPSC 2018, ``Q`` CPSC
+extra, ``I`` St Petersburg INCART, ``S`` PTB, ``HR`` PTB-XL, ``E`` Georgia, ``JS`` up to 10646
+Chapman-Shaoxing and above it Ningbo), else the first folder that is not ``training``,
+``validation``, ``test`` or a ``g<N>`` group.
 
 ``rhythm`` and ``label``: the Dx codes that correspond to Chapman's rhythm codes
 (:data:`SNOMED_RHYTHMS`) are mapped to them, and ``label`` is the merged four-class rhythm
@@ -20,6 +26,7 @@ published subsets; were two to clash, the subset name is prefixed to both.
 from __future__ import annotations
 
 import argparse
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -67,6 +74,23 @@ _SUBSET_ALIASES: Dict[str, str] = {
     "wfdb_ptb": "ptb", "wfdb_ptbxl": "ptb-xl", "wfdb_stpetersburg": "st_petersburg_incart",
 }
 _GENERIC_FOLDERS = {"training", "validation", "test", "data", "wfdb"}
+# Record names of the Challenge data and the subset each prefix belongs to.
+_RECORD_NAME = re.compile(r"^(?P<prefix>A|Q|I|S|E|HR|JS)(?P<number>\d{4,5})$")
+_PREFIX_SUBSETS: Dict[str, str] = {
+    "A": "cpsc_2018", "Q": "cpsc_2018_extra", "I": "st_petersburg_incart", "S": "ptb", "HR": "ptb-xl",
+    "E": "georgia",
+}
+_LAST_CHAPMAN_RECORD = 10646  # JS00001-JS10646 Chapman-Shaoxing, JS10647-JS45551 Ningbo
+
+
+def subset_of_record(name: str) -> str:
+    """The subset a Challenge record name belongs to (``E00271`` -> georgia), or "" if not one."""
+    match = _RECORD_NAME.match(name)
+    if match is None:
+        return ""
+    if match["prefix"] == "JS":
+        return "chapman_shaoxing" if int(match["number"]) <= _LAST_CHAPMAN_RECORD else "ningbo"
+    return _PREFIX_SUBSETS[match["prefix"]]
 
 
 def subset_of(record: Path, root: Path) -> str:
@@ -76,6 +100,9 @@ def subset_of(record: Path, root: Path) -> str:
         name = _SUBSET_ALIASES.get(folder.lower(), folder.lower())
         if name in SUBSETS:
             return name
+    from_name = subset_of_record(record.name)
+    if from_name:
+        return from_name
     for folder in folders:
         lowered = folder.lower()
         if lowered not in _GENERIC_FOLDERS and not (lowered[:1] == "g" and lowered[1:].isdigit()):
@@ -130,6 +157,8 @@ def physionet2021_items(
         rhythm, label = rhythm_from_dx(info.dx)
         meta = {"age": age_value(info.age), "sex": info.sex, "dx": " ".join(info.dx), "rhythm": rhythm,
                 "label": label, "source": subset, "record_name": record.name}
+        if info.dx_unknown:
+            meta["dx_unknown"] = " ".join(info.dx_unknown)
         items.append(SourceItem(key=key, patient_id=key, meta=meta, source=record))
     facts = {"headers": len(records), "excluded_subsets": sorted(excluded),
              "subsets": {s: subsets.count(s) for s in sorted(set(subsets))}}

@@ -16,6 +16,11 @@ Every preparer (Chapman, PhysioNet 2021, PTB-XL, generic WFDB) does two things o
     OUT/skipped.csv                  key, file, reason, category of every record not written
     OUT/prepare_report.json          counts by outcome, reason and split, options used
 
+An output folder that cannot be written (its path is a file, no permission) is a
+:class:`PrepareError` naming it, raised before anything is written. Records written with a
+note (leads marked absent because flat, invalid samples repaired: the columns of
+:data:`NOTE_COLUMNS`) are counted in the report and the summary line.
+
 It runs ``options.workers`` processes, and the output does not depend on their number. It is
 resumable: each finished record is logged in ``OUT/.prepare/journal.jsonl`` after its files are
 written, so a re-run (after a crash, ``kill -9`` or Ctrl-C) converts only what is missing and
@@ -51,7 +56,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import N_LEADS, EcgRecord, RecordError, write_record
 
@@ -74,6 +79,12 @@ UNKNOWN_LABEL = "unknown_label"  # a label/rhythm code outside the known vocabul
 TOO_SHORT = "too_short"          # shorter than one segment
 DUPLICATE = "duplicate"          # the same record listed twice in the source metadata
 ERROR = "error"                  # an unexpected exception in the converter
+
+# Metadata columns a converter fills when it wrote a record with a change worth knowing.
+NOTE_COLUMNS: Dict[str, str] = {
+    "flat_leads": "with flat leads marked absent",
+    "repaired_samples": "with invalid samples repaired",
+}
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _IDENTITY_COLUMNS = ("path", "n_samples", "record_id", "segment", "patient_id")
@@ -506,12 +517,15 @@ def prepare(
     _validate_items(items, pre_skipped)
     out_dir = Path(out_dir)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_out_dir(out_dir)
     records_dir = out_dir / RECORDS_DIR
     state_dir = out_dir / STATE_DIR
-    records_dir.mkdir(exist_ok=True)
-    state_dir.mkdir(exist_ok=True)
+    try:
+        ensure_writable_dir(out_dir)
+        _check_out_dir(out_dir)
+        ensure_writable_dir(records_dir)
+        ensure_writable_dir(state_dir)
+    except OutputPathError as exc:
+        raise PrepareError(str(exc)) from None
     job = _Job(str(records_dir), options.segment_samples, _describe_converter(convert))
 
     with _locked(state_dir):
@@ -614,6 +628,9 @@ def _report(source: str, options: PrepareOptions, config: Optional[Mapping[str, 
         "written_files": len(rows),
         "skipped": len(skipped),
         "skipped_by_category": dict(sorted(Counter(s.category for s in skipped).items())),
+        "written_with_notes": {
+            column: len({row["record_id"] for row in rows if row.get(column)}) for column in NOTE_COLUMNS
+        },
         "splits": {
             name: {"records": int(part["record_id"].nunique()), "files": len(part),
                    "patients": int(part["patient_id"].nunique())}
@@ -637,6 +654,10 @@ def _summary_line(result: PrepareResult, source: str) -> str:
     files = f" ({result.files} files)" if result.files != result.records else ""
     noun = "record" if result.records == 1 else "records"
     line = f"{source}: wrote {result.records} {noun}{files} to {result.out_dir} [{splits}]"
+    notes = [f"{n} {NOTE_COLUMNS[column]} ({column} column)"
+             for column, n in report["written_with_notes"].items() if n]
+    if notes:
+        line += "; " + ", ".join(notes)
     if report["skipped"]:
         reasons = ", ".join(f"{k} {n}" for k, n in report["skipped_by_category"].items())
         line += f"; skipped {report['skipped']} ({reasons}; see skipped.csv)"

@@ -30,8 +30,8 @@ from fairseq_goodviews.preprocessing.pipeline import (
 )
 from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes, load_backend
 from fairseq_goodviews.preprocessing.wfdb_reader import (
-    DEFAULT_MIN_RATE, DEFAULT_TARGET_RATE, FLAT_LEADS_MODES, BadSignalError, MissingFileError, find_records,
-    read_header_comments, read_wfdb,
+    DEFAULT_FLAT_LEADS, DEFAULT_MAX_RATE, DEFAULT_MIN_RATE, DEFAULT_TARGET_RATE, FLAT_LEADS_MODES, BadSignalError,
+    MissingFileError, find_records, read_header_comments, read_wfdb,
 )
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -42,20 +42,23 @@ class WfdbConverter:
     """Picklable converter: ``item.source`` is the record path (without ``.hea``).
 
     The ``.mat`` file gets ``item.meta`` (scalars), the header's age/sex where the item has none,
-    ``leads`` (present leads), ``ignored_channels``, ``source_sample_rate`` and, with
+    ``leads`` (present leads), ``ignored_channels``, ``flat_leads`` (marked absent) and
+    ``repaired_samples`` (``lead:count`` of interpolated invalid samples) where any,
+    ``source_sample_rate`` and, with
     ``attributes``, the eleven ``attr_*`` values (also as the ``attributes`` vector, as the
     Chapman preparer stores them) and ``attr_missing`` (why any is NaN).
     """
 
     target_rate: float = DEFAULT_TARGET_RATE
     min_rate: float = DEFAULT_MIN_RATE
-    flat_leads: str = "error"
+    flat_leads: str = DEFAULT_FLAT_LEADS
     attributes: bool = True
+    max_rate: float = DEFAULT_MAX_RATE
 
     def __call__(self, item: SourceItem) -> EcgRecord:
         try:
             read = read_wfdb(item.source, target_rate=self.target_rate, min_rate=self.min_rate,
-                             flat_leads=self.flat_leads)
+                             flat_leads=self.flat_leads, max_rate=self.max_rate)
         except MissingFileError as exc:
             raise SkipRecord(exc.problem, category=MISSING_FILE, file=exc.path) from None
         except BadSignalError as exc:
@@ -70,6 +73,8 @@ class WfdbConverter:
         meta["ignored_channels"] = ",".join(read.ignored_channels)
         if read.flat_leads:
             meta["flat_leads"] = ",".join(read.flat_leads)
+        if read.repaired_samples:
+            meta["repaired_samples"] = ",".join(read.repaired_samples)
         meta["source_sample_rate"] = read.source_rate
         if self.attributes:
             measured = compute_wave_attributes(record.feats, record.sample_rate, record.lead_present)
@@ -135,6 +140,8 @@ def wfdb_dir_items(
         meta = {"age": age_value(info.age), "sex": info.sex, "source": source, "record_name": record.name}
         if info.dx:
             meta["dx"] = " ".join(info.dx)
+        if info.dx_unknown:
+            meta["dx_unknown"] = " ".join(info.dx_unknown)
         items.append(SourceItem(key=key, patient_id=str(patient), meta=meta, source=record))
     facts = {"headers": len(records)}
     return items, skipped, facts
@@ -147,11 +154,14 @@ def add_wfdb_arguments(parser: argparse.ArgumentParser) -> None:
                        help="resample every record to this rate in Hz (default: 500)")
     group.add_argument("--min-rate", type=float, default=DEFAULT_MIN_RATE,
                        help="skip records sampled below this rate in Hz (default: 100)")
+    group.add_argument("--max-rate", type=float, default=DEFAULT_MAX_RATE,
+                       help="skip records whose header gives a rate above this in Hz (default: 20000)")
     group.add_argument("--segment-seconds", type=float, default=None,
                        help="cut records into non-overlapping segments of this many seconds "
                             "(e.g. 5 or 10; the remainder is dropped; segments keep record_id)")
-    group.add_argument("--flat-leads", choices=FLAT_LEADS_MODES, default="error",
-                       help="a flat lead skips the record (error, default) or is marked absent (absent)")
+    group.add_argument("--flat-leads", choices=FLAT_LEADS_MODES, default=DEFAULT_FLAT_LEADS,
+                       help="a flat lead (e.g. recorded as zeros) is marked absent and reported (absent, "
+                            "default) or skips the record (error)")
     group.add_argument("--no-attributes", action="store_true",
                        help="do not measure the wave attributes (faster; attr_* columns stay empty)")
 
@@ -165,7 +175,9 @@ def quiet_file_logging() -> None:
 def converter_from_args(args: argparse.Namespace) -> WfdbConverter:
     if args.target_rate <= 0:
         raise PrepareError(f"--target-rate must be positive, got {args.target_rate:g}")
-    return WfdbConverter(target_rate=args.target_rate, min_rate=args.min_rate,
+    if args.max_rate <= args.min_rate:
+        raise PrepareError(f"--max-rate ({args.max_rate:g}) must be above --min-rate ({args.min_rate:g})")
+    return WfdbConverter(target_rate=args.target_rate, min_rate=args.min_rate, max_rate=args.max_rate,
                          flat_leads=args.flat_leads, attributes=not args.no_attributes)
 
 
@@ -185,7 +197,7 @@ def converter_config(converter: WfdbConverter) -> Mapping[str, Any]:
     converter measures attributes, so that forked workers inherit it instead of each importing it."""
     if converter.attributes:
         load_backend()
-    return {"target_rate": converter.target_rate, "min_rate": converter.min_rate,
+    return {"target_rate": converter.target_rate, "min_rate": converter.min_rate, "max_rate": converter.max_rate,
             "flat_leads": converter.flat_leads, "attributes": converter.attributes}
 
 
