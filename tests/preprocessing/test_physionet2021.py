@@ -115,15 +115,16 @@ def test_bad_inputs_are_reported(tmp_path):
     out = tmp_path / "out"
     prepare_physionet2021(tmp_path / "src", out, converter=WfdbConverter(attributes=False), options=QUIET)
     skipped = pd.read_csv(out / "skipped.csv").set_index("key")
-    assert set(skipped.index) == {"E9trunc", "E9garbage", "E9nomat", "E9header", "E9nan", "E9flat", "E9slow"}
+    assert set(skipped.index) == {"E9trunc", "E9garbage", "E9nomat", "E9header", "E9slow"}
     assert skipped.loc["E9trunc", "file"].endswith("E9trunc.mat")
     assert skipped.loc["E9garbage", "file"].endswith("E9garbage.mat")
     assert skipped.loc["E9nomat", "category"] == "missing_file"
     assert "malformed header" in skipped.loc["E9header", "reason"]
-    assert skipped.loc["E9nan", "category"] == "bad_signal" and "NaN" in skipped.loc["E9nan", "reason"]
-    assert skipped.loc["E9flat", "category"] == "bad_signal" and "flat lead(s) V2" in skipped.loc["E9flat", "reason"]
     assert "unsupported sample rate 50 Hz" in skipped.loc["E9slow", "reason"]
-    assert len(all_rows(out)) == 2
+    rows = all_rows(out).set_index("record_id")
+    assert len(rows) == 4
+    assert rows.loc["E9nan", "repaired_samples"] == "aVL:1"  # one invalid sample of 1500: interpolated
+    assert rows.loc["E9flat", "flat_leads"] == "V2" and "V2" not in rows.loc["E9flat", "leads"].split(",")
 
 
 def test_cli_empty_directory_and_segments(tree, tmp_path, capsys):

@@ -84,19 +84,21 @@ def test_bad_inputs_each_get_a_skip_entry(tmp_path):
     out = tmp_path / "out"
     prepare_wfdb_dir(src, out, converter=WfdbConverter(attributes=False), options=QUIET)
     skipped = pd.read_csv(out / "skipped.csv").set_index("key")
-    assert set(skipped.index) == {"trunc", "malformed", "slow", "flat", "nolead", "hasnan"}
+    assert set(skipped.index) == {"trunc", "malformed", "slow", "nolead", "hasnan"}
     assert skipped.loc["trunc", "file"].endswith("trunc.dat")
     assert skipped.loc["malformed", "file"].endswith("malformed.hea")
     assert "unsupported sample rate 50 Hz" in skipped.loc["slow", "reason"]
-    assert skipped.loc["flat", "category"] == "bad_signal" and "flat lead(s) I" in skipped.loc["flat", "reason"]
     assert skipped.loc["nolead", "category"] == "bad_signal"
-    assert skipped.loc["hasnan", "category"] == "bad_signal" and "NaN" in skipped.loc["hasnan", "reason"]
-    assert list(all_rows(out)["record_id"]) == ["ok"]
+    # a sample edited behind the header's back: caught by the header's checksum
+    assert skipped.loc["hasnan", "file"].endswith("hasnan.dat") and "checksum mismatch" in skipped.loc["hasnan", "reason"]
+    rows = all_rows(out).set_index("record_id")
+    assert sorted(rows.index) == ["flat", "ok"]
+    assert rows.loc["flat", "flat_leads"] == "I" and not rows.loc["flat", "leads"].startswith("I,")
 
     out2 = tmp_path / "out2"
-    assert main([str(src), str(out2), "--flat-leads", "absent", "--no-attributes", "--no-progress"]) == 0
-    rows = all_rows(out2).set_index("record_id")
-    assert rows.loc["flat", "flat_leads"] == "I" and not rows.loc["flat", "leads"].startswith("I,")
+    assert main([str(src), str(out2), "--flat-leads", "error", "--no-attributes", "--no-progress"]) == 0
+    skipped = pd.read_csv(out2 / "skipped.csv").set_index("key")
+    assert skipped.loc["flat", "category"] == "bad_signal" and "flat lead(s) I" in skipped.loc["flat", "reason"]
 
 
 def test_empty_or_missing_directory(tmp_path, capsys):

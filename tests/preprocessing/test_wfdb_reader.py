@@ -177,25 +177,48 @@ def test_missing_signal_file(tmp_path):
         read_wfdb(tmp_path / "rec")
 
 
-def test_nan_samples(tmp_path):
+def test_edited_signal_file_fails_its_checksum(tmp_path):
     _write(tmp_path, ["I", "II"])
     dat = tmp_path / "rec.dat"
     raw = bytearray(dat.read_bytes())
-    raw[400:402] = np.int16(-32768).tobytes()  # WFDB's invalid-sample value for format 16
+    raw[400:402] = np.int16(-32768).tobytes()  # sample 100 of lead I, behind the header's back
     dat.write_bytes(bytes(raw))
-    with pytest.raises(BadSignalError, match=r"rec\.hea: NaN or inf in lead\(s\) I"):
+    with pytest.raises(RecordError, match=r"rec\.dat: checksum mismatch in signal 'I'"):
         read_wfdb(tmp_path / "rec")
 
 
-def test_flat_lead_is_an_error_or_marked_absent(tmp_path):
+def test_invalid_samples_written_by_wfdb_are_repaired_up_to_a_limit(tmp_path):
+    full = ecg_signal(8.0, 500.0, 70.0, seed=4)
+    digital = np.round(full[:2] * 1000).astype(np.int64).T  # [T, 2]
+    few, many = digital.copy(), digital.copy()
+    few[[700, 701, 1500], 1] = -32768  # WFDB's invalid-sample value for format 16: 3 of 4000 samples
+    many[700:720, 1] = -32768          # a 40 ms gap
+    for name, values in (("few", few), ("many", many)):
+        wfdb.wrsamp(name, fs=500, units=["mV", "mV"], sig_name=["I", "II"], d_signal=values, fmt=["16", "16"],
+                    adc_gain=[1000.0, 1000.0], baseline=[0, 0], write_dir=str(tmp_path))
+    read = read_wfdb(tmp_path / "few")
+    assert read.repaired_samples == ["II:3"]
+    lead = read.record.feats[1].astype(np.float64)
+    assert lead[700] == pytest.approx(digital[699, 1] / 1000 + (digital[702, 1] - digital[699, 1]) / 3000, abs=1e-6)
+    keep = np.setdiff1d(np.arange(4000), [700, 701, 1500])
+    assert np.allclose(lead[keep], digital[keep, 1] / 1000, atol=1e-6)
+    with pytest.raises(BadSignalError, match=r"many\.hea: lead II: 20 invalid samples .*longest run 20"):
+        read_wfdb(tmp_path / "many")
+
+
+def test_flat_lead_is_marked_absent_or_an_error(tmp_path):
     full = ecg_signal(4.0, 500.0, 70.0, seed=2)
     signal = np.stack([full[0], np.zeros(full.shape[1]), full[6]])
     _write(tmp_path, ["I", "II", "V1"], signal=signal)
-    with pytest.raises(BadSignalError, match=r"rec\.hea: flat lead\(s\) II"):
-        read_wfdb(tmp_path / "rec")
-    read = read_wfdb(tmp_path / "rec", flat_leads="absent")
+    read = read_wfdb(tmp_path / "rec")
     assert read.flat_leads == ["II"]
     assert [CANONICAL_LEADS[i] for i in np.flatnonzero(read.record.lead_present)] == ["I", "V1"]
+    assert not read.record.feats[1].any()
+    with pytest.raises(BadSignalError, match=r"rec\.hea: flat lead\(s\) II"):
+        read_wfdb(tmp_path / "rec", flat_leads="error")
+    _write(tmp_path, ["I", "II"], signal=np.zeros((2, 2000)))
+    with pytest.raises(BadSignalError, match=r"rec\.hea: flat lead\(s\) I,II"):
+        read_wfdb(tmp_path / "rec")
 
 
 def test_no_ecg_lead(tmp_path):
