@@ -16,6 +16,7 @@ from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.preprocessing.physionet2021 import (
     SNOMED_RHYTHMS, main, parse_subsets, physionet2021_items, prepare_physionet2021, rhythm_from_dx, subset_of,
+    subset_of_record,
 )
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal, write_physionet2021_tree, write_wfdb
@@ -47,6 +48,13 @@ def test_rhythm_mapping():
     assert rhythm_from_dx(["713422000"]) == ("AT", "GSVT")
     assert rhythm_from_dx(["59118001", "270492004"]) == ("", "")                # no rhythm code
     assert set(SNOMED_RHYTHMS.values()) <= {"AFIB", "AF", "SVT", "AT", "AVNRT", "AVRT", "SAAWR", "ST", "SB", "SR", "SA"}
+
+
+def test_subset_from_the_challenge_record_name():
+    assert [subset_of_record(n) for n in ("E00271", "A0001", "Q0001", "I0001", "S0001", "HR00001",
+                                                        "JS10646", "JS10647", "s0010_re", "E1")] == [
+        "georgia", "cpsc_2018", "cpsc_2018_extra", "st_petersburg_incart", "ptb", "ptb-xl", "chapman_shaoxing",
+        "ningbo", "", ""]
 
 
 def test_subset_names(tmp_path):

@@ -119,6 +119,16 @@ def test_georgia_headers_are_parsed_by_wfdb_after_the_record_name_is_fixed():
     assert read.header.age == 83 and read.header.sex == "F" and read.header.dx == ("59118001",)
 
 
+def test_record_line_naming_a_dat_file_is_read_too(tmp_path):
+    original = real() / "ptbxl/records500/00000/00001_hr.hea"
+    header = copy_record(original, tmp_path)
+    lines, comments = signal_lines(header)
+    lines[0] = lines[0].replace("00001_hr", "00001_hr.dat", 1)
+    write_header(header, lines, comments)
+    assert np.array_equal(read_wfdb(header).record.feats, read_wfdb(original).record.feats)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00001_hr.dat", "00001_hr.hea"]
+
+
 def test_reduced_lead_forms_keep_their_leads():
     six = read_wfdb(real() / "physionet2021_reduced_leads/six_leads/E07502")
     two = read_wfdb(real() / "physionet2021_reduced_leads/two_leads/E07500")
