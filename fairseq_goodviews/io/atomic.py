@@ -4,14 +4,16 @@ A folder that cannot take the file (the path of a folder is a file, no permissio
 file system) raises :class:`OutputPathError`, an :class:`OSError` whose message is one line
 naming the folder and the problem, before anything is written.
 """
+
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -13,32 +13,33 @@ Source: the Challenge's ``dx_mapping_scored.csv`` and ``dx_mapping_unscored.csv`
 atrial contraction 284470004 (616), ventricular ectopics 164884008 (700, CPSC's "PVC"),
 ST depression 429622005 (869) and ST elevation 164931005 (220).
 """
+
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Tuple
+from collections.abc import Iterable
 
-PHASE1_DX_TO_SNOMED: Dict[str, str] = {
+PHASE1_DX_TO_SNOMED: dict[str, str] = {
     "normal": "426783006",  # sinus rhythm (SNR)
-    "af": "164889003",      # atrial fibrillation
-    "i-avb": "270492004",   # 1st degree AV block (IAVB)
+    "af": "164889003",  # atrial fibrillation
+    "i-avb": "270492004",  # 1st degree AV block (IAVB)
     "iavb": "270492004",
-    "lbbb": "164909002",    # left bundle branch block
-    "rbbb": "59118001",     # right bundle branch block
-    "pac": "284470004",     # premature atrial contraction
-    "pvc": "164884008",     # ventricular ectopics (the 2020-2021 code of CPSC's PVC records)
-    "std": "429622005",     # ST depression
-    "ste": "164931005",     # ST elevation
+    "lbbb": "164909002",  # left bundle branch block
+    "rbbb": "59118001",  # right bundle branch block
+    "pac": "284470004",  # premature atrial contraction
+    "pvc": "164884008",  # ventricular ectopics (the 2020-2021 code of CPSC's PVC records)
+    "std": "429622005",  # ST depression
+    "ste": "164931005",  # ST elevation
 }
 
 
-def dx_to_snomed(codes: Iterable[str]) -> Tuple[Tuple[str, ...], List[str]]:
+def dx_to_snomed(codes: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
     """Diagnoses as SNOMED CT codes: numeric codes kept, phase-1 abbreviations mapped.
 
     Returns ``(codes, unknown)``: the codes in their order without repeats, and the entries that
     are neither a numeric code nor a known abbreviation (left out of ``codes``).
     """
-    mapped: List[str] = []
-    unknown: List[str] = []
+    mapped: list[str] = []
+    unknown: list[str] = []
     for code in codes:
         text = code.strip()
         if not text:

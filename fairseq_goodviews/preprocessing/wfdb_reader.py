@@ -43,16 +43,17 @@ Decisions worth knowing:
 * Every problem raises :class:`RecordError` naming the header file (or the signal file where it
   is the signal file that is bad).
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.io
@@ -82,19 +83,33 @@ MAX_INVALID_RUN_SECONDS = 0.02
 MAX_PLAUSIBLE_MV = 10.0
 
 # Physical unit (lower-case) -> factor to millivolts.
-_UNIT_TO_MV: Dict[str, float] = {
-    "": 1.0, "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
-    "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3,
-    "v": 1e3, "volt": 1e3, "volts": 1e3,
+_UNIT_TO_MV: dict[str, float] = {
+    "": 1.0,
+    "mv": 1.0,
+    "millivolt": 1.0,
+    "millivolts": 1.0,
+    "uv": 1e-3,
+    "µv": 1e-3,
+    "μv": 1e-3,
+    "microvolt": 1e-3,
+    "microvolts": 1e-3,
+    "v": 1e3,
+    "volt": 1e3,
+    "volts": 1e3,
     "nv": 1e-6,
 }
 
-_SEX_WORDS: Dict[str, str] = {
-    "m": "M", "male": "M", "man": "M", "masculine": "M",
-    "f": "F", "female": "F", "woman": "F", "feminine": "F",
+_SEX_WORDS: dict[str, str] = {
+    "m": "M",
+    "male": "M",
+    "man": "M",
+    "masculine": "M",
+    "f": "F",
+    "female": "F",
+    "woman": "F",
+    "feminine": "F",
 }
-_PATIENT_KEYS = ("patient", "patient id", "patient_id", "patientid", "subject", "subject id",
-                 "subject_id")
+_PATIENT_KEYS = ("patient", "patient id", "patient_id", "patientid", "subject", "subject id", "subject_id")
 # Comment keys that may come without a colon (GE MUSE exports: ``# age 71``, ``# sex M``).
 _BARE_KEYS = ("age", "sex", "gender")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -125,10 +140,10 @@ class HeaderInfo:
 
     age: float = math.nan
     sex: str = ""
-    dx: Tuple[str, ...] = ()
-    patient_id: Optional[str] = None
-    fields: Dict[str, str] = field(default_factory=dict)
-    dx_unknown: Tuple[str, ...] = ()
+    dx: tuple[str, ...] = ()
+    patient_id: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    dx_unknown: tuple[str, ...] = ()
 
 
 @dataclass
@@ -143,12 +158,12 @@ class WfdbRecord:
 
     record: EcgRecord
     header: HeaderInfo
-    ignored_channels: List[str]
+    ignored_channels: list[str]
     source_rate: float
     header_path: Path
-    channel_names: List[str]
-    flat_leads: List[str] = field(default_factory=list)
-    repaired_samples: List[str] = field(default_factory=list)
+    channel_names: list[str]
+    flat_leads: list[str] = field(default_factory=list)
+    repaired_samples: list[str] = field(default_factory=list)
 
 
 def parse_age(text: str) -> float:
@@ -174,7 +189,7 @@ def parse_header_comments(comments: Sequence[str]) -> HeaderInfo:
     (``# age 71``, ``# sex M``); keys are case-insensitive. A patient id is taken from
     ``patient``/``patient id``/``subject``.
     """
-    fields: Dict[str, str] = {}
+    fields: dict[str, str] = {}
     for line in comments:
         text = line.strip().lstrip("#").strip()
         if ":" in text:
@@ -217,7 +232,7 @@ def read_header_comments(path: str | Path) -> HeaderInfo:
     return parse_header_comments([line for line in text.splitlines() if line.lstrip().startswith("#")])
 
 
-def lead_of_channel(name: str) -> Optional[str]:
+def lead_of_channel(name: str) -> str | None:
     """The canonical lead a channel name stands for (also behind an ``ECG``/``lead`` prefix), or None."""
     canonical = canonical_lead_name(name)
     if canonical is None:
@@ -226,15 +241,15 @@ def lead_of_channel(name: str) -> Optional[str]:
     return canonical
 
 
-def map_channels(names: Sequence[str]) -> Tuple[Dict[int, int], List[str]]:
+def map_channels(names: Sequence[str]) -> tuple[dict[int, int], list[str]]:
     """Map channel names to canonical slots.
 
     Returns ``{channel index: slot}`` and the names of the channels left out (non-ECG, bare
     ``V`` and duplicates of an already mapped lead).
     """
-    mapping: Dict[int, int] = {}
+    mapping: dict[int, int] = {}
     filled: set[int] = set()
-    ignored: List[str] = []
+    ignored: list[str] = []
     for channel, name in enumerate(names):
         canonical = lead_of_channel(str(name))
         if canonical is None:
@@ -249,7 +264,7 @@ def map_channels(names: Sequence[str]) -> Tuple[Dict[int, int], List[str]]:
     return mapping, ignored
 
 
-def rational_ratio(source_rate: float, target_rate: float) -> Tuple[int, int]:
+def rational_ratio(source_rate: float, target_rate: float) -> tuple[int, int]:
     """``(up, down)`` with ``target/source = up/down`` in lowest terms (rates may be non-integer)."""
     ratio = Fraction(target_rate).limit_denominator(10_000) / Fraction(source_rate).limit_denominator(10_000)
     return ratio.numerator, ratio.denominator
@@ -319,8 +334,9 @@ def parse_header_text(text: str, header_path: str | Path) -> wfdb.Record:
     if not record.n_sig or not signal_fields:
         raise RecordError(header_path, "malformed header: no signal lines")
     if record.n_sig != len(lines) - 1:
-        raise RecordError(header_path, f"malformed header: {record.n_sig} signals announced, "
-                                       f"{len(lines) - 1} signal lines")
+        raise RecordError(
+            header_path, f"malformed header: {record.n_sig} signals announced, {len(lines) - 1} signal lines"
+        )
     if not record.sig_len:
         raise RecordError(header_path, "malformed header: no signal length")
     declared = _record_line_rate(header_path, record_line)
@@ -334,7 +350,7 @@ def read_header(path: str | Path) -> wfdb.Record:
     return parse_header_text(_read_header_text(header_path), header_path)
 
 
-def _read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) -> Dict[int, np.ndarray]:
+def _read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) -> dict[int, np.ndarray]:
     """Digital samples [T] of ``channels`` (header indices) from a PhysioNet-style ``.mat`` file.
 
     Read with :func:`scipy.io.loadmat`, so any MAT layout (v4 as PhysioNet ships, v5 as MATLAB and
@@ -351,8 +367,11 @@ def _read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) -
         raise RecordError(signal_path, "unreadable .mat file (MATLAB v7.3/HDF5 layout; save it as v4 or v5)") from None
     except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, ... for garbled files
         raise RecordError(signal_path, f"unreadable .mat file ({type(exc).__name__}: {exc})") from None
-    arrays = {k: v for k, v in content.items()
-              if not k.startswith("__") and isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind in "iuf"}
+    arrays = {
+        k: v
+        for k, v in content.items()
+        if not k.startswith("__") and isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind in "iuf"
+    }
     if "val" in arrays:
         values = arrays["val"]
     elif len(arrays) == 1:
@@ -361,21 +380,30 @@ def _read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) -
         raise RecordError(signal_path, f"no signal array 'val' (variables: {', '.join(sorted(arrays)) or 'none'})")
     expected = (len(in_file), int(header.sig_len))
     if values.shape != expected:
-        raise RecordError(signal_path, f"signal array of shape {list(values.shape)}, but the header describes "
-                                       f"{expected[0]} signals x {expected[1]} samples")
+        raise RecordError(
+            signal_path,
+            f"signal array of shape {list(values.shape)}, but the header describes "
+            f"{expected[0]} signals x {expected[1]} samples",
+        )
     values = values.astype(np.float64)
     finite = np.isfinite(values)
     if not np.array_equal(values[finite], np.round(values[finite])):
-        raise RecordError(signal_path, "holds non-integer values, not the digital units the header's gain "
-                                       f"({header.adc_gain[channels[0]]:g}/{header.units[channels[0]]}) converts")
+        raise RecordError(
+            signal_path,
+            "holds non-integer values, not the digital units the header's gain "
+            f"({header.adc_gain[channels[0]]:g}/{header.units[channels[0]]}) converts",
+        )
     out = {}
     for row, channel in enumerate(in_file):
         if channel in channels:
             low, high = wfdb_signal._digi_bounds(str(header.fmt[channel]))
             column = values[row]
             if (column[np.isfinite(column)] < low).any() or (column[np.isfinite(column)] > high).any():
-                raise RecordError(signal_path, f"values outside the {header.fmt[channel]}-format digital range "
-                                               f"[{low}, {high}] in signal {header.sig_name[channel]!r}")
+                raise RecordError(
+                    signal_path,
+                    f"values outside the {header.fmt[channel]}-format digital range "
+                    f"[{low}, {high}] in signal {header.sig_name[channel]!r}",
+                )
             invalid = wfdb_signal.INVALID_SAMPLE_VALUE.get(str(header.fmt[channel]))
             if invalid is not None:
                 column = np.where(column == invalid, np.nan, column)
@@ -383,7 +411,9 @@ def _read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) -
     return out
 
 
-def _read_dat(header_path: Path, header_text: str, header: wfdb.Record, channels: Sequence[int]) -> Dict[int, np.ndarray]:
+def _read_dat(
+    header_path: Path, header_text: str, header: wfdb.Record, channels: Sequence[int]
+) -> dict[int, np.ndarray]:
     """Digital samples [T * samples per frame] of ``channels`` from WFDB binary signal files (wfdb).
 
     A header that needed correcting is read from a corrected copy beside links to its signal
@@ -415,7 +445,7 @@ def _read_dat(header_path: Path, header_text: str, header: wfdb.Record, channels
     return out
 
 
-def _verify_checksums(header: wfdb.Record, header_path: Path, digital: Dict[int, np.ndarray]) -> None:
+def _verify_checksums(header: wfdb.Record, header_path: Path, digital: dict[int, np.ndarray]) -> None:
     """Compare each signal's 16-bit sum of its stored samples (invalid ones as the format's
     invalid value) with the header's checksum. A checksum of 0 counts as not given: converters
     write 0 as a placeholder, and a true sum of 0 (1 in 65,536) only goes unchecked."""
@@ -434,7 +464,7 @@ def _verify_checksums(header: wfdb.Record, header_path: Path, digital: Dict[int,
             )
 
 
-def repair_invalid_samples(signal: np.ndarray, rate: float) -> Tuple[np.ndarray, int, str]:
+def repair_invalid_samples(signal: np.ndarray, rate: float) -> tuple[np.ndarray, int, str]:
     """Interpolate a handful of invalid (NaN) samples of one lead.
 
     ``signal`` [T]. Repaired when at most :data:`MAX_INVALID_FRACTION` of the samples are
@@ -454,8 +484,14 @@ def repair_invalid_samples(signal: np.ndarray, rate: float) -> Tuple[np.ndarray,
     fraction = count / signal.size
     max_run = max(1, int(MAX_INVALID_RUN_SECONDS * rate))
     if fraction > MAX_INVALID_FRACTION or longest > max_run:
-        return signal, 0, (f"{count} invalid samples ({100 * fraction:.2g}%, longest run {longest}); at most "
-                           f"{100 * MAX_INVALID_FRACTION:g}% in runs of at most {max_run} are repaired")
+        return (
+            signal,
+            0,
+            (
+                f"{count} invalid samples ({100 * fraction:.2g}%, longest run {longest}); at most "
+                f"{100 * MAX_INVALID_FRACTION:g}% in runs of at most {max_run} are repaired"
+            ),
+        )
     positions = np.arange(signal.size)
     repaired = signal.copy()
     repaired[invalid] = np.interp(positions[invalid], positions[~invalid], signal[~invalid])
@@ -507,10 +543,10 @@ def read_wfdb(
             raise RecordError(header_path, f"lead {names[channel]!r} has unit {units[channel]!r}, not a voltage")
         factors[channel] = _UNIT_TO_MV[unit]
 
-    by_file: Dict[str, List[int]] = {}
+    by_file: dict[str, list[int]] = {}
     for channel in channels:
         by_file.setdefault(str(header.file_name[channel]), []).append(channel)
-    digital: Dict[int, np.ndarray] = {}
+    digital: dict[int, np.ndarray] = {}
     for name, file_channels in sorted(by_file.items()):
         signal_path = header_path.parent / name
         if not signal_path.is_file():
@@ -523,12 +559,15 @@ def read_wfdb(
         expected = int(header.sig_len) * (header.samps_per_frame[channel] or 1)
         if digital[channel].shape[0] != expected:
             signal_path = header_path.parent / str(header.file_name[channel])
-            raise RecordError(signal_path, f"truncated signal file: {digital[channel].shape[0]} of {expected} "
-                                           f"samples of signal {names[channel]!r}")
+            raise RecordError(
+                signal_path,
+                f"truncated signal file: {digital[channel].shape[0]} of {expected} "
+                f"samples of signal {names[channel]!r}",
+            )
     _verify_checksums(header, header_path, digital)
 
-    leads: Dict[int, np.ndarray] = {}
-    repaired: List[str] = []
+    leads: dict[int, np.ndarray] = {}
+    repaired: list[str] = []
     for channel in channels:
         slot = mapping[channel]
         samples, count, problem = repair_invalid_samples(digital[channel], rates[channel])
@@ -543,9 +582,11 @@ def read_wfdb(
         spread = float(np.percentile(np.abs(signal - np.median(signal)), 95))
         if spread > MAX_PLAUSIBLE_MV:
             raise BadSignalError(
-                header_path, f"lead {CANONICAL_LEADS[slot]}: implausible amplitude (95% of samples within "
-                             f"{spread:.3g} mV of the median, more than {MAX_PLAUSIBLE_MV:g} mV); check the gain "
-                             "and units in the header")
+                header_path,
+                f"lead {CANONICAL_LEADS[slot]}: implausible amplitude (95% of samples within "
+                f"{spread:.3g} mV of the median, more than {MAX_PLAUSIBLE_MV:g} mV); check the gain "
+                "and units in the header",
+            )
 
     flat_names = [CANONICAL_LEADS[s] for s in sorted(leads) if np.ptp(leads[s]) < FLAT_LEAD_MV]
     if flat_names:
@@ -554,8 +595,10 @@ def read_wfdb(
         for name in flat_names:
             del leads[CANONICAL_LEADS.index(name)]
 
-    resampled = {slot: resample(signal[None, :], rates[_channel_of(mapping, slot)], target_rate)[0]
-                 for slot, signal in leads.items()}
+    resampled = {
+        slot: resample(signal[None, :], rates[_channel_of(mapping, slot)], target_rate)[0]
+        for slot, signal in leads.items()
+    }
     n_samples = min(len(s) for s in resampled.values())
     feats = np.zeros((N_LEADS, n_samples), dtype=np.float64)
     lead_present = np.zeros(N_LEADS, dtype=bool)
@@ -571,8 +614,9 @@ def read_wfdb(
         "sex": info.sex,
         "source_sample_rate": source_rate,
     }
-    ecg = EcgRecord(feats=feats.astype(np.float32), sample_rate=float(target_rate),
-                    lead_present=lead_present, meta=meta)
+    ecg = EcgRecord(
+        feats=feats.astype(np.float32), sample_rate=float(target_rate), lead_present=lead_present, meta=meta
+    )
     return WfdbRecord(
         record=ecg,
         header=info,
@@ -585,11 +629,11 @@ def read_wfdb(
     )
 
 
-def _channel_of(mapping: Dict[int, int], slot: int) -> int:
+def _channel_of(mapping: dict[int, int], slot: int) -> int:
     return next(channel for channel, s in mapping.items() if s == slot)
 
 
-def find_records(root: str | Path) -> List[Path]:
+def find_records(root: str | Path) -> list[Path]:
     """Every WFDB header under ``root`` (recursive), sorted, as record paths without ``.hea``.
 
     Raises :class:`RecordError` for a missing directory or one without any ``.hea`` file.

@@ -4,6 +4,7 @@ The records are PhysioNet/CinC 2021 training records of five sources (Georgia am
 2020 phase-1 records, the Georgia reduced-lead forms and twelve PTB-XL records (PROVENANCE.md
 beside them). Every corrupt variant is derived from a real record in ``tmp_path``.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,16 +21,19 @@ import pytest
 import scipy.io
 import scipy.signal
 import wfdb
-
 from conftest import REPO_ROOT, shared_data
+
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing import physionet2021, ptbxl, wfdb_dir
-from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
+from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
 from fairseq_goodviews.preprocessing.snomed import dx_to_snomed
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 from fairseq_goodviews.preprocessing.wfdb_reader import (
-    BadSignalError, parse_header_comments, read_header, read_wfdb,
+    BadSignalError,
+    parse_header_comments,
+    read_header,
+    read_wfdb,
 )
 
 QUIET = PrepareOptions(progress=False)
@@ -88,6 +92,7 @@ def wfdb_reference(header: Path, tmp: Path) -> np.ndarray:
 
 # --- item 1: what PhysioNet ships is read, with the right leads, units, rate, age, sex, labels ---------
 
+
 def test_every_real_record_reads_as_wfdb_reads_it(tmp_path):
     headers = real_headers()
     assert len(headers) == 29
@@ -97,10 +102,10 @@ def test_every_real_record_reads_as_wfdb_reads_it(tmp_path):
         reference = wfdb_reference(header, tmp_path / header.stem)  # mV at 500 Hz, file order
         slots = [CANONICAL_LEADS.index(canonical_lead_name(n)) for n in names]
         present = [CANONICAL_LEADS[i] for i in np.flatnonzero(read.record.lead_present)]
-        flat = [n for n, row in zip(names, reference) if np.ptp(row) == 0]
+        flat = [n for n, row in zip(names, reference, strict=True) if np.ptp(row) == 0]
         assert present == [CANONICAL_LEADS[s] for s in sorted(slots) if CANONICAL_LEADS[s] not in flat], header
         assert read.record.sample_rate == 500.0 and read.source_rate == 500.0
-        for row, slot in zip(reference, slots):
+        for row, slot in zip(reference, slots, strict=True):
             if read.record.lead_present[slot]:
                 assert np.allclose(read.record.feats[slot], row, atol=1e-6), (header, slot)
         comments = dict(re.findall(r"^#(\w+): *(.*)$", header.read_text(), re.M))
@@ -148,15 +153,19 @@ def test_2020_phase1_abbreviations_get_the_codes_of_the_2021_release():
     assert meta["A0002"]["dx"] == "426783006" and meta["A0002"]["label"] == "SR"  # "Normal": sinus rhythm
     assert meta["A0001"]["source"] == meta["A0002"]["source"] == "cpsc_2018"  # from the record names
     assert dx_to_snomed(["AF", "I-AVB", "PVC", "STD", "STE", "PAC", "LBBB", "AF", "Foo"]) == (
-        ("164889003", "270492004", "164884008", "429622005", "164931005", "284470004", "164909002"), ["Foo"])
+        ("164889003", "270492004", "164884008", "429622005", "164931005", "284470004", "164909002"),
+        ["Foo"],
+    )
 
 
 def test_age_and_sex_from_ludb_and_muse_comments(tmp_path):
     header = copy_record(real() / "physionet2021/training/cpsc_2018/g1/A0689.hea", tmp_path)
     lines, _ = signal_lines(header)
-    for comments, age, sex in ((["#<age>: 51", "#<sex>: F", "#<diagnoses>:"], 51.0, "F"),
-                               (["# age 71", "# sex M"], 71.0, "M"),
-                               (["# Age: 46", "# Gender: Female"], 46.0, "F")):
+    for comments, age, sex in (
+        (["#<age>: 51", "#<sex>: F", "#<diagnoses>:"], 51.0, "F"),
+        (["# age 71", "# sex M"], 71.0, "M"),
+        (["# Age: 46", "# Gender: Female"], 46.0, "F"),
+    ):
         write_header(header, lines, comments)
         read = read_wfdb(header)
         assert (read.header.age, read.header.sex) == (age, sex)
@@ -187,9 +196,18 @@ def test_multi_frequency_record_is_read_at_each_ecg_channels_rate(tmp_path):
     frames = min(len(lead_i) // 4, len(lead_ii) // 8)
     resp = np.sin(np.arange(frames) / frame_rate * 2 * np.pi * 0.25)
     signals = [np.round(lead_i[: 4 * frames] * 1000), np.round(lead_ii[: 8 * frames] * 1000), np.round(resp * 1000)]
-    wfdb.wrsamp("multi", fs=frame_rate, units=["mV", "mV", "L"], sig_name=["ECG I", "ECG II", "RESP"],
-                e_d_signal=[s.astype(np.int64) for s in signals], samps_per_frame=[4, 8, 1], fmt=["16"] * 3,
-                adc_gain=[1000.0] * 3, baseline=[0] * 3, write_dir=str(tmp_path))
+    wfdb.wrsamp(
+        "multi",
+        fs=frame_rate,
+        units=["mV", "mV", "L"],
+        sig_name=["ECG I", "ECG II", "RESP"],
+        e_d_signal=[s.astype(np.int64) for s in signals],
+        samps_per_frame=[4, 8, 1],
+        fmt=["16"] * 3,
+        adc_gain=[1000.0] * 3,
+        baseline=[0] * 3,
+        write_dir=str(tmp_path),
+    )
     read = read_wfdb(tmp_path / "multi")
     assert read.source_rate == pytest.approx(499.76) and read.ignored_channels == ["RESP"]
     assert [CANONICAL_LEADS[i] for i in np.flatnonzero(read.record.lead_present)] == ["I", "II"]
@@ -204,6 +222,7 @@ def test_multi_frequency_record_is_read_at_each_ecg_channels_rate(tmp_path):
 
 
 # --- item 2: never a wrong signal --------------------------------------------------------------------
+
 
 def test_mat_saved_in_another_layout_is_read_right_and_its_checksums_agree(tmp_path):
     header = copy_record(real() / GEORGIA / "E00271.hea", tmp_path / "v5")
@@ -233,25 +252,35 @@ def test_checksum_mismatch_is_skipped_with_that_reason(tmp_path):
     physionet2021.prepare_physionet2021(src, out, converter=FAST, options=QUIET)
     skipped = pd.read_csv(out / "skipped.csv").set_index("key")
     assert list(skipped.index) == ["E00271"] and skipped.loc["E00271", "category"] == "unreadable"
-    assert skipped.loc["E00271", "file"].endswith("E00271.mat") and "checksum mismatch" in skipped.loc["E00271", "reason"]
+    assert (
+        skipped.loc["E00271", "file"].endswith("E00271.mat") and "checksum mismatch" in skipped.loc["E00271", "reason"]
+    )
     assert sorted(p.name for p in (out / "records").iterdir()) == ["E01137.mat"]
 
 
-@pytest.mark.parametrize("variant, message", [
-    ("transposed", r"signal array of shape \[5000, 12\], but the header describes 12 signals x 5000 samples"),
-    ("short", r"signal array of shape \[12, 4000\], but the header describes 12 signals x 5000 samples"),
-    ("millivolts", r"holds non-integer values, not the digital units the header's gain \(1000/mV\) converts"),
-    ("wide", r"values outside the 16-format digital range \[-32768, 32767\] in signal"),
-    ("gain", r"lead \w+: implausible amplitude .* check the gain and units"),
-    ("no_val", r"no signal array 'val' \(variables: a, b\)"),
-])
+@pytest.mark.parametrize(
+    "variant, message",
+    [
+        ("transposed", r"signal array of shape \[5000, 12\], but the header describes 12 signals x 5000 samples"),
+        ("short", r"signal array of shape \[12, 4000\], but the header describes 12 signals x 5000 samples"),
+        ("millivolts", r"holds non-integer values, not the digital units the header's gain \(1000/mV\) converts"),
+        ("wide", r"values outside the 16-format digital range \[-32768, 32767\] in signal"),
+        ("gain", r"lead \w+: implausible amplitude .* check the gain and units"),
+        ("no_val", r"no signal array 'val' \(variables: a, b\)"),
+    ],
+)
 def test_mat_shape_and_gain_are_checked_against_the_header(tmp_path, variant, message):
     header = copy_record(real() / GEORGIA / "E00271.hea", tmp_path)
     mat = header.with_suffix(".mat")
     val = scipy.io.loadmat(str(mat))["val"]
-    content = {"transposed": {"val": val.T}, "short": {"val": val[:, :4000]},
-               "millivolts": {"val": val / 1000.0}, "wide": {"val": np.where(np.arange(5000) == 10, 40000, val.astype(np.int32))},
-               "gain": {"val": val}, "no_val": {"a": val, "b": val}}[variant]
+    content = {
+        "transposed": {"val": val.T},
+        "short": {"val": val[:, :4000]},
+        "millivolts": {"val": val / 1000.0},
+        "wide": {"val": np.where(np.arange(5000) == 10, 40000, val.astype(np.int32))},
+        "gain": {"val": val},
+        "no_val": {"a": val, "b": val},
+    }[variant]
     scipy.io.savemat(str(mat), content)
     if variant == "wide":
         fix_checksums(header, content["val"])
@@ -291,8 +320,7 @@ def test_a_handful_of_invalid_samples_is_repaired_and_reported(tmp_path, capsys)
     read = read_wfdb(header)
     assert read.repaired_samples == ["II:3"]
     lead = read.record.feats[1].astype(np.float64)
-    expected = np.interp([1000, 1001, 3000], [999, 1002, 2999, 3001],
-                         original[1, [999, 1002, 2999, 3001]] / 1000.0)
+    expected = np.interp([1000, 1001, 3000], [999, 1002, 2999, 3001], original[1, [999, 1002, 2999, 3001]] / 1000.0)
     assert np.allclose(lead[[1000, 1001, 3000]], expected, atol=1e-6)
     keep = np.setdiff1d(np.arange(5000), [1000, 1001, 3000])
     assert np.allclose(lead[keep], original[1, keep] / 1000.0, atol=1e-6)
@@ -312,6 +340,7 @@ def test_a_handful_of_invalid_samples_is_repaired_and_reported(tmp_path, capsys)
 
 
 # --- output folders ------------------------------------------------------------------------------------
+
 
 def test_output_path_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
     src = real() / "physionet2021_reduced_leads"
@@ -334,12 +363,19 @@ def test_read_only_output_folder_is_a_one_line_error_with_nothing_written():
         out = base / "out"
         out.mkdir()
         os.chmod(out, 0o555)
-        command = [sys.executable, "-m", "fairseq_goodviews.preprocessing.wfdb_dir",
-                   str(real() / "physionet2021_reduced_leads"), str(out), "--no-attributes", "--no-progress"]
+        command = [
+            sys.executable,
+            "-m",
+            "fairseq_goodviews.preprocessing.wfdb_dir",
+            str(real() / "physionet2021_reduced_leads"),
+            str(out),
+            "--no-attributes",
+            "--no-progress",
+        ]
         if os.geteuid() == 0:  # root writes anywhere: run as nobody to meet the permission check
             if shutil.which("setpriv") is None:
                 pytest.skip("running as root without setpriv: cannot drop privileges")
-            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + command
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(base))
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(base), timeout=120)
         assert done.returncode == 2, done.stderr
@@ -354,14 +390,18 @@ def test_read_only_output_folder_is_a_one_line_error_with_nothing_written():
 
 # --- item 3: every preparer on the real folder ----------------------------------------------------------
 
+
 def test_every_preparer_writes_every_usable_real_record(tmp_path):
     runs = {
-        "physionet2021": physionet2021.prepare_physionet2021(real() / "physionet2021", tmp_path / "p21",
-                                                             converter=FAST, options=QUIET),
-        "physionet2020": physionet2021.prepare_physionet2021(real() / "physionet2020", tmp_path / "p20",
-                                                             converter=FAST, options=QUIET),
-        "reduced": physionet2021.prepare_physionet2021(real() / "physionet2021_reduced_leads", tmp_path / "p21r",
-                                                       converter=FAST, options=QUIET),
+        "physionet2021": physionet2021.prepare_physionet2021(
+            real() / "physionet2021", tmp_path / "p21", converter=FAST, options=QUIET
+        ),
+        "physionet2020": physionet2021.prepare_physionet2021(
+            real() / "physionet2020", tmp_path / "p20", converter=FAST, options=QUIET
+        ),
+        "reduced": physionet2021.prepare_physionet2021(
+            real() / "physionet2021_reduced_leads", tmp_path / "p21r", converter=FAST, options=QUIET
+        ),
         "wfdb_dir": wfdb_dir.prepare_wfdb_dir(real(), tmp_path / "all", converter=FAST, options=QUIET),
         "ptbxl": ptbxl.prepare_ptbxl(real() / "ptbxl", tmp_path / "ptbxl", converter=FAST, options=QUIET),
     }
@@ -372,9 +412,13 @@ def test_every_preparer_writes_every_usable_real_record(tmp_path):
     assert {s.category for s in runs["ptbxl"].skipped} == {"missing_file"} and len(runs["ptbxl"].skipped) == 488
     table = pd.concat(runs["physionet2021"].splits.values()).set_index("record_id")
     assert table["source"].value_counts().to_dict() == {
-        "chapman_shaoxing": 4, "georgia": 3, "cpsc_2018": 2, "ningbo": 2, "ptb-xl": 2}
+        "chapman_shaoxing": 4,
+        "georgia": 3,
+        "cpsc_2018": 2,
+        "ningbo": 2,
+        "ptb-xl": 2,
+    }
     assert table.loc["JS11438", "flat_leads"] == "V1,V2,V3,V4,V5,V6"  # recorded as zeros: absent
     assert table.loc["E03823", "label"] == "GSVT" and table.loc["E00271", "dx"] == "59118001"
     ptb = pd.concat(runs["ptbxl"].splits.values()).set_index("record_id")
     assert ptb.loc["00001_hr", "age"] == 56 and ptb.loc["00001_hr", "sex"] == "F"
-
