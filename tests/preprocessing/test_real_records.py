@@ -156,6 +156,8 @@ def test_2020_phase1_abbreviations_get_the_codes_of_the_2021_release():
         ("164889003", "270492004", "164884008", "429622005", "164931005", "284470004", "164909002"),
         ["Foo"],
     )
+    info = parse_header_comments(["#Dx: AF, Normal; XYZ"])
+    assert info.dx == ("164889003", "426783006") and info.dx_unknown == ("XYZ",)
 
 
 def test_age_and_sex_from_ludb_and_muse_comments(tmp_path):
