@@ -299,9 +299,15 @@ def _record_line_rate(header_path: Path, record_line: str) -> float:
 
 
 def _read_header_text(header_path: Path) -> str:
+    """The header as text: UTF-8, else Latin-1, so that a ``µV`` unit stays ``µV`` (wfdb reads
+    headers as ASCII and drops the ``µ``, which would turn microvolts into volts)."""
     if not header_path.is_file():
         raise MissingFileError(header_path, "header file not found")
-    return header_path.read_text(encoding="ascii", errors="ignore")
+    data = header_path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def parse_header_text(text: str, header_path: str | Path) -> wfdb.Record:

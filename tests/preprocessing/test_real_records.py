@@ -188,6 +188,16 @@ def test_prefixed_channel_names_are_their_leads(tmp_path):
     assert np.array_equal(read.record.feats, read_wfdb(original).record.feats)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_microvolt_unit_written_with_a_micro_sign(tmp_path, encoding):
+    original = real() / "physionet2021/training/cpsc_2018/g1/A0689.hea"
+    header = copy_record(original, tmp_path)
+    lines, comments = signal_lines(header)
+    lines = [lines[0]] + [x.replace(" 1000/mV ", " 1/\u00b5V ") for x in lines[1:]]  # 1 ADC unit per uV
+    header.write_bytes(("\n".join(lines + comments) + "\n").encode(encoding))
+    assert np.array_equal(read_wfdb(header).record.feats, read_wfdb(original).record.feats)
+
+
 def test_multi_frequency_record_is_read_at_each_ecg_channels_rate(tmp_path):
     ptb = real() / "ptbxl/records500/00000/00001_hr"
     source = wfdb.rdrecord(str(ptb)).p_signal.T  # 500 Hz, mV
