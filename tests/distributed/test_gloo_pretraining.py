@@ -16,6 +16,9 @@ import pytest
 
 from conftest import PRETRAIN_CONFIGS, USER_DIR, hydra_train, write_tiny_dataset
 
+
+pytestmark = pytest.mark.slow  # real fairseq-hydra-train runs
+
 PRETRAIN = PRETRAIN_CONFIGS
 
 

@@ -41,6 +41,7 @@ def pretrained(tiny_dataset, tmp_path_factory):
     return checkpoint
 
 
+@pytest.mark.slow
 def test_rlm_pretrained_model_probed_on_one_lead_end_to_end(pretrained, tiny_dataset, tmp_path, capsys):
     probe = tmp_path / "probe"
     run = hydra_train(FINETUNE, "linear_probe", [*FINETUNE_SMALL, f"task.data={tiny_dataset}", "+task.leads=II",
@@ -67,6 +68,7 @@ def test_rlm_pretrained_model_probed_on_one_lead_end_to_end(pretrained, tiny_dat
     assert one_lead["leads"] == ["II"] and one_lead["metrics"] == pytest.approx(metrics)
 
 
+@pytest.mark.slow
 def test_finetuned_checkpoint_round_trips(pretrained, tiny_dataset, tmp_path):
     finetuned = tmp_path / "finetune"
     hydra_train(FINETUNE, "finetune", [*FINETUNE_SMALL, f"task.data={tiny_dataset}", f"model.model_path={pretrained}",

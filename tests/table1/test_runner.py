@@ -71,6 +71,7 @@ def tiny_benchmark(tmp_path_factory, tiny_dataset) -> TinyBenchmark:
     return TinyBenchmark(out, finished, outcome, launched)
 
 
+@pytest.mark.slow
 def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
     out, outcome, launched = tiny_benchmark.out, tiny_benchmark.outcome, tiny_benchmark.launched
     assert outcome.failed == {}
@@ -125,6 +126,7 @@ def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_second_invocation_runs_nothing(tiny_benchmark, tiny_dataset):
     out, first = tiny_benchmark.out, tiny_benchmark.outcome
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
@@ -135,6 +137,7 @@ def test_second_invocation_runs_nothing(tiny_benchmark, tiny_dataset):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
+@pytest.mark.slow
 def test_unfinished_runs_are_redone_and_dependents_resume(tiny_benchmark, tiny_dataset):
     out, first = tiny_benchmark.out, tiny_benchmark.outcome
     # A probe killed before it was scored: no result.json, its checkpoints are still there.

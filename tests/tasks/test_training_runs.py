@@ -5,9 +5,13 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
 from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, REPO_ROOT, USER_DIR, hydra_train
+
+
+pytestmark = pytest.mark.slow  # real fairseq-hydra-train runs
 
 PRETRAIN = PRETRAIN_CONFIGS
 FINETUNE = FINETUNE_CONFIGS
