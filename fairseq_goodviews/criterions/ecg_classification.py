@@ -180,11 +180,15 @@ class EcgClassificationCriterion(FairseqCriterion):
         class_names = scored[0]["class_names"]
         if scored[0]["targets"].ndim == 1:
             keys = ["macro_auroc", "macro_auprc", "macro_f1"]
+            per_class = class_names
         else:
             keys = ["macro_auroc", "macro_auprc", "f_max", "n_scored_labels"]
             if scored[0].get("label_set") == "cinc2021":
                 keys.append("challenge_score")
-        for key in (*keys, *(f"auroc_{c}" for c in class_names)):
+            # Per-label AUROC only for the labels with both classes in the split (the others are NaN).
+            counts = sum(log["targets"].sum(axis=0) for log in scored)
+            per_class = [c for c, count in zip(class_names, counts) if 0 < count < n]
+        for key in ("n", *keys, *(f"auroc_{c}" for c in per_class)):
             metrics.log_derived(key, _derived(key))
 
     @staticmethod

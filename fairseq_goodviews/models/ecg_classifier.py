@@ -26,6 +26,11 @@ from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY, BaseFairseq
 from omegaconf import DictConfig, OmegaConf
 
 
+#: Variance floor of the probe's feature standardisation. Batch norm's usual 1e-5 would exceed the
+#: between-record variance of an untrained encoder's features and flatten them.
+FEATURE_NORM_EPS = 1e-10
+
+
 @dataclass
 class EcgClassifierConfig(FairseqDataclass):
     model_path: Optional[str] = field(
@@ -81,7 +86,7 @@ class EcgClassifier(BaseFairseqModel):
             for parameter in self.encoder.parameters():
                 parameter.requires_grad_(False)
         self.feature_norm = (
-            nn.BatchNorm1d(embedding_dim, affine=False, momentum=None)
+            nn.BatchNorm1d(embedding_dim, eps=FEATURE_NORM_EPS, affine=False, momentum=None)
             if self.freeze_encoder and cfg.standardize_features else None
         )
         self.dropout = nn.Dropout(cfg.dropout)
