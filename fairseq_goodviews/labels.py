@@ -3,8 +3,8 @@ multi-label PTB-XL statement tasks (the CinC 2021 classes are in
 :mod:`fairseq_goodviews.evaluation.cinc2021`)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd

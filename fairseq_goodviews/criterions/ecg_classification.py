@@ -10,7 +10,7 @@ after it (0.5 for every class until a ``valid`` split has been scored).
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from fairseq_goodviews.evaluation.metrics import classification_metrics, multila
 #: Split whose predictions choose the CinC 2021 thresholds.
 THRESHOLD_SPLIT = "valid"
 # Thresholds chosen on the threshold split, per (data folder, label set), for the splits scored after it.
-_thresholds: Dict[str, np.ndarray] = {}
+_thresholds: dict[str, np.ndarray] = {}
 
 
 @dataclass
@@ -35,7 +35,7 @@ class EcgClassificationCriterionConfig(FairseqDataclass):
 
 
 def record_probabilities(
-    logits: torch.Tensor, crop_record: Optional[torch.Tensor], n_records: int, multi_label: bool,
+    logits: torch.Tensor, crop_record: torch.Tensor | None, n_records: int, multi_label: bool,
 ) -> torch.Tensor:
     """Per-record probabilities [n_records, K] from crop logits [C, K]: the mean over each record's crops.
 
@@ -51,9 +51,9 @@ def record_probabilities(
 
 
 def split_metrics(
-    probs: np.ndarray, targets: np.ndarray, class_names: List[str], label_set: Optional[str],
-    thresholds: Optional[np.ndarray] = None,
-) -> Dict[str, Any]:
+    probs: np.ndarray, targets: np.ndarray, class_names: list[str], label_set: str | None,
+    thresholds: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The task's metrics of record probabilities [n, K] against targets ([n] indices or [n, K] multi-hot)."""
     if targets.ndim == 1:
         return classification_metrics(probs, targets, class_names)
@@ -71,23 +71,23 @@ class ScoreMeter(Meter):
         self.reset()
 
     def reset(self) -> None:
-        self.probs: List[np.ndarray] = []
-        self.targets: List[np.ndarray] = []
-        self.class_names: List[str] = []
-        self.split: Optional[str] = None
-        self.label_set: Optional[str] = None
+        self.probs: list[np.ndarray] = []
+        self.targets: list[np.ndarray] = []
+        self.class_names: list[str] = []
+        self.split: str | None = None
+        self.label_set: str | None = None
         self.key = ""
-        self._metrics: Optional[Dict[str, Any]] = None
+        self._metrics: dict[str, Any] | None = None
 
-    def update(self, probs: np.ndarray, targets: np.ndarray, class_names: List[str], split: Optional[str] = None,
-               label_set: Optional[str] = None, key: str = "") -> None:
+    def update(self, probs: np.ndarray, targets: np.ndarray, class_names: list[str], split: str | None = None,
+               label_set: str | None = None, key: str = "") -> None:
         self.probs.append(probs)
         self.targets.append(targets)
         self.class_names = list(class_names)
         self.split, self.label_set, self.key = split, label_set, key
         self._metrics = None
 
-    def state_dict(self) -> Dict:
+    def state_dict(self) -> dict:
         """Scores belong to one pass over a split and are not carried into checkpoints.
 
         (fairseq saves meter states in checkpoints, and numpy arrays there would make them
@@ -95,10 +95,10 @@ class ScoreMeter(Meter):
         """
         return {}
 
-    def load_state_dict(self, state_dict: Dict) -> None:
+    def load_state_dict(self, state_dict: dict) -> None:
         self.reset()
 
-    def metrics(self) -> Dict[str, Any]:
+    def metrics(self) -> dict[str, Any]:
         if self._metrics is None:
             probs, targets = np.concatenate(self.probs), np.concatenate(self.targets)
             thresholds = None
@@ -123,7 +123,7 @@ def _derived(key: str):
 
 @register_criterion("ecg_classification", dataclass=EcgClassificationCriterionConfig)
 class EcgClassificationCriterion(FairseqCriterion):
-    def forward(self, model, sample: Dict, reduce: bool = True):
+    def forward(self, model, sample: dict, reduce: bool = True):
         logits = model(**sample["net_input"])["logits"]
         target = sample["target"]
         n_records = len(target)
@@ -187,7 +187,7 @@ class EcgClassificationCriterion(FairseqCriterion):
                 keys.append("challenge_score")
             # Per-label AUROC only for the labels with both classes in the split (the others are NaN).
             counts = sum(log["targets"].sum(axis=0) for log in scored)
-            per_class = [c for c, count in zip(class_names, counts) if 0 < count < n]
+            per_class = [c for c, count in zip(class_names, counts, strict=True) if 0 < count < n]
         for key in ("n", *keys, *(f"auroc_{c}" for c in per_class)):
             metrics.log_derived(key, _derived(key))
 

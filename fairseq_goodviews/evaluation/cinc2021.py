@@ -18,13 +18,13 @@ PhysioNet/Computing in Cardiology Challenge 2021", CinC 2021):
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from io import StringIO
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 #: (abbreviation, SNOMED CT codes scored as that class) in the order of the official weights.csv.
-CINC2021_CLASSES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+CINC2021_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("AF", ("164889003",)),
     ("AFL", ("164890007",)),
     ("BBB", ("6374002",)),
@@ -52,9 +52,9 @@ CINC2021_CLASSES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("TAb", ("164934002",)),
     ("TInv", ("59931005",)),
 )
-CINC2021_CLASS_NAMES: Tuple[str, ...] = tuple(name for name, _ in CINC2021_CLASSES)
+CINC2021_CLASS_NAMES: tuple[str, ...] = tuple(name for name, _ in CINC2021_CLASSES)
 #: SNOMED CT code -> class index (both codes of an equivalent pair map to the same class).
-CINC2021_CODE_TO_CLASS: Dict[str, int] = {
+CINC2021_CODE_TO_CLASS: dict[str, int] = {
     code: index for index, (_, codes) in enumerate(CINC2021_CLASSES) for code in codes
 }
 NORMAL_CODE = "426783006"
@@ -164,8 +164,8 @@ def choose_thresholds(
 
 
 def challenge_metrics(
-    probs: np.ndarray, labels: np.ndarray, thresholds: Optional[np.ndarray] = None,
-) -> Dict[str, float | List[float]]:
+    probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None = None,
+) -> dict[str, float | list[float]]:
     """``challenge_score`` of ``probs`` [n, 26] at ``thresholds`` [26] (0.5 for every class if None)."""
     thresholds = np.full(probs.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     return {

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +23,6 @@ from fairseq import checkpoint_utils, tasks
 from omegaconf import open_dict
 
 from fairseq_goodviews import register_plugins
-
 from fairseq_goodviews.criterions.ecg_classification import record_probabilities, split_metrics
 from fairseq_goodviews.evaluation.cinc2021 import choose_thresholds
 from fairseq_goodviews.io.atomic import atomic_open
@@ -31,7 +30,7 @@ from fairseq_goodviews.io.manifest import ManifestError
 from fairseq_goodviews.labels import LabelSetError
 
 
-def load_classifier(checkpoint: str | Path, data: Optional[str] = None, leads: Optional[str] = None):
+def load_classifier(checkpoint: str | Path, data: str | None = None, leads: str | None = None):
     """(model, task) of a classification checkpoint, on CPU, in eval mode."""
     register_plugins()
     if not Path(checkpoint).is_file():
@@ -73,9 +72,9 @@ def predict(model, task, split: str, batch_size: int = 64, num_workers: int = 0)
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, data: Optional[str] = None, split: str = "test", leads: Optional[str] = None,
+    checkpoint: str | Path, data: str | None = None, split: str = "test", leads: str | None = None,
     batch_size: int = 64, num_workers: int = 0, threshold_split: str = "valid",
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """The task's metrics of ``checkpoint`` on ``split`` (see the module docstring)."""
     model, task = load_classifier(checkpoint, data, leads)
     probs, targets = predict(model, task, split, batch_size, num_workers)
@@ -93,7 +92,7 @@ def evaluate_checkpoint(
     return result
 
 
-def format_metrics(result: Dict[str, Any]) -> str:
+def format_metrics(result: dict[str, Any]) -> str:
     """One line per metric; per-class AUROCs indented under ``per_class_auroc``."""
     lines = []
     for key, value in result.items():
@@ -109,9 +108,21 @@ def format_metrics(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN (an undefined metric) replaced by None, so the JSON is standard."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json(path: str | Path, payload) -> None:
+    """Write ``payload`` as JSON atomically; undefined metrics (NaN) become null."""
     with atomic_open(path) as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=float)
+        json.dump(json_safe(payload), handle, indent=2, sort_keys=True, default=float)
 
 
 def main(argv=None) -> int:

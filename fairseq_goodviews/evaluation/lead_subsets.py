@@ -17,14 +17,14 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence
 
-from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, write_json
+from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe, write_json
 from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
 
 #: Subset name -> comma-separated leads (None = all 12), in the order the table shows them.
-LEAD_SUBSETS: Dict[str, Optional[str]] = {
+LEAD_SUBSETS: dict[str, str | None] = {
     "12 leads": None,
     "6 limb leads": ",".join(LIMB_LEADS),
     "4 leads (I, II, III, V2)": "I,II,III,V2",
@@ -45,11 +45,11 @@ def table_columns(results: Mapping[str, Mapping]) -> Sequence[str]:
 
 def evaluate_lead_subsets(
     checkpoint: str | Path,
-    data: Optional[str] = None,
+    data: str | None = None,
     split: str = "test",
-    subsets: Mapping[str, Optional[str]] = LEAD_SUBSETS,
+    subsets: Mapping[str, str | None] = LEAD_SUBSETS,
     batch_size: int = 64,
-) -> Dict[str, Dict]:
+) -> dict[str, dict]:
     """``{subset name: {"leads": [...], "metrics": {...}}}`` for every subset, in order."""
     results = {}
     for name, leads in subsets.items():
@@ -58,7 +58,7 @@ def evaluate_lead_subsets(
     return results
 
 
-def format_table(results: Mapping[str, Mapping], columns: Optional[Sequence[str]] = None) -> str:
+def format_table(results: Mapping[str, Mapping], columns: Sequence[str] | None = None) -> str:
     columns = table_columns(results) if columns is None else columns
     width = max(len(name) for name in results)
     lines = [f"{'leads':<{width}}  " + "  ".join(f"{c:>11s}" for c in columns)]
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         "subsets": [{"name": name, **entry} for name, entry in results.items()],
     }
     if args.json == "-":
-        print(json.dumps(payload, indent=2, sort_keys=True, default=float))
+        print(json.dumps(json_safe(payload), indent=2, sort_keys=True, default=float))
     elif args.json:
         write_json(args.json, payload)
     return 0

@@ -7,7 +7,8 @@ sample-wise F-max of the PTB-XL benchmark (Strodthoff et al. 2021, after CAFA).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
@@ -16,7 +17,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, r
 FMAX_THRESHOLDS: np.ndarray = np.linspace(0.0, 1.0, 101)
 
 
-def classification_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> Dict[str, float]:
+def classification_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
     """Metrics of class probabilities ``probs`` [n, k] against integer ``targets`` [n].
 
     One-vs-rest scores are undefined for a class absent from ``targets`` (or present in every
@@ -26,10 +27,10 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, class_names: 
     targets = np.asarray(targets, dtype=np.int64)
     n_classes = probs.shape[1]
     predictions = probs.argmax(axis=1)
-    result: Dict[str, float] = {
+    result: dict[str, float] = {
         "accuracy": float(accuracy_score(targets, predictions)),
         "macro_f1": float(f1_score(targets, predictions, labels=list(range(n_classes)), average="macro", zero_division=0)),
-        "n": int(len(targets)),
+        "n": len(targets),
     }
     aurocs, auprcs = [], []
     for k, name in enumerate(class_names):
@@ -70,7 +71,7 @@ def f_max(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray = FMAX_
     return best
 
 
-def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> Dict[str, Any]:
+def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Metrics of label probabilities ``probs`` [n, k] against multi-hot ``targets`` [n, k].
 
     Returns ``macro_auroc`` and ``macro_auprc`` (over the labels with both classes present),
@@ -79,7 +80,7 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequ
     """
     probs = np.asarray(probs, dtype=np.float64)
     truth = np.asarray(targets) > 0.5
-    per_class: Dict[str, float] = {}
+    per_class: dict[str, float] = {}
     aurocs, auprcs, left_out = [], [], []
     for k, name in enumerate(class_names):
         positive = truth[:, k]
@@ -96,6 +97,6 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequ
         "f_max": f_max(probs, truth),
         "per_class_auroc": per_class,
         "left_out": left_out,
-        "n": int(len(truth)),
+        "n": len(truth),
         "n_scored_labels": len(aurocs),
     }

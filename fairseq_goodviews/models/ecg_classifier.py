@@ -14,7 +14,7 @@ With ``model_path`` the encoder is rebuilt from that checkpoint's own model conf
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -25,7 +25,6 @@ from fairseq.dataclass.utils import merge_with_parent
 from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY, BaseFairseqModel, register_model
 from omegaconf import DictConfig, OmegaConf
 
-
 #: Variance floor of the probe's feature standardisation. Batch norm's usual 1e-5 would exceed the
 #: between-record variance of an untrained encoder's features and flatten them.
 FEATURE_NORM_EPS = 1e-10
@@ -33,7 +32,7 @@ FEATURE_NORM_EPS = 1e-10
 
 @dataclass
 class EcgClassifierConfig(FairseqDataclass):
-    model_path: Optional[str] = field(
+    model_path: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
         default=None, metadata={"help": "pretraining checkpoint whose encoder is loaded; None = random init"}
     )
     freeze_encoder: bool = field(default=False, metadata={"help": "train only the linear layer (linear probe)"})
@@ -64,7 +63,7 @@ def build_encoder(encoder_cfg: Any) -> BaseFairseqModel:
     return model
 
 
-def load_pretrained_encoder(path: str) -> tuple[BaseFairseqModel, Dict[str, Any]]:
+def load_pretrained_encoder(path: str) -> tuple[BaseFairseqModel, dict[str, Any]]:
     """The pretrained model of a checkpoint and its model config (as a plain dict)."""
     state = checkpoint_utils.load_checkpoint_to_cpu(path)
     if state.get("cfg") is None or "model" not in state:
@@ -127,6 +126,6 @@ class EcgClassifier(BaseFairseqModel):
             return F.batch_norm(features, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
         return self.feature_norm(features)
 
-    def forward(self, source: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+    def forward(self, source: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:
         """``{"logits": [B, num_classes]}`` of ``source`` [B, 12, T]."""
         return {"logits": self.head(self.dropout(self.features(source)))}

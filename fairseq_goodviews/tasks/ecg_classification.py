@@ -19,13 +19,13 @@ consecutive crops covering it (``whole_record``). Every record of every split is
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
-
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
@@ -34,7 +34,13 @@ from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgReco
 from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.labels import (
-    CLASS_NAMES, PTBXL_TASKS, SCP_STATEMENTS, LabelSetError, multi_hot, ptbxl_task_map, read_scp_statements,
+    CLASS_NAMES,
+    PTBXL_TASKS,
+    SCP_STATEMENTS,
+    LabelSetError,
+    multi_hot,
+    ptbxl_task_map,
+    read_scp_statements,
 )
 from fairseq_goodviews.leads import parse_leads
 
@@ -53,12 +59,12 @@ class EcgClassificationConfig(FairseqDataclass):
         default=",".join(CLASS_NAMES),
         metadata={"help": "label_type=single: comma-separated class names of the 'label' column"},
     )
-    label_set: Optional[str] = field(
+    label_set: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
         default=None,
         metadata={"help": "label_type=multi: cinc2021 (dx column) or ptbxl_{all,diagnostic,subdiagnostic,"
                   "superdiagnostic,form,rhythm} (scp_codes column)"},
     )
-    scp_statements: Optional[str] = field(
+    scp_statements: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
         default=None,
         metadata={"help": "PTB-XL's scp_statements.csv for the ptbxl_* label sets (default: the one in data, "
                   "else in the src_dir recorded in data/prepare_report.json)"},
@@ -66,7 +72,7 @@ class EcgClassificationConfig(FairseqDataclass):
     unlabelled: ChoiceEnum(["drop", "error"]) = field(
         default="drop", metadata={"help": "records with none of the task's labels: drop them (and log how many) or stop"}
     )
-    leads: Optional[str] = field(
+    leads: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
         default=None,
         metadata={"help": "comma-separated lead names to keep (e.g. 'I,II,V2'); the others are zero-filled"},
     )
@@ -120,12 +126,12 @@ class LabelledRecordDataset(EcgClassificationDataset):
             starts.append(length - self.sample_size)
         return np.stack([signal[:, s:s + self.sample_size] for s in starts])
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         crops = self._crops(index)
         crops[:, ~self.keep] = 0.0
         return {"id": index, "source": crops, "label": self.labels[index]}
 
-    def collater(self, samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    def collater(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not samples:
             return {}
         crops = [s["source"] for s in samples]
@@ -148,15 +154,16 @@ class EcgClassificationTask(FairseqTask):
 
     def __init__(self, cfg: EcgClassificationConfig):
         super().__init__(cfg)
-        self._class_names: Optional[List[str]] = None
-        self._code_to_class: Optional[Dict[str, int]] = None
-        self.dropped: Dict[str, int] = {}
+        self._class_names: list[str] | None = None
+        self._code_to_class: dict[str, int] | None = None
+        self.dropped: dict[str, int] = {}
 
     @classmethod
     def setup_task(cls, cfg: EcgClassificationConfig, **kwargs) -> "EcgClassificationTask":
         parse_leads(cfg.leads)
         task = cls(cfg)
-        task.class_names  # an unusable label set stops here, before any model is built
+        if not task.class_names:  # an unusable label set stops here, before any model is built
+            raise LabelSetError(f"task.classes is empty: {cfg.classes!r}")
         return task
 
     @property
@@ -164,11 +171,11 @@ class EcgClassificationTask(FairseqTask):
         return self.cfg.label_type == "multi"
 
     @property
-    def label_set(self) -> Optional[str]:
+    def label_set(self) -> str | None:
         return self.cfg.label_set if self.multi_label else None
 
     @property
-    def class_names(self) -> List[str]:
+    def class_names(self) -> list[str]:
         if self._class_names is None:
             if not self.multi_label:
                 self._class_names = [c.strip() for c in self.cfg.classes.split(",") if c.strip()]
@@ -176,7 +183,7 @@ class EcgClassificationTask(FairseqTask):
                 self._class_names, self._code_to_class = self._multi_label_classes()
         return self._class_names
 
-    def _multi_label_classes(self) -> tuple[List[str], Dict[str, int]]:
+    def _multi_label_classes(self) -> tuple[list[str], dict[str, int]]:
         label_set = self.cfg.label_set
         if label_set == "cinc2021":
             return list(CINC2021_CLASS_NAMES), dict(CINC2021_CODE_TO_CLASS)
@@ -236,7 +243,7 @@ class EcgClassificationTask(FairseqTask):
         if len(unlabelled):
             source.keep_only(keep)
             targets = targets[keep]
-        self.dropped[split] = int(len(unlabelled))
+        self.dropped[split] = len(unlabelled)
         if not len(keep):
             raise LabelSetError(f"{table_name}: none of its {len(table)} record(s) has one of the task's labels")
         logger.info("%s: %d records with labels, %d without (dropped)", split, len(keep), len(unlabelled))
@@ -273,6 +280,6 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
     keep = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        count = max(1, int(round(fraction * len(members))))
+        count = max(1, round(fraction * len(members)))
         keep.extend(rng.choice(members, size=count, replace=False).tolist())
     return np.sort(np.array(keep, dtype=np.int64))

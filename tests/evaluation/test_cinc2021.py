@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 
 from fairseq_goodviews.evaluation.cinc2021 import (
-    CINC2021_CLASS_NAMES, CINC2021_WEIGHTS, NORMAL_CLASS, challenge_score, choose_thresholds, cinc2021_multi_hot,
+    CINC2021_CLASS_NAMES,
+    CINC2021_WEIGHTS,
+    NORMAL_CLASS,
+    challenge_score,
+    choose_thresholds,
+    cinc2021_multi_hot,
     modified_confusion,
 )
 

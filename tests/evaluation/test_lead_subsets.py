@@ -6,8 +6,8 @@ import re
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, hydra_train
+
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
 from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS, format_table, main
 
@@ -90,7 +90,7 @@ def test_subsets_are_the_challenges_plus_one_lead_and_the_table_shows_them_in_or
                for i, name in enumerate(LEAD_SUBSETS)}
     lines = format_table(results).splitlines()
     assert lines[0].split()[:2] == ["leads", "macro_auroc"]
-    assert [line.startswith(name) for line, name in zip(lines[1:], LEAD_SUBSETS)] == [True] * 6
+    assert [line.startswith(name) for line, name in zip(lines[1:], LEAD_SUBSETS, strict=True)] == [True] * 6
     assert "1.0000" in lines[-1]
 
 

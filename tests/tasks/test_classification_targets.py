@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import shared_data
+
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.labels import LabelSetError
 from fairseq_goodviews.preprocessing.physionet2021 import prepare_physionet2021
@@ -58,9 +58,9 @@ def _labels_by_record(task, column="record_name") -> dict:
             continue  # every record of the split lacks the task's labels
         dataset = task.dataset(split)
         root = Path(task.cfg.data).resolve()
-        for path, target in zip(dataset.source.paths, dataset.labels):
+        for path, target in zip(dataset.source.paths, dataset.labels, strict=True):
             key = table.loc[str(Path(path).resolve().relative_to(root)), column]
-            found[key] = {name for name, hot in zip(task.class_names, target) if hot}
+            found[key] = {name for name, hot in zip(task.class_names, target, strict=True) if hot}
     return found
 
 

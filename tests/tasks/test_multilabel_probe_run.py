@@ -6,8 +6,8 @@ import re
 
 import pandas as pd
 import pytest
-
 from conftest import REPO_ROOT, hydra_train, write_tiny_dataset
+
 from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES
 from fairseq_goodviews.evaluation.evaluate import main as evaluate_main
 
@@ -23,7 +23,7 @@ def multilabel_dataset(tmp_path_factory):
     for split in ("train", "valid", "test"):
         table = pd.read_csv(root / f"{split}.csv", keep_default_na=False)
         table["dx"] = [DX[label] + (" 59118001" if beat == "RBBB" else "") for label, beat in
-                       zip(table["label"], table["beat"])]
+                       zip(table["label"], table["beat"], strict=True)]
         table.to_csv(root / f"{split}.csv", index=False)
     return root
 
