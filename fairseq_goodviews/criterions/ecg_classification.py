@@ -6,7 +6,8 @@ batch are collected in a meter and the metrics are computed once over the split.
 scored from several crops gets the mean of its crops' probabilities (and the loss of that mean).
 For the ``cinc2021`` label set the challenge score is logged too: the per-class thresholds are
 chosen on the ``valid`` split and applied, in the same validation round, to the splits scored
-after it (0.5 for every class until a ``valid`` split has been scored).
+after it (0.5 for every class until a ``valid`` split has been scored); the score logged on
+``valid`` itself is therefore in-sample, the one on ``test`` is not.
 """
 
 from dataclasses import dataclass

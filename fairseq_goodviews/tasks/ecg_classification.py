@@ -201,7 +201,10 @@ class EcgClassificationTask(FairseqTask):
         tried = [Path(self.cfg.data) / SCP_STATEMENTS]
         report = Path(self.cfg.data) / "prepare_report.json"
         if report.is_file():
-            src_dir = json.loads(report.read_text()).get("config", {}).get("src_dir")
+            try:
+                src_dir = json.loads(report.read_text()).get("config", {}).get("src_dir")
+            except (json.JSONDecodeError, AttributeError):
+                src_dir = None  # a damaged report only loses the fallback location
             if src_dir:
                 tried.append(Path(src_dir) / SCP_STATEMENTS)
         for path in tried:
