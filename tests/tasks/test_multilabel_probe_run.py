@@ -10,6 +10,7 @@ from conftest import REPO_ROOT, hydra_train, write_tiny_dataset
 
 from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES
 from fairseq_goodviews.evaluation.evaluate import main as evaluate_main
+from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
 
 FINETUNE = REPO_ROOT / "configs" / "finetuning"
 # Rhythm class -> SNOMED code; "RBBB" beats add 59118001 (scored as CRBBB|RBBB).
@@ -57,3 +58,12 @@ def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multil
     assert math.isfinite(result["challenge_score"]) and 0 < result["f_max"] <= 1
     assert 0.5 < result["macro_auroc"] <= 1
     assert result["macro_auroc"] == pytest.approx(logged_test_auroc, abs=1e-5)
+
+    subsets = tmp_path / "subsets.json"
+    assert lead_subsets_main([str(save / "checkpoint_last.pt"), "--json", str(subsets)]) == 0
+    payload = json.loads(subsets.read_text())
+    assert [len(s["leads"]) for s in payload["subsets"]] == [12, 6, 4, 3, 2, 1]
+    assert payload["subsets"][2]["leads"] == ["I", "II", "III", "V2"]
+    assert payload["subsets"][0]["metrics"]["challenge_score"] == pytest.approx(result["challenge_score"])
+    for entry in payload["subsets"]:
+        assert {"macro_auroc", "f_max", "challenge_score"} <= set(entry["metrics"])
