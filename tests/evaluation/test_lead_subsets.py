@@ -63,7 +63,7 @@ def test_rlm_pretrained_model_probed_on_one_lead_end_to_end(pretrained, tiny_dat
         assert name in table
     payload = json.loads(out.read_text())
     assert [s["name"] for s in payload["subsets"]] == list(LEAD_SUBSETS)
-    assert [len(s["leads"]) for s in payload["subsets"]] == [12, 6, 3, 2, 1]
+    assert [len(s["leads"]) for s in payload["subsets"]] == [12, 6, 4, 3, 2, 1]
     one_lead = payload["subsets"][-1]
     assert one_lead["leads"] == ["II"] and one_lead["metrics"] == pytest.approx(metrics)
 
@@ -86,14 +86,21 @@ def test_finetuned_checkpoint_round_trips(pretrained, tiny_dataset, tmp_path):
     assert all(math.isfinite(first[k]) for k in ("macro_auroc", "accuracy", "macro_f1"))
 
 
-def test_subsets_are_the_papers_and_the_table_shows_them_in_order():
-    assert list(LEAD_SUBSETS.values()) == [None, "I,II,III,aVR,aVL,aVF", "I,II,V2", "I,II", "II"]
+def test_subsets_are_the_challenges_plus_one_lead_and_the_table_shows_them_in_order():
+    assert list(LEAD_SUBSETS.values()) == [None, "I,II,III,aVR,aVL,aVF", "I,II,III,V2", "I,II,V2", "I,II", "II"]
     results = {name: {"metrics": {"macro_auroc": 0.5 + i / 10, "macro_auprc": 0.4, "accuracy": 0.3, "macro_f1": 0.2}}
                for i, name in enumerate(LEAD_SUBSETS)}
     lines = format_table(results).splitlines()
     assert lines[0].split()[:2] == ["leads", "macro_auroc"]
-    assert [line.startswith(name) for line, name in zip(lines[1:], LEAD_SUBSETS)] == [True] * 5
-    assert "0.9000" in lines[-1]
+    assert [line.startswith(name) for line, name in zip(lines[1:], LEAD_SUBSETS, strict=True)] == [True] * 6
+    assert "1.0000" in lines[-1]
+
+
+def test_multi_label_table_shows_the_tasks_own_metrics():
+    metrics = {"macro_auroc": 0.8, "macro_auprc": 0.5, "f_max": 0.6, "challenge_score": 0.3, "per_class_auroc": {}}
+    lines = format_table({name: {"metrics": metrics} for name in LEAD_SUBSETS}).splitlines()
+    assert lines[0].split() == ["leads", "macro_auroc", "macro_auprc", "f_max", "challenge_score"]
+    assert lines[3].startswith("4 leads (I, II, III, V2)") and lines[3].split()[-1] == "0.3000"
 
 
 def test_missing_or_wrong_checkpoint_is_a_clear_error(tmp_path, capsys):
