@@ -70,32 +70,36 @@ optimization:
 """
 
 
-def write_multi_visit_dataset(root: Path, patients=(16, 8, 8), visits: int = 4, n_samples: int = 2000,
+def write_multi_visit_dataset(root: Path, patients=(24, 8, 8), visits: int = 4, n_samples: int = 2000,
                               seed: int = 0) -> Path:
-    """Several ECGs per patient: persistent per-patient traits, visit-to-visit variation.
+    """Several ECGs per patient: persistent per-patient traits under visit-to-visit variation.
 
-    A patient keeps its lead gains (electrical axis and amplitudes), QRS width, T-wave size and
-    resting rate; each visit changes the rate (+-6 bpm), overall amplitude (+-8 %), baseline
-    wander, beat phase and noise. Patients are disjoint between splits.
+    Every patient's lead gains (axis and amplitudes) deviate a little from one population
+    pattern, and it keeps its QRS width, T-wave gains and resting rate; each visit perturbs the
+    lead gains (electrode placement), rate (+-8 bpm), overall amplitude (+-10 %), baseline wander,
+    beat phase and noise. Patients are disjoint between splits.
     """
     rng = np.random.default_rng(seed)
     t = np.arange(n_samples) / 500.0
+    population_qrs = rng.normal(0.0, 1.0, size=(12, 1))
+    population_t = rng.normal(0.0, 0.3, size=(12, 1))
     for split, n_patients in zip(("train", "valid", "test"), patients):
         rows = []
         for p in range(n_patients):
             pid = f"{split}_p{p:02d}"
-            qrs_gain = rng.normal(0.0, 1.0, size=(12, 1))
-            t_gain = rng.normal(0.0, 0.3, size=(12, 1))
+            qrs_gain = population_qrs + rng.normal(0.0, 0.3, size=(12, 1))
+            t_gain = population_t + rng.normal(0.0, 0.1, size=(12, 1))
             width = rng.uniform(0.008, 0.02)
             rest_rate = rng.uniform(55, 95)
             for v in range(visits):
-                rate = rest_rate + rng.normal(0, 6)
+                rate = rest_rate + rng.normal(0, 8)
                 beats = np.arange(rng.uniform(0, 0.4), t[-1], 60.0 / rate)
                 qrs = np.exp(-((t[None, :] - beats[:, None]) ** 2) / (2 * width ** 2)).sum(0)
                 twave = np.exp(-((t[None, :] - beats[:, None] - 0.3) ** 2) / (2 * 0.04 ** 2)).sum(0)
-                wander = 0.1 * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 2 * np.pi))
-                feats = rng.normal(1.0, 0.08) * (qrs_gain * qrs + t_gain * twave) + wander
-                feats = (feats + rng.normal(0, 0.05, size=feats.shape)).astype(np.float32)
+                wander = 0.15 * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 2 * np.pi))
+                placement = rng.normal(0.0, 0.15, size=(12, 1))
+                feats = rng.normal(1.0, 0.1) * ((qrs_gain + placement) * qrs + t_gain * twave) + wander
+                feats = (feats + rng.normal(0, 0.1, size=feats.shape)).astype(np.float32)
                 rel = f"records/{pid}_v{v}.mat"
                 write_record(root / rel, EcgRecord(feats, 500.0, meta={"patient_id": pid}))
                 rows.append({"path": rel, "n_samples": n_samples, "record_id": f"{pid}_v{v}", "patient_id": pid,
