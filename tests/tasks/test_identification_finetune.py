@@ -1,15 +1,15 @@
 """Identification end to end: a multi-visit set, an ArcFace fine-tune through fairseq-hydra-train,
 and ``goodviews-identify`` on frozen-encoder and fine-tuned checkpoints."""
 import json
-import math
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from conftest import hydra_train
+from conftest import REPO_ROOT, hydra_train
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record
 
@@ -106,3 +106,46 @@ def write_multi_visit_dataset(root: Path, patients=(24, 8, 8), visits: int = 4, 
                              "source": "multi_visit", "sample_rate": 500.0})
         write_manifest(root, split, root, pd.DataFrame(rows))
     return root
+
+
+SMALL_ENCODER = ["task.sample_size=1000", "dataset.batch_size=16", "dataset.num_workers=0"]
+
+
+def _identify(checkpoint: Path, data: Path, out: Path, *extra: str) -> dict:
+    from fairseq_goodviews.evaluation.identification import main
+
+    assert main([str(checkpoint), "--data", str(data), "--split", "test", "--json", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_arcface_fine_tune_identifies_unseen_patients_above_chance(tmp_path):
+    """Pretrain (1 epoch, SimCLR) -> frozen-encoder identification -> ArcFace fine-tune -> identification.
+
+    Test patients are none of the training patients; chance top-1 is 1/8.
+    """
+    data = write_multi_visit_dataset(tmp_path / "data")
+    pretrain = tmp_path / "pretrain"
+    hydra_train(REPO_ROOT / "configs" / "pretraining", "simclr",
+                ["preset=cpu_small", *SMALL_ENCODER, f"task.data={data}", f"checkpoint.save_dir={pretrain}",
+                 "optimization.max_epoch=1"], tmp_path)
+    frozen = _identify(pretrain / "checkpoint_last.pt", data, tmp_path / "frozen.json")
+    assert frozen["checkpoint_task"] == "ecg_pretraining"
+    assert (frozen["n_gallery"], frozen["n_probe"]) == (8, 24)
+    assert {"top1", "top5", "eer"} <= set(frozen) and 0.0 <= frozen["eer"] <= 1.0
+
+    config_dir = tmp_path / "configs"
+    config_dir.mkdir()
+    (config_dir / "identification.yaml").write_text(IDENTIFICATION_YAML)
+    finetune = tmp_path / "finetune"
+    run = hydra_train(config_dir, "identification",
+                      [*SMALL_ENCODER, f"task.data={data}", f"checkpoint.save_dir={finetune}",
+                       f"model.model_path={pretrain / 'checkpoint_last.pt'}", "optimization.max_epoch=6",
+                       "optimization.lr=[0.001]"], tmp_path)
+    assert re.search(r"valid on 'valid' subset \| .*top1 [0-9.]+ \| top5 [0-9.]+ \| eer [0-9.]+", run.stdout + run.stderr)
+    shutil.rmtree(pretrain)  # the fine-tuned checkpoint must not need the pretraining one
+    tuned = _identify(finetune / "checkpoint_best.pt", data, tmp_path / "tuned.json")
+    assert tuned["checkpoint_task"] == "ecg_identification" and tuned["n_probe"] == 24
+    assert tuned["top1"] >= 3 * tuned["chance_top1"], tuned
+    assert tuned["eer"] < 0.4, tuned
+    assert tuned["top1"] > frozen["top1"] and tuned["eer"] < frozen["eer"], (frozen, tuned)
