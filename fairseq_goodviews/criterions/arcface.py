@@ -11,7 +11,6 @@ not training patients.
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List
 
 import numpy as np
 import torch
@@ -52,9 +51,9 @@ class EmbeddingMeter(Meter):
         self.reset()
 
     def reset(self) -> None:
-        self.embeddings: List[np.ndarray] = []
-        self.patients: List[np.ndarray] = []
-        self.ids: List[np.ndarray] = []
+        self.embeddings: list[np.ndarray] = []
+        self.patients: list[np.ndarray] = []
+        self.ids: list[np.ndarray] = []
         self.distractors = False
 
     def update(self, embeddings: np.ndarray, patients: np.ndarray, ids: np.ndarray, distractors: bool) -> None:
@@ -63,14 +62,14 @@ class EmbeddingMeter(Meter):
         self.ids.append(ids)
         self.distractors = distractors
 
-    def state_dict(self) -> Dict:
+    def state_dict(self) -> dict:
         """Embeddings belong to one pass over a split and are not carried into checkpoints."""
         return {}
 
-    def load_state_dict(self, state_dict: Dict) -> None:
+    def load_state_dict(self, state_dict: dict) -> None:
         self.reset()
 
-    def metrics(self) -> Dict[str, float]:
+    def metrics(self) -> dict[str, float]:
         order = np.argsort(np.concatenate(self.ids), kind="stable")
         embeddings, patients = np.concatenate(self.embeddings)[order], np.concatenate(self.patients)[order]
         protocol = gallery_probe_split(patients, self.distractors, "validation split")
@@ -93,7 +92,7 @@ class ArcFaceCriterion(FairseqCriterion):
         self.scale = scale
         self.margin = margin
 
-    def forward(self, model, sample: Dict, reduce: bool = True):
+    def forward(self, model, sample: dict, reduce: bool = True):
         output = model(**sample["net_input"])
         target = sample["target"]
         n = target.numel()

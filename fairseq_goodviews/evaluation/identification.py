@@ -28,9 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,7 @@ def gallery_probe_split(patient_ids: Sequence[Any], distractors: bool = False, w
             "identification needs a gallery and a probe record per patient"
         )
     gallery, probe, seen = [], [], set()
-    for index, (is_known, key) in enumerate(zip(known, keys)):
+    for index, (is_known, key) in enumerate(zip(known, keys, strict=True)):
         if not is_known or (key not in repeated and not distractors):
             continue
         (probe if key in seen else gallery).append(index)
@@ -113,7 +114,7 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
 
 def retrieval_metrics(
     gallery: np.ndarray, gallery_patients: Sequence[Any], probes: np.ndarray, probe_patients: Sequence[Any],
-) -> Dict[str, float]:
+) -> dict[str, float]:
     """Top-1/top-5 accuracy and EER of cosine retrieval.
 
     ``gallery`` [G, D] and ``probes`` [P, D] are embeddings; ``gallery_patients`` [G] holds
@@ -211,7 +212,7 @@ def load_embedding_model(checkpoint: str | Path) -> EmbeddingModel:
 
 
 def embed_records(
-    model: EmbeddingModel, manifest: str | Path, indices: np.ndarray, sample_size: int, leads: Optional[str] = None,
+    model: EmbeddingModel, manifest: str | Path, indices: np.ndarray, sample_size: int, leads: str | None = None,
     batch_size: int = 64,
 ) -> np.ndarray:
     """Embeddings [len(indices), D] of centred ``sample_size`` crops of manifest rows ``indices``.
@@ -235,9 +236,9 @@ def embed_records(
 
 
 def identify(
-    checkpoint: str | Path, data: str | Path, split: str = "test", leads: Optional[str] = None,
-    sample_size: Optional[int] = None, distractors: bool = False, batch_size: int = 64,
-) -> Dict[str, Any]:
+    checkpoint: str | Path, data: str | Path, split: str = "test", leads: str | None = None,
+    sample_size: int | None = None, distractors: bool = False, batch_size: int = 64,
+) -> dict[str, Any]:
     """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``."""
     parse_leads(leads)
     table = read_metadata(data, split, required=("patient_id",))
@@ -248,7 +249,7 @@ def identify(
     manifest = Path(data) / f"{split}.tsv"
     embeddings = embed_records(model, manifest, np.r_[protocol.gallery, protocol.probe], crop, leads, batch_size)
     gallery, probes = embeddings[: len(protocol.gallery)], embeddings[len(protocol.gallery):]
-    result: Dict[str, Any] = retrieval_metrics(gallery, protocol.gallery_patients, probes, protocol.probe_patients)
+    result: dict[str, Any] = retrieval_metrics(gallery, protocol.gallery_patients, probes, protocol.probe_patients)
     result.update({
         "n_patients_with_probes": len(set(protocol.probe_patients.tolist())),
         "n_without_patient": int(table["patient_id"].isna().sum()),
@@ -261,7 +262,7 @@ def identify(
     return result
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goodviews-identify", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="any checkpoint of this project (pretraining, classification, identification)")
     parser.add_argument("--data", required=True, help="manifest folder with <split>.tsv and <split>.csv (patient_id column)")

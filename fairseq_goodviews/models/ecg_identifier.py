@@ -8,7 +8,7 @@ not training patients.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -21,7 +21,7 @@ from fairseq_goodviews.models.ecg_classifier import build_encoder, load_pretrain
 
 @dataclass
 class EcgIdentifierConfig(FairseqDataclass):
-    model_path: Optional[str] = field(
+    model_path: str | None = field(
         default=None, metadata={"help": "pretraining checkpoint whose encoder is fine-tuned; None = random init"}
     )
     encoder: Any = field(
@@ -63,7 +63,7 @@ class EcgIdentifier(BaseFairseqModel):
         """[B, 12, T] -> [B, D]: the encoder's embedding (what identification retrieves with)."""
         return self.encoder.encode(source)
 
-    def forward(self, source: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+    def forward(self, source: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:
         """``embedding`` [B, D] and ``cosine`` [B, num_patients] (to the unit-norm prototypes)."""
         embedding = self.encode(source)
         cosine = F.normalize(embedding.float(), dim=1) @ F.normalize(self.prototypes.float(), dim=1).T

@@ -11,7 +11,6 @@ records is refused when it is loaded, naming its table.
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,7 @@ class EcgIdentificationConfig(FairseqDataclass):
     data: str = field(
         default=MISSING, metadata={"help": "folder with <split>.tsv manifests and <split>.csv metadata (patient_id)"}
     )
-    leads: Optional[str] = field(
+    leads: str | None = field(
         default=None,
         metadata={"help": "comma-separated lead names to keep (e.g. 'I,II,V2'); the others are zero-filled"},
     )

@@ -5,10 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import shared_data
+
 from fairseq_goodviews.evaluation.identification import (
-    IdentificationError, equal_error_rate, gallery_probe_split, main, retrieval_metrics,
+    IdentificationError,
+    equal_error_rate,
+    gallery_probe_split,
+    main,
+    retrieval_metrics,
 )
 from fairseq_goodviews.io.manifest import read_metadata, write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record

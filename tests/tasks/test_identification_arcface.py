@@ -10,18 +10,19 @@ from fairseq import metrics
 from fairseq.dataclass.utils import merge_with_parent
 from omegaconf import OmegaConf
 
-from fairseq_goodviews import register_plugins
 from fairseq_goodviews.criterions.arcface import ArcFaceCriterion, additive_angular_margin
 from fairseq_goodviews.evaluation.identification import (
-    EmbeddingModel, IdentificationError, embed_records, gallery_probe_split, retrieval_metrics,
+    EmbeddingModel,
+    IdentificationError,
+    embed_records,
+    gallery_probe_split,
+    retrieval_metrics,
 )
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, read_record, write_record
-
-register_plugins()
-from fairseq_goodviews.models.ecg_classifier import build_encoder  # noqa: E402
-from fairseq_goodviews.models.ecg_identifier import EcgIdentifier, EcgIdentifierConfig  # noqa: E402
-from fairseq_goodviews.tasks.ecg_identification import EcgIdentificationConfig, EcgIdentificationTask  # noqa: E402
+from fairseq_goodviews.models.ecg_classifier import build_encoder
+from fairseq_goodviews.models.ecg_identifier import EcgIdentifier, EcgIdentifierConfig
+from fairseq_goodviews.tasks.ecg_identification import EcgIdentificationConfig, EcgIdentificationTask
 
 TINY_RESNET = {"_name": "resnet1d", "base_width": 8, "layers": [1, 1, 1, 1], "embedding_dim": 16}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO_ROOT, hydra_train
+
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record
 
@@ -83,7 +83,7 @@ def write_multi_visit_dataset(root: Path, patients=(24, 8, 8), visits: int = 4, 
     t = np.arange(n_samples) / 500.0
     population_qrs = rng.normal(0.0, 1.0, size=(12, 1))
     population_t = rng.normal(0.0, 0.3, size=(12, 1))
-    for split, n_patients in zip(("train", "valid", "test"), patients):
+    for split, n_patients in zip(("train", "valid", "test"), patients, strict=True):
         rows = []
         for p in range(n_patients):
             pid = f"{split}_p{p:02d}"
