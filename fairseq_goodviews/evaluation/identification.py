@@ -14,6 +14,9 @@ per record). Metrics:
   false-accept and false-reject rates of a similarity threshold are equal, linearly
   interpolated between the two neighbouring thresholds of the ROC curve.
 
+With ``--standardize`` the embeddings are standardised per dimension with the statistics of the
+``train`` split (or another named split) before the cosines; see :func:`identify`.
+
 With ``--distractors`` (a documented variant), the records of patients with a single record in
 the split are added to the gallery as distractors; they have no probes, so they only make
 retrieval harder. Records without a patient id are left out and counted (``n_without_patient``).
@@ -235,11 +238,24 @@ def embed_records(
     return np.concatenate(out)
 
 
+def standardizer(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation of embeddings ``fit`` [N, D] (constant dimensions: 1)."""
+    mean, std = fit.mean(axis=0), fit.std(axis=0)
+    return mean, np.where(std > 0, std, 1.0)
+
+
 def identify(
     checkpoint: str | Path, data: str | Path, split: str = "test", leads: str | None = None,
-    sample_size: int | None = None, distractors: bool = False, batch_size: int = 64,
+    sample_size: int | None = None, distractors: bool = False, standardize_split: str | None = None,
+    batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``."""
+    """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``.
+
+    With ``standardize_split`` (e.g. ``train``), every embedding dimension is standardised with the
+    mean and standard deviation over that split's records before the cosine similarities, as the
+    linear probes standardise their inputs with training statistics (DESIGN.md §2.5): an untrained
+    encoder's embeddings share a large common component that raw cosines barely look past.
+    """
     parse_leads(leads)
     table = read_metadata(data, split, required=("patient_id",))
     where = str(Path(data) / f"{split}.csv")
@@ -248,12 +264,18 @@ def identify(
     crop = sample_size or model.sample_size
     manifest = Path(data) / f"{split}.tsv"
     embeddings = embed_records(model, manifest, np.r_[protocol.gallery, protocol.probe], crop, leads, batch_size)
+    if standardize_split:
+        n_fit = len(read_metadata(data, standardize_split))
+        fit = embed_records(model, Path(data) / f"{standardize_split}.tsv", np.arange(n_fit), crop, leads, batch_size)
+        mean, std = standardizer(fit)
+        embeddings = (embeddings - mean) / std
     gallery, probes = embeddings[: len(protocol.gallery)], embeddings[len(protocol.gallery):]
     result: dict[str, Any] = retrieval_metrics(gallery, protocol.gallery_patients, probes, protocol.probe_patients)
     result.update({
         "n_patients_with_probes": len(set(protocol.probe_patients.tolist())),
         "n_without_patient": int(table["patient_id"].isna().sum()),
         "distractors": distractors,
+        "standardized_with": standardize_split or "none",
         "split": split,
         "leads": leads or "all",
         "sample_size": crop,
@@ -270,12 +292,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--leads", help="comma-separated leads to keep, e.g. I,II,V2 (default: all 12)")
     parser.add_argument("--sample-size", type=int, help="samples per centred crop (default: the checkpoint task's)")
     parser.add_argument("--distractors", action="store_true", help="add single-record patients to the gallery")
+    parser.add_argument("--standardize", metavar="SPLIT", nargs="?", const="train",
+                        help="standardise embeddings with this split's statistics (default when given: train)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", help="write the metrics here as JSON")
     args = parser.parse_args(argv)
     try:
         result = identify(args.checkpoint, args.data, args.split, args.leads, args.sample_size, args.distractors,
-                          args.batch_size)
+                          args.standardize, args.batch_size)
     except (IdentificationError, ManifestError, RecordError, UnknownLeadError) as exc:
         parser.exit(2, f"error: {exc}\n")
     for key, value in result.items():

@@ -13,6 +13,7 @@ from fairseq_goodviews.evaluation.identification import (
     gallery_probe_split,
     main,
     retrieval_metrics,
+    standardizer,
 )
 from fairseq_goodviews.io.manifest import read_metadata, write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record
@@ -71,6 +72,11 @@ def test_equal_error_rate_extremes_and_crossing_on_a_threshold():
     assert equal_error_rate([0.9, 0.6], [0.7, 0.1]) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         equal_error_rate([0.9], [])
+
+
+def test_standardizer_uses_the_fit_statistics_and_keeps_constant_dimensions():
+    mean, std = standardizer(np.array([[1.0, 2.0, 5.0], [3.0, 2.0, 1.0]]))
+    assert mean.tolist() == [2.0, 2.0, 3.0] and std.tolist() == [1.0, 1.0, 2.0]
 
 
 def test_retrieval_metrics_reject_probes_without_a_gallery_entry():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, hydra_train
+from conftest import REPO_ROOT, hydra_train, shared_data
 
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record
@@ -118,21 +118,16 @@ def _identify(checkpoint: Path, data: Path, out: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.slow
-def test_arcface_fine_tune_identifies_unseen_patients_above_chance(tmp_path):
-    """Pretrain (1 epoch, SimCLR) -> frozen-encoder identification -> ArcFace fine-tune -> identification.
-
-    Test patients are none of the training patients; chance top-1 is 1/8.
-    """
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Pretrain (1 epoch, SimCLR), score the frozen encoder, ArcFace fine-tune from it, score again."""
+    tmp_path = tmp_path_factory.mktemp("identification")
     data = write_multi_visit_dataset(tmp_path / "data")
     pretrain = tmp_path / "pretrain"
     hydra_train(REPO_ROOT / "configs" / "pretraining", "simclr",
                 ["preset=cpu_small", *SMALL_ENCODER, f"task.data={data}", f"checkpoint.save_dir={pretrain}",
                  "optimization.max_epoch=1"], tmp_path)
     frozen = _identify(pretrain / "checkpoint_last.pt", data, tmp_path / "frozen.json")
-    assert frozen["checkpoint_task"] == "ecg_pretraining"
-    assert (frozen["n_gallery"], frozen["n_probe"]) == (8, 24)
-    assert {"top1", "top5", "eer"} <= set(frozen) and 0.0 <= frozen["eer"] <= 1.0
 
     config_dir = tmp_path / "configs"
     config_dir.mkdir()
@@ -142,10 +137,40 @@ def test_arcface_fine_tune_identifies_unseen_patients_above_chance(tmp_path):
                       [*SMALL_ENCODER, f"task.data={data}", f"checkpoint.save_dir={finetune}",
                        f"model.model_path={pretrain / 'checkpoint_last.pt'}", "optimization.max_epoch=6",
                        "optimization.lr=[0.001]"], tmp_path)
-    assert re.search(r"valid on 'valid' subset \| .*top1 [0-9.]+ \| top5 [0-9.]+ \| eer [0-9.]+", run.stdout + run.stderr)
     shutil.rmtree(pretrain)  # the fine-tuned checkpoint must not need the pretraining one
     tuned = _identify(finetune / "checkpoint_best.pt", data, tmp_path / "tuned.json")
-    assert tuned["checkpoint_task"] == "ecg_identification" and tuned["n_probe"] == 24
+    return {"frozen": frozen, "tuned": tuned, "log": run.stdout + run.stderr,
+            "checkpoint": finetune / "checkpoint_best.pt", "tmp": tmp_path}
+
+
+@pytest.mark.slow
+def test_arcface_fine_tune_identifies_unseen_patients_above_chance(trained):
+    """Test patients are none of the training patients; chance top-1 is 1/8."""
+    frozen, tuned = trained["frozen"], trained["tuned"]
+    assert frozen["checkpoint_task"] == "ecg_pretraining"
+    assert (frozen["n_gallery"], frozen["n_probe"]) == (8, 24)
+    assert re.search(r"valid on 'valid' subset \| .*top1 [0-9.]+ \| top5 [0-9.]+ \| eer [0-9.]+", trained["log"])
+    assert tuned["checkpoint_task"] == "ecg_identification" and (tuned["n_gallery"], tuned["n_probe"]) == (8, 24)
     assert tuned["top1"] >= 3 * tuned["chance_top1"], tuned
     assert tuned["eer"] < 0.4, tuned
     assert tuned["top1"] > frozen["top1"] and tuned["eer"] < frozen["eer"], (frozen, tuned)
+
+
+@pytest.mark.slow
+def test_identify_runs_on_real_ptbxl_records(trained):
+    """Real PTB-XL records through the real preparer: patient 13619's ECGs 18 and 20 are the probes,
+    its ECG 17 and the nine single-ECG patients the gallery (distractor variant)."""
+    from fairseq_goodviews.io.manifest import read_metadata
+    from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+    from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
+    from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
+
+    prepared = trained["tmp"] / "ptbxl"
+    prepare_ptbxl(shared_data() / "real" / "ptbxl", prepared, converter=WfdbConverter(attributes=False),
+                  options=PrepareOptions(progress=False))
+    both = pd.concat([read_metadata(prepared, "train"), read_metadata(prepared, "valid")], ignore_index=True)
+    combined = trained["tmp"] / "ptbxl_one_split"
+    write_manifest(combined, "test", prepared, both)
+    result = _identify(trained["checkpoint"], combined, trained["tmp"] / "real.json", "--distractors")
+    assert (result["n_gallery"], result["n_probe"], result["n_patients_with_probes"]) == (10, 2, 1)
+    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0 and 0.0 <= result["eer"] <= 1.0
