@@ -96,6 +96,8 @@ class EcgIdentificationTask(FairseqTask):
         with open_dict(cfg):
             cfg.num_patients = self.num_patients
             if cfg.get("model_path"):
+                if not Path(cfg.model_path).is_file():
+                    raise FileNotFoundError(f"{cfg.model_path}: pretraining checkpoint not found (model.model_path)")
                 state = checkpoint_utils.load_checkpoint_to_cpu(cfg.model_path)
                 if state.get("cfg") is None:
                     raise ValueError(f"{cfg.model_path}: not a fairseq checkpoint with a model config")

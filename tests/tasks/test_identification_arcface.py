@@ -146,3 +146,11 @@ def test_lead_subset_zero_fills_the_other_leads(folder):
     np.testing.assert_allclose(subset, expected, rtol=1e-5, atol=1e-6)
     full = embed_records(model, folder / "valid.tsv", indices, 1000)
     assert not np.allclose(full, subset)
+
+
+def test_missing_pretraining_checkpoint_is_named(folder):
+    task = EcgIdentificationTask.setup_task(EcgIdentificationConfig(data=str(folder), sample_size=1000, seed=1))
+    cfg = _model_cfg()
+    cfg.model_path = str(folder / "gone.pt")
+    with pytest.raises(FileNotFoundError, match=r"gone.pt: pretraining checkpoint not found \(model.model_path\)"):
+        task.build_model(cfg)
