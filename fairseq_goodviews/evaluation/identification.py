@@ -8,7 +8,7 @@ per record). Metrics:
 
 - ``top1`` / ``top5``: fraction of probes whose own patient's gallery entry is among the 1 / 5
   most similar gallery entries. Ties count against the probe (a gallery entry scoring exactly
-  as high as the true one ranks before it), so a constant encoder scores chance, not 1.
+  as high as the true one ranks before it), so a constant encoder scores 0, not 1.
 - ``eer``: equal error rate of the verification scores, genuine pairs (probe, its patient's
   gallery entry) against impostor pairs (probe, any other gallery entry): the point where the
   false-accept and false-reject rates of a similarity threshold are equal, linearly
