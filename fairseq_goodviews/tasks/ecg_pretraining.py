@@ -12,6 +12,7 @@ from omegaconf import II, MISSING
 from fairseq_goodviews.data.ecg_dataset import EcgPretrainingDataset, EcgRecordSource
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.strategies import build_strategy
+from fairseq_goodviews.strategies.base import ALL
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,11 @@ class EcgPretrainingTask(FairseqTask):
         )
         logger.info("%s: %d records, strategy %s", split, len(source), strategy.describe())
 
-    def positive_mask(self, meta):
-        """The relation P over gathered view metadata, as the configured strategy defines it."""
+    def positive_mask(self, meta, rows: slice = ALL):
+        """Rows ``rows`` ([n, N]) of the relation P over the N gathered views, as the configured strategy defines it."""
         if self._strategy is None:
             raise RuntimeError("positive_mask called before any dataset was loaded")
-        return self._strategy.positive_mask(meta)
+        return self._strategy.positive_mask(meta, rows)
 
     @property
     def source_dictionary(self):
