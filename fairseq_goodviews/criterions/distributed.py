@@ -6,7 +6,7 @@ back to the host once), the embeddings, and every metadata key packed into one i
 (floats travel as their float64 bit patterns, so the round trip is exact).
 """
 
-from typing import Dict, List, Mapping, Tuple
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
@@ -16,7 +16,7 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def _sizes(local: int, device: torch.device) -> List[int]:
+def _sizes(local: int, device: torch.device) -> list[int]:
     """Number of views of every rank (one collective, one host synchronisation)."""
     size = torch.tensor([local], dtype=torch.long, device=device)
     sizes = [torch.zeros_like(size) for _ in range(_world())]
@@ -24,14 +24,14 @@ def _sizes(local: int, device: torch.device) -> List[int]:
     return torch.cat(sizes).tolist()
 
 
-def _gather_padded(tensor: torch.Tensor, sizes: List[int]) -> torch.Tensor:
+def _gather_padded(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Every rank's rows of ``tensor`` [n_rank, ...] concatenated in rank order: [sum(sizes), ...]."""
     longest = max(sizes)
     padded = tensor.new_zeros((longest, *tensor.shape[1:]))
     padded[: tensor.shape[0]] = tensor
     chunks = [torch.zeros_like(padded) for _ in sizes]
     dist.all_gather(chunks, padded.contiguous())
-    return torch.cat([chunk[:n] for chunk, n in zip(chunks, sizes)])
+    return torch.cat([chunk[:n] for chunk, n in zip(chunks, sizes, strict=True)])
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -42,13 +42,13 @@ class _GatherWithGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor, sizes: List[int]) -> torch.Tensor:
+    def forward(ctx, tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         ctx.start = sum(sizes[: dist.get_rank()])
         ctx.count = tensor.shape[0]
         return _gather_padded(tensor, sizes)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> Tuple[torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad = grad.contiguous()
         dist.all_reduce(grad)
         return grad[ctx.start: ctx.start + ctx.count], None
@@ -69,7 +69,7 @@ def _from_int64_columns(columns: torch.Tensor, like: torch.Tensor) -> torch.Tens
     return columns.to(like.dtype).reshape(columns.shape[0], *like.shape[1:])
 
 
-def gather_meta(meta: Mapping[str, torch.Tensor], sizes: List[int]) -> Dict[str, torch.Tensor]:
+def gather_meta(meta: Mapping[str, torch.Tensor], sizes: list[int]) -> dict[str, torch.Tensor]:
     """Every rank's view metadata (each value [n_rank, ...]) concatenated in rank order, in one collective.
 
     Every rank must pass the same keys, dtypes and trailing shapes (the collater makes them so).
@@ -77,7 +77,7 @@ def gather_meta(meta: Mapping[str, torch.Tensor], sizes: List[int]) -> Dict[str,
     packed = [_as_int64_columns(value) for value in meta.values()]
     gathered = _gather_padded(torch.cat(packed, dim=1), sizes)
     out, start = {}, 0
-    for (key, value), columns in zip(meta.items(), packed):
+    for (key, value), columns in zip(meta.items(), packed, strict=True):
         width = columns.shape[1]
         out[key] = _from_int64_columns(gathered[:, start: start + width], value)
         start += width
@@ -86,7 +86,7 @@ def gather_meta(meta: Mapping[str, torch.Tensor], sizes: List[int]) -> Dict[str,
 
 def gather_views(
     embeddings: torch.Tensor, meta: Mapping[str, torch.Tensor]
-) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], int]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
     """Gather this worker's views into the global batch.
 
     ``embeddings`` [n, d] (with gradient) and ``meta`` (each value [n, ...]) are this worker's
