@@ -32,6 +32,11 @@ class EcgPretrainingConfig(FairseqDataclass):
     lead_mask_prob: float = field(
         default=0.5, metadata={"help": "random lead masking: probability of zeroing each lead of each view"}
     )
+    rebuild_batches: bool = field(
+        default=True,
+        metadata={"help": "draw new batches every epoch (fairseq keeps the epoch iterator and its workers; "
+                  "false = the first epoch's batches in a new order)"},
+    )
     seed: int = II("common.seed")
 
 
