@@ -33,6 +33,8 @@ from fairseq.models import register_model
 from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel, Wav2Vec2Config, Wav2Vec2Model
 from omegaconf import DictConfig, open_dict
 
+from fairseq_goodviews.models.resnet1d import allow_tf32
+
 #: Upper bound on the number of convolution layers a ``conv_feature_layers`` string may describe.
 MAX_CONV_LAYERS = 64
 
@@ -154,6 +156,7 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
 
     @classmethod
     def build_model(cls, cfg: Wav2Vec2EcgConfig, task=None) -> "Wav2Vec2EcgModel":
+        allow_tf32()
         return cls(cfg)
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.LongTensor) -> torch.LongTensor:

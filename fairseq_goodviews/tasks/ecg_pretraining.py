@@ -5,7 +5,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from fairseq.dataclass import FairseqDataclass
+from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
@@ -36,6 +38,11 @@ class EcgPretrainingConfig(FairseqDataclass):
         default=True,
         metadata={"help": "draw new batches every epoch (fairseq keeps the epoch iterator and its workers; "
                   "false = the first epoch's batches in a new order)"},
+    )
+    autocast_bf16: bool = field(
+        default=False,
+        metadata={"help": "forward passes under torch.autocast(bfloat16) (GPUs with bf16, e.g. A100/H100); the "
+                  "contrastive logits and loss stay float32, the weights and optimiser float32"},
     )
     seed: int = II("common.seed")
 
@@ -71,6 +78,29 @@ class EcgPretrainingTask(FairseqTask):
             source, strategy, self.cfg.sample_size, self.cfg.lead_mask_prob, self.cfg.seed
         )
         logger.info("%s: %d records, strategy %s", split, len(source), strategy.describe())
+
+    def _autocast(self, model, optimizer=None) -> torch.autocast:
+        """bf16 autocast on the model's device when ``autocast_bf16``; else fairseq's own (fp16 with ``common.amp``)."""
+        if self.cfg.autocast_bf16:
+            return torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type="cuda", enabled=isinstance(optimizer, AMPOptimizer))
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        """fairseq's train step, with the forward pass (only) under bf16 autocast when ``autocast_bf16``."""
+        model.train()
+        model.set_num_updates(update_num)
+        with torch.autograd.profiler.record_function("forward"), self._autocast(model, optimizer):
+            loss, sample_size, logging_output = criterion(model, sample)
+        if ignore_grad:
+            loss *= 0
+        with torch.autograd.profiler.record_function("backward"):
+            optimizer.backward(loss)
+        return loss, sample_size, logging_output
+
+    def valid_step(self, sample, model, criterion):
+        model.eval()
+        with torch.no_grad(), self._autocast(model):
+            return criterion(model, sample)
 
     def positive_mask(self, meta, rows: slice = ALL):
         """Rows ``rows`` ([n, N]) of the relation P over the N gathered views, as the configured strategy defines it."""
