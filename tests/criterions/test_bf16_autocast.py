@@ -4,10 +4,10 @@ import math
 import torch
 from fairseq.optim.adam import FairseqAdam
 from omegaconf import OmegaConf
+from strategies.helpers import collate, make_task, write_ramp_dataset
 
 from fairseq_goodviews.criterions.multi_positive_infonce import MultiPositiveInfoNceCriterion
 from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
-from strategies.helpers import collate, make_task, write_ramp_dataset
 
 
 def _setup(tmp_path, autocast_bf16: bool):

@@ -2,7 +2,6 @@
 epochs, and the kept workers still draw each epoch's own crops, partners and augmentations."""
 import numpy as np
 import torch
-
 from strategies.helpers import make_task, write_ramp_dataset
 
 STRATEGY = {"_name": "simclr", "jitter_prob": 1.0, "time_warp_prob": 1.0}
