@@ -1,15 +1,16 @@
 """Criterion ``multi_positive_infonce``: the one contrastive loss shared by every strategy.
 
 ``L_i = -log( sum_{j in P(i)} exp(s_ij / tau) / sum_{j != i} exp(s_ij / tau) )`` with cosine
-similarities ``s``, computed in log space. Self-similarity is excluded from both sums (masked,
-not zeroed). Anchors without any positive contribute nothing and are counted. With several
-workers the embeddings (with gradient) and the view metadata are gathered, so every anchor is
-contrasted with the global batch.
+similarities ``s``, computed in log space and in float32 whatever the autocast precision of the
+model (bf16 logits would round similarities at temperature 0.07). Self-similarity is excluded
+from both sums (masked, not zeroed). Anchors without any positive contribute nothing (and no
+NaN gradient) and are counted. With several workers the embeddings (with gradient) and the view
+metadata are gathered, so every anchor is contrasted with the global batch; each worker builds
+only its own anchors' rows of the relation.
 """
 
-import math
 from dataclasses import dataclass, field
-from typing import Dict, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from fairseq_goodviews.criterions.distributed import gather_no_grad, gather_with_grad
+from fairseq_goodviews.criterions.distributed import gather_views
 
 
 @dataclass
@@ -31,21 +32,23 @@ def multi_positive_info_nce(
     """Per-anchor losses and positive counts.
 
     ``embeddings`` [n, d] are the anchors, rows ``offset .. offset+n`` of ``candidates`` [N, d];
-    ``positive`` [n, N] is the relation P restricted to those anchors. Returns ``loss`` [n]
-    (0 where an anchor has no positive) and ``n_positive`` [n].
+    ``positive`` [n, N] is the relation P restricted to those anchors. Returns float32 ``loss``
+    [n] (0 where an anchor has no positive) and ``n_positive`` [n].
     """
-    anchors = F.normalize(embeddings, dim=-1)
-    others = F.normalize(candidates, dim=-1)
-    logits = anchors @ others.t() / temperature
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        anchors = F.normalize(embeddings.float(), dim=-1)
+        others = F.normalize(candidates.float(), dim=-1)
+        logits = anchors @ others.t() / temperature
     rows = torch.arange(anchors.shape[0], device=logits.device)
     not_self = torch.ones_like(positive, dtype=torch.bool)
     not_self[rows, rows + offset] = False
     positive = positive & not_self
-    log_denominator = torch.logsumexp(logits.masked_fill(~not_self, -math.inf), dim=1)
-    log_numerator = torch.logsumexp(logits.masked_fill(~positive, -math.inf), dim=1)
+    # A finite fill: a row with nothing left gives a finite logsumexp, hence no NaN gradient.
+    excluded = torch.finfo(logits.dtype).min
+    log_denominator = torch.logsumexp(logits.masked_fill(~not_self, excluded), dim=1)
+    log_numerator = torch.logsumexp(logits.masked_fill(~positive, excluded), dim=1)
     n_positive = positive.sum(dim=1)
-    has_positive = n_positive > 0
-    loss = torch.where(has_positive, log_denominator - torch.where(has_positive, log_numerator, 0.0), 0.0)
+    loss = torch.where(n_positive > 0, log_denominator - log_numerator, 0.0)
     return loss, n_positive
 
 
@@ -57,12 +60,8 @@ class MultiPositiveInfoNceCriterion(FairseqCriterion):
 
     def forward(self, model, sample: Mapping, reduce: bool = True):
         embeddings = model(**sample["net_input"])["embedding"]
-        candidates, offset = gather_with_grad(embeddings)
-        meta: Dict[str, torch.Tensor] = {
-            key: gather_no_grad(value.to(embeddings.device)) for key, value in sample["views_meta"].items()
-        }
-        relation = self.task.positive_mask(meta)
-        local = relation[offset: offset + embeddings.shape[0]]
+        candidates, meta, offset = gather_views(embeddings, sample["views_meta"])
+        local = self.task.positive_mask(meta, slice(offset, offset + embeddings.shape[0]))
         loss, n_positive = multi_positive_info_nce(embeddings, candidates, local, offset, self.temperature)
         with_positive = int((n_positive > 0).sum())
         logging_output = {

@@ -4,7 +4,8 @@ The wav2vec 2.0 part is upstream fairseq's ``Wav2vecCriterion``, unchanged: Info
 quantised latent and its negatives at every masked step, plus the diversity penalty and the
 feature penalty weighted by ``loss_weights`` (fairseq-signals: ``[0.1, 10]``) and scaled by the
 number of masked steps (``sample_size``). The global part is the project's one contrastive loss,
-:func:`multi_positive_info_nce`, on the model's time-pooled ``embedding`` with the positives the
+:func:`multi_positive_info_nce` (float32 even under bf16 autocast), on the model's time-pooled
+``embedding`` (by default pooled from the same masked pass, see ``cmsc_pass``) with the positives the
 task's strategy defines (``cmsc``: other segments of the same record), gathered across workers.
 It is a mean over anchors, added as ``cmsc_weight * cmsc * sample_size`` so that after fairseq
 divides by ``sample_size`` its weight relative to the per-step wav2vec 2.0 loss is
@@ -22,7 +23,7 @@ from fairseq.criterions import register_criterion
 from fairseq.criterions.wav2vec_criterion import Wav2vecCriterion, Wav2VecCriterionConfig
 from fairseq.logging import metrics
 
-from fairseq_goodviews.criterions.distributed import gather_no_grad, gather_with_grad
+from fairseq_goodviews.criterions.distributed import gather_views
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
 
 #: Upstream ``get_extra_losses`` order: (name we log, the net-output key that makes it present).
@@ -105,12 +106,9 @@ class Wav2Vec2CmscCriterion(Wav2vecCriterion):
                 logging_output[f"loss_{name}"] = logging_output.pop(f"loss_{index}")
 
         embeddings = net_output["embedding"]
-        candidates, offset = gather_with_grad(embeddings)
-        meta = {key: gather_no_grad(value.to(embeddings.device)) for key, value in sample["views_meta"].items()}
-        relation = self.task.positive_mask(meta)[offset: offset + embeddings.shape[0]]
-        per_anchor, n_positive = multi_positive_info_nce(
-            embeddings.float(), candidates.float(), relation, offset, self.cmsc_temperature
-        )
+        candidates, meta, offset = gather_views(embeddings, sample["views_meta"])
+        relation = self.task.positive_mask(meta, slice(offset, offset + embeddings.shape[0]))
+        per_anchor, n_positive = multi_positive_info_nce(embeddings, candidates, relation, offset, self.cmsc_temperature)
         anchors = int((n_positive > 0).sum())
         cmsc = per_anchor.sum() / max(anchors, 1)
         weighted = self.cmsc_weight * cmsc * sample_size

@@ -1,16 +1,23 @@
 """The one augmentation module: SimCLR-style time-series transforms and random lead masking.
 
 Every function takes a float32 array ``x`` of shape [leads, T] (any number of leads) and a
-``numpy.random.Generator`` and returns a new array; none modifies its input. Transforms follow
-Um et al. (2017) as used by the Good Views paper: jitter, scaling, flip, lead permutation,
+``numpy.random.Generator`` and returns a new float32 array; none modifies its input. Transforms
+follow Um et al. (2017) as used by the Good Views paper: jitter, scaling, flip, lead permutation,
 time warp and magnitude warp, composed with a probability per transform.
+
+Every transform works on the whole [leads, T] array at once, in float32. The warps' smooth curves
+are cubic splines through random knots; a spline is linear in its knot values, so each curve is
+the knot values times a [knots + 2, T] basis (scipy's ``CubicSpline`` of the identity, computed
+once per (T, knots)), and the time warp is one vectorised linear interpolation of every lead.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
+import torch
 from scipy.interpolate import CubicSpline
 
 
@@ -32,7 +39,12 @@ class AugmentationConfig:
 
 
 def jitter(x: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
-    return x + rng.normal(0.0, sigma, size=x.shape).astype(x.dtype)
+    """Additive N(0, sigma) noise, drawn by torch's vectorised sampler from a seed that ``rng`` draws."""
+    generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).numpy()
+    noise *= np.float32(sigma)
+    noise += x
+    return noise
 
 
 def scaling(x: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
@@ -51,25 +63,38 @@ def permute_leads(x: np.ndarray, rng: np.random.Generator, lead_present: np.ndar
     return out
 
 
-def _smooth_curve(rng: np.random.Generator, n_curves: int, length: int, sigma: float, knots: int) -> np.ndarray:
-    """Cubic-spline curves through ``knots + 2`` points drawn from N(1, sigma), shape [n, length]."""
+@lru_cache(maxsize=32)
+def _spline_basis(length: int, knots: int) -> np.ndarray:
+    """[knots + 2, length] float32: row k is the not-a-knot cubic spline through the k-th unit knot vector."""
     knot_x = np.linspace(0, length - 1, knots + 2)
-    knot_y = rng.normal(1.0, sigma, size=(n_curves, knots + 2))
-    return CubicSpline(knot_x, knot_y, axis=1)(np.arange(length))
+    basis = CubicSpline(knot_x, np.eye(knots + 2), axis=0)(np.arange(length)).T
+    basis = np.ascontiguousarray(basis, dtype=np.float32)
+    basis.setflags(write=False)
+    return basis
+
+
+def _smooth_curve(rng: np.random.Generator, n_curves: int, length: int, sigma: float, knots: int) -> np.ndarray:
+    """Cubic-spline curves through ``knots + 2`` evenly spaced points drawn from N(1, sigma): [n, length] float32."""
+    knot_y = rng.normal(1.0, sigma, size=(n_curves, knots + 2)).astype(np.float32)
+    return knot_y @ _spline_basis(length, knots)
 
 
 def magnitude_warp(x: np.ndarray, rng: np.random.Generator, sigma: float, knots: int) -> np.ndarray:
-    return (x * _smooth_curve(rng, x.shape[0], x.shape[1], sigma, knots)).astype(x.dtype)
+    return x * _smooth_curve(rng, x.shape[0], x.shape[1], sigma, knots).astype(x.dtype, copy=False)
 
 
 def time_warp(x: np.ndarray, rng: np.random.Generator, sigma: float, knots: int) -> np.ndarray:
     """Resample every lead along one smooth, monotone time warp of the same total length."""
     length = x.shape[1]
-    speed = np.clip(_smooth_curve(rng, 1, length, sigma, knots)[0], 0.1, None)
+    speed = np.clip(_smooth_curve(rng, 1, length, sigma, knots)[0].astype(np.float64), 0.1, None)
     warped = np.cumsum(speed)
     warped = (warped - warped[0]) * (length - 1) / (warped[-1] - warped[0])
-    grid = np.arange(length)
-    return np.stack([np.interp(warped, grid, lead) for lead in x]).astype(x.dtype)
+    # Linear interpolation of every lead at the warped times (np.interp, for all leads at once).
+    left = np.minimum(warped.astype(np.int64), max(length - 2, 0))
+    right = np.minimum(left + 1, length - 1)
+    weight = (warped - left).astype(np.float32)
+    before = np.take(x, left, axis=1)
+    return before + (np.take(x, right, axis=1) - before) * weight
 
 
 def augment(

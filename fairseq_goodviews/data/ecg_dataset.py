@@ -1,6 +1,7 @@
 """fairseq datasets over a manifest of ``.mat`` records: contrastive views and labelled records."""
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -77,20 +78,28 @@ class EcgRecordSource:
 
 
 class _CroppedRecordDataset(FairseqDataset):
-    """Fixed-size crops of a manifest's records, shuffled per epoch with ``(seed, epoch)``."""
+    """Fixed-size crops of a manifest's records, shuffled per epoch with ``(seed, epoch)``.
+
+    The epoch lives in shared memory, so data-loading workers that persist across epochs (forked
+    once, before the first epoch) see every :meth:`set_epoch` of the training loop.
+    """
 
     def __init__(self, source: EcgRecordSource, sample_size: int, seed: int):
         super().__init__()
         self.source = source
         self.sample_size = sample_size
         self.seed = seed
-        self.epoch = 1
+        self._epoch = multiprocessing.RawValue("q", 1)
 
     def __len__(self) -> int:
         return len(self.source)
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.value = epoch
 
     def num_tokens(self, index: int) -> int:
         return self.sample_size
@@ -126,7 +135,8 @@ class EcgPretrainingDataset(_CroppedRecordDataset):
 
     @property
     def can_reuse_epoch_itr_across_epochs(self) -> bool:
-        return False
+        """fairseq keeps this dataset's epoch iterator, and with it its data-loading workers."""
+        return True
 
     def _views(self, record: int, item: int, rng: np.random.Generator) -> List[Dict[str, Any]]:
         signal, lead_present = self.source.load(record, self.sample_size, rng)

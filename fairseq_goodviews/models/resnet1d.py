@@ -87,6 +87,12 @@ class Resnet1dEncoder(nn.Module):
         return self.fc(features.mean(dim=-1))
 
 
+def allow_tf32() -> None:
+    """Let float32 matmuls and convolutions run on TF32 tensor cores where the GPU has them (Ampere and newer)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 @register_model("resnet1d", dataclass=Resnet1dConfig)
 class Resnet1dModel(BaseFairseqModel):
     """Encoder plus optional projection head; ``forward`` returns ``{"embedding": ...}`` for the loss."""
@@ -104,6 +110,7 @@ class Resnet1dModel(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg: Resnet1dConfig, task=None) -> "Resnet1dModel":
+        allow_tf32()
         return cls(cfg)
 
     def encode(self, source: torch.Tensor) -> torch.Tensor:

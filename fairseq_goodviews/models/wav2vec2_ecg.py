@@ -12,12 +12,12 @@ Two representations come out of one forward:
 
 * the local, masked wav2vec 2.0 prediction problem (``x``: logits over the true quantised latent
   and its negatives, ``features_pen``, ``prob_perplexity``, ...), as upstream returns it;
-* ``embedding``: the time-pooled transformer output of the *unmasked* input, the global
-  representation the CMSC term is computed on. It is exactly :meth:`Wav2Vec2EcgModel.encode`,
-  the representation the downstream classifier uses, so what CMSC trains is what is probed.
-
-The unmasked pass re-runs the convolutional stack; at the paper's size that costs about 1% of
-the transformer's work, and it keeps upstream's forward untouched.
+* ``embedding`` [B, encoder_embed_dim]: the time-pooled transformer output the CMSC term is
+  computed on. By default (``cmsc_pass=masked``) it pools the transformer output of that same
+  masked pass over every (non-padded) step, as fairseq-signals does, so a training step runs the
+  model once. ``cmsc_pass=unmasked`` instead pools a second, unmasked pass (exactly
+  :meth:`Wav2Vec2EcgModel.encode`, the representation the downstream classifier uses): it re-runs
+  the convolutions and the whole transformer, roughly doubling the forward and backward cost.
 """
 
 import ast
@@ -28,14 +28,18 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from fairseq.dataclass import ChoiceEnum
 from fairseq.models import register_model
 from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel, Wav2Vec2Config, Wav2Vec2Model
 from omegaconf import DictConfig, open_dict
+
+from fairseq_goodviews.models.resnet1d import allow_tf32
 
 #: Upper bound on the number of convolution layers a ``conv_feature_layers`` string may describe.
 MAX_CONV_LAYERS = 64
 
 ConvLayer = Tuple[int, int, int]
+CMSC_PASS_CHOICES = ChoiceEnum(["masked", "unmasked"])
 
 
 @dataclass
@@ -59,6 +63,11 @@ class Wav2Vec2EcgConfig(Wav2Vec2Config):
     encoder_layerdrop: float = field(default=0.05, metadata={"help": "probability of dropping a transformer layer"})
     dropout_input: float = field(default=0.1, metadata={"help": "dropout on the features fed to the transformer"})
     dropout_features: float = field(default=0.1, metadata={"help": "dropout on the features the targets come from"})
+    cmsc_pass: CMSC_PASS_CHOICES = field(
+        default="masked",
+        metadata={"help": "which pass the CMSC embedding pools: 'masked' = the transformer output of the one "
+                  "wav2vec 2.0 pass (fairseq-signals); 'unmasked' = a second, unmasked pass (about 2x the cost)"},
+    )
 
 
 def parse_conv_layers(spec: str) -> List[ConvLayer]:
@@ -140,12 +149,14 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
         conv_layers = parse_conv_layers(cfg.conv_feature_layers)
         super().__init__(_with_literal_conv_layers(cfg, conv_layers))
         self.conv_spec = conv_layers
+        self.cmsc_pass = cfg.cmsc_pass
         self.feature_extractor = MultiLeadFeatureExtractor(
             cfg.in_leads, conv_layers, mode=cfg.extractor_mode, conv_bias=cfg.conv_bias
         )
 
     @classmethod
     def build_model(cls, cfg: Wav2Vec2EcgConfig, task=None) -> "Wav2Vec2EcgModel":
+        allow_tf32()
         return cls(cfg)
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.LongTensor) -> torch.LongTensor:
@@ -156,11 +167,7 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
     def encode(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B, leads, T] -> [B, encoder_embed_dim]: the unmasked transformer output averaged over time."""
         out = self.extract_features(source, padding_mask, mask=False)
-        x, padding = out["x"], out["padding_mask"]
-        if padding is None:
-            return x.mean(dim=1)
-        keep = (~padding).unsqueeze(-1).type_as(x)
-        return (x * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+        return time_mean(out["x"], out["padding_mask"])
 
     def forward(
         self,
@@ -170,8 +177,30 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
         features_only: bool = False,
         **kwargs,
     ) -> Dict[str, Any]:
-        """Upstream's wav2vec 2.0 outputs, plus ``embedding`` (= :meth:`encode`) unless ``features_only``."""
-        result = super().forward(source, padding_mask=padding_mask, mask=mask, features_only=features_only, **kwargs)
-        if not features_only:
-            result["embedding"] = self.encode(source, padding_mask)
+        """Upstream's wav2vec 2.0 outputs for ``source`` [B, leads, T], plus ``embedding`` [B, D] unless ``features_only``.
+
+        ``embedding`` pools the transformer output of this very pass (``cmsc_pass=masked``) or of a
+        second, unmasked pass (``cmsc_pass=unmasked``, = :meth:`encode`).
+        """
+        if features_only or self.cmsc_pass == "unmasked":
+            result = super().forward(source, padding_mask=padding_mask, mask=mask, features_only=features_only, **kwargs)
+            if not features_only:
+                result["embedding"] = self.encode(source, padding_mask)
+            return result
+        # Upstream keeps only the masked steps of the transformer output; the hook keeps all of them.
+        encoded: List[torch.Tensor] = []
+        hook = self.encoder.register_forward_hook(lambda module, args, output: encoded.append(output[0]))
+        try:
+            result = super().forward(source, padding_mask=padding_mask, mask=mask, **kwargs)
+        finally:
+            hook.remove()
+        result["embedding"] = time_mean(encoded[-1], result["padding_mask"])
         return result
+
+
+def time_mean(x: torch.Tensor, padding: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean of ``x`` [B, T', D] over its non-padded steps (``padding`` [B, T'] True = padded) -> [B, D]."""
+    if padding is None:
+        return x.mean(dim=1)
+    keep = (~padding).unsqueeze(-1).type_as(x)
+    return (x * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)

@@ -51,6 +51,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from fairseq_goodviews.strategies.base import (
+    ALL,
     GroupIndex,
     PositiveStrategy,
     StrategyConfig,
@@ -406,12 +407,13 @@ class Attributes(PositiveStrategy):
         nearest = self.partner_index.nearest[index]
         return int(nearest) if self.cfg.no_partner == "nearest" and nearest >= 0 else None
 
-    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def positive_mask(self, meta: Mapping[str, torch.Tensor], rows: slice = ALL) -> torch.Tensor:
         if self.cfg.mode == "kmeans":
-            return group_relation(meta, ["cluster"]) | same(meta["record"])
+            return group_relation(meta, ["cluster"], rows) | same(meta["record"], rows)
         vectors = meta["attributes"].double()
-        distance = torch.cdist(vectors, vectors, compute_mode="donot_use_mm_for_euclid_dist")
-        return (distance <= self.cfg.radius) | same(meta["record"]) | same(meta["item"])
+        # Only the [n, N] distances of the requested anchors to every view.
+        distance = torch.cdist(vectors[rows], vectors, compute_mode="donot_use_mm_for_euclid_dist")
+        return (distance <= self.cfg.radius) | same(meta["record"], rows) | same(meta["item"], rows)
 
     def describe(self) -> Dict[str, Any]:
         facts = {**super().describe(), "mode": self.cfg.mode, "records_without_attributes": int((~self.known).sum())}

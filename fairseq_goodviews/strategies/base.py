@@ -5,7 +5,9 @@ dataclass. The pretraining dataset turns every dataset item into views (the reco
 plus those of a partner record for cross-record strategies); every view carries a small metadata
 dict (record index, item index, segment, lead group, and the strategy's own per-record keys).
 After the views of the global batch are gathered, :meth:`PositiveStrategy.positive_mask` turns
-that metadata into the [N, N] relation P used by the one contrastive loss.
+that metadata into the rows of the relation P that the one contrastive loss needs: a worker asks
+only for its own anchors' rows ([n, N], ``rows`` = its slice of the global batch), never for the
+whole [N, N] relation.
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fairseq_goodviews.data.augment import AugmentationConfig, augment
+
+
+#: Every row of the relation (a single process, or a test that wants the whole [N, N] matrix).
+ALL = slice(None)
 
 
 @dataclass
@@ -100,9 +106,12 @@ class PositiveStrategy:
         """A partner record for ``index`` drawn from its positive set, or None if it has none."""
         return None
 
-    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """[N, N] boolean relation over the gathered views (the diagonal is ignored by the loss)."""
-        return same(meta["record"])
+    def positive_mask(self, meta: Mapping[str, torch.Tensor], rows: slice = ALL) -> torch.Tensor:
+        """Rows ``rows`` of the boolean relation over the N gathered views: [n, N] (self-pairs are ignored by the loss).
+
+        ``meta`` holds one tensor per key with the N views along its first dimension.
+        """
+        return same(meta["record"], rows)
 
     def no_positive_reason(self) -> Optional[str]:
         """Why no anchor of the loaded split can have a positive, or None when some can."""
@@ -116,17 +125,17 @@ class PositiveStrategy:
         }
 
 
-def same(values: torch.Tensor) -> torch.Tensor:
-    """Pairwise equality of a 1-D tensor: ``out[i, j] = values[i] == values[j]``."""
-    return values.unsqueeze(0) == values.unsqueeze(1)
+def same(values: torch.Tensor, rows: slice = ALL) -> torch.Tensor:
+    """Equality of the views in ``rows`` with every view of a 1-D tensor [N]: ``out[i, j] = values[rows][i] == values[j]``, [n, N]."""
+    return values[rows].unsqueeze(1) == values.unsqueeze(0)
 
 
-def group_relation(meta: Mapping[str, torch.Tensor], keys: Sequence[str]) -> torch.Tensor:
-    """Views whose records agree on every integer key in ``keys``; a negative key (unknown) matches nothing."""
-    relation = torch.ones_like(same(meta["record"]))
+def group_relation(meta: Mapping[str, torch.Tensor], keys: Sequence[str], rows: slice = ALL) -> torch.Tensor:
+    """[n, N]: views whose records agree on every integer key in ``keys``; a negative key (unknown) matches nothing."""
+    relation = torch.ones_like(same(meta["record"], rows))
     for key in keys:
         values = meta[key]
-        relation &= same(values) & (values >= 0).unsqueeze(1)
+        relation &= same(values, rows) & (values[rows] >= 0).unsqueeze(1)
     return relation
 
 
@@ -200,8 +209,8 @@ class GroupStrategy(PositiveStrategy):
     def sample_partner(self, index: int, rng: np.random.Generator) -> Optional[int]:
         return self.partner_index.sample(index, rng)
 
-    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return group_relation(meta, list(self.keys)) | same(meta["record"])
+    def positive_mask(self, meta: Mapping[str, torch.Tensor], rows: slice = ALL) -> torch.Tensor:
+        return group_relation(meta, list(self.keys), rows) | same(meta["record"], rows)
 
     def no_positive_reason(self) -> Optional[str]:
         if (self.partner_index.group_size() >= 2).any():

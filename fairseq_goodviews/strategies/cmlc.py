@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
-from fairseq_goodviews.strategies.base import PositiveStrategy, StrategyConfig, View, register_strategy, same
+from fairseq_goodviews.strategies.base import ALL, PositiveStrategy, StrategyConfig, View, register_strategy, same
 
 LEAD_GROUPINGS = ("limb_precordial", "each")
 
@@ -98,5 +98,5 @@ class Cmlc(PositiveStrategy):
             for group, slots in lead_views(lead_present, self.cfg.lead_groups, self.cfg.n_views, rng)
         ]
 
-    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return same(meta["record"]) & ~same(meta["lead_group"])
+    def positive_mask(self, meta: Mapping[str, torch.Tensor], rows: slice = ALL) -> torch.Tensor:
+        return same(meta["record"], rows) & ~same(meta["lead_group"], rows)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairseq_goodviews.strategies.base import PositiveStrategy, StrategyConfig, View, register_strategy, same
+from fairseq_goodviews.strategies.base import ALL, PositiveStrategy, StrategyConfig, View, register_strategy, same
 
 PLACEMENTS = ("contiguous", "random")
 
@@ -96,5 +96,5 @@ class Cmsc(PositiveStrategy):
             for s, start in enumerate(offsets)
         ]
 
-    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return same(meta["record"]) & ~same(meta["segment"])
+    def positive_mask(self, meta: Mapping[str, torch.Tensor], rows: slice = ALL) -> torch.Tensor:
+        return same(meta["record"], rows) & ~same(meta["segment"], rows)

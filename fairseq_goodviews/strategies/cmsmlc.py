@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairseq_goodviews.strategies.base import PositiveStrategy, View, register_strategy, same
+from fairseq_goodviews.strategies.base import ALL, PositiveStrategy, View, register_strategy, same
 from fairseq_goodviews.strategies.cmlc import (
     CmlcConfig,
     check_lead_groups,
@@ -78,8 +78,8 @@ class Cmsmlc(PositiveStrategy):
                 views.append(View(self.augment(restricted, slots, rng), slots, segment=segment, lead_group=group))
         return views
 
-    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        relation = same(meta["record"])
+    def positive_mask(self, meta: Mapping[str, torch.Tensor], rows: slice = ALL) -> torch.Tensor:
+        relation = same(meta["record"], rows)
         if self.cfg.positives == "cross":
-            relation &= ~same(meta["segment"]) & ~same(meta["lead_group"])
+            relation &= ~same(meta["segment"], rows) & ~same(meta["lead_group"], rows)
         return relation

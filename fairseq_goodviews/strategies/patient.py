@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairseq_goodviews.strategies.base import GroupStrategy, StrategyConfig, group_relation, register_strategy, same
+from fairseq_goodviews.strategies.base import ALL, GroupStrategy, StrategyConfig, group_relation, register_strategy, same
 
 
 @dataclass
@@ -72,11 +72,11 @@ class Patient(GroupStrategy):
         candidates = members[self.recording[members] != self.recording[index]]
         return int(candidates[rng.integers(len(candidates))]) if len(candidates) else None
 
-    def positive_mask(self, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        relation = group_relation(meta, ["patient"])
+    def positive_mask(self, meta: Mapping[str, torch.Tensor], rows: slice = ALL) -> torch.Tensor:
+        relation = group_relation(meta, ["patient"], rows)
         if not self.cfg.same_recording:
-            relation &= ~same(meta["recording"])
-        return relation | same(meta["record"])
+            relation &= ~same(meta["recording"], rows)
+        return relation | same(meta["record"], rows)
 
     def no_positive_reason(self) -> Optional[str]:
         if not self.cfg.same_recording and (self._other_recordings == 0).all():

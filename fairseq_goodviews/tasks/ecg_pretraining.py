@@ -5,13 +5,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from fairseq.dataclass import FairseqDataclass
+from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from fairseq_goodviews.data.ecg_dataset import EcgPretrainingDataset, EcgRecordSource
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.strategies import build_strategy
+from fairseq_goodviews.strategies.base import ALL
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,16 @@ class EcgPretrainingConfig(FairseqDataclass):
         default=None,
         metadata={"help": "name of the pretraining method in result tables (default: the strategy's); "
                   "set by a config that pairs a strategy with another model or loss (W2V+CMSC+RLM)"},
+    )
+    rebuild_batches: bool = field(
+        default=True,
+        metadata={"help": "draw new batches every epoch (fairseq keeps the epoch iterator and its workers; "
+                  "false = the first epoch's batches in a new order)"},
+    )
+    autocast_bf16: bool = field(
+        default=False,
+        metadata={"help": "forward passes under torch.autocast(bfloat16) (GPUs with bf16, e.g. A100/H100); the "
+                  "contrastive logits and loss stay float32, the weights and optimiser float32"},
     )
     seed: int = II("common.seed")
 
@@ -82,11 +95,34 @@ class EcgPretrainingTask(FairseqTask):
         )
         logger.info("%s: %d records, strategy %s", split, len(source), strategy.describe())
 
-    def positive_mask(self, meta):
-        """The relation P over gathered view metadata, as the configured strategy defines it."""
+    def _autocast(self, model, optimizer=None) -> torch.autocast:
+        """bf16 autocast on the model's device when ``autocast_bf16``; else fairseq's own (fp16 with ``common.amp``)."""
+        if self.cfg.autocast_bf16:
+            return torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type="cuda", enabled=isinstance(optimizer, AMPOptimizer))
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        """fairseq's train step, with the forward pass (only) under bf16 autocast when ``autocast_bf16``."""
+        model.train()
+        model.set_num_updates(update_num)
+        with torch.autograd.profiler.record_function("forward"), self._autocast(model, optimizer):
+            loss, sample_size, logging_output = criterion(model, sample)
+        if ignore_grad:
+            loss *= 0
+        with torch.autograd.profiler.record_function("backward"):
+            optimizer.backward(loss)
+        return loss, sample_size, logging_output
+
+    def valid_step(self, sample, model, criterion):
+        model.eval()
+        with torch.no_grad(), self._autocast(model):
+            return criterion(model, sample)
+
+    def positive_mask(self, meta, rows: slice = ALL):
+        """Rows ``rows`` ([n, N]) of the relation P over the N gathered views, as the configured strategy defines it."""
         if self._strategy is None:
             raise RuntimeError("positive_mask called before any dataset was loaded")
-        return self._strategy.positive_mask(meta)
+        return self._strategy.positive_mask(meta, rows)
 
     @property
     def source_dictionary(self):

@@ -66,3 +66,28 @@ def test_anchors_offset_into_a_larger_candidate_set():
     full, _ = multi_positive_info_nce(z, z, positive, 0, 0.3)
     part, _ = multi_positive_info_nce(z[2:4], z, positive[2:4], 2, 0.3)
     assert torch.allclose(full[2:4], part, atol=1e-6)
+
+
+def test_bf16_autocast_keeps_logits_and_loss_in_float32_without_nan():
+    torch.manual_seed(0)
+    z = torch.randn(8, 16)
+    positive = torch.zeros(8, 8, dtype=torch.bool)
+    positive[0, 1] = positive[1, 0] = positive[2, 3] = True  # anchors 3..7 have no positive (3 only as target)
+    reference, _ = multi_positive_info_nce(z, z, positive, 0, 0.07)
+    half = z.to(torch.bfloat16).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = multi_positive_info_nce(half, half, positive, 0, 0.07)
+    assert loss.dtype == torch.float32
+    # Only the bf16 rounding of the inputs remains (bf16 logits at tau = 0.07 would be off by ~0.5).
+    assert torch.allclose(loss, reference, atol=0.05)
+    loss.sum().backward()
+    assert torch.isfinite(half.grad.float()).all()
+
+
+def test_local_rows_against_the_global_batch_give_the_global_loss_rows():
+    torch.manual_seed(1)
+    z = torch.randn(10, 4)
+    positive = torch.rand(10, 10) < 0.3
+    full, full_count = multi_positive_info_nce(z, z, positive, 0, 0.1)
+    local, local_count = multi_positive_info_nce(z[4:7], z, positive[4:7], 4, 0.1)
+    assert torch.allclose(local, full[4:7]) and torch.equal(local_count, full_count[4:7])

@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
+from scipy.interpolate import CubicSpline
+
 from fairseq_goodviews.data.augment import (
-    AugmentationConfig, augment, permute_leads, random_lead_mask, time_warp,
+    AugmentationConfig,
+    augment,
+    jitter,
+    magnitude_warp,
+    permute_leads,
+    random_lead_mask,
+    time_warp,
 )
 
 
@@ -71,3 +79,46 @@ def test_time_warp_keeps_endpoints_and_is_monotone():
     out = time_warp(ramp, np.random.default_rng(3), 0.3, 4)
     assert out[0, 0] == pytest.approx(0) and out[0, -1] == pytest.approx(1)
     assert np.all(np.diff(out[0]) >= -1e-6)
+
+
+def _reference_curves(rng, n_curves, length, sigma, knots):
+    """The warps' curves as scipy evaluates them: a cubic spline through N(1, sigma) knots."""
+    knot_x = np.linspace(0, length - 1, knots + 2)
+    knot_y = rng.normal(1.0, sigma, size=(n_curves, knots + 2)).astype(np.float32)
+    return CubicSpline(knot_x, knot_y.astype(np.float64), axis=1)(np.arange(length))
+
+
+def test_magnitude_warp_is_the_scipy_cubic_spline_gain_curve():
+    x = np.random.default_rng(0).normal(size=(12, 5000)).astype(np.float32)
+    out = magnitude_warp(x, np.random.default_rng(7), 0.2, 4)
+    reference = x * _reference_curves(np.random.default_rng(7), 12, 5000, 0.2, 4)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_time_warp_is_np_interp_along_the_scipy_spline_warp():
+    x = np.random.default_rng(1).normal(size=(12, 5000)).astype(np.float32)
+    out = time_warp(x, np.random.default_rng(8), 0.2, 4)
+    speed = np.clip(_reference_curves(np.random.default_rng(8), 1, 5000, 0.2, 4)[0], 0.1, None)
+    warped = np.cumsum(speed)
+    warped = (warped - warped[0]) * 4999 / (warped[-1] - warped[0])
+    reference = np.stack([np.interp(warped, np.arange(5000), lead) for lead in x])
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, reference, atol=1e-4)
+
+
+def test_jitter_adds_float32_noise_of_the_given_sigma():
+    x = np.full((12, 5000), 2.0, np.float32)
+    out = jitter(x, np.random.default_rng(3), 0.03)
+    noise = out - x
+    assert out.dtype == np.float32 and np.all(x == 2.0), "input untouched"
+    assert abs(noise.mean()) < 0.002 and abs(noise.std() - 0.03) < 0.001
+    np.testing.assert_array_equal(out, jitter(x, np.random.default_rng(3), 0.03))
+    assert not np.array_equal(out, jitter(x, np.random.default_rng(4), 0.03))
+
+
+@pytest.mark.parametrize("length", [2, 3, 500])
+def test_warps_handle_short_views(length):
+    x = np.random.default_rng(2).normal(size=(3, length)).astype(np.float32)
+    for out in (time_warp(x, np.random.default_rng(0), 0.2, 4), magnitude_warp(x, np.random.default_rng(0), 0.2, 4)):
+        assert out.shape == x.shape and out.dtype == np.float32 and np.isfinite(out).all()

@@ -98,8 +98,35 @@ def test_input_with_the_wrong_number_of_leads_is_a_clear_error():
         small_model(in_leads=3)(torch.randn(2, 12, T))
 
 
-def test_encode_is_the_unmasked_pooled_output_used_by_forward():
+def test_embedding_pools_the_one_masked_pass_by_default():
     model = small_model().eval()
+    source = with_leads_present(5)
+    steps = T // 16
+    mask_indices = torch.zeros(3, steps, dtype=torch.bool)
+    mask_indices[:, 10:20] = True
+    with torch.no_grad():
+        out = model(source, mask_indices=mask_indices)
+        masked_frames = model(source, mask_indices=mask_indices, features_only=True)["x"]
+        unmasked = model.encode(source)
+    assert torch.allclose(out["embedding"], masked_frames.mean(dim=1), atol=1e-6)
+    # The masked steps carry the mask embedding, so the pooled output differs from the unmasked pass.
+    assert not torch.allclose(out["embedding"], unmasked, atol=1e-4)
+
+
+def test_padded_steps_are_left_out_of_the_masked_pass_embedding():
+    model = small_model().eval()
+    source = with_leads_present(12, batch=2)
+    padding = torch.zeros(2, T, dtype=torch.bool)
+    padding[1, T // 2:] = True
+    with torch.no_grad():
+        out = model(source, padding_mask=padding, mask=False)
+        frames = model(source, padding_mask=padding, mask=False, features_only=True)
+    keep = ~frames["padding_mask"][1]
+    assert torch.allclose(out["embedding"][1], frames["x"][1][keep].mean(dim=0), atol=1e-6)
+
+
+def test_unmasked_pass_option_is_encode():
+    model = small_model(cmsc_pass="unmasked").eval()
     source = with_leads_present(5)
     with torch.no_grad():
         encoded = model.encode(source)

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import PRETRAIN_CONFIGS, hydra_train
 from fairseq_goodviews.strategies import STRATEGY_REGISTRY
@@ -56,3 +57,16 @@ def test_pretrains_one_epoch_with_fairseq_hydra_train(tiny_dataset, tmp_path, na
     assert losses and all(math.isfinite(v) for v in losses), log[-2000:]
     if name == "rhythm":
         assert "label-using" in log
+
+
+@pytest.mark.parametrize("strategy", [{"_name": name, **EVERY[name]} for name in sorted(EVERY)]
+                         + [{"_name": "attributes", "mode": "kmeans", "n_clusters": 3}])
+def test_each_workers_local_rows_are_its_rows_of_the_global_relation(ramp_dataset, strategy):
+    """A worker holding views [start, stop) of the global batch builds exactly those rows of P."""
+    loaded = load(ramp_dataset, strategy)
+    n_views = loaded.mask.shape[0]
+    bounds = [0, 5, 6, n_views // 2, n_views]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        rows = loaded.task.positive_mask(loaded.batch["views_meta"], slice(start, stop))
+        assert rows.shape == (stop - start, n_views)
+        assert torch.equal(rows, loaded.mask[start:stop])
