@@ -53,6 +53,16 @@ QONSET_INTERCEPT = 233.4
 QONSET_SLOPE = -0.311
 METHODS = ("median_beat", "neurokit")
 MIN_SECONDS = 2.5
+# Delineation constants (see _drop_spurious, _qrs_bounds and _t_offset).
+SPURIOUS_AMPLITUDE = 0.4
+SPURIOUS_GAP = 1.5
+MISSED_AMPLITUDE = 0.5
+QRS_SLOPE_FRACTION = 0.03
+QRS_QUIET_RUN = 4  # samples
+QRS_SEARCH = 110  # samples searched on either side of the steepest QRS point
+T_REFERENCE_S = 0.15
+QTC_LIMIT_S = 0.70
+NEXT_QRS_MARGIN_S = 0.04
 
 _LEAD = {name: i for i, name in enumerate(CANONICAL_LEADS)}
 # The eight independent leads (III, aVR, aVL, aVF are combinations of I and II): global
@@ -151,7 +161,8 @@ def _prepare(
 
 
 def _detect_rpeaks(prepared: _Prepared) -> np.ndarray | str:
-    """R peaks: neurokit2's detector on the QRS-band spatial magnitude of the measured leads.
+    """R peaks: neurokit2's detector on the QRS-band spatial magnitude of the measured leads,
+    then :func:`_drop_spurious`.
 
     The magnitude is positive whatever the QRS polarity of each lead, the 8-30 Hz band keeps
     tall T waves from being counted, and a 200 ms refractory period (neurokit2's default is
@@ -161,13 +172,69 @@ def _detect_rpeaks(prepared: _Prepared) -> np.ndarray | str:
 
     with _quiet():
         _, info = nk.ecg_peaks(prepared.detection, sampling_rate=int(FS), method="neurokit", mindelay=0.2)
-    peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
+    peaks = _drop_spurious(prepared.detection, np.asarray(info["ECG_R_Peaks"], dtype=int))
+    peaks = _recover_missed(prepared.detection, peaks)
     if len(peaks) < 2:
         return "fewer than two R peaks found"
     rate = 60.0 * FS / np.mean(np.diff(peaks))
     if not 20.0 <= rate <= 320.0:
         return f"implausible heart rate {rate:.0f} bpm from the R peaks found"
     return peaks
+
+
+def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Add QRS complexes the detector skipped: its filters need a second or so at the start of
+    a record, and a beat can hide in a long gap. In the record's first and last stretches and
+    in every gap longer than ``SPURIOUS_GAP`` median RRs, the largest peak of the detection
+    signal at least 0.5 median RR from its neighbours is a beat when it is as strong as
+    ``MISSED_AMPLITUDE`` of the median peak."""
+    if len(peaks) < 2:
+        return peaks
+    typical_rr = float(np.median(np.diff(peaks)))
+    threshold = MISSED_AMPLITUDE * float(np.median(detection[peaks]))
+    margin = int(0.5 * typical_rr)
+    bounds = [(-typical_rr, peaks[0])] + [(a, b) for a, b in zip(peaks[:-1], peaks[1:])
+                                          if b - a > SPURIOUS_GAP * typical_rr]
+    bounds.append((peaks[-1], len(detection) - 1 + typical_rr))
+    added = []
+    for a, b in bounds:
+        while True:
+            lo, hi = int(max(a + margin, 0)), int(min(b - margin, len(detection) - 1))
+            if hi <= lo:
+                break
+            best = lo + int(np.argmax(detection[lo:hi + 1]))
+            if detection[best] < threshold or best in (lo, hi) and 0 < best < len(detection) - 1:
+                break
+            added.append(best)
+            a = best  # look for a further beat after this one
+    return np.sort(np.concatenate([peaks, np.asarray(added, dtype=peaks.dtype)])) if added else peaks
+
+
+def _drop_spurious(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Remove detections that are a T or P wave rather than a QRS complex.
+
+    neurokit2's threshold adapts to a moving average of the detection signal; in long RR
+    intervals (bradycardia) it sinks until a T or P wave crosses it. Such a detection is weak
+    (below ``SPURIOUS_AMPLITUDE`` of the median peak of the detection signal) and sits inside an
+    ordinary RR interval: its neighbours are at most ``SPURIOUS_GAP`` median RRs apart. A weak
+    beat between neighbours further apart (a premature beat followed by its pause) is kept.
+    """
+    if len(peaks) < 3:
+        return peaks
+    keep = np.ones(len(peaks), bool)
+    strong = detection[peaks] >= SPURIOUS_AMPLITUDE * np.median(detection[peaks])
+    if strong.sum() < 2:
+        return peaks
+    typical_rr = float(np.median(np.diff(peaks[strong])))
+    for k in np.flatnonzero(~strong):
+        before = peaks[:k][keep[:k]]
+        after = peaks[k + 1:]
+        if len(before) and len(after) and after[0] - before[-1] <= SPURIOUS_GAP * typical_rr:
+            keep[k] = False
+        elif not len(before) or not len(after):  # a weak detection at an edge: a cut-off wave
+            neighbour = after[0] if len(after) else before[-1]
+            keep[k] = abs(neighbour - peaks[k]) > 0.7 * typical_rr
+    return peaks[keep]
 
 
 def _beats(signal: np.ndarray, peaks: np.ndarray) -> np.ndarray:
@@ -241,45 +308,76 @@ def reported_qonset(qrs_samples: int) -> int:
 
 
 def _qrs_bounds(median: np.ndarray) -> Tuple[int, int] | str:
-    """Global QRS onset and offset of the median beat (measured leads, smoothed).
+    """Global QRS onset and offset of the median beat ([leads, FRAME], measured leads, smoothed).
 
-    The spatial velocity (norm over leads of the first difference) peaks inside the QRS; the
-    onset is where it was last below 10 % of that peak for four samples in a row before it, the
-    offset where it first is so after it (searched within 220 ms of the peak).
+    Per lead, the onset is where the lead's absolute slope was last below ``QRS_SLOPE_FRACTION``
+    of its QRS maximum (above its own noise floor) for ``QRS_QUIET_RUN`` samples in a row before
+    the QRS, the offset where it first is so after it. A lead-relative threshold catches the slow
+    terminal forces of wide complexes (bundle branch blocks), which one lead shows and the
+    spatial velocity, dominated by the steepest lead, hides. The global onset is the second
+    earliest lead onset and the offset the second latest lead offset (the earliest and the latest,
+    as ECG carts take them, without trusting a single lead).
     """
-    velocity = np.sqrt(np.sum(np.diff(median, axis=1) ** 2, axis=0))
+    slopes = np.abs(np.diff(median, axis=1))
+    velocity = np.sqrt(np.sum(slopes ** 2, axis=0))
     lo, hi = R_INDEX - 40, R_INDEX + 40
     peak = lo + int(np.argmax(velocity[lo:hi]))
     if velocity[peak] <= 0:
         return "no QRS complex in the median beat"
-    quiet = velocity < 0.1 * velocity[peak]
-    run = quiet[:-3] & quiet[1:-2] & quiet[2:-1] & quiet[3:]  # run[i]: samples i..i+3 quiet
-    first = max(peak - 110, 0)
-    before = np.flatnonzero(run[first: peak - 3])
-    after = np.flatnonzero(run[peak: peak + 110])
-    if not len(before) or not len(after):
+    first = max(peak - QRS_SEARCH, 0)
+    quiet_zones = np.concatenate([slopes[:, first: max(peak - 60, first + 1)],
+                                  slopes[:, peak + 150: peak + 200]], axis=1)
+    floor = np.median(quiet_zones, axis=1)
+    onsets, offsets = [], []
+    for slope, noise in zip(slopes, floor):
+        top = lo + int(np.argmax(slope[lo:hi]))
+        if slope[top] <= noise:
+            continue
+        quiet = slope < noise + QRS_SLOPE_FRACTION * (slope[top] - noise)
+        run = np.convolve(quiet, np.ones(QRS_QUIET_RUN), mode="valid") == QRS_QUIET_RUN
+        before = np.flatnonzero(run[first: peak - QRS_QUIET_RUN + 1])
+        after = np.flatnonzero(run[peak: peak + QRS_SEARCH])
+        if len(before) and len(after):
+            onsets.append(first + int(before[-1]) + QRS_QUIET_RUN)
+            offsets.append(peak + int(after[0]))
+    if not onsets:
         return "QRS onset or offset not found in the median beat"
-    return first + int(before[-1]) + 4, peak + int(after[0])
+    rank = min(1, len(onsets) - 1)
+    return int(np.sort(onsets)[rank]), int(np.sort(offsets)[::-1][rank])
 
 
 def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str:
-    """T-wave end: the tangent at the steepest descent of the T-wave magnitude (norm over the
-    baseline-corrected leads) meets zero; searched after the J point, before the next beat and
-    within a QTc of 620 ms."""
-    end = int(min(FRAME - 1, q_on + rr * FS - 10, q_on + 0.62 * math.sqrt(rr) * FS))
-    start = q_off + int(0.06 * FS)  # past the ST segment, which an elevation would make the "peak"
+    """T-wave end by the trapezium-area method (Vazquez-Seisdedos et al. 2011) on the T wave's
+    principal component.
+
+    The ST-T segments of the measured leads (``median``: [leads, FRAME], baseline-corrected) are
+    projected on their first principal direction, which carries the T wave whatever its polarity
+    in each lead. From the point of steepest descent after the T peak, ``xm``, to a reference
+    ``xr`` ``T_REFERENCE_S`` later, the T end is the point ``xi`` that maximises the area of the
+    trapezium (xm, y(xm)), (xi, y(xi)), (xr, y(xi)), (xr, y(xm)): it does not depend on the
+    baseline level after the T wave, which the tangent method needs. Searched after the J point,
+    up to a QTc of ``QTC_LIMIT_S`` and ``NEXT_QRS_MARGIN_S`` before the next QRS.
+    """
+    end = int(min(FRAME - 1, q_on + (rr - NEXT_QRS_MARGIN_S) * FS, q_on + QTC_LIMIT_S * math.sqrt(rr) * FS))
+    start = q_off + int(0.04 * FS)  # past the ST segment, which an elevation would make the "peak"
     if end - start < 8:
         return "RR too short to find the T wave"
-    magnitude = np.sqrt(np.sum(median[:, start:end + 1] ** 2, axis=0))
-    top = int(np.argmax(magnitude))
-    if magnitude[top] < 0.02:
+    segment = median[:, start:end + 1]
+    direction = np.linalg.svd(segment - segment.mean(axis=1, keepdims=True), full_matrices=False)[0][:, 0]
+    wave = direction @ median[:, start:end + 1]
+    if wave.max() < -wave.min():
+        wave = -wave
+    top = int(np.argmax(wave))
+    if wave[top] < 0.02:
         return "no T wave above 0.02 mV"
-    slope = np.diff(magnitude[top:])
+    slope = np.diff(wave[top:])
     if not len(slope) or slope.min() >= 0:
         return "T wave has no descending limb before the next beat"
-    k = int(np.argmin(slope))
-    crossing = top + k - magnitude[top + k] / slope[k]
-    return start + int(round(min(crossing, end - start)))
+    xm = top + int(np.argmin(slope))
+    xr = min(len(wave) - 1, xm + int(T_REFERENCE_S * FS))
+    xi = np.arange(xm, xr + 1)
+    area = (wave[xm] - wave[xi]) * (2 * xr - xi - xm)
+    return start + xm + int(np.argmax(area))
 
 
 def _frontal_leads(median: np.ndarray, present: np.ndarray) -> Tuple[np.ndarray, np.ndarray] | str:

@@ -103,7 +103,9 @@ def test_real_ptb_record_is_plausible():
     record = read_wfdb(shared_data() / "wfdb" / "s0010_re").record
     values = compute_wave_attributes(record.feats, record.sample_rate, record.lead_present).values
     assert 70 <= values["VentricularRate"] <= 95
-    assert 70 <= values["QRSDuration"] <= 130 and 350 <= values["QTInterval"] <= 500
+    # No reference measurement ships with this record; its V1 shows a late R' wave that ends
+    # about 140 ms after the QRS onset, so the QRS is wide.
+    assert 110 <= values["QRSDuration"] <= 160 and 350 <= values["QTInterval"] <= 500
     assert -90 < values["RAxis"] <= 270
     _consistent(values)
 
