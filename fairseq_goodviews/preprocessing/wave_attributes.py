@@ -16,13 +16,17 @@
   fibrillatory and flutter rates are not measured.
 
 R peaks come from neurokit2 (``ecg_peaks``, a maintained detector that works offline), run on the
-QRS-band spatial magnitude of all measured leads. The delineation is done on the multi-lead median
-beat, the way ECG carts such as GE MUSE measure (global QRS onset/offset from the spatial velocity
-of the independent leads I, II, V1-V6; T end from the tangent to the T-wave magnitude). That is
-our own code because it is clearly better here: neurokit2's per-beat wavelet delineation of one
-lead (``method="neurokit"``, kept for comparison) errs by about 55 ms on QRS duration and 100 ms on
-QT on synthetic records with known values, the median beat by about 1.3 ms and 3.6 ms
-(``python -m fairseq_goodviews.preprocessing.validate_attributes`` reports both).
+QRS-band spatial magnitude of all measured leads, then cleaned: weak detections inside an ordinary
+RR interval (T or P waves, which the detector's sinking threshold picks up in bradycardia) are
+dropped, and beats the detector skipped at the record's edges or in long gaps are recovered. The
+delineation is done on the multi-lead median beat, the way ECG carts such as GE MUSE measure:
+global QRS onset/offset from each lead's slope relative to its own QRS (so the slow terminal
+forces of a bundle branch block count), T end by the trapezium-area method on the T wave's
+principal component. neurokit2's per-beat wavelet delineations of one lead (``method=
+"neurokit_dwt"`` and ``"neurokit_cwt"``) are kept for comparison; on the real Chapman records with
+GE MUSE measurements they err more on every fiducial than the median beat, so the median beat is
+the default for QRS onset, QRS offset and T end alike
+(``python -m fairseq_goodviews.preprocessing.validate_attributes`` reports all three).
 
 Attributes are measured on the first ``window_seconds`` (default 10 s, Chapman's length) so that
 ``QRSCount`` is comparable across sources and the cost is bounded for long recordings. Nothing here
@@ -51,7 +55,7 @@ FRAME = 600
 R_INDEX = 250  # R peak position in the internal median-beat frame (see reported_qonset)
 QONSET_INTERCEPT = 233.4
 QONSET_SLOPE = -0.311
-METHODS = ("median_beat", "neurokit")
+METHODS = ("median_beat", "neurokit_dwt", "neurokit_cwt")
 MIN_SECONDS = 2.5
 # Delineation constants (see _drop_spurious, _qrs_bounds and _t_offset).
 SPURIOUS_AMPLITUDE = 0.4
@@ -433,14 +437,14 @@ def _p_wave_consistent(beats: np.ndarray, median: np.ndarray, leads: np.ndarray,
     return matches >= 0.7 * len(beats)
 
 
-def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray) -> Tuple[int, int, int] | str:
-    """QRS onset/offset and T offset as medians of neurokit2's per-beat wavelet delineation of
-    the measured lead with the largest QRS."""
+def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray, method: str) -> Tuple[int, int, int] | str:
+    """QRS onset/offset and T offset as medians of neurokit2's per-beat wavelet delineation
+    (``method``: ``"dwt"`` or ``"cwt"``) of the measured lead with the largest QRS."""
     import neurokit2 as nk
 
     lead = prepared.measured[int(np.argmax(np.ptp(prepared.signal[prepared.measured], axis=1)))]
     with _quiet():
-        _, waves = nk.ecg_delineate(prepared.signal[lead], peaks, sampling_rate=int(FS), method="dwt")
+        _, waves = nk.ecg_delineate(prepared.signal[lead], peaks, sampling_rate=int(FS), method=method)
 
     def median_offset(key: str) -> float:
         points = np.asarray(waves.get(key, []), dtype=float)
@@ -475,8 +479,8 @@ def _measure(prepared: _Prepared, method: str, result: WaveAttributes) -> None:
     median = np.nan_to_num(median)
 
     t_off: Optional[int] = None
-    if method == "neurokit":
-        bounds = _neurokit_bounds(prepared, peaks)
+    if method.startswith("neurokit_"):
+        bounds = _neurokit_bounds(prepared, peaks, method.split("_", 1)[1])
         if isinstance(bounds, str):
             result.fail(bounds)
             return

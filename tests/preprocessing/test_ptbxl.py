@@ -9,7 +9,7 @@ from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOption
 from fairseq_goodviews.preprocessing.ptbxl import (
     REQUIRED_COLUMNS, main, parse_scp_codes, prepare_ptbxl, rhythm_from_scp,
 )
-from fairseq_goodviews.preprocessing.synthetic_wfdb import write_ptbxl_tree
+from fairseq_goodviews.synthetic.wfdb_layouts import write_ptbxl_tree
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 
 QUIET = PrepareOptions(progress=False)

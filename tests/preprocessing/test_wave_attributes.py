@@ -8,7 +8,7 @@ import pytest
 
 from conftest import shared_data
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
-from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal
 from fairseq_goodviews.preprocessing.validate_attributes import attribute_errors, validate_attributes
 from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes, reported_qonset
 from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
@@ -34,7 +34,7 @@ def test_rates_and_counts_of_a_sinus_rhythm(rate):
 
 
 def test_irregular_rhythm_without_p_waves_has_no_atrial_rate():
-    measured = compute_wave_attributes(ecg_signal(10.0, 500.0, 95.0, seed=6, irregular=True), 500.0)
+    measured = compute_wave_attributes(ecg_signal(10.0, 500.0, 95.0, seed=6, rhythm="AFIB"), 500.0)
     assert math.isnan(measured.values["AtrialRate"]) and "P wave" in measured.reasons["AtrialRate"]
     assert measured.values["VentricularRate"] == pytest.approx(95.0, abs=12)
 
