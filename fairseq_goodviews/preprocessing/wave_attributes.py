@@ -40,7 +40,6 @@ import io
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 import scipy.ndimage
@@ -80,14 +79,14 @@ _AVF_GAIN = math.sqrt(3.0) / 2.0
 class WaveAttributes:
     """Values (NaN where not derivable) keyed by :data:`ATTRIBUTE_NAMES`, and why each NaN is NaN."""
 
-    values: Dict[str, float] = field(default_factory=lambda: {n: math.nan for n in ATTRIBUTE_NAMES})
-    reasons: Dict[str, str] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=lambda: {n: math.nan for n in ATTRIBUTE_NAMES})
+    reasons: dict[str, str] = field(default_factory=dict)
 
-    def as_columns(self) -> Dict[str, float]:
+    def as_columns(self) -> dict[str, float]:
         """``{"attr_<name>": value}``, the manifest's column names."""
         return {f"attr_{name}": float(value) for name, value in self.values.items()}
 
-    def fail(self, reason: str, names: Optional[Tuple[str, ...]] = None) -> None:
+    def fail(self, reason: str, names: tuple[str, ...] | None = None) -> None:
         for name in names or ATTRIBUTE_NAMES:
             if math.isnan(self.values[name]):
                 self.reasons.setdefault(name, reason)
@@ -104,8 +103,8 @@ class _Prepared:
 def compute_wave_attributes(
     feats: np.ndarray,
     sample_rate: float,
-    lead_present: Optional[np.ndarray] = None,
-    window_seconds: Optional[float] = 10.0,
+    lead_present: np.ndarray | None = None,
+    window_seconds: float | None = 10.0,
     method: str = "median_beat",
 ) -> WaveAttributes:
     """Measure the eleven wave attributes; never raises on a bad signal (see the module docstring)."""
@@ -130,8 +129,8 @@ def load_backend() -> None:
 
 
 def _prepare(
-    feats: np.ndarray, sample_rate: float, lead_present: Optional[np.ndarray],
-    window_seconds: Optional[float],
+    feats: np.ndarray, sample_rate: float, lead_present: np.ndarray | None,
+    window_seconds: float | None,
 ) -> _Prepared | str:
     if feats.ndim != 2 or feats.shape[0] != len(CANONICAL_LEADS):
         return f"expected a [12, T] signal, got shape {list(feats.shape)}"
@@ -207,7 +206,7 @@ def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
             if hi <= lo:
                 break
             best = lo + int(np.argmax(detection[lo:hi + 1]))
-            if detection[best] < threshold or best in (lo, hi) and 0 < best < len(detection) - 1:
+            if detection[best] < threshold or (best in (lo, hi) and 0 < best < len(detection) - 1):
                 break
             added.append(best)
             a = best  # look for a further beat after this one
@@ -311,7 +310,7 @@ def reported_qonset(qrs_samples: int) -> int:
     return int(round(QONSET_INTERCEPT + QONSET_SLOPE * qrs_samples))
 
 
-def _qrs_bounds(median: np.ndarray) -> Tuple[int, int] | str:
+def _qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
     """Global QRS onset and offset of the median beat ([leads, FRAME], measured leads, smoothed).
 
     Per lead, the onset is where the lead's absolute slope was last below ``QRS_SLOPE_FRACTION``
@@ -384,7 +383,7 @@ def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str
     return start + xm + int(np.argmax(area))
 
 
-def _frontal_leads(median: np.ndarray, present: np.ndarray) -> Tuple[np.ndarray, np.ndarray] | str:
+def _frontal_leads(median: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
     """Leads I and aVF of the median beat, derived from two other limb leads where needed."""
     have = {name: median[_LEAD[name]] for name in CANONICAL_LEADS[:6] if present[_LEAD[name]]}
     lead_i, lead_ii, lead_iii = have.get("I"), have.get("II"), have.get("III")
@@ -437,7 +436,7 @@ def _p_wave_consistent(beats: np.ndarray, median: np.ndarray, leads: np.ndarray,
     return matches >= 0.7 * len(beats)
 
 
-def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray, method: str) -> Tuple[int, int, int] | str:
+def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray, method: str) -> tuple[int, int, int] | str:
     """QRS onset/offset and T offset as medians of neurokit2's per-beat wavelet delineation
     (``method``: ``"dwt"`` or ``"cwt"``) of the measured lead with the largest QRS."""
     import neurokit2 as nk
@@ -478,7 +477,7 @@ def _measure(prepared: _Prepared, method: str, result: WaveAttributes) -> None:
         return
     median = np.nan_to_num(median)
 
-    t_off: Optional[int] = None
+    t_off: int | None = None
     if method.startswith("neurokit_"):
         bounds = _neurokit_bounds(prepared, peaks, method.split("_", 1)[1])
         if isinstance(bounds, str):

@@ -43,7 +43,7 @@ def sheet_rows(path: Path, limit: int | None = None) -> list[tuple]:
     book = openpyxl.load_workbook(path, read_only=True)
     try:
         rows = book.worksheets[0].iter_rows(values_only=True)
-        return [row for _, row in zip(range(limit), rows)] if limit else list(rows)
+        return [row for _, row in zip(range(limit), rows, strict=False)] if limit else list(rows)
     finally:
         book.close()
 
@@ -164,7 +164,7 @@ def test_beat_conditions_change_the_waveform():
     # First-degree AV block: the P wave moves away from the QRS (lead II, P peak before the R peak).
     pr = {}
     for codes in ((), ("1AVB",)):
-        row, leads = synthesize_record(0, 2, _targets("SB", set(codes), rate=55.0))
+        _, leads = synthesize_record(0, 2, _targets("SB", set(codes), rate=55.0))
         ii = _median_lead(leads, "II")
         pr[codes] = 300 - (60 + int(np.argmax(ii[60:270])))
     assert pr[("1AVB",)] - pr[()] >= 25  # samples, i.e. >= 50 ms longer
@@ -242,7 +242,7 @@ def test_unknown_rhythm_and_bad_columns_are_rejected(tmp_path):
     pd.DataFrame({"FileName": ["a"], "Rhythm": ["SR"]}).to_excel(bad, index=False)
     with pytest.raises(ValueError, match="expected the columns"):
         generate_chapman(tmp_path / "out", None, diagnostics=bad)
-    row = dict(zip(COLUMNS, ["MUSE_1", "XYZ", "NONE", "50", "MALE"] + [80] * 11))
+    row = dict(zip(COLUMNS, ["MUSE_1", "XYZ", "NONE", "50", "MALE"] + [80] * 11, strict=True))
     with pytest.raises(ValueError, match="unknown rhythm"):
         ecg.targets_from_row(row)
 
@@ -288,3 +288,18 @@ def test_command_line_needs_a_record_count(tmp_path, capsys):
     with pytest.raises(SystemExit):
         chapman.main([str(tmp_path)])
     assert "--records is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("codes", "qrsd", "raxis"), [((), 90.0, 50.0), (("RBBB",), 178.0, 100.0),
+                                                     (("LBBB",), 150.0, -30.0)])
+def test_attribute_columns_are_the_true_fiducials(codes, qrsd, raxis):
+    """The row is the model's own truth, not a re-measurement: it hits the targets exactly (to a
+    sample) and agrees with the closed-form fiducials, whatever the noise."""
+    targets = Targets(rhythm="SR", codes=frozenset(codes), age=60, male=True, rate=70.0, qrsd=qrsd,
+                      qt=420.0, raxis=raxis, taxis=40.0)
+    rows = [synthesize_record(seed, 0, targets)[0] for seed in (0, 1)]
+    for row in rows:
+        assert abs(row["QRSDuration"] - qrsd) <= 2
+        assert abs(row["QTInterval"] - 420.0) <= 2
+        assert abs((row["RAxis"] - raxis + 180) % 360 - 180) <= 1
+        assert abs((row["TAxis"] - 40.0 + 180) % 360 - 180) <= 1
