@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fairseq_goodviews.synthetic.chapman import main  # noqa: E402
+from fairseq_goodviews.synthetic.chapman import main
 
 if __name__ == "__main__":
     sys.exit(main())

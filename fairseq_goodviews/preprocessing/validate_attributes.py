@@ -96,7 +96,7 @@ def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat"
         raise FileNotFoundError(f"{diagnostics}: no Chapman Diagnostics.xlsx with the reference measurements")
     table = pd.read_excel(diagnostics).set_index("FileName")
     records = []
-    for record, file_name in REAL_REFERENCES.items():
+    for record, _file_name in REAL_REFERENCES.items():
         header = root / REAL_RECORD_DIR / f"{record}.hea"
         if not header.is_file():
             raise FileNotFoundError(f"{header}: reference record missing")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -138,7 +139,7 @@ def _prepare(
         return f"invalid sample rate {sample_rate}"
     present = np.ones(len(CANONICAL_LEADS), bool) if lead_present is None else np.asarray(lead_present, bool).copy()
     if window_seconds:
-        feats = feats[:, : int(round(window_seconds * sample_rate))]
+        feats = feats[:, : round(window_seconds * sample_rate)]
     if feats.shape[1] == 0:
         return "no samples"
     present &= np.isfinite(feats).all(axis=1)
@@ -196,7 +197,7 @@ def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     typical_rr = float(np.median(np.diff(peaks)))
     threshold = MISSED_AMPLITUDE * float(np.median(detection[peaks]))
     margin = int(0.5 * typical_rr)
-    bounds = [(-typical_rr, peaks[0])] + [(a, b) for a, b in zip(peaks[:-1], peaks[1:])
+    bounds = [(-typical_rr, peaks[0])] + [(a, b) for a, b in itertools.pairwise(peaks)
                                           if b - a > SPURIOUS_GAP * typical_rr]
     bounds.append((peaks[-1], len(detection) - 1 + typical_rr))
     added = []
@@ -307,7 +308,7 @@ def reported_qonset(qrs_samples: int) -> int:
     std 5.8 samples): the fiducial sits about a third into the QRS. Using the same relation keeps
     QOnset/QOffset/TOffset comparable with Chapman's; the durations do not depend on it.
     """
-    return int(round(QONSET_INTERCEPT + QONSET_SLOPE * qrs_samples))
+    return round(QONSET_INTERCEPT + QONSET_SLOPE * qrs_samples)
 
 
 def _qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
@@ -332,7 +333,7 @@ def _qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
                                   slopes[:, peak + 150: peak + 200]], axis=1)
     floor = np.median(quiet_zones, axis=1)
     onsets, offsets = [], []
-    for slope, noise in zip(slopes, floor):
+    for slope, noise in zip(slopes, floor, strict=False):
         top = lo + int(np.argmax(slope[lo:hi]))
         if slope[top] <= noise:
             continue
@@ -455,7 +456,7 @@ def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray, method: str) -> tup
     onset, offset, t_end = (median_offset(k) for k in ("ECG_R_Onsets", "ECG_R_Offsets", "ECG_T_Offsets"))
     if not all(math.isfinite(v) for v in (onset, offset, t_end)):
         return "neurokit2 delineation found no QRS onset/offset or T offset"
-    return (R_INDEX + int(round(onset)), R_INDEX + int(round(offset)), R_INDEX + int(round(t_end)))
+    return (R_INDEX + round(onset), R_INDEX + round(offset), R_INDEX + round(t_end))
 
 
 def _measure(prepared: _Prepared, method: str, result: WaveAttributes) -> None:

@@ -35,7 +35,7 @@ from fairseq_goodviews.labels import RHYTHM_TO_CLASS
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.synthetic.ecg import synthesize_record, targets_from_row
 
-COLUMNS: tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender") + ATTRIBUTE_NAMES
+COLUMNS: tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender", *ATTRIBUTE_NAMES)
 DIAGNOSTICS_NAME = "Diagnostics.xlsx"
 SIGNAL_DIR = "ECGDataDenoised"
 @lru_cache(maxsize=4)
@@ -87,7 +87,7 @@ def _read_diagnostics_rows(path: Path, n_records: int | None) -> tuple[list[tupl
     finally:
         book.close()
     table = pd.DataFrame([list(r) for r in raw], columns=list(COLUMNS))
-    for column in ("PatientAge",) + ATTRIBUTE_NAMES:
+    for column in ("PatientAge", *ATTRIBUTE_NAMES):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     return raw, table
 
@@ -147,8 +147,8 @@ def generate_chapman(out_dir: str | Path, n_records: int | None, seed: int = 0,
         _write_diagnostics(out / DIAGNOSTICS_NAME, raw)
         return table
     table = pd.DataFrame(rows, columns=list(COLUMNS))
-    as_written = [(r["FileName"], r["Rhythm"], r["Beat"], str(r["PatientAge"]), r["Gender"])
-                  + tuple(int(r[c]) for c in ATTRIBUTE_NAMES) for r in rows]
+    as_written = [(r["FileName"], r["Rhythm"], r["Beat"], str(r["PatientAge"]), r["Gender"],
+                   *(int(r[c]) for c in ATTRIBUTE_NAMES)) for r in rows]
     _write_diagnostics(out / DIAGNOSTICS_NAME, as_written)
     return table
 

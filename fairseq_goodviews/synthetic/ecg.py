@@ -272,7 +272,7 @@ def _sample_codes(rng: np.random.Generator, rhythm: str) -> frozenset[str]:
     if not codes or rng.random() < p_none:
         return frozenset()
     while True:
-        drawn = [c for c, hit in zip(codes, rng.random(len(codes)) < probs) if hit]
+        drawn = [c for c, hit in zip(codes, rng.random(len(codes)) < probs, strict=False) if hit]
         if drawn:
             break
     for group in _EXCLUSIVE:
@@ -286,7 +286,7 @@ def sample_targets(rng: np.random.Generator) -> Targets:
     rhythm = RHYTHMS[rng.choice(len(RHYTHMS), p=_rhythm_probabilities())]
     cls = RHYTHM_TO_CLASS[rhythm]
     male = bool(rng.random() < MALE_FRACTION[rhythm])
-    age = int(round(_draw(rng, AGE_Q[rhythm])))
+    age = round(_draw(rng, AGE_Q[rhythm]))
     rate = _draw(rng, RATE_Q[rhythm])
     codes = _sample_codes(rng, rhythm)
     if rhythm == "AF" and "AVB" in codes:  # flutter with AV block: at most 2:1 of ~360/min
@@ -358,7 +358,7 @@ class _Waves:
     def of(rows: Sequence[tuple[float, float, float, np.ndarray]]) -> _Waves:
         if not rows:
             return _Waves(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 3)))
-        t, sl, sr, v = zip(*rows)
+        t, sl, sr, v = zip(*rows, strict=False)
         return _Waves(np.array(t, float), np.array(sl, float), np.array(sr, float), np.array(v, float))
 
     @staticmethod
@@ -385,7 +385,7 @@ class _Waves:
         t = times[:, None] + self.t[None, :]
         if shift is not None:
             t = t + np.asarray(shift, float)[:, None]
-        v = np.broadcast_to(self.v[None], (n,) + self.v.shape)
+        v = np.broadcast_to(self.v[None], (n, *self.v.shape))
         if gain is not None:
             v = v * np.asarray(gain, float)[:, None, None]
         return _Waves(t.ravel(), np.tile(self.sl, n), np.tile(self.sr, n), v.reshape(-1, 3))
@@ -405,7 +405,7 @@ def _render_groups(groups: Sequence[_Waves], n: int) -> np.ndarray:
     group = np.repeat(np.arange(len(groups)), [len(g.t) for g in groups])
     centre = waves.t * FS
     sl, sr = waves.sl * FS, waves.sr * FS
-    half = int(math.ceil(4.0 * max(sl.max(), sr.max())))
+    half = math.ceil(4.0 * max(sl.max(), sr.max()))
     idx = np.rint(centre).astype(np.int64)[:, None] + np.arange(-half, half + 1)
     d = idx - centre[:, None]
     g = np.exp(-0.5 * (d / np.where(d < 0, sl[:, None], sr[:, None])) ** 2)
@@ -867,7 +867,7 @@ def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibr
                 np.clip(round(tg.atrial_rate / tg.rate), 2, 4))
             gaps = np.diff(p_times)
             extra = [p_times[:-1] + gaps * k / ratio for k in range(1, ratio)]
-            p_times = np.concatenate([p_times] + extra)
+            p_times = np.concatenate([p_times, *extra])
             p_kind = np.concatenate([p_kind] + [np.zeros(len(e), dtype=np.int64) for e in extra])
         inside = np.sort(p_times[(p_times >= 0) & (p_times < duration)])
         if len(inside) >= 2:
@@ -953,8 +953,8 @@ def synthesize_record(seed: int, index: int, targets: Targets | None = None,
     rate = 60.0 / mean_rr
     truth = true_fiducials(pat, cal)
     q_onset = QONSET_MEAN + int(np.clip(round(rng.normal(0, 4)), -12, 12))
-    q_offset = q_onset + int(round((truth.qrs_offset - truth.qrs_onset) * FS))
-    t_offset = q_onset + int(round((truth.t_end - truth.qrs_onset) * FS))
+    q_offset = q_onset + round((truth.qrs_offset - truth.qrs_onset) * FS)
+    t_offset = q_onset + round((truth.t_end - truth.qrs_onset) * FS)
     qt = 2 * (t_offset - q_onset)
     atrial_rate = sched.atrial_rate if np.isfinite(sched.atrial_rate) else rate
     row = {
@@ -962,11 +962,11 @@ def synthesize_record(seed: int, index: int, targets: Targets | None = None,
         "Beat": " ".join(sorted(tg.codes)) if tg.codes else "NONE",
         "PatientAge": int(tg.age),
         "Gender": "MALE" if tg.male else "FEMALE",
-        "VentricularRate": int(round(rate)),
-        "AtrialRate": int(round(atrial_rate)),
+        "VentricularRate": round(rate),
+        "AtrialRate": round(atrial_rate),
         "QRSDuration": 2 * (q_offset - q_onset),
         "QTInterval": qt,
-        "QTCorrected": int(round(qt / math.sqrt(mean_rr))),
+        "QTCorrected": round(qt / math.sqrt(mean_rr)),
         "RAxis": truth.raxis,
         "TAxis": truth.taxis,
         "QRSCount": int(counted.sum()),

@@ -42,12 +42,12 @@ def ecg_signal(
     """
     targets = Targets(rhythm=rhythm, codes=frozenset(), age=55, male=bool(seed % 2), rate=rate, qrsd=90.0,
                       qt=400.0 * math.sqrt(60.0 / rate), raxis=qrs_axis, taxis=t_axis)
-    n_samples = max(int(round(seconds * FS)), FS)
+    n_samples = max(round(seconds * FS), FS)
     _, microvolts = synthesize_record(seed, 0, targets, n_samples=n_samples)
     signal = microvolts.T / 1000.0
     if fs != FS:
         signal = resample(signal, float(FS), float(fs))
-    return signal[:, : int(round(seconds * fs))]
+    return signal[:, : round(seconds * fs)]
 
 
 def write_wfdb(
