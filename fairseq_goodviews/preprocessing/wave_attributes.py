@@ -63,6 +63,8 @@ SPURIOUS_GAP = 1.5
 MISSED_AMPLITUDE = 0.5
 QRS_SLOPE_FRACTION = 0.03
 QRS_QUIET_RUN = 4  # samples
+QRS_LEAD_SHARE = 0.2
+QRS_END_LEVEL = 0.3
 QRS_SEARCH = 110  # samples searched on either side of the steepest QRS point
 T_REFERENCE_S = 0.15
 QTC_LIMIT_S = 0.70
@@ -318,7 +320,12 @@ def _qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
     of its QRS maximum (above its own noise floor) for ``QRS_QUIET_RUN`` samples in a row before
     the QRS, the offset where it first is so after it. A lead-relative threshold catches the slow
     terminal forces of wide complexes (bundle branch blocks), which one lead shows and the
-    spatial velocity, dominated by the steepest lead, hides. The global onset is the second
+    spatial velocity, dominated by the steepest lead, hides. Only leads whose QRS is steep (at
+    least ``QRS_LEAD_SHARE`` of the steepest lead's slope) vote, so that a lead with a tiny QRS
+    and a tall T wave does not stretch the QRS into the T wave; and a lead's offset only counts
+    when the lead is back within ``QRS_END_LEVEL`` of its QRS amplitude from its PR level there
+    (at fast rates a T wave can follow the QRS without an ST segment, and its flat apex would
+    pass for the end of the QRS). The global onset is the second
     earliest lead onset and the offset the second latest lead offset (the earliest and the latest,
     as ECG carts take them, without trusting a single lead).
     """
@@ -332,22 +339,26 @@ def _qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
     quiet_zones = np.concatenate([slopes[:, first: max(peak - 60, first + 1)],
                                   slopes[:, peak + 150: peak + 200]], axis=1)
     floor = np.median(quiet_zones, axis=1)
+    tops = lo + np.argmax(slopes[:, lo:hi], axis=1)
+    top_slopes = slopes[np.arange(len(slopes)), tops]
     onsets, offsets = [], []
-    for slope, noise in zip(slopes, floor, strict=False):
-        top = lo + int(np.argmax(slope[lo:hi]))
-        if slope[top] <= noise:
+    for lead, slope, noise, top in zip(median, slopes, floor, tops, strict=True):
+        if slope[top] <= noise or slope[top] < QRS_LEAD_SHARE * top_slopes.max():
             continue
         quiet = slope < noise + QRS_SLOPE_FRACTION * (slope[top] - noise)
         run = np.convolve(quiet, np.ones(QRS_QUIET_RUN), mode="valid") == QRS_QUIET_RUN
         before = np.flatnonzero(run[first: peak - QRS_QUIET_RUN + 1])
         after = np.flatnonzero(run[peak: peak + QRS_SEARCH])
-        if len(before) and len(after):
-            onsets.append(first + int(before[-1]) + QRS_QUIET_RUN)
-            offsets.append(peak + int(after[0]))
-    if not onsets:
+        if not len(before) or not len(after):
+            continue
+        onset, offset = first + int(before[-1]) + QRS_QUIET_RUN, peak + int(after[0])
+        onsets.append(onset)
+        level = lead[max(onset - 6, 0): max(onset - 1, 1)].mean()
+        if abs(lead[offset] - level) <= QRS_END_LEVEL * np.ptp(lead[onset: offset + 1]):
+            offsets.append(offset)
+    if not onsets or not offsets:
         return "QRS onset or offset not found in the median beat"
-    rank = min(1, len(onsets) - 1)
-    return int(np.sort(onsets)[rank]), int(np.sort(offsets)[::-1][rank])
+    return int(np.sort(onsets)[min(1, len(onsets) - 1)]), int(np.sort(offsets)[::-1][min(1, len(offsets) - 1)])
 
 
 def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str:
