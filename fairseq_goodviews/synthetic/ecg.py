@@ -449,10 +449,11 @@ def _lead_vectors(rng: np.random.Generator, codes: frozenset[str]) -> np.ndarray
     """Per-patient lead vectors: Dower's, electrode placement jitter, body-habitus gains."""
     limb = math.exp(rng.normal(0.0, 0.1))
     chest = 1.15 * math.exp(rng.normal(0.0, 0.12))
+    low_limb, low_chest = rng.uniform(0.3, 0.45), rng.uniform(0.35, 0.5)
     if "LVQRSLL" in codes:
-        limb *= rng.uniform(0.3, 0.45)
+        limb *= low_limb
     if "LVQRSCL" in codes:
-        chest *= rng.uniform(0.35, 0.5)
+        chest *= low_chest
     leads = DOWER.copy()
     leads[2:] += rng.normal(0.0, 0.06, (6, 3))
     leads[:2] *= limb
@@ -461,19 +462,29 @@ def _lead_vectors(rng: np.random.Generator, codes: frozenset[str]) -> np.ndarray
 
 
 def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
-    """The patient's lead geometry and beat morphology; axes, widths and QT are fitted later."""
+    """The patient's lead geometry and beat morphology; axes, widths and QT are fitted later.
+
+    Every random number is drawn whatever the conditions, in a fixed order, so that one patient
+    generator gives the same person with or without a condition (a bundle branch block appearing
+    at a later visit changes the QRS, not the lead geometry or the P wave).
+    """
     codes = tg.codes
     # Main QRS dipole (mV): larger in men and in the young (thinner chest wall).
     amp = 1.7 * math.exp(rng.normal(0.0, 0.22)) * (1.08 if tg.male else 0.93) \
         * float(np.clip(1.3 - 0.006 * tg.age, 0.75, 1.3))
+    hypertrophy = rng.uniform(1.7, 2.2)
     if "LVHV" in codes:
-        amp *= rng.uniform(1.7, 2.2)
-    elevation = rng.normal(-32.0, 10.0) + (rng.uniform(15, 30) if "CCR" in codes else 0.0) \
-        - (rng.uniform(15, 30) if "CR" in codes else 0.0)
+        amp *= hypertrophy
+    clockwise, counterclockwise = rng.uniform(15, 30), rng.uniform(15, 30)
+    elevation = rng.normal(-32.0, 10.0) + (clockwise if "CCR" in codes else 0.0) \
+        - (counterclockwise if "CR" in codes else 0.0)
     q_amp, q_width, q_dir = rng.uniform(0.06, 0.18), 0.008, _direction(180 + rng.normal(0, 20), 45)
+    deep_q_amp, deep_q_dir = rng.uniform(0.3, 0.5), _direction(180 + rng.normal(0, 20), -50)
     if "AQW" in codes:  # pathological Q: >= 40 ms, deep, opposite to the main axis and posterior
-        q_amp, q_width, q_dir = rng.uniform(0.3, 0.5), 0.014, _direction(180 + rng.normal(0, 20), -50)
+        q_amp, q_width, q_dir = deep_q_amp, 0.014, deep_q_dir
     s_amp = rng.uniform(0.15, 0.45) * (1.3 if "LVHV" in codes else 1.0)
+    s_frontal = 200 + rng.normal(0, 15)
+    r_prime = rng.uniform(0.45, 0.7)
     if "LBBB" in codes:  # no septal q; broad notched R to the left and back; no S
         qrs = _Waves.of([
             (-0.02, 0.017, 0.017, 0.8 * amp * _direction(-15, elevation - 25)),
@@ -483,29 +494,32 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
         rows = [
             (-0.022, q_width, q_width, q_amp * amp * q_dir),
             (0.0, 0.011, 0.011, amp * _direction(0.0, elevation)),
-            (0.022, 0.009, 0.012, s_amp * amp * _direction(200 + rng.normal(0, 15), -35)),
+            (0.022, 0.009, 0.012, s_amp * amp * _direction(s_frontal, -35)),
         ]
         if "RBBB" in codes:  # terminal right-anterior R': rSR' in V1, wide S in I and V6
-            rows.append((0.045, 0.014, 0.016, rng.uniform(0.45, 0.7) * amp * _direction(175, 45)))
+            rows.append((0.045, 0.014, 0.016, r_prime * amp * _direction(175, 45)))
         qrs = _Waves.of(rows)
+    st_depression, st_elevation, st_frontal = rng.uniform(0.04, 0.1), rng.uniform(0.05, 0.12), rng.uniform(-20, 60)
     st_rows = []
     if codes & {"STDD", "STTC"}:  # ST depression opposite the main QRS vector (strain pattern)
-        st_rows.append((0.035, 0.02, 0.07, rng.uniform(0.04, 0.1) * _direction(180.0, -elevation)))
+        st_rows.append((0.035, 0.02, 0.07, st_depression * _direction(180.0, -elevation)))
     if "STTU" in codes:
-        st_rows.append((0.035, 0.02, 0.07, rng.uniform(0.05, 0.12) * _direction(rng.uniform(-20, 60), 40)))
+        st_rows.append((0.035, 0.02, 0.07, st_elevation * _direction(st_frontal, 40)))
     qt = tg.qt / 1000.0
     t_right = float(np.clip(qt * rng.uniform(0.075, 0.095), 0.018, 0.05))
     t_left = t_right * rng.uniform(1.5, 1.9)
     t_amp = amp * rng.uniform(0.2, 0.35) * (1.4 if "LBBB" in codes else 1.0)
+    flat_twc, flat_sttc = rng.uniform(0.45, 0.85), rng.uniform(0.55, 0.9)
     if "TWC" in codes:  # flattened; the inversion comes from the T axis
-        t_amp *= rng.uniform(0.45, 0.85)
+        t_amp *= flat_twc
     if "STTC" in codes:
-        t_amp *= rng.uniform(0.55, 0.9)
+        t_amp *= flat_sttc
     t_elevation = rng.normal(15.0, 10.0) * (-1.0 if codes & {"TWO", "LBBB"} else 1.0)
     t_dir = _direction(0.0, t_elevation)
     repol_rows = [(0.0, t_left, t_right, t_amp * t_dir)]
+    u_amp = rng.uniform(0.06, 0.12)
     if "UW" in codes:
-        repol_rows.append((2 * t_right + 0.05, 0.03, 0.03, rng.uniform(0.06, 0.12) * t_dir))
+        repol_rows.append((2 * t_right + 0.05, 0.03, 0.03, u_amp * t_dir))
     vpb_dir = rng.uniform(0, 360)
     vpb_el = rng.uniform(-60, 60)
     vpb = _Waves.of([
@@ -518,15 +532,17 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
     p_amp = rng.uniform(0.07, 0.14)
     p_frontal = rng.normal(55.0, 12.0)
     p_split = rng.uniform(0.035, 0.045)
+    bifid_frontal, bifid_split, ectopic_frontal = rng.normal(25.0, 35.0), rng.uniform(0.05, 0.065), _ectopic_angle(rng)
     if "PWC" in codes:  # bifid, wider P with an unusual axis
-        p_frontal, p_split = rng.normal(25.0, 35.0), rng.uniform(0.05, 0.065)
+        p_frontal, p_split = bifid_frontal, bifid_split
     if tg.rhythm == "AT":
-        p_frontal = _ectopic_angle(rng)
+        p_frontal = ectopic_frontal
     pr = float(np.clip(rng.normal(0.15, 0.018) + 0.0005 * (tg.age - 50), 0.11, 0.2))
+    long_pr, borderline_pr = rng.uniform(0.21, 0.32), rng.uniform(0.2, 0.23)
     if "1AVB" in codes or ("AVB" in codes and tg.rhythm not in _NO_P_WAVES | {"AT"}):
-        pr = rng.uniform(0.21, 0.32)
+        pr = long_pr
     elif "PRIE" in codes:
-        pr = rng.uniform(0.2, 0.23)
+        pr = borderline_pr
     return _Patient(
         leads=_lead_vectors(rng, codes), qrs=qrs, st=_Waves.of(st_rows), repol=_Waves.of(repol_rows),
         aberrant=_Waves.of([(0.055, 0.018, 0.02, rng.uniform(0.5, 0.8) * amp * aberrant_dir)]),
@@ -542,9 +558,8 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
 def _retrograde_delay(rng: np.random.Generator, rhythm: str) -> float:
     """Typical AVNRT hides the retrograde P at the end of the QRS (pseudo r'); AVRT puts it in the
     ST segment; an unspecified SVT is one or the other."""
-    if rhythm == "AVNRT" or (rhythm == "SVT" and rng.random() < 0.6):
-        return rng.uniform(-0.01, 0.01)
-    return rng.uniform(0.06, 0.1)
+    hidden, early, late = rng.random() < 0.6, rng.uniform(-0.01, 0.01), rng.uniform(0.06, 0.1)
+    return early if rhythm == "AVNRT" or (rhythm == "SVT" and hidden) else late
 
 
 def _ectopic_angle(rng: np.random.Generator) -> float:
@@ -905,19 +920,22 @@ def derive_limb_leads(recorded: np.ndarray) -> np.ndarray:
     return np.concatenate([limb, recorded[:, 2:]], axis=1)
 
 
-def synthesize_record(seed: int, index: int, targets: Targets | None = None,
-                      n_samples: int = N_SAMPLES) -> tuple[dict[str, Any], np.ndarray]:
+def synthesize_record(seed: int, index: int, targets: Targets | None = None, n_samples: int = N_SAMPLES,
+                      patient_seed: Sequence[int] | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """One record: its Diagnostics row (without FileName) and its signal (n_samples, 12) in uV at
     500 Hz, leads in :data:`~fairseq_goodviews.leads.CANONICAL_LEADS` order.
 
     ``targets`` None draws the record's targets from the calibrated distributions. The row's
     wave attributes are the model's true fiducials (:func:`true_fiducials`), not a measurement.
+    ``patient_seed`` draws the person (lead geometry, amplitudes, wave shapes, PR interval) from
+    its own generator, so that records with the same ``patient_seed`` are visits of one patient;
+    by default the person comes from the record's generator.
     """
     if n_samples < FS:
         raise ValueError(f"n_samples must be at least {FS} (1 s), got {n_samples}")
     rng = np.random.default_rng([seed, index])
     tg = sample_targets(rng) if targets is None else targets
-    pat = _patient(rng, tg)
+    pat = _patient(rng if patient_seed is None else np.random.default_rng(list(patient_seed)), tg)
     rr0 = 60.0 / float(np.clip(tg.rate, 25.0, 300.0))
     cal = _calibrate(pat, tg, rr0)
     sched = _schedule(rng, tg, pat, cal, n_samples)
