@@ -18,9 +18,9 @@ from fairseq_goodviews.preprocessing.physionet2021 import (
     SNOMED_RHYTHMS, main, parse_subsets, physionet2021_items, prepare_physionet2021, rhythm_from_dx, subset_of,
 )
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
-from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_physionet2021_tree, write_wfdb
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 from fairseq_goodviews.leads import CANONICAL_LEADS
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_physionet2021_tree, write_wfdb
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = PrepareOptions(progress=False)

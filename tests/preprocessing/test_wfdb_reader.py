@@ -12,11 +12,11 @@ import wfdb
 from conftest import shared_data
 from fairseq_goodviews.io.records import RecordError
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_wfdb
 from fairseq_goodviews.preprocessing.wfdb_reader import (
     BadSignalError, MissingFileError, find_records, map_channels, parse_header_comments, rational_ratio,
     read_header_comments, read_wfdb,
 )
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_wfdb
 
 
 # --- the real shared records ------------------------------------------------------------------
