@@ -43,8 +43,8 @@ def _parse_wfdb(headers: Sequence[Path]) -> None:
 def _fixtures(root: Path, records: int, seed: int) -> Dict[str, Dict[str, Any]]:
     """Synthetic data of each layout; per preparer: source folder, parse-only function, preparer."""
     from fairseq_goodviews.preprocessing import chapman, physionet2021, ptbxl, wfdb_dir
-    from fairseq_goodviews.preprocessing.synthetic import SIGNAL_DIR, generate_chapman
-    from fairseq_goodviews.preprocessing.synthetic_wfdb import (
+    from fairseq_goodviews.synthetic.chapman import SIGNAL_DIR, generate_chapman
+    from fairseq_goodviews.synthetic.wfdb_layouts import (
         write_physionet2021_tree, write_ptbxl_tree, write_wfdb_dir_tree,
     )
 

@@ -46,7 +46,7 @@ def prepare_synthetic(out: Path, n_records: int, seed: int = 0, workers: int = 1
     redone from scratch. The raw CSVs are deleted afterwards (they are ~0.5 MB a record).
     """
     from fairseq_goodviews.preprocessing import chapman
-    from fairseq_goodviews.preprocessing.synthetic import generate_chapman
+    from fairseq_goodviews.synthetic.chapman import generate_chapman
 
     raw, prepared = out / "data" / "chapman_raw", out / "data" / "chapman"
     marker = prepared / "prepared.json"

@@ -27,8 +27,8 @@ from fairseq_goodviews.preprocessing.physionet2021 import (
     subset_of_record,
 )
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
-from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal, write_physionet2021_tree, write_wfdb
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_physionet2021_tree, write_wfdb
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = PrepareOptions(progress=False)

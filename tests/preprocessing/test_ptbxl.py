@@ -14,8 +14,8 @@ from fairseq_goodviews.preprocessing.ptbxl import (
     prepare_ptbxl,
     rhythm_from_scp,
 )
-from fairseq_goodviews.preprocessing.synthetic_wfdb import write_ptbxl_tree
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
+from fairseq_goodviews.synthetic.wfdb_layouts import write_ptbxl_tree
 
 QUIET = PrepareOptions(progress=False)
 FAST = WfdbConverter(attributes=False)

@@ -13,7 +13,6 @@ from conftest import shared_data
 
 from fairseq_goodviews.io.records import RecordError
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal, write_wfdb
 from fairseq_goodviews.preprocessing.wfdb_reader import (
     BadSignalError,
     MissingFileError,
@@ -24,6 +23,7 @@ from fairseq_goodviews.preprocessing.wfdb_reader import (
     read_header_comments,
     read_wfdb,
 )
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_wfdb
 
 # --- the real shared records ------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The synthetic Chapman generator: layout, lead relations, measured attributes, rhythms, determinism."""
+"""The synthetic ECG model and its Chapman layout: layout, lead relations, true attributes, rhythms,
+determinism."""
 from __future__ import annotations
 
 import math
@@ -16,10 +17,9 @@ from scipy.signal import butter, filtfilt, find_peaks
 
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.preprocessing import synthetic
-from fairseq_goodviews.preprocessing.synthetic import (
-    COLUMNS, FS, N_SAMPLES, Targets, generate_chapman, sample_targets, synthesize_record, write_signal_csv,
-)
+from fairseq_goodviews.synthetic import chapman, ecg
+from fairseq_goodviews.synthetic.chapman import COLUMNS, generate_chapman, write_signal_csv
+from fairseq_goodviews.synthetic.ecg import FS, N_SAMPLES, Targets, sample_targets, synthesize_record
 
 REPO = Path(__file__).resolve().parents[2]
 LIMB = {name: i for i, name in enumerate(CANONICAL_LEADS)}
@@ -43,7 +43,7 @@ def sheet_rows(path: Path, limit: int | None = None) -> list[tuple]:
     book = openpyxl.load_workbook(path, read_only=True)
     try:
         rows = book.worksheets[0].iter_rows(values_only=True)
-        return [row for _, row in zip(range(limit), rows)] if limit else list(rows)
+        return [row for _, row in zip(range(limit), rows, strict=False)] if limit else list(rows)
     finally:
         book.close()
 
@@ -100,7 +100,7 @@ def test_limb_lead_relations_hold_on_the_csv_files(database):
         assert np.abs(x[:, LIMB["aVF"]] - (ii - i / 2)).max() <= tol
 
 
-def test_measured_attributes_agree_with_the_waveform(database):
+def test_true_attributes_agree_with_the_waveform(database):
     out, table = database
     for row in table.itertuples():
         x = read_signal(out / "ECGDataDenoised" / f"{row.FileName}.csv")
@@ -164,7 +164,7 @@ def test_beat_conditions_change_the_waveform():
     # First-degree AV block: the P wave moves away from the QRS (lead II, P peak before the R peak).
     pr = {}
     for codes in ((), ("1AVB",)):
-        row, leads = synthesize_record(0, 2, _targets("SB", set(codes), rate=55.0))
+        _, leads = synthesize_record(0, 2, _targets("SB", set(codes), rate=55.0))
         ii = _median_lead(leads, "II")
         pr[codes] = 300 - (60 + int(np.argmax(ii[60:270])))
     assert pr[("1AVB",)] - pr[()] >= 25  # samples, i.e. >= 50 ms longer
@@ -242,26 +242,26 @@ def test_unknown_rhythm_and_bad_columns_are_rejected(tmp_path):
     pd.DataFrame({"FileName": ["a"], "Rhythm": ["SR"]}).to_excel(bad, index=False)
     with pytest.raises(ValueError, match="expected the columns"):
         generate_chapman(tmp_path / "out", None, diagnostics=bad)
-    row = dict(zip(COLUMNS, ["MUSE_1", "XYZ", "NONE", "50", "MALE"] + [80] * 11))
+    row = dict(zip(COLUMNS, ["MUSE_1", "XYZ", "NONE", "50", "MALE"] + [80] * 11, strict=True))
     with pytest.raises(ValueError, match="unknown rhythm"):
-        synthetic.targets_from_row(row)
+        ecg.targets_from_row(row)
 
 
 def test_sampled_frequencies_follow_the_embedded_calibration():
     rng = np.random.default_rng(0)
     draws = [sample_targets(rng) for _ in range(3000)]
     rhythms = pd.Series([t.rhythm for t in draws])
-    total = sum(synthetic.RHYTHM_COUNTS.values())
+    total = sum(ecg.RHYTHM_COUNTS.values())
     for rhythm in ("SB", "SR", "AFIB", "ST"):
-        assert abs((rhythms == rhythm).mean() - synthetic.RHYTHM_COUNTS[rhythm] / total) < 0.025
+        assert abs((rhythms == rhythm).mean() - ecg.RHYTHM_COUNTS[rhythm] / total) < 0.025
     none = np.mean([not t.codes for t in draws if t.rhythm == "SB"])
-    sb_none, _ = synthetic.CODE_COUNTS["SB"]
-    assert abs(none - sb_none / synthetic.RHYTHM_COUNTS["SB"]) < 0.05
+    sb_none, _ = ecg.CODE_COUNTS["SB"]
+    assert abs(none - sb_none / ecg.RHYTHM_COUNTS["SB"]) < 0.05
 
 
 def test_calibration_constants_come_from_the_real_file():
     real = pd.read_excel(real_diagnostics())
-    assert real["Rhythm"].value_counts().to_dict() == synthetic.RHYTHM_COUNTS
+    assert real["Rhythm"].value_counts().to_dict() == ecg.RHYTHM_COUNTS
     rng = np.random.default_rng(1)
     draws = pd.DataFrame([{"cls": RHYTHM_TO_CLASS[t.rhythm], "age": t.age, "male": t.male}
                           for t in (sample_targets(rng) for _ in range(4000))])
@@ -286,5 +286,20 @@ def test_command_line(tmp_path):
 
 def test_command_line_needs_a_record_count(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        synthetic.main([str(tmp_path)])
+        chapman.main([str(tmp_path)])
     assert "--records is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("codes", "qrsd", "raxis"), [((), 90.0, 50.0), (("RBBB",), 178.0, 100.0),
+                                                     (("LBBB",), 150.0, -30.0)])
+def test_attribute_columns_are_the_true_fiducials(codes, qrsd, raxis):
+    """The row is the model's own truth, not a re-measurement: it hits the targets exactly (to a
+    sample) and agrees with the closed-form fiducials, whatever the noise."""
+    targets = Targets(rhythm="SR", codes=frozenset(codes), age=60, male=True, rate=70.0, qrsd=qrsd,
+                      qt=420.0, raxis=raxis, taxis=40.0)
+    rows = [synthesize_record(seed, 0, targets)[0] for seed in (0, 1)]
+    for row in rows:
+        assert abs(row["QRSDuration"] - qrsd) <= 2
+        assert abs(row["QTInterval"] - 420.0) <= 2
+        assert abs((row["RAxis"] - raxis + 180) % 360 - 180) <= 1
+        assert abs((row["TAxis"] - 40.0 + 180) % 360 - 180) <= 1

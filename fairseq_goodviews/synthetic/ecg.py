@@ -1,10 +1,9 @@
-"""Synthetic Chapman/Shaoxing database: physiologically modelled 12-lead ECGs in the real layout.
+"""The synthetic 12-lead ECG model: one moving cardiac dipole, calibrated to the real Chapman data.
 
-:func:`generate_chapman` writes what the figshare release of Zheng et al. (2020) contains::
-
-    OUT/Diagnostics.xlsx                 one sheet, the 16 real columns in the real order
-    OUT/ECGDataDenoised/<FileName>.csv   5000 rows x 12 leads (I, II, III, aVR, aVL, aVF, V1..V6),
-                                         microvolts, 500 Hz, no header row unless ``header=True``
+:func:`synthesize_record` draws one record: a [T, 12] signal in microvolts at 500 Hz (any
+duration) and the Chapman ``Diagnostics.xlsx`` row that describes it. The file layouts that use
+it are :mod:`fairseq_goodviews.synthetic.chapman` and
+:mod:`fairseq_goodviews.synthetic.wfdb_layouts`.
 
 The model, per record:
 
@@ -25,55 +24,44 @@ The model, per record:
   conduction). ``Beat`` conditions change the waveform: bundle branch and fascicular blocks,
   premature ventricular and atrial beats, aberrant conduction, AV delay, voltage criteria, axis
   deviations, ST-T changes, Q waves, U waves (see :data:`MODELLED_CODES`).
-* **Measurement.** The attribute columns are measured on the written signal and on the beat
-  times, the way ECG carts (GE MUSE) report them: ventricular rate from the RR intervals, atrial
-  rate from the P-wave times (flutter: the flutter cycle; fibrillation: the f-wave cycles), a
-  600-sample median beat (QRS onset near sample 219, as in the real file) delineated with the
-  spatial velocity (QRS) and the tangent to the T-wave magnitude (T end), axes from the net areas
-  in leads I and aVF. ``QRSDuration = 2*(QOffset-QOnset)`` and ``QTInterval = 2*(TOffset-QOnset)``
-  hold exactly and ``QTCorrected`` is Bazett's.
+* **Attributes: the model's own true fiducials, not a measurement.** A wave of the dipole is
+  "on" while its magnitude is at least :data:`FIDUCIAL_MV` (20 uV, the smallest deflection a
+  reader sees on a 12-lead ECG); the QRS onset is the first instant any QRS wave (Q, R, S, R',
+  in isolation from P, ST and T) is on, the QRS offset the last, and the T end the last instant
+  the T wave is on (:func:`true_fiducials`, closed-form). The axes are those of the net area
+  vectors of the QRS waves and of the T wave in leads I and aVF of the patient's own lead vectors.
+  The ventricular rate comes from the beat times, the atrial rate from the P-wave times
+  (flutter: the flutter cycle; fibrillation: the f-wave cycles). The onset is placed in a
+  600-sample median-beat frame near sample 219, as in the real file, so that
+  ``QRSDuration = 2*(QOffset-QOnset)`` and ``QTInterval = 2*(TOffset-QOnset)`` hold exactly;
+  ``QTCorrected`` is Bazett's at the mean RR. No delineation of the signal is involved, so
+  comparing a delineator with these columns is not circular.
 
 Rhythm, age, sex, ``Beat`` frequencies and the target distributions are calibrated to the real
-``Diagnostics.xlsx`` (constants below); nothing reads the real file at run time. With
-``diagnostics=PATH`` the rows of an existing ``Diagnostics.xlsx`` are kept unchanged and each
-record is synthesised to agree with its row (rhythm, conditions, rate, QRS duration, QT, axes).
+``Diagnostics.xlsx`` (constants below); nothing reads the real file at run time.
 
 Every record is drawn from ``numpy.random.default_rng([seed, index])``, so the output depends on
 the seed only, not on the number of worker processes.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from functools import lru_cache
-from multiprocessing import get_context
-from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import numpy as np
-import openpyxl
 import pandas as pd
-from scipy.ndimage import convolve1d, gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d
 from scipy.signal import sawtooth
 
-from fairseq_goodviews.io.atomic import atomic_path
-from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
-from fairseq_goodviews.leads import CANONICAL_LEADS
 
 FS = 500
-N_SAMPLES = 5000
-DURATION = N_SAMPLES / FS
-COLUMNS: tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender") + ATTRIBUTE_NAMES
-DIAGNOSTICS_NAME = "Diagnostics.xlsx"
-SIGNAL_DIR = "ECGDataDenoised"
-MEDIAN_LENGTH = 600  # samples of the median beat, as MUSE (TOffset <= 582 in the real file)
+N_SAMPLES = 5000  # Chapman's 10 s records
 QONSET_MEAN = 219  # mean QOnset of the real file (std 6.4)
+FIDUCIAL_MV = 0.02  # a wave is "on" while its dipole magnitude is at least this (see the docstring)
 
 # --------------------------------------------------------------------------------------------
 # Calibration constants, computed once from the real Chapman Diagnostics.xlsx (10,646 rows;
@@ -225,7 +213,6 @@ DOWER = np.array([
     [1.125, 0.127, 0.086],
     [0.831, 0.076, -0.230],
 ])
-_CALIBRATION_R = 300  # R-wave index of the clean beat used to calibrate the morphology
 
 
 @dataclass(frozen=True)
@@ -257,7 +244,7 @@ def chapman_axis(angle: float) -> int:
     return int(270 - (270 - round(angle)) % 360)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _code_law(rhythm: str) -> tuple[float, tuple[str, ...], np.ndarray]:
     """P(no modelled code) and per-code inclusion probabilities for independent draws.
 
@@ -285,7 +272,7 @@ def _sample_codes(rng: np.random.Generator, rhythm: str) -> frozenset[str]:
     if not codes or rng.random() < p_none:
         return frozenset()
     while True:
-        drawn = [c for c, hit in zip(codes, rng.random(len(codes)) < probs) if hit]
+        drawn = [c for c, hit in zip(codes, rng.random(len(codes)) < probs, strict=False) if hit]
         if drawn:
             break
     for group in _EXCLUSIVE:
@@ -299,7 +286,7 @@ def sample_targets(rng: np.random.Generator) -> Targets:
     rhythm = RHYTHMS[rng.choice(len(RHYTHMS), p=_rhythm_probabilities())]
     cls = RHYTHM_TO_CLASS[rhythm]
     male = bool(rng.random() < MALE_FRACTION[rhythm])
-    age = int(round(_draw(rng, AGE_Q[rhythm])))
+    age = round(_draw(rng, AGE_Q[rhythm]))
     rate = _draw(rng, RATE_Q[rhythm])
     codes = _sample_codes(rng, rhythm)
     if rhythm == "AF" and "AVB" in codes:  # flutter with AV block: at most 2:1 of ~360/min
@@ -319,7 +306,7 @@ def sample_targets(rng: np.random.Generator) -> Targets:
     return Targets(rhythm, codes, age, male, rate, qrsd, qtc * math.sqrt(60.0 / rate), raxis, taxis)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rhythm_probabilities() -> np.ndarray:
     counts = np.array([RHYTHM_COUNTS[r] for r in RHYTHMS], dtype=float)
     return counts / counts.sum()
@@ -371,7 +358,7 @@ class _Waves:
     def of(rows: Sequence[tuple[float, float, float, np.ndarray]]) -> _Waves:
         if not rows:
             return _Waves(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 3)))
-        t, sl, sr, v = zip(*rows)
+        t, sl, sr, v = zip(*rows, strict=False)
         return _Waves(np.array(t, float), np.array(sl, float), np.array(sr, float), np.array(v, float))
 
     @staticmethod
@@ -398,7 +385,7 @@ class _Waves:
         t = times[:, None] + self.t[None, :]
         if shift is not None:
             t = t + np.asarray(shift, float)[:, None]
-        v = np.broadcast_to(self.v[None], (n,) + self.v.shape)
+        v = np.broadcast_to(self.v[None], (n, *self.v.shape))
         if gain is not None:
             v = v * np.asarray(gain, float)[:, None, None]
         return _Waves(t.ravel(), np.tile(self.sl, n), np.tile(self.sr, n), v.reshape(-1, 3))
@@ -418,7 +405,7 @@ def _render_groups(groups: Sequence[_Waves], n: int) -> np.ndarray:
     group = np.repeat(np.arange(len(groups)), [len(g.t) for g in groups])
     centre = waves.t * FS
     sl, sr = waves.sl * FS, waves.sr * FS
-    half = int(math.ceil(4.0 * max(sl.max(), sr.max())))
+    half = math.ceil(4.0 * max(sl.max(), sr.max()))
     idx = np.rint(centre).astype(np.int64)[:, None] + np.arange(-half, half + 1)
     d = idx - centre[:, None]
     g = np.exp(-0.5 * (d / np.where(d < 0, sl[:, None], sr[:, None])) ** 2)
@@ -440,7 +427,6 @@ class _Patient:
     qrs: _Waves  # dominant QRS in the QRS frame (R at t = 0, main axis at frontal 0), unstretched
     st: _Waves  # ST deviation, QRS frame, centre relative to the J point
     repol: _Waves  # T (and U) in the T frame, centred at 0 = T-wave reference
-    t_end: float  # s from the T-wave reference to the tangent T end (2 * right width of T)
     aberrant: _Waves  # extra terminal wave of aberrantly conducted beats, QRS frame
     vpb: _Waves  # premature ventricular complex and its T wave, absolute frame, R at 0
     p_sinus: _Waves  # P wave of the dominant atrial rhythm, centred at 0
@@ -463,10 +449,11 @@ def _lead_vectors(rng: np.random.Generator, codes: frozenset[str]) -> np.ndarray
     """Per-patient lead vectors: Dower's, electrode placement jitter, body-habitus gains."""
     limb = math.exp(rng.normal(0.0, 0.1))
     chest = 1.15 * math.exp(rng.normal(0.0, 0.12))
+    low_limb, low_chest = rng.uniform(0.3, 0.45), rng.uniform(0.35, 0.5)
     if "LVQRSLL" in codes:
-        limb *= rng.uniform(0.3, 0.45)
+        limb *= low_limb
     if "LVQRSCL" in codes:
-        chest *= rng.uniform(0.35, 0.5)
+        chest *= low_chest
     leads = DOWER.copy()
     leads[2:] += rng.normal(0.0, 0.06, (6, 3))
     leads[:2] *= limb
@@ -475,19 +462,29 @@ def _lead_vectors(rng: np.random.Generator, codes: frozenset[str]) -> np.ndarray
 
 
 def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
-    """The patient's lead geometry and beat morphology; axes, widths and QT are fitted later."""
+    """The patient's lead geometry and beat morphology; axes, widths and QT are fitted later.
+
+    Every random number is drawn whatever the conditions, in a fixed order, so that one patient
+    generator gives the same person with or without a condition (a bundle branch block appearing
+    at a later visit changes the QRS, not the lead geometry or the P wave).
+    """
     codes = tg.codes
     # Main QRS dipole (mV): larger in men and in the young (thinner chest wall).
     amp = 1.7 * math.exp(rng.normal(0.0, 0.22)) * (1.08 if tg.male else 0.93) \
         * float(np.clip(1.3 - 0.006 * tg.age, 0.75, 1.3))
+    hypertrophy = rng.uniform(1.7, 2.2)
     if "LVHV" in codes:
-        amp *= rng.uniform(1.7, 2.2)
-    elevation = rng.normal(-32.0, 10.0) + (rng.uniform(15, 30) if "CCR" in codes else 0.0) \
-        - (rng.uniform(15, 30) if "CR" in codes else 0.0)
+        amp *= hypertrophy
+    clockwise, counterclockwise = rng.uniform(15, 30), rng.uniform(15, 30)
+    elevation = rng.normal(-32.0, 10.0) + (clockwise if "CCR" in codes else 0.0) \
+        - (counterclockwise if "CR" in codes else 0.0)
     q_amp, q_width, q_dir = rng.uniform(0.06, 0.18), 0.008, _direction(180 + rng.normal(0, 20), 45)
+    deep_q_amp, deep_q_dir = rng.uniform(0.3, 0.5), _direction(180 + rng.normal(0, 20), -50)
     if "AQW" in codes:  # pathological Q: >= 40 ms, deep, opposite to the main axis and posterior
-        q_amp, q_width, q_dir = rng.uniform(0.3, 0.5), 0.014, _direction(180 + rng.normal(0, 20), -50)
+        q_amp, q_width, q_dir = deep_q_amp, 0.014, deep_q_dir
     s_amp = rng.uniform(0.15, 0.45) * (1.3 if "LVHV" in codes else 1.0)
+    s_frontal = 200 + rng.normal(0, 15)
+    r_prime = rng.uniform(0.45, 0.7)
     if "LBBB" in codes:  # no septal q; broad notched R to the left and back; no S
         qrs = _Waves.of([
             (-0.02, 0.017, 0.017, 0.8 * amp * _direction(-15, elevation - 25)),
@@ -497,29 +494,32 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
         rows = [
             (-0.022, q_width, q_width, q_amp * amp * q_dir),
             (0.0, 0.011, 0.011, amp * _direction(0.0, elevation)),
-            (0.022, 0.009, 0.012, s_amp * amp * _direction(200 + rng.normal(0, 15), -35)),
+            (0.022, 0.009, 0.012, s_amp * amp * _direction(s_frontal, -35)),
         ]
         if "RBBB" in codes:  # terminal right-anterior R': rSR' in V1, wide S in I and V6
-            rows.append((0.045, 0.014, 0.016, rng.uniform(0.45, 0.7) * amp * _direction(175, 45)))
+            rows.append((0.045, 0.014, 0.016, r_prime * amp * _direction(175, 45)))
         qrs = _Waves.of(rows)
+    st_depression, st_elevation, st_frontal = rng.uniform(0.04, 0.1), rng.uniform(0.05, 0.12), rng.uniform(-20, 60)
     st_rows = []
     if codes & {"STDD", "STTC"}:  # ST depression opposite the main QRS vector (strain pattern)
-        st_rows.append((0.035, 0.02, 0.07, rng.uniform(0.04, 0.1) * _direction(180.0, -elevation)))
+        st_rows.append((0.035, 0.02, 0.07, st_depression * _direction(180.0, -elevation)))
     if "STTU" in codes:
-        st_rows.append((0.035, 0.02, 0.07, rng.uniform(0.05, 0.12) * _direction(rng.uniform(-20, 60), 40)))
+        st_rows.append((0.035, 0.02, 0.07, st_elevation * _direction(st_frontal, 40)))
     qt = tg.qt / 1000.0
     t_right = float(np.clip(qt * rng.uniform(0.075, 0.095), 0.018, 0.05))
     t_left = t_right * rng.uniform(1.5, 1.9)
     t_amp = amp * rng.uniform(0.2, 0.35) * (1.4 if "LBBB" in codes else 1.0)
+    flat_twc, flat_sttc = rng.uniform(0.45, 0.85), rng.uniform(0.55, 0.9)
     if "TWC" in codes:  # flattened; the inversion comes from the T axis
-        t_amp *= rng.uniform(0.45, 0.85)
+        t_amp *= flat_twc
     if "STTC" in codes:
-        t_amp *= rng.uniform(0.55, 0.9)
+        t_amp *= flat_sttc
     t_elevation = rng.normal(15.0, 10.0) * (-1.0 if codes & {"TWO", "LBBB"} else 1.0)
     t_dir = _direction(0.0, t_elevation)
     repol_rows = [(0.0, t_left, t_right, t_amp * t_dir)]
+    u_amp = rng.uniform(0.06, 0.12)
     if "UW" in codes:
-        repol_rows.append((2 * t_right + 0.05, 0.03, 0.03, rng.uniform(0.06, 0.12) * t_dir))
+        repol_rows.append((2 * t_right + 0.05, 0.03, 0.03, u_amp * t_dir))
     vpb_dir = rng.uniform(0, 360)
     vpb_el = rng.uniform(-60, 60)
     vpb = _Waves.of([
@@ -532,18 +532,19 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
     p_amp = rng.uniform(0.07, 0.14)
     p_frontal = rng.normal(55.0, 12.0)
     p_split = rng.uniform(0.035, 0.045)
+    bifid_frontal, bifid_split, ectopic_frontal = rng.normal(25.0, 35.0), rng.uniform(0.05, 0.065), _ectopic_angle(rng)
     if "PWC" in codes:  # bifid, wider P with an unusual axis
-        p_frontal, p_split = rng.normal(25.0, 35.0), rng.uniform(0.05, 0.065)
+        p_frontal, p_split = bifid_frontal, bifid_split
     if tg.rhythm == "AT":
-        p_frontal = _ectopic_angle(rng)
+        p_frontal = ectopic_frontal
     pr = float(np.clip(rng.normal(0.15, 0.018) + 0.0005 * (tg.age - 50), 0.11, 0.2))
+    long_pr, borderline_pr = rng.uniform(0.21, 0.32), rng.uniform(0.2, 0.23)
     if "1AVB" in codes or ("AVB" in codes and tg.rhythm not in _NO_P_WAVES | {"AT"}):
-        pr = rng.uniform(0.21, 0.32)
+        pr = long_pr
     elif "PRIE" in codes:
-        pr = rng.uniform(0.2, 0.23)
+        pr = borderline_pr
     return _Patient(
         leads=_lead_vectors(rng, codes), qrs=qrs, st=_Waves.of(st_rows), repol=_Waves.of(repol_rows),
-        t_end=2 * t_right,
         aberrant=_Waves.of([(0.055, 0.018, 0.02, rng.uniform(0.5, 0.8) * amp * aberrant_dir)]),
         vpb=vpb,
         p_sinus=_p_wave(p_frontal, p_amp, 0.018, p_split),
@@ -557,9 +558,8 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
 def _retrograde_delay(rng: np.random.Generator, rhythm: str) -> float:
     """Typical AVNRT hides the retrograde P at the end of the QRS (pseudo r'); AVRT puts it in the
     ST segment; an unspecified SVT is one or the other."""
-    if rhythm == "AVNRT" or (rhythm == "SVT" and rng.random() < 0.6):
-        return rng.uniform(-0.01, 0.01)
-    return rng.uniform(0.06, 0.1)
+    hidden, early, late = rng.random() < 0.6, rng.uniform(-0.01, 0.01), rng.uniform(0.06, 0.1)
+    return early if rhythm == "AVNRT" or (rhythm == "SVT" and hidden) else late
 
 
 def _ectopic_angle(rng: np.random.Generator) -> float:
@@ -576,18 +576,8 @@ class _Calibration:
     qrs_rotation: float  # degrees
     t_rotation: float  # degrees
     t_centre: float  # s, T reference after the R wave
-    onset: float = 0.045  # s from QRS onset to R (measured)
-    offset: float = 0.045  # s from R to QRS offset (measured)
-
-
-class Delineation(NamedTuple):
-    """Fiducials of a median beat (sample indices) and the axes (degrees, Chapman range)."""
-
-    qonset: int
-    qoffset: int
-    toffset: int
-    raxis: int
-    taxis: int
+    onset: float  # s from the true QRS onset to R
+    offset: float  # s from R to the true QRS offset
 
 
 def _dominant(pat: _Patient, cal: _Calibration) -> tuple[_Waves, _Waves]:
@@ -596,101 +586,6 @@ def _dominant(pat: _Patient, cal: _Calibration) -> tuple[_Waves, _Waves]:
     j_point = float(np.max(qrs.t + 2 * qrs.sr)) if len(qrs.t) else 0.0
     depol = _Waves.concat([qrs, pat.st.shifted(j_point)]).rotated(cal.qrs_rotation)
     return depol, pat.repol.shifted(cal.t_centre).rotated(cal.t_rotation)
-
-
-def _axis(area_i: float, area_avf: float) -> float:
-    """The electrical axis from the net areas of I and aVF, as on the hexaxial reference system
-    (Einthoven's triangle gives aVF a gain of sqrt(3)/2 relative to I)."""
-    return math.degrees(math.atan2(2.0 * area_avf, _SQRT3 * area_i))
-
-
-_SMOOTH = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-_QUIET_RUN = 6  # samples
-
-
-def delineate(median: np.ndarray, r_index: int, rr_samples: float, p_limit: int | None = None) -> Delineation:
-    """Delineate a median beat given as (MEDIAN_LENGTH, 8) with leads I, II, V1..V6.
-
-    QRS onset and offset: where the spatial velocity (norm of the first difference over the eight
-    recorded leads) stays below 10% of its QRS maximum for 12 ms. T end: the tangent at the
-    steepest descent of the T-wave magnitude (distance from the PR-segment baseline) meets zero,
-    searched within RR-dependent bounds (QTc up to 750 ms, before the next QRS), its peak before
-    ``p_limit``, the onset of the next P wave, when that comes after the QRS. The tangent meets
-    the lowest magnitude of the descending limb (zero on a clean beat, the noise floor otherwise).
-    Axes: net areas of I and aVF over the QRS and over the ST-T segment.
-    """
-    x = convolve1d(median, _SMOOTH, axis=0, mode="nearest")
-    n = len(x)
-    velocity = np.sqrt((np.diff(x, axis=0) ** 2).sum(axis=1))
-    lo, hi = max(r_index - 40, 1), min(r_index + 40, n - 2)
-    peak = lo + int(np.argmax(velocity[lo:hi]))
-    quiet = velocity < 0.1 * velocity[peak]
-    run = np.convolve(quiet, np.ones(_QUIET_RUN), mode="valid") == _QUIET_RUN  # run[i]: i.. quiet
-    before = np.flatnonzero(run[max(peak - 110, 0):max(peak - _QUIET_RUN + 1, 0)])
-    qon = max(peak - 110, 0) + int(before[-1]) + _QUIET_RUN if len(before) else max(peak - 110, 0)
-    after = np.flatnonzero(run[peak:min(peak + 110, len(run))])
-    qoff = peak + int(after[0]) if len(after) else min(peak + 110, n - 1)
-    base = x[max(qon - 6, 0):max(qon - 1, 1)].mean(axis=0)
-    y = x - base
-    qrs_i, qrs_ii = y[qon:qoff + 1, 0].sum(), y[qon:qoff + 1, 1].sum()
-    raxis = _axis(qrs_i, qrs_ii - qrs_i / 2)
-    rr_s = rr_samples / FS
-    peak_end = int(min(n - 1, qon + FS * min(0.6 * math.sqrt(rr_s), rr_s - 0.08)))
-    tail_end = int(min(n - 1, qon + FS * min(0.75 * math.sqrt(rr_s), rr_s - 0.01)))
-    if p_limit is not None and p_limit > qoff + 0.12 * FS:
-        peak_end = min(peak_end, p_limit)
-    magnitude = np.sqrt((y ** 2).sum(axis=1))
-    if peak_end - qoff < 8:
-        toff = max(tail_end, qoff + 1)
-    else:
-        # The T wave rises after the ST-segment nadir; its end is where the tangent at the
-        # steepest point of its descending limb (above 30% of its peak) reaches zero.
-        nadir = qoff + int(np.argmin(magnitude[qoff:min(qoff + 60, peak_end)]))
-        top = nadir + int(np.argmax(magnitude[nadir:peak_end + 1]))
-        limb = magnitude[top:tail_end + 1]
-        floor = float(limb.min())
-        low = np.flatnonzero(limb - floor < 0.3 * (limb[0] - floor))
-        slope = np.diff(limb[:int(low[0]) + 1 if len(low) else len(limb)])
-        if len(slope) and slope.min() < 0:
-            k = int(np.argmin(slope))
-            toff = int(round(min(top + k + (floor - limb[k]) / slope[k], tail_end)))
-        else:
-            toff = tail_end
-    t_i, t_ii = y[qoff:toff + 1, 0].sum(), y[qoff:toff + 1, 1].sum()
-    taxis = _axis(t_i, t_ii - t_i / 2)
-    return Delineation(int(qon), int(qoff), int(toff), chapman_axis(raxis), chapman_axis(taxis))
-
-
-def _clean_median(pat: _Patient, cal: _Calibration, tg: Targets, rr: float) -> tuple[np.ndarray, int | None]:
-    """Noise-free median beat of a regular rhythm at RR ``rr`` (s): the dipole of its QRS+ST,
-    T+U and P waves, (3, MEDIAN_LENGTH, 3), and the onset of the next P wave (:func:`_p_limit`)."""
-    depol, repol = _dominant(pat, cal)
-    r_time = _CALIBRATION_R / FS
-    reach = int(math.ceil(0.7 / rr))
-    beats = r_time + rr * np.arange(-reach, reach + 1)
-    p_times = np.zeros(0)
-    p_waves = _Waves.of([])
-    if tg.rhythm not in _NO_P_WAVES:
-        p_wave, p_offset = _beat_p(pat, cal, tg.rhythm)
-        p_times = beats + p_offset
-        p_waves = p_wave.at(p_times)
-    dipoles = _render_groups([depol.at(beats), repol.at(beats), p_waves], MEDIAN_LENGTH)
-    return dipoles, _p_limit(np.array([r_time]), p_times, _CALIBRATION_R, pat, cal)
-
-
-def _p_limit(beats: np.ndarray, p_times: np.ndarray, r_index: int, pat: _Patient,
-             cal: _Calibration) -> int | None:
-    """Median-beat index where the first P wave that follows each QRS and its ST segment starts
-    (median over beats); None without such P waves. It bounds the T-wave search."""
-    if not len(p_times) or not len(beats):
-        return None
-    ordered = np.sort(p_times)
-    pos = np.searchsorted(ordered, beats + cal.offset + 0.12)
-    found = pos < len(ordered)
-    if not found.any():
-        return None
-    delay = float(np.median(ordered[pos[found]] - beats[found]))
-    return r_index + int(round((delay - _p_half(pat)) * FS))
 
 
 def _beat_p(pat: _Patient, cal: _Calibration, rhythm: str) -> tuple[_Waves, float]:
@@ -705,68 +600,103 @@ def _p_half(pat: _Patient) -> float:
     return float(np.max(np.abs(pat.p_sinus.t)) + 2.5 * np.max(pat.p_sinus.sl))
 
 
-def _rotation_for_axis(rotating: np.ndarray, fixed: np.ndarray, leads: np.ndarray, target: float) -> float:
-    """Rotation (degrees, about the anteroposterior axis) of the ``rotating`` net area vector
-    that makes the axis measured from leads I and aVF of ``rotating + fixed`` equal ``target``.
+def _extent(waves: _Waves) -> tuple[float, float]:
+    """First and last instant (s, in the waves' own frame) at which a wave of the group is on.
 
-    The measured axis is not the dipole's frontal angle (Dower's lead I has a vertical
+    A wave of peak magnitude ``a`` > :data:`FIDUCIAL_MV` and widths ``sl``, ``sr`` is on from
+    ``t - sl * r`` to ``t + sr * r`` with ``r = sqrt(2 ln(a / FIDUCIAL_MV))``.
+    """
+    amp = np.linalg.norm(waves.v, axis=1)
+    on = amp > FIDUCIAL_MV
+    if not on.any():
+        return 0.0, 0.0
+    reach = np.sqrt(2.0 * np.log(amp[on] / FIDUCIAL_MV))
+    return float(np.min(waves.t[on] - waves.sl[on] * reach)), float(np.max(waves.t[on] + waves.sr[on] * reach))
+
+
+def _net_area(waves: _Waves) -> np.ndarray:
+    """Time integral of the dipole of a group of asymmetric Gaussian waves, (3,) mV s."""
+    return (waves.v * (math.sqrt(math.pi / 2.0) * (waves.sl + waves.sr))[:, None]).sum(axis=0)
+
+
+def _frontal_axis(area: np.ndarray, leads: np.ndarray) -> float:
+    """Axis (degrees) of a dipole area vector seen in leads I and aVF, as on the hexaxial
+    reference system (Einthoven's triangle gives aVF a gain of sqrt(3)/2 relative to I)."""
+    lead_i, lead_ii = float(area @ leads[0]), float(area @ leads[1])
+    return math.degrees(math.atan2(2.0 * (lead_ii - lead_i / 2.0), _SQRT3 * lead_i))
+
+
+def _rotation_for_axis(area: np.ndarray, leads: np.ndarray, target: float) -> float:
+    """Rotation (degrees, about the anteroposterior axis) of the dipole area vector ``area`` that
+    makes its axis in leads I and aVF equal ``target``.
+
+    The axis seen in the leads is not the dipole's frontal angle (Dower's lead I has a vertical
     component), so the rotation is found on a 0.5-degree grid rather than by subtraction.
     """
     phi = np.radians(np.arange(-180.0, 180.0, 0.5))
-    x, y, z = rotating
-    area = np.stack([x * np.cos(phi) - y * np.sin(phi), x * np.sin(phi) + y * np.cos(phi),
-                     np.full_like(phi, z)], axis=1) + fixed
-    lead_i, lead_ii = area @ leads[0], area @ leads[1]
-    measured = np.degrees(np.arctan2(2.0 * (lead_ii - lead_i / 2), _SQRT3 * lead_i))
-    miss = np.abs((measured - target + 180.0) % 360.0 - 180.0) + 1e-3 * np.abs(np.degrees(phi))
+    x, y, z = area
+    rotated = np.stack([x * np.cos(phi) - y * np.sin(phi), x * np.sin(phi) + y * np.cos(phi),
+                        np.full_like(phi, z)], axis=1)
+    lead_i, lead_ii = rotated @ leads[0], rotated @ leads[1]
+    seen = np.degrees(np.arctan2(2.0 * (lead_ii - lead_i / 2), _SQRT3 * lead_i))
+    miss = np.abs((seen - target + 180.0) % 360.0 - 180.0) + 1e-3 * np.abs(np.degrees(phi))
     return float(np.degrees(phi[np.argmin(miss)]))
 
 
-def _net_area(dipole: np.ndarray, start: int, stop: int, baseline: slice) -> np.ndarray:
-    """Area of a (n, 3) dipole over [start, stop] above its mean over ``baseline``."""
-    return dipole[start:stop + 1].sum(axis=0) - (stop + 1 - start) * dipole[baseline].mean(axis=0)
+def _t_wave(pat: _Patient) -> _Waves:
+    """The T wave alone (the first repolarisation wave; the second, if any, is the U wave)."""
+    return _Waves(pat.repol.t[:1], pat.repol.sl[:1], pat.repol.sr[:1], pat.repol.v[:1])
+
+
+@dataclass(frozen=True)
+class TrueFiducials:
+    """The model's own fiducials of a dominant beat: times in s relative to the R wave, axes in
+    degrees (Chapman's range). Not measured on any signal (see the module docstring)."""
+
+    qrs_onset: float
+    qrs_offset: float
+    t_end: float
+    raxis: int
+    taxis: int
+
+
+def true_fiducials(pat: _Patient, cal: _Calibration) -> TrueFiducials:
+    """QRS onset and offset, T end and both axes of a dominant beat, in closed form."""
+    qrs = pat.qrs.stretched(cal.stretch).rotated(cal.qrs_rotation)
+    t_wave = _t_wave(pat).shifted(cal.t_centre).rotated(cal.t_rotation)
+    onset, offset = _extent(qrs)
+    return TrueFiducials(
+        qrs_onset=onset, qrs_offset=offset, t_end=_extent(t_wave)[1],
+        raxis=chapman_axis(_frontal_axis(_net_area(qrs), pat.leads)),
+        taxis=chapman_axis(_frontal_axis(_net_area(t_wave), pat.leads)),
+    )
 
 
 def _calibrate(pat: _Patient, tg: Targets, rr: float) -> _Calibration:
-    """Fit QRS time scale, T position and both frontal rotations so that the clean median beat
-    measures the targeted QRS duration, QT and axes (the delineation is the one applied later to
-    the noisy signal). Returns the best of a few iterations."""
-    qrsd = float(np.clip(tg.qrsd, 60.0, 200.0))
+    """QRS time scale, T position and both frontal rotations whose true fiducials
+    (:func:`true_fiducials`) give the targeted QRS duration, QT and axes; in closed form, since
+    the QRS extent scales with the stretch and the T end moves with the T centre."""
+    qrsd = float(np.clip(tg.qrsd, 60.0, 200.0)) / 1000.0
+    first, last = _extent(pat.qrs)
+    stretch = float(np.clip(qrsd / (last - first), 0.4, 3.0))
+    onset, offset = -first * stretch, last * stretch
     qt_max = min(0.72 * math.sqrt(rr), rr - 0.02)
     if tg.rhythm not in _NO_P_WAVES | _RETROGRADE:
         qt_max = min(qt_max, rr - pat.pr + 0.04)  # the T wave ends about where the next P starts
-    qt = float(np.clip(tg.qt, qrsd + 100.0, max(1000.0 * qt_max, qrsd + 100.0)))
-    cal = _Calibration(stretch=qrsd / 85.0, qrs_rotation=tg.raxis, t_rotation=tg.taxis,
-                       t_centre=qt / 1000.0 - 0.045 - pat.t_end)
-    best, best_error = cal, math.inf
-    for step in range(6):
-        dipoles, p_limit = _clean_median(pat, cal, tg, rr)
-        d = delineate(dipoles.sum(axis=0) @ pat.leads.T, _CALIBRATION_R, rr * FS, p_limit)
-        cal.onset = (_CALIBRATION_R - d.qonset) / FS
-        cal.offset = (d.qoffset - _CALIBRATION_R) / FS
-        qrsd_error = qrsd - 2.0 * (d.qoffset - d.qonset)
-        qt_error = qt - 2.0 * (d.toffset - d.qonset)
-        raxis_error, taxis_error = _wrap180(tg.raxis - d.raxis), _wrap180(tg.taxis - d.taxis)
-        error = abs(qrsd_error) + abs(qt_error) + 0.5 * (abs(raxis_error) + abs(taxis_error))
-        if error < best_error:
-            best, best_error = replace(cal), error
-        if error < 4.0 or step == 5:
-            break
-        baseline = slice(max(d.qonset - 6, 0), max(d.qonset - 1, 1))
-        depol, repol, atrial = (_net_area(x, d.qonset, d.qoffset, baseline) for x in dipoles)
-        cal.qrs_rotation += _rotation_for_axis(depol, repol + atrial, pat.leads, tg.raxis)
-        depol, repol, atrial = (_net_area(x, d.qoffset, d.toffset, baseline) for x in dipoles)
-        cal.t_rotation += _rotation_for_axis(repol, depol + atrial, pat.leads, tg.taxis)
-        cal.stretch = float(np.clip(cal.stretch * qrsd / max(qrsd - qrsd_error, 10.0), 0.6, 1.8))
-        cal.t_centre += float(np.clip(qt_error, -60.0, 60.0)) / 1000.0
-        cal.t_centre = max(cal.t_centre, cal.offset + 1.2 * float(pat.repol.sl[0]))
-    return best
-
+    qt = float(np.clip(tg.qt / 1000.0, qrsd + 0.1, max(qt_max, qrsd + 0.1)))
+    t_wave = _t_wave(pat)
+    t_centre = max(qt - onset - _extent(t_wave)[1], offset + 1.2 * float(t_wave.sl[0]))
+    return _Calibration(
+        stretch=stretch,
+        qrs_rotation=_rotation_for_axis(_net_area(pat.qrs.stretched(stretch)), pat.leads, tg.raxis),
+        t_rotation=_rotation_for_axis(_net_area(t_wave), pat.leads, tg.taxis),
+        t_centre=t_centre, onset=onset, offset=offset,
+    )
 
 # ---------------------------------------------------------------------------------------------
 # Rhythm: beat times, atrial activity
 # ---------------------------------------------------------------------------------------------
-_START, _END = -2.0, DURATION + 2.0  # beats are generated beyond the record so its edges look real
+_MARGIN = 2.0  # s: beats are generated beyond the record so its edges look real
 DOMINANT, VPB, ABERRANT, APB = 0, 1, 2, 3
 
 
@@ -777,30 +707,31 @@ class _Schedule:
     p_times: np.ndarray  # P-wave centres (s), including non-conducted ones
     p_kind: np.ndarray  # 0 dominant P morphology, 1 ectopic
     p_angle_shift: np.ndarray  # extra frontal rotation of each P (wandering pacemaker)
-    atrial: np.ndarray | None  # continuous atrial dipole (N_SAMPLES, 3) for fibrillation/flutter
+    atrial: np.ndarray | None  # continuous atrial dipole (n_samples, 3) for fibrillation/flutter
     atrial_rate: float  # bpm, measured from the atrial events
 
 
-def _counted(beat: np.ndarray, cal: _Calibration) -> np.ndarray:
+def _counted(beat: np.ndarray, cal: _Calibration, duration: float) -> np.ndarray:
     """Beats whose whole QRS lies inside the record (MUSE's QRSCount)."""
-    return (beat - cal.onset >= 0.0) & (beat + cal.offset <= DURATION)
+    return (beat - cal.onset >= 0.0) & (beat + cal.offset <= duration)
 
 
-def _match_rate(times: list[np.ndarray], rr0: float, cal: _Calibration) -> list[np.ndarray]:
+def _match_rate(times: list[np.ndarray], rr0: float, cal: _Calibration, duration: float) -> list[np.ndarray]:
     """Scale the time axis about the record's centre so that the counted beats' mean RR is rr0.
 
     ``times[0]`` are the ventricular beats; the other arrays (atrial events) scale with them.
     """
     for _ in range(3):
-        beat = times[0][_counted(times[0], cal)]
+        beat = times[0][_counted(times[0], cal, duration)]
         if len(beat) < 2:
             break
         factor = rr0 / ((beat[-1] - beat[0]) / (len(beat) - 1))
-        times = [DURATION / 2 + (t - DURATION / 2) * factor for t in times]
+        times = [duration / 2 + (t - duration / 2) * factor for t in times]
     return times
 
 
-def _sinus_times(rng: np.random.Generator, rr0: float, rhythm: str, resp_rate: float) -> np.ndarray:
+def _sinus_times(rng: np.random.Generator, rr0: float, rhythm: str, resp_rate: float,
+                 duration: float) -> np.ndarray:
     """Beat times of a regular pacemaker with respiratory and low-frequency variability."""
     resp, lf, white = {
         "SA": (rng.uniform(0.08, 0.16), rng.uniform(0.01, 0.04), 0.01),
@@ -809,32 +740,33 @@ def _sinus_times(rng: np.random.Generator, rr0: float, rhythm: str, resp_rate: f
         "SVT": (0.002, 0.0, 0.002), "AVNRT": (0.002, 0.0, 0.002), "AVRT": (0.002, 0.0, 0.002),
         "AT": (0.004, 0.003, 0.004),
     }.get(rhythm, (rng.uniform(0.01, 0.04), rng.uniform(0.0, 0.02), rng.uniform(0.003, 0.01)))
-    n = int((_END - _START) / (rr0 * (1 - resp - lf - 0.05))) + 3
+    n = int((duration + 2 * _MARGIN) / (rr0 * (1 - resp - lf - 0.05))) + 3
     k = np.arange(n) * rr0
     rr = rr0 * (1 + resp * np.sin(2 * np.pi * resp_rate * k + rng.uniform(0, 2 * np.pi))
                 + lf * np.sin(2 * np.pi * 0.1 * k + rng.uniform(0, 2 * np.pi))
                 + white * rng.standard_normal(n))
-    t = _START - rng.uniform(0, rr0) + np.cumsum(np.maximum(rr, 0.2))
-    return t[t < _END]
+    t = -_MARGIN - rng.uniform(0, rr0) + np.cumsum(np.maximum(rr, 0.2))
+    return t[t < duration + _MARGIN]
 
 
-def _fibrillation_times(rng: np.random.Generator, rr0: float, codes: frozenset[str]) -> np.ndarray:
+def _fibrillation_times(rng: np.random.Generator, rr0: float, codes: frozenset[str],
+                        duration: float) -> np.ndarray:
     """Irregularly irregular ventricular response: independent RRs above the AV refractory period."""
-    n = int((_END - _START) / (0.3 * rr0)) + 5
+    n = int((duration + 2 * _MARGIN) / (0.3 * rr0)) + 5
     x = np.exp(rng.normal(0.0, rng.uniform(0.15, 0.3), n))
     rr = np.maximum(rr0 * x / x.mean(), 0.26)
     if "LRRI" in codes:  # one long RR interval (a pause) inside the record
-        start = _START + np.cumsum(rr)
-        inside = np.flatnonzero((start > 1.0) & (start < DURATION - 3.0))
+        start = -_MARGIN + np.cumsum(rr)
+        inside = np.flatnonzero((start > 1.0) & (start < duration - 3.0))
         if len(inside):
             rr[rng.choice(inside)] = max(1.6, rng.uniform(1.8, 2.5) * rr0)
-    t = _START - rng.uniform(0, rr0) + np.cumsum(rr)
-    return t[t < _END]
+    t = -_MARGIN - rng.uniform(0, rr0) + np.cumsum(rr)
+    return t[t < duration + _MARGIN]
 
 
-def _fibrillation_waves(rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Fibrillatory baseline as a dipole (N_SAMPLES, 3) and its rate (bpm) counted from it."""
-    t = np.arange(N_SAMPLES) / FS
+def _fibrillation_waves(rng: np.random.Generator, n_samples: int) -> tuple[np.ndarray, float]:
+    """Fibrillatory baseline as a dipole (n_samples, 3) and its rate (bpm) counted from it."""
+    t = np.arange(n_samples) / FS
     drift = sum(rng.uniform(0.1, 0.35)
                 * np.sin(2 * np.pi * rng.uniform(0.05, 0.4) * t + rng.uniform(0, 2 * np.pi)) for _ in range(3))
     phase = 2 * np.pi * np.cumsum(rng.uniform(5.0, 7.5) + drift) / FS + rng.uniform(0, 2 * np.pi)
@@ -842,10 +774,10 @@ def _fibrillation_waves(rng: np.random.Generator) -> tuple[np.ndarray, float]:
     wave = envelope * (np.sin(phase) + 0.3 * np.sin(2 * phase + rng.uniform(0, 2 * np.pi)))
     cycles = np.count_nonzero((wave[:-1] < 0) & (wave[1:] >= 0))
     vector = rng.uniform(0.01, 0.045) * _direction(rng.uniform(60, 120), rng.uniform(30, 60))
-    return wave[:, None] * vector[None, :], 60.0 * cycles / DURATION
+    return wave[:, None] * vector[None, :], 60.0 * cycles * FS / n_samples
 
 
-def _flutter(rng: np.random.Generator, rr0: float, tg: Targets) -> tuple[np.ndarray, np.ndarray]:
+def _flutter(rng: np.random.Generator, rr0: float, tg: Targets, duration: float) -> tuple[np.ndarray, np.ndarray]:
     """Flutter-wave times and the beats they conduct.
 
     The flutter cycle (170-350 ms) comes from the target atrial rate when that is plausible, else
@@ -863,8 +795,8 @@ def _flutter(rng: np.random.Generator, rr0: float, tg: Targets) -> tuple[np.ndar
     if not variable:
         steps_fixed = max(round(ratio), 2 if rr0 / 2 >= 0.17 else 1)
         cl = rr0 / steps_fixed
-    n_f = int((_END - _START) / cl) + 2
-    f_times = _START - rng.uniform(0, cl) + cl * np.arange(n_f)
+    n_f = int((duration + 2 * _MARGIN) / cl) + 2
+    f_times = -_MARGIN - rng.uniform(0, cl) + cl * np.arange(n_f)
     if variable:
         # The AV node does not conduct every flutter wave faster than every 250 ms.
         low = max(math.floor(ratio), 2 if ratio >= 2 or cl < 0.25 else 1)
@@ -876,10 +808,10 @@ def _flutter(rng: np.random.Generator, rr0: float, tg: Targets) -> tuple[np.ndar
     return f_times, f_times[conducted] + rng.uniform(0.2, 0.28)
 
 
-def _flutter_waves(rng: np.random.Generator, f_times: np.ndarray) -> tuple[np.ndarray, float]:
+def _flutter_waves(rng: np.random.Generator, f_times: np.ndarray, n_samples: int) -> tuple[np.ndarray, float]:
     """Sawtooth flutter waves (negative in II, III, aVF; typical counter-clockwise flutter)."""
     cl = float(np.mean(np.diff(f_times)))
-    t = np.arange(N_SAMPLES) / FS
+    t = np.arange(n_samples) / FS
     wave = sawtooth(2 * np.pi * (t - f_times[0]) / cl, width=0.75)
     wave = gaussian_filter1d(wave, 3.0)
     vector = rng.uniform(0.08, 0.18) * _direction(-90 + rng.normal(0, 15), 20)
@@ -887,9 +819,9 @@ def _flutter_waves(rng: np.random.Generator, f_times: np.ndarray) -> tuple[np.nd
 
 
 def _premature(rng: np.random.Generator, beat: np.ndarray, kind: np.ndarray, code_kind: int,
-               coupling: tuple[float, float], reset: bool) -> tuple[np.ndarray, np.ndarray]:
+               coupling: tuple[float, float], reset: bool, duration: float) -> tuple[np.ndarray, np.ndarray]:
     """Make 1 + Poisson(0.5) beats premature: VPB (compensatory pause) or APB (the pacemaker resets)."""
-    candidates = np.flatnonzero((beat > 0.6) & (beat < DURATION - 0.6) & (kind == DOMINANT))
+    candidates = np.flatnonzero((beat > 0.6) & (beat < duration - 0.6) & (kind == DOMINANT))
     candidates = candidates[candidates > 0]
     count = min(len(candidates), 1 + rng.poisson(0.5))
     beat, kind = beat.copy(), kind.copy()
@@ -906,38 +838,41 @@ def _premature(rng: np.random.Generator, beat: np.ndarray, kind: np.ndarray, cod
     return beat, kind
 
 
-def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibration) -> _Schedule:
+def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibration,
+              n_samples: int) -> _Schedule:
     """Beat times and kinds, atrial events and activity of the record's rhythm and conditions."""
     rr0 = 60.0 / float(np.clip(tg.rate, 25.0, 300.0))
+    duration = n_samples / FS
     codes = tg.codes
     atrial, atrial_rate, f_times = None, float("nan"), None
     if tg.rhythm == "AFIB":
-        beat = _fibrillation_times(rng, rr0, codes)
+        beat = _fibrillation_times(rng, rr0, codes, duration)
     elif tg.rhythm == "AF":
-        f_times, beat = _flutter(rng, rr0, tg)
+        f_times, beat = _flutter(rng, rr0, tg, duration)
     else:
-        beat = _sinus_times(rng, rr0, tg.rhythm, pat.resp_rate)
+        beat = _sinus_times(rng, rr0, tg.rhythm, pat.resp_rate, duration)
     kind = np.zeros(len(beat), dtype=np.int64)
     sinus_time = beat.copy()  # when each beat's P wave fires (a VPB leaves it in place)
     if "APB" in codes and tg.rhythm not in _NO_P_WAVES | _RETROGRADE:
-        beat, kind = _premature(rng, beat, kind, APB, (0.6, 0.8), reset=True)
+        beat, kind = _premature(rng, beat, kind, APB, (0.6, 0.8), reset=True, duration=duration)
         sinus_time = beat.copy()
     if "VPB" in codes:
-        beat, kind = _premature(rng, beat, kind, VPB, (0.5, 0.7), reset=False)
+        beat, kind = _premature(rng, beat, kind, VPB, (0.5, 0.7), reset=False, duration=duration)
     if "IDC" in codes:
         rr_before = np.diff(beat, prepend=beat[0] - rr0)
-        eligible = np.flatnonzero((kind == DOMINANT) & (beat > 0) & (beat < DURATION))
+        eligible = np.flatnonzero((kind == DOMINANT) & (beat > 0) & (beat < duration))
         if len(eligible):
             # Ashman phenomenon: aberrancy after the shortest preceding RR.
             chosen = eligible[np.argsort(rr_before[eligible])[: 1 + rng.integers(0, 3)]]
             kind[chosen] = ABERRANT
-    scaled = _match_rate([beat, sinus_time] + ([f_times] if f_times is not None else []), rr0, cal)
+    scaled = _match_rate([beat, sinus_time] + ([f_times] if f_times is not None else []), rr0, cal,
+                         duration)
     beat, sinus_time = scaled[0], scaled[1]
     p_times, p_kind = np.zeros(0), np.zeros(0, dtype=np.int64)
     if tg.rhythm == "AFIB":
-        atrial, atrial_rate = _fibrillation_waves(rng)
+        atrial, atrial_rate = _fibrillation_waves(rng, n_samples)
     elif tg.rhythm == "AF":
-        atrial, atrial_rate = _flutter_waves(rng, scaled[2])
+        atrial, atrial_rate = _flutter_waves(rng, scaled[2], n_samples)
     else:
         _, p_offset = _beat_p(pat, cal, tg.rhythm)
         p_times = sinus_time + p_offset
@@ -947,9 +882,9 @@ def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibr
                 np.clip(round(tg.atrial_rate / tg.rate), 2, 4))
             gaps = np.diff(p_times)
             extra = [p_times[:-1] + gaps * k / ratio for k in range(1, ratio)]
-            p_times = np.concatenate([p_times] + extra)
+            p_times = np.concatenate([p_times, *extra])
             p_kind = np.concatenate([p_kind] + [np.zeros(len(e), dtype=np.int64) for e in extra])
-        inside = np.sort(p_times[(p_times >= 0) & (p_times < DURATION)])
+        inside = np.sort(p_times[(p_times >= 0) & (p_times < duration)])
         if len(inside) >= 2:
             atrial_rate = 60.0 * (len(inside) - 1) / (inside[-1] - inside[0])
     shift = np.zeros(len(p_times))
@@ -962,19 +897,19 @@ def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibr
 # ---------------------------------------------------------------------------------------------
 # One record
 # ---------------------------------------------------------------------------------------------
-def _noise(rng: np.random.Generator) -> np.ndarray:
+def _noise(rng: np.random.Generator, n_samples: int) -> np.ndarray:
     """Residual baseline wander, 50 Hz mains and muscle noise of the eight recorded leads (uV)."""
-    t = np.arange(N_SAMPLES) / FS
+    t = np.arange(n_samples) / FS
     # Wander (two slow sinusoids per lead) is evaluated every 10 samples and interpolated.
-    coarse_t = np.arange(0, N_SAMPLES + 10, 10) / FS
+    coarse_t = np.arange(0, n_samples + 10, 10) / FS
     freq, phase = rng.uniform(0.05, 0.45, 16), rng.uniform(0, 2 * np.pi, 16)
     waves = rng.uniform(5, 35, 16) * np.sin(np.outer(coarse_t, 2 * np.pi * freq) + phase)
     coarse = waves[:, :8] + waves[:, 8:]
-    step, frac = np.divmod(np.arange(N_SAMPLES), 10)
+    step, frac = np.divmod(np.arange(n_samples), 10)
     wander = coarse[step] + (coarse[step + 1] - coarse[step]) * (frac / 10.0)[:, None]
     mains = (rng.uniform(1, 10) if rng.random() < 0.5 else 0.0) * rng.uniform(0.5, 1.5, 8) \
         * np.sin(2 * np.pi * 50.0 * t + rng.uniform(0, 2 * np.pi))[:, None]
-    muscle = rng.standard_normal((N_SAMPLES, 8)) * (rng.uniform(1.0, 5.0) * rng.uniform(0.6, 1.4, 8))
+    muscle = rng.standard_normal((n_samples, 8)) * (rng.uniform(1.0, 5.0) * rng.uniform(0.6, 1.4, 8))
     return wander + mains + muscle
 
 
@@ -985,27 +920,25 @@ def derive_limb_leads(recorded: np.ndarray) -> np.ndarray:
     return np.concatenate([limb, recorded[:, 2:]], axis=1)
 
 
-def _median_beat(recorded: np.ndarray, r_times: np.ndarray, r_index: int) -> np.ndarray:
-    starts = np.rint(r_times * FS).astype(np.int64) - r_index
-    full = (starts >= 0) & (starts + MEDIAN_LENGTH <= N_SAMPLES)
-    idx = (starts[full] if full.any() else starts)[:, None] + np.arange(MEDIAN_LENGTH)
-    beats = np.sort(recorded[np.clip(idx, 0, N_SAMPLES - 1)], axis=0)  # sorting few rows beats np.median
-    middle = len(beats) // 2
-    return beats[middle] if len(beats) % 2 else 0.5 * (beats[middle - 1] + beats[middle])
+def synthesize_record(seed: int, index: int, targets: Targets | None = None, n_samples: int = N_SAMPLES,
+                      patient_seed: Sequence[int] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """One record: its Diagnostics row (without FileName) and its signal (n_samples, 12) in uV at
+    500 Hz, leads in :data:`~fairseq_goodviews.leads.CANONICAL_LEADS` order.
 
-
-def synthesize_record(seed: int, index: int,
-                      targets: Targets | None = None) -> tuple[dict[str, Any], np.ndarray]:
-    """One record: its measured Diagnostics row (without FileName) and its signal (5000, 12) in uV.
-
-    ``targets`` None draws the record's targets from the calibrated distributions.
+    ``targets`` None draws the record's targets from the calibrated distributions. The row's
+    wave attributes are the model's true fiducials (:func:`true_fiducials`), not a measurement.
+    ``patient_seed`` draws the person (lead geometry, amplitudes, wave shapes, PR interval) from
+    its own generator, so that records with the same ``patient_seed`` are visits of one patient;
+    by default the person comes from the record's generator.
     """
+    if n_samples < FS:
+        raise ValueError(f"n_samples must be at least {FS} (1 s), got {n_samples}")
     rng = np.random.default_rng([seed, index])
     tg = sample_targets(rng) if targets is None else targets
-    pat = _patient(rng, tg)
+    pat = _patient(rng if patient_seed is None else np.random.default_rng(list(patient_seed)), tg)
     rr0 = 60.0 / float(np.clip(tg.rate, 25.0, 300.0))
     cal = _calibrate(pat, tg, rr0)
-    sched = _schedule(rng, tg, pat, cal)
+    sched = _schedule(rng, tg, pat, cal, n_samples)
     beat, kind = sched.beat, sched.kind
     depol, repol = _dominant(pat, cal)
     rr_before = np.diff(beat, prepend=beat[0] - rr0)
@@ -1026,187 +959,37 @@ def synthesize_record(seed: int, index: int,
             for angle in np.unique(np.round(sched.p_angle_shift[sel], 0)):
                 same = sel & (np.round(sched.p_angle_shift, 0) == angle)
                 parts.append(template.rotated(float(angle)).at(sched.p_times[same]))
-    dipole = _render(_Waves.concat(parts), N_SAMPLES)
+    dipole = _render(_Waves.concat(parts), n_samples)
     if sched.atrial is not None:
         dipole += sched.atrial
-    recorded = 1000.0 * (dipole @ pat.leads.T) + _noise(rng)
+    recorded = 1000.0 * (dipole @ pat.leads.T) + _noise(rng, n_samples)
     leads = derive_limb_leads(recorded)
 
-    counted = _counted(beat, cal)
+    counted = _counted(beat, cal, n_samples / FS)
     rr = np.diff(beat[counted])
     mean_rr = float(rr.mean()) if len(rr) else rr0
     rate = 60.0 / mean_rr
-    r_index = QONSET_MEAN + int(np.clip(round(rng.normal(0, 4)), -12, 12)) + int(round(cal.onset * FS))
-    dominant = beat[(kind == DOMINANT) | (kind == APB)]
-    median = _median_beat(recorded, dominant, r_index)
-    d = delineate(median, r_index, mean_rr * FS, _p_limit(dominant, sched.p_times, r_index, pat, cal))
-    qt = 2 * (d.toffset - d.qonset)
+    truth = true_fiducials(pat, cal)
+    q_onset = QONSET_MEAN + int(np.clip(round(rng.normal(0, 4)), -12, 12))
+    q_offset = q_onset + round((truth.qrs_offset - truth.qrs_onset) * FS)
+    t_offset = q_onset + round((truth.t_end - truth.qrs_onset) * FS)
+    qt = 2 * (t_offset - q_onset)
     atrial_rate = sched.atrial_rate if np.isfinite(sched.atrial_rate) else rate
     row = {
         "Rhythm": tg.rhythm,
         "Beat": " ".join(sorted(tg.codes)) if tg.codes else "NONE",
         "PatientAge": int(tg.age),
         "Gender": "MALE" if tg.male else "FEMALE",
-        "VentricularRate": int(round(rate)),
-        "AtrialRate": int(round(atrial_rate)),
-        "QRSDuration": 2 * (d.qoffset - d.qonset),
+        "VentricularRate": round(rate),
+        "AtrialRate": round(atrial_rate),
+        "QRSDuration": 2 * (q_offset - q_onset),
         "QTInterval": qt,
-        "QTCorrected": int(round(qt / math.sqrt(mean_rr))),
-        "RAxis": d.raxis,
-        "TAxis": d.taxis,
+        "QTCorrected": round(qt / math.sqrt(mean_rr)),
+        "RAxis": truth.raxis,
+        "TAxis": truth.taxis,
         "QRSCount": int(counted.sum()),
-        "QOnset": d.qonset,
-        "QOffset": d.qoffset,
-        "TOffset": d.toffset,
+        "QOnset": q_onset,
+        "QOffset": q_offset,
+        "TOffset": t_offset,
     }
     return row, leads
-
-
-# ---------------------------------------------------------------------------------------------
-# Files
-# ---------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4)
-def _csv_template(rows: int, columns: int) -> str:
-    """One %-format string for a whole table: a single formatting call is the fastest writer."""
-    return "\n".join([",".join(["%.3f"] * columns)] * rows) + "\n"
-
-
-def write_signal_csv(path: str | Path, leads: np.ndarray, header: bool = False) -> None:
-    """Write (5000, 12) microvolts as Chapman's CSV (3 decimals), atomically."""
-    text = _csv_template(*leads.shape) % tuple(leads.ravel().tolist())
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text((",".join(CANONICAL_LEADS) + "\n" if header else "") + text)
-
-
-def synthetic_file_name(seed: int, index: int) -> str:
-    """A unique MUSE-style name (``MUSE_YYYYMMDD_HHMMSS_NN000``), increasing with ``index``."""
-    rng = np.random.default_rng([seed, index, 1])
-    when = datetime(2018, 1, 11, 7, 0, 0) + timedelta(seconds=47 * index + int(rng.integers(0, 47)))
-    return f"MUSE_{when:%Y%m%d_%H%M%S}_{int(rng.integers(10, 100)):02d}000"
-
-
-def _write_diagnostics(path: Path, rows: Sequence[Sequence[Any]]) -> None:
-    """One sheet, the real header; values as given (the real file stores text in the first five
-    columns, PatientAge included, and integers in the others)."""
-    book = openpyxl.Workbook(write_only=True)
-    sheet = book.create_sheet("Sheet1")
-    sheet.append(list(COLUMNS))
-    for row in rows:
-        sheet.append(list(row))
-    with atomic_path(path) as tmp:
-        book.save(tmp)
-
-
-def _read_diagnostics_rows(path: Path, n_records: int | None) -> tuple[list[tuple[Any, ...]], pd.DataFrame]:
-    """The raw cell values of the first ``n_records`` rows (all if None) and the same rows parsed."""
-    book = openpyxl.load_workbook(path, read_only=True)
-    try:
-        rows = book.worksheets[0].iter_rows(values_only=True)
-        header = tuple(str(c).strip() if c is not None else "" for c in next(rows, ()))
-        if header[:len(COLUMNS)] != COLUMNS:
-            raise ValueError(f"{path}: expected the columns {', '.join(COLUMNS)}; found {', '.join(header)}")
-        raw = []
-        for row in rows:
-            if n_records is not None and len(raw) >= n_records:
-                break
-            if row and any(v is not None for v in row):
-                raw.append(tuple(row[:len(COLUMNS)]))
-    finally:
-        book.close()
-    table = pd.DataFrame([list(r) for r in raw], columns=list(COLUMNS))
-    for column in ("PatientAge",) + ATTRIBUTE_NAMES:
-        table[column] = pd.to_numeric(table[column], errors="coerce")
-    return raw, table
-
-
-_Job = tuple[str, int, bool, list[tuple[int, Mapping[str, Any] | None]]]
-
-
-def _generate_chunk(job: _Job) -> list[dict[str, Any]]:
-    """Worker: synthesise and write the records of one chunk; return their rows."""
-    out_dir, seed, header, items = job
-    rows = []
-    for index, source in items:
-        targets = None if source is None else targets_from_row(source)
-        row, leads = synthesize_record(seed, index, targets)
-        name = synthetic_file_name(seed, index) if source is None else str(source["FileName"]).strip()
-        write_signal_csv(Path(out_dir) / SIGNAL_DIR / f"{name}.csv", leads, header=header)
-        rows.append({"FileName": name, **row})
-    return rows
-
-
-def generate_chapman(out_dir: str | Path, n_records: int | None, seed: int = 0,
-                     diagnostics: str | Path | None = None, workers: int = 1,
-                     header: bool = False) -> pd.DataFrame:
-    """Write a synthetic Chapman database to ``out_dir``; return the Diagnostics table written.
-
-    Random mode (``diagnostics`` None): ``n_records`` records drawn from the calibrated
-    distributions; the attribute columns are measured on the generated signals. With
-    ``diagnostics=PATH`` the first ``n_records`` rows of that Diagnostics.xlsx (all when None)
-    are written back unchanged and each record's waveform is synthesised from its row. ``header``
-    writes the lead names as the first CSV row. ``workers`` > 1 runs a process pool over chunks;
-    the files do not depend on it.
-    """
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    out = Path(out_dir)
-    (out / SIGNAL_DIR).mkdir(parents=True, exist_ok=True)
-    if diagnostics is None:
-        if n_records is None or n_records < 1:
-            raise ValueError(f"n_records must be a positive integer, got {n_records!r}")
-        items: list[tuple[int, Mapping[str, Any] | None]] = [(i, None) for i in range(n_records)]
-        raw, table = None, None
-    else:
-        raw, table = _read_diagnostics_rows(Path(diagnostics), n_records)
-        items = [(i, row) for i, row in enumerate(table.to_dict("records"))]
-    size = max(1, min(200, math.ceil(len(items) / (4 * workers))))
-    jobs = [(str(out), seed, header, items[k:k + size]) for k in range(0, len(items), size)]
-    if workers == 1 or len(jobs) == 1:
-        results = [_generate_chunk(job) for job in jobs]
-    else:
-        # fork: workers inherit the imported modules (the package imports fairseq when present).
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            results = list(pool.map(_generate_chunk, jobs))
-    rows = [row for chunk in results for row in chunk]
-    if raw is not None:
-        _write_diagnostics(out / DIAGNOSTICS_NAME, raw)
-        return table
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    as_written = [(r["FileName"], r["Rhythm"], r["Beat"], str(r["PatientAge"]), r["Gender"])
-                  + tuple(int(r[c]) for c in ATTRIBUTE_NAMES) for r in rows]
-    _write_diagnostics(out / DIAGNOSTICS_NAME, as_written)
-    return table
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python manifests/synthetic.py OUT_DIR --records N --seed S ...``."""
-    parser = argparse.ArgumentParser(
-        prog="manifests/synthetic.py",
-        description="Write a synthetic Chapman/Shaoxing database (Diagnostics.xlsx + ECGDataDenoised/*.csv).")
-    parser.add_argument("out_dir", help="output folder (created if missing)")
-    parser.add_argument("--records", type=int, default=None,
-                        help="number of records; with --from-diagnostics, the first N rows (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--from-diagnostics", dest="diagnostics", default=None, metavar="PATH",
-                        help="synthesise one waveform per row of this Diagnostics.xlsx and keep its rows")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--header", action="store_true", help="write the lead names as the first CSV row")
-    args = parser.parse_args(argv)
-    if args.records is None and args.diagnostics is None:
-        parser.error("--records is required unless --from-diagnostics is given")
-    started = time.perf_counter()
-    try:
-        table = generate_chapman(args.out_dir, args.records, seed=args.seed, diagnostics=args.diagnostics,
-                                 workers=args.workers, header=args.header)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - started
-    classes = table["Rhythm"].map(RHYTHM_TO_CLASS).value_counts().to_dict()
-    print(f"wrote {len(table)} records to {args.out_dir} in {elapsed:.1f} s "
-          f"({60.0 * len(table) / max(elapsed, 1e-9):.0f} records/min); classes {classes}")
-    return 0

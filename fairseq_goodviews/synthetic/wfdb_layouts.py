@@ -1,18 +1,18 @@
 """Small synthetic WFDB collections in the layouts of PhysioNet 2021, PTB-XL and generic folders.
 
 For tests and benchmarks of the WFDB preparers (no data may be downloaded at run time). Signals
-are ECG-like: each wave (P, Q, R, S, T) is a Gaussian along its own direction of a 3-D heart
-vector, projected on the 12 lead directions, so leads are mutually consistent (III = II - I,
-...) and the frontal axes are known. ``.dat`` records are written with :func:`wfdb.wrsamp`;
-PhysioNet-2021-style ``.mat`` signal files (format ``16+24``: a MATLAB v4 file whose 24-byte
-preamble precedes the interleaved int16 samples of its ``val`` variable) with
+come from the same dipole model as the synthetic Chapman data
+(:func:`fairseq_goodviews.synthetic.ecg.synthesize_record`), so leads are mutually consistent
+(III = II - I, ...) and the frontal axes are known. ``.dat`` records are written with
+:func:`wfdb.wrsamp`; PhysioNet-2021-style ``.mat`` signal files (format ``16+24``: a MATLAB v4 file
+whose 24-byte preamble precedes the interleaved int16 samples of its ``val`` variable) with
 :func:`scipy.io.savemat` and a header written here.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -20,31 +20,8 @@ import scipy.io
 import wfdb
 
 from fairseq_goodviews.leads import CANONICAL_LEADS
-
-# Unit direction of each lead in (x: left, y: down/feet, z: anterior) coordinates.
-_LIMB_ANGLES = {"I": 0.0, "II": 60.0, "III": 120.0, "aVR": -150.0, "aVL": -30.0, "aVF": 90.0}
-_CHEST_ANGLES = {"V1": 115.0, "V2": 95.0, "V3": 75.0, "V4": 55.0, "V5": 30.0, "V6": 0.0}
-
-
-def _lead_matrix() -> np.ndarray:
-    rows = []
-    for name in CANONICAL_LEADS:
-        if name in _LIMB_ANGLES:
-            a = math.radians(_LIMB_ANGLES[name])
-            rows.append([math.cos(a), math.sin(a), 0.0])
-        else:
-            a = math.radians(_CHEST_ANGLES[name])
-            rows.append([math.cos(a), 0.2, math.sin(a)])
-    return np.asarray(rows)
-
-
-_LEADS = _lead_matrix()
-
-
-def _direction(frontal_deg: float, anterior: float) -> np.ndarray:
-    a = math.radians(frontal_deg)
-    v = np.array([math.cos(a), math.sin(a), anterior])
-    return v / np.linalg.norm(v)
+from fairseq_goodviews.preprocessing.wfdb_reader import resample
+from fairseq_goodviews.synthetic.ecg import FS, Targets, synthesize_record
 
 
 def ecg_signal(
@@ -55,43 +32,22 @@ def ecg_signal(
     seed: int = 0,
     qrs_axis: float = 60.0,
     t_axis: float = 45.0,
-    irregular: bool = False,
-    noise_mv: float = 0.01,
+    rhythm: str = "SR",
 ) -> np.ndarray:
-    """An ECG-like [12, T] signal in mV (canonical lead order).
+    """A [12, round(seconds * fs)] ECG in mV (canonical lead order) from the dipole model.
 
-    ``irregular`` draws RR intervals at random (about +-20 %) and leaves out the P waves, like
-    atrial fibrillation; otherwise the rhythm is sinus with a small RR variability.
+    ``rhythm`` is a Chapman rhythm code (``"SR"``, ``"SB"``, ``"ST"``, ``"AFIB"``, ...; ``"AFIB"``
+    has irregular RR intervals and no P waves); ``qrs_axis`` and ``t_axis`` are the frontal axes
+    (degrees) the QRS and T waves have in leads I and aVF; QRS 90 ms, QTc 400 ms (Bazett).
     """
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * fs))
-    t = np.arange(n) / fs
-    rr = 60.0 / rate
-    beats: List[float] = []
-    beat = rng.uniform(0.1, 0.1 + rr)
-    while beat < seconds + rr:
-        beats.append(beat)
-        beat += rr * (rng.uniform(0.8, 1.2) if irregular else rng.normal(1.0, 0.02))
-    beats_arr = np.asarray(beats)
-    qt = 0.40 * math.sqrt(rr)  # a Bazett-normal QT
-    waves: List[Tuple[float, float, float, np.ndarray]] = [
-        (-0.025, 0.010, -0.12, _direction(qrs_axis, 0.3)),                 # Q
-        (0.000, 0.012, 1.10, _direction(qrs_axis, 0.3)),                   # R
-        (0.028, 0.011, -0.30, _direction(qrs_axis + 20.0, -0.6)),          # S
-        (qt - 0.09, 0.040, 0.32, _direction(t_axis, 0.4)),                 # T
-    ]
-    if not irregular:
-        waves.append((-0.16, 0.022, 0.14, _direction(55.0, 0.1)))          # P
-    signal = np.zeros((len(CANONICAL_LEADS), n))
-    for offset, width, amplitude, direction in waves:
-        centres = beats_arr + offset
-        shape = amplitude * np.exp(-0.5 * ((t[None, :] - centres[:, None]) / width) ** 2).sum(axis=0)
-        signal += np.outer(_LEADS @ direction, shape)
-    if irregular:
-        signal += 0.03 * np.outer(_LEADS @ _direction(60.0, 0.2), np.sin(2 * np.pi * 6.3 * t + rng.uniform(0, 6)))
-    signal += 0.05 * np.sin(2 * np.pi * 0.25 * t + rng.uniform(0, 6))  # baseline wander
-    signal += rng.normal(0.0, noise_mv, size=signal.shape)
-    return signal
+    targets = Targets(rhythm=rhythm, codes=frozenset(), age=55, male=bool(seed % 2), rate=rate, qrsd=90.0,
+                      qt=400.0 * math.sqrt(60.0 / rate), raxis=qrs_axis, taxis=t_axis)
+    n_samples = max(round(seconds * FS), FS)
+    _, microvolts = synthesize_record(seed, 0, targets, n_samples=n_samples)
+    signal = microvolts.T / 1000.0
+    if fs != FS:
+        signal = resample(signal, float(FS), float(fs))
+    return signal[:, : round(seconds * fs)]
 
 
 def write_wfdb(
@@ -133,9 +89,8 @@ def write_wfdb(
 
 
 # (SNOMED code, rhythm class) of the synthetic PhysioNet records, by rhythm.
-_PHYSIONET_RHYTHMS: Dict[str, Tuple[str, float, bool]] = {
-    "426783006": ("SR", 72.0, False), "426177001": ("SB", 50.0, False),
-    "427084000": ("ST", 115.0, False), "164889003": ("AFIB", 95.0, True),
+_PHYSIONET_RHYTHMS: dict[str, tuple[str, float]] = {
+    "426783006": ("SR", 72.0), "426177001": ("SB", 50.0), "427084000": ("ST", 115.0), "164889003": ("AFIB", 95.0),
 }
 
 
@@ -147,20 +102,20 @@ def write_physionet2021_tree(
     seconds: float = 10.0,
     rates: Sequence[float] = (500.0, 257.0, 1000.0),
     seed: int = 0,
-) -> List[Path]:
+) -> list[Path]:
     """``root/training/<subset>/g1/<id>.{hea,mat}`` records with ``#Age/#Sex/#Dx`` comments."""
     root = Path(root)
     codes = list(_PHYSIONET_RHYTHMS)
     prefixes = {"chapman_shaoxing": "JS", "georgia": "E", "cpsc_2018": "A", "ningbo": "JN", "ptb-xl": "HR",
                 "st_petersburg_incart": "I", "ptb": "S", "cpsc_2018_extra": "Q"}
-    headers = []
+    headers: list[Path] = []
     k = 0
     for s_index, subset in enumerate(subsets):
         for i in range(n_per_subset):
             code = codes[k % len(codes)]
-            _, hr, irregular = _PHYSIONET_RHYTHMS[code]
+            rhythm, hr = _PHYSIONET_RHYTHMS[code]
             fs = rates[k % len(rates)]
-            signal = ecg_signal(seconds, fs, hr, seed=seed * 1000 + k, irregular=irregular)
+            signal = ecg_signal(seconds, fs, hr, seed=seed * 1000 + k, rhythm=rhythm)
             name = f"{prefixes.get(subset, subset[:2].upper())}{s_index:01d}{i:04d}"
             comments = [f"Age: {30 + (k * 7) % 60}", f"Sex: {'Male' if k % 2 else 'Female'}",
                         f"Dx: {code},164934002", "Rx: Unknown", "Hx: Unknown", "Sx: Unknown"]
@@ -170,11 +125,12 @@ def write_physionet2021_tree(
     return headers
 
 
-_PTBXL_RHYTHMS = (("SR", 72.0, False), ("SBRAD", 50.0, False), ("STACH", 115.0, False), ("AFIB", 95.0, True))
+# (PTB-XL statement, Chapman rhythm of the waveform, rate)
+_PTBXL_RHYTHMS = (("SR", "SR", 72.0), ("SBRAD", "SB", 50.0), ("STACH", "ST", 115.0), ("AFIB", "AFIB", 95.0))
 
 
 def write_ptbxl_tree(root: str | Path, n_records: int = 10, *, seconds: float = 10.0, seed: int = 0,
-                     database_columns: Optional[Sequence[str]] = None) -> Path:
+                     database_columns: Sequence[str] | None = None) -> Path:
     """``root/ptbxl_database.csv`` + ``root/records500/00000/<id>_hr.{hea,dat}``; returns the CSV path.
 
     ``database_columns`` keeps only these columns of the table (to test a missing one).
@@ -184,9 +140,9 @@ def write_ptbxl_tree(root: str | Path, n_records: int = 10, *, seconds: float = 
     rows = []
     for i in range(n_records):
         ecg_id = i + 1
-        code, hr, irregular = _PTBXL_RHYTHMS[i % len(_PTBXL_RHYTHMS)]
+        code, rhythm, hr = _PTBXL_RHYTHMS[i % len(_PTBXL_RHYTHMS)]
         rel = f"records500/{ecg_id // 1000 * 1000:05d}/{ecg_id:05d}_hr"
-        write_wfdb(root / rel, ecg_signal(seconds, 500.0, hr, seed=seed * 1000 + i, irregular=irregular),
+        write_wfdb(root / rel, ecg_signal(seconds, 500.0, hr, seed=seed * 1000 + i, rhythm=rhythm),
                    500.0, names)
         scp = {"NORM": 100.0, code: 0.0} if code == "SR" else {code: 0.0, "NDT": 50.0}
         rows.append({
@@ -203,7 +159,7 @@ def write_ptbxl_tree(root: str | Path, n_records: int = 10, *, seconds: float = 
     return path
 
 
-def write_wfdb_dir_tree(root: str | Path, n_records: int = 6, *, seconds: float = 10.0, seed: int = 0) -> List[Path]:
+def write_wfdb_dir_tree(root: str | Path, n_records: int = 6, *, seconds: float = 10.0, seed: int = 0) -> list[Path]:
     """Records with assorted lead names, orders, subsets, units and rates (``.dat``)."""
     root = Path(root)
     layouts = [
@@ -213,7 +169,7 @@ def write_wfdb_dir_tree(root: str | Path, n_records: int = 6, *, seconds: float 
         (["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"], 360.0, "mV"),
         (["MLII", "V", "PLETH"], 257.0, "mV"),
     ]
-    headers = []
+    headers: list[Path] = []
     for i in range(n_records):
         names, fs, units = layouts[i % len(layouts)]
         full = ecg_signal(seconds, fs, 60.0 + 5 * i, seed=seed * 1000 + i)
