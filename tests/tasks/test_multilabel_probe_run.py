@@ -35,7 +35,7 @@ def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multil
     run = hydra_train(FINETUNE, "linear_probe", [
         "preset=cpu_small", "task.sample_size=1000", "dataset.batch_size=8", "dataset.num_workers=0",
         "optimization.max_epoch=2", f"task.data={multilabel_dataset}", f"checkpoint.save_dir={save}",
-        "+task.label_type=multi", "+task.label_set=cinc2021",
+        "++task.label_type=multi", "++task.label_set=cinc2021",
     ], tmp_path, env=ENV)
     log = run.stdout + run.stderr
     for subset in ("valid", "test"):
