@@ -29,6 +29,10 @@ PHYSIONET_EXPECTED = {
     "JS03291": {"NSR"},                                 # 426783006
     "JS09740": {"AFL", "NSIVCB", "TAb"},                # 164890007, 698252002, 55827005, 164934002
     "JS13888": {"AFL", "LAD"},                          # 55930002, 164890007, 39732003
+    "E00271": {"CRBBB|RBBB"},                           # 59118001 (Georgia: record line names E00271.mat)
+    "E01137": {"SB"},                                   # 426177001
+    "E03823": {"STach"},                                # 428750005, 427084000
+    "JS11438": {"STach"},                               # 427084000 (V1-V6 flat: written with them absent)
 }
 # ptbxl_database.csv rows (ecg_id: scp_codes) of the records that have signals in the shared folder.
 PTBXL_EXPECTED = {
@@ -82,10 +86,9 @@ def test_physionet2021_dx_sets_give_the_scored_multi_hot_targets(physionet):
     task = _task(physionet, label_type="multi", label_set="cinc2021")
     assert len(task.class_names) == 26
     found = _labels_by_record(task)
-    # The preparer writes 9 of the 13 real records (Georgia's malformed record lines and Ningbo's
-    # flat precordial leads are skipped there); every one of them has its header's scored classes.
-    assert found == {k: v for k, v in PHYSIONET_EXPECTED.items() if k in found}
-    assert len(found) == 9
+    # The preparer writes all 13 real records (Georgia's record lines name their .mat file; Ningbo's
+    # flat precordial leads are marked absent); every one of them has its header's scored classes.
+    assert found == PHYSIONET_EXPECTED
 
 
 @pytest.mark.parametrize("ptbxl_task", sorted(PTBXL_EXPECTED))
@@ -121,13 +124,14 @@ def test_single_label_split_with_an_unlabelled_record_still_loads(physionet, tmp
     copy = tmp_path / "copy"
     shutil.copytree(physionet, copy)
     table = pd.read_csv(copy / "train.csv", keep_default_na=False)
-    assert (table["label"] != "").all()
-    table.loc[0, "label"] = ""
+    unlabelled = int((table["label"] == "").sum())  # real records whose #Dx has no rhythm (RBBB alone)
+    first_labelled = int(np.flatnonzero(table["label"] != "")[0])
+    table.loc[first_labelled, "label"] = ""
     table.to_csv(copy / "train.csv", index=False)
     task = _task(copy)
     task.load_dataset("train")
-    assert task.dropped == {"train": 1} and len(task.dataset("train")) == len(table) - 1
-    with pytest.raises(LabelSetError, match=r"train\.csv: 1 record\(s\) with none of the task's 4 labels"):
+    assert task.dropped == {"train": unlabelled + 1} and len(task.dataset("train")) == len(table) - unlabelled - 1
+    with pytest.raises(LabelSetError, match=rf"train\.csv: {unlabelled + 1} record\(s\) with none of the task's 4 labels"):
         _task(copy, unlabelled="error").load_dataset("train")
 
 
@@ -145,10 +149,11 @@ def test_missing_statement_table_and_column_are_clear_errors(ptbxl, tmp_path):
 
 
 def test_evaluation_scores_whole_records_and_batches_every_record(physionet, tmp_path):
-    # Duplicate the 9 real records into a 13-record split: batch size 8 with fairseq's default
-    # multiple of 8 would score only 8 of them.
+    # Duplicate some real records so that the split is not a multiple of 8: batch size 8 with
+    # fairseq's default multiple of 8 would leave the last records unscored.
     rows = pd.concat([pd.read_csv(physionet / f"{s}.csv", keep_default_na=False) for s in ("train", "valid", "test")])
     rows = pd.concat([rows, rows.iloc[:4]], ignore_index=True)
+    assert len(rows) % 8
     rows["path"] = [str((physionet / p).resolve()) for p in rows["path"]]
     write_manifest(tmp_path, "valid", Path("/"), rows.assign(path=[p.lstrip("/") for p in rows["path"]]))
     task = _task(tmp_path, label_type="multi", label_set="cinc2021", sample_size=1500)
@@ -164,7 +169,7 @@ def test_evaluation_scores_whole_records_and_batches_every_record(physionet, tmp
 
     iterator = task.get_batch_iterator(dataset=dataset, max_sentences=8, required_batch_size_multiple=8, seed=1)
     seen = [int(i) for batch in iterator.next_epoch_itr(shuffle=False) for i in batch["id"]]
-    assert sorted(seen) == list(range(13))
+    assert sorted(seen) == list(range(len(rows)))
     batch = dataset.collater([dataset[0], dataset[1]])
     assert batch["crop_record"].tolist() == [0] * n_crops + [1] * (len(batch["net_input"]["source"]) - n_crops)
     assert batch["target"].dtype == torch.float32 and batch["target"].shape == (2, 26)

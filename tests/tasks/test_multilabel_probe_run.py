@@ -6,13 +6,13 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, hydra_train, write_tiny_dataset
+from conftest import FINETUNE_CONFIGS, hydra_train, write_tiny_dataset
 
 from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES
 from fairseq_goodviews.evaluation.evaluate import main as evaluate_main
 from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
 
-FINETUNE = REPO_ROOT / "configs" / "finetuning"
+FINETUNE = FINETUNE_CONFIGS
 # Rhythm class -> SNOMED code; "RBBB" beats add 59118001 (scored as CRBBB|RBBB).
 DX = {"AFIB": "164889003", "GSVT": "427084000", "SB": "426177001", "SR": "426783006"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -35,7 +35,7 @@ def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multil
     run = hydra_train(FINETUNE, "linear_probe", [
         "preset=cpu_small", "task.sample_size=1000", "dataset.batch_size=8", "dataset.num_workers=0",
         "optimization.max_epoch=2", f"task.data={multilabel_dataset}", f"checkpoint.save_dir={save}",
-        "++task.label_type=multi", "++task.label_set=cinc2021",
+        "task.label_type=multi", "task.label_set=cinc2021",
     ], tmp_path, env=ENV)
     log = run.stdout + run.stderr
     for subset in ("valid", "test"):
