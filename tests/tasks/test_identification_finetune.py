@@ -21,7 +21,8 @@ IDENTIFICATION_YAML = """\
 # = gallery, the others = probes). Set model.model_path to a pretraining checkpoint; without it
 # the encoder is trained from scratch. Score the result with
 #   goodviews-identify checkpoints/identification/checkpoint_best.pt --data DIR --split test --json OUT
-# For encoders pretrained with a cpu_small preset, add task.sample_size=2500.
+# For encoders pretrained with a cpu_small preset, add task.sample_size=2500. Validation logs
+# top1/top5/eer; its "loss -1" is fairseq's placeholder (validation patients have no prototypes).
 common:
   log_format: simple
   log_interval: 10
@@ -173,4 +174,24 @@ def test_identify_runs_on_real_ptbxl_records(trained):
     write_manifest(combined, "test", prepared, both)
     result = _identify(trained["checkpoint"], combined, trained["tmp"] / "real.json", "--distractors")
     assert (result["n_gallery"], result["n_probe"], result["n_patients_with_probes"]) == (10, 2, 1)
+    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0 and 0.0 <= result["eer"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["linear_probe", "w2v_cmsc_rlm"])
+def test_identify_reads_classification_and_wav2vec_checkpoints(tiny_dataset, tmp_path, kind):
+    """Frozen-encoder identification from a linear-probe checkpoint (its encoder) and from a
+    wav2vec 2.0 pretraining checkpoint; the tiny set has two records per patient."""
+    if kind == "linear_probe":
+        config = [REPO_ROOT / "configs" / "finetuning", "linear_probe", "preset=cpu_small"]
+        expected_task = "ecg_classification"
+    else:
+        config = [REPO_ROOT / "configs" / "pretraining", "w2v_cmsc_rlm", "preset=w2v_cpu_small",
+                  "task.strategy.segment_length=500"]
+        expected_task = "ecg_pretraining"
+    hydra_train(config[0], config[1], [*config[2:], *SMALL_ENCODER, f"task.data={tiny_dataset}",
+                                       f"checkpoint.save_dir={tmp_path / 'ckpt'}", "optimization.max_epoch=1"], tmp_path)
+    result = _identify(tmp_path / "ckpt" / "checkpoint_last.pt", tiny_dataset, tmp_path / "out.json", "--standardize")
+    assert result["checkpoint_task"] == expected_task and result["standardized_with"] == "train"
+    assert (result["n_gallery"], result["n_probe"], result["sample_size"]) == (8, 8, 1000)
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0 and 0.0 <= result["eer"] <= 1.0
