@@ -31,6 +31,7 @@ setup(
             "goodviews-evaluate=fairseq_goodviews.evaluation.evaluate:main",
             "goodviews-benchmark=fairseq_goodviews.table1.cli:main",
             "goodviews-lead-subsets=fairseq_goodviews.evaluation.lead_subsets:main",
+            "goodviews-identify=fairseq_goodviews.evaluation.identification:main",
         ]
     },
 )

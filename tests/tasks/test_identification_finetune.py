@@ -8,67 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, hydra_train, shared_data
+from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, hydra_train, shared_data
 
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record
 
-# The text of configs/finetuning/identification.yaml (written to the test's tmp dir, used as is).
-IDENTIFICATION_YAML = """\
-# Patient identification (Oh et al., CHIL 2022; DESIGN.md 2.6): fine-tune an encoder with an
-# ArcFace additive angular margin loss over the training patients (one prototype per patient),
-# choosing the checkpoint by top-1 retrieval on the valid patients (first record of each patient
-# = gallery, the others = probes). Set model.model_path to a pretraining checkpoint; without it
-# the encoder is trained from scratch. Score the result with
-#   goodviews-identify checkpoints/identification/checkpoint_best.pt --data DIR --split test --json OUT
-# For encoders pretrained with a cpu_small preset, add task.sample_size=2500. Validation logs
-# top1/top5/eer; its "loss -1" is fairseq's placeholder (validation patients have no prototypes).
-common:
-  log_format: simple
-  log_interval: 10
-  seed: 1
-
-checkpoint:
-  save_dir: checkpoints/identification
-  no_epoch_checkpoints: true
-  best_checkpoint_metric: top1
-  maximize_best_checkpoint_metric: true
-
-task:
-  _name: ecg_identification
-  data: ???
-  leads: null
-  sample_rate: 500
-  sample_size: 5000
-  distractors: false
-
-dataset:
-  num_workers: 2
-  batch_size: 64
-  valid_subset: valid
-
-criterion:
-  _name: arcface
-  scale: 30.0
-  margin: 0.5
-
-model:
-  _name: ecg_identifier
-  model_path: null
-  encoder:
-    _name: resnet1d
-
-optimizer:
-  _name: adam
-  adam_betas: [0.9, 0.999]
-
-lr_scheduler:
-  _name: fixed
-
-optimization:
-  max_epoch: 50
-  lr: [0.0001]
-"""
 
 
 def write_multi_visit_dataset(root: Path, patients=(24, 8, 8), visits: int = 4, n_samples: int = 2000,
@@ -125,16 +69,13 @@ def trained(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("identification")
     data = write_multi_visit_dataset(tmp_path / "data")
     pretrain = tmp_path / "pretrain"
-    hydra_train(REPO_ROOT / "configs" / "pretraining", "simclr",
+    hydra_train(PRETRAIN_CONFIGS, "simclr",
                 ["preset=cpu_small", *SMALL_ENCODER, f"task.data={data}", f"checkpoint.save_dir={pretrain}",
                  "optimization.max_epoch=1"], tmp_path)
     frozen = _identify(pretrain / "checkpoint_last.pt", data, tmp_path / "frozen.json")
 
-    config_dir = tmp_path / "configs"
-    config_dir.mkdir()
-    (config_dir / "identification.yaml").write_text(IDENTIFICATION_YAML)
     finetune = tmp_path / "finetune"
-    run = hydra_train(config_dir, "identification",
+    run = hydra_train(FINETUNE_CONFIGS, "identification",
                       [*SMALL_ENCODER, f"task.data={data}", f"checkpoint.save_dir={finetune}",
                        f"model.model_path={pretrain / 'checkpoint_last.pt'}", "optimization.max_epoch=6",
                        "optimization.lr=[0.001]"], tmp_path)
@@ -183,10 +124,10 @@ def test_identify_reads_classification_and_wav2vec_checkpoints(tiny_dataset, tmp
     """Frozen-encoder identification from a linear-probe checkpoint (its encoder) and from a
     wav2vec 2.0 pretraining checkpoint; the tiny set has two records per patient."""
     if kind == "linear_probe":
-        config = [REPO_ROOT / "configs" / "finetuning", "linear_probe", "preset=cpu_small"]
+        config = [FINETUNE_CONFIGS, "linear_probe", "preset=cpu_small"]
         expected_task = "ecg_classification"
     else:
-        config = [REPO_ROOT / "configs" / "pretraining", "w2v_cmsc_rlm", "preset=w2v_cpu_small",
+        config = [PRETRAIN_CONFIGS, "w2v_cmsc_rlm", "preset=w2v_cpu_small",
                   "task.strategy.segment_length=500"]
         expected_task = "ecg_pretraining"
     hydra_train(config[0], config[1], [*config[2:], *SMALL_ENCODER, f"task.data={tiny_dataset}",
