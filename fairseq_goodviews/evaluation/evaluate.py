@@ -71,13 +71,34 @@ def predict(model, task, split: str, batch_size: int = 64, num_workers: int = 0)
     return np.concatenate(probs), np.concatenate(targets)
 
 
+def write_predictions(path: str | Path, records: list[str], probs: np.ndarray, targets: np.ndarray,
+                      class_names: list[str]) -> None:
+    """One row per record: its path, its target(s) and the predicted probability of every class."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"record": records})
+    if targets.ndim == 1:
+        frame["target"] = [class_names[int(t)] for t in targets]
+    else:
+        for k, name in enumerate(class_names):
+            frame[f"target_{name}"] = targets[:, k].astype(int)
+    for k, name in enumerate(class_names):
+        frame[f"prob_{name}"] = probs[:, k]
+    with atomic_open(path, newline="") as handle:
+        frame.to_csv(handle, index=False, float_format="%.6g")
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path, data: str | None = None, split: str = "test", leads: str | None = None,
     batch_size: int = 64, num_workers: int = 0, threshold_split: str = "valid",
+    predictions: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The task's metrics of ``checkpoint`` on ``split`` (see the module docstring)."""
+    """The task's metrics of ``checkpoint`` on ``split`` (see the module docstring); with
+    ``predictions``, every record's probabilities are also written there as CSV."""
     model, task = load_classifier(checkpoint, data, leads)
     probs, targets = predict(model, task, split, batch_size, num_workers)
+    if predictions is not None:
+        write_predictions(predictions, list(task.dataset(split).source.paths), probs, targets, list(task.class_names))
     thresholds, thresholds_from = None, None
     if task.label_set == "cinc2021":
         if (Path(task.cfg.data) / f"{threshold_split}.tsv").is_file():
@@ -135,10 +156,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold-split", default="valid",
                         help="split whose predictions choose the CinC 2021 per-class thresholds (default: valid)")
     parser.add_argument("--json", help="write the metrics here as JSON")
+    parser.add_argument("--predictions", help="write every record's class probabilities here as CSV")
     args = parser.parse_args(argv)
     try:
         result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.leads, args.batch_size,
-                                     threshold_split=args.threshold_split)
+                                     threshold_split=args.threshold_split, predictions=args.predictions)
     except (FileNotFoundError, ValueError, ManifestError, LabelSetError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(format_metrics(result))

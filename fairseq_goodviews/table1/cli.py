@@ -12,17 +12,15 @@ the same command resumes a killed benchmark.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.table1.data import check_data, prepare_synthetic, split_for_seed
 from fairseq_goodviews.table1.execute import Context, Outcome, exclusive, read_result, run_plan, terminate_children_on_signal
 from fairseq_goodviews.table1.plan import (
     ALL_STRATEGIES,
@@ -39,48 +37,6 @@ from fairseq_goodviews.table1.plan import (
 logger = logging.getLogger("fairseq_goodviews.table1")
 
 
-def prepare_synthetic(out: Path, n_records: int, seed: int = 0, workers: int = 1) -> Path:
-    """Generate ``n_records`` synthetic Chapman records and prepare them (once) under ``OUT/data``.
-
-    A finished preparation is marked by ``chapman/prepared.json``; anything without the marker is
-    redone from scratch. The raw CSVs are deleted afterwards (they are ~0.5 MB a record).
-    """
-    from fairseq_goodviews.preprocessing import chapman
-    from fairseq_goodviews.synthetic.chapman import generate_chapman
-
-    raw, prepared = out / "data" / "chapman_raw", out / "data" / "chapman"
-    marker = prepared / "prepared.json"
-    done = read_result(marker)
-    if done is not None:
-        if done.get("n_records") != n_records or done.get("seed") != seed:
-            raise BenchmarkError(f"{prepared} holds {done.get('n_records')} synthetic records (seed "
-                                 f"{done.get('seed')}), not {n_records} (seed {seed}): use another --out")
-        return prepared
-    for folder in (raw, prepared):
-        shutil.rmtree(folder, ignore_errors=True)
-    start = time.monotonic()
-    logger.info("generating %d synthetic Chapman records in %s", n_records, raw)
-    generate_chapman(raw, n_records, seed=seed, workers=workers)
-    logger.info("preparing them into %s", prepared)
-    code = chapman.main([str(raw), str(prepared), "--workers", str(workers), "--seed", str(seed),
-                         "--min-age", "18", "--no-progress"])
-    if code:
-        raise BenchmarkError(f"the Chapman preparer failed on {raw} (exit {code})")
-    shutil.rmtree(raw, ignore_errors=True)
-    with atomic_open(marker) as handle:
-        json.dump({"n_records": n_records, "seed": seed, "seconds": time.monotonic() - start}, handle)
-    return prepared
-
-
-def check_data(data: Path) -> Path:
-    data = Path(data).resolve()
-    missing = [f"{split}.{ext}" for split in ("train", "valid", "test") for ext in ("tsv", "csv")
-               if not (data / f"{split}.{ext}").is_file()]
-    if missing:
-        raise BenchmarkError(f"{data}: not a prepared manifest folder (missing {', '.join(missing)})")
-    return data
-
-
 # --------------------------------------------------------------------------------------------
 # Entry points
 
@@ -95,6 +51,8 @@ def run_benchmark(
     finetune: Optional[bool] = None,
     label_fractions: Optional[Sequence[float]] = None,
     jobs: Optional[int] = None,
+    split_seeds: Optional[bool] = None,
+    lead_masking: Optional[Sequence[str]] = None,
     config_root: str | Path = DEFAULT_CONFIG_ROOT,
     on_launch: Optional[Callable[[List[str]], None]] = None,
 ) -> Outcome:
@@ -118,6 +76,10 @@ def run_benchmark(
         changes["label_fractions"] = tuple(label_fractions)
     if jobs is not None:
         changes["jobs"] = jobs
+    if split_seeds is not None:
+        changes["split_seeds"] = split_seeds
+    if lead_masking is not None:
+        changes["lead_masking"] = tuple(lead_masking)
     preset = replace(preset, **changes)
     if preset.seeds < 1:
         raise BenchmarkError("--seeds must be at least 1")
@@ -125,6 +87,11 @@ def run_benchmark(
     config_root = Path(config_root).resolve()
     if not (config_root / "finetuning" / "linear_probe.yaml").is_file():
         raise BenchmarkError(f"{config_root}: no finetuning/linear_probe.yaml (pass --config-root)")
+    masking_dir = config_root / "pretraining" / "lead_masking"
+    known_masking = sorted(p.stem for p in masking_dir.glob("*.yaml"))
+    for name in preset.lead_masking:
+        if name not in known_masking:
+            raise BenchmarkError(f"unknown lead masking {name!r}; {masking_dir} has {', '.join(known_masking)}")
     present = [s for s in preset.strategies if (config_root / "pretraining" / f"{s}.yaml").is_file()]
     missing = [s for s in preset.strategies if s not in present]
     unknown = [s for s in missing if s not in ALL_STRATEGIES]
@@ -146,7 +113,9 @@ def run_benchmark(
         for method in methods:
             if method.not_applicable:
                 logger.warning("%s is not applicable to %s: %s", method.name, data, method.not_applicable)
-        ctx = Context(data=data, out=out, config_root=config_root, methods={m.name: m for m in methods},
+        seeds = range(1, preset.seeds + 1)
+        by_seed = {seed: split_for_seed(data, out, seed) if preset.split_seeds else data for seed in seeds}
+        ctx = Context(data=by_seed, out=out, config_root=config_root, methods={m.name: m for m in methods},
                       jobs=preset.jobs, threads=max(1, cpus // max(1, preset.jobs)), on_launch=on_launch)
         plan = build_plan(preset, methods, config_root)
         start = time.monotonic()
@@ -158,7 +127,7 @@ def run_benchmark(
                       "runs_launched": len(outcome.launched)}
         settings = {**asdict(preset), "strategies": present, "skipped_strategies": missing,
                     "methods": {m.name: asdict(m) for m in methods}, "schedules": schedules(config_root, preset),
-                    "data": str(ctx.data), "out": str(out), "config_root": str(config_root),
+                    "data": str(data), "split_data": {str(k): str(v) for k, v in by_seed.items()}, "out": str(out), "config_root": str(config_root),
                     "threads_per_run": ctx.threads, "invocations": [*previous, invocation]}
         write_report(out, plan, outcome, settings)
     return outcome
@@ -178,6 +147,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--finetune", action="store_true", help="also fully fine-tune every pretrained encoder")
     parser.add_argument("--label-fractions", help="comma-separated fractions of training labels for the probes, "
                                                   "e.g. 0.01,0.1,1.0 (default: the preset's)")
+    parser.add_argument("--split-seeds", action=argparse.BooleanOptionalAction, default=None,
+                        help="re-split the data patient-wise with every seed (default: the preset's, on)")
+    parser.add_argument("--lead-masking", help="lead-masking columns, e.g. none,rlm (config/pretraining/lead_masking; "
+                                               "default: the preset's)")
     parser.add_argument("--jobs", type=int, help="runs at once; the CPU cores are shared between them")
     parser.add_argument("--config-root", default=str(DEFAULT_CONFIG_ROOT), help="folder with pretraining/ and "
                                                                                  "finetuning/ hydra configs")
@@ -207,7 +180,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         outcome = run_benchmark(
             args.out, args.preset, data=args.data, synthetic=args.synthetic, seeds=args.seeds,
             strategies=_csv(args.strategies, str), finetune=args.finetune or None,
-            label_fractions=_csv(args.label_fractions, float), jobs=args.jobs, config_root=args.config_root,
+            label_fractions=_csv(args.label_fractions, float), jobs=args.jobs,
+            split_seeds=args.split_seeds, lead_masking=_csv(args.lead_masking, str), config_root=args.config_root,
         )
     except BenchmarkError as exc:
         print(f"goodviews-benchmark: error: {exc}", file=sys.stderr)

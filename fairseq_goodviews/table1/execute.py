@@ -34,13 +34,16 @@ from fairseq_goodviews.table1.plan import PRETRAIN, BenchmarkError, Method, RunS
 logger = logging.getLogger("fairseq_goodviews.table1")
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: Every downstream run's test predictions (one row per record), beside its result.json.
+PREDICTIONS = "test_predictions.csv"
 
 
 @dataclass
 class Context:
     """Where a benchmark reads and writes, and how it launches its subprocesses."""
 
-    data: Path
+    #: The prepared data of each seed (one folder for every seed without --split-seeds).
+    data: Mapping[int, Path]
     out: Path
     config_root: Path
     methods: Mapping[str, Method] = field(default_factory=dict)
@@ -84,7 +87,7 @@ def hydra_path(path: Path) -> str:
 
 def full_overrides(spec: RunSpec, ctx: Context) -> List[str]:
     run_dir = ctx.run_dir(spec.run_id)
-    overrides = [f"task.data={hydra_path(ctx.data)}", f"common.user_dir={hydra_path(PACKAGE_DIR)}",
+    overrides = [f"task.data={hydra_path(ctx.data[spec.seed])}", f"common.user_dir={hydra_path(PACKAGE_DIR)}",
                  f"checkpoint.save_dir={hydra_path(run_dir / 'ckpt')}",
                  f"hydra.run.dir={hydra_path(run_dir / 'hydra')}", *spec.overrides]
     if spec.depends_on:
@@ -156,22 +159,17 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def finite_or_none(value: Any) -> Any:
-    """JSON has no NaN: undefined metrics (a class absent from the split) become null."""
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
-def score(checkpoint: Path, threads: int) -> Dict[str, Any]:
+def score(checkpoint: Path, threads: int, predictions: Path) -> Dict[str, Any]:
+    """Test metrics of a downstream checkpoint; every record's probabilities go to ``predictions``
+    (the report's bootstrap intervals resample them)."""
     import torch
 
-    from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
+    from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe
 
     with _SCORE_LOCK:
         torch.set_num_threads(threads)
-        metrics = evaluate_checkpoint(checkpoint, split="test")
-    return {key: finite_or_none(value) for key, value in metrics.items()}
+        metrics = evaluate_checkpoint(checkpoint, split="test", predictions=predictions)
+    return json_safe(metrics)
 
 
 def read_result(path: Path) -> Optional[Dict[str, Any]]:
@@ -188,7 +186,8 @@ def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
     """The result of a run that was not trained because its method cannot learn on the data."""
     return {"run_id": spec.run_id, "kind": spec.kind, "strategy": spec.method, "seed": spec.seed,
             "protocol": spec.protocol, "label_fraction": spec.label_fraction, "status": "not_applicable",
-            "reason": reason, "metrics": None, "uses_labels": False, "wall_time_s": 0.0}
+            "reason": reason, "metrics": None, "uses_labels": False, "wall_time_s": 0.0,
+            "lead_mask_prob": spec.lead_mask_prob}
 
 
 def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -234,17 +233,17 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
         checkpoint = ctx.pretrain_checkpoint(spec.run_id)
         if not checkpoint.is_file():
             raise BenchmarkError(f"run {spec.run_id}: finished without writing {checkpoint}; log {log}")
-        result.update(uses_labels=method.uses_labels, lead_mask_prob=method.lead_mask_prob, metrics=None,
+        result.update(uses_labels=method.uses_labels, lead_mask_prob=spec.lead_mask_prob, metrics=None,
                       wall_time_s=train_time, checkpoint=str(checkpoint))
     else:
         checkpoint = run_dir / "ckpt" / "checkpoint_best.pt"
         if not checkpoint.is_file():
             raise BenchmarkError(f"run {spec.run_id}: no {checkpoint} (did validation run?); log {log}")
-        metrics = score(checkpoint, ctx.threads)
+        metrics = score(checkpoint, ctx.threads, run_dir / PREDICTIONS)
         result.update(
             protocol=spec.protocol, label_fraction=spec.label_fraction, metrics=metrics, checkpoint=str(checkpoint),
             wall_time_s=time.monotonic() - start, uses_labels=bool(pretrain and pretrain["uses_labels"]),
-            lead_mask_prob=None if pretrain is None else pretrain.get("lead_mask_prob"),
+            lead_mask_prob=spec.lead_mask_prob, predictions=str(run_dir / PREDICTIONS),
             pretrain=None if pretrain is None else {
                 "run_id": pretrain["run_id"], "wall_time_s": pretrain["wall_time_s"],
                 "checkpoint": pretrain["checkpoint"], "overrides": pretrain["overrides"]},

@@ -56,6 +56,12 @@ class Preset:
     #: segments (CMSC) gets a crop that many times longer, so every view is as long as the
     #: downstream input. Off: every strategy gets the schedule's crop (the paper's 10 s records).
     crop_per_view: bool = False
+    #: Lead-masking columns of the table (``config/pretraining/lead_masking``): ``none`` is the
+    #: paper's protocol, ``rlm`` random lead masking. A method whose config masks leads by
+    #: definition (W2V+CMSC+RLM) runs once, in its own column.
+    lead_masking: tuple[str, ...] = ("none", "rlm")
+    #: Re-split the data patient-wise with each seed, so the spread over seeds includes the split.
+    split_seeds: bool = True
     supervised: bool = True
     random_init: bool = True
     finetune: bool = False
@@ -209,21 +215,34 @@ class RunSpec:
     label_fraction: float = 1.0
     #: The pretraining run whose last checkpoint is ``model.model_path``.
     depends_on: Optional[str] = None
+    #: Random lead masking probability of the pretraining (of the run itself, or of the one it
+    #: depends on); None for the baselines, which pretrain nothing.
+    lead_mask_prob: Optional[float] = None
 
 
 def _common(hydra_preset: str, schedule: str, seed: int) -> List[str]:
     return [f"preset={hydra_preset}", f"schedule={schedule}", f"common.seed={seed}"]
 
 
-def pretrain_overrides(preset: Preset, method: Method, config_root: Path, seed: int) -> List[str]:
-    hydra_preset, schedule = method.prefix + preset.hydra_preset, method.prefix + preset.pretrain_schedule
-    overrides = _common(hydra_preset, schedule, seed)
-    if preset.crop_per_view and method.crop_segments > 1:
-        from omegaconf import OmegaConf
+def pretrain_overrides(preset: Preset, method: Method, config_root: Path, lead_masking: Optional[str]) -> tuple[List[str], float]:
+    """The overrides of a pretraining run (seed 0: the plan sets each seed) and its lead masking."""
+    from omegaconf import OmegaConf
 
-        view = OmegaConf.select(compose(config_root, "pretraining", method.name, overrides), "task.sample_size")
-        overrides.append(f"task.sample_size={int(view) * method.crop_segments}")
-    return overrides
+    hydra_preset, schedule = method.prefix + preset.hydra_preset, method.prefix + preset.pretrain_schedule
+    overrides = _common(hydra_preset, schedule, 0)
+    if lead_masking is not None:
+        overrides.append(f"lead_masking={lead_masking}")
+    cfg = compose(config_root, "pretraining", method.name, overrides)
+    if preset.crop_per_view and method.crop_segments > 1:
+        overrides.append(f"task.sample_size={int(cfg.task.sample_size) * method.crop_segments}")
+    return overrides, float(OmegaConf.select(cfg, "task.lead_mask_prob"))
+
+
+def lead_masking_variants(preset: Preset, method: Method) -> List[tuple[Optional[str], str]]:
+    """(``lead_masking`` override or None, run-id suffix) of each column the method runs in."""
+    if method.lead_mask_prob > 0:
+        return [(None, "")]
+    return [(name, "" if name == "none" else f"+{name}") for name in preset.lead_masking]
 
 
 def downstream_overrides(preset: Preset, prefix: str, seed: int, protocol: str, fraction: float) -> List[str]:
@@ -242,22 +261,25 @@ def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path) -> 
     """Every run of the benchmark, each pretraining run before the runs that depend on it."""
     plan: List[RunSpec] = []
     fractions = sorted(set(preset.label_fractions) | {1.0})
-    pretraining = {m.name: pretrain_overrides(preset, m, config_root, 0) for m in methods}
+    variants = [(method, suffix, *pretrain_overrides(preset, method, config_root, masking))
+                for method in methods for masking, suffix in lead_masking_variants(preset, method)]
     for seed in range(1, preset.seeds + 1):
-        for method in methods:
-            pretrain_id = f"{method.name}-s{seed}-pretrain"
-            overrides = [o if not o.startswith("common.seed=") else f"common.seed={seed}" for o in pretraining[method.name]]
-            plan.append(RunSpec(pretrain_id, PRETRAIN, method.name, seed, "pretraining", method.name, overrides))
+        for method, suffix, pretraining, mask_prob in variants:
+            name = method.name + suffix
+            pretrain_id = f"{name}-s{seed}-pretrain"
+            overrides = [o if not o.startswith("common.seed=") else f"common.seed={seed}" for o in pretraining]
+            plan.append(RunSpec(pretrain_id, PRETRAIN, method.name, seed, "pretraining", method.name, overrides,
+                                lead_mask_prob=mask_prob))
             for fraction in fractions:
                 kind = PROBE if fraction == 1.0 else LABEL_FRACTION
-                run_id = f"{method.name}-s{seed}-probe" + ("" if fraction == 1.0 else f"-{fraction_tag(fraction)}")
+                run_id = f"{name}-s{seed}-probe" + ("" if fraction == 1.0 else f"-{fraction_tag(fraction)}")
                 plan.append(RunSpec(run_id, kind, method.name, seed, "finetuning", "linear_probe",
                                     downstream_overrides(preset, method.prefix, seed, "linear_probe", fraction),
-                                    "linear_probe", fraction, pretrain_id))
+                                    "linear_probe", fraction, pretrain_id, mask_prob))
             if preset.finetune:
-                plan.append(RunSpec(f"{method.name}-s{seed}-finetune", FINETUNE, method.name, seed, "finetuning",
+                plan.append(RunSpec(f"{name}-s{seed}-finetune", FINETUNE, method.name, seed, "finetuning",
                                     "finetune", downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
-                                    "finetune", 1.0, pretrain_id))
+                                    "finetune", 1.0, pretrain_id, mask_prob))
         if preset.random_init:
             for fraction in fractions:
                 kind = RANDOM_INIT if fraction == 1.0 else LABEL_FRACTION
