@@ -61,6 +61,7 @@ MIN_SECONDS = 2.5
 SPURIOUS_AMPLITUDE = 0.4
 SPURIOUS_GAP = 1.5
 MISSED_AMPLITUDE = 0.5
+MISSED_EDGE_S = 0.06
 QRS_SLOPE_FRACTION = 0.03
 QRS_QUIET_RUN = 4  # samples
 QRS_LEAD_SHARE = 0.2
@@ -192,24 +193,25 @@ def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     """Add QRS complexes the detector skipped: its filters need a second or so at the start of
     a record, and a beat can hide in a long gap. In the record's first and last stretches and
     in every gap longer than ``SPURIOUS_GAP`` median RRs, the largest peak of the detection
-    signal at least 0.5 median RR from its neighbours is a beat when it is as strong as
-    ``MISSED_AMPLITUDE`` of the median peak."""
+    signal at least 0.5 median RR from its neighbours and ``MISSED_EDGE_S`` from the record's
+    edges is a beat when it is as strong as ``MISSED_AMPLITUDE`` of the median peak."""
     if len(peaks) < 2:
         return peaks
     typical_rr = float(np.median(np.diff(peaks)))
     threshold = MISSED_AMPLITUDE * float(np.median(detection[peaks]))
     margin = int(0.5 * typical_rr)
+    edge = int(MISSED_EDGE_S * FS)  # a complex cut by the record's edge is not counted
     bounds = [(-typical_rr, peaks[0])] + [(a, b) for a, b in itertools.pairwise(peaks)
                                           if b - a > SPURIOUS_GAP * typical_rr]
     bounds.append((peaks[-1], len(detection) - 1 + typical_rr))
     added = []
     for a, b in bounds:
         while True:
-            lo, hi = int(max(a + margin, 0)), int(min(b - margin, len(detection) - 1))
+            lo, hi = int(max(a + margin, edge)), int(min(b - margin, len(detection) - 1 - edge))
             if hi <= lo:
                 break
             best = lo + int(np.argmax(detection[lo:hi + 1]))
-            if detection[best] < threshold or (best in (lo, hi) and 0 < best < len(detection) - 1):
+            if detection[best] < threshold or best in (lo, hi):
                 break
             added.append(best)
             a = best  # look for a further beat after this one
@@ -221,14 +223,15 @@ def _drop_spurious(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
 
     neurokit2's threshold adapts to a moving average of the detection signal; in long RR
     intervals (bradycardia) it sinks until a T or P wave crosses it. Such a detection is weak
-    (below ``SPURIOUS_AMPLITUDE`` of the median peak of the detection signal) and sits inside an
+    (below ``SPURIOUS_AMPLITUDE`` of the 80th percentile of the peaks of the detection signal: a
+    QRS complex, even when T and P waves outnumber the beats at very slow rates) and sits inside an
     ordinary RR interval: its neighbours are at most ``SPURIOUS_GAP`` median RRs apart. A weak
     beat between neighbours further apart (a premature beat followed by its pause) is kept.
     """
     if len(peaks) < 3:
         return peaks
     keep = np.ones(len(peaks), bool)
-    strong = detection[peaks] >= SPURIOUS_AMPLITUDE * np.median(detection[peaks])
+    strong = detection[peaks] >= SPURIOUS_AMPLITUDE * np.percentile(detection[peaks], 80)
     if strong.sum() < 2:
         return peaks
     typical_rr = float(np.median(np.diff(peaks[strong])))
