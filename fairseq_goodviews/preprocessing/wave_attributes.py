@@ -373,7 +373,9 @@ def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str
     in each lead. From the point of steepest descent after the T peak, ``xm``, to a reference
     ``xr`` ``T_REFERENCE_S`` later, the T end is the point ``xi`` that maximises the area of the
     trapezium (xm, y(xm)), (xi, y(xi)), (xr, y(xi)), (xr, y(xm)): it does not depend on the
-    baseline level after the T wave, which the tangent method needs. Searched after the J point,
+    baseline level after the T wave, which the tangent method needs. Values beyond the PR-segment
+    baseline on the far side count as the baseline, so that a following wave of the opposite
+    polarity (often the next P wave at fast rates) does not drag the end later. Searched after the J point,
     up to a QTc of ``QTC_LIMIT_S`` and ``NEXT_QRS_MARGIN_S`` before the next QRS.
     """
     end = int(min(FRAME - 1, q_on + (rr - NEXT_QRS_MARGIN_S) * FS, q_on + QTC_LIMIT_S * math.sqrt(rr) * FS))
@@ -394,7 +396,7 @@ def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str
     xm = top + int(np.argmin(slope))
     xr = min(len(wave) - 1, xm + int(T_REFERENCE_S * FS))
     xi = np.arange(xm, xr + 1)
-    area = (wave[xm] - wave[xi]) * (2 * xr - xi - xm)
+    area = (wave[xm] - np.maximum(wave[xi], 0.0)) * (2 * xr - xi - xm)
     return start + xm + int(np.argmax(area))
 
 

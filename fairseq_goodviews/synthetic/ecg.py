@@ -682,7 +682,9 @@ def _calibrate(pat: _Patient, tg: Targets, rr: float) -> _Calibration:
     onset, offset = -first * stretch, last * stretch
     qt_max = min(0.72 * math.sqrt(rr), rr - 0.02)
     if tg.rhythm not in _NO_P_WAVES | _RETROGRADE:
-        qt_max = min(qt_max, rr - pat.pr + 0.04)  # the T wave ends about where the next P starts
+        # The T wave ends about where the next P starts, unless that would make the QT implausibly
+        # short (a long PR at a fast rate puts the P wave on the T wave, as it does in patients).
+        qt_max = min(qt_max, max(rr - pat.pr + 0.04, 0.8 * tg.qt / 1000.0))
     qt = float(np.clip(tg.qt / 1000.0, qrsd + 0.1, max(qt_max, qrsd + 0.1)))
     t_wave = _t_wave(pat)
     t_centre = max(qt - onset - _extent(t_wave)[1], offset + 1.2 * float(t_wave.sl[0]))
