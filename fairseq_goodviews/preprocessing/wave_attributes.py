@@ -60,7 +60,7 @@ MIN_SECONDS = 2.5
 # Delineation constants (see _drop_spurious, _qrs_bounds and _t_offset).
 SPURIOUS_AMPLITUDE = 0.4
 SPURIOUS_GAP = 1.5
-MISSED_AMPLITUDE = 0.5
+MISSED_AMPLITUDE = 0.3
 MISSED_EDGE_S = 0.06
 QRS_SLOPE_FRACTION = 0.03
 QRS_QUIET_RUN = 4  # samples
