@@ -197,3 +197,12 @@ def test_heart_rate_within_2_bpm_at_every_rate(rhythm, rate):
         values = compute_wave_attributes(microvolts.T / 1000.0, 500.0).values
         assert abs(values["VentricularRate"] - row["VentricularRate"]) <= 2, (rhythm, rate, seed)
         assert abs(values["QRSCount"] - row["QRSCount"]) <= 1, (rhythm, rate, seed)
+
+
+def test_validation_command_names_a_missing_reference(tmp_path, capsys):
+    from fairseq_goodviews.preprocessing.validate_attributes import main
+
+    assert main(["--records", "0", "--real", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Diagnostics.xlsx" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
