@@ -60,7 +60,8 @@ MIN_SECONDS = 2.5
 # Delineation constants (see _drop_spurious, _qrs_bounds and _t_offset).
 SPURIOUS_AMPLITUDE = 0.4
 SPURIOUS_GAP = 1.5
-MISSED_AMPLITUDE = 0.5
+MISSED_AMPLITUDE = 0.3
+MISSED_EDGE_S = 0.06
 QRS_SLOPE_FRACTION = 0.03
 QRS_QUIET_RUN = 4  # samples
 QRS_LEAD_SHARE = 0.2
@@ -192,24 +193,25 @@ def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     """Add QRS complexes the detector skipped: its filters need a second or so at the start of
     a record, and a beat can hide in a long gap. In the record's first and last stretches and
     in every gap longer than ``SPURIOUS_GAP`` median RRs, the largest peak of the detection
-    signal at least 0.5 median RR from its neighbours is a beat when it is as strong as
-    ``MISSED_AMPLITUDE`` of the median peak."""
+    signal at least 0.5 median RR from its neighbours and ``MISSED_EDGE_S`` from the record's
+    edges is a beat when it is as strong as ``MISSED_AMPLITUDE`` of the median peak."""
     if len(peaks) < 2:
         return peaks
     typical_rr = float(np.median(np.diff(peaks)))
     threshold = MISSED_AMPLITUDE * float(np.median(detection[peaks]))
     margin = int(0.5 * typical_rr)
+    edge = int(MISSED_EDGE_S * FS)  # a complex cut by the record's edge is not counted
     bounds = [(-typical_rr, peaks[0])] + [(a, b) for a, b in itertools.pairwise(peaks)
                                           if b - a > SPURIOUS_GAP * typical_rr]
     bounds.append((peaks[-1], len(detection) - 1 + typical_rr))
     added = []
     for a, b in bounds:
         while True:
-            lo, hi = int(max(a + margin, 0)), int(min(b - margin, len(detection) - 1))
+            lo, hi = int(max(a + margin, edge)), int(min(b - margin, len(detection) - 1 - edge))
             if hi <= lo:
                 break
             best = lo + int(np.argmax(detection[lo:hi + 1]))
-            if detection[best] < threshold or (best in (lo, hi) and 0 < best < len(detection) - 1):
+            if detection[best] < threshold or best in (lo, hi):
                 break
             added.append(best)
             a = best  # look for a further beat after this one
@@ -221,14 +223,15 @@ def _drop_spurious(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
 
     neurokit2's threshold adapts to a moving average of the detection signal; in long RR
     intervals (bradycardia) it sinks until a T or P wave crosses it. Such a detection is weak
-    (below ``SPURIOUS_AMPLITUDE`` of the median peak of the detection signal) and sits inside an
+    (below ``SPURIOUS_AMPLITUDE`` of the 80th percentile of the peaks of the detection signal: a
+    QRS complex, even when T and P waves outnumber the beats at very slow rates) and sits inside an
     ordinary RR interval: its neighbours are at most ``SPURIOUS_GAP`` median RRs apart. A weak
     beat between neighbours further apart (a premature beat followed by its pause) is kept.
     """
     if len(peaks) < 3:
         return peaks
     keep = np.ones(len(peaks), bool)
-    strong = detection[peaks] >= SPURIOUS_AMPLITUDE * np.median(detection[peaks])
+    strong = detection[peaks] >= SPURIOUS_AMPLITUDE * np.percentile(detection[peaks], 80)
     if strong.sum() < 2:
         return peaks
     typical_rr = float(np.median(np.diff(peaks[strong])))
@@ -370,7 +373,9 @@ def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str
     in each lead. From the point of steepest descent after the T peak, ``xm``, to a reference
     ``xr`` ``T_REFERENCE_S`` later, the T end is the point ``xi`` that maximises the area of the
     trapezium (xm, y(xm)), (xi, y(xi)), (xr, y(xi)), (xr, y(xm)): it does not depend on the
-    baseline level after the T wave, which the tangent method needs. Searched after the J point,
+    baseline level after the T wave, which the tangent method needs. Values beyond the PR-segment
+    baseline on the far side count as the baseline, so that a following wave of the opposite
+    polarity (often the next P wave at fast rates) does not drag the end later. Searched after the J point,
     up to a QTc of ``QTC_LIMIT_S`` and ``NEXT_QRS_MARGIN_S`` before the next QRS.
     """
     end = int(min(FRAME - 1, q_on + (rr - NEXT_QRS_MARGIN_S) * FS, q_on + QTC_LIMIT_S * math.sqrt(rr) * FS))
@@ -391,7 +396,7 @@ def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str
     xm = top + int(np.argmin(slope))
     xr = min(len(wave) - 1, xm + int(T_REFERENCE_S * FS))
     xi = np.arange(xm, xr + 1)
-    area = (wave[xm] - wave[xi]) * (2 * xr - xi - xm)
+    area = (wave[xm] - np.maximum(wave[xi], 0.0)) * (2 * xr - xi - xm)
     return start + xm + int(np.argmax(area))
 
 

@@ -114,7 +114,7 @@ def generate_chapman(out_dir: str | Path, n_records: int | None, seed: int = 0,
     """Write a synthetic Chapman database to ``out_dir``; return the Diagnostics table written.
 
     Random mode (``diagnostics`` None): ``n_records`` records drawn from the calibrated
-    distributions; the attribute columns are measured on the generated signals. With
+    distributions; the attribute columns are the model's true fiducials (not a measurement). With
     ``diagnostics=PATH`` the first ``n_records`` rows of that Diagnostics.xlsx (all when None)
     are written back unchanged and each record's waveform is synthesised from its row. ``header``
     writes the lead names as the first CSV row. ``workers`` > 1 runs a process pool over chunks;

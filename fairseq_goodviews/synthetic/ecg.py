@@ -235,10 +235,6 @@ def _draw(rng: np.random.Generator, knots: Sequence[float]) -> float:
     return float(np.interp(rng.random(), QUANTILE_LEVELS, knots))
 
 
-def _wrap180(angle: float) -> float:
-    return (angle + 180.0) % 360.0 - 180.0
-
-
 def chapman_axis(angle: float) -> int:
     """An angle in degrees in Chapman's (MUSE's) range (-90, 270], rounded."""
     return int(270 - (270 - round(angle)) % 360)
@@ -568,9 +564,9 @@ def _ectopic_angle(rng: np.random.Generator) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration of the morphology to the targets, and the median-beat measurement
+# Calibration of the morphology to the targets, and the true fiducials
 # ---------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class _Calibration:
     stretch: float  # time scale of the QRS
     qrs_rotation: float  # degrees
@@ -682,7 +678,9 @@ def _calibrate(pat: _Patient, tg: Targets, rr: float) -> _Calibration:
     onset, offset = -first * stretch, last * stretch
     qt_max = min(0.72 * math.sqrt(rr), rr - 0.02)
     if tg.rhythm not in _NO_P_WAVES | _RETROGRADE:
-        qt_max = min(qt_max, rr - pat.pr + 0.04)  # the T wave ends about where the next P starts
+        # The T wave ends about where the next P starts, unless that would make the QT implausibly
+        # short (a long PR at a fast rate puts the P wave on the T wave, as it does in patients).
+        qt_max = min(qt_max, max(rr - pat.pr + 0.04, 0.8 * tg.qt / 1000.0))
     qt = float(np.clip(tg.qt / 1000.0, qrsd + 0.1, max(qt_max, qrsd + 0.1)))
     t_wave = _t_wave(pat)
     t_centre = max(qt - onset - _extent(t_wave)[1], offset + 1.2 * float(t_wave.sl[0]))
@@ -708,7 +706,7 @@ class _Schedule:
     p_kind: np.ndarray  # 0 dominant P morphology, 1 ectopic
     p_angle_shift: np.ndarray  # extra frontal rotation of each P (wandering pacemaker)
     atrial: np.ndarray | None  # continuous atrial dipole (n_samples, 3) for fibrillation/flutter
-    atrial_rate: float  # bpm, measured from the atrial events
+    atrial_rate: float  # bpm, counted from the atrial events
 
 
 def _counted(beat: np.ndarray, cal: _Calibration, duration: float) -> np.ndarray:

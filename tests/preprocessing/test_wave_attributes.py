@@ -182,3 +182,27 @@ def test_error_summary_wraps_angles():
     summary = attribute_errors(truth, predicted)
     assert summary["RAxis"]["mae"] == 2.0
     assert summary["QTInterval"]["missing"] == 1 and summary["QTInterval"]["measured"] == 0
+
+
+@pytest.mark.parametrize(("rhythm", "rate"), [("SB", 30.0), ("SB", 35.0), ("SB", 42.0), ("SR", 75.0), ("ST", 150.0),
+                                              ("SVT", 210.0), ("AFIB", 55.0), ("AFIB", 180.0)])
+def test_heart_rate_within_2_bpm_at_every_rate(rhythm, rate):
+    """Synthetic records whose rate is known from the beat times (the model's truth): at 30 bpm the
+    T and P waves outnumber the QRS complexes among neurokit2's detections."""
+    from fairseq_goodviews.synthetic.ecg import Targets, synthesize_record
+
+    for seed in range(2):
+        targets = Targets(rhythm, frozenset(), 60, bool(seed), rate, 90.0, 420.0 * math.sqrt(60.0 / rate), 50.0, 40.0)
+        row, microvolts = synthesize_record(seed, int(rate), targets)
+        values = compute_wave_attributes(microvolts.T / 1000.0, 500.0).values
+        assert abs(values["VentricularRate"] - row["VentricularRate"]) <= 2, (rhythm, rate, seed)
+        assert abs(values["QRSCount"] - row["QRSCount"]) <= 1, (rhythm, rate, seed)
+
+
+def test_validation_command_names_a_missing_reference(tmp_path, capsys):
+    from fairseq_goodviews.preprocessing.validate_attributes import main
+
+    assert main(["--records", "0", "--real", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Diagnostics.xlsx" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
