@@ -192,8 +192,8 @@ def _difference(compared: Optional[Mapping[str, Any]]) -> str:
     if not compared or compared.get("ci95") is None:
         return "—"
     low, high = compared["ci95"]
-    mark = " **" if compared["excludes_zero"] else ""
-    return f"{100 * compared['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark.strip() and ' *'}"
+    mark = " *" if compared["excludes_zero"] else ""
+    return f"{100 * compared['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark}"
 
 
 def _schedule_text(facts: Mapping[str, Any]) -> str:

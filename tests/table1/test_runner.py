@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,15 +11,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fairseq_goodviews.table1 import PRESETS, BenchmarkError, run_benchmark
 from fairseq_goodviews.table1.cli import main, prepare_synthetic
 from fairseq_goodviews.table1.execute import Outcome
-from fairseq_goodviews.table1.report import DAGGER, label_efficiency, mean_std, summary_rows
+from fairseq_goodviews.table1.report import DAGGER, label_efficiency, markdown, mean_std, summary_rows
 from fairseq_goodviews.table1.plan import (
-    DEFAULT_CONFIG_ROOT, LABEL_FRACTION, PRETRAIN, PROBE, RANDOM_INIT, SUPERVISED, build_plan, compose,
-    describe_method,
+    DEFAULT_CONFIG_ROOT, LABEL_FRACTION, PRETRAIN, PROBE, RANDOM_INIT, SUPERVISED, build_plan, check_applicable,
+    compose, describe_method,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -77,7 +79,8 @@ def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
     assert outcome.failed == {}
     preset = PRESETS["tiny"]
     n_fractions = len(set(preset.label_fractions) | {1.0})
-    per_seed = len(preset.strategies) * (1 + n_fractions) + n_fractions + 1  # + random init, supervised
+    # every strategy without and with random lead masking; + random init, supervised
+    per_seed = len(preset.strategies) * len(preset.lead_masking) * (1 + n_fractions) + n_fractions + 1
     assert len(outcome.results) == preset.seeds * per_seed
     # the second invocation ran exactly the runs the killed one had not finished
     assert tiny_benchmark.finished_before_kill and len(launched) == len(outcome.launched)
@@ -106,22 +109,43 @@ def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
     assert any(o.startswith("model.model_path=") for o in by_id["simclr-s1-probe"]["overrides"])
     assert not any(o.startswith("model.model_path=") for o in by_id["random_init-s1"]["overrides"])
     assert by_id["supervised-s1"]["config"] == "finetuning/finetune"
+    assert by_id["simclr-s1-pretrain"]["lead_mask_prob"] == 0.0 and by_id["simclr-s1-probe"]["lead_mask_prob"] == 0.0
+    assert by_id["simclr+rlm-s1-pretrain"]["lead_mask_prob"] == 0.5
+    assert "lead_masking=rlm" in by_id["simclr+rlm-s1-pretrain"]["overrides"]
+    assert by_id["simclr+rlm-s1-probe"]["pretrain"]["run_id"] == "simclr+rlm-s1-pretrain"
 
-    rows = {(row["method"], row["protocol"]): row for row in payload["table"]}
-    assert set(rows) == {("simclr", "linear_probe"), ("rhythm", "linear_probe"), ("random_init", "linear_probe"),
-                         ("supervised", "finetune")}
+    # each seed its own patient-wise split of the same records
+    splits = payload["benchmark"]["split_data"]
+    assert len(set(splits.values())) == preset.seeds
+    tests = [set(pd.read_csv(by_id[f"simclr-s{seed}-probe"]["predictions"])["record"]) for seed in (1, 2)]
+    assert tests[0] != tests[1] and len(tests[0]) == len(tests[1])
+
+    rows = {(row["method"], row["lead_mask_prob"] or 0.0, row["protocol"]): row for row in payload["table"]}
+    assert set(rows) == {("simclr", 0.0, "linear_probe"), ("simclr", 0.5, "linear_probe"),
+                         ("rhythm", 0.0, "linear_probe"), ("rhythm", 0.5, "linear_probe"),
+                         ("random_init", 0.0, "linear_probe"), ("supervised", 0.0, "finetune")}
     for row in rows.values():
+        assert row["status"] == "ok" and row["strategy"] == row["method"]
         assert row["macro_auroc"]["n"] == preset.seeds
         assert finite(row["macro_auroc"]["mean"]) and finite(row["macro_auroc"]["std"])
-    assert rows[("rhythm", "linear_probe")]["name"].endswith(DAGGER)
-    assert rows[("simclr", "linear_probe")]["paper_auroc"]["mean"] == pytest.approx(0.896)
+        low, high = row["ci95"]
+        assert low <= row["macro_auroc"]["mean"] <= high
+    for key in [k for k in rows if k[2] == "linear_probe" and k[0] != "random_init"]:
+        compared = rows[key]["vs_random_init"]
+        assert compared["seeds"] == [1, 2] and compared["ci95"][0] <= compared["ci95"][1]
+        assert isinstance(compared["excludes_zero"], bool)
+    assert rows[("rhythm", 0.5, "linear_probe")]["vs_simclr"]["seeds"] == [1, 2]
+    assert rows[("rhythm", 0.0, "linear_probe")]["name"].endswith(DAGGER)
+    assert rows[("simclr", 0.0, "linear_probe")]["paper_auroc"]["mean"] == pytest.approx(0.896)
+    assert rows[("simclr", 0.5, "linear_probe")]["paper_auroc"] is None  # the paper used no lead masking
     efficiency = payload["label_efficiency"]
-    assert set(efficiency) == {"simclr", "rhythm", "random_init"}
+    assert set(efficiency) == {"simclr", "simclr+rlm", "rhythm", "rhythm+rlm", "random_init"}
     assert all(set(by_fraction) == {"0.1", "1"} for by_fraction in efficiency.values())
 
     markdown = (out / "results.md").read_text()
     assert "| Strategy 2 (SimCLR) |" in markdown and f"Strategy 4 (Rhythms){DAGGER}" in markdown
-    assert "89.6 ± 0.6" in markdown and "Label efficiency" in markdown
+    assert "No lead masking (paper's protocol) | With random lead masking" in markdown
+    assert "89.6 ± 0.6" in markdown and "Label efficiency" in markdown and "Paired differences" in markdown
     for name in ("auroc.png", "label_efficiency.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
 
@@ -237,3 +261,29 @@ def test_synthetic_data_is_prepared_once(tmp_path):
     with pytest.raises(BenchmarkError, match="40 synthetic records"):
         prepare_synthetic(tmp_path, 41)
 
+
+
+def test_a_method_that_cannot_learn_on_the_data_is_na_with_its_reason(tiny_dataset, tmp_path):
+    single = tmp_path / "single_visit"
+    shutil.copytree(tiny_dataset, single)
+    for split in ("train", "valid", "test"):
+        frame = pd.read_csv(single / f"{split}.csv")
+        frame["patient_id"] = frame["record_id"]
+        frame.to_csv(single / f"{split}.csv", index=False)
+    (patient,) = _methods("patient")
+    assert patient.needs_repeat_patients and check_applicable(patient, DEFAULT_CONFIG_ROOT, tiny_dataset).not_applicable is None
+    patient = check_applicable(patient, DEFAULT_CONFIG_ROOT, single)
+    assert patient.not_applicable == "every patient has a single record (one ECG per patient)"
+
+    reason = patient.not_applicable
+    results = [{"strategy": "patient", "protocol": "linear_probe", "kind": PROBE, "seed": 1, "label_fraction": 1.0,
+                "status": "not_applicable", "reason": reason, "metrics": None, "uses_labels": False,
+                "wall_time_s": 0.0, "lead_mask_prob": 0.0}]
+    (row,) = summary_rows(results, {"patient": {"table_name": "Patient (PCLR)", "paper_auroc": None}})
+    assert (row["status"], row["reason"], row["macro_auroc"]["mean"]) == ("not_applicable", reason, None)
+    facts = {"schedule": "tiny", "max_epoch": 1, "lr": 0.01, "batch_size": 16, "sample_size": 500}
+    settings = {"name": "tiny", "data": str(single), "seeds": 1, "hydra_preset": "cpu_small", "jobs": 1,
+                "schedules": {"pretraining": facts, "linear_probe": facts, "finetune": facts}}
+    text = markdown([row], {}, settings, {})
+    assert "| Patient (PCLR) [1] | linear probe | 1 | n/a |" in text
+    assert f"- [1] n/a: not trained, {reason}." in text
