@@ -1,6 +1,6 @@
 """Patient identification by retrieval: ``goodviews-identify CHECKPOINT --data DIR --split test --json OUT``.
 
-Protocol (Oh et al., CHIL 2022, second downstream task; DESIGN.md §2.6). Within one split, the
+Protocol (Oh et al., CHIL 2022, second downstream task). Within one split, the
 patients with at least two records take part: each one's first record in manifest order is its
 gallery entry and its other records are probes. Every probe is compared with every gallery entry
 by the cosine similarity of the encoder's embeddings (a centred crop of ``sample_size`` samples
@@ -253,7 +253,7 @@ def identify(
 
     With ``standardize_split`` (e.g. ``train``), every embedding dimension is standardised with the
     mean and standard deviation over that split's records before the cosine similarities, as the
-    linear probes standardise their inputs with training statistics (DESIGN.md §2.5): an untrained
+    linear probes standardise their inputs with training statistics (as the linear probes do): an untrained
     encoder's embeddings share a large common component that raw cosines barely look past.
     """
     parse_leads(leads)

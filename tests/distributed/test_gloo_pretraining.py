@@ -1,4 +1,4 @@
-"""Two-process pretraining with torchrun and gloo on CPU (the recipe of DESIGN.md §4).
+"""Two-process pretraining with torchrun and gloo on CPU (the recipe in the README's multi-GPU section).
 
 With negatives gathered from every worker, the loss of a global batch split over two processes
 must equal the single-process loss on the same records. GroupNorm is used so the encoder has no
