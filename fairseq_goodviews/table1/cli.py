@@ -164,7 +164,15 @@ def _csv(text: Optional[str], cast: Callable[[str], Any]) -> Optional[List[Any]]
 
 
 def setup_logging() -> None:
-    """Progress lines on stderr; fairseq's own logging (root logger) stays as it is."""
+    """Progress lines on stderr, and warnings only from everything else.
+
+    Importing fairseq configures the root logger at DEBUG (hydra's and matplotlib's debug lines
+    would then flood the output of the in-process config composition, scoring and plots): it is
+    imported here first, and the root logger set back to WARNING.
+    """
+    import fairseq  # noqa: F401  (its import-time logging set-up happens now, not mid-benchmark)
+
+    logging.getLogger().setLevel(logging.WARNING)
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))

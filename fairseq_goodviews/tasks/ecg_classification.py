@@ -72,9 +72,10 @@ class EcgClassificationConfig(FairseqDataclass):
     unlabelled: ChoiceEnum(["drop", "error"]) = field(
         default="drop", metadata={"help": "records with none of the task's labels: drop them (and log how many) or stop"}
     )
-    leads: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
+    leads: Any = field(
         default=None,
-        metadata={"help": "comma-separated lead names to keep (e.g. 'I,II,V2'); the others are zero-filled"},
+        metadata={"help": "leads to keep, as a list (task.leads=[I,II,V2]) or a quoted string "
+                  "(task.leads='I,II,V2'); the others are zero-filled; null = all 12"},
     )
     sample_rate: float = field(default=500.0, metadata={"help": "sample rate the records must have, Hz"})
     sample_size: int = field(default=5000, metadata={"help": "samples per crop (random crop in training)"})

@@ -53,3 +53,20 @@ def test_downstream_configs_differ_only_in_freezing_and_schedule():
     assert (probe.optimization.max_epoch, list(probe.optimization.lr)) == (10, [0.01])
     assert (finetune.optimization.max_epoch, list(finetune.optimization.lr)) == (50, [1e-4])
     assert probe.task == finetune.task and probe.dataset.required_batch_size_multiple == 1
+
+
+@pytest.mark.parametrize("override", ["task.leads=[I,II,V2]", "task.leads='I,II,V2'"])
+def test_leads_as_a_list_or_a_quoted_string(tiny_dataset, override):
+    from fairseq_goodviews.leads import parse_leads
+    from fairseq_goodviews.tasks.ecg_classification import EcgClassificationConfig, EcgClassificationTask
+
+    cfg = composed(FINETUNE_CONFIGS, "linear_probe", override)
+    assert parse_leads(OmegaConf.to_container(cfg.task)["leads"]) == [0, 1, 7]
+    task_cfg = OmegaConf.merge(OmegaConf.structured(EcgClassificationConfig),
+                               {**OmegaConf.to_container(cfg.task), "data": str(tiny_dataset), "seed": 1})
+    task = EcgClassificationTask.setup_task(task_cfg)
+    task.load_dataset("valid")
+    source = task.dataset("valid")[0]["source"]
+    source = source.reshape(-1, *source.shape[-2:])
+    assert source.shape[1] == 12 and source[:, [0, 1, 7]].abs().sum() > 0
+    assert (source[:, [2, 3, 4, 5, 6, 8, 9, 10, 11]] == 0).all()  # the others zero-filled in their slots
