@@ -23,7 +23,7 @@ class GoodviewsSearchPathPlugin(SearchPathPlugin):
         # fairseq-hydra-train stores its schema under the primary config's own name, which hydra
         # validates against and then warns about at every run: the configs are written for it
         # (`_self_` before `base`), so the warning says nothing to a user.
-        warnings.filterwarnings("ignore", message=r".*is validated against ConfigStore schema with the same name",
+        warnings.filterwarnings("ignore", message=r"\s*'[^']*' is validated against ConfigStore schema with the same name",
                                 category=UserWarning)
         search_path.append(provider="fairseq_goodviews", path="pkg://fairseq_goodviews.config")
         # Hydra loads this plugin for every application in the environment: a broken strategy
