@@ -20,7 +20,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from fairseq_goodviews.table1.data import check_data, prepare_synthetic, split_for_seed
+from fairseq_goodviews.table1.data import check_data, prepare_synthetic, prepare_synthetic_ptbxl, split_for_seed
 from fairseq_goodviews.table1.execute import Context, Outcome, exclusive, read_result, run_plan, terminate_children_on_signal
 from fairseq_goodviews.table1.plan import (
     ALL_STRATEGIES,
@@ -53,6 +53,7 @@ def run_benchmark(
     jobs: Optional[int] = None,
     split_seeds: Optional[bool] = None,
     lead_masking: Optional[Sequence[str]] = None,
+    ptbxl_data: Optional[str | Path] = None,
     config_root: str | Path = DEFAULT_CONFIG_ROOT,
     on_launch: Optional[Callable[[List[str]], None]] = None,
 ) -> Outcome:
@@ -106,18 +107,25 @@ def run_benchmark(
             if synthetic is None:
                 raise BenchmarkError("give --data MANIFEST_DIR or --synthetic N")
             data = prepare_synthetic(out, synthetic or preset.synthetic_records, workers=cpus)
+            if ptbxl_data is None and (preset.ptbxl_label_set or preset.identification):
+                ptbxl_data = prepare_synthetic_ptbxl(out, preset.synthetic_ptbxl_patients, workers=cpus)
         elif synthetic is not None:
             raise BenchmarkError("give either --data or --synthetic, not both")
         data = check_data(Path(data))
+        ptbxl = check_data(Path(ptbxl_data)) if ptbxl_data is not None else None
+        if ptbxl is None and (preset.ptbxl_label_set or preset.identification):
+            logger.warning("no PTB-XL-layout folder (--ptbxl-data): no multi-label and identification columns")
         methods = [check_applicable(m, config_root, data) if m.cross_record else m for m in methods]
         for method in methods:
             if method.not_applicable:
                 logger.warning("%s is not applicable to %s: %s", method.name, data, method.not_applicable)
         seeds = range(1, preset.seeds + 1)
         by_seed = {seed: split_for_seed(data, out, seed) if preset.split_seeds else data for seed in seeds}
+        facts = schedules(config_root, preset)
         ctx = Context(data=by_seed, out=out, config_root=config_root, methods={m.name: m for m in methods},
+                      ptbxl=ptbxl, identification_crop=facts["linear_probe"]["sample_size"],
                       jobs=preset.jobs, threads=max(1, cpus // max(1, preset.jobs)), on_launch=on_launch)
-        plan = build_plan(preset, methods, config_root)
+        plan = build_plan(preset, methods, config_root, ptbxl=ptbxl is not None)
         start = time.monotonic()
         outcome = run_plan(plan, ctx)
         # Every completed invocation in OUT, so that the wall time of a benchmark finished in
@@ -126,7 +134,7 @@ def run_benchmark(
         invocation = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_time_s": time.monotonic() - start,
                       "runs_launched": len(outcome.launched)}
         settings = {**asdict(preset), "strategies": present, "skipped_strategies": missing,
-                    "methods": {m.name: asdict(m) for m in methods}, "schedules": schedules(config_root, preset),
+                    "methods": {m.name: asdict(m) for m in methods}, "schedules": facts, "ptbxl_data": None if ptbxl is None else str(ptbxl),
                     "data": str(data), "split_data": {str(k): str(v) for k, v in by_seed.items()}, "out": str(out), "config_root": str(config_root),
                     "threads_per_run": ctx.threads, "invocations": [*previous, invocation]}
         write_report(out, plan, outcome, settings)
@@ -151,6 +159,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="re-split the data patient-wise with every seed (default: the preset's, on)")
     parser.add_argument("--lead-masking", help="lead-masking columns, e.g. none,rlm (config/pretraining/lead_masking; "
                                                "default: the preset's)")
+    parser.add_argument("--ptbxl-data", help="prepared PTB-XL-layout folder for the multi-label probe and the "
+                                             "identification columns (--synthetic generates one)")
     parser.add_argument("--jobs", type=int, help="runs at once; the CPU cores are shared between them")
     parser.add_argument("--config-root", default=str(DEFAULT_CONFIG_ROOT), help="folder with pretraining/ and "
                                                                                  "finetuning/ hydra configs")
@@ -189,7 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.out, args.preset, data=args.data, synthetic=args.synthetic, seeds=args.seeds,
             strategies=_csv(args.strategies, str), finetune=args.finetune or None,
             label_fractions=_csv(args.label_fractions, float), jobs=args.jobs,
-            split_seeds=args.split_seeds, lead_masking=_csv(args.lead_masking, str), config_root=args.config_root,
+            split_seeds=args.split_seeds, lead_masking=_csv(args.lead_masking, str), ptbxl_data=args.ptbxl_data, config_root=args.config_root,
         )
     except BenchmarkError as exc:
         print(f"goodviews-benchmark: error: {exc}", file=sys.stderr)

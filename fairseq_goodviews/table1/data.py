@@ -94,3 +94,31 @@ def split_for_seed(prepared: Path, out: Path, seed: int) -> Path:
         json.dump({"source": str(prepared), "seed": seed,
                    "records": {split: int((assigned == split).sum()) for split in SPLITS}}, handle)
     return folder
+
+
+def prepare_synthetic_ptbxl(out: Path, n_patients: int, seed: int = 0, workers: int = 1) -> Path:
+    """A synthetic multi-visit PTB-XL-layout set (``n_patients``, 1-4 ECGs each) through the real
+    PTB-XL preparer, once, under ``OUT/data/ptbxl`` (with its ``scp_statements.csv``)."""
+    from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+    from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
+    from fairseq_goodviews.synthetic.ptbxl import generate_ptbxl
+
+    raw, prepared = out / "data" / "ptbxl_raw", out / "data" / "ptbxl"
+    marker = prepared / "prepared.json"
+    done = read_result(marker)
+    if done is not None:
+        if done.get("n_patients") != n_patients or done.get("seed") != seed:
+            raise BenchmarkError(f"{prepared} holds {done.get('n_patients')} synthetic patients (seed "
+                                 f"{done.get('seed')}), not {n_patients} (seed {seed}): use another --out")
+        return prepared
+    for folder in (raw, prepared):
+        shutil.rmtree(folder, ignore_errors=True)
+    start = time.monotonic()
+    logger.info("generating %d synthetic PTB-XL patients in %s", n_patients, raw)
+    generate_ptbxl(raw, n_patients, seed=seed)
+    prepare_ptbxl(raw, prepared, options=PrepareOptions(workers=workers, progress=False))
+    shutil.copyfile(raw / "scp_statements.csv", prepared / "scp_statements.csv")
+    shutil.rmtree(raw, ignore_errors=True)
+    with atomic_open(marker) as handle:
+        json.dump({"n_patients": n_patients, "seed": seed, "seconds": time.monotonic() - start}, handle)
+    return prepared

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from fairseq_goodviews.io.atomic import atomic_open
-from fairseq_goodviews.table1.plan import PRETRAIN, BenchmarkError, Method, RunSpec
+from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
 
 logger = logging.getLogger("fairseq_goodviews.table1")
 
@@ -46,11 +46,22 @@ class Context:
     data: Mapping[int, Path]
     out: Path
     config_root: Path
+    #: The PTB-XL-layout folder of the multi-label and identification runs, if any.
+    ptbxl: Optional[Path] = None
+    #: Crop length of identification (the linear probes' crop, so every encoder sees the same input).
+    identification_crop: Optional[int] = None
     methods: Mapping[str, Method] = field(default_factory=dict)
     jobs: int = 1
     threads: int = 1
     #: Called with each launched command (tests count launches through it).
     on_launch: Optional[Callable[[List[str]], None]] = None
+
+    def data_for(self, spec: RunSpec) -> Path:
+        if spec.dataset == PTBXL_DATA:
+            if self.ptbxl is None:
+                raise BenchmarkError(f"run {spec.run_id} needs a PTB-XL-layout folder (--ptbxl-data)")
+            return self.ptbxl
+        return self.data[spec.seed]
 
     def run_dir(self, run_id: str) -> Path:
         return self.out / "runs" / run_id
@@ -87,7 +98,7 @@ def hydra_path(path: Path) -> str:
 
 def full_overrides(spec: RunSpec, ctx: Context) -> List[str]:
     run_dir = ctx.run_dir(spec.run_id)
-    overrides = [f"task.data={hydra_path(ctx.data[spec.seed])}", f"common.user_dir={hydra_path(PACKAGE_DIR)}",
+    overrides = [f"task.data={hydra_path(ctx.data_for(spec))}", f"common.user_dir={hydra_path(PACKAGE_DIR)}",
                  f"checkpoint.save_dir={hydra_path(run_dir / 'ckpt')}",
                  f"hydra.run.dir={hydra_path(run_dir / 'hydra')}", *spec.overrides]
     if spec.depends_on:
@@ -190,6 +201,26 @@ def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
             "lead_mask_prob": spec.lead_mask_prob}
 
 
+def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any]) -> Dict[str, Any]:
+    """Frozen-encoder patient identification of a pretrained encoder (no training): top-1, top-5
+    and EER on the PTB-XL folder's test patients, embeddings standardised with its train split."""
+    import torch
+
+    from fairseq_goodviews.evaluation.evaluate import json_safe
+    from fairseq_goodviews.evaluation.identification import identify
+
+    start = time.monotonic()
+    with _SCORE_LOCK:
+        torch.set_num_threads(ctx.threads)
+        metrics = identify(pretrain["checkpoint"], ctx.data_for(spec), "test", sample_size=ctx.identification_crop,
+                           standardize_split="train")
+    return {"run_id": spec.run_id, "kind": spec.kind, "strategy": spec.method, "seed": spec.seed,
+            "protocol": spec.protocol, "label_fraction": 1.0, "status": "ok", "metrics": json_safe(metrics),
+            "uses_labels": bool(pretrain.get("uses_labels")), "lead_mask_prob": spec.lead_mask_prob,
+            "wall_time_s": time.monotonic() - start, "checkpoint": pretrain["checkpoint"],
+            "pretrain": {"run_id": pretrain["run_id"]}}
+
+
 def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     """Train (or resume) one run, score it, and write its ``result.json`` atomically."""
     run_dir = ctx.run_dir(spec.run_id)
@@ -200,6 +231,11 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
         pretrain.get("reason") if pretrain and pretrain.get("status") == "not_applicable" else None)
     if reason:
         result = not_applicable_result(spec, reason)
+        with atomic_open(run_dir / "result.json") as handle:
+            json.dump(result, handle, indent=2, sort_keys=True)
+        return result
+    if spec.kind == IDENTIFICATION:
+        result = identification_result(spec, ctx, pretrain)
         with atomic_open(run_dir / "result.json") as handle:
             json.dump(result, handle, indent=2, sort_keys=True)
         return result

@@ -27,6 +27,12 @@ FINETUNE = "finetune"
 SUPERVISED = "supervised"
 RANDOM_INIT = "random_init"
 LABEL_FRACTION = "label_fraction"
+MULTI_LABEL = "multi_label_probe"
+IDENTIFICATION = "identification"
+
+#: Which prepared folder a run reads: the benchmark's data (per seed) or the multi-visit PTB-XL set.
+MAIN_DATA = "main"
+PTBXL_DATA = "ptbxl"
 
 #: The paper's strategies first (Table 1 order), then the other pretraining methods of the project.
 ALL_STRATEGIES: tuple[str, ...] = (
@@ -62,6 +68,13 @@ class Preset:
     lead_masking: tuple[str, ...] = ("none", "rlm")
     #: Re-split the data patient-wise with each seed, so the spread over seeds includes the split.
     split_seeds: bool = True
+    #: The field's other downstream tasks, on a PTB-XL-layout folder with several ECGs per patient
+    #: (``--ptbxl-data``, or generated with ``--synthetic``): a linear probe on this PTB-XL label
+    #: set (multi-label), and frozen-encoder patient identification (top-1) on its test patients.
+    ptbxl_label_set: Optional[str] = "ptbxl_superdiagnostic"
+    identification: bool = True
+    #: Patients of the synthetic multi-visit PTB-XL set ``--synthetic`` generates.
+    synthetic_ptbxl_patients: int = 300
     supervised: bool = True
     random_init: bool = True
     finetune: bool = False
@@ -87,6 +100,7 @@ PRESETS: Dict[str, Preset] = {
         name="demo", hydra_preset="cpu_small", pretrain_schedule="bench_cpu_small",
         probe_schedule="probe_bench_cpu_small", finetune_schedule="finetune_bench_cpu_small",
         strategies=ALL_STRATEGIES, seeds=1, label_fractions=(1.0,), crop_per_view=True, supervised=False, jobs=2,
+        synthetic_ptbxl_patients=200,
     ),
     # The test suite: two strategies (one label-using), two seeds, one epoch, tiny records.
     "tiny": Preset(
@@ -218,6 +232,8 @@ class RunSpec:
     #: Random lead masking probability of the pretraining (of the run itself, or of the one it
     #: depends on); None for the baselines, which pretrain nothing.
     lead_mask_prob: Optional[float] = None
+    #: The prepared folder the run reads (:data:`MAIN_DATA` or :data:`PTBXL_DATA`).
+    dataset: str = MAIN_DATA
 
 
 def _common(hydra_preset: str, schedule: str, seed: int) -> List[str]:
@@ -253,12 +269,22 @@ def downstream_overrides(preset: Preset, prefix: str, seed: int, protocol: str, 
             "dataset.valid_subset=valid"]
 
 
+def ptbxl_probe_overrides(preset: Preset, prefix: str, seed: int) -> List[str]:
+    """A linear probe on the PTB-XL label set: multi-label, best checkpoint by valid macro AUROC."""
+    return [*downstream_overrides(preset, prefix, seed, "linear_probe", 1.0), "task.label_type=multi",
+            f"task.label_set={preset.ptbxl_label_set}"]
+
+
 def fraction_tag(fraction: float) -> str:
     return f"f{fraction:g}"
 
 
-def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path) -> List[RunSpec]:
-    """Every run of the benchmark, each pretraining run before the runs that depend on it."""
+def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptbxl: bool = False) -> List[RunSpec]:
+    """Every run of the benchmark, each pretraining run before the runs that depend on it.
+
+    With ``ptbxl`` (a PTB-XL-layout folder is there), every encoder also gets the multi-label
+    probe and the identification runs of the preset.
+    """
     plan: List[RunSpec] = []
     fractions = sorted(set(preset.label_fractions) | {1.0})
     variants = [(method, suffix, *pretrain_overrides(preset, method, config_root, masking))
@@ -280,6 +306,17 @@ def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path) -> 
                 plan.append(RunSpec(f"{name}-s{seed}-finetune", FINETUNE, method.name, seed, "finetuning",
                                     "finetune", downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
                                     "finetune", 1.0, pretrain_id, mask_prob))
+            if ptbxl and preset.ptbxl_label_set:
+                plan.append(RunSpec(f"{name}-s{seed}-ptbxl-probe", MULTI_LABEL, method.name, seed, "finetuning",
+                                    "linear_probe", ptbxl_probe_overrides(preset, method.prefix, seed),
+                                    "ptbxl_probe", 1.0, pretrain_id, mask_prob, PTBXL_DATA))
+            if ptbxl and preset.identification:
+                plan.append(RunSpec(f"{name}-s{seed}-identify", IDENTIFICATION, method.name, seed, "none", "", [],
+                                    "identification", 1.0, pretrain_id, mask_prob, PTBXL_DATA))
+        if preset.random_init and ptbxl and preset.ptbxl_label_set:
+            plan.append(RunSpec(f"random_init-s{seed}-ptbxl-probe", MULTI_LABEL, RANDOM_INIT, seed, "finetuning",
+                                "linear_probe", ptbxl_probe_overrides(preset, "", seed), "ptbxl_probe", 1.0,
+                                dataset=PTBXL_DATA))
         if preset.random_init:
             for fraction in fractions:
                 kind = RANDOM_INIT if fraction == 1.0 else LABEL_FRACTION

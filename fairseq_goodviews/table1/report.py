@@ -35,6 +35,10 @@ BASELINES: Dict[str, Dict[str, Any]] = {
 METRICS = ("macro_auroc", "accuracy", "macro_f1", "macro_auprc")
 #: The methods every probe row is compared with (paired, same seed, same lead-masking column).
 REFERENCES = ("random_init", "simclr")
+#: The other downstream tasks, as extra columns of each linear-probe row: (protocol, metric, column).
+EXTRA_COLUMNS = (("ptbxl_probe", "macro_auroc", "ptbxl_macro_auroc"), ("ptbxl_probe", "f_max", "ptbxl_f_max"),
+                 ("identification", "top1", "identification_top1"), ("identification", "eer", "identification_eer"))
+TABLE_PROTOCOLS = ("linear_probe", "finetune")
 DAGGER = "\u2020"
 
 Methods = Optional[Mapping[str, Mapping[str, Any]]]
@@ -108,8 +112,11 @@ def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> 
     metrics. Order: linear probes and the supervised baseline (Table 1), then full fine-tunes.
     """
     groups: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
+    extra: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
     for result in results:
-        if result.get("protocol") is None or result.get("label_fraction", 1.0) != 1.0:
+        if result.get("protocol") not in TABLE_PROTOCOLS or result.get("label_fraction", 1.0) != 1.0:
+            if result.get("metrics") is not None and result.get("protocol") in {c[0] for c in EXTRA_COLUMNS}:
+                extra.setdefault((result["strategy"], masked(result), result["protocol"]), []).append(result)
             continue
         if result.get("metrics") is None and result.get("status") != "not_applicable":
             continue
@@ -144,6 +151,11 @@ def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> 
         paper = catalogue.get(method, {}).get("paper_auroc")
         if paper and not rlm and (protocol == "linear_probe" or method == "supervised"):
             row["paper_auroc"] = {"mean": paper[0] / 100, "std": paper[1] / 100}
+        if protocol == "linear_probe":
+            for other, metric, column in EXTRA_COLUMNS:
+                runs_of_task = extra.get((method, rlm, other), [])
+                if runs_of_task:
+                    row[column] = mean_std([r["metrics"].get(metric) for r in runs_of_task])
         if protocol == "linear_probe" and scored:
             for reference in REFERENCES:
                 if reference != method:
@@ -275,6 +287,19 @@ def markdown(rows: Sequence[Dict[str, Any]], efficiency: Dict[str, Dict[str, Dic
             continue
         lines.append(f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_difference(row.get('vs_random_init'))} "
                      f"| {_difference(row.get('vs_simclr'))} |")
+    if any(column in row for row in rows for _, _, column in EXTRA_COLUMNS):
+        label_set = settings.get("ptbxl_label_set") or "PTB-XL"
+        lines += ["", f"## The field's other downstream tasks (`{settings.get('ptbxl_data')}`, test split)", "",
+                  f"Linear probe on `{label_set}` (multi-label, standardised features): macro AUROC and sample-wise "
+                  "F-max (%); patient identification with the frozen encoder (first ECG of each test patient "
+                  "the gallery, the others probes; cosine on embeddings standardised with train statistics): "
+                  "top-1 accuracy and EER (%). Mean ± std over seeds.", "",
+                  "| Method | Lead masking | Macro AUROC | F-max | Identification top-1 | EER |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for row in rows:
+            if row["protocol"] == "linear_probe" and any(column in row for _, _, column in EXTRA_COLUMNS):
+                cells = [_pct(row.get(column)) if column in row else "—" for _, _, column in EXTRA_COLUMNS]
+                lines.append(f"| {row['name']} | {'RLM' if masked(row) else 'none'} | " + " | ".join(cells) + " |")
     lines += ["", "## Other test metrics (%)", "", "| Method | Lead masking | Protocol | Accuracy | Macro F1 | Macro AUPRC |",
               "| --- | --- | --- | --- | --- | --- |"]
     for row in rows:

@@ -287,3 +287,29 @@ def test_a_method_that_cannot_learn_on_the_data_is_na_with_its_reason(tiny_datas
     text = markdown([row], {}, settings, {})
     assert "| Patient (PCLR) [1] | linear probe | 1 | n/a |" in text
     assert f"- [1] n/a: not trained, {reason}." in text
+
+
+@pytest.mark.slow
+def test_multi_label_and_identification_columns_on_a_multi_visit_ptbxl_set(tmp_path, tiny_dataset):
+    from fairseq_goodviews.table1.data import prepare_synthetic_ptbxl
+
+    ptbxl = prepare_synthetic_ptbxl(tmp_path / "ptbxl_src", 40)
+    assert (ptbxl / "scp_statements.csv").is_file() and not (tmp_path / "ptbxl_src" / "data" / "ptbxl_raw").exists()
+    test = pd.read_csv(ptbxl / "test.csv")
+    assert test["patient_id"].duplicated().any()  # several ECGs per patient: identification has probes
+    out = tmp_path / "bench"
+    outcome = run_benchmark(out, "tiny", data=tiny_dataset, ptbxl_data=ptbxl, strategies=["simclr"], seeds=1,
+                            lead_masking=["none"], label_fractions=[1.0], split_seeds=False)
+    assert outcome.failed == {}
+    assert {"simclr-s1-ptbxl-probe", "simclr-s1-identify", "random_init-s1-ptbxl-probe"} <= set(outcome.results)
+    probe = outcome.results["simclr-s1-ptbxl-probe"]
+    assert "task.label_set=ptbxl_superdiagnostic" in probe["overrides"] and 0 <= probe["metrics"]["f_max"] <= 1
+    identified = outcome.results["simclr-s1-identify"]["metrics"]
+    assert identified["n_probe"] > 0 and 0.0 <= identified["top1"] <= identified["top5"] <= 1.0
+    payload = json.loads((out / "results.json").read_text())
+    rows = {(r["method"], r["protocol"]): r for r in payload["table"]}
+    assert set(rows) == {("simclr", "linear_probe"), ("random_init", "linear_probe"), ("supervised", "finetune")}
+    simclr = rows[("simclr", "linear_probe")]
+    assert simclr["ptbxl_macro_auroc"]["n"] == 1 and simclr["identification_top1"]["n"] == 1
+    assert "ptbxl_macro_auroc" in rows[("random_init", "linear_probe")]
+    assert "The field's other downstream tasks" in (out / "results.md").read_text()
