@@ -12,6 +12,7 @@ the same command resumes a killed benchmark.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -54,6 +55,7 @@ def run_benchmark(
     split_seeds: Optional[bool] = None,
     lead_masking: Optional[Sequence[str]] = None,
     ptbxl_data: Optional[str | Path] = None,
+    report_only: bool = False,
     config_root: str | Path = DEFAULT_CONFIG_ROOT,
     on_launch: Optional[Callable[[List[str]], None]] = None,
 ) -> Outcome:
@@ -102,7 +104,9 @@ def run_benchmark(
         logger.warning("skipping %s: %s does not exist", name, config_root / "pretraining" / f"{name}.yaml")
     methods = [describe_method(config_root, name) for name in present]
     cpus = os.cpu_count() or 1
-    with exclusive(out), terminate_children_on_signal():
+    # A report of the finished runs may be written while the benchmark itself still runs.
+    lock = contextlib.nullcontext() if report_only else exclusive(out)
+    with lock, terminate_children_on_signal():
         if data is None:
             if synthetic is None:
                 raise BenchmarkError("give --data MANIFEST_DIR or --synthetic N")
@@ -127,16 +131,17 @@ def run_benchmark(
                       jobs=preset.jobs, threads=max(1, cpus // max(1, preset.jobs)), on_launch=on_launch)
         plan = build_plan(preset, methods, config_root, ptbxl=ptbxl is not None)
         start = time.monotonic()
-        outcome = run_plan(plan, ctx)
+        outcome = run_plan(plan, ctx, execute=not report_only)
         # Every completed invocation in OUT, so that the wall time of a benchmark finished in
         # several goes (resumed) stays on record.
         previous = (read_result(out / "results.json") or {}).get("benchmark", {}).get("invocations", [])
         invocation = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_time_s": time.monotonic() - start,
                       "runs_launched": len(outcome.launched)}
+        invocations = previous if report_only else [*previous, invocation]
         settings = {**asdict(preset), "strategies": present, "skipped_strategies": missing,
                     "methods": {m.name: asdict(m) for m in methods}, "schedules": facts, "ptbxl_data": None if ptbxl is None else str(ptbxl),
                     "data": str(data), "split_data": {str(k): str(v) for k, v in by_seed.items()}, "out": str(out), "config_root": str(config_root),
-                    "threads_per_run": ctx.threads, "invocations": [*previous, invocation]}
+                    "threads_per_run": ctx.threads, "invocations": invocations}
         write_report(out, plan, outcome, settings)
     return outcome
 
@@ -161,6 +166,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                                "default: the preset's)")
     parser.add_argument("--ptbxl-data", help="prepared PTB-XL-layout folder for the multi-label probe and the "
                                              "identification columns (--synthetic generates one)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report of the runs finished so far in OUT, train nothing (works while the "
+                             "benchmark still runs)")
     parser.add_argument("--jobs", type=int, help="runs at once; the CPU cores are shared between them")
     parser.add_argument("--config-root", default=str(DEFAULT_CONFIG_ROOT), help="folder with pretraining/ and "
                                                                                  "finetuning/ hydra configs")
@@ -199,7 +207,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.out, args.preset, data=args.data, synthetic=args.synthetic, seeds=args.seeds,
             strategies=_csv(args.strategies, str), finetune=args.finetune or None,
             label_fractions=_csv(args.label_fractions, float), jobs=args.jobs,
-            split_seeds=args.split_seeds, lead_masking=_csv(args.lead_masking, str), ptbxl_data=args.ptbxl_data, config_root=args.config_root,
+            split_seeds=args.split_seeds, lead_masking=_csv(args.lead_masking, str), ptbxl_data=args.ptbxl_data,
+            report_only=args.report_only, config_root=args.config_root,
         )
     except BenchmarkError as exc:
         print(f"goodviews-benchmark: error: {exc}", file=sys.stderr)

@@ -304,8 +304,9 @@ class Outcome:
     launched: List[str] = field(default_factory=list)
 
 
-def run_plan(plan: Sequence[RunSpec], ctx: Context) -> Outcome:
-    """Run every unfinished run of ``plan``, ``ctx.jobs`` at a time, dependencies first."""
+def run_plan(plan: Sequence[RunSpec], ctx: Context, execute: bool = True) -> Outcome:
+    """Run every unfinished run of ``plan``, ``ctx.jobs`` at a time, dependencies first; without
+    ``execute``, only collect the finished ones (the unfinished are reported as not run yet)."""
     outcome = Outcome(results={}, failed={})
     pending: List[RunSpec] = []
     for spec in plan:
@@ -314,6 +315,9 @@ def run_plan(plan: Sequence[RunSpec], ctx: Context) -> Outcome:
             outcome.results[spec.run_id] = done
         else:
             pending.append(spec)
+    if not execute:
+        outcome.failed.update((spec.run_id, "not run yet") for spec in pending)
+        return outcome
     if pending:
         logger.info("%d of %d runs to do (%d finished before)", len(pending), len(plan), len(outcome.results))
     running: Dict[Future, RunSpec] = {}
