@@ -6,6 +6,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Callable, Dict
 
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.table1.execute import read_result
@@ -15,37 +16,46 @@ logger = logging.getLogger("fairseq_goodviews.table1")
 SPLITS = ("train", "valid", "test")
 
 
-def prepare_synthetic(out: Path, n_records: int, seed: int = 0, workers: int = 1) -> Path:
-    """Generate ``n_records`` synthetic Chapman records and prepare them (once) under ``OUT/data``.
+def _prepared_once(out: Path, name: str, facts: Dict[str, Any], build: Callable[[Path, Path], None]) -> Path:
+    """``OUT/data/<name>``, built once by ``build(raw, prepared)`` from raw files it then deletes.
 
-    A finished preparation is marked by ``chapman/prepared.json``; anything without the marker is
-    redone from scratch. The raw CSVs are deleted afterwards (they are ~0.5 MB a record).
+    A finished preparation is marked by ``<name>/prepared.json`` with ``facts``; anything without
+    the marker is redone from scratch, and a marker with other facts is an error.
     """
-    from fairseq_goodviews.preprocessing import chapman
-    from fairseq_goodviews.synthetic.chapman import generate_chapman
-
-    raw, prepared = out / "data" / "chapman_raw", out / "data" / "chapman"
+    raw, prepared = out / "data" / f"{name}_raw", out / "data" / name
     marker = prepared / "prepared.json"
     done = read_result(marker)
     if done is not None:
-        if done.get("n_records") != n_records or done.get("seed") != seed:
-            raise BenchmarkError(f"{prepared} holds {done.get('n_records')} synthetic records (seed "
-                                 f"{done.get('seed')}), not {n_records} (seed {seed}): use another --out")
+        if {key: done.get(key) for key in facts} != facts:
+            raise BenchmarkError(f"{prepared} was prepared with {({key: done.get(key) for key in facts})}, not "
+                                 f"{facts}: use another --out")
         return prepared
     for folder in (raw, prepared):
         shutil.rmtree(folder, ignore_errors=True)
     start = time.monotonic()
-    logger.info("generating %d synthetic Chapman records in %s", n_records, raw)
-    generate_chapman(raw, n_records, seed=seed, workers=workers)
-    logger.info("preparing them into %s", prepared)
-    code = chapman.main([str(raw), str(prepared), "--workers", str(workers), "--seed", str(seed),
-                         "--min-age", "18", "--no-progress"])
-    if code:
-        raise BenchmarkError(f"the Chapman preparer failed on {raw} (exit {code})")
+    build(raw, prepared)
     shutil.rmtree(raw, ignore_errors=True)
     with atomic_open(marker) as handle:
-        json.dump({"n_records": n_records, "seed": seed, "seconds": time.monotonic() - start}, handle)
+        json.dump({**facts, "seconds": time.monotonic() - start}, handle)
     return prepared
+
+
+def prepare_synthetic(out: Path, n_records: int, seed: int = 0, workers: int = 1) -> Path:
+    """``n_records`` synthetic Chapman records prepared (once) under ``OUT/data/chapman``; the raw
+    CSVs (about 0.5 MB a record) are deleted afterwards."""
+    from fairseq_goodviews.preprocessing import chapman
+    from fairseq_goodviews.synthetic.chapman import generate_chapman
+
+    def build(raw: Path, prepared: Path) -> None:
+        logger.info("generating %d synthetic Chapman records in %s", n_records, raw)
+        generate_chapman(raw, n_records, seed=seed, workers=workers)
+        logger.info("preparing them into %s", prepared)
+        code = chapman.main([str(raw), str(prepared), "--workers", str(workers), "--seed", str(seed),
+                             "--min-age", "18", "--no-progress"])
+        if code:
+            raise BenchmarkError(f"the Chapman preparer failed on {raw} (exit {code})")
+
+    return _prepared_once(out, "chapman", {"n_records": n_records, "seed": seed}, build)
 
 
 def check_data(data: Path) -> Path:
@@ -103,22 +113,10 @@ def prepare_synthetic_ptbxl(out: Path, n_patients: int, seed: int = 0, workers: 
     from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
     from fairseq_goodviews.synthetic.ptbxl import generate_ptbxl
 
-    raw, prepared = out / "data" / "ptbxl_raw", out / "data" / "ptbxl"
-    marker = prepared / "prepared.json"
-    done = read_result(marker)
-    if done is not None:
-        if done.get("n_patients") != n_patients or done.get("seed") != seed:
-            raise BenchmarkError(f"{prepared} holds {done.get('n_patients')} synthetic patients (seed "
-                                 f"{done.get('seed')}), not {n_patients} (seed {seed}): use another --out")
-        return prepared
-    for folder in (raw, prepared):
-        shutil.rmtree(folder, ignore_errors=True)
-    start = time.monotonic()
-    logger.info("generating %d synthetic PTB-XL patients in %s", n_patients, raw)
-    generate_ptbxl(raw, n_patients, seed=seed)
-    prepare_ptbxl(raw, prepared, options=PrepareOptions(workers=workers, progress=False))
-    shutil.copyfile(raw / "scp_statements.csv", prepared / "scp_statements.csv")
-    shutil.rmtree(raw, ignore_errors=True)
-    with atomic_open(marker) as handle:
-        json.dump({"n_patients": n_patients, "seed": seed, "seconds": time.monotonic() - start}, handle)
-    return prepared
+    def build(raw: Path, prepared: Path) -> None:
+        logger.info("generating %d synthetic PTB-XL patients in %s", n_patients, raw)
+        generate_ptbxl(raw, n_patients, seed=seed)
+        prepare_ptbxl(raw, prepared, options=PrepareOptions(workers=workers, progress=False))
+        shutil.copyfile(raw / "scp_statements.csv", prepared / "scp_statements.csv")
+
+    return _prepared_once(out, "ptbxl", {"n_patients": n_patients, "seed": seed}, build)

@@ -258,7 +258,7 @@ def test_synthetic_data_is_prepared_once(tmp_path):
     stamp = (prepared / "train.tsv").stat().st_mtime_ns
     assert prepare_synthetic(tmp_path, 40) == prepared
     assert (prepared / "train.tsv").stat().st_mtime_ns == stamp
-    with pytest.raises(BenchmarkError, match="40 synthetic records"):
+    with pytest.raises(BenchmarkError, match="'n_records': 40"):
         prepare_synthetic(tmp_path, 41)
 
 
