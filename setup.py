@@ -5,33 +5,44 @@ setup(
     name="fairseq_goodviews",
     version="0.1.0",
     description="Which view makes a good positive pair: contrastive ECG pretraining as a fairseq plugin",
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.11,<3.14",
     packages=find_packages(include=["fairseq_goodviews", "fairseq_goodviews.*"])
     + find_namespace_packages(include=["hydra_plugins.*"]),
     # The hydra configs travel with the package.
     package_data={"fairseq_goodviews.config": ["*/*.yaml", "*/*/*.yaml"]},
-    # fairseq-fixed is installed separately with --no-deps (see Makefile and README).
+    # Ranges, so the package installs beside a cluster's own torch; the exact CPU versions of the
+    # reproducible environment are pinned in the Makefile and requirements.txt. fairseq-fixed is
+    # installed separately with --no-deps (README "Dependencies").
     install_requires=[
-        "torch==2.13.0",
-        "hydra-core==1.3.2",
-        "omegaconf==2.3.0",
+        "torch>=2.1",
+        "hydra-core>=1.3.2,<1.4",
+        "omegaconf>=2.3,<2.4",
         "numpy>=1.26",
         "scipy>=1.11",
         "scikit-learn>=1.3",
-        "pandas>=2.0",
+        "pandas>=2.0,<3",
         "openpyxl>=3.1",
         "soundfile",
-        "wfdb>=4.1",
+        "wfdb>=4.1,<5",
         "tqdm",
         "matplotlib>=3.7",
-        "neurokit2==0.2.13",
+        "neurokit2>=0.2.13,<0.3",
     ],
+    extras_require={"test": ["pytest>=7.4"], "dev": ["pytest>=7.4", "ruff", "pre-commit"]},
     entry_points={
         "console_scripts": [
             "goodviews-evaluate=fairseq_goodviews.evaluation.evaluate:main",
             "goodviews-benchmark=fairseq_goodviews.table1.cli:main",
             "goodviews-lead-subsets=fairseq_goodviews.evaluation.lead_subsets:main",
             "goodviews-identify=fairseq_goodviews.evaluation.identification:main",
+            "goodviews-validate-attributes=fairseq_goodviews.preprocessing.validate_attributes:main",
+            "goodviews-prepare-chapman=fairseq_goodviews.preprocessing.chapman:main",
+            "goodviews-prepare-physionet2021=fairseq_goodviews.preprocessing.physionet2021:main",
+            "goodviews-prepare-ptbxl=fairseq_goodviews.preprocessing.ptbxl:main",
+            "goodviews-prepare-wfdb-dir=fairseq_goodviews.preprocessing.wfdb_dir:main",
+            "goodviews-pack=fairseq_goodviews.io.packed:main",
+            "goodviews-synthetic-chapman=fairseq_goodviews.synthetic.chapman:main",
+            "goodviews-synthetic-ptbxl=fairseq_goodviews.synthetic.ptbxl:main",
         ]
     },
 )
