@@ -35,6 +35,7 @@ setup(
             "goodviews-benchmark=fairseq_goodviews.table1.cli:main",
             "goodviews-lead-subsets=fairseq_goodviews.evaluation.lead_subsets:main",
             "goodviews-identify=fairseq_goodviews.evaluation.identification:main",
+            "goodviews-embed=fairseq_goodviews.evaluation.embed:main",
             "goodviews-validate-attributes=fairseq_goodviews.preprocessing.validate_attributes:main",
             "goodviews-prepare-chapman=fairseq_goodviews.preprocessing.chapman:main",
             "goodviews-prepare-physionet2021=fairseq_goodviews.preprocessing.physionet2021:main",

@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_curve
 
+from fairseq_goodviews.evaluation.embed import CheckpointError, embed_records, load_encoder
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import ManifestError, read_metadata
 from fairseq_goodviews.io.records import RecordError
@@ -150,94 +151,6 @@ def retrieval_metrics(
     }
 
 
-@dataclass
-class EmbeddingModel:
-    """An encoder from a checkpoint and the crop it was trained on."""
-
-    encoder: torch.nn.Module
-    task_name: str
-    sample_rate: float
-    sample_size: int
-
-    @torch.no_grad()
-    def embed(self, signals: torch.Tensor) -> torch.Tensor:
-        """[B, 12, T] -> [B, D] embeddings (eval mode)."""
-        return self.encoder.encode(signals).float()
-
-
-def load_embedding_model(checkpoint: str | Path) -> EmbeddingModel:
-    """The encoder of any checkpoint of this project, on CPU, in eval mode.
-
-    The model is rebuilt from the checkpoint's own config and weights; a pretraining checkpoint
-    it was built from (``model_path``) is read only for the encoder's architecture, and only if
-    it still exists. :class:`IdentificationError` names the file when it is missing, not a
-    fairseq checkpoint, or holds a model without an encoder.
-    """
-    from fairseq import checkpoint_utils
-    from fairseq.dataclass.utils import merge_with_parent
-    from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
-    from omegaconf import open_dict
-
-    from fairseq_goodviews import register_plugins
-
-    register_plugins()
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise IdentificationError(f"{path}: checkpoint not found")
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    except Exception as exc:  # torch and pickle raise many types for a file that is not a checkpoint
-        raise IdentificationError(f"{path}: not a readable fairseq checkpoint ({type(exc).__name__})") from None
-    cfg = state.get("cfg") if isinstance(state, dict) else None
-    if cfg is None or cfg.get("model") is None or "model" not in state:
-        raise IdentificationError(f"{path}: not a fairseq checkpoint with a model config")
-    model_cfg = cfg.model
-    name = model_cfg.get("_name")
-    if name not in MODEL_REGISTRY:
-        raise IdentificationError(f"{path}: model {name!r} is not a model of this plugin")
-    with open_dict(model_cfg):
-        if model_cfg.get("model_path") and not Path(model_cfg.model_path).is_file():
-            # The weights below include the pretrained encoder's; its config must then be in model_cfg.
-            model_cfg.model_path = None
-    model = MODEL_REGISTRY[name].build_model(merge_with_parent(MODEL_DATACLASS_REGISTRY[name](), model_cfg), task=None)
-    try:
-        model.load_state_dict(state["model"], strict=True)
-    except RuntimeError as exc:
-        raise IdentificationError(f"{path}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
-    encoder = model if hasattr(model, "encode") else getattr(model, "encoder", None)
-    if encoder is None or not hasattr(encoder, "encode"):
-        raise IdentificationError(f"{path}: model {name!r} has no encoder with an encode() method")
-    encoder.eval()
-    task_cfg = cfg.get("task") or {}
-    return EmbeddingModel(
-        encoder, str(task_cfg.get("_name")), float(task_cfg.get("sample_rate", 500.0)), int(task_cfg.get("sample_size", 5000))
-    )
-
-
-def embed_records(
-    model: EmbeddingModel, manifest: str | Path, indices: np.ndarray, sample_size: int, leads: str | None = None,
-    batch_size: int = 64,
-) -> np.ndarray:
-    """Embeddings [len(indices), D] of centred ``sample_size`` crops of manifest rows ``indices``.
-
-    Leads outside ``leads`` are zero-filled in their canonical slots (the lead-subset convention).
-    """
-    from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
-
-    source = EcgRecordSource(manifest, model.sample_rate)
-    keep = np.zeros(12, dtype=bool)
-    keep[parse_leads(leads)] = True
-    out = []
-    for start in range(0, len(indices), batch_size):
-        batch = []
-        for index in indices[start:start + batch_size]:
-            signal, _ = source.load(int(index), sample_size, None)
-            signal[~keep] = 0.0
-            batch.append(signal)
-        out.append(model.embed(torch.from_numpy(np.stack(batch))).numpy())
-    return np.concatenate(out)
-
-
 def standardizer(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and standard deviation of embeddings ``fit`` [N, D] (constant dimensions: 1)."""
     mean, std = fit.mean(axis=0), fit.std(axis=0)
@@ -260,7 +173,7 @@ def identify(
     table = read_metadata(data, split, required=("patient_id",))
     where = str(Path(data) / f"{split}.csv")
     protocol = gallery_probe_split(table["patient_id"], distractors, where)
-    model = load_embedding_model(checkpoint)
+    model = load_encoder(checkpoint)
     crop = sample_size or model.sample_size
     manifest = Path(data) / f"{split}.tsv"
     embeddings = embed_records(model, manifest, np.r_[protocol.gallery, protocol.probe], crop, leads, batch_size)
@@ -300,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = identify(args.checkpoint, args.data, args.split, args.leads, args.sample_size, args.distractors,
                           args.standardize, args.batch_size)
-    except (IdentificationError, ManifestError, RecordError, UnknownLeadError) as exc:
+    except (IdentificationError, CheckpointError, ManifestError, RecordError, UnknownLeadError) as exc:
         parser.exit(2, f"error: {exc}\n")
     for key, value in result.items():
         print(f"{key:>22s}  {value:.4f}" if isinstance(value, float) else f"{key:>22s}  {value}")

@@ -11,10 +11,9 @@ from fairseq.dataclass.utils import merge_with_parent
 from omegaconf import OmegaConf
 
 from fairseq_goodviews.criterions.arcface import ArcFaceCriterion, additive_angular_margin
+from fairseq_goodviews.evaluation.embed import EcgEncoder, embed_records
 from fairseq_goodviews.evaluation.identification import (
-    EmbeddingModel,
     IdentificationError,
-    embed_records,
     gallery_probe_split,
     retrieval_metrics,
 )
@@ -133,7 +132,7 @@ def test_validation_collects_a_whole_split_and_scores_retrieval(folder):
 def test_lead_subset_zero_fills_the_other_leads(folder):
     torch.manual_seed(0)
     encoder = build_encoder(dict(TINY_RESNET)).eval()
-    model = EmbeddingModel(encoder, "ecg_pretraining", 500.0, 1000)
+    model = EcgEncoder(encoder, "ecg_pretraining", 500.0, 1000)
     indices = np.arange(3)
     subset = embed_records(model, folder / "valid.tsv", indices, 1000, leads="I,II", batch_size=2)
     signals = []
