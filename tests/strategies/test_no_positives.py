@@ -41,3 +41,36 @@ def test_pretraining_refuses_before_training(tiny_dataset):
     cfg.data = str(single)
     with pytest.raises(NoPositivesError, match="'patient' cannot pretrain on .*one ECG per patient"):
         EcgPretrainingTask.setup_task(cfg).load_dataset("train")
+
+
+def test_pclr_has_positives_on_the_multi_visit_ptbxl_layout(tmp_path):
+    """The synthetic multi-visit PTB-XL set, through the real preparer, gives PCLR partners."""
+    from fairseq_goodviews.table1.data import prepare_synthetic_ptbxl
+
+    data = prepare_synthetic_ptbxl(tmp_path, 30)
+    cfg = OmegaConf.structured(EcgPretrainingConfig(data=str(data), strategy={"_name": "patient"}, seed=1,
+                                                    sample_size=1000))
+    task = EcgPretrainingTask.setup_task(cfg)
+    task.load_dataset("train")
+    facts = task.datasets["train"].strategy.describe()
+    train = pd.read_csv(data / "train.csv")
+    assert facts["records_without_partner"] < len(train)
+    assert facts["records_without_partner"] == int((train.groupby("patient_id")["path"].transform("size") < 2).sum())
+
+
+@pytest.mark.slow
+def test_pclr_pretrains_with_positives_on_multi_visit_data(tmp_path):
+    """One epoch of fairseq-hydra-train: the loss is trained on anchors that have positives."""
+    import re
+
+    from conftest import PRETRAIN_CONFIGS, hydra_train
+    from fairseq_goodviews.table1.data import prepare_synthetic_ptbxl
+
+    data = prepare_synthetic_ptbxl(tmp_path, 30)
+    run = hydra_train(PRETRAIN_CONFIGS, "patient", [
+        "preset=cpu_small", f"task.data={data}", f"checkpoint.save_dir={tmp_path / 'ckpt'}", "task.sample_size=1000",
+        "optimization.max_epoch=1", "dataset.batch_size=16", "dataset.num_workers=0"], tmp_path)
+    log = run.stdout + run.stderr
+    epoch = re.search(r"\[train\]\[INFO\] - epoch 001 \|.*", log).group(0)
+    assert float(re.search(r"positives_per_anchor ([0-9.]+)", epoch).group(1)) >= 1.0
+    assert float(re.search(r"loss ([0-9.]+)", epoch).group(1)) > 0.0
