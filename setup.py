@@ -1,4 +1,5 @@
 """fairseq_goodviews: contrastive ECG pretraining plugin for fairseq (see README.md)."""
+
 from setuptools import find_namespace_packages, find_packages, setup
 
 setup(

@@ -8,6 +8,7 @@ trains a linear probe on it, plus the random-initialised frozen-encoder baseline
 method and writes ``OUT/demo_results.json`` next to the benchmark's own report (``results.md``,
 ``results.json``, ``auroc.png``). A second run reuses the prepared data and the finished runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,22 @@ def table_rows(table: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     for row in table:
         if row["protocol"] != "linear_probe":
             continue
-        entry = rows.setdefault(row["method"], {
-            "method": row["method"], "name": row["name"], "uses_labels": row["uses_labels"], "status": row["status"],
-            "reason": row.get("reason"), "auroc": None, "auroc_rlm": None, "ptbxl_auroc": None, "ptbxl_auroc_rlm": None,
-            "top1": None, "top1_rlm": None})
+        entry = rows.setdefault(
+            row["method"],
+            {
+                "method": row["method"],
+                "name": row["name"],
+                "uses_labels": row["uses_labels"],
+                "status": row["status"],
+                "reason": row.get("reason"),
+                "auroc": None,
+                "auroc_rlm": None,
+                "ptbxl_auroc": None,
+                "ptbxl_auroc_rlm": None,
+                "top1": None,
+                "top1_rlm": None,
+            },
+        )
         suffix = "_rlm" if row.get("lead_mask_prob") else ""
         entry["auroc" + suffix] = row["macro_auroc"]["mean"]
         entry["ptbxl_auroc" + suffix] = (row.get("ptbxl_macro_auroc") or {}).get("mean")
@@ -40,16 +53,24 @@ def table_rows(table: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return list(rows.values())
 
 
-COLUMNS = (("auroc", "AUROC"), ("auroc_rlm", "+RLM"), ("ptbxl_auroc", "PTB-XL"), ("ptbxl_auroc_rlm", "+RLM"),
-           ("top1", "ident."), ("top1_rlm", "+RLM"))
+COLUMNS = (
+    ("auroc", "AUROC"),
+    ("auroc_rlm", "+RLM"),
+    ("ptbxl_auroc", "PTB-XL"),
+    ("ptbxl_auroc_rlm", "+RLM"),
+    ("top1", "ident."),
+    ("top1_rlm", "+RLM"),
+)
 
 
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     width = max([len(r["name"]) for r in rows] + [len("method")])
     lines = [f"{'method':<{width}}  " + "  ".join(f"{title:>7}" for _, title in COLUMNS), "-" * (width + 56)]
     for row in rows:
-        cells = [f"{100 * row[k]:7.1f}" if row[k] is not None else f"{'n/a' if row['status'] != 'ok' else '-':>7}"
-                 for k, _ in COLUMNS]
+        cells = [
+            f"{100 * row[k]:7.1f}" if row[k] is not None else f"{'n/a' if row['status'] != 'ok' else '-':>7}"
+            for k, _ in COLUMNS
+        ]
         lines.append(f"{row['name']:<{width}}  {'  '.join(cells)}")
     if any(r["uses_labels"] for r in rows):
         lines.append(f"{DAGGER} pretraining read the downstream labels (rhythm): not self-supervised")
@@ -77,13 +98,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     wall = time.monotonic() - start
     rows = table_rows(json.loads((out / "results.json").read_text())["table"])
     print()
-    print("Linear probes on the test splits, %: Chapman rhythm classes (macro AUROC) and PTB-XL superdiagnostic "
-          "(macro AUROC), without and with random lead masking (+RLM); frozen-encoder patient identification on "
-          "the PTB-XL test patients (top-1)")
+    print(
+        "Linear probes on the test splits, %: Chapman rhythm classes (macro AUROC) and PTB-XL superdiagnostic "
+        "(macro AUROC), without and with random lead masking (+RLM); frozen-encoder patient identification on "
+        "the PTB-XL test patients (top-1)"
+    )
     print(format_table(rows))
     print(f"\n{len(outcome.launched)} runs in {wall / 60:.1f} min; report: {out / 'results.md'}")
-    write_json(out / "demo_results.json", {"rows": rows, "wall_time_s": wall, "runs_launched": outcome.launched,
-                                           "failed": outcome.failed})
+    write_json(
+        out / "demo_results.json",
+        {"rows": rows, "wall_time_s": wall, "runs_launched": outcome.launched, "failed": outcome.failed},
+    )
     if outcome.failed:
         print(f"{len(outcome.failed)} runs failed; see {out / 'results.md'}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ then, and importing the package registers its tasks, criterions and models. Code
 the package without fairseq (the preprocessing command-line tools and their worker processes)
 does not pay for importing fairseq; call :func:`register_plugins` to register explicitly.
 """
+
 import sys
 
 __version__ = "0.1.0"

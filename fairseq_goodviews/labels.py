@@ -1,6 +1,7 @@
 """Downstream label sets: Chapman's four merged rhythm classes (Zheng et al. 2020) and the
 multi-label PTB-XL statement tasks (the CinC 2021 classes are in
 :mod:`fairseq_goodviews.evaluation.cinc2021`)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,10 +15,18 @@ CLASS_NAMES: tuple[str, ...] = ("AFIB", "GSVT", "SB", "SR")
 # Chapman's 11 rhythm codes -> merged class. ``SA`` is sinus irregularity (the paper's table
 # says ``SI``, which never occurs in Diagnostics.xlsx; it is accepted as an alias).
 RHYTHM_TO_CLASS: dict[str, str] = {
-    "AFIB": "AFIB", "AF": "AFIB",
-    "SVT": "GSVT", "AT": "GSVT", "SAAWR": "GSVT", "ST": "GSVT", "AVNRT": "GSVT", "AVRT": "GSVT",
+    "AFIB": "AFIB",
+    "AF": "AFIB",
+    "SVT": "GSVT",
+    "AT": "GSVT",
+    "SAAWR": "GSVT",
+    "ST": "GSVT",
+    "AVNRT": "GSVT",
+    "AVRT": "GSVT",
     "SB": "SB",
-    "SR": "SR", "SA": "SR", "SI": "SR",
+    "SR": "SR",
+    "SA": "SR",
+    "SI": "SR",
 }
 
 
@@ -29,9 +38,7 @@ def rhythm_class(rhythm: str) -> str:
     """Merged class of a Chapman rhythm code; raises :class:`UnknownRhythmError`."""
     code = str(rhythm).strip().upper()
     if code not in RHYTHM_TO_CLASS:
-        raise UnknownRhythmError(
-            f"unknown rhythm code {rhythm!r}; known codes: {', '.join(sorted(RHYTHM_TO_CLASS))}"
-        )
+        raise UnknownRhythmError(f"unknown rhythm code {rhythm!r}; known codes: {', '.join(sorted(RHYTHM_TO_CLASS))}")
     return RHYTHM_TO_CLASS[code]
 
 
@@ -83,8 +90,9 @@ def read_scp_statements(path: str | Path) -> pd.DataFrame:
         table = pd.read_csv(path, index_col=0)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise LabelSetError(f"{path}: unreadable statement table ({exc})") from exc
-    missing = [c for c in ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass")
-               if c not in table.columns]
+    missing = [
+        c for c in ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass") if c not in table.columns
+    ]
     if missing:
         raise LabelSetError(f"{path}: missing column(s) {', '.join(missing)} (is this PTB-XL's {SCP_STATEMENTS}?)")
     table.index = table.index.astype(str).str.strip()

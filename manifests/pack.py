@@ -5,12 +5,13 @@ Writes ``<split>.packed.npy`` and ``<split>.packed_index.npy`` beside ``<split>.
 reads them instead of the ``.mat`` files while they match the manifest. A thin front end over
 :mod:`fairseq_goodviews.io.packed`; ``--help`` lists the options.
 """
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fairseq_goodviews.io.packed import main  # noqa: E402
+from fairseq_goodviews.io.packed import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,7 @@ Options: ``--from-diagnostics PATH`` (one waveform per row of an existing Diagno
 kept), ``--workers K``, ``--header``. A thin front end over
 :mod:`fairseq_goodviews.synthetic.chapman`; ``--help`` lists the options.
 """
+
 import sys
 from pathlib import Path
 

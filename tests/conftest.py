@@ -1,4 +1,5 @@
 """Shared fixtures: small prepared datasets written with the project's own record/manifest writers."""
+
 import os
 import shutil
 import subprocess
@@ -37,26 +38,35 @@ def write_tiny_dataset(root: Path, n_per_split=(48, 16, 16), sample_size: int = 
     classes = list(RHYTHMS)
     t = np.arange(sample_size) / 500.0
     lead_gain = rng.normal(1.0, 0.3, size=(12, 1))
-    for split, n in zip(("train", "valid", "test"), n_per_split):
+    for split, n in zip(("train", "valid", "test"), n_per_split, strict=True):
         rows = []
         for i in range(n):
             label = classes[i % 4]
             rate = {"AFIB": 100, "GSVT": 130, "SB": 50, "SR": 75}[label] + rng.normal(0, 5)
             beats = np.arange(rng.uniform(0, 0.3), t[-1], 60.0 / rate)
-            signal = np.exp(-((t[None, :] - beats[:, None]) ** 2) / (2 * 0.012 ** 2)).sum(0)
+            signal = np.exp(-((t[None, :] - beats[:, None]) ** 2) / (2 * 0.012**2)).sum(0)
             feats = (lead_gain * signal + rng.normal(0, 0.05, size=(12, sample_size))).astype(np.float32)
             key = f"{split}_{i:03d}"
             rel = f"records/{key}.mat"
             attributes = {name: float(rng.normal(100, 20)) for name in ATTRIBUTE_NAMES}
             attributes["VentricularRate"] = rate
             write_record(root / rel, EcgRecord(feats, 500.0, meta={"patient_id": f"{split}_p{i // 2}"}))
-            rows.append({
-                "path": rel, "n_samples": sample_size, "record_id": key, "patient_id": f"{split}_p{i // 2}",
-                "age": int(rng.integers(18, 95)), "sex": "M" if rng.random() < 0.5 else "F",
-                "rhythm": RHYTHMS[label][i // 4 % len(RHYTHMS[label])], "beat": "NONE" if i % 3 else "RBBB",
-                "label": label, "source": "tiny", "sample_rate": 500.0,
-                **{f"attr_{k}": v for k, v in attributes.items()},
-            })
+            rows.append(
+                {
+                    "path": rel,
+                    "n_samples": sample_size,
+                    "record_id": key,
+                    "patient_id": f"{split}_p{i // 2}",
+                    "age": int(rng.integers(18, 95)),
+                    "sex": "M" if rng.random() < 0.5 else "F",
+                    "rhythm": RHYTHMS[label][i // 4 % len(RHYTHMS[label])],
+                    "beat": "NONE" if i % 3 else "RBBB",
+                    "label": label,
+                    "source": "tiny",
+                    "sample_rate": 500.0,
+                    **{f"attr_{k}": v for k, v in attributes.items()},
+                }
+            )
         write_manifest(root, split, root, pd.DataFrame(rows))
     return root
 
@@ -69,9 +79,19 @@ def tiny_dataset(tmp_path_factory) -> Path:
 def hydra_train(config_dir: Path, config_name: str, overrides, cwd: Path, timeout: int = 600, env=None):
     """Run ``fairseq-hydra-train`` as a user would; returns the completed process (output captured)."""
     exe = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or "fairseq-hydra-train"
-    cmd = [exe, "--config-dir", str(config_dir), "--config-name", config_name,
-           f"common.user_dir={USER_DIR}", f"hydra.run.dir={cwd}/hydra", *overrides]
+    cmd = [
+        exe,
+        "--config-dir",
+        str(config_dir),
+        "--config-name",
+        config_name,
+        f"common.user_dir={USER_DIR}",
+        f"hydra.run.dir={cwd}/hydra",
+        *overrides,
+    ]
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if result.returncode != 0:
-        raise AssertionError(f"fairseq-hydra-train failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"fairseq-hydra-train failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result

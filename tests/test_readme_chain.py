@@ -5,6 +5,7 @@ records, one epoch). The folder holds links to the clone's ``manifests``, ``fair
 and ``.venv`` and nothing else, so every relative path resolves against the folder the commands
 start in, as they do for a user. The same pretraining command run again resumes its own run.
 """
+
 import json
 import os
 import re
@@ -65,7 +66,7 @@ def test_readme_chain_runs_as_written_with_relative_paths(tmp_path):
     assert "I, II, III, V2" in outputs[-1].stdout or "4 leads" in outputs[-1].stdout
 
     # The pretraining command again, one epoch longer: it resumes its own run instead of restarting.
-    again = shlex.split(lines[2]) + ["optimization.max_epoch=2", "dataset.num_workers=0", "task.sample_size=1000"]
+    again = [*shlex.split(lines[2]), "optimization.max_epoch=2", "dataset.num_workers=0", "task.sample_size=1000"]
     log = run(again, tmp_path)
     text = log.stdout + log.stderr
     assert "Loaded checkpoint checkpoints/simclr/checkpoint_last.pt" in text

@@ -4,6 +4,7 @@
 ``encoder/`` holds the encoder architectures both stages share, put on their search path by the
 hydra plugin in ``hydra_plugins/goodviews_configs``.
 """
+
 from pathlib import Path
 
 CONFIG_ROOT = Path(__file__).resolve().parent

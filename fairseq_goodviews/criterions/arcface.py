@@ -73,8 +73,9 @@ class EmbeddingMeter(Meter):
         order = np.argsort(np.concatenate(self.ids), kind="stable")
         embeddings, patients = np.concatenate(self.embeddings)[order], np.concatenate(self.patients)[order]
         protocol = gallery_probe_split(patients, self.distractors, "validation split")
-        return retrieval_metrics(embeddings[protocol.gallery], protocol.gallery_patients,
-                                 embeddings[protocol.probe], protocol.probe_patients)
+        return retrieval_metrics(
+            embeddings[protocol.gallery], protocol.gallery_patients, embeddings[protocol.probe], protocol.probe_patients
+        )
 
     @property
     def smoothed_value(self) -> float:
@@ -121,8 +122,9 @@ class ArcFaceCriterion(FairseqCriterion):
         if not scored:
             return
         for log in scored:
-            metrics.log_custom(EmbeddingMeter, "_retrieval", log["embeddings"], log["patients"], log["ids"],
-                               log["distractors"])
+            metrics.log_custom(
+                EmbeddingMeter, "_retrieval", log["embeddings"], log["patients"], log["ids"], log["distractors"]
+            )
         for key in ("top1", "top5", "eer"):
             metrics.log_derived(key, _derived(key))
 

@@ -51,7 +51,7 @@ class _GatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad = grad.contiguous()
         dist.all_reduce(grad)
-        return grad[ctx.start: ctx.start + ctx.count], None
+        return grad[ctx.start : ctx.start + ctx.count], None
 
 
 def _as_int64_columns(value: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ def gather_meta(meta: Mapping[str, torch.Tensor], sizes: list[int]) -> dict[str,
     out, start = {}, 0
     for (key, value), columns in zip(meta.items(), packed, strict=True):
         width = columns.shape[1]
-        out[key] = _from_int64_columns(gathered[:, start: start + width], value)
+        out[key] = _from_int64_columns(gathered[:, start : start + width], value)
         start += width
     return out
 

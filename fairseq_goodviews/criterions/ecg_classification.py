@@ -36,7 +36,10 @@ class EcgClassificationCriterionConfig(FairseqDataclass):
 
 
 def record_probabilities(
-    logits: torch.Tensor, crop_record: torch.Tensor | None, n_records: int, multi_label: bool,
+    logits: torch.Tensor,
+    crop_record: torch.Tensor | None,
+    n_records: int,
+    multi_label: bool,
 ) -> torch.Tensor:
     """Per-record probabilities [n_records, K] from crop logits [C, K]: the mean over each record's crops.
 
@@ -52,7 +55,10 @@ def record_probabilities(
 
 
 def split_metrics(
-    probs: np.ndarray, targets: np.ndarray, class_names: list[str], label_set: str | None,
+    probs: np.ndarray,
+    targets: np.ndarray,
+    class_names: list[str],
+    label_set: str | None,
     thresholds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The task's metrics of record probabilities [n, K] against targets ([n] indices or [n, K] multi-hot)."""
@@ -80,8 +86,15 @@ class ScoreMeter(Meter):
         self.key = ""
         self._metrics: dict[str, Any] | None = None
 
-    def update(self, probs: np.ndarray, targets: np.ndarray, class_names: list[str], split: str | None = None,
-               label_set: str | None = None, key: str = "") -> None:
+    def update(
+        self,
+        probs: np.ndarray,
+        targets: np.ndarray,
+        class_names: list[str],
+        split: str | None = None,
+        label_set: str | None = None,
+        key: str = "",
+    ) -> None:
         self.probs.append(probs)
         self.targets.append(targets)
         self.class_names = list(class_names)
@@ -176,8 +189,16 @@ class EcgClassificationCriterion(FairseqCriterion):
         if not scored:
             return
         for log in scored:
-            metrics.log_custom(ScoreMeter, "_scores", log["probs"], log["targets"], log["class_names"],
-                               log.get("split"), log.get("label_set"), log.get("threshold_key", ""))
+            metrics.log_custom(
+                ScoreMeter,
+                "_scores",
+                log["probs"],
+                log["targets"],
+                log["class_names"],
+                log.get("split"),
+                log.get("label_set"),
+                log.get("threshold_key", ""),
+            )
         class_names = scored[0]["class_names"]
         if scored[0]["targets"].ndim == 1:
             keys = ["macro_auroc", "macro_auprc", "macro_f1"]

@@ -86,7 +86,7 @@ class Wav2Vec2CmscCriterion(Wav2vecCriterion):
         if self.loss_weights:
             present = [name for name, key in PENALTIES if key in net_output]
             weights = self.loss_weights * len(present) if len(self.loss_weights) == 1 else self.loss_weights
-            names += [name for name, weight in zip(present, weights) if weight != 0]
+            names += [name for name, weight in zip(present, weights, strict=False) if weight != 0]
         return names
 
     def forward(self, model, sample: Mapping[str, Any], reduce: bool = True):
@@ -108,29 +108,33 @@ class Wav2Vec2CmscCriterion(Wav2vecCriterion):
         embeddings = net_output["embedding"]
         candidates, meta, offset = gather_views(embeddings, sample["views_meta"])
         relation = self.task.positive_mask(meta, slice(offset, offset + embeddings.shape[0]))
-        per_anchor, n_positive = multi_positive_info_nce(embeddings, candidates, relation, offset, self.cmsc_temperature)
+        per_anchor, n_positive = multi_positive_info_nce(
+            embeddings, candidates, relation, offset, self.cmsc_temperature
+        )
         anchors = int((n_positive > 0).sum())
         cmsc = per_anchor.sum() / max(anchors, 1)
         weighted = self.cmsc_weight * cmsc * sample_size
         if self.cmsc_weight != 0:
             loss = loss + weighted
 
-        logging_output.update({
-            "loss": loss.item(),
-            "loss_cmsc": weighted.item(),
-            "cmsc": per_anchor.sum().item(),
-            "cmsc_anchors": anchors,
-            "cmsc_anchors_without_positive": embeddings.shape[0] - anchors,
-            "cmsc_positives": int(n_positive.sum()),
-            "items_without_partner": int(sample.get("items_without_partner", 0)),
-        })
+        logging_output.update(
+            {
+                "loss": loss.item(),
+                "loss_cmsc": weighted.item(),
+                "cmsc": per_anchor.sum().item(),
+                "cmsc_anchors": anchors,
+                "cmsc_anchors_without_positive": embeddings.shape[0] - anchors,
+                "cmsc_positives": int(n_positive.sum()),
+                "items_without_partner": int(sample.get("items_without_partner", 0)),
+            }
+        )
         return loss, sample_size, logging_output
 
     @staticmethod
     def reduce_metrics(logging_outputs: List[Dict[str, Any]]) -> None:
-        Wav2vecCriterion.reduce_metrics([
-            {key: value for key, value in log.items() if key not in CMSC_KEYS} for log in logging_outputs
-        ])
+        Wav2vecCriterion.reduce_metrics(
+            [{key: value for key, value in log.items() if key not in CMSC_KEYS} for log in logging_outputs]
+        )
         total = lambda key: sum(log.get(key, 0) for log in logging_outputs)  # noqa: E731
         anchors = total("cmsc_anchors")
         metrics.log_scalar("cmsc", total("cmsc") / max(anchors, 1), anchors, round=3)

@@ -10,6 +10,7 @@ are cubic splines through random knots; a spline is linear in its knot values, s
 the knot values times a [knots + 2, T] basis (scipy's ``CubicSpline`` of the identity, computed
 once per (T, knots)), and the time warp is one vectorised linear interpolation of every lead.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ class AugmentationConfig:
     scaling_sigma: float = field(default=0.1, metadata={"help": "std of the per-lead factor around 1"})
     flip_prob: float = field(default=0.0, metadata={"help": "probability of negating the whole record"})
     permute_prob: float = field(default=0.0, metadata={"help": "probability of permuting the leads ('rotation')"})
-    time_warp_prob: float = field(default=0.0, metadata={"help": "probability of a smooth time warp (same for all leads)"})
+    time_warp_prob: float = field(
+        default=0.0, metadata={"help": "probability of a smooth time warp (same for all leads)"}
+    )
     time_warp_sigma: float = field(default=0.2, metadata={"help": "std of the local speed around 1 at each knot"})
     magnitude_warp_prob: float = field(default=0.0, metadata={"help": "probability of a smooth per-lead gain curve"})
     magnitude_warp_sigma: float = field(default=0.2, metadata={"help": "std of the gain around 1 at each knot"})

@@ -16,6 +16,7 @@ PhysioNet/Computing in Cardiology Challenge 2021", CinC 2021):
   labels and *inactive* outputs the normal class alone for every record (so a perfect classifier
   scores 1 and always-normal scores 0).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -115,7 +116,10 @@ def modified_confusion(labels: np.ndarray, outputs: np.ndarray) -> np.ndarray:
 
 
 def challenge_score(
-    labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray = CINC2021_WEIGHTS, normal_class: int = NORMAL_CLASS,
+    labels: np.ndarray,
+    outputs: np.ndarray,
+    weights: np.ndarray = CINC2021_WEIGHTS,
+    normal_class: int = NORMAL_CLASS,
 ) -> float:
     """Normalised Challenge score of binary ``outputs`` against ``labels``, both [n, K] in class order.
 
@@ -140,7 +144,10 @@ THRESHOLD_GRID: np.ndarray = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
 def choose_thresholds(
-    probs: np.ndarray, labels: np.ndarray, sweeps: int = 2, grid: np.ndarray = THRESHOLD_GRID,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    sweeps: int = 2,
+    grid: np.ndarray = THRESHOLD_GRID,
 ) -> np.ndarray:
     """Per-class thresholds [K] that maximise the challenge score of ``probs >= t`` on (validation) data.
 
@@ -164,7 +171,9 @@ def choose_thresholds(
 
 
 def challenge_metrics(
-    probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None = None,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    thresholds: np.ndarray | None = None,
 ) -> dict[str, float | list[float]]:
     """``challenge_score`` of ``probs`` [n, 26] at ``thresholds`` [26] (0.5 for every class if None)."""
     thresholds = np.full(probs.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)

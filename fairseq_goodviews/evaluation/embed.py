@@ -18,6 +18,7 @@ encoder's ``encode`` output: before any projection or classification head, with 
 no augmentation. Leads the checkpoint was not trained on (a lead-subset fine-tune) are zero-filled
 in their canonical slots, as in training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,14 @@ class EcgEncoder(torch.nn.Module):
     ``sample_rate`` the rate its records must have, ``sample_size`` its training crop in samples.
     """
 
-    def __init__(self, encoder: torch.nn.Module, task_name: str, sample_rate: float, sample_size: int,
-                 leads: Sequence[str] = CANONICAL_LEADS):
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        task_name: str,
+        sample_rate: float,
+        sample_size: int,
+        leads: Sequence[str] = CANONICAL_LEADS,
+    ):
         super().__init__()
         self.encoder = encoder
         self.task_name = task_name
@@ -111,13 +118,22 @@ def load_encoder(checkpoint: str | Path) -> EcgEncoder:
         raise CheckpointError(f"{path}: model {name!r} has no encoder with an encode() method")
     task_cfg = cfg.get("task") or {}
     leads = [CANONICAL_LEADS[i] for i in parse_leads(task_cfg.get("leads"))]
-    wrapped = EcgEncoder(encoder, str(task_cfg.get("_name")), float(task_cfg.get("sample_rate", 500.0)),
-                         int(task_cfg.get("sample_size", 5000)), leads)
+    wrapped = EcgEncoder(
+        encoder,
+        str(task_cfg.get("_name")),
+        float(task_cfg.get("sample_rate", 500.0)),
+        int(task_cfg.get("sample_size", 5000)),
+        leads,
+    )
     return wrapped.eval()
 
 
 def embed_records(
-    model: EcgEncoder, manifest: str | Path, indices: np.ndarray, sample_size: int, leads: str | None = None,
+    model: EcgEncoder,
+    manifest: str | Path,
+    indices: np.ndarray,
+    sample_size: int,
+    leads: str | None = None,
     batch_size: int = 64,
 ) -> np.ndarray:
     """Embeddings [len(indices), D] of centred ``sample_size`` crops of manifest rows ``indices``.
@@ -132,7 +148,7 @@ def embed_records(
     out = []
     for start in range(0, len(indices), batch_size):
         batch = []
-        for index in indices[start:start + batch_size]:
+        for index in indices[start : start + batch_size]:
             signal, _ = source.load(int(index), sample_size, None)
             signal[~keep] = 0.0
             batch.append(signal)
@@ -140,8 +156,14 @@ def embed_records(
     return np.concatenate(out)
 
 
-def embed_split(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
-                sample_size: int | None = None, batch_size: int = 64) -> int:
+def embed_split(
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str,
+    out: str | Path,
+    sample_size: int | None = None,
+    batch_size: int = 64,
+) -> int:
     """Write one embedding per record of ``data``'s ``split`` to ``out`` (``.npz``); returns N."""
     encoder = load_encoder(checkpoint)
     manifest = Path(data) / f"{split}.tsv"
@@ -149,8 +171,14 @@ def embed_split(checkpoint: str | Path, data: str | Path, split: str, out: str |
     crop = sample_size or encoder.sample_size
     embeddings = embed_records(encoder, manifest, np.arange(len(entries)), crop, ",".join(encoder.leads), batch_size)
     with atomic_path(Path(out)) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, embedding=embeddings.astype(np.float32), record=np.array([rel for rel, _ in entries]),
-                 root=str(root), leads=np.array(encoder.leads), sample_size=crop)
+        np.savez(
+            handle,
+            embedding=embeddings.astype(np.float32),
+            record=np.array([rel for rel, _ in entries]),
+            root=str(root),
+            leads=np.array(encoder.leads),
+            sample_size=crop,
+        )
     return len(entries)
 
 

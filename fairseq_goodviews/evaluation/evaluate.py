@@ -11,6 +11,7 @@ classes in the split), ``macro_auprc`` and ``f_max``, plus ``challenge_score`` f
 label set, with per-class thresholds chosen on ``--threshold-split`` (default valid; recorded
 as ``challenge_thresholds`` and ``thresholds_from``).
 """
+
 import argparse
 import json
 import sys
@@ -71,8 +72,9 @@ def predict(model, task, split: str, batch_size: int = 64, num_workers: int = 0)
     return np.concatenate(probs), np.concatenate(targets)
 
 
-def write_predictions(path: str | Path, records: list[str], probs: np.ndarray, targets: np.ndarray,
-                      class_names: list[str]) -> None:
+def write_predictions(
+    path: str | Path, records: list[str], probs: np.ndarray, targets: np.ndarray, class_names: list[str]
+) -> None:
     """One row per record: its path, its target(s) and the predicted probability of every class."""
     import pandas as pd
 
@@ -89,8 +91,13 @@ def write_predictions(path: str | Path, records: list[str], probs: np.ndarray, t
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, data: str | None = None, split: str = "test", leads: str | None = None,
-    batch_size: int = 64, num_workers: int = 0, threshold_split: str = "valid",
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    leads: str | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    threshold_split: str = "valid",
     predictions: str | Path | None = None,
 ) -> dict[str, Any]:
     """The task's metrics of ``checkpoint`` on ``split`` (see the module docstring); with
@@ -153,14 +160,24 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--leads", help="comma-separated leads to keep, e.g. I,II,V2 (default: all 12)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threshold-split", default="valid",
-                        help="split whose predictions choose the CinC 2021 per-class thresholds (default: valid)")
+    parser.add_argument(
+        "--threshold-split",
+        default="valid",
+        help="split whose predictions choose the CinC 2021 per-class thresholds (default: valid)",
+    )
     parser.add_argument("--json", help="write the metrics here as JSON")
     parser.add_argument("--predictions", help="write every record's class probabilities here as CSV")
     args = parser.parse_args(argv)
     try:
-        result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.leads, args.batch_size,
-                                     threshold_split=args.threshold_split, predictions=args.predictions)
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            args.split,
+            args.leads,
+            args.batch_size,
+            threshold_split=args.threshold_split,
+            predictions=args.predictions,
+        )
     except (FileNotFoundError, ValueError, ManifestError, LabelSetError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(format_metrics(result))

@@ -26,6 +26,7 @@ linear probe or fine-tune of ``ecg_classification``, or an ArcFace fine-tune of
 ``ecg_identification`` (:mod:`fairseq_goodviews.tasks.ecg_identification`). The embedding is
 the encoder's ``encode`` output (before any projection or classification head).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -117,7 +118,10 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
 
 
 def retrieval_metrics(
-    gallery: np.ndarray, gallery_patients: Sequence[Any], probes: np.ndarray, probe_patients: Sequence[Any],
+    gallery: np.ndarray,
+    gallery_patients: Sequence[Any],
+    probes: np.ndarray,
+    probe_patients: Sequence[Any],
 ) -> dict[str, float]:
     """Top-1/top-5 accuracy and EER of cosine retrieval.
 
@@ -158,8 +162,13 @@ def standardizer(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def identify(
-    checkpoint: str | Path, data: str | Path, split: str = "test", leads: str | None = None,
-    sample_size: int | None = None, distractors: bool = False, standardize_split: str | None = None,
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str = "test",
+    leads: str | None = None,
+    sample_size: int | None = None,
+    distractors: bool = False,
+    standardize_split: str | None = None,
     batch_size: int = 64,
 ) -> dict[str, Any]:
     """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``.
@@ -182,37 +191,56 @@ def identify(
         fit = embed_records(model, Path(data) / f"{standardize_split}.tsv", np.arange(n_fit), crop, leads, batch_size)
         mean, std = standardizer(fit)
         embeddings = (embeddings - mean) / std
-    gallery, probes = embeddings[: len(protocol.gallery)], embeddings[len(protocol.gallery):]
+    gallery, probes = embeddings[: len(protocol.gallery)], embeddings[len(protocol.gallery) :]
     result: dict[str, Any] = retrieval_metrics(gallery, protocol.gallery_patients, probes, protocol.probe_patients)
-    result.update({
-        "n_patients_with_probes": len(set(protocol.probe_patients.tolist())),
-        "n_without_patient": int(table["patient_id"].isna().sum()),
-        "distractors": distractors,
-        "standardized_with": standardize_split or "none",
-        "split": split,
-        "leads": leads or "all",
-        "sample_size": crop,
-        "checkpoint_task": model.task_name,
-    })
+    result.update(
+        {
+            "n_patients_with_probes": len(set(protocol.probe_patients.tolist())),
+            "n_without_patient": int(table["patient_id"].isna().sum()),
+            "distractors": distractors,
+            "standardized_with": standardize_split or "none",
+            "split": split,
+            "leads": leads or "all",
+            "sample_size": crop,
+            "checkpoint_task": model.task_name,
+        }
+    )
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goodviews-identify", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="any checkpoint of this project (pretraining, classification, identification)")
-    parser.add_argument("--data", required=True, help="manifest folder with <split>.tsv and <split>.csv (patient_id column)")
+    parser.add_argument(
+        "checkpoint", help="any checkpoint of this project (pretraining, classification, identification)"
+    )
+    parser.add_argument(
+        "--data", required=True, help="manifest folder with <split>.tsv and <split>.csv (patient_id column)"
+    )
     parser.add_argument("--split", default="test")
     parser.add_argument("--leads", help="comma-separated leads to keep, e.g. I,II,V2 (default: all 12)")
     parser.add_argument("--sample-size", type=int, help="samples per centred crop (default: the checkpoint task's)")
     parser.add_argument("--distractors", action="store_true", help="add single-record patients to the gallery")
-    parser.add_argument("--standardize", metavar="SPLIT", nargs="?", const="train",
-                        help="standardise embeddings with this split's statistics (default when given: train)")
+    parser.add_argument(
+        "--standardize",
+        metavar="SPLIT",
+        nargs="?",
+        const="train",
+        help="standardise embeddings with this split's statistics (default when given: train)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", help="write the metrics here as JSON")
     args = parser.parse_args(argv)
     try:
-        result = identify(args.checkpoint, args.data, args.split, args.leads, args.sample_size, args.distractors,
-                          args.standardize, args.batch_size)
+        result = identify(
+            args.checkpoint,
+            args.data,
+            args.split,
+            args.leads,
+            args.sample_size,
+            args.distractors,
+            args.standardize,
+            args.batch_size,
+        )
     except (IdentificationError, CheckpointError, ManifestError, RecordError, UnknownLeadError) as exc:
         parser.exit(2, f"error: {exc}\n")
     for key, value in result.items():

@@ -13,6 +13,7 @@ valid split with the same leads); ``--json OUT`` also writes every metric of eve
 (``-`` for standard output):
 ``{"checkpoint": ..., "split": ..., "subsets": [{"name": ..., "leads": [...], "metrics": {...}}, ...]}``.
 """
+
 import argparse
 import json
 import math
@@ -71,7 +72,7 @@ def format_table(results: Mapping[str, Mapping], columns: Sequence[str] | None =
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Score a classifier checkpoint with the CinC 2021 lead sets (12; 6 limb; 4 = I, II, III, V2; "
-                    "3 = I, II, V2; 2 = I, II) and 1 lead (II)."
+        "3 = I, II, V2; 2 = I, II) and 1 lead (II)."
     )
     parser.add_argument("checkpoint", help="a linear-probe or fine-tuned ecg_classification checkpoint")
     parser.add_argument("--data", help="manifest folder (default: the one the checkpoint was trained on)")

@@ -5,6 +5,7 @@ AUPRC, accuracy, macro F1. Multi-label (sigmoid) tasks: macro AUROC and AUPRC ov
 with both classes present (the others are listed in ``left_out``), per-label AUROC and the
 sample-wise F-max of the PTB-XL benchmark (Strodthoff et al. 2021, after CAFA).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,7 +30,9 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, class_names: 
     predictions = probs.argmax(axis=1)
     result: dict[str, float] = {
         "accuracy": float(accuracy_score(targets, predictions)),
-        "macro_f1": float(f1_score(targets, predictions, labels=list(range(n_classes)), average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(targets, predictions, labels=list(range(n_classes)), average="macro", zero_division=0)
+        ),
         "n": len(targets),
     }
     aurocs, auprcs = [], []

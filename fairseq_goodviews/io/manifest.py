@@ -5,6 +5,7 @@
 :data:`METADATA_COLUMNS` (plus any extra columns a source adds) so that strategies can group
 records without opening every ``.mat``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,15 +17,34 @@ from fairseq_goodviews.io.atomic import atomic_open
 
 # The eleven numeric wave attributes of Chapman's Diagnostics.xlsx, stored as ``attr_<name>``.
 ATTRIBUTE_NAMES: tuple[str, ...] = (
-    "VentricularRate", "AtrialRate", "QRSDuration", "QTInterval", "QTCorrected",
-    "RAxis", "TAxis", "QRSCount", "QOnset", "QOffset", "TOffset",
+    "VentricularRate",
+    "AtrialRate",
+    "QRSDuration",
+    "QTInterval",
+    "QTCorrected",
+    "RAxis",
+    "TAxis",
+    "QRSCount",
+    "QOnset",
+    "QOffset",
+    "TOffset",
 )
 ATTRIBUTE_COLUMNS: tuple[str, ...] = tuple(f"attr_{n}" for n in ATTRIBUTE_NAMES)
 
 METADATA_COLUMNS: tuple[str, ...] = (
-    "path", "n_samples", "record_id", "patient_id", "age", "sex",
-    "rhythm", "beat", "label", "source", "sample_rate",
-) + ATTRIBUTE_COLUMNS
+    "path",
+    "n_samples",
+    "record_id",
+    "patient_id",
+    "age",
+    "sex",
+    "rhythm",
+    "beat",
+    "label",
+    "source",
+    "sample_rate",
+    *ATTRIBUTE_COLUMNS,
+)
 
 
 class ManifestError(ValueError):
@@ -49,7 +69,7 @@ def write_manifest(out_dir: str | Path, split: str, root: str | Path, table: pd.
     table = table[ordered]
     with atomic_open(out_dir / f"{split}.tsv") as handle:
         handle.write(f"{Path(root).resolve()}\n")
-        for path, n_samples in zip(table["path"], table["n_samples"]):
+        for path, n_samples in zip(table["path"], table["n_samples"], strict=True):
             handle.write(f"{path}\t{int(n_samples)}\n")
     with atomic_open(out_dir / f"{split}.csv", newline="") as handle:
         table.to_csv(handle, index=False)
@@ -88,12 +108,13 @@ def read_metadata(manifest_dir: str | Path, split: str, required: Sequence[str] 
     if not csv_path.is_file():
         raise ManifestError(f"{csv_path}: metadata table not found (it is written beside {split}.tsv)")
     # Only empty cells are missing: an id such as "NA" or "nan" stays a string.
-    table = pd.read_csv(csv_path, dtype={"record_id": str, "patient_id": str, "path": str},
-                        keep_default_na=False, na_values=[""])
+    table = pd.read_csv(
+        csv_path, dtype={"record_id": str, "patient_id": str, "path": str}, keep_default_na=False, na_values=[""]
+    )
     missing = [c for c in ("path", *required) if c not in table.columns]
     if missing:
         raise ManifestError(f"{csv_path}: missing column(s) {', '.join(missing)}")
     _, entries = read_manifest(manifest_dir / f"{split}.tsv")
-    if len(entries) != len(table) or any(p != e[0] for p, e in zip(table["path"], entries)):
+    if len(entries) != len(table) or any(p != e[0] for p, e in zip(table["path"], entries, strict=True)):
         raise ManifestError(f"{csv_path}: rows do not match {split}.tsv line for line")
     return table

@@ -1,4 +1,5 @@
 """Importing this package registers every module in it with fairseq."""
+
 import importlib
 import pkgutil
 

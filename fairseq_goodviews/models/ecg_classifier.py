@@ -32,27 +32,33 @@ FEATURE_NORM_EPS = 1e-10
 
 @dataclass
 class EcgClassifierConfig(FairseqDataclass):
-    model_path: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
+    model_path: Optional[str] = field(
         default=None, metadata={"help": "pretraining checkpoint whose encoder is loaded; None = random init"}
     )
     freeze_encoder: bool = field(default=False, metadata={"help": "train only the linear layer (linear probe)"})
     encoder: Any = field(
         default_factory=lambda: {"_name": "resnet1d"},
-        metadata={"help": "encoder config used without model_path ({_name: resnet1d, ...}); "
-                  "filled from the checkpoint when model_path is set"},
+        metadata={
+            "help": "encoder config used without model_path ({_name: resnet1d, ...}); "
+            "filled from the checkpoint when model_path is set"
+        },
     )
     num_classes: int = field(default=4, metadata={"help": "output classes"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the linear layer"})
     standardize_features: bool = field(
         default=True,
-        metadata={"help": "linear probe: standardise the frozen features with training-split statistics "
-                  "(non-affine batch norm) before the linear layer"},
+        metadata={
+            "help": "linear probe: standardise the frozen features with training-split statistics "
+            "(non-affine batch norm) before the linear layer"
+        },
     )
 
 
 def build_encoder(encoder_cfg: Any) -> BaseFairseqModel:
     """Build a registered model from a ``{_name: ..., ...}`` config node."""
-    raw = OmegaConf.to_container(encoder_cfg, resolve=True) if isinstance(encoder_cfg, DictConfig) else dict(encoder_cfg)
+    raw = (
+        OmegaConf.to_container(encoder_cfg, resolve=True) if isinstance(encoder_cfg, DictConfig) else dict(encoder_cfg)
+    )
     name = raw.get("_name")
     if name not in MODEL_REGISTRY:
         raise ValueError(f"unknown encoder model {name!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}")
@@ -86,7 +92,8 @@ class EcgClassifier(BaseFairseqModel):
                 parameter.requires_grad_(False)
         self.feature_norm = (
             nn.BatchNorm1d(embedding_dim, eps=FEATURE_NORM_EPS, affine=False, momentum=None)
-            if self.freeze_encoder and cfg.standardize_features else None
+            if self.freeze_encoder and cfg.standardize_features
+            else None
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(embedding_dim, cfg.num_classes)

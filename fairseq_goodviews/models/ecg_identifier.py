@@ -26,8 +26,10 @@ class EcgIdentifierConfig(FairseqDataclass):
     )
     encoder: Any = field(
         default_factory=lambda: {"_name": "resnet1d"},
-        metadata={"help": "encoder config used without model_path ({_name: resnet1d, ...}); "
-                  "filled from the checkpoint when model_path is set"},
+        metadata={
+            "help": "encoder config used without model_path ({_name: resnet1d, ...}); "
+            "filled from the checkpoint when model_path is set"
+        },
     )
     num_patients: int = field(
         default=0, metadata={"help": "number of patient prototypes; set from the task's training patients"}

@@ -18,15 +18,19 @@ from fairseq.models import BaseFairseqModel, register_model
 class Resnet1dConfig(FairseqDataclass):
     in_leads: int = field(default=12, metadata={"help": "input channels (leads; absent leads are zero-filled)"})
     base_width: int = field(default=64, metadata={"help": "channels of the first stage (paper: 64)"})
-    layers: List[int] = field(default_factory=lambda: [2, 2, 2, 2], metadata={"help": "BasicBlocks per stage (ResNet-18: 2,2,2,2)"})
+    layers: List[int] = field(
+        default_factory=lambda: [2, 2, 2, 2], metadata={"help": "BasicBlocks per stage (ResNet-18: 2,2,2,2)"}
+    )
     kernel_size: int = field(default=7, metadata={"help": "kernel of the residual convolutions"})
     stem_kernel_size: int = field(default=15, metadata={"help": "kernel of the stem convolution"})
     embedding_dim: int = field(default=128, metadata={"help": "size of the encoder output (paper: 128)"})
     projection_dim: int = field(default=0, metadata={"help": "output of an MLP projection head; 0 = none (paper)"})
     norm: str = field(
         default="batch",
-        metadata={"help": "'batch' (paper) or 'group' (GroupNorm: no batch statistics, so a batch split "
-                  "across workers gives exactly the single-process result)"},
+        metadata={
+            "help": "'batch' (paper) or 'group' (GroupNorm: no batch statistics, so a batch split "
+            "across workers gives exactly the single-process result)"
+        },
     )
 
 
@@ -73,7 +77,7 @@ class Resnet1dEncoder(nn.Module):
         )
         stages, in_channels = [], width
         for stage, blocks in enumerate(cfg.layers):
-            out_channels = width * 2 ** stage
+            out_channels = width * 2**stage
             for block in range(blocks):
                 stride = 2 if stage > 0 and block == 0 else 1
                 stages.append(BasicBlock1d(in_channels, out_channels, stride, cfg.kernel_size, cfg.norm))
@@ -104,7 +108,8 @@ class Resnet1dModel(BaseFairseqModel):
         self.projection = nn.Identity()
         if cfg.projection_dim > 0:
             self.projection = nn.Sequential(
-                nn.Linear(cfg.embedding_dim, cfg.embedding_dim), nn.ReLU(inplace=True),
+                nn.Linear(cfg.embedding_dim, cfg.embedding_dim),
+                nn.ReLU(inplace=True),
                 nn.Linear(cfg.embedding_dim, cfg.projection_dim),
             )
 

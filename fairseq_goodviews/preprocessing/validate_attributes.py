@@ -17,6 +17,7 @@ broken down by merged rhythm class as well.
     python -m fairseq_goodviews.preprocessing.validate_attributes --records 300 \
         --real ../shared/data --out attr.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,17 @@ from fairseq_goodviews.preprocessing.wave_attributes import METHODS, compute_wav
 
 # Agreement counted as correct (units of each attribute: bpm, ms, degrees, beats, samples at 500 Hz).
 TOLERANCES: dict[str, float] = {
-    "VentricularRate": 2.0, "AtrialRate": 5.0, "QRSDuration": 10.0, "QTInterval": 20.0,
-    "QTCorrected": 25.0, "RAxis": 15.0, "TAxis": 25.0, "QRSCount": 1.0,
-    "QOnset": 5.0, "QOffset": 5.0, "TOffset": 10.0,
+    "VentricularRate": 2.0,
+    "AtrialRate": 5.0,
+    "QRSDuration": 10.0,
+    "QTInterval": 20.0,
+    "QTCorrected": 25.0,
+    "RAxis": 15.0,
+    "TAxis": 25.0,
+    "QRSCount": 1.0,
+    "QOnset": 5.0,
+    "QOffset": 5.0,
+    "TOffset": 10.0,
 }
 _ANGLES = ("RAxis", "TAxis")
 
@@ -108,14 +117,17 @@ def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat"
         "methods": {},
     }
     for method in methods:
-        predicted = pd.DataFrame([compute_wave_attributes(r.feats, r.sample_rate, r.lead_present,
-                                                          method=method).values for _, r in records],
-                                 columns=list(ATTRIBUTE_NAMES))
+        predicted = pd.DataFrame(
+            [compute_wave_attributes(r.feats, r.sample_rate, r.lead_present, method=method).values for _, r in records],
+            columns=list(ATTRIBUTE_NAMES),
+        )
         report["methods"][method] = {
             "overall": attribute_errors(truth, predicted),
             "per_record": {
-                name: {attr: {"measured": float(predicted.at[k, attr]), "reference": float(truth.at[k, attr])}
-                       for attr in ATTRIBUTE_NAMES}
+                name: {
+                    attr: {"measured": float(predicted.at[k, attr]), "reference": float(truth.at[k, attr])}
+                    for attr in ATTRIBUTE_NAMES
+                }
                 for k, (name, _) in enumerate(records)
             },
         }
@@ -146,7 +158,9 @@ def validate_attributes(
         generated = time.perf_counter() - start
         paths = [str(Path(tmp) / SIGNAL_DIR / f"{name}.csv") for name in truth["FileName"]]
         report: dict[str, Any] = {
-            "records": n_records, "seed": seed, "generator_seconds": round(generated, 2),
+            "records": n_records,
+            "seed": seed,
+            "generator_seconds": round(generated, 2),
             "source": f"synthetic {DIAGNOSTICS_NAME} (fairseq_goodviews.synthetic, true fiducials)",
             "methods": {},
         }
@@ -165,8 +179,10 @@ def validate_attributes(
                 "seconds_per_record": round(seconds / n_records * max(workers, 1), 4),
                 "overall": attribute_errors(truth, predicted),
                 "by_class": {
-                    name: attribute_errors(truth[classes == name].reset_index(drop=True),
-                                           predicted[(classes == name).to_numpy()].reset_index(drop=True))
+                    name: attribute_errors(
+                        truth[classes == name].reset_index(drop=True),
+                        predicted[(classes == name).to_numpy()].reset_index(drop=True),
+                    )
                     for name in sorted(classes.dropna().unique())
                 },
             }
@@ -178,27 +194,37 @@ def format_report(report: dict[str, Any], title: str) -> str:
     lines = []
     for method, result in report["methods"].items():
         lines.append(f"{method}: {title}")
-        lines.append(f"  {'attribute':<16}{'n':>5}{'NaN':>5}{'MAE':>9}{'median':>9}{'bias':>9}{'max':>9}"
-                     f"{'tol':>7}{'within':>8}")
+        lines.append(
+            f"  {'attribute':<16}{'n':>5}{'NaN':>5}{'MAE':>9}{'median':>9}{'bias':>9}{'max':>9}{'tol':>7}{'within':>8}"
+        )
         for name, row in result["overall"].items():
-            lines.append(f"  {name:<16}{row['measured']:>5}{row['missing']:>5}{row['mae']:>9.2f}"
-                         f"{row['median_abs_error']:>9.2f}{row['bias']:>9.2f}{row['max_abs_error']:>9.2f}"
-                         f"{row['tolerance']:>7g}{row['within_tolerance']:>8.1%}")
+            lines.append(
+                f"  {name:<16}{row['measured']:>5}{row['missing']:>5}{row['mae']:>9.2f}"
+                f"{row['median_abs_error']:>9.2f}{row['bias']:>9.2f}{row['max_abs_error']:>9.2f}"
+                f"{row['tolerance']:>7g}{row['within_tolerance']:>8.1%}"
+            )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Measure the automatic wave attributes on real records with "
-                                                 "GE MUSE measurements and on synthetic records with known "
-                                                 "values; report the errors as JSON.")
+    parser = argparse.ArgumentParser(
+        description="Measure the automatic wave attributes on real records with "
+        "GE MUSE measurements and on synthetic records with known "
+        "values; report the errors as JSON."
+    )
     parser.add_argument("--records", type=int, default=200, help="synthetic records (default: 200; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--real", default=os.environ.get("GOODVIEWS_SHARED_DATA"), metavar="DATA_DIR",
-                        help="shared data folder holding real/ and chapman/Diagnostics.xlsx "
-                             "(default: $GOODVIEWS_SHARED_DATA; without it, no real records)")
-    parser.add_argument("--method", choices=(*METHODS, "all"), default="all",
-                        help="delineation method(s) to validate (default: all)")
+    parser.add_argument(
+        "--real",
+        default=os.environ.get("GOODVIEWS_SHARED_DATA"),
+        metavar="DATA_DIR",
+        help="shared data folder holding real/ and chapman/Diagnostics.xlsx "
+        "(default: $GOODVIEWS_SHARED_DATA; without it, no real records)",
+    )
+    parser.add_argument(
+        "--method", choices=(*METHODS, "all"), default="all", help="delineation method(s) to validate (default: all)"
+    )
     parser.add_argument("--out", default="attribute_validation.json", help="JSON report path")
     args = parser.parse_args(argv)
     methods = METHODS if args.method == "all" else (args.method,)

@@ -33,6 +33,7 @@ Attributes are measured on the first ``window_seconds`` (default 10 s, Chapman's
 raises on bad signals: an attribute that cannot be derived is NaN and :attr:`WaveAttributes.reasons`
 says why.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -98,10 +99,10 @@ class WaveAttributes:
 
 @dataclass
 class _Prepared:
-    signal: np.ndarray        # [12, T] at 500 Hz, baseline removed (high-pass), absent leads zero
-    detection: np.ndarray     # [T] QRS-band (8-30 Hz) spatial magnitude, for R-peak detection
-    present: np.ndarray       # [12] bool, usable leads
-    measured: np.ndarray      # lead slots the delineation uses (the independent leads present)
+    signal: np.ndarray  # [12, T] at 500 Hz, baseline removed (high-pass), absent leads zero
+    detection: np.ndarray  # [T] QRS-band (8-30 Hz) spatial magnitude, for R-peak detection
+    present: np.ndarray  # [12] bool, usable leads
+    measured: np.ndarray  # lead slots the delineation uses (the independent leads present)
 
 
 def compute_wave_attributes(
@@ -116,8 +117,7 @@ def compute_wave_attributes(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     result = WaveAttributes()
     try:
-        prepared = _prepare(np.asarray(feats, dtype=np.float64), float(sample_rate), lead_present,
-                            window_seconds)
+        prepared = _prepare(np.asarray(feats, dtype=np.float64), float(sample_rate), lead_present, window_seconds)
         if isinstance(prepared, str):
             result.fail(prepared)
             return result
@@ -133,7 +133,9 @@ def load_backend() -> None:
 
 
 def _prepare(
-    feats: np.ndarray, sample_rate: float, lead_present: np.ndarray | None,
+    feats: np.ndarray,
+    sample_rate: float,
+    lead_present: np.ndarray | None,
     window_seconds: float | None,
 ) -> _Prepared | str:
     if feats.ndim != 2 or feats.shape[0] != len(CANONICAL_LEADS):
@@ -201,8 +203,9 @@ def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     threshold = MISSED_AMPLITUDE * float(np.median(detection[peaks]))
     margin = int(0.5 * typical_rr)
     edge = int(MISSED_EDGE_S * FS)  # a complex cut by the record's edge is not counted
-    bounds = [(-typical_rr, peaks[0])] + [(a, b) for a, b in itertools.pairwise(peaks)
-                                          if b - a > SPURIOUS_GAP * typical_rr]
+    bounds = [(-typical_rr, peaks[0])] + [
+        (a, b) for a, b in itertools.pairwise(peaks) if b - a > SPURIOUS_GAP * typical_rr
+    ]
     bounds.append((peaks[-1], len(detection) - 1 + typical_rr))
     added = []
     for a, b in bounds:
@@ -210,7 +213,7 @@ def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
             lo, hi = int(max(a + margin, edge)), int(min(b - margin, len(detection) - 1 - edge))
             if hi <= lo:
                 break
-            best = lo + int(np.argmax(detection[lo:hi + 1]))
+            best = lo + int(np.argmax(detection[lo : hi + 1]))
             if detection[best] < threshold or best in (lo, hi):
                 break
             added.append(best)
@@ -237,7 +240,7 @@ def _drop_spurious(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     typical_rr = float(np.median(np.diff(peaks[strong])))
     for k in np.flatnonzero(~strong):
         before = peaks[:k][keep[:k]]
-        after = peaks[k + 1:]
+        after = peaks[k + 1 :]
         if len(before) and len(after) and after[0] - before[-1] <= SPURIOUS_GAP * typical_rr:
             keep[k] = False
         elif not len(before) or not len(after):  # a weak detection at an edge: a cut-off wave
@@ -253,7 +256,7 @@ def _beats(signal: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     for k, p in enumerate(peaks):
         start = p - R_INDEX
         lo, hi = max(start, 0), min(start + FRAME, n)
-        beats[k, :, lo - start: hi - start] = signal[:, lo:hi]
+        beats[k, :, lo - start : hi - start] = signal[:, lo:hi]
     return beats
 
 
@@ -273,7 +276,7 @@ def _align(beats: np.ndarray, leads: np.ndarray, max_shift: int = 10) -> np.ndar
     """Shift each beat by up to ``max_shift`` samples to best match the median QRS."""
     lo, hi = R_INDEX - int(0.06 * FS), R_INDEX + int(0.06 * FS)
     ref = np.nan_to_num(_nanmedian(beats)[leads, lo:hi])
-    region = np.nan_to_num(beats[:, leads, lo - max_shift: hi + max_shift])
+    region = np.nan_to_num(beats[:, leads, lo - max_shift : hi + max_shift])
     windows = np.lib.stride_tricks.sliding_window_view(region, hi - lo, axis=2)  # [beats, leads, shifts, width]
     shifts = np.argmax(np.einsum("blsw,lw->bs", windows, ref), axis=1) - max_shift
     aligned = np.full_like(beats, np.nan)
@@ -333,14 +336,15 @@ def _qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
     as ECG carts take them, without trusting a single lead).
     """
     slopes = np.abs(np.diff(median, axis=1))
-    velocity = np.sqrt(np.sum(slopes ** 2, axis=0))
+    velocity = np.sqrt(np.sum(slopes**2, axis=0))
     lo, hi = R_INDEX - 40, R_INDEX + 40
     peak = lo + int(np.argmax(velocity[lo:hi]))
     if velocity[peak] <= 0:
         return "no QRS complex in the median beat"
     first = max(peak - QRS_SEARCH, 0)
-    quiet_zones = np.concatenate([slopes[:, first: max(peak - 60, first + 1)],
-                                  slopes[:, peak + 150: peak + 200]], axis=1)
+    quiet_zones = np.concatenate(
+        [slopes[:, first : max(peak - 60, first + 1)], slopes[:, peak + 150 : peak + 200]], axis=1
+    )
     floor = np.median(quiet_zones, axis=1)
     tops = lo + np.argmax(slopes[:, lo:hi], axis=1)
     top_slopes = slopes[np.arange(len(slopes)), tops]
@@ -350,14 +354,14 @@ def _qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
             continue
         quiet = slope < noise + QRS_SLOPE_FRACTION * (slope[top] - noise)
         run = np.convolve(quiet, np.ones(QRS_QUIET_RUN), mode="valid") == QRS_QUIET_RUN
-        before = np.flatnonzero(run[first: peak - QRS_QUIET_RUN + 1])
-        after = np.flatnonzero(run[peak: peak + QRS_SEARCH])
+        before = np.flatnonzero(run[first : peak - QRS_QUIET_RUN + 1])
+        after = np.flatnonzero(run[peak : peak + QRS_SEARCH])
         if not len(before) or not len(after):
             continue
         onset, offset = first + int(before[-1]) + QRS_QUIET_RUN, peak + int(after[0])
         onsets.append(onset)
-        level = lead[max(onset - 6, 0): max(onset - 1, 1)].mean()
-        if abs(lead[offset] - level) <= QRS_END_LEVEL * np.ptp(lead[onset: offset + 1]):
+        level = lead[max(onset - 6, 0) : max(onset - 1, 1)].mean()
+        if abs(lead[offset] - level) <= QRS_END_LEVEL * np.ptp(lead[onset : offset + 1]):
             offsets.append(offset)
     if not onsets or not offsets:
         return "QRS onset or offset not found in the median beat"
@@ -382,9 +386,9 @@ def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str
     start = q_off + int(0.04 * FS)  # past the ST segment, which an elevation would make the "peak"
     if end - start < 8:
         return "RR too short to find the T wave"
-    segment = median[:, start:end + 1]
+    segment = median[:, start : end + 1]
     direction = np.linalg.svd(segment - segment.mean(axis=1, keepdims=True), full_matrices=False)[0][:, 0]
-    wave = direction @ median[:, start:end + 1]
+    wave = direction @ median[:, start : end + 1]
     if wave.max() < -wave.min():
         wave = -wave
     top = int(np.argmax(wave))
@@ -426,8 +430,8 @@ def _axis(lead_i: np.ndarray, avf: np.ndarray, lo: int, hi: int) -> float:
     aVF sees the vertical component of the heart vector with gain sqrt(3)/2 (Einthoven triangle)
     and lead I the horizontal one with gain 1, hence the correction of the aVF area.
     """
-    area_i = float(np.sum(lead_i[lo:hi + 1]))
-    area_f = float(np.sum(avf[lo:hi + 1])) / _AVF_GAIN
+    area_i = float(np.sum(lead_i[lo : hi + 1]))
+    area_f = float(np.sum(avf[lo : hi + 1])) / _AVF_GAIN
     if area_i == 0.0 and area_f == 0.0:
         return math.nan
     angle = math.degrees(math.atan2(area_f, area_i))
@@ -441,7 +445,7 @@ def _p_wave_consistent(beats: np.ndarray, median: np.ndarray, leads: np.ndarray,
         return False
     template = median[leads, lo:hi]
     template = template - template.mean(axis=1, keepdims=True)
-    if float(np.max(np.sqrt(np.mean(template ** 2, axis=0)))) < 0.03:
+    if float(np.max(np.sqrt(np.mean(template**2, axis=0)))) < 0.03:
         return False
     matches = 0
     for beat in beats:
@@ -489,7 +493,7 @@ def _measure(prepared: _Prepared, method: str, result: WaveAttributes) -> None:
     dominant = _dominant(aligned, prepared.measured)
     beats = aligned[dominant]
     median = _smooth(_nanmedian(beats))
-    if np.isnan(median[prepared.present][:, R_INDEX - int(0.3 * FS): R_INDEX + int(0.3 * FS)]).any():
+    if np.isnan(median[prepared.present][:, R_INDEX - int(0.3 * FS) : R_INDEX + int(0.3 * FS)]).any():
         result.fail("too few complete beats for a median beat")
         return
     median = np.nan_to_num(median)
@@ -534,14 +538,17 @@ def _measure(prepared: _Prepared, method: str, result: WaveAttributes) -> None:
     if _p_wave_consistent(beats, median, prepared.measured, q_on):
         values["AtrialRate"] = values["VentricularRate"]
     else:
-        result.fail("no P wave consistently before the QRS complexes (e.g. atrial fibrillation or "
-                    "flutter, whose atrial rate is not measured)", ("AtrialRate",))
+        result.fail(
+            "no P wave consistently before the QRS complexes (e.g. atrial fibrillation or "
+            "flutter, whose atrial rate is not measured)",
+            ("AtrialRate",),
+        )
     result.fail("not derivable")
 
 
 def _isoelectric(median: np.ndarray, onset: int) -> np.ndarray:
     """Per-lead baseline: the mean of the PR segment just before the QRS onset."""
-    seg = median[:, max(onset - 6, 0): max(onset - 1, 1)]
+    seg = median[:, max(onset - 6, 0) : max(onset - 1, 1)]
     return np.mean(seg, axis=1, keepdims=True)
 
 

@@ -6,6 +6,7 @@ their module in the ``fairseq_goodviews.strategies`` entry-point group, e.g. in 
     [project.entry-points."fairseq_goodviews.strategies"]
     my_view = "my_package.my_view"
 """
+
 import importlib
 import pkgutil
 from importlib.metadata import entry_points

@@ -9,6 +9,7 @@ that metadata into the rows of the relation P that the one contrastive loss need
 only for its own anchors' rows ([n, N], ``rows`` = its slice of the global batch), never for the
 whole [N, N] relation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fairseq_goodviews.data.augment import AugmentationConfig, augment
-
 
 #: Every row of the relation (a single process, or a test that wants the whole [N, N] matrix).
 ALL = slice(None)
@@ -73,12 +73,12 @@ class PositiveStrategy:
         return f"{cls.paper_row} ({cls.display_name})" if cls.paper_row else cls.display_name
 
     @classmethod
-    def crop_segments(cls, cfg: "StrategyConfig") -> int:
+    def crop_segments(cls, cfg: StrategyConfig) -> int:
         """How many views' worth of time a crop is cut into (the crop is that many views long)."""
         return 1
 
     @classmethod
-    def views_per_record(cls, cfg: "StrategyConfig") -> int:
+    def views_per_record(cls, cfg: StrategyConfig) -> int:
         """Views made from each record's crop (a cross-record item holds two records)."""
         return 1
 
@@ -120,7 +120,8 @@ class PositiveStrategy:
     def describe(self) -> Dict[str, Any]:
         """Facts to log with the results (e.g. that the strategy uses labels)."""
         return {
-            "strategy": self.cfg._name, "uses_labels": self.uses_labels,
+            "strategy": self.cfg._name,
+            "uses_labels": self.uses_labels,
             "views_per_item": self.views_per_record(self.cfg) * (2 if self.cross_record else 1),
         }
 
@@ -231,7 +232,9 @@ STRATEGY_REGISTRY: Dict[str, Type[PositiveStrategy]] = {}
 STRATEGY_DATACLASS_REGISTRY: Dict[str, Type[StrategyConfig]] = {}
 
 
-def register_strategy(name: str, dataclass: Type[StrategyConfig]) -> Callable[[Type[PositiveStrategy]], Type[PositiveStrategy]]:
+def register_strategy(
+    name: str, dataclass: Type[StrategyConfig]
+) -> Callable[[Type[PositiveStrategy]], Type[PositiveStrategy]]:
     def wrapper(cls: Type[PositiveStrategy]) -> Type[PositiveStrategy]:
         if name in STRATEGY_REGISTRY:
             raise ValueError(f"strategy {name!r} is registered twice")
@@ -261,9 +264,7 @@ def strategy_config(cfg: Mapping[str, Any] | DictConfig) -> StrategyConfig:
     raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     name = raw.get("_name")
     if name not in STRATEGY_REGISTRY:
-        raise ValueError(
-            f"unknown strategy {name!r}; registered: {', '.join(sorted(STRATEGY_REGISTRY))}"
-        )
+        raise ValueError(f"unknown strategy {name!r}; registered: {', '.join(sorted(STRATEGY_REGISTRY))}")
     schema = OmegaConf.structured(STRATEGY_DATACLASS_REGISTRY[name])
     try:
         merged = OmegaConf.merge(schema, raw)
@@ -272,7 +273,9 @@ def strategy_config(cfg: Mapping[str, Any] | DictConfig) -> StrategyConfig:
     return OmegaConf.to_object(merged)
 
 
-def build_strategy(cfg: Mapping[str, Any] | DictConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int) -> PositiveStrategy:
+def build_strategy(
+    cfg: Mapping[str, Any] | DictConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int
+) -> PositiveStrategy:
     config = strategy_config(cfg)
     cls = STRATEGY_REGISTRY[config._name]
     missing = [c for c in cls.required_columns if c not in table.columns]

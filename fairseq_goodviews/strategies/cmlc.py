@@ -16,6 +16,7 @@ lead masking and the augmentations only touch the group's leads.
 Only present leads make views: a group with no present lead is skipped (a record with no lead
 at all still yields one all-zero view, so it is counted as an anchor without positive).
 """
+
 from dataclasses import dataclass, field
 from typing import List, Mapping, Tuple
 

@@ -10,6 +10,7 @@ them back to back at a random offset in the crop; ``random`` draws random gaps b
 (uniform cut points, so every non-overlapping, ordered placement is possible). Segments keep their
 time order: view ``segment`` s starts after view s-1 ends.
 """
+
 from dataclasses import dataclass, field
 from typing import List, Mapping
 
@@ -91,8 +92,11 @@ class Cmsc(PositiveStrategy):
         length = self.view_length(signal.shape[1])
         offsets = segment_offsets(signal.shape[1], self.cfg.n_segments, length, self.cfg.placement, rng)
         return [
-            View(self.augment(np.ascontiguousarray(signal[:, start:start + length]), lead_present, rng),
-                 lead_present, segment=s)
+            View(
+                self.augment(np.ascontiguousarray(signal[:, start : start + length]), lead_present, rng),
+                lead_present,
+                segment=s,
+            )
             for s, start in enumerate(offsets)
         ]
 

@@ -15,6 +15,7 @@ same lead groups, or the same sampled leads, in every segment). A view carries b
   with the same-patient mask, so same-lead/other-segment and other-lead/same-segment pairs are
   positives too.
 """
+
 from dataclasses import dataclass, field
 from typing import List, Mapping
 
@@ -39,7 +40,9 @@ RELATIONS = ("cross", "any")
 class CmsmlcConfig(CmlcConfig, CmscConfig):
     positives: str = field(
         default="cross",
-        metadata={"help": "cross: other segment AND other lead group | any: every other view of the record (CLOCS code)"},
+        metadata={
+            "help": "cross: other segment AND other lead group | any: every other view of the record (CLOCS code)"
+        },
     )
 
 
@@ -72,7 +75,7 @@ class Cmsmlc(PositiveStrategy):
         groups = lead_views(lead_present, self.cfg.lead_groups, self.cfg.n_views, rng)
         views = []
         for segment, start in enumerate(offsets):
-            piece = signal[:, start:start + length]
+            piece = signal[:, start : start + length]
             for group, slots in groups:
                 restricted = restrict_to_leads(piece, slots)
                 views.append(View(self.augment(restricted, slots, rng), slots, segment=segment, lead_group=group))

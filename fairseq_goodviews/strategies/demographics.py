@@ -9,6 +9,7 @@ A record with a missing age, an age below the first edge, or a missing or other 
 group: it gets no partner (the dataset counts it in ``items_without_partner``) and no
 cross-record positive; ``describe()`` reports how many such records the split has.
 """
+
 from dataclasses import dataclass, field
 from typing import Dict, List
 

@@ -10,6 +10,7 @@ rows of *other* recordings are partners and positives, which is PCLR proper (dif
 A record without a partner (alone, or with a missing ``patient_id``) is counted by the dataset
 (``items_without_partner``) and in ``describe()``.
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
@@ -17,7 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairseq_goodviews.strategies.base import ALL, GroupStrategy, StrategyConfig, group_relation, register_strategy, same
+from fairseq_goodviews.strategies.base import (
+    ALL,
+    GroupStrategy,
+    StrategyConfig,
+    group_relation,
+    register_strategy,
+    same,
+)
 
 
 @dataclass
@@ -68,7 +76,7 @@ class Patient(GroupStrategy):
         if self.cfg.same_recording:
             return super().sample_partner(index, rng)
         groups = self.partner_index
-        members = groups.members[groups.start[index]:groups.end[index]]
+        members = groups.members[groups.start[index] : groups.end[index]]
         candidates = members[self.recording[members] != self.recording[index]]
         return int(candidates[rng.integers(len(candidates))]) if len(candidates) else None
 

@@ -11,6 +11,7 @@ split fails with an error that says to disable validation (``dataset.disable_val
 as ``config/pretraining/rhythm.yaml`` does). A record with a missing rhythm (or beat, when
 matched) gets no partner and is counted.
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
@@ -23,12 +24,14 @@ from fairseq_goodviews.strategies.base import GroupStrategy, StrategyConfig, reg
 @dataclass
 class RhythmConfig(StrategyConfig):
     match_beat: bool = field(
-        default=True, metadata={"help": "positives also need the same set of Beat conditions (paper); false: rhythm only"}
+        default=True,
+        metadata={"help": "positives also need the same set of Beat conditions (paper); false: rhythm only"},
     )
 
 
 def beat_sets(beat: pd.Series) -> pd.Series:
     """Canonical text of each record's set of conditions ('' for NONE, NaN if missing)."""
+
     def canonical(value: Any) -> Any:
         if pd.isna(value):
             return np.nan

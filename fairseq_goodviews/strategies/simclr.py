@@ -5,6 +5,7 @@ different ones drawn from jittering, scaling, flipping, rotating, time and size 
 "rotation" is a random sign per lead plus a lead shuffle) and ``independent`` (every transform
 applied to every view independently with its own probability, ``<transform>_prob``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ class SimclrConfig(StrategyConfig):
     n_views: int = field(default=2, metadata={"help": "augmented views per record"})
     policy: str = field(
         default="paper",
-        metadata={"help": "paper: one transform per view, different for each view | independent: every "
-                  "transform with its own probability (<transform>_prob)"},
+        metadata={
+            "help": "paper: one transform per view, different for each view | independent: every "
+            "transform with its own probability (<transform>_prob)"
+        },
     )
     jitter_prob: float = 0.5
     scaling_prob: float = 0.5
@@ -47,8 +50,10 @@ class Simclr(PositiveStrategy):
         if cfg.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {cfg.policy!r}")
         if cfg.policy == "paper" and not 1 <= cfg.n_views <= len(PAPER_TRANSFORMS):
-            raise ValueError(f"policy paper draws a different transform per view: n_views must be 1.."
-                             f"{len(PAPER_TRANSFORMS)}, got {cfg.n_views}")
+            raise ValueError(
+                f"policy paper draws a different transform per view: n_views must be 1.."
+                f"{len(PAPER_TRANSFORMS)}, got {cfg.n_views}"
+            )
 
     @classmethod
     def views_per_record(cls, cfg: SimclrConfig) -> int:
@@ -58,5 +63,7 @@ class Simclr(PositiveStrategy):
         if self.cfg.policy == "independent":
             return [View(self.augment(signal, lead_present, rng), lead_present) for _ in range(self.cfg.n_views)]
         names = rng.choice(len(PAPER_TRANSFORMS), size=self.cfg.n_views, replace=False)
-        return [View(apply_transform(PAPER_TRANSFORMS[k], signal.copy(), rng, self.cfg, lead_present), lead_present)
-                for k in names]
+        return [
+            View(apply_transform(PAPER_TRANSFORMS[k], signal.copy(), rng, self.cfg, lead_present), lead_present)
+            for k in names
+        ]

@@ -11,6 +11,7 @@ are the model's own true fiducials (see that module). With ``diagnostics=PATH`` 
 existing ``Diagnostics.xlsx`` are kept unchanged and each record is synthesised to agree with its
 row (rhythm, conditions, rate, QRS duration, QT, axes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,6 +39,8 @@ from fairseq_goodviews.synthetic.ecg import synthesize_record, targets_from_row
 COLUMNS: tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender", *ATTRIBUTE_NAMES)
 DIAGNOSTICS_NAME = "Diagnostics.xlsx"
 SIGNAL_DIR = "ECGDataDenoised"
+
+
 @lru_cache(maxsize=4)
 def _csv_template(rows: int, columns: int) -> str:
     """One %-format string for a whole table: a single formatting call is the fastest writer."""
@@ -76,14 +79,14 @@ def _read_diagnostics_rows(path: Path, n_records: int | None) -> tuple[list[tupl
     try:
         rows = book.worksheets[0].iter_rows(values_only=True)
         header = tuple(str(c).strip() if c is not None else "" for c in next(rows, ()))
-        if header[:len(COLUMNS)] != COLUMNS:
+        if header[: len(COLUMNS)] != COLUMNS:
             raise ValueError(f"{path}: expected the columns {', '.join(COLUMNS)}; found {', '.join(header)}")
         raw = []
         for row in rows:
             if n_records is not None and len(raw) >= n_records:
                 break
             if row and any(v is not None for v in row):
-                raw.append(tuple(row[:len(COLUMNS)]))
+                raw.append(tuple(row[: len(COLUMNS)]))
     finally:
         book.close()
     table = pd.DataFrame([list(r) for r in raw], columns=list(COLUMNS))
@@ -108,9 +111,14 @@ def _generate_chunk(job: _Job) -> list[dict[str, Any]]:
     return rows
 
 
-def generate_chapman(out_dir: str | Path, n_records: int | None, seed: int = 0,
-                     diagnostics: str | Path | None = None, workers: int = 1,
-                     header: bool = False) -> pd.DataFrame:
+def generate_chapman(
+    out_dir: str | Path,
+    n_records: int | None,
+    seed: int = 0,
+    diagnostics: str | Path | None = None,
+    workers: int = 1,
+    header: bool = False,
+) -> pd.DataFrame:
     """Write a synthetic Chapman database to ``out_dir``; return the Diagnostics table written.
 
     Random mode (``diagnostics`` None): ``n_records`` records drawn from the calibrated
@@ -135,7 +143,7 @@ def generate_chapman(out_dir: str | Path, n_records: int | None, seed: int = 0,
         raw, table = _read_diagnostics_rows(Path(diagnostics), n_records)
         items = [(i, row) for i, row in enumerate(table.to_dict("records"))]
     size = max(1, min(200, math.ceil(len(items) / (4 * workers))))
-    jobs = [(str(out), seed, header, items[k:k + size]) for k in range(0, len(items), size)]
+    jobs = [(str(out), seed, header, items[k : k + size]) for k in range(0, len(items), size)]
     if workers == 1 or len(jobs) == 1:
         results = [_generate_chunk(job) for job in jobs]
     else:
@@ -147,8 +155,17 @@ def generate_chapman(out_dir: str | Path, n_records: int | None, seed: int = 0,
         _write_diagnostics(out / DIAGNOSTICS_NAME, raw)
         return table
     table = pd.DataFrame(rows, columns=list(COLUMNS))
-    as_written = [(r["FileName"], r["Rhythm"], r["Beat"], str(r["PatientAge"]), r["Gender"],
-                   *(int(r[c]) for c in ATTRIBUTE_NAMES)) for r in rows]
+    as_written = [
+        (
+            r["FileName"],
+            r["Rhythm"],
+            r["Beat"],
+            str(r["PatientAge"]),
+            r["Gender"],
+            *(int(r[c]) for c in ATTRIBUTE_NAMES),
+        )
+        for r in rows
+    ]
     _write_diagnostics(out / DIAGNOSTICS_NAME, as_written)
     return table
 
@@ -157,13 +174,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python manifests/synthetic.py OUT_DIR --records N --seed S ...``."""
     parser = argparse.ArgumentParser(
         prog="manifests/synthetic.py",
-        description="Write a synthetic Chapman/Shaoxing database (Diagnostics.xlsx + ECGDataDenoised/*.csv).")
+        description="Write a synthetic Chapman/Shaoxing database (Diagnostics.xlsx + ECGDataDenoised/*.csv).",
+    )
     parser.add_argument("out_dir", help="output folder (created if missing)")
-    parser.add_argument("--records", type=int, default=None,
-                        help="number of records; with --from-diagnostics, the first N rows (default: all)")
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=None,
+        help="number of records; with --from-diagnostics, the first N rows (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--from-diagnostics", dest="diagnostics", default=None, metavar="PATH",
-                        help="synthesise one waveform per row of this Diagnostics.xlsx and keep its rows")
+    parser.add_argument(
+        "--from-diagnostics",
+        dest="diagnostics",
+        default=None,
+        metavar="PATH",
+        help="synthesise one waveform per row of this Diagnostics.xlsx and keep its rows",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--header", action="store_true", help="write the lead names as the first CSV row")
     args = parser.parse_args(argv)
@@ -171,13 +198,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--records is required unless --from-diagnostics is given")
     started = time.perf_counter()
     try:
-        table = generate_chapman(args.out_dir, args.records, seed=args.seed, diagnostics=args.diagnostics,
-                                 workers=args.workers, header=args.header)
+        table = generate_chapman(
+            args.out_dir,
+            args.records,
+            seed=args.seed,
+            diagnostics=args.diagnostics,
+            workers=args.workers,
+            header=args.header,
+        )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - started
     classes = table["Rhythm"].map(RHYTHM_TO_CLASS).value_counts().to_dict()
-    print(f"wrote {len(table)} records to {args.out_dir} in {elapsed:.1f} s "
-          f"({60.0 * len(table) / max(elapsed, 1e-9):.0f} records/min); classes {classes}")
+    print(
+        f"wrote {len(table)} records to {args.out_dir} in {elapsed:.1f} s "
+        f"({60.0 * len(table) / max(elapsed, 1e-9):.0f} records/min); classes {classes}"
+    )
     return 0

@@ -43,6 +43,7 @@ Rhythm, age, sex, ``Beat`` frequencies and the target distributions are calibrat
 Every record is drawn from ``numpy.random.default_rng([seed, index])``, so the output depends on
 the seed only, not on the number of worker processes.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,10 +71,32 @@ FIDUCIAL_MV = 0.02  # a wave is "on" while its dipole magnitude is at least this
 # --------------------------------------------------------------------------------------------
 QUANTILE_LEVELS = np.array([0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 100]) / 100.0
 
-RHYTHM_COUNTS = {"SB": 3889, "SR": 1826, "AFIB": 1780, "ST": 1568, "SVT": 587, "AF": 445, "SA": 399,
-                 "AT": 121, "AVNRT": 16, "AVRT": 8, "SAAWR": 7}
-MALE_FRACTION = {"SB": 0.638, "SR": 0.439, "AFIB": 0.585, "ST": 0.51, "SVT": 0.475, "AF": 0.578,
-                 "SA": 0.559, "AT": 0.529, "AVNRT": 0.25, "AVRT": 0.625, "SAAWR": 0.143}
+RHYTHM_COUNTS = {
+    "SB": 3889,
+    "SR": 1826,
+    "AFIB": 1780,
+    "ST": 1568,
+    "SVT": 587,
+    "AF": 445,
+    "SA": 399,
+    "AT": 121,
+    "AVNRT": 16,
+    "AVRT": 8,
+    "SAAWR": 7,
+}
+MALE_FRACTION = {
+    "SB": 0.638,
+    "SR": 0.439,
+    "AFIB": 0.585,
+    "ST": 0.51,
+    "SVT": 0.475,
+    "AF": 0.578,
+    "SA": 0.559,
+    "AT": 0.529,
+    "AVNRT": 0.25,
+    "AVRT": 0.625,
+    "SAAWR": 0.143,
+}
 AGE_Q = {
     "SB": (10, 20, 32, 40, 50, 60, 68, 75, 80, 86, 98),
     "SR": (4, 17, 26, 31, 44, 55, 66, 75, 80, 87, 95),
@@ -156,34 +179,225 @@ TDELTA_Q = {
 }
 # Per rhythm: (records with none of the modelled codes, {code: records carrying it}).
 CODE_COUNTS: dict[str, tuple[int, dict[str, int]]] = {
-    "SB": (2225, {"1AVB": 158, "ALS": 106, "APB": 101, "AQW": 73, "ARS": 29, "AVB": 1, "CCR": 55, "CR": 6,
-                  "IDC": 1, "IVB": 36, "LBBB": 17, "LFBBB": 20, "LVHV": 604, "LVQRSCL": 46, "LVQRSLL": 28,
-                  "PRIE": 6, "PWC": 13, "QTIE": 21, "RBBB": 122, "STDD": 59, "STTC": 169, "STTU": 74,
-                  "TWC": 599, "TWO": 56, "UW": 8, "VPB": 39}),
-    "SR": (1374, {"1AVB": 30, "ALS": 45, "APB": 36, "AQW": 23, "ARS": 5, "AVB": 1, "CCR": 27, "CR": 3,
-                  "IVB": 2, "LBBB": 4, "LFBBB": 7, "LVHV": 89, "LVQRSCL": 24, "LVQRSLL": 1, "PWC": 7,
-                  "QTIE": 7, "RBBB": 26, "STDD": 30, "STTC": 88, "STTU": 19, "TWC": 197, "TWO": 14, "UW": 1,
-                  "VPB": 17}),
-    "AFIB": (418, {"ALS": 107, "AQW": 73, "ARS": 61, "CCR": 38, "CR": 16, "IDC": 111, "IVB": 42, "LBBB": 30,
-                   "LFBBB": 34, "LRRI": 23, "LVHV": 367, "LVQRSCL": 18, "LVQRSLL": 55, "QTIE": 13,
-                   "RBBB": 143, "STDD": 187, "STTC": 434, "STTU": 24, "TWC": 617, "TWO": 52, "UW": 7,
-                   "VPB": 147}),
-    "ST": (655, {"1AVB": 56, "ALS": 68, "APB": 101, "AQW": 44, "ARS": 60, "AVB": 2, "CCR": 22, "CR": 32,
-                 "IVB": 11, "LBBB": 17, "LFBBB": 22, "LVHV": 130, "LVQRSCL": 47, "LVQRSLL": 19, "PRIE": 6,
-                 "PWC": 73, "QTIE": 4, "RBBB": 60, "STDD": 77, "STTC": 311, "STTU": 43, "TWC": 286, "TWO": 24,
-                 "UW": 1, "VPB": 62}),
-    "SVT": (391, {"1AVB": 1, "ALS": 15, "AQW": 3, "ARS": 36, "CCR": 7, "CR": 11, "IVB": 2, "LBBB": 9,
-                  "LFBBB": 6, "LVHV": 22, "RBBB": 38, "STDD": 15, "STTC": 57, "STTU": 2, "TWC": 29, "TWO": 2,
-                  "VPB": 6}),
-    "AF": (92, {"ALS": 32, "AQW": 15, "ARS": 20, "AVB": 149, "CCR": 7, "CR": 7, "IDC": 11, "IVB": 10,
-                "LBBB": 13, "LFBBB": 15, "LRRI": 1, "LVHV": 55, "LVQRSCL": 1, "LVQRSLL": 5, "QTIE": 12,
-                "RBBB": 56, "STDD": 24, "STTC": 65, "STTU": 10, "TWC": 111, "TWO": 7, "UW": 4, "VPB": 19}),
-    "SA": (294, {"1AVB": 5, "ALS": 3, "APB": 20, "AQW": 2, "ARS": 9, "CR": 1, "IVB": 2, "LBBB": 1,
-                 "LFBBB": 1, "LVHV": 19, "LVQRSCL": 2, "PRIE": 1, "QTIE": 1, "RBBB": 6, "STDD": 4, "STTC": 12,
-                 "STTU": 7, "TWC": 30, "TWO": 2, "VPB": 16}),
-    "AT": (26, {"1AVB": 2, "ALS": 8, "APB": 17, "AQW": 4, "AVB": 13, "CCR": 4, "CR": 1, "IDC": 10,
-                "LBBB": 3, "LFBBB": 3, "LRRI": 1, "LVHV": 25, "LVQRSCL": 7, "LVQRSLL": 2, "PWC": 2, "RBBB": 9,
-                "STDD": 10, "STTC": 30, "STTU": 4, "TWC": 32, "TWO": 2, "VPB": 4}),
+    "SB": (
+        2225,
+        {
+            "1AVB": 158,
+            "ALS": 106,
+            "APB": 101,
+            "AQW": 73,
+            "ARS": 29,
+            "AVB": 1,
+            "CCR": 55,
+            "CR": 6,
+            "IDC": 1,
+            "IVB": 36,
+            "LBBB": 17,
+            "LFBBB": 20,
+            "LVHV": 604,
+            "LVQRSCL": 46,
+            "LVQRSLL": 28,
+            "PRIE": 6,
+            "PWC": 13,
+            "QTIE": 21,
+            "RBBB": 122,
+            "STDD": 59,
+            "STTC": 169,
+            "STTU": 74,
+            "TWC": 599,
+            "TWO": 56,
+            "UW": 8,
+            "VPB": 39,
+        },
+    ),
+    "SR": (
+        1374,
+        {
+            "1AVB": 30,
+            "ALS": 45,
+            "APB": 36,
+            "AQW": 23,
+            "ARS": 5,
+            "AVB": 1,
+            "CCR": 27,
+            "CR": 3,
+            "IVB": 2,
+            "LBBB": 4,
+            "LFBBB": 7,
+            "LVHV": 89,
+            "LVQRSCL": 24,
+            "LVQRSLL": 1,
+            "PWC": 7,
+            "QTIE": 7,
+            "RBBB": 26,
+            "STDD": 30,
+            "STTC": 88,
+            "STTU": 19,
+            "TWC": 197,
+            "TWO": 14,
+            "UW": 1,
+            "VPB": 17,
+        },
+    ),
+    "AFIB": (
+        418,
+        {
+            "ALS": 107,
+            "AQW": 73,
+            "ARS": 61,
+            "CCR": 38,
+            "CR": 16,
+            "IDC": 111,
+            "IVB": 42,
+            "LBBB": 30,
+            "LFBBB": 34,
+            "LRRI": 23,
+            "LVHV": 367,
+            "LVQRSCL": 18,
+            "LVQRSLL": 55,
+            "QTIE": 13,
+            "RBBB": 143,
+            "STDD": 187,
+            "STTC": 434,
+            "STTU": 24,
+            "TWC": 617,
+            "TWO": 52,
+            "UW": 7,
+            "VPB": 147,
+        },
+    ),
+    "ST": (
+        655,
+        {
+            "1AVB": 56,
+            "ALS": 68,
+            "APB": 101,
+            "AQW": 44,
+            "ARS": 60,
+            "AVB": 2,
+            "CCR": 22,
+            "CR": 32,
+            "IVB": 11,
+            "LBBB": 17,
+            "LFBBB": 22,
+            "LVHV": 130,
+            "LVQRSCL": 47,
+            "LVQRSLL": 19,
+            "PRIE": 6,
+            "PWC": 73,
+            "QTIE": 4,
+            "RBBB": 60,
+            "STDD": 77,
+            "STTC": 311,
+            "STTU": 43,
+            "TWC": 286,
+            "TWO": 24,
+            "UW": 1,
+            "VPB": 62,
+        },
+    ),
+    "SVT": (
+        391,
+        {
+            "1AVB": 1,
+            "ALS": 15,
+            "AQW": 3,
+            "ARS": 36,
+            "CCR": 7,
+            "CR": 11,
+            "IVB": 2,
+            "LBBB": 9,
+            "LFBBB": 6,
+            "LVHV": 22,
+            "RBBB": 38,
+            "STDD": 15,
+            "STTC": 57,
+            "STTU": 2,
+            "TWC": 29,
+            "TWO": 2,
+            "VPB": 6,
+        },
+    ),
+    "AF": (
+        92,
+        {
+            "ALS": 32,
+            "AQW": 15,
+            "ARS": 20,
+            "AVB": 149,
+            "CCR": 7,
+            "CR": 7,
+            "IDC": 11,
+            "IVB": 10,
+            "LBBB": 13,
+            "LFBBB": 15,
+            "LRRI": 1,
+            "LVHV": 55,
+            "LVQRSCL": 1,
+            "LVQRSLL": 5,
+            "QTIE": 12,
+            "RBBB": 56,
+            "STDD": 24,
+            "STTC": 65,
+            "STTU": 10,
+            "TWC": 111,
+            "TWO": 7,
+            "UW": 4,
+            "VPB": 19,
+        },
+    ),
+    "SA": (
+        294,
+        {
+            "1AVB": 5,
+            "ALS": 3,
+            "APB": 20,
+            "AQW": 2,
+            "ARS": 9,
+            "CR": 1,
+            "IVB": 2,
+            "LBBB": 1,
+            "LFBBB": 1,
+            "LVHV": 19,
+            "LVQRSCL": 2,
+            "PRIE": 1,
+            "QTIE": 1,
+            "RBBB": 6,
+            "STDD": 4,
+            "STTC": 12,
+            "STTU": 7,
+            "TWC": 30,
+            "TWO": 2,
+            "VPB": 16,
+        },
+    ),
+    "AT": (
+        26,
+        {
+            "1AVB": 2,
+            "ALS": 8,
+            "APB": 17,
+            "AQW": 4,
+            "AVB": 13,
+            "CCR": 4,
+            "CR": 1,
+            "IDC": 10,
+            "LBBB": 3,
+            "LFBBB": 3,
+            "LRRI": 1,
+            "LVHV": 25,
+            "LVQRSCL": 7,
+            "LVQRSLL": 2,
+            "PWC": 2,
+            "RBBB": 9,
+            "STDD": 10,
+            "STTC": 30,
+            "STTU": 4,
+            "TWC": 32,
+            "TWO": 2,
+            "VPB": 4,
+        },
+    ),
     "AVNRT": (7, {"ALS": 1, "ARS": 4, "STTC": 2, "TWC": 3}),
     "AVRT": (5, {"APB": 1, "CCR": 1, "LVHV": 1, "STTC": 1, "TWC": 1}),
     "SAAWR": (4, {"APB": 2, "CCR": 1, "LVHV": 2, "STTC": 1, "TWC": 1, "UW": 1}),
@@ -195,24 +409,32 @@ RHYTHMS: tuple[str, ...] = tuple(RHYTHM_COUNTS)
 # set are kept in its Beat column but do not change the signal.
 MODELLED_CODES: frozenset[str] = frozenset(c for _, counts in CODE_COUNTS.values() for c in counts)
 # At most one code of each group is drawn (the first one listed wins).
-_EXCLUSIVE = (("LBBB", "RBBB", "IVB"), ("LFBBB", "ALS", "ARS"), ("CCR", "CR"), ("AVB", "1AVB", "PRIE"),
-              ("LVHV", "LVQRSCL"), ("LVHV", "LVQRSLL"))
+_EXCLUSIVE = (
+    ("LBBB", "RBBB", "IVB"),
+    ("LFBBB", "ALS", "ARS"),
+    ("CCR", "CR"),
+    ("AVB", "1AVB", "PRIE"),
+    ("LVHV", "LVQRSCL"),
+    ("LVHV", "LVQRSLL"),
+)
 _NO_P_WAVES = frozenset({"AFIB", "AF"})
 _RETROGRADE = frozenset({"SVT", "AVNRT", "AVRT"})
 _SQRT3 = math.sqrt(3.0)
 # Lead vectors of I, II, V1..V6 for a dipole (x left, y feet, z anterior), mV per mV: Dower's
 # inverse transform of the Frank vectorcardiogram (Edenbrandt & Pahlm 1988) with Frank's
 # back-pointing Z axis flipped.
-DOWER = np.array([
-    [0.632, -0.235, -0.059],
-    [0.235, 1.066, 0.132],
-    [-0.515, 0.157, 0.917],
-    [0.044, 0.164, 1.387],
-    [0.882, 0.098, 1.277],
-    [1.213, 0.127, 0.601],
-    [1.125, 0.127, 0.086],
-    [0.831, 0.076, -0.230],
-])
+DOWER = np.array(
+    [
+        [0.632, -0.235, -0.059],
+        [0.235, 1.066, 0.132],
+        [-0.515, 0.157, 0.917],
+        [0.044, 0.164, 1.387],
+        [0.882, 0.098, 1.277],
+        [1.213, 0.127, 0.601],
+        [1.125, 0.127, 0.086],
+        [0.831, 0.076, -0.230],
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -313,8 +535,9 @@ def targets_from_row(row: Mapping[str, Any]) -> Targets:
     rhythm = str(row["Rhythm"]).strip().upper()
     rhythm = "SA" if rhythm == "SI" else rhythm  # the paper's name for sinus irregularity
     if rhythm not in RHYTHM_COUNTS:
-        raise ValueError(f"row {row.get('FileName')!r}: unknown rhythm code {row['Rhythm']!r}; "
-                         f"known: {', '.join(RHYTHMS)}")
+        raise ValueError(
+            f"row {row.get('FileName')!r}: unknown rhythm code {row['Rhythm']!r}; known: {', '.join(RHYTHMS)}"
+        )
 
     def number(column: str, default: float) -> float:
         value = pd.to_numeric(row.get(column), errors="coerce")
@@ -323,11 +546,15 @@ def targets_from_row(row: Mapping[str, Any]) -> Targets:
     codes = frozenset(str(row.get("Beat", "NONE")).split()) - {"NONE"}
     rate = number("VentricularRate", 75.0)
     return Targets(
-        rhythm=rhythm, codes=codes, age=int(number("PatientAge", 60.0)),
+        rhythm=rhythm,
+        codes=codes,
+        age=int(number("PatientAge", 60.0)),
         male=str(row.get("Gender", "")).strip().upper() == "MALE",
-        rate=rate, qrsd=number("QRSDuration", 90.0),
+        rate=rate,
+        qrsd=number("QRSDuration", 90.0),
         qt=number("QTInterval", 420.0 * math.sqrt(60.0 / max(rate, 1.0))),
-        raxis=number("RAxis", 45.0), taxis=number("TAxis", 45.0),
+        raxis=number("RAxis", 45.0),
+        taxis=number("TAxis", 45.0),
         atrial_rate=number("AtrialRate", float("nan")),
     )
 
@@ -373,8 +600,7 @@ class _Waves:
     def shifted(self, dt: float) -> _Waves:
         return _Waves(self.t + dt, self.sl, self.sr, self.v)
 
-    def at(self, times: np.ndarray, shift: np.ndarray | None = None,
-           gain: np.ndarray | None = None) -> _Waves:
+    def at(self, times: np.ndarray, shift: np.ndarray | None = None, gain: np.ndarray | None = None) -> _Waves:
         """One copy per event time, optionally shifted (s) and scaled per event."""
         times = np.asarray(times, float)
         n = len(times)
@@ -435,10 +661,12 @@ class _Patient:
 
 def _p_wave(frontal: float, amp: float, width: float, split: float) -> _Waves:
     """Right atrium (anterior) then left atrium (posterior): biphasic in V1, upright in II."""
-    return _Waves.of([
-        (-split / 2, width, width, amp * _direction(frontal + 5, 35)),
-        (split / 2, width * 1.1, width * 1.1, 0.9 * amp * _direction(frontal - 10, -40)),
-    ])
+    return _Waves.of(
+        [
+            (-split / 2, width, width, amp * _direction(frontal + 5, 35)),
+            (split / 2, width * 1.1, width * 1.1, 0.9 * amp * _direction(frontal - 10, -40)),
+        ]
+    )
 
 
 def _lead_vectors(rng: np.random.Generator, codes: frozenset[str]) -> np.ndarray:
@@ -466,14 +694,19 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
     """
     codes = tg.codes
     # Main QRS dipole (mV): larger in men and in the young (thinner chest wall).
-    amp = 1.7 * math.exp(rng.normal(0.0, 0.22)) * (1.08 if tg.male else 0.93) \
+    amp = (
+        1.7
+        * math.exp(rng.normal(0.0, 0.22))
+        * (1.08 if tg.male else 0.93)
         * float(np.clip(1.3 - 0.006 * tg.age, 0.75, 1.3))
+    )
     hypertrophy = rng.uniform(1.7, 2.2)
     if "LVHV" in codes:
         amp *= hypertrophy
     clockwise, counterclockwise = rng.uniform(15, 30), rng.uniform(15, 30)
-    elevation = rng.normal(-32.0, 10.0) + (clockwise if "CCR" in codes else 0.0) \
-        - (counterclockwise if "CR" in codes else 0.0)
+    elevation = (
+        rng.normal(-32.0, 10.0) + (clockwise if "CCR" in codes else 0.0) - (counterclockwise if "CR" in codes else 0.0)
+    )
     q_amp, q_width, q_dir = rng.uniform(0.06, 0.18), 0.008, _direction(180 + rng.normal(0, 20), 45)
     deep_q_amp, deep_q_dir = rng.uniform(0.3, 0.5), _direction(180 + rng.normal(0, 20), -50)
     if "AQW" in codes:  # pathological Q: >= 40 ms, deep, opposite to the main axis and posterior
@@ -482,10 +715,12 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
     s_frontal = 200 + rng.normal(0, 15)
     r_prime = rng.uniform(0.45, 0.7)
     if "LBBB" in codes:  # no septal q; broad notched R to the left and back; no S
-        qrs = _Waves.of([
-            (-0.02, 0.017, 0.017, 0.8 * amp * _direction(-15, elevation - 25)),
-            (0.026, 0.018, 0.018, 0.95 * amp * _direction(15, elevation - 15)),
-        ])
+        qrs = _Waves.of(
+            [
+                (-0.02, 0.017, 0.017, 0.8 * amp * _direction(-15, elevation - 25)),
+                (0.026, 0.018, 0.018, 0.95 * amp * _direction(15, elevation - 15)),
+            ]
+        )
     else:
         rows = [
             (-0.022, q_width, q_width, q_amp * amp * q_dir),
@@ -518,11 +753,13 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
         repol_rows.append((2 * t_right + 0.05, 0.03, 0.03, u_amp * t_dir))
     vpb_dir = rng.uniform(0, 360)
     vpb_el = rng.uniform(-60, 60)
-    vpb = _Waves.of([
-        (-0.028, 0.024, 0.024, rng.uniform(1.0, 1.6) * amp * _direction(vpb_dir - 25, vpb_el)),
-        (0.03, 0.026, 0.026, rng.uniform(1.0, 1.6) * amp * _direction(vpb_dir + 25, vpb_el)),
-        (0.30, 0.07, 0.045, 0.5 * amp * _direction(vpb_dir + 180, -vpb_el)),
-    ])
+    vpb = _Waves.of(
+        [
+            (-0.028, 0.024, 0.024, rng.uniform(1.0, 1.6) * amp * _direction(vpb_dir - 25, vpb_el)),
+            (0.03, 0.026, 0.026, rng.uniform(1.0, 1.6) * amp * _direction(vpb_dir + 25, vpb_el)),
+            (0.30, 0.07, 0.045, 0.5 * amp * _direction(vpb_dir + 180, -vpb_el)),
+        ]
+    )
     # Aberrant beats conduct with a right bundle branch block pattern (left if RBBB is already there).
     aberrant_dir = _direction(0.0, elevation - 30) if "RBBB" in codes else _direction(175, 45)
     p_amp = rng.uniform(0.07, 0.14)
@@ -540,14 +777,18 @@ def _patient(rng: np.random.Generator, tg: Targets) -> _Patient:
     elif "PRIE" in codes:
         pr = borderline_pr
     return _Patient(
-        leads=_lead_vectors(rng, codes), qrs=qrs, st=_Waves.of(st_rows), repol=_Waves.of(repol_rows),
+        leads=_lead_vectors(rng, codes),
+        qrs=qrs,
+        st=_Waves.of(st_rows),
+        repol=_Waves.of(repol_rows),
         aberrant=_Waves.of([(0.055, 0.018, 0.02, rng.uniform(0.5, 0.8) * amp * aberrant_dir)]),
         vpb=vpb,
         p_sinus=_p_wave(p_frontal, p_amp, 0.018, p_split),
         p_ectopic=_p_wave(_ectopic_angle(rng), p_amp, 0.017, 0.03),
         p_retro=_Waves.of([(0.0, 0.016, 0.016, p_amp * 1.2 * _direction(-90 + rng.normal(0, 12), 20))]),
         retro_delay=_retrograde_delay(rng, tg.rhythm),
-        pr=pr, resp_rate=rng.uniform(0.15, 0.33),
+        pr=pr,
+        resp_rate=rng.uniform(0.15, 0.33),
     )
 
 
@@ -631,8 +872,9 @@ def _rotation_for_axis(area: np.ndarray, leads: np.ndarray, target: float) -> fl
     """
     phi = np.radians(np.arange(-180.0, 180.0, 0.5))
     x, y, z = area
-    rotated = np.stack([x * np.cos(phi) - y * np.sin(phi), x * np.sin(phi) + y * np.cos(phi),
-                        np.full_like(phi, z)], axis=1)
+    rotated = np.stack(
+        [x * np.cos(phi) - y * np.sin(phi), x * np.sin(phi) + y * np.cos(phi), np.full_like(phi, z)], axis=1
+    )
     lead_i, lead_ii = rotated @ leads[0], rotated @ leads[1]
     seen = np.degrees(np.arctan2(2.0 * (lead_ii - lead_i / 2), _SQRT3 * lead_i))
     miss = np.abs((seen - target + 180.0) % 360.0 - 180.0) + 1e-3 * np.abs(np.degrees(phi))
@@ -662,7 +904,9 @@ def true_fiducials(pat: _Patient, cal: _Calibration) -> TrueFiducials:
     t_wave = _t_wave(pat).shifted(cal.t_centre).rotated(cal.t_rotation)
     onset, offset = _extent(qrs)
     return TrueFiducials(
-        qrs_onset=onset, qrs_offset=offset, t_end=_extent(t_wave)[1],
+        qrs_onset=onset,
+        qrs_offset=offset,
+        t_end=_extent(t_wave)[1],
         raxis=chapman_axis(_frontal_axis(_net_area(qrs), pat.leads)),
         taxis=chapman_axis(_frontal_axis(_net_area(t_wave), pat.leads)),
     )
@@ -688,8 +932,11 @@ def _calibrate(pat: _Patient, tg: Targets, rr: float) -> _Calibration:
         stretch=stretch,
         qrs_rotation=_rotation_for_axis(_net_area(pat.qrs.stretched(stretch)), pat.leads, tg.raxis),
         t_rotation=_rotation_for_axis(_net_area(t_wave), pat.leads, tg.taxis),
-        t_centre=t_centre, onset=onset, offset=offset,
+        t_centre=t_centre,
+        onset=onset,
+        offset=offset,
     )
+
 
 # ---------------------------------------------------------------------------------------------
 # Rhythm: beat times, atrial activity
@@ -728,27 +975,30 @@ def _match_rate(times: list[np.ndarray], rr0: float, cal: _Calibration, duration
     return times
 
 
-def _sinus_times(rng: np.random.Generator, rr0: float, rhythm: str, resp_rate: float,
-                 duration: float) -> np.ndarray:
+def _sinus_times(rng: np.random.Generator, rr0: float, rhythm: str, resp_rate: float, duration: float) -> np.ndarray:
     """Beat times of a regular pacemaker with respiratory and low-frequency variability."""
     resp, lf, white = {
         "SA": (rng.uniform(0.08, 0.16), rng.uniform(0.01, 0.04), 0.01),
         "SAAWR": (rng.uniform(0.03, 0.07), rng.uniform(0.01, 0.03), 0.015),
         "ST": (rng.uniform(0.003, 0.012), rng.uniform(0.0, 0.01), 0.004),
-        "SVT": (0.002, 0.0, 0.002), "AVNRT": (0.002, 0.0, 0.002), "AVRT": (0.002, 0.0, 0.002),
+        "SVT": (0.002, 0.0, 0.002),
+        "AVNRT": (0.002, 0.0, 0.002),
+        "AVRT": (0.002, 0.0, 0.002),
         "AT": (0.004, 0.003, 0.004),
     }.get(rhythm, (rng.uniform(0.01, 0.04), rng.uniform(0.0, 0.02), rng.uniform(0.003, 0.01)))
     n = int((duration + 2 * _MARGIN) / (rr0 * (1 - resp - lf - 0.05))) + 3
     k = np.arange(n) * rr0
-    rr = rr0 * (1 + resp * np.sin(2 * np.pi * resp_rate * k + rng.uniform(0, 2 * np.pi))
-                + lf * np.sin(2 * np.pi * 0.1 * k + rng.uniform(0, 2 * np.pi))
-                + white * rng.standard_normal(n))
+    rr = rr0 * (
+        1
+        + resp * np.sin(2 * np.pi * resp_rate * k + rng.uniform(0, 2 * np.pi))
+        + lf * np.sin(2 * np.pi * 0.1 * k + rng.uniform(0, 2 * np.pi))
+        + white * rng.standard_normal(n)
+    )
     t = -_MARGIN - rng.uniform(0, rr0) + np.cumsum(np.maximum(rr, 0.2))
     return t[t < duration + _MARGIN]
 
 
-def _fibrillation_times(rng: np.random.Generator, rr0: float, codes: frozenset[str],
-                        duration: float) -> np.ndarray:
+def _fibrillation_times(rng: np.random.Generator, rr0: float, codes: frozenset[str], duration: float) -> np.ndarray:
     """Irregularly irregular ventricular response: independent RRs above the AV refractory period."""
     n = int((duration + 2 * _MARGIN) / (0.3 * rr0)) + 5
     x = np.exp(rng.normal(0.0, rng.uniform(0.15, 0.3), n))
@@ -765,8 +1015,10 @@ def _fibrillation_times(rng: np.random.Generator, rr0: float, codes: frozenset[s
 def _fibrillation_waves(rng: np.random.Generator, n_samples: int) -> tuple[np.ndarray, float]:
     """Fibrillatory baseline as a dipole (n_samples, 3) and its rate (bpm) counted from it."""
     t = np.arange(n_samples) / FS
-    drift = sum(rng.uniform(0.1, 0.35)
-                * np.sin(2 * np.pi * rng.uniform(0.05, 0.4) * t + rng.uniform(0, 2 * np.pi)) for _ in range(3))
+    drift = sum(
+        rng.uniform(0.1, 0.35) * np.sin(2 * np.pi * rng.uniform(0.05, 0.4) * t + rng.uniform(0, 2 * np.pi))
+        for _ in range(3)
+    )
     phase = 2 * np.pi * np.cumsum(rng.uniform(5.0, 7.5) + drift) / FS + rng.uniform(0, 2 * np.pi)
     envelope = 1.0 + 0.35 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
     wave = envelope * (np.sin(phase) + 0.3 * np.sin(2 * phase + rng.uniform(0, 2 * np.pi)))
@@ -816,8 +1068,15 @@ def _flutter_waves(rng: np.random.Generator, f_times: np.ndarray, n_samples: int
     return wave[:, None] * vector[None, :], 60.0 / cl
 
 
-def _premature(rng: np.random.Generator, beat: np.ndarray, kind: np.ndarray, code_kind: int,
-               coupling: tuple[float, float], reset: bool, duration: float) -> tuple[np.ndarray, np.ndarray]:
+def _premature(
+    rng: np.random.Generator,
+    beat: np.ndarray,
+    kind: np.ndarray,
+    code_kind: int,
+    coupling: tuple[float, float],
+    reset: bool,
+    duration: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Make 1 + Poisson(0.5) beats premature: VPB (compensatory pause) or APB (the pacemaker resets)."""
     candidates = np.flatnonzero((beat > 0.6) & (beat < duration - 0.6) & (kind == DOMINANT))
     candidates = candidates[candidates > 0]
@@ -836,8 +1095,7 @@ def _premature(rng: np.random.Generator, beat: np.ndarray, kind: np.ndarray, cod
     return beat, kind
 
 
-def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibration,
-              n_samples: int) -> _Schedule:
+def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibration, n_samples: int) -> _Schedule:
     """Beat times and kinds, atrial events and activity of the record's rhythm and conditions."""
     rr0 = 60.0 / float(np.clip(tg.rate, 25.0, 300.0))
     duration = n_samples / FS
@@ -863,8 +1121,7 @@ def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibr
             # Ashman phenomenon: aberrancy after the shortest preceding RR.
             chosen = eligible[np.argsort(rr_before[eligible])[: 1 + rng.integers(0, 3)]]
             kind[chosen] = ABERRANT
-    scaled = _match_rate([beat, sinus_time] + ([f_times] if f_times is not None else []), rr0, cal,
-                         duration)
+    scaled = _match_rate([beat, sinus_time] + ([f_times] if f_times is not None else []), rr0, cal, duration)
     beat, sinus_time = scaled[0], scaled[1]
     p_times, p_kind = np.zeros(0), np.zeros(0, dtype=np.int64)
     if tg.rhythm == "AFIB":
@@ -876,8 +1133,11 @@ def _schedule(rng: np.random.Generator, tg: Targets, pat: _Patient, cal: _Calibr
         p_times = sinus_time + p_offset
         p_kind = (kind == APB).astype(np.int64)
         if tg.rhythm == "AT" and "AVB" in codes:  # 2:1 block: a non-conducted P between beats
-            ratio = 2 if not tg.atrial_rate or not np.isfinite(tg.atrial_rate) else int(
-                np.clip(round(tg.atrial_rate / tg.rate), 2, 4))
+            ratio = (
+                2
+                if not tg.atrial_rate or not np.isfinite(tg.atrial_rate)
+                else int(np.clip(round(tg.atrial_rate / tg.rate), 2, 4))
+            )
             gaps = np.diff(p_times)
             extra = [p_times[:-1] + gaps * k / ratio for k in range(1, ratio)]
             p_times = np.concatenate([p_times, *extra])
@@ -905,8 +1165,11 @@ def _noise(rng: np.random.Generator, n_samples: int) -> np.ndarray:
     coarse = waves[:, :8] + waves[:, 8:]
     step, frac = np.divmod(np.arange(n_samples), 10)
     wander = coarse[step] + (coarse[step + 1] - coarse[step]) * (frac / 10.0)[:, None]
-    mains = (rng.uniform(1, 10) if rng.random() < 0.5 else 0.0) * rng.uniform(0.5, 1.5, 8) \
+    mains = (
+        (rng.uniform(1, 10) if rng.random() < 0.5 else 0.0)
+        * rng.uniform(0.5, 1.5, 8)
         * np.sin(2 * np.pi * 50.0 * t + rng.uniform(0, 2 * np.pi))[:, None]
+    )
     muscle = rng.standard_normal((n_samples, 8)) * (rng.uniform(1.0, 5.0) * rng.uniform(0.6, 1.4, 8))
     return wander + mains + muscle
 
@@ -918,8 +1181,13 @@ def derive_limb_leads(recorded: np.ndarray) -> np.ndarray:
     return np.concatenate([limb, recorded[:, 2:]], axis=1)
 
 
-def synthesize_record(seed: int, index: int, targets: Targets | None = None, n_samples: int = N_SAMPLES,
-                      patient_seed: Sequence[int] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+def synthesize_record(
+    seed: int,
+    index: int,
+    targets: Targets | None = None,
+    n_samples: int = N_SAMPLES,
+    patient_seed: Sequence[int] | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
     """One record: its Diagnostics row (without FileName) and its signal (n_samples, 12) in uV at
     500 Hz, leads in :data:`~fairseq_goodviews.leads.CANONICAL_LEADS` order.
 
@@ -944,9 +1212,11 @@ def synthesize_record(seed: int, index: int, targets: Targets | None = None, n_s
     qt_shift = (tg.qt / 1000.0) * (np.sqrt(np.clip(0.5 * rr_before + 0.5 * rr0, 0.2, 3.0) / rr0) - 1.0)
     gain = 1.0 + 0.05 * np.sin(2 * np.pi * pat.resp_rate * beat)
     normal = kind != VPB
-    parts = [depol.at(beat[normal], gain=gain[normal]),
-             repol.at(beat[normal], shift=qt_shift[normal], gain=gain[normal]),
-             pat.vpb.at(beat[~normal])]
+    parts = [
+        depol.at(beat[normal], gain=gain[normal]),
+        repol.at(beat[normal], shift=qt_shift[normal], gain=gain[normal]),
+        pat.vpb.at(beat[~normal]),
+    ]
     aberrant = kind == ABERRANT
     if aberrant.any():
         parts.append(pat.aberrant.stretched(cal.stretch).rotated(cal.qrs_rotation).at(beat[aberrant]))

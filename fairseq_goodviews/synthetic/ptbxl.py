@@ -34,6 +34,7 @@ Patients and visits:
 
 Every file is a function of ``seed`` alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,54 +61,178 @@ LEAD_NAMES = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5
 RHYTHM_STATEMENTS = {"SR": "SR", "SB": "SBRAD", "ST": "STACH", "SA": "SARRH", "AFIB": "AFIB", "AF": "AFLT"}
 # Condition of the model -> PTB-XL statement (RBBB is resolved by the QRS width, see the docstring).
 CONDITION_STATEMENTS = {
-    "LBBB": "CLBBB", "IVB": "IVCD", "LFBBB": "LAFB", "1AVB": "1AVB", "LVHV": "LVH", "QTIE": "LNGQT",
-    "STTC": "NST_", "STDD": "STD_", "TWC": "LOWT", "TWO": "INVT", "VPB": "PVC", "APB": "PAC",
-    "AQW": "QWAVE", "LVQRSCL": "LVOLT", "LVQRSLL": "LVOLT",
+    "LBBB": "CLBBB",
+    "IVB": "IVCD",
+    "LFBBB": "LAFB",
+    "1AVB": "1AVB",
+    "LVHV": "LVH",
+    "QTIE": "LNGQT",
+    "STTC": "NST_",
+    "STDD": "STD_",
+    "TWC": "LOWT",
+    "TWO": "INVT",
+    "VPB": "PVC",
+    "APB": "PAC",
+    "AQW": "QWAVE",
+    "LVQRSCL": "LVOLT",
+    "LVQRSLL": "LVOLT",
 }
 # PTB-XL's scp_statements.csv facts for the statements written: description, diagnostic, form,
 # rhythm, diagnostic_class, diagnostic_subclass, Statement Category.
 _STATEMENT_TABLE = {
     "NORM": ("normal ECG", 1.0, None, None, "NORM", "NORM", "Normal/abnormal"),
-    "CRBBB": ("complete right bundle branch block", 1.0, None, None, "CD", "CRBBB",
-              "Intraventricular and intra-atrial Conduction disturbances"),
-    "IRBBB": ("incomplete right bundle branch block", 1.0, None, None, "CD", "IRBBB",
-              "Intraventricular and intra-atrial Conduction disturbances"),
-    "CLBBB": ("complete left bundle branch block", 1.0, None, None, "CD", "CLBBB",
-              "Intraventricular and intra-atrial Conduction disturbances"),
-    "IVCD": ("non-specific intraventricular conduction disturbance (block)", 1.0, None, None, "CD", "IVCD",
-             "Intraventricular and intra-atrial Conduction disturbances"),
-    "LAFB": ("left anterior fascicular block", 1.0, None, None, "CD", "LAFB/LPFB",
-             "Intraventricular and intra-atrial Conduction disturbances"),
-    "1AVB": ("first degree AV block", 1.0, None, None, "CD", "_AVB",
-             "Sinus node dysfunction, atrial and AV-conduction defects"),
+    "CRBBB": (
+        "complete right bundle branch block",
+        1.0,
+        None,
+        None,
+        "CD",
+        "CRBBB",
+        "Intraventricular and intra-atrial Conduction disturbances",
+    ),
+    "IRBBB": (
+        "incomplete right bundle branch block",
+        1.0,
+        None,
+        None,
+        "CD",
+        "IRBBB",
+        "Intraventricular and intra-atrial Conduction disturbances",
+    ),
+    "CLBBB": (
+        "complete left bundle branch block",
+        1.0,
+        None,
+        None,
+        "CD",
+        "CLBBB",
+        "Intraventricular and intra-atrial Conduction disturbances",
+    ),
+    "IVCD": (
+        "non-specific intraventricular conduction disturbance (block)",
+        1.0,
+        None,
+        None,
+        "CD",
+        "IVCD",
+        "Intraventricular and intra-atrial Conduction disturbances",
+    ),
+    "LAFB": (
+        "left anterior fascicular block",
+        1.0,
+        None,
+        None,
+        "CD",
+        "LAFB/LPFB",
+        "Intraventricular and intra-atrial Conduction disturbances",
+    ),
+    "1AVB": (
+        "first degree AV block",
+        1.0,
+        None,
+        None,
+        "CD",
+        "_AVB",
+        "Sinus node dysfunction, atrial and AV-conduction defects",
+    ),
     "LVH": ("left ventricular hypertrophy", 1.0, None, None, "HYP", "LVH", "Ventricular Hypertrophy"),
     "LNGQT": ("long QT-interval", 1.0, 1.0, None, "STTC", "STTC", "other ST-T descriptive statements"),
-    "NST_": ("non-specific ST changes", 1.0, 1.0, None, "STTC", "NST_",
-             "Basic roots for coding ST-T changes and abnormalities"),
-    "STD_": ("non-specific ST depression", None, 1.0, None, None, None,
-             "Basic roots for coding ST-T changes and abnormalities"),
+    "NST_": (
+        "non-specific ST changes",
+        1.0,
+        1.0,
+        None,
+        "STTC",
+        "NST_",
+        "Basic roots for coding ST-T changes and abnormalities",
+    ),
+    "STD_": (
+        "non-specific ST depression",
+        None,
+        1.0,
+        None,
+        None,
+        None,
+        "Basic roots for coding ST-T changes and abnormalities",
+    ),
     "LOWT": ("low amplitude T-waves", None, 1.0, None, None, None, "other ST-T descriptive statements"),
     "INVT": ("inverted T-waves", None, 1.0, None, None, None, "other ST-T descriptive statements"),
-    "PVC": ("ventricular premature complex", None, 1.0, None, None, None,
-            "Statements related to ectopic rhythm abnormalities"),
-    "PAC": ("atrial premature complex", None, 1.0, None, None, None,
-            "Statements related to ectopic rhythm abnormalities"),
+    "PVC": (
+        "ventricular premature complex",
+        None,
+        1.0,
+        None,
+        None,
+        None,
+        "Statements related to ectopic rhythm abnormalities",
+    ),
+    "PAC": (
+        "atrial premature complex",
+        None,
+        1.0,
+        None,
+        None,
+        None,
+        "Statements related to ectopic rhythm abnormalities",
+    ),
     "QWAVE": ("Q waves present", None, 1.0, None, None, None, "Other QRS morphology descriptive statements"),
-    "LVOLT": ("low QRS voltages in the frontal and horizontal leads", None, 1.0, None, None, None,
-              "Other QRS morphology descriptive statements"),
+    "LVOLT": (
+        "low QRS voltages in the frontal and horizontal leads",
+        None,
+        1.0,
+        None,
+        None,
+        None,
+        "Other QRS morphology descriptive statements",
+    ),
     "SR": ("sinus rhythm", None, None, 1.0, None, None, "Statements related to impulse formation (abnormalities)"),
-    "SBRAD": ("sinus bradycardia", None, None, 1.0, None, None,
-              "Statements related to impulse formation (abnormalities)"),
-    "STACH": ("sinus tachycardia", None, None, 1.0, None, None,
-              "Statements related to impulse formation (abnormalities)"),
-    "SARRH": ("sinus arrhythmia", None, None, 1.0, None, None,
-              "Statements related to impulse formation (abnormalities)"),
-    "AFIB": ("atrial fibrillation", None, None, 1.0, None, None,
-             "Statements related to impulse formation (abnormalities)"),
+    "SBRAD": (
+        "sinus bradycardia",
+        None,
+        None,
+        1.0,
+        None,
+        None,
+        "Statements related to impulse formation (abnormalities)",
+    ),
+    "STACH": (
+        "sinus tachycardia",
+        None,
+        None,
+        1.0,
+        None,
+        None,
+        "Statements related to impulse formation (abnormalities)",
+    ),
+    "SARRH": (
+        "sinus arrhythmia",
+        None,
+        None,
+        1.0,
+        None,
+        None,
+        "Statements related to impulse formation (abnormalities)",
+    ),
+    "AFIB": (
+        "atrial fibrillation",
+        None,
+        None,
+        1.0,
+        None,
+        None,
+        "Statements related to impulse formation (abnormalities)",
+    ),
     "AFLT": ("atrial flutter", None, None, 1.0, None, None, "Statements related to impulse formation (abnormalities)"),
 }
-_STATEMENT_COLUMNS = ("description", "diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass",
-                      "Statement Category")
+_STATEMENT_COLUMNS = (
+    "description",
+    "diagnostic",
+    "form",
+    "rhythm",
+    "diagnostic_class",
+    "diagnostic_subclass",
+    "Statement Category",
+)
 # Conditions a later visit can acquire (they persist afterwards).
 _NEW_CONDITIONS = ("RBBB", "LBBB", "1AVB", "VPB", "APB", "LVHV", "STTC", "TWC")
 _SINUS = ("SR", "SB", "ST", "SA")
@@ -125,8 +250,9 @@ def _patient_plan(seed: int, patient: int) -> tuple[Targets, int]:
     codes = frozenset(c for c in base.codes if c in CONDITION_STATEMENTS or c == "RBBB")
     # Without a conduction statement the QRS stays below 115 ms (PTB-XL would name a wider one).
     qrsd = base.qrsd if any(c in _WIDE for c in codes) else min(base.qrsd, 114.0)
-    base = Targets(base.rhythm, codes, int(np.clip(base.age, 18, 85)), base.male, base.rate, qrsd, base.qt,
-                   base.raxis, base.taxis)
+    base = Targets(
+        base.rhythm, codes, int(np.clip(base.age, 18, 85)), base.male, base.rate, qrsd, base.qt, base.raxis, base.taxis
+    )
     return base, int(rng.integers(0, 365 * 10))
 
 
@@ -142,9 +268,17 @@ def _visit_targets(rng: np.random.Generator, base: Targets, codes: frozenset[str
     if rhythm in ("SB", "SR", "ST"):  # keep the rate inside the rhythm's definition
         rate = float(np.clip(rate, *{"SB": (38, 58), "SR": (61, 99), "ST": (102, 160)}[rhythm]))
     qtc = base.qt / math.sqrt(60.0 / base.rate) + rng.normal(0.0, 8.0)
-    return Targets(rhythm=rhythm, codes=codes, age=age, male=base.male, rate=rate, qrsd=qrsd + rng.normal(0.0, 2.0),
-                   qt=qtc * math.sqrt(60.0 / rate), raxis=base.raxis + rng.normal(0.0, 4.0),
-                   taxis=base.taxis + rng.normal(0.0, 6.0))
+    return Targets(
+        rhythm=rhythm,
+        codes=codes,
+        age=age,
+        male=base.male,
+        rate=rate,
+        qrsd=qrsd + rng.normal(0.0, 2.0),
+        qt=qtc * math.sqrt(60.0 / rate),
+        raxis=base.raxis + rng.normal(0.0, 4.0),
+        taxis=base.taxis + rng.normal(0.0, 6.0),
+    )
 
 
 def scp_statements(rhythm: str, codes: frozenset[str], qrs_duration: float) -> dict[str, float]:
@@ -168,8 +302,9 @@ def _write_table(path: Path, table: pd.DataFrame, index: bool = False) -> None:
         table.to_csv(tmp, index=index)
 
 
-def generate_ptbxl(out_dir: str | Path, n_patients: int, *, visits: tuple[int, int] = (1, 4), seed: int = 0,
-                   seconds: float = 10.0) -> pd.DataFrame:
+def generate_ptbxl(
+    out_dir: str | Path, n_patients: int, *, visits: tuple[int, int] = (1, 4), seed: int = 0, seconds: float = 10.0
+) -> pd.DataFrame:
     """Write a synthetic multi-visit PTB-XL folder to ``out_dir``; return the database table.
 
     Each patient has between ``visits[0]`` and ``visits[1]`` ECGs (inclusive) of ``seconds`` s.
@@ -205,21 +340,30 @@ def generate_ptbxl(out_dir: str | Path, n_patients: int, *, visits: tuple[int, i
             if targets.rhythm in ("AFIB", "AF"):  # no P waves: no PR interval, no atrial premature beat
                 targets = dataclasses.replace(targets, codes=targets.codes - {"1AVB", "APB"})
             ecg_id += 1
-            row, microvolts = synthesize_record(seed, 100_000 + ecg_id, targets, n_samples=round(seconds * FS),
-                                                patient_seed=(seed, patient, 1))
+            row, microvolts = synthesize_record(
+                seed, 100_000 + ecg_id, targets, n_samples=round(seconds * FS), patient_seed=(seed, patient, 1)
+            )
             signal = microvolts.T / 1000.0
             folder = f"{ecg_id // 1000 * 1000:05d}"
             hr, lr = f"records500/{folder}/{ecg_id:05d}_hr", f"records100/{folder}/{ecg_id:05d}_lr"
             write_wfdb(out / hr, signal, float(FS), LEAD_NAMES)
             write_wfdb(out / lr, resample(signal, float(FS), 100.0), 100.0, LEAD_NAMES)
             when = datetime(1990, 1, 1, 8, 0) + timedelta(days=day, minutes=int(visit_rng.integers(0, 600)))
-            rows.append({
-                "ecg_id": ecg_id, "patient_id": float(10_000 + patient), "age": float(age),
-                "sex": 0 if base.male else 1, "height": np.nan, "weight": np.nan,
-                "recording_date": f"{when:%Y-%m-%d %H:%M:%S}",
-                "scp_codes": repr(scp_statements(targets.rhythm, targets.codes, row["QRSDuration"])),
-                "strat_fold": int(folds[patient]), "filename_lr": lr, "filename_hr": hr,
-            })
+            rows.append(
+                {
+                    "ecg_id": ecg_id,
+                    "patient_id": float(10_000 + patient),
+                    "age": float(age),
+                    "sex": 0 if base.male else 1,
+                    "height": np.nan,
+                    "weight": np.nan,
+                    "recording_date": f"{when:%Y-%m-%d %H:%M:%S}",
+                    "scp_codes": repr(scp_statements(targets.rhythm, targets.codes, row["QRSDuration"])),
+                    "strat_fold": int(folds[patient]),
+                    "filename_lr": lr,
+                    "filename_hr": hr,
+                }
+            )
     table = pd.DataFrame(rows)
     used = sorted({name for text in table["scp_codes"] for name in ast.literal_eval(text)})
     statements = pd.DataFrame([_STATEMENT_TABLE[name] for name in used], index=used, columns=list(_STATEMENT_COLUMNS))
@@ -233,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fairseq_goodviews.synthetic.ptbxl",
         description="Write a synthetic multi-visit PTB-XL folder (ptbxl_database.csv, scp_statements.csv, "
-                    "records500/, records100/).")
+        "records500/, records100/).",
+    )
     parser.add_argument("out_dir", help="output folder (created if missing)")
     parser.add_argument("--patients", type=int, required=True, help="number of patients")
     parser.add_argument("--min-visits", type=int, default=1, help="fewest ECGs per patient (default 1)")
@@ -242,8 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
     try:
-        table = generate_ptbxl(args.out_dir, args.patients, visits=(args.min_visits, args.max_visits),
-                               seed=args.seed, seconds=args.seconds)
+        table = generate_ptbxl(
+            args.out_dir, args.patients, visits=(args.min_visits, args.max_visits), seed=args.seed, seconds=args.seconds
+        )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

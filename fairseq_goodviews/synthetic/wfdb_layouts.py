@@ -8,6 +8,7 @@ come from the same dipole model as the synthetic Chapman data
 whose 24-byte preamble precedes the interleaved int16 samples of its ``val`` variable) with
 :func:`scipy.io.savemat` and a header written here.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,17 @@ def ecg_signal(
     has irregular RR intervals and no P waves); ``qrs_axis`` and ``t_axis`` are the frontal axes
     (degrees) the QRS and T waves have in leads I and aVF; QRS 90 ms, QTc 400 ms (Bazett).
     """
-    targets = Targets(rhythm=rhythm, codes=frozenset(), age=55, male=bool(seed % 2), rate=rate, qrsd=90.0,
-                      qt=400.0 * math.sqrt(60.0 / rate), raxis=qrs_axis, taxis=t_axis)
+    targets = Targets(
+        rhythm=rhythm,
+        codes=frozenset(),
+        age=55,
+        male=bool(seed % 2),
+        rate=rate,
+        qrsd=90.0,
+        qt=400.0 * math.sqrt(60.0 / rate),
+        raxis=qrs_axis,
+        taxis=t_axis,
+    )
     n_samples = max(round(seconds * FS), FS)
     _, microvolts = synthesize_record(seed, 0, targets, n_samples=n_samples)
     signal = microvolts.T / 1000.0
@@ -72,9 +82,18 @@ def write_wfdb(
     digital = np.clip(np.round(np.asarray(signal_mv) * gain), -32767, 32767).astype(np.int16)
     adc_gain = gain / (1000.0 if units.lower() in ("uv", "µv") else 1.0)
     if storage == "dat":
-        wfdb.wrsamp(record.name, fs=fs, units=[units] * len(names), sig_name=list(names),
-                    d_signal=digital.T.astype(np.int64), fmt=["16"] * len(names), adc_gain=[adc_gain] * len(names),
-                    baseline=[0] * len(names), comments=list(comments), write_dir=str(record.parent))
+        wfdb.wrsamp(
+            record.name,
+            fs=fs,
+            units=[units] * len(names),
+            sig_name=list(names),
+            d_signal=digital.T.astype(np.int64),
+            fmt=["16"] * len(names),
+            adc_gain=[adc_gain] * len(names),
+            baseline=[0] * len(names),
+            comments=list(comments),
+            write_dir=str(record.parent),
+        )
         return record.with_suffix(".hea")
     if storage != "mat":
         raise ValueError(f"storage must be 'dat' or 'mat', got {storage!r}")
@@ -90,7 +109,10 @@ def write_wfdb(
 
 # (SNOMED code, rhythm class) of the synthetic PhysioNet records, by rhythm.
 _PHYSIONET_RHYTHMS: dict[str, tuple[str, float]] = {
-    "426783006": ("SR", 72.0), "426177001": ("SB", 50.0), "427084000": ("ST", 115.0), "164889003": ("AFIB", 95.0),
+    "426783006": ("SR", 72.0),
+    "426177001": ("SB", 50.0),
+    "427084000": ("ST", 115.0),
+    "164889003": ("AFIB", 95.0),
 }
 
 
@@ -106,8 +128,16 @@ def write_physionet2021_tree(
     """``root/training/<subset>/g1/<id>.{hea,mat}`` records with ``#Age/#Sex/#Dx`` comments."""
     root = Path(root)
     codes = list(_PHYSIONET_RHYTHMS)
-    prefixes = {"chapman_shaoxing": "JS", "georgia": "E", "cpsc_2018": "A", "ningbo": "JN", "ptb-xl": "HR",
-                "st_petersburg_incart": "I", "ptb": "S", "cpsc_2018_extra": "Q"}
+    prefixes = {
+        "chapman_shaoxing": "JS",
+        "georgia": "E",
+        "cpsc_2018": "A",
+        "ningbo": "JN",
+        "ptb-xl": "HR",
+        "st_petersburg_incart": "I",
+        "ptb": "S",
+        "cpsc_2018_extra": "Q",
+    }
     headers: list[Path] = []
     k = 0
     for s_index, subset in enumerate(subsets):
@@ -117,10 +147,24 @@ def write_physionet2021_tree(
             fs = rates[k % len(rates)]
             signal = ecg_signal(seconds, fs, hr, seed=seed * 1000 + k, rhythm=rhythm)
             name = f"{prefixes.get(subset, subset[:2].upper())}{s_index:01d}{i:04d}"
-            comments = [f"Age: {30 + (k * 7) % 60}", f"Sex: {'Male' if k % 2 else 'Female'}",
-                        f"Dx: {code},164934002", "Rx: Unknown", "Hx: Unknown", "Sx: Unknown"]
-            headers.append(write_wfdb(root / "training" / subset / "g1" / name, signal, fs,
-                                      CANONICAL_LEADS, comments=comments, storage="mat"))
+            comments = [
+                f"Age: {30 + (k * 7) % 60}",
+                f"Sex: {'Male' if k % 2 else 'Female'}",
+                f"Dx: {code},164934002",
+                "Rx: Unknown",
+                "Hx: Unknown",
+                "Sx: Unknown",
+            ]
+            headers.append(
+                write_wfdb(
+                    root / "training" / subset / "g1" / name,
+                    signal,
+                    fs,
+                    CANONICAL_LEADS,
+                    comments=comments,
+                    storage="mat",
+                )
+            )
             k += 1
     return headers
 
@@ -129,8 +173,14 @@ def write_physionet2021_tree(
 _PTBXL_RHYTHMS = (("SR", "SR", 72.0), ("SBRAD", "SB", 50.0), ("STACH", "ST", 115.0), ("AFIB", "AFIB", 95.0))
 
 
-def write_ptbxl_tree(root: str | Path, n_records: int = 10, *, seconds: float = 10.0, seed: int = 0,
-                     database_columns: Sequence[str] | None = None) -> Path:
+def write_ptbxl_tree(
+    root: str | Path,
+    n_records: int = 10,
+    *,
+    seconds: float = 10.0,
+    seed: int = 0,
+    database_columns: Sequence[str] | None = None,
+) -> Path:
     """``root/ptbxl_database.csv`` + ``root/records500/00000/<id>_hr.{hea,dat}``; returns the CSV path.
 
     ``database_columns`` keeps only these columns of the table (to test a missing one).
@@ -142,15 +192,22 @@ def write_ptbxl_tree(root: str | Path, n_records: int = 10, *, seconds: float = 
         ecg_id = i + 1
         code, rhythm, hr = _PTBXL_RHYTHMS[i % len(_PTBXL_RHYTHMS)]
         rel = f"records500/{ecg_id // 1000 * 1000:05d}/{ecg_id:05d}_hr"
-        write_wfdb(root / rel, ecg_signal(seconds, 500.0, hr, seed=seed * 1000 + i, rhythm=rhythm),
-                   500.0, names)
+        write_wfdb(root / rel, ecg_signal(seconds, 500.0, hr, seed=seed * 1000 + i, rhythm=rhythm), 500.0, names)
         scp = {"NORM": 100.0, code: 0.0} if code == "SR" else {code: 0.0, "NDT": 50.0}
-        rows.append({
-            "ecg_id": ecg_id, "patient_id": float(1000 + i // 2), "age": 300.0 if i == 3 else float(40 + i),
-            "sex": i % 2, "height": np.nan, "weight": np.nan, "scp_codes": repr(scp),
-            "strat_fold": i % 10 + 1, "filename_lr": rel.replace("500", "100").replace("_hr", "_lr"),
-            "filename_hr": rel,
-        })
+        rows.append(
+            {
+                "ecg_id": ecg_id,
+                "patient_id": float(1000 + i // 2),
+                "age": 300.0 if i == 3 else float(40 + i),
+                "sex": i % 2,
+                "height": np.nan,
+                "weight": np.nan,
+                "scp_codes": repr(scp),
+                "strat_fold": i % 10 + 1,
+                "filename_lr": rel.replace("500", "100").replace("_hr", "_lr"),
+                "filename_hr": rel,
+            }
+        )
     table = pd.DataFrame(rows)
     if database_columns is not None:
         table = table[list(database_columns)]
@@ -179,6 +236,7 @@ def write_wfdb_dir_tree(root: str | Path, n_records: int = 6, *, seconds: float 
         comments = [f"age: {25 + 3 * i}", f"sex: {'male' if i % 2 else 'female'}"]
         if i % 3 == 2:
             comments.append(f"patient: P{i // 3:03d}")
-        headers.append(write_wfdb(root / f"group{i % 2}" / f"rec{i:03d}", signal, fs, names,
-                                  comments=comments, units=units))
+        headers.append(
+            write_wfdb(root / f"group{i % 2}" / f"rec{i:03d}", signal, fs, names, comments=comments, units=units)
+        )
     return headers

@@ -9,6 +9,7 @@ downstream run is scored on the test split from its best (valid macro AUROC) che
 report (``results.json``, ``results.md``, ``auroc.png``, ``label_efficiency.png``) goes to ``OUT``;
 the same command resumes a killed benchmark.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fairseq_goodviews.table1.data import check_data, prepare_synthetic, prepare_synthetic_ptbxl, split_for_seed
-from fairseq_goodviews.table1.execute import Context, Outcome, exclusive, read_result, run_plan, terminate_children_on_signal
+from fairseq_goodviews.table1.execute import (
+    Context,
+    Outcome,
+    exclusive,
+    read_result,
+    run_plan,
+    terminate_children_on_signal,
+)
 from fairseq_goodviews.table1.plan import (
     ALL_STRATEGIES,
     DEFAULT_CONFIG_ROOT,
@@ -126,52 +134,95 @@ def run_benchmark(
         seeds = range(1, preset.seeds + 1)
         by_seed = {seed: split_for_seed(data, out, seed) if preset.split_seeds else data for seed in seeds}
         facts = schedules(config_root, preset)
-        ctx = Context(data=by_seed, out=out, config_root=config_root, methods={m.name: m for m in methods},
-                      ptbxl=ptbxl, identification_crop=facts["linear_probe"]["sample_size"],
-                      jobs=preset.jobs, threads=max(1, cpus // max(1, preset.jobs)), on_launch=on_launch)
+        ctx = Context(
+            data=by_seed,
+            out=out,
+            config_root=config_root,
+            methods={m.name: m for m in methods},
+            ptbxl=ptbxl,
+            identification_crop=facts["linear_probe"]["sample_size"],
+            jobs=preset.jobs,
+            threads=max(1, cpus // max(1, preset.jobs)),
+            on_launch=on_launch,
+        )
         plan = build_plan(preset, methods, config_root, ptbxl=ptbxl is not None)
         start = time.monotonic()
         outcome = run_plan(plan, ctx, execute=not report_only)
         # Every completed invocation in OUT, so that the wall time of a benchmark finished in
         # several goes (resumed) stays on record.
         previous = (read_result(out / "results.json") or {}).get("benchmark", {}).get("invocations", [])
-        invocation = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_time_s": time.monotonic() - start,
-                      "runs_launched": len(outcome.launched)}
+        invocation = {
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "wall_time_s": time.monotonic() - start,
+            "runs_launched": len(outcome.launched),
+        }
         invocations = previous if report_only else [*previous, invocation]
-        settings = {**asdict(preset), "strategies": present, "skipped_strategies": missing,
-                    "methods": {m.name: asdict(m) for m in methods}, "schedules": facts, "ptbxl_data": None if ptbxl is None else str(ptbxl),
-                    "data": str(data), "split_data": {str(k): str(v) for k, v in by_seed.items()}, "out": str(out), "config_root": str(config_root),
-                    "threads_per_run": ctx.threads, "invocations": invocations}
+        settings = {
+            **asdict(preset),
+            "strategies": present,
+            "skipped_strategies": missing,
+            "methods": {m.name: asdict(m) for m in methods},
+            "schedules": facts,
+            "ptbxl_data": None if ptbxl is None else str(ptbxl),
+            "data": str(data),
+            "split_data": {str(k): str(v) for k, v in by_seed.items()},
+            "out": str(out),
+            "config_root": str(config_root),
+            "threads_per_run": ctx.threads,
+            "invocations": invocations,
+        }
         write_report(out, plan, outcome, settings)
     return outcome
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="goodviews-benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="goodviews-benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="prepared manifest folder ({train,valid,test}.tsv/.csv)")
-    parser.add_argument("--synthetic", type=int, metavar="N", nargs="?", const=0,
-                        help="without --data: generate N synthetic Chapman records (default: the preset's "
-                             "number) and prepare them in OUT/data")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N",
+        nargs="?",
+        const=0,
+        help="without --data: generate N synthetic Chapman records (default: the preset's "
+        "number) and prepare them in OUT/data",
+    )
     parser.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS))
     parser.add_argument("--out", required=True, help="output folder (re-use it to resume)")
     parser.add_argument("--seeds", type=int, help="number of seeds, 1..N (default: the preset's)")
     parser.add_argument("--strategies", help="comma-separated pretraining configs (default: the preset's)")
     parser.add_argument("--finetune", action="store_true", help="also fully fine-tune every pretrained encoder")
-    parser.add_argument("--label-fractions", help="comma-separated fractions of training labels for the probes, "
-                                                  "e.g. 0.01,0.1,1.0 (default: the preset's)")
-    parser.add_argument("--split-seeds", action=argparse.BooleanOptionalAction, default=None,
-                        help="re-split the data patient-wise with every seed (default: the preset's, on)")
-    parser.add_argument("--lead-masking", help="lead-masking columns, e.g. none,rlm (config/pretraining/lead_masking; "
-                                               "default: the preset's)")
-    parser.add_argument("--ptbxl-data", help="prepared PTB-XL-layout folder for the multi-label probe and the "
-                                             "identification columns (--synthetic generates one)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="write the report of the runs finished so far in OUT, train nothing (works while the "
-                             "benchmark still runs)")
+    parser.add_argument(
+        "--label-fractions",
+        help="comma-separated fractions of training labels for the probes, e.g. 0.01,0.1,1.0 (default: the preset's)",
+    )
+    parser.add_argument(
+        "--split-seeds",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-split the data patient-wise with every seed (default: the preset's, on)",
+    )
+    parser.add_argument(
+        "--lead-masking",
+        help="lead-masking columns, e.g. none,rlm (config/pretraining/lead_masking; default: the preset's)",
+    )
+    parser.add_argument(
+        "--ptbxl-data",
+        help="prepared PTB-XL-layout folder for the multi-label probe and the "
+        "identification columns (--synthetic generates one)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report of the runs finished so far in OUT, train nothing (works while the "
+        "benchmark still runs)",
+    )
     parser.add_argument("--jobs", type=int, help="runs at once; the CPU cores are shared between them")
-    parser.add_argument("--config-root", default=str(DEFAULT_CONFIG_ROOT), help="folder with pretraining/ and "
-                                                                                 "finetuning/ hydra configs")
+    parser.add_argument(
+        "--config-root", default=str(DEFAULT_CONFIG_ROOT), help="folder with pretraining/ and finetuning/ hydra configs"
+    )
     return parser.parse_args(argv)
 
 
@@ -204,11 +255,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging()
     try:
         outcome = run_benchmark(
-            args.out, args.preset, data=args.data, synthetic=args.synthetic, seeds=args.seeds,
-            strategies=_csv(args.strategies, str), finetune=args.finetune or None,
-            label_fractions=_csv(args.label_fractions, float), jobs=args.jobs,
-            split_seeds=args.split_seeds, lead_masking=_csv(args.lead_masking, str), ptbxl_data=args.ptbxl_data,
-            report_only=args.report_only, config_root=args.config_root,
+            args.out,
+            args.preset,
+            data=args.data,
+            synthetic=args.synthetic,
+            seeds=args.seeds,
+            strategies=_csv(args.strategies, str),
+            finetune=args.finetune or None,
+            label_fractions=_csv(args.label_fractions, float),
+            jobs=args.jobs,
+            split_seeds=args.split_seeds,
+            lead_masking=_csv(args.lead_masking, str),
+            ptbxl_data=args.ptbxl_data,
+            report_only=args.report_only,
+            config_root=args.config_root,
         )
     except BenchmarkError as exc:
         print(f"goodviews-benchmark: error: {exc}", file=sys.stderr)
@@ -217,8 +277,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("goodviews-benchmark: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     out = Path(args.out)
-    print(f"{len(outcome.results)} runs finished ({len(outcome.launched)} in this invocation); "
-          f"report: {out / 'results.md'}")
+    print(
+        f"{len(outcome.results)} runs finished ({len(outcome.launched)} in this invocation); "
+        f"report: {out / 'results.md'}"
+    )
     if outcome.failed:
         print(f"{len(outcome.failed)} runs failed or were not run:", file=sys.stderr)
         for run_id, why in outcome.failed.items():

@@ -1,4 +1,5 @@
 """The data of a Table 1 benchmark: synthetic records prepared once, and one split per seed."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def _prepared_once(out: Path, name: str, facts: Dict[str, Any], build: Callable[
     done = read_result(marker)
     if done is not None:
         if {key: done.get(key) for key in facts} != facts:
-            raise BenchmarkError(f"{prepared} was prepared with {({key: done.get(key) for key in facts})}, not "
-                                 f"{facts}: use another --out")
+            raise BenchmarkError(
+                f"{prepared} was prepared with { ({key: done.get(key) for key in facts}) }, not "
+                f"{facts}: use another --out"
+            )
         return prepared
     for folder in (raw, prepared):
         shutil.rmtree(folder, ignore_errors=True)
@@ -50,8 +53,19 @@ def prepare_synthetic(out: Path, n_records: int, seed: int = 0, workers: int = 1
         logger.info("generating %d synthetic Chapman records in %s", n_records, raw)
         generate_chapman(raw, n_records, seed=seed, workers=workers)
         logger.info("preparing them into %s", prepared)
-        code = chapman.main([str(raw), str(prepared), "--workers", str(workers), "--seed", str(seed),
-                             "--min-age", "18", "--no-progress"])
+        code = chapman.main(
+            [
+                str(raw),
+                str(prepared),
+                "--workers",
+                str(workers),
+                "--seed",
+                str(seed),
+                "--min-age",
+                "18",
+                "--no-progress",
+            ]
+        )
         if code:
             raise BenchmarkError(f"the Chapman preparer failed on {raw} (exit {code})")
 
@@ -60,8 +74,12 @@ def prepare_synthetic(out: Path, n_records: int, seed: int = 0, workers: int = 1
 
 def check_data(data: Path) -> Path:
     data = Path(data).resolve()
-    missing = [f"{split}.{ext}" for split in ("train", "valid", "test") for ext in ("tsv", "csv")
-               if not (data / f"{split}.{ext}").is_file()]
+    missing = [
+        f"{split}.{ext}"
+        for split in ("train", "valid", "test")
+        for ext in ("tsv", "csv")
+        if not (data / f"{split}.{ext}").is_file()
+    ]
     if missing:
         raise BenchmarkError(f"{data}: not a prepared manifest folder (missing {', '.join(missing)})")
     return data
@@ -101,8 +119,14 @@ def split_for_seed(prepared: Path, out: Path, seed: int) -> Path:
     if (prepared / "prepare_report.json").is_file():
         shutil.copyfile(prepared / "prepare_report.json", folder / "prepare_report.json")
     with atomic_open(marker) as handle:
-        json.dump({"source": str(prepared), "seed": seed,
-                   "records": {split: int((assigned == split).sum()) for split in SPLITS}}, handle)
+        json.dump(
+            {
+                "source": str(prepared),
+                "seed": seed,
+                "records": {split: int((assigned == split).sum()) for split in SPLITS},
+            },
+            handle,
+        )
     return folder
 
 

@@ -8,6 +8,7 @@ Layout of ``OUT``::
 
 A re-run with the same ``OUT`` skips every run that has its ``result.json`` and resumes the rest.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -77,7 +78,8 @@ class Context:
 def fairseq_hydra_train() -> str:
     """The ``fairseq-hydra-train`` of this interpreter's environment (then the one on PATH)."""
     found = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or shutil.which(
-        "fairseq-hydra-train")
+        "fairseq-hydra-train"
+    )
     if not found:
         raise BenchmarkError("fairseq-hydra-train not found: install fairseq-fixed in this environment")
     return found
@@ -98,9 +100,13 @@ def hydra_path(path: Path) -> str:
 
 def full_overrides(spec: RunSpec, ctx: Context) -> List[str]:
     run_dir = ctx.run_dir(spec.run_id)
-    overrides = [f"task.data={hydra_path(ctx.data_for(spec))}", f"common.user_dir={hydra_path(PACKAGE_DIR)}",
-                 f"checkpoint.save_dir={hydra_path(run_dir / 'ckpt')}",
-                 f"hydra.run.dir={hydra_path(run_dir / 'hydra')}", *spec.overrides]
+    overrides = [
+        f"task.data={hydra_path(ctx.data_for(spec))}",
+        f"common.user_dir={hydra_path(PACKAGE_DIR)}",
+        f"checkpoint.save_dir={hydra_path(run_dir / 'ckpt')}",
+        f"hydra.run.dir={hydra_path(run_dir / 'hydra')}",
+        *spec.overrides,
+    ]
     if spec.depends_on:
         overrides.append(f"model.model_path={hydra_path(ctx.pretrain_checkpoint(spec.depends_on))}")
     return overrides
@@ -195,10 +201,20 @@ def read_result(path: Path) -> Optional[Dict[str, Any]]:
 
 def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
     """The result of a run that was not trained because its method cannot learn on the data."""
-    return {"run_id": spec.run_id, "kind": spec.kind, "strategy": spec.method, "seed": spec.seed,
-            "protocol": spec.protocol, "label_fraction": spec.label_fraction, "status": "not_applicable",
-            "reason": reason, "metrics": None, "uses_labels": False, "wall_time_s": 0.0,
-            "lead_mask_prob": spec.lead_mask_prob}
+    return {
+        "run_id": spec.run_id,
+        "kind": spec.kind,
+        "strategy": spec.method,
+        "seed": spec.seed,
+        "protocol": spec.protocol,
+        "label_fraction": spec.label_fraction,
+        "status": "not_applicable",
+        "reason": reason,
+        "metrics": None,
+        "uses_labels": False,
+        "wall_time_s": 0.0,
+        "lead_mask_prob": spec.lead_mask_prob,
+    }
 
 
 def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any]) -> Dict[str, Any]:
@@ -212,13 +228,28 @@ def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, An
     start = time.monotonic()
     with _SCORE_LOCK:
         torch.set_num_threads(ctx.threads)
-        metrics = identify(pretrain["checkpoint"], ctx.data_for(spec), "test", sample_size=ctx.identification_crop,
-                           standardize_split="train")
-    return {"run_id": spec.run_id, "kind": spec.kind, "strategy": spec.method, "seed": spec.seed,
-            "protocol": spec.protocol, "label_fraction": 1.0, "status": "ok", "metrics": json_safe(metrics),
-            "uses_labels": bool(pretrain.get("uses_labels")), "lead_mask_prob": spec.lead_mask_prob,
-            "wall_time_s": time.monotonic() - start, "checkpoint": pretrain["checkpoint"],
-            "pretrain": {"run_id": pretrain["run_id"]}}
+        metrics = identify(
+            pretrain["checkpoint"],
+            ctx.data_for(spec),
+            "test",
+            sample_size=ctx.identification_crop,
+            standardize_split="train",
+        )
+    return {
+        "run_id": spec.run_id,
+        "kind": spec.kind,
+        "strategy": spec.method,
+        "seed": spec.seed,
+        "protocol": spec.protocol,
+        "label_fraction": 1.0,
+        "status": "ok",
+        "metrics": json_safe(metrics),
+        "uses_labels": bool(pretrain.get("uses_labels")),
+        "lead_mask_prob": spec.lead_mask_prob,
+        "wall_time_s": time.monotonic() - start,
+        "checkpoint": pretrain["checkpoint"],
+        "pretrain": {"run_id": pretrain["run_id"]},
+    }
 
 
 def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -228,7 +259,8 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
     method = ctx.methods.get(spec.method)
     pretrain = results.get(spec.depends_on) if spec.depends_on else None
     reason = (method.not_applicable if method is not None else None) or (
-        pretrain.get("reason") if pretrain and pretrain.get("status") == "not_applicable" else None)
+        pretrain.get("reason") if pretrain and pretrain.get("status") == "not_applicable" else None
+    )
     if reason:
         result = not_applicable_result(spec, reason)
         with atomic_open(run_dir / "result.json") as handle:
@@ -241,15 +273,20 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
         return result
     log = run_dir / "train.log"
     resumed = (run_dir / "ckpt" / "checkpoint_last.pt").is_file()
-    cmd = [fairseq_hydra_train(), "--config-dir", str(ctx.config_root / spec.stage),
-           "--config-name", spec.config_name, *full_overrides(spec, ctx)]
+    cmd = [
+        fairseq_hydra_train(),
+        "--config-dir",
+        str(ctx.config_root / spec.stage),
+        "--config-name",
+        spec.config_name,
+        *full_overrides(spec, ctx),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
     if ctx.on_launch is not None:
         ctx.on_launch(cmd)
     start = time.monotonic()
     with open(log, "a") as handle:
-        handle.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resumed else 'start'}: "
-                     f"{' '.join(cmd)}\n")
+        handle.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resumed else 'start'}: {' '.join(cmd)}\n")
         handle.flush()
         proc = subprocess.Popen(cmd, cwd=run_dir, stdout=handle, stderr=subprocess.STDOUT, env=env)
         _CHILDREN.add(proc)
@@ -261,28 +298,50 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
     if returncode != 0:
         raise BenchmarkError(f"run {spec.run_id} failed (exit {returncode}); log {log}:\n{log_tail(log)}")
     result: Dict[str, Any] = {
-        "run_id": spec.run_id, "kind": spec.kind, "strategy": spec.method, "seed": spec.seed,
-        "config": f"{spec.stage}/{spec.config_name}", "overrides": full_overrides(spec, ctx),
-        "resumed": resumed, "log": str(log), "train_cpu_time_s": cpu_time, "status": "ok",
+        "run_id": spec.run_id,
+        "kind": spec.kind,
+        "strategy": spec.method,
+        "seed": spec.seed,
+        "config": f"{spec.stage}/{spec.config_name}",
+        "overrides": full_overrides(spec, ctx),
+        "resumed": resumed,
+        "log": str(log),
+        "train_cpu_time_s": cpu_time,
+        "status": "ok",
     }
     if spec.kind == PRETRAIN:
         checkpoint = ctx.pretrain_checkpoint(spec.run_id)
         if not checkpoint.is_file():
             raise BenchmarkError(f"run {spec.run_id}: finished without writing {checkpoint}; log {log}")
-        result.update(uses_labels=method.uses_labels, lead_mask_prob=spec.lead_mask_prob, metrics=None,
-                      wall_time_s=train_time, checkpoint=str(checkpoint))
+        result.update(
+            uses_labels=method.uses_labels,
+            lead_mask_prob=spec.lead_mask_prob,
+            metrics=None,
+            wall_time_s=train_time,
+            checkpoint=str(checkpoint),
+        )
     else:
         checkpoint = run_dir / "ckpt" / "checkpoint_best.pt"
         if not checkpoint.is_file():
             raise BenchmarkError(f"run {spec.run_id}: no {checkpoint} (did validation run?); log {log}")
         metrics = score(checkpoint, ctx.threads, run_dir / PREDICTIONS)
         result.update(
-            protocol=spec.protocol, label_fraction=spec.label_fraction, metrics=metrics, checkpoint=str(checkpoint),
-            wall_time_s=time.monotonic() - start, uses_labels=bool(pretrain and pretrain["uses_labels"]),
-            lead_mask_prob=spec.lead_mask_prob, predictions=str(run_dir / PREDICTIONS),
-            pretrain=None if pretrain is None else {
-                "run_id": pretrain["run_id"], "wall_time_s": pretrain["wall_time_s"],
-                "checkpoint": pretrain["checkpoint"], "overrides": pretrain["overrides"]},
+            protocol=spec.protocol,
+            label_fraction=spec.label_fraction,
+            metrics=metrics,
+            checkpoint=str(checkpoint),
+            wall_time_s=time.monotonic() - start,
+            uses_labels=bool(pretrain and pretrain["uses_labels"]),
+            lead_mask_prob=spec.lead_mask_prob,
+            predictions=str(run_dir / PREDICTIONS),
+            pretrain=None
+            if pretrain is None
+            else {
+                "run_id": pretrain["run_id"],
+                "wall_time_s": pretrain["wall_time_s"],
+                "checkpoint": pretrain["checkpoint"],
+                "overrides": pretrain["overrides"],
+            },
         )
         result["total_wall_time_s"] = result["wall_time_s"] + (pretrain["wall_time_s"] if pretrain else 0.0)
     with atomic_open(run_dir / "result.json") as handle:
@@ -342,8 +401,11 @@ def run_plan(plan: Sequence[RunSpec], ctx: Context, execute: bool = True) -> Out
                 try:
                     result = future.result()
                 except Exception as exc:  # one broken run must not stop the others: report it
-                    why = str(exc) if isinstance(exc, BenchmarkError) else (
-                        f"run {spec.run_id}: {''.join(traceback.format_exception(exc))}")
+                    why = (
+                        str(exc)
+                        if isinstance(exc, BenchmarkError)
+                        else (f"run {spec.run_id}: {''.join(traceback.format_exception(exc))}")
+                    )
                     outcome.failed[spec.run_id] = why
                     logger.error("%s", why)
                     with atomic_open(ctx.run_dir(spec.run_id) / "error.txt") as handle:
@@ -391,5 +453,3 @@ def terminate_children_on_signal() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-

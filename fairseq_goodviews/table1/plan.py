@@ -5,6 +5,7 @@ hydra config (composed as ``fairseq-hydra-train`` composes it) and the registere
 that config names. Sizes and schedules are hydra config groups (``config/*/preset`` and
 ``config/*/schedule``): a benchmark preset names them and never restates their numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -36,7 +37,15 @@ PTBXL_DATA = "ptbxl"
 
 #: The paper's strategies first (Table 1 order), then the other pretraining methods of the project.
 ALL_STRATEGIES: tuple[str, ...] = (
-    "cmlc", "cmsc", "cmsmlc", "simclr", "demographics", "rhythm", "attributes", "patient", "w2v_cmsc_rlm",
+    "cmlc",
+    "cmsc",
+    "cmsmlc",
+    "simclr",
+    "demographics",
+    "rhythm",
+    "attributes",
+    "patient",
+    "w2v_cmsc_rlm",
 )
 
 
@@ -86,27 +95,55 @@ class Preset:
 PRESETS: Dict[str, Preset] = {
     # Good Views A.5 (config/*/schedule/*paper.yaml): the full-size encoders on 10 s records, for GPUs.
     "paper": Preset(
-        name="paper", hydra_preset="paper", pretrain_schedule="paper", probe_schedule="probe_paper",
-        finetune_schedule="finetune_paper", strategies=ALL_STRATEGIES, seeds=5, synthetic_records=10646,
+        name="paper",
+        hydra_preset="paper",
+        pretrain_schedule="paper",
+        probe_schedule="probe_paper",
+        finetune_schedule="finetune_paper",
+        strategies=ALL_STRATEGIES,
+        seeds=5,
+        synthetic_records=10646,
     ),
     # Every strategy, 5 seeds, on ~1,500 synthetic records on 2 CPU cores, two runs at a time.
     "cpu-small": Preset(
-        name="cpu-small", hydra_preset="cpu_small", pretrain_schedule="bench_cpu_small",
-        probe_schedule="probe_bench_cpu_small", finetune_schedule="finetune_bench_cpu_small",
-        strategies=ALL_STRATEGIES, seeds=5, crop_per_view=True, jobs=2,
+        name="cpu-small",
+        hydra_preset="cpu_small",
+        pretrain_schedule="bench_cpu_small",
+        probe_schedule="probe_bench_cpu_small",
+        finetune_schedule="finetune_bench_cpu_small",
+        strategies=ALL_STRATEGIES,
+        seeds=5,
+        crop_per_view=True,
+        jobs=2,
     ),
     # examples/demo.py: every strategy once, plus the random frozen encoder.
     "demo": Preset(
-        name="demo", hydra_preset="cpu_small", pretrain_schedule="bench_cpu_small",
-        probe_schedule="probe_bench_cpu_small", finetune_schedule="finetune_bench_cpu_small",
-        strategies=ALL_STRATEGIES, seeds=1, label_fractions=(1.0,), crop_per_view=True, supervised=False, jobs=2,
+        name="demo",
+        hydra_preset="cpu_small",
+        pretrain_schedule="bench_cpu_small",
+        probe_schedule="probe_bench_cpu_small",
+        finetune_schedule="finetune_bench_cpu_small",
+        strategies=ALL_STRATEGIES,
+        seeds=1,
+        label_fractions=(1.0,),
+        crop_per_view=True,
+        supervised=False,
+        jobs=2,
         synthetic_ptbxl_patients=200,
     ),
     # The test suite: two strategies (one label-using), two seeds, one epoch, tiny records.
     "tiny": Preset(
-        name="tiny", hydra_preset="cpu_small", pretrain_schedule="tiny", probe_schedule="probe_tiny",
-        finetune_schedule="finetune_tiny", strategies=("simclr", "rhythm"), seeds=2, label_fractions=(0.1, 1.0),
-        crop_per_view=True, synthetic_records=200, jobs=2,
+        name="tiny",
+        hydra_preset="cpu_small",
+        pretrain_schedule="tiny",
+        probe_schedule="probe_tiny",
+        finetune_schedule="finetune_tiny",
+        strategies=("simclr", "rhythm"),
+        seeds=2,
+        label_fractions=(0.1, 1.0),
+        crop_per_view=True,
+        synthetic_records=200,
+        jobs=2,
     ),
 }
 
@@ -135,8 +172,10 @@ class Method:
     @property
     def prefix(self) -> str:
         if self.model not in FAMILY_PREFIX:
-            raise BenchmarkError(f"pretraining config {self.name!r}: model {self.model!r} has no benchmark presets "
-                                 f"(known: {', '.join(FAMILY_PREFIX)})")
+            raise BenchmarkError(
+                f"pretraining config {self.name!r}: model {self.model!r} has no benchmark presets "
+                f"(known: {', '.join(FAMILY_PREFIX)})"
+            )
         return FAMILY_PREFIX[self.model]
 
 
@@ -162,13 +201,19 @@ def schedules(config_root: Path, preset: Preset) -> Dict[str, Dict[str, Any]]:
 
     def facts(stage: str, name: str, schedule: str) -> Dict[str, Any]:
         cfg = compose(config_root, stage, name, [f"preset={preset.hydra_preset}", f"schedule={schedule}"])
-        return {"schedule": schedule, "max_epoch": int(cfg.optimization.max_epoch),
-                "lr": float(OmegaConf.select(cfg, "optimization.lr")[0]),
-                "batch_size": int(cfg.dataset.batch_size), "sample_size": int(cfg.task.sample_size)}
+        return {
+            "schedule": schedule,
+            "max_epoch": int(cfg.optimization.max_epoch),
+            "lr": float(OmegaConf.select(cfg, "optimization.lr")[0]),
+            "batch_size": int(cfg.dataset.batch_size),
+            "sample_size": int(cfg.task.sample_size),
+        }
 
-    return {"pretraining": facts("pretraining", "base", preset.pretrain_schedule),
-            "linear_probe": facts("finetuning", "linear_probe", preset.probe_schedule),
-            "finetune": facts("finetuning", "finetune", preset.finetune_schedule)}
+    return {
+        "pretraining": facts("pretraining", "base", preset.pretrain_schedule),
+        "linear_probe": facts("finetuning", "linear_probe", preset.probe_schedule),
+        "finetune": facts("finetuning", "finetune", preset.finetune_schedule),
+    }
 
 
 def describe_method(config_root: Path, name: str) -> Method:
@@ -188,10 +233,16 @@ def describe_method(config_root: Path, name: str) -> Method:
     strategy_cfg = strategy_config(strategy_node)
     method_name = OmegaConf.select(cfg, "task.method_name")
     return Method(
-        name=name, table_name=method_name or cls.table_name(), strategy=strategy_name,
-        model=str(OmegaConf.select(cfg, "model._name")), uses_labels=cls.uses_labels, cross_record=cls.cross_record,
-        paper_auroc=None if method_name else cls.paper_auroc, needs_repeat_patients=cls.needs_repeat_patients,
-        crop_segments=cls.crop_segments(strategy_cfg), lead_mask_prob=float(OmegaConf.select(cfg, "task.lead_mask_prob")),
+        name=name,
+        table_name=method_name or cls.table_name(),
+        strategy=strategy_name,
+        model=str(OmegaConf.select(cfg, "model._name")),
+        uses_labels=cls.uses_labels,
+        cross_record=cls.cross_record,
+        paper_auroc=None if method_name else cls.paper_auroc,
+        needs_repeat_patients=cls.needs_repeat_patients,
+        crop_segments=cls.crop_segments(strategy_cfg),
+        lead_mask_prob=float(OmegaConf.select(cfg, "task.lead_mask_prob")),
     )
 
 
@@ -240,7 +291,9 @@ def _common(hydra_preset: str, schedule: str, seed: int) -> List[str]:
     return [f"preset={hydra_preset}", f"schedule={schedule}", f"common.seed={seed}"]
 
 
-def pretrain_overrides(preset: Preset, method: Method, config_root: Path, lead_masking: Optional[str]) -> tuple[List[str], float]:
+def pretrain_overrides(
+    preset: Preset, method: Method, config_root: Path, lead_masking: Optional[str]
+) -> tuple[List[str], float]:
     """The overrides of a pretraining run (seed 0: the plan sets each seed) and its lead masking."""
     from omegaconf import OmegaConf
 
@@ -265,14 +318,20 @@ def downstream_overrides(preset: Preset, prefix: str, seed: int, protocol: str, 
     schedule = preset.probe_schedule if protocol == "linear_probe" else preset.finetune_schedule
     # The test split is scored once, from the best checkpoint, after training: validating on it
     # every epoch as well would only cost time.
-    return [*_common(prefix + preset.hydra_preset, schedule, seed), f"task.train_fraction={fraction}",
-            "dataset.valid_subset=valid"]
+    return [
+        *_common(prefix + preset.hydra_preset, schedule, seed),
+        f"task.train_fraction={fraction}",
+        "dataset.valid_subset=valid",
+    ]
 
 
 def ptbxl_probe_overrides(preset: Preset, prefix: str, seed: int) -> List[str]:
     """A linear probe on the PTB-XL label set: multi-label, best checkpoint by valid macro AUROC."""
-    return [*downstream_overrides(preset, prefix, seed, "linear_probe", 1.0), "task.label_type=multi",
-            f"task.label_set={preset.ptbxl_label_set}"]
+    return [
+        *downstream_overrides(preset, prefix, seed, "linear_probe", 1.0),
+        "task.label_type=multi",
+        f"task.label_set={preset.ptbxl_label_set}",
+    ]
 
 
 def fraction_tag(fraction: float) -> str:
@@ -287,44 +346,139 @@ def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptb
     """
     plan: List[RunSpec] = []
     fractions = sorted(set(preset.label_fractions) | {1.0})
-    variants = [(method, suffix, *pretrain_overrides(preset, method, config_root, masking))
-                for method in methods for masking, suffix in lead_masking_variants(preset, method)]
+    variants = [
+        (method, suffix, *pretrain_overrides(preset, method, config_root, masking))
+        for method in methods
+        for masking, suffix in lead_masking_variants(preset, method)
+    ]
     for seed in range(1, preset.seeds + 1):
         for method, suffix, pretraining, mask_prob in variants:
             name = method.name + suffix
             pretrain_id = f"{name}-s{seed}-pretrain"
             overrides = [o if not o.startswith("common.seed=") else f"common.seed={seed}" for o in pretraining]
-            plan.append(RunSpec(pretrain_id, PRETRAIN, method.name, seed, "pretraining", method.name, overrides,
-                                lead_mask_prob=mask_prob))
+            plan.append(
+                RunSpec(
+                    pretrain_id,
+                    PRETRAIN,
+                    method.name,
+                    seed,
+                    "pretraining",
+                    method.name,
+                    overrides,
+                    lead_mask_prob=mask_prob,
+                )
+            )
             for fraction in fractions:
                 kind = PROBE if fraction == 1.0 else LABEL_FRACTION
                 run_id = f"{name}-s{seed}-probe" + ("" if fraction == 1.0 else f"-{fraction_tag(fraction)}")
-                plan.append(RunSpec(run_id, kind, method.name, seed, "finetuning", "linear_probe",
-                                    downstream_overrides(preset, method.prefix, seed, "linear_probe", fraction),
-                                    "linear_probe", fraction, pretrain_id, mask_prob))
+                plan.append(
+                    RunSpec(
+                        run_id,
+                        kind,
+                        method.name,
+                        seed,
+                        "finetuning",
+                        "linear_probe",
+                        downstream_overrides(preset, method.prefix, seed, "linear_probe", fraction),
+                        "linear_probe",
+                        fraction,
+                        pretrain_id,
+                        mask_prob,
+                    )
+                )
             if preset.finetune:
-                plan.append(RunSpec(f"{name}-s{seed}-finetune", FINETUNE, method.name, seed, "finetuning",
-                                    "finetune", downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
-                                    "finetune", 1.0, pretrain_id, mask_prob))
+                plan.append(
+                    RunSpec(
+                        f"{name}-s{seed}-finetune",
+                        FINETUNE,
+                        method.name,
+                        seed,
+                        "finetuning",
+                        "finetune",
+                        downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
+                        "finetune",
+                        1.0,
+                        pretrain_id,
+                        mask_prob,
+                    )
+                )
             if ptbxl and preset.ptbxl_label_set:
-                plan.append(RunSpec(f"{name}-s{seed}-ptbxl-probe", MULTI_LABEL, method.name, seed, "finetuning",
-                                    "linear_probe", ptbxl_probe_overrides(preset, method.prefix, seed),
-                                    "ptbxl_probe", 1.0, pretrain_id, mask_prob, PTBXL_DATA))
+                plan.append(
+                    RunSpec(
+                        f"{name}-s{seed}-ptbxl-probe",
+                        MULTI_LABEL,
+                        method.name,
+                        seed,
+                        "finetuning",
+                        "linear_probe",
+                        ptbxl_probe_overrides(preset, method.prefix, seed),
+                        "ptbxl_probe",
+                        1.0,
+                        pretrain_id,
+                        mask_prob,
+                        PTBXL_DATA,
+                    )
+                )
             if ptbxl and preset.identification:
-                plan.append(RunSpec(f"{name}-s{seed}-identify", IDENTIFICATION, method.name, seed, "none", "", [],
-                                    "identification", 1.0, pretrain_id, mask_prob, PTBXL_DATA))
+                plan.append(
+                    RunSpec(
+                        f"{name}-s{seed}-identify",
+                        IDENTIFICATION,
+                        method.name,
+                        seed,
+                        "none",
+                        "",
+                        [],
+                        "identification",
+                        1.0,
+                        pretrain_id,
+                        mask_prob,
+                        PTBXL_DATA,
+                    )
+                )
         if preset.random_init and ptbxl and preset.ptbxl_label_set:
-            plan.append(RunSpec(f"random_init-s{seed}-ptbxl-probe", MULTI_LABEL, RANDOM_INIT, seed, "finetuning",
-                                "linear_probe", ptbxl_probe_overrides(preset, "", seed), "ptbxl_probe", 1.0,
-                                dataset=PTBXL_DATA))
+            plan.append(
+                RunSpec(
+                    f"random_init-s{seed}-ptbxl-probe",
+                    MULTI_LABEL,
+                    RANDOM_INIT,
+                    seed,
+                    "finetuning",
+                    "linear_probe",
+                    ptbxl_probe_overrides(preset, "", seed),
+                    "ptbxl_probe",
+                    1.0,
+                    dataset=PTBXL_DATA,
+                )
+            )
         if preset.random_init:
             for fraction in fractions:
                 kind = RANDOM_INIT if fraction == 1.0 else LABEL_FRACTION
                 run_id = f"random_init-s{seed}" + ("" if fraction == 1.0 else f"-{fraction_tag(fraction)}")
-                plan.append(RunSpec(run_id, kind, RANDOM_INIT, seed, "finetuning", "linear_probe",
-                                    downstream_overrides(preset, "", seed, "linear_probe", fraction),
-                                    "linear_probe", fraction))
+                plan.append(
+                    RunSpec(
+                        run_id,
+                        kind,
+                        RANDOM_INIT,
+                        seed,
+                        "finetuning",
+                        "linear_probe",
+                        downstream_overrides(preset, "", seed, "linear_probe", fraction),
+                        "linear_probe",
+                        fraction,
+                    )
+                )
         if preset.supervised:
-            plan.append(RunSpec(f"supervised-s{seed}", SUPERVISED, SUPERVISED, seed, "finetuning", "finetune",
-                                downstream_overrides(preset, "", seed, "finetune", 1.0), "finetune"))
+            plan.append(
+                RunSpec(
+                    f"supervised-s{seed}",
+                    SUPERVISED,
+                    SUPERVISED,
+                    seed,
+                    "finetuning",
+                    "finetune",
+                    downstream_overrides(preset, "", seed, "finetune", 1.0),
+                    "finetune",
+                )
+            )
     return plan

@@ -7,6 +7,7 @@ interval: Student-t over seeds, or the run's bootstrap interval for a single see
 linear probes, paired-bootstrap differences against the random-init baseline and against SimCLR
 in the same column, on the same test records (:mod:`fairseq_goodviews.table1.stats`).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,12 @@ METRICS = ("macro_auroc", "accuracy", "macro_f1", "macro_auprc")
 #: The methods every probe row is compared with (paired, same seed, same lead-masking column).
 REFERENCES = ("random_init", "simclr")
 #: The other downstream tasks, as extra columns of each linear-probe row: (protocol, metric, column).
-EXTRA_COLUMNS = (("ptbxl_probe", "macro_auroc", "ptbxl_macro_auroc"), ("ptbxl_probe", "f_max", "ptbxl_f_max"),
-                 ("identification", "top1", "identification_top1"), ("identification", "eer", "identification_eer"))
+EXTRA_COLUMNS = (
+    ("ptbxl_probe", "macro_auroc", "ptbxl_macro_auroc"),
+    ("ptbxl_probe", "f_max", "ptbxl_f_max"),
+    ("identification", "top1", "identification_top1"),
+    ("identification", "eer", "identification_eer"),
+)
 TABLE_PROTOCOLS = ("linear_probe", "finetune")
 DAGGER = "\u2020"
 
@@ -74,8 +79,7 @@ def mean_std(values: Sequence[float]) -> Dict[str, Any]:
     if not finite:
         return {"mean": None, "std": None, "n": 0}
     array = np.asarray(finite, dtype=np.float64)
-    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
-            "n": len(finite)}
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0, "n": len(finite)}
 
 
 def _read_predictions(result: Mapping[str, Any]) -> Optional[Predictions]:
@@ -136,9 +140,14 @@ def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> 
         uses_labels = any(r["uses_labels"] for r in runs)
         scored = [r for r in runs if r.get("metrics") is not None]
         row: Dict[str, Any] = {
-            "method": method, "strategy": method, "name": display_name(method, uses_labels, methods),
-            "protocol": protocol, "kind": runs[0]["kind"], "uses_labels": uses_labels,
-            "lead_mask_prob": runs[0].get("lead_mask_prob"), "seeds": sorted(r["seed"] for r in runs),
+            "method": method,
+            "strategy": method,
+            "name": display_name(method, uses_labels, methods),
+            "protocol": protocol,
+            "kind": runs[0]["kind"],
+            "uses_labels": uses_labels,
+            "lead_mask_prob": runs[0].get("lead_mask_prob"),
+            "seeds": sorted(r["seed"] for r in runs),
             "status": "ok" if scored else "not_applicable",
             "wall_time_s": mean_std([r.get("total_wall_time_s", r["wall_time_s"]) for r in scored]),
             "paper_auroc": None,
@@ -165,7 +174,9 @@ def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> 
     return rows
 
 
-def label_efficiency(results: Sequence[Dict[str, Any]], methods: Methods = None) -> Dict[str, Dict[str, Dict[str, Any]]]:
+def label_efficiency(
+    results: Sequence[Dict[str, Any]], methods: Methods = None
+) -> Dict[str, Dict[str, Dict[str, Any]]]:
     """variant (``simclr``, ``simclr+rlm``) -> fraction (as text) -> macro AUROC over seeds, for the
     linear-probe runs."""
     groups: Dict[str, Dict[float, List[float]]] = {}
@@ -173,10 +184,14 @@ def label_efficiency(results: Sequence[Dict[str, Any]], methods: Methods = None)
         if result.get("metrics") is None or result.get("protocol") != "linear_probe":
             continue
         groups.setdefault(variant(result), {}).setdefault(result["label_fraction"], []).append(
-            result["metrics"].get("macro_auroc"))
-    return {name: {f"{fraction:g}": mean_std(values) for fraction, values in sorted(by_fraction.items())}
-            for name, by_fraction in sorted(groups.items(), key=lambda item: (_order(item[0].split("+")[0], methods),
-                                                                              item[0]))}
+            result["metrics"].get("macro_auroc")
+        )
+    return {
+        name: {f"{fraction:g}": mean_std(values) for fraction, values in sorted(by_fraction.items())}
+        for name, by_fraction in sorted(
+            groups.items(), key=lambda item: (_order(item[0].split("+")[0], methods), item[0])
+        )
+    }
 
 
 def _pct(stat: Optional[Dict[str, Any]], digits: int = 1) -> str:
@@ -209,23 +224,28 @@ def _difference(compared: Optional[Mapping[str, Any]]) -> str:
 
 
 def _schedule_text(facts: Mapping[str, Any]) -> str:
-    return (f"`{facts['schedule']}` ({facts['max_epoch']} epochs, lr {facts['lr']:g}, batch {facts['batch_size']}, "
-            f"crops of {facts['sample_size']} samples)")
+    return (
+        f"`{facts['schedule']}` ({facts['max_epoch']} epochs, lr {facts['lr']:g}, batch {facts['batch_size']}, "
+        f"crops of {facts['sample_size']} samples)"
+    )
 
 
 def _settings_line(settings: Dict[str, Any]) -> str:
     schedules = settings["schedules"]
-    line = (f"Data: `{settings['data']}`; seeds: {settings['seeds']}"
-            f"{' (each its own patient-wise split)' if settings.get('split_seeds') else ' (one split)'}; "
-            f"hydra preset `{settings['hydra_preset']}`; schedules: pretraining "
-            f"{_schedule_text(schedules['pretraining'])}, linear probe {_schedule_text(schedules['linear_probe'])}, "
-            f"supervised/fine-tune {_schedule_text(schedules['finetune'])}")
+    line = (
+        f"Data: `{settings['data']}`; seeds: {settings['seeds']}"
+        f"{' (each its own patient-wise split)' if settings.get('split_seeds') else ' (one split)'}; "
+        f"hydra preset `{settings['hydra_preset']}`; schedules: pretraining "
+        f"{_schedule_text(schedules['pretraining'])}, linear probe {_schedule_text(schedules['linear_probe'])}, "
+        f"supervised/fine-tune {_schedule_text(schedules['finetune'])}"
+    )
     if settings.get("crop_per_view"):
         line += "; a strategy that cuts its crop into time segments pretrains on crops that many times longer"
     invocations = settings.get("invocations", [])
     wall = sum(i["wall_time_s"] for i in invocations)
-    return line + (f". Wall time {wall / 60:.1f} min ({len(invocations)} invocation(s), "
-                   f"{settings['jobs']} runs at a time).")
+    return line + (
+        f". Wall time {wall / 60:.1f} min ({len(invocations)} invocation(s), {settings['jobs']} runs at a time)."
+    )
 
 
 def _protocol(row: Mapping[str, Any]) -> str:
@@ -234,8 +254,12 @@ def _protocol(row: Mapping[str, Any]) -> str:
     return {"linear_probe": "linear probe", "finetune": "fine-tune"}.get(row["protocol"], row["protocol"])
 
 
-def markdown(rows: Sequence[Dict[str, Any]], efficiency: Dict[str, Dict[str, Dict[str, Any]]],
-             settings: Dict[str, Any], failed: Dict[str, str]) -> str:
+def markdown(
+    rows: Sequence[Dict[str, Any]],
+    efficiency: Dict[str, Dict[str, Dict[str, Any]]],
+    settings: Dict[str, Any],
+    failed: Dict[str, str],
+) -> str:
     lines = [
         f"# Good Views benchmark ({settings['name']} preset)",
         "",
@@ -261,13 +285,17 @@ def markdown(rows: Sequence[Dict[str, Any]], efficiency: Dict[str, Dict[str, Dic
             rlm_cell = "—"
         else:
             rlm_cell = _cell(rlm)
-        lines.append(f"| {name} | {_protocol(first)} | {len(first['seeds'])} | {_cell(plain)} | {rlm_cell} | "
-                     f"{_pct(first['paper_auroc']) if first['paper_auroc'] else '—'} |")
+        lines.append(
+            f"| {name} | {_protocol(first)} | {len(first['seeds'])} | {_cell(plain)} | {rlm_cell} | "
+            f"{_pct(first['paper_auroc']) if first['paper_auroc'] else '—'} |"
+        )
     lines.append("")
     lines += [f"- [{i}] n/a: not trained, {row['reason']}." for i, row in enumerate(not_applicable, 1)]
     if any(row["uses_labels"] for row in rows):
-        lines.append(f"- {DAGGER} Its pretraining read the downstream labels (positives share the rhythm label): "
-                     "not self-supervised, an upper reference (the paper's Strategy 4).")
+        lines.append(
+            f"- {DAGGER} Its pretraining read the downstream labels (positives share the rhythm label): "
+            "not self-supervised, an upper reference (the paper's Strategy 4)."
+        )
     lines += [
         "- Random-init frozen encoder: the same encoder, never trained, with the same standardised linear probe "
         "(not in the paper).",
@@ -285,38 +313,59 @@ def markdown(rows: Sequence[Dict[str, Any]], efficiency: Dict[str, Dict[str, Dic
     for row in rows:
         if row["protocol"] != "linear_probe" or row["status"] != "ok" or row["method"] == "random_init":
             continue
-        lines.append(f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_difference(row.get('vs_random_init'))} "
-                     f"| {_difference(row.get('vs_simclr'))} |")
+        lines.append(
+            f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_difference(row.get('vs_random_init'))} "
+            f"| {_difference(row.get('vs_simclr'))} |"
+        )
     if any(column in row for row in rows for _, _, column in EXTRA_COLUMNS):
         label_set = settings.get("ptbxl_label_set") or "PTB-XL"
-        lines += ["", f"## The field's other downstream tasks (`{settings.get('ptbxl_data')}`, test split)", "",
-                  f"Linear probe on `{label_set}` (multi-label, standardised features): macro AUROC and sample-wise "
-                  "F-max (%); patient identification with the frozen encoder (first ECG of each test patient "
-                  "the gallery, the others probes; cosine on embeddings standardised with train statistics): "
-                  "top-1 accuracy and EER (%). Mean ± std over seeds.", "",
-                  "| Method | Lead masking | Macro AUROC | F-max | Identification top-1 | EER |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"## The field's other downstream tasks (`{settings.get('ptbxl_data')}`, test split)",
+            "",
+            f"Linear probe on `{label_set}` (multi-label, standardised features): macro AUROC and sample-wise "
+            "F-max (%); patient identification with the frozen encoder (first ECG of each test patient "
+            "the gallery, the others probes; cosine on embeddings standardised with train statistics): "
+            "top-1 accuracy and EER (%). Mean ± std over seeds.",
+            "",
+            "| Method | Lead masking | Macro AUROC | F-max | Identification top-1 | EER |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for row in rows:
             if row["protocol"] == "linear_probe" and any(column in row for _, _, column in EXTRA_COLUMNS):
                 cells = [_pct(row.get(column)) if column in row else "—" for _, _, column in EXTRA_COLUMNS]
                 lines.append(f"| {row['name']} | {'RLM' if masked(row) else 'none'} | " + " | ".join(cells) + " |")
-    lines += ["", "## Other test metrics (%)", "", "| Method | Lead masking | Protocol | Accuracy | Macro F1 | Macro AUPRC |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Other test metrics (%)",
+        "",
+        "| Method | Lead masking | Protocol | Accuracy | Macro F1 | Macro AUPRC |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         if row["status"] == "ok":
-            lines.append(f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_protocol(row)} | "
-                         f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {_pct(row['macro_auprc'])} |")
+            lines.append(
+                f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_protocol(row)} | "
+                f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {_pct(row['macro_auprc'])} |"
+            )
     fractions = sorted({float(f) for by_fraction in efficiency.values() for f in by_fraction})
     if len(fractions) > 1:
-        lines += ["", "## Label efficiency (linear probe macro AUROC, %)", "",
-                  "| Method | Lead masking | " + " | ".join(f"{100 * f:g}% labels" for f in fractions) + " |",
-                  "| --- | --- |" + " --- |" * len(fractions)]
+        lines += [
+            "",
+            "## Label efficiency (linear probe macro AUROC, %)",
+            "",
+            "| Method | Lead masking | " + " | ".join(f"{100 * f:g}% labels" for f in fractions) + " |",
+            "| --- | --- |" + " --- |" * len(fractions),
+        ]
         names = {row["method"]: row["name"] for row in rows}
         for name, by_fraction in efficiency.items():
             method = name.split("+")[0]
             cells = [_pct(by_fraction.get(f"{f:g}")) for f in fractions]
-            lines.append(f"| {names.get(method, method)} | {'RLM' if name.endswith('+rlm') else 'none'} | "
-                         + " | ".join(cells) + " |")
+            lines.append(
+                f"| {names.get(method, method)} | {'RLM' if name.endswith('+rlm') else 'none'} | "
+                + " | ".join(cells)
+                + " |"
+            )
     if failed:
         lines += ["", "## Runs that did not finish", ""]
         lines += [f"- `{run_id}`: {why.splitlines()[0]}" for run_id, why in sorted(failed.items())]
@@ -330,18 +379,30 @@ def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = [r for r in rows if r["status"] == "ok" and (r["protocol"] == "linear_probe" or r["method"] == "supervised")]
+    table = [
+        r for r in rows if r["status"] == "ok" and (r["protocol"] == "linear_probe" or r["method"] == "supervised")
+    ]
     methods = list(dict.fromkeys(r["method"] for r in table))
     names = {r["method"]: r["name"] for r in table}
     y = np.arange(len(methods))
-    fig, (ours, paper) = plt.subplots(1, 2, figsize=(11, 0.5 * len(methods) + 2), sharey=True,
-                                      gridspec_kw={"width_ratios": [3, 1.2]})
-    for offset, rlm, color, label in ((-0.2, False, "#1f77b4", "no lead masking"),
-                                      (0.2, True, "#ff7f0e", "random lead masking")):
+    fig, (ours, paper) = plt.subplots(
+        1, 2, figsize=(11, 0.5 * len(methods) + 2), sharey=True, gridspec_kw={"width_ratios": [3, 1.2]}
+    )
+    for offset, rlm, color, label in (
+        (-0.2, False, "#1f77b4", "no lead masking"),
+        (0.2, True, "#ff7f0e", "random lead masking"),
+    ):
         points = [(i, r) for i, m in enumerate(methods) for r in table if r["method"] == m and masked(r) == rlm]
         if points:
-            ours.barh([i + offset for i, _ in points], [100 * r["macro_auroc"]["mean"] for _, r in points], height=0.38,
-                      xerr=[100 * r["macro_auroc"]["std"] for _, r in points], color=color, capsize=2, label=label)
+            ours.barh(
+                [i + offset for i, _ in points],
+                [100 * r["macro_auroc"]["mean"] for _, r in points],
+                height=0.38,
+                xerr=[100 * r["macro_auroc"]["std"] for _, r in points],
+                color=color,
+                capsize=2,
+                label=label,
+            )
     ours.set_yticks(y, [names[m] for m in methods])
     ours.invert_yaxis()
     ours.set_xlabel(f"test macro AUROC (%), mean ± std over {settings['seeds']} seed(s)")
@@ -351,8 +412,14 @@ def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path
     ours.legend(loc="lower right", fontsize=8)
     reported = [(methods.index(r["method"]), r["paper_auroc"]) for r in table if r["paper_auroc"]]
     if reported:
-        paper.errorbar([100 * p["mean"] for _, p in reported], [i for i, _ in reported],
-                       xerr=[100 * p["std"] for _, p in reported], fmt="kD", markersize=5, capsize=3)
+        paper.errorbar(
+            [100 * p["mean"] for _, p in reported],
+            [i for i, _ in reported],
+            xerr=[100 * p["std"] for _, p in reported],
+            fmt="kD",
+            markersize=5,
+            capsize=3,
+        )
     paper.set_xlim(75, 100)
     paper.set_xlabel("macro AUROC (%), mean ± std, 5 runs")
     paper.set_title("Paper's Table 1 (real Chapman,\nResNet-18, 50 epochs): not this data", fontsize=9)
@@ -362,8 +429,9 @@ def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path
     plt.close(fig)
 
 
-def plot_label_efficiency(efficiency: Dict[str, Dict[str, Dict[str, Any]]], names: Dict[str, str],
-                          settings: Mapping[str, Any], path: Path) -> None:
+def plot_label_efficiency(
+    efficiency: Dict[str, Dict[str, Dict[str, Any]]], names: Dict[str, str], settings: Mapping[str, Any], path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -375,17 +443,25 @@ def plot_label_efficiency(efficiency: Dict[str, Dict[str, Dict[str, Any]]], name
         points = sorted((float(f), s) for f, s in by_fraction.items() if s["mean"] is not None)
         if not points:
             continue
-        ax.errorbar([100 * f for f, _ in points], [100 * s["mean"] for _, s in points],
-                    yerr=[100 * s["std"] for _, s in points], marker="o", capsize=3,
-                    linestyle=":" if name.endswith("+rlm") else "--" if name == "random_init" else "-",
-                    label=names.get(name, name))
+        ax.errorbar(
+            [100 * f for f, _ in points],
+            [100 * s["mean"] for _, s in points],
+            yerr=[100 * s["std"] for _, s in points],
+            marker="o",
+            capsize=3,
+            linestyle=":" if name.endswith("+rlm") else "--" if name == "random_init" else "-",
+            label=names.get(name, name),
+        )
     ax.set_xscale("log")
     ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}%" for f in fractions])
     ax.minorticks_off()
     ax.set_xlabel("training labels used by the linear probe (%, stratified subset)")
     ax.set_ylabel(f"test macro AUROC (%), mean ± std over {settings['seeds']} seed(s)")
-    ax.set_title(f"Label efficiency on {Path(str(settings['data'])).name} ({settings['name']} preset); "
-                 "dotted: with random lead masking", fontsize=9)
+    ax.set_title(
+        f"Label efficiency on {Path(str(settings['data'])).name} ({settings['name']} preset); "
+        "dotted: with random lead masking",
+        fontsize=9,
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
@@ -407,8 +483,11 @@ def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str
         "runs": results,
         "table": rows,
         "label_efficiency": efficiency,
-        "paper_auroc": {method: {"mean": info["paper_auroc"][0] / 100, "std": info["paper_auroc"][1] / 100}
-                        for method, info in _catalogue(methods).items() if info.get("paper_auroc")},
+        "paper_auroc": {
+            method: {"mean": info["paper_auroc"][0] / 100, "std": info["paper_auroc"][1] / 100}
+            for method, info in _catalogue(methods).items()
+            if info.get("paper_auroc")
+        },
         "failed": outcome.failed,
     }
     with atomic_open(out / "results.json") as handle:

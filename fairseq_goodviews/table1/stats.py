@@ -7,6 +7,7 @@ same seed) are compared on the same resampled records (paired), so the interval 
 difference excludes the test set's own sampling noise that both share. Over several seeds the
 difference of each replicate is averaged over seeds (each seed resampled independently).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,27 +30,32 @@ class Predictions:
         self.records, self.probs, self.targets = records, probs, targets
 
     @classmethod
-    def read(cls, path: str | Path) -> "Predictions":
+    def read(cls, path: str | Path) -> Predictions:
         frame = pd.read_csv(path)
         prob_columns = [c for c in frame.columns if c.startswith("prob_")]
-        classes = [c[len("prob_"):] for c in prob_columns]
+        classes = [c[len("prob_") :] for c in prob_columns]
         if "target" in frame.columns:  # single-label: one class name per record
             targets = (frame["target"].astype(str).to_numpy()[:, None] == np.array(classes)[None, :]).astype(np.int8)
         else:
             targets = frame[[f"target_{name}" for name in classes]].to_numpy(dtype=np.int8)
         return cls(frame["record"].astype(str).to_numpy(), frame[prob_columns].to_numpy(np.float64), targets)
 
-    def aligned_with(self, other: "Predictions") -> Tuple["Predictions", "Predictions"]:
+    def aligned_with(self, other: Predictions) -> Tuple[Predictions, Predictions]:
         """Both restricted to their common records, in one order (a paired comparison)."""
         common, mine, theirs = np.intersect1d(self.records, other.records, return_indices=True)
-        return (Predictions(common, self.probs[mine], self.targets[mine]),
-                Predictions(common, other.probs[theirs], other.targets[theirs]))
+        return (
+            Predictions(common, self.probs[mine], self.targets[mine]),
+            Predictions(common, other.probs[theirs], other.targets[theirs]),
+        )
 
 
 def macro_auroc(probs: np.ndarray, targets: np.ndarray) -> float:
     """Mean one-vs-rest AUROC over the classes that have both positives and negatives (NaN if none)."""
-    scores = [roc_auc_score(targets[:, k], probs[:, k]) for k in range(targets.shape[1])
-              if 0 < targets[:, k].sum() < len(targets)]
+    scores = [
+        roc_auc_score(targets[:, k], probs[:, k])
+        for k in range(targets.shape[1])
+        if 0 < targets[:, k].sum() < len(targets)
+    ]
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -80,7 +86,7 @@ def weighted_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) 
         return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, np.nan)
 
 
-def bootstrap_macro_auroc(pred: "Predictions", counts: np.ndarray) -> np.ndarray:
+def bootstrap_macro_auroc(pred: Predictions, counts: np.ndarray) -> np.ndarray:
     """Macro one-vs-rest AUROC of each resample [B] (classes without both kinds left out, as in
     :func:`macro_auroc`; a class present on the full set can vanish from a resample)."""
     columns = [k for k in range(pred.targets.shape[1]) if 0 < pred.targets[:, k].sum() < len(pred.targets)]
@@ -113,8 +119,9 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> Optional[List
     return [float(values.mean() - half), float(values.mean() + half)]
 
 
-def paired_difference(pairs: Mapping[int, Tuple[Predictions, Predictions]], n_bootstrap: int = N_BOOTSTRAP,
-                      seed: int = BOOTSTRAP_SEED) -> Dict[str, object]:
+def paired_difference(
+    pairs: Mapping[int, Tuple[Predictions, Predictions]], n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED
+) -> Dict[str, object]:
     """Macro AUROC of A minus B, averaged over seeds, with its paired-bootstrap 95 % interval.
 
     ``pairs`` maps each seed to the (A, B) predictions of that seed's split; each seed's test
@@ -129,5 +136,9 @@ def paired_difference(pairs: Mapping[int, Tuple[Predictions, Predictions]], n_bo
         replicates.append(bootstrap_macro_auroc(a, counts) - bootstrap_macro_auroc(b, counts))
     mean_replicates = np.nanmean(np.asarray(replicates), axis=0)
     interval = percentile_interval(mean_replicates)
-    return {"difference": float(np.mean(observed)), "ci95": interval, "seeds": sorted(pairs),
-            "excludes_zero": bool(interval is not None and (interval[0] > 0 or interval[1] < 0))}
+    return {
+        "difference": float(np.mean(observed)),
+        "ci95": interval,
+        "seeds": sorted(pairs),
+        "excludes_zero": bool(interval is not None and (interval[0] > 0 or interval[1] < 0)),
+    }

@@ -59,30 +59,39 @@ class EcgClassificationConfig(FairseqDataclass):
         default=",".join(CLASS_NAMES),
         metadata={"help": "label_type=single: comma-separated class names of the 'label' column"},
     )
-    label_set: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
+    label_set: Optional[str] = field(
         default=None,
-        metadata={"help": "label_type=multi: cinc2021 (dx column) or ptbxl_{all,diagnostic,subdiagnostic,"
-                  "superdiagnostic,form,rhythm} (scp_codes column)"},
+        metadata={
+            "help": "label_type=multi: cinc2021 (dx column) or ptbxl_{all,diagnostic,subdiagnostic,"
+            "superdiagnostic,form,rhythm} (scp_codes column)"
+        },
     )
-    scp_statements: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
+    scp_statements: Optional[str] = field(
         default=None,
-        metadata={"help": "PTB-XL's scp_statements.csv for the ptbxl_* label sets (default: the one in data, "
-                  "else in the src_dir recorded in data/prepare_report.json)"},
+        metadata={
+            "help": "PTB-XL's scp_statements.csv for the ptbxl_* label sets (default: the one in data, "
+            "else in the src_dir recorded in data/prepare_report.json)"
+        },
     )
     unlabelled: ChoiceEnum(["drop", "error"]) = field(
-        default="drop", metadata={"help": "records with none of the task's labels: drop them (and log how many) or stop"}
+        default="drop",
+        metadata={"help": "records with none of the task's labels: drop them (and log how many) or stop"},
     )
     leads: Any = field(
         default=None,
-        metadata={"help": "leads to keep, as a list (task.leads=[I,II,V2]) or a quoted string "
-                  "(task.leads='I,II,V2'); the others are zero-filled; null = all 12"},
+        metadata={
+            "help": "leads to keep, as a list (task.leads=[I,II,V2]) or a quoted string "
+            "(task.leads='I,II,V2'); the others are zero-filled; null = all 12"
+        },
     )
     sample_rate: float = field(default=500.0, metadata={"help": "sample rate the records must have, Hz"})
     sample_size: int = field(default=5000, metadata={"help": "samples per crop (random crop in training)"})
     whole_record: bool = field(
         default=True,
-        metadata={"help": "valid/test: score the mean prediction of consecutive crops covering each record "
-                  "(else one centred crop)"},
+        metadata={
+            "help": "valid/test: score the mean prediction of consecutive crops covering each record "
+            "(else one centred crop)"
+        },
     )
     train_fraction: float = field(
         default=1.0, metadata={"help": "fraction of the training labels used (label-efficiency runs), stratified"}
@@ -125,7 +134,7 @@ class LabelledRecordDataset(EcgClassificationDataset):
         starts = list(range(0, length - self.sample_size + 1, self.sample_size))
         if starts[-1] + self.sample_size < length:
             starts.append(length - self.sample_size)
-        return np.stack([signal[:, s:s + self.sample_size] for s in starts])
+        return np.stack([signal[:, s : s + self.sample_size] for s in starts])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         crops = self._crops(index)
@@ -192,7 +201,7 @@ class EcgClassificationTask(FairseqTask):
             raise LabelSetError(
                 f"task.label_type=multi needs task.label_set, one of {', '.join(LABEL_SETS)} (got {label_set!r})"
             )
-        code_to_label = ptbxl_task_map(read_scp_statements(self._scp_statements_path()), label_set[len("ptbxl_"):])
+        code_to_label = ptbxl_task_map(read_scp_statements(self._scp_statements_path()), label_set[len("ptbxl_") :])
         names = sorted(set(code_to_label.values()))
         return names, {code: names.index(label) for code, label in code_to_label.items()}
 
@@ -252,8 +261,14 @@ class EcgClassificationTask(FairseqTask):
             raise LabelSetError(f"{table_name}: none of its {len(table)} record(s) has one of the task's labels")
         logger.info("%s: %d records with labels, %d without (dropped)", split, len(keep), len(unlabelled))
         dataset = LabelledRecordDataset(
-            source, targets, self.cfg.sample_size, parse_leads(self.cfg.leads), self.cfg.seed,
-            random_crop=split == "train", whole_record=self.cfg.whole_record, split=split,
+            source,
+            targets,
+            self.cfg.sample_size,
+            parse_leads(self.cfg.leads),
+            self.cfg.seed,
+            random_crop=split == "train",
+            whole_record=self.cfg.whole_record,
+            split=split,
         )
         if split == "train" and self.cfg.train_fraction < 1.0:
             strata = targets.argmax(axis=1) if targets.ndim == 2 else targets

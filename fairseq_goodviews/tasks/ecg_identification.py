@@ -66,8 +66,10 @@ class EcgIdentificationTask(FairseqTask):
         _, labels = patient_labels(read_metadata(cfg.data, "train", required=("patient_id",))["patient_id"])
         num_patients = int(labels.max()) + 1 if labels.size else 0
         if num_patients < 2:
-            raise ValueError(f"{Path(cfg.data) / 'train.csv'}: identification needs at least two training patients, "
-                             f"found {num_patients}")
+            raise ValueError(
+                f"{Path(cfg.data) / 'train.csv'}: identification needs at least two training patients, "
+                f"found {num_patients}"
+            )
         return cls(cfg, num_patients)
 
     def load_dataset(self, split: str, combine: bool = False, **kwargs) -> None:
@@ -83,8 +85,13 @@ class EcgIdentificationTask(FairseqTask):
         )
         if len(known) < len(table):
             dataset.keep_only(known)
-        logger.info("%s: %d records of %d patients (%d without a patient id left out)",
-                    split, len(known), int(labels.max()) + 1 if labels.size else 0, len(table) - len(known))
+        logger.info(
+            "%s: %d records of %d patients (%d without a patient id left out)",
+            split,
+            len(known),
+            int(labels.max()) + 1 if labels.size else 0,
+            len(table) - len(known),
+        )
         self.datasets[split] = dataset
 
     def build_model(self, cfg, from_checkpoint: bool = False):

@@ -36,18 +36,24 @@ class EcgPretrainingConfig(FairseqDataclass):
     )
     method_name: Optional[str] = field(
         default=None,
-        metadata={"help": "name of the pretraining method in result tables (default: the strategy's); "
-                  "set by a config that pairs a strategy with another model or loss (W2V+CMSC+RLM)"},
+        metadata={
+            "help": "name of the pretraining method in result tables (default: the strategy's); "
+            "set by a config that pairs a strategy with another model or loss (W2V+CMSC+RLM)"
+        },
     )
     rebuild_batches: bool = field(
         default=True,
-        metadata={"help": "draw new batches every epoch (fairseq keeps the epoch iterator and its workers; "
-                  "false = the first epoch's batches in a new order)"},
+        metadata={
+            "help": "draw new batches every epoch (fairseq keeps the epoch iterator and its workers; "
+            "false = the first epoch's batches in a new order)"
+        },
     )
     autocast_bf16: bool = field(
         default=False,
-        metadata={"help": "forward passes under torch.autocast(bfloat16) (GPUs with bf16, e.g. A100/H100); the "
-                  "contrastive logits and loss stay float32, the weights and optimiser float32"},
+        metadata={
+            "help": "forward passes under torch.autocast(bfloat16) (GPUs with bf16, e.g. A100/H100); the "
+            "contrastive logits and loss stay float32, the weights and optimiser float32"
+        },
     )
     seed: int = II("common.seed")
 

@@ -9,6 +9,7 @@ included), before it composes a config. This plugin
   ConfigStore, so that a strategy config selects its schema (``/strategy@task.strategy: simclr``)
   and every documented strategy option is a plain override (``task.strategy.jitter_sigma=0.05``).
 """
+
 import logging
 import warnings
 
@@ -23,8 +24,11 @@ class GoodviewsSearchPathPlugin(SearchPathPlugin):
         # fairseq-hydra-train stores its schema under the primary config's own name, which hydra
         # validates against and then warns about at every run: the configs are written for it
         # (`_self_` before `base`), so the warning says nothing to a user.
-        warnings.filterwarnings("ignore", message=r"\s*'[^']*' is validated against ConfigStore schema with the same name",
-                                category=UserWarning)
+        warnings.filterwarnings(
+            "ignore",
+            message=r"\s*'[^']*' is validated against ConfigStore schema with the same name",
+            category=UserWarning,
+        )
         search_path.append(provider="fairseq_goodviews", path="pkg://fairseq_goodviews.config")
         # Hydra loads this plugin for every application in the environment: a broken strategy
         # module must not stop those, so the error is reported here and the strategy configs then

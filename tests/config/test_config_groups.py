@@ -1,4 +1,5 @@
 """The hydra configs as fairseq-hydra-train composes them: groups shared once, options as plain overrides."""
+
 import pytest
 from fairseq.dataclass.initialize import hydra_init
 from hydra import compose, initialize_config_dir
@@ -62,8 +63,10 @@ def test_leads_as_a_list_or_a_quoted_string(tiny_dataset, override):
 
     cfg = composed(FINETUNE_CONFIGS, "linear_probe", override)
     assert parse_leads(OmegaConf.to_container(cfg.task)["leads"]) == [0, 1, 7]
-    task_cfg = OmegaConf.merge(OmegaConf.structured(EcgClassificationConfig),
-                               {**OmegaConf.to_container(cfg.task), "data": str(tiny_dataset), "seed": 1})
+    task_cfg = OmegaConf.merge(
+        OmegaConf.structured(EcgClassificationConfig),
+        {**OmegaConf.to_container(cfg.task), "data": str(tiny_dataset), "seed": 1},
+    )
     task = EcgClassificationTask.setup_task(task_cfg)
     task.load_dataset("valid")
     source = task.dataset("valid")[0]["source"]

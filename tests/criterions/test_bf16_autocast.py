@@ -1,13 +1,14 @@
 """bf16 autocast through the task's train and valid steps: bf16 convolutions, float32 loss, finite gradients."""
+
 import math
 
 import torch
 from fairseq.optim.adam import FairseqAdam
 from omegaconf import OmegaConf
-from strategies.helpers import collate, make_task, write_ramp_dataset
 
 from fairseq_goodviews.criterions.multi_positive_infonce import MultiPositiveInfoNceCriterion
 from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
+from strategies.helpers import collate, make_task, write_ramp_dataset
 
 
 def _setup(tmp_path, autocast_bf16: bool):
@@ -19,8 +20,19 @@ def _setup(tmp_path, autocast_bf16: bool):
     batch["net_input"]["source"] = batch["net_input"]["source"] / 1e4  # the ramp's mV values are huge
     torch.manual_seed(0)
     model = Resnet1dModel.build_model(Resnet1dConfig(base_width=8, layers=[1, 1, 1, 1], embedding_dim=16))
-    optimizer = FairseqAdam(OmegaConf.create({"lr": [1e-3], "adam_betas": [0.9, 0.999], "adam_eps": 1e-8, "weight_decay": 0.0,
-                                              "use_old_adam": False, "fp16_adam_stats": False}), list(model.parameters()))
+    optimizer = FairseqAdam(
+        OmegaConf.create(
+            {
+                "lr": [1e-3],
+                "adam_betas": [0.9, 0.999],
+                "adam_eps": 1e-8,
+                "weight_decay": 0.0,
+                "use_old_adam": False,
+                "fp16_adam_stats": False,
+            }
+        ),
+        list(model.parameters()),
+    )
     return task, batch, model, MultiPositiveInfoNceCriterion(task, 0.07), optimizer
 
 

@@ -1,4 +1,5 @@
 """ecg_classification criterion: BCE with logits for multi-hot targets, crop averaging, fine-tune gradients."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,8 +22,9 @@ def _task(multi: bool):
 def _model(freeze: bool) -> EcgClassifier:
     register_plugins()
     torch.manual_seed(0)
-    cfg = EcgClassifierConfig(freeze_encoder=freeze, encoder={"_name": "resnet1d", "base_width": 8, "layers": [1, 1, 1, 1]},
-                              num_classes=3)
+    cfg = EcgClassifierConfig(
+        freeze_encoder=freeze, encoder={"_name": "resnet1d", "base_width": 8, "layers": [1, 1, 1, 1]}, num_classes=3
+    )
     return EcgClassifier.build_model(cfg)
 
 
@@ -56,8 +58,13 @@ def test_evaluation_scores_the_mean_of_a_records_crops():
     criterion = EcgClassificationCriterion(_task(multi=True))
     source = torch.randn(3, 12, 500)
     target = torch.tensor([[1, 0, 0], [0, 1, 1]], dtype=torch.float32)
-    sample = {"net_input": {"source": source}, "target": target, "crop_record": torch.tensor([0, 0, 1]),
-              "ntokens": 1500, "split": "valid"}
+    sample = {
+        "net_input": {"source": source},
+        "target": target,
+        "crop_record": torch.tensor([0, 0, 1]),
+        "ntokens": 1500,
+        "split": "valid",
+    }
     loss, sample_size, log = criterion(model, sample)
     with torch.no_grad():
         crops = torch.sigmoid(model(source)["logits"])

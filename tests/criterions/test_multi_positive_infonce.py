@@ -9,7 +9,7 @@ def _hand_loss(z, positive, tau):
     z = [[c / math.sqrt(sum(c2 * c2 for c2 in v)) for c in v] for v in z]
     losses = []
     for i, zi in enumerate(z):
-        sims = [sum(a * b for a, b in zip(zi, zj)) / tau for zj in z]
+        sims = [sum(a * b for a, b in zip(zi, zj, strict=True)) / tau for zj in z]
         denominator = sum(math.exp(s) for j, s in enumerate(sims) if j != i)
         numerator = sum(math.exp(s) for j, s in enumerate(sims) if j != i and positive[i][j])
         losses.append(-math.log(numerator / denominator) if numerator > 0 else 0.0)

@@ -9,16 +9,24 @@ from fairseq.logging import metrics
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from conftest import PRETRAIN_CONFIGS
 from fairseq_goodviews.criterions.w2v_cmsc import Wav2Vec2CmscCriterion
 from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel
-from conftest import PRETRAIN_CONFIGS
 from fairseq_goodviews.strategies.base import ALL, same
 
 CONFIGS = PRETRAIN_CONFIGS
 SMALL = {
-    "conv_feature_layers": "[(32, 2, 2)] * 4", "encoder_layers": 1, "encoder_embed_dim": 32,
-    "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 2, "conv_pos": 8, "conv_pos_groups": 4,
-    "final_dim": 16, "latent_vars": 16, "num_negatives": 10, "encoder_layerdrop": 0.0,
+    "conv_feature_layers": "[(32, 2, 2)] * 4",
+    "encoder_layers": 1,
+    "encoder_embed_dim": 32,
+    "encoder_ffn_embed_dim": 64,
+    "encoder_attention_heads": 2,
+    "conv_pos": 8,
+    "conv_pos_groups": 4,
+    "final_dim": 16,
+    "latent_vars": 16,
+    "num_negatives": 10,
+    "encoder_layerdrop": 0.0,
 }
 
 
@@ -53,9 +61,11 @@ def cmsc_batch(records: int = 6, segment: int = 800) -> dict:
     sources, record, seg = [], [], []
     for r in range(records):
         rate = 0.8 + 0.25 * r
-        signal = np.sin(2 * np.pi * rate * t)[None] * rng.normal(1, 0.3, (12, 1)) + rng.normal(0, 0.05, (12, 2 * segment))
+        signal = np.sin(2 * np.pi * rate * t)[None] * rng.normal(1, 0.3, (12, 1)) + rng.normal(
+            0, 0.05, (12, 2 * segment)
+        )
         for s in range(2):
-            view = signal[:, s * segment:(s + 1) * segment].copy()
+            view = signal[:, s * segment : (s + 1) * segment].copy()
             view[rng.random(12) < 0.5] = 0.0
             sources.append(view)
             record.append(r)
@@ -72,8 +82,14 @@ def cmsc_batch(records: int = 6, segment: int = 800) -> dict:
 
 
 def criterion(**kwargs) -> Wav2Vec2CmscCriterion:
-    options = {"infonce": True, "loss_weights": [0.1, 10.0], "log_keys": ["prob_perplexity", "code_perplexity", "temp"],
-               "cmsc_weight": 1.0, "cmsc_temperature": 0.1, **kwargs}
+    options = {
+        "infonce": True,
+        "loss_weights": [0.1, 10.0],
+        "log_keys": ["prob_perplexity", "code_perplexity", "temp"],
+        "cmsc_weight": 1.0,
+        "cmsc_temperature": 0.1,
+        **kwargs,
+    }
     return Wav2Vec2CmscCriterion(SegmentsTask(), **options)
 
 
@@ -133,13 +149,21 @@ def test_w2v_cmsc_rlm_config_has_fairseq_signals_settings():
         paper = compose(config_name="w2v_cmsc_rlm", overrides=["task.data=/x"])
         small = compose(config_name="w2v_cmsc_rlm", overrides=["task.data=/x", "preset=w2v_cpu_small"])
     assert paper.model._name == "wav2vec2_ecg" and paper.criterion._name == "wav2vec2_cmsc"
-    assert (paper.model.encoder_layers, paper.model.encoder_embed_dim, paper.model.conv_feature_layers) == (12, 768, "[(256, 2, 2)] * 4")
+    assert (paper.model.encoder_layers, paper.model.encoder_embed_dim, paper.model.conv_feature_layers) == (
+        12,
+        768,
+        "[(256, 2, 2)] * 4",
+    )
     assert (paper.model.mask_prob, paper.model.final_dim, paper.model.feature_grad_mult) == (0.65, 256, 0.1)
     assert list(paper.criterion.loss_weights) == [0.1, 10.0] and paper.criterion.cmsc_temperature == 0.1
     assert list(paper.optimizer.adam_betas) == [0.9, 0.98] and paper.optimizer.adam_eps == 1e-6
     assert paper.optimizer.weight_decay == 0.01 and list(paper.optimization.lr) == [5e-5]
     assert paper.task.lead_mask_prob == 0.5 and paper.task.strategy._name == "cmsc"
-    assert (paper.task.strategy.n_segments, paper.task.strategy.segment_length, paper.task.sample_size) == (2, 2500, 5000)
+    assert (paper.task.strategy.n_segments, paper.task.strategy.segment_length, paper.task.sample_size) == (
+        2,
+        2500,
+        5000,
+    )
     assert small.model.encoder_layers == 2 and small.model.encoder_embed_dim == 128
     assert small.criterion == paper.criterion and small.optimizer == paper.optimizer
     assert list(small.optimization.lr) == [5e-4]  # the preset's few updates need a larger step

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from scipy.interpolate import CubicSpline
 
 from fairseq_goodviews.data.augment import (
@@ -34,7 +33,7 @@ def test_lead_mask_when_every_lead_would_be_masked_keeps_one_present_lead():
     x[~present] = 0
     kept = set()
     for _ in range(40):
-        masked, lead_mask = random_lead_mask(x, present, 1.0, rng)
+        _, lead_mask = random_lead_mask(x, present, 1.0, rng)
         survivors = np.flatnonzero(~lead_mask & present)
         assert len(survivors) == 1 and survivors[0] in (1, 7)
         assert not lead_mask[~present].any(), "absent leads are never reported as masked"
@@ -55,7 +54,9 @@ def test_lead_mask_with_no_present_lead_does_not_crash():
 
 
 def test_augment_is_deterministic_given_the_generator_and_keeps_shape():
-    cfg = AugmentationConfig(jitter_prob=1, scaling_prob=1, flip_prob=1, permute_prob=1, time_warp_prob=1, magnitude_warp_prob=1)
+    cfg = AugmentationConfig(
+        jitter_prob=1, scaling_prob=1, flip_prob=1, permute_prob=1, time_warp_prob=1, magnitude_warp_prob=1
+    )
     x = np.random.default_rng(0).normal(size=(12, 1000)).astype(np.float32)
     a = augment(x, np.random.default_rng(5), cfg)
     b = augment(x, np.random.default_rng(5), cfg)

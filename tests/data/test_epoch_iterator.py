@@ -1,7 +1,9 @@
 """The pretraining epoch iterator persists: fairseq keeps it (and its data-loading workers) across
 epochs, and the kept workers still draw each epoch's own crops, partners and augmentations."""
+
 import numpy as np
 import torch
+
 from strategies.helpers import make_task, write_ramp_dataset
 
 STRATEGY = {"_name": "simclr", "jitter_prob": 1.0, "time_warp_prob": 1.0}
@@ -22,8 +24,9 @@ def _in_process(dataset, ids, epoch):
 
 def test_persistent_workers_see_every_epoch(tmp_path):
     dataset = _task(tmp_path).dataset("train")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=1, persistent_workers=True,
-                                         collate_fn=dataset.collater)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=4, num_workers=1, persistent_workers=True, collate_fn=dataset.collater
+    )
     sources = {}
     for epoch in (1, 2):
         dataset.set_epoch(epoch)

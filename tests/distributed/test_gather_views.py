@@ -1,4 +1,5 @@
 """gather_views across two real gloo processes: exact metadata, rank offsets, summed gradients, three collectives."""
+
 import socket
 
 import pytest
@@ -44,8 +45,11 @@ def _worker(rank: int, port: int, results) -> None:
         weights = torch.arange(candidates.numel(), dtype=torch.float32).reshape(candidates.shape)
         (candidates * weights * (rank + 1)).sum().backward()
         results[rank] = {
-            "offset": offset, "collectives": n_collectives, "candidates": candidates.detach(),
-            "meta": gathered, "grad": embeddings.grad,
+            "offset": offset,
+            "collectives": n_collectives,
+            "candidates": candidates.detach(),
+            "meta": gathered,
+            "grad": embeddings.grad,
         }
     finally:
         gather_module.dist.all_gather = all_gather

@@ -1,4 +1,5 @@
 """CinC 2021 challenge score: the published table's shape, hand-computed cases, threshold choice."""
+
 import numpy as np
 import pytest
 

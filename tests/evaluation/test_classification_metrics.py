@@ -1,4 +1,5 @@
 """Single-label downstream metrics (the paper's macro one-vs-rest AUROC and the rest), hand-computed."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Encoders outside fairseq: load_encoder and goodviews-embed, on a probe and a pretraining checkpoint."""
+
 import numpy as np
 import pytest
 import torch
@@ -7,18 +8,33 @@ from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, hydra_train
 from fairseq_goodviews.evaluation.embed import CheckpointError, load_encoder, main
 from fairseq_goodviews.io.records import read_record
 
-SMALL = ["preset=cpu_small", "task.sample_size=1000", "dataset.batch_size=16", "dataset.num_workers=0",
-         "optimization.max_epoch=1"]
+SMALL = [
+    "preset=cpu_small",
+    "task.sample_size=1000",
+    "dataset.batch_size=16",
+    "dataset.num_workers=0",
+    "optimization.max_epoch=1",
+]
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tiny_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("embed")
-    hydra_train(PRETRAIN_CONFIGS, "simclr", [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={tmp / 'pre'}"],
-                tmp)
-    hydra_train(FINETUNE_CONFIGS, "linear_probe", [*SMALL, f"task.data={tiny_dataset}", "task.leads=[I,II,V2]",
-                                                   f"checkpoint.save_dir={tmp / 'probe'}",
-                                                   f"model.model_path={tmp / 'pre' / 'checkpoint_last.pt'}"], tmp)
+    hydra_train(
+        PRETRAIN_CONFIGS, "simclr", [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={tmp / 'pre'}"], tmp
+    )
+    hydra_train(
+        FINETUNE_CONFIGS,
+        "linear_probe",
+        [
+            *SMALL,
+            f"task.data={tiny_dataset}",
+            "task.leads=[I,II,V2]",
+            f"checkpoint.save_dir={tmp / 'probe'}",
+            f"model.model_path={tmp / 'pre' / 'checkpoint_last.pt'}",
+        ],
+        tmp,
+    )
     return {"pretrain": tmp / "pre" / "checkpoint_last.pt", "probe": tmp / "probe" / "checkpoint_best.pt"}
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import shared_data
 
+from conftest import shared_data
 from fairseq_goodviews.evaluation.identification import (
     IdentificationError,
     equal_error_rate,
@@ -29,7 +29,9 @@ def test_protocol_first_record_is_gallery_others_are_probes():
 
 
 def test_protocol_refuses_splits_without_repeat_patients():
-    with pytest.raises(IdentificationError, match=r"t.csv: no patient has two or more records \(3 records, 3 patients\)"):
+    with pytest.raises(
+        IdentificationError, match=r"t.csv: no patient has two or more records \(3 records, 3 patients\)"
+    ):
         gallery_probe_split(["a", "b", "c"], where="t.csv")
     with pytest.raises(IdentificationError, match=r"only one patient \(a\) in the gallery"):
         gallery_probe_split(["a", "b", "a"])
@@ -38,9 +40,13 @@ def test_protocol_refuses_splits_without_repeat_patients():
 
 def test_retrieval_metrics_worked_example():
     gallery = np.eye(3)
-    probes = np.array([[0.9, 0.1, 0.0],   # patient 0: nearest is 0 (cos 0.9939)
-                       [0.8, 0.6, 0.0],   # patient 1: 0 scores 0.8, its own 0.6 -> rank 2
-                       [0.0, 0.0, 2.0]])  # patient 2: cos 1
+    probes = np.array(
+        [
+            [0.9, 0.1, 0.0],  # patient 0: nearest is 0 (cos 0.9939)
+            [0.8, 0.6, 0.0],  # patient 1: 0 scores 0.8, its own 0.6 -> rank 2
+            [0.0, 0.0, 2.0],
+        ]
+    )  # patient 2: cos 1
     result = retrieval_metrics(gallery, ["p0", "p1", "p2"], probes, ["p0", "p1", "p2"])
     assert result["top1"] == pytest.approx(2 / 3) and result["top5"] == 1.0
     # Genuine scores {1, 0.9939, 0.6}, impostors {0.8, 0.1104, 0, 0, 0, 0}: going down the
@@ -92,10 +98,16 @@ def test_protocol_on_real_ptbxl_patients(tmp_path):
     from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 
     out = tmp_path / "ptbxl"
-    prepare_ptbxl(shared_data() / "real" / "ptbxl", out, converter=WfdbConverter(attributes=False),
-                  options=PrepareOptions(progress=False))
+    prepare_ptbxl(
+        shared_data() / "real" / "ptbxl",
+        out,
+        converter=WfdbConverter(attributes=False),
+        options=PrepareOptions(progress=False),
+    )
     train, valid = read_metadata(out, "train"), read_metadata(out, "valid")
-    with pytest.raises(IdentificationError, match=r"train.csv: no patient has two or more records \(9 records, 9 patients\)"):
+    with pytest.raises(
+        IdentificationError, match=r"train.csv: no patient has two or more records \(9 records, 9 patients\)"
+    ):
         gallery_probe_split(train["patient_id"], where=str(out / "train.csv"))
     with pytest.raises(IdentificationError, match=r"only one patient \(13619\)"):
         gallery_probe_split(valid["patient_id"])

@@ -1,4 +1,5 @@
 """W2V+CMSC+RLM end to end through fairseq-hydra-train, and the lead-subset evaluation of its probe."""
+
 import json
 import math
 import os
@@ -14,10 +15,21 @@ from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS, format_table
 PRETRAIN = PRETRAIN_CONFIGS
 FINETUNE = FINETUNE_CONFIGS
 # Tiny records are 1000 samples: two CMSC segments of 500.
-PRETRAIN_SMALL = ["preset=w2v_cpu_small", "task.sample_size=1000", "task.strategy.segment_length=500",
-                  "dataset.batch_size=16", "dataset.num_workers=0", "optimization.max_epoch=1"]
-FINETUNE_SMALL = ["preset=w2v_cpu_small", "task.sample_size=1000", "dataset.batch_size=16", "dataset.num_workers=0",
-                  "optimization.max_epoch=1"]
+PRETRAIN_SMALL = [
+    "preset=w2v_cpu_small",
+    "task.sample_size=1000",
+    "task.strategy.segment_length=500",
+    "dataset.batch_size=16",
+    "dataset.num_workers=0",
+    "optimization.max_epoch=1",
+]
+FINETUNE_SMALL = [
+    "preset=w2v_cpu_small",
+    "task.sample_size=1000",
+    "dataset.batch_size=16",
+    "dataset.num_workers=0",
+    "optimization.max_epoch=1",
+]
 # Tiny models: intra-op threads only add overhead (and stall on a busy machine).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -30,8 +42,13 @@ def _logged_test_auroc(log: str) -> float:
 def pretrained(tiny_dataset, tmp_path_factory):
     """One epoch of W2V+CMSC+RLM (CPU preset) on the tiny dataset; its last checkpoint."""
     tmp = tmp_path_factory.mktemp("w2v_cmsc_rlm")
-    run = hydra_train(PRETRAIN, "w2v_cmsc_rlm", [*PRETRAIN_SMALL, f"task.data={tiny_dataset}",
-                                                 f"checkpoint.save_dir={tmp / 'ckpt'}"], tmp, env=ENV)
+    run = hydra_train(
+        PRETRAIN,
+        "w2v_cmsc_rlm",
+        [*PRETRAIN_SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={tmp / 'ckpt'}"],
+        tmp,
+        env=ENV,
+    )
     log = run.stdout + run.stderr
     for term in ("loss_w2v", "loss_diversity", "loss_features", "loss_cmsc", "cmsc"):
         assert re.search(rf"\| {term} [0-9.]+", log), f"{term} is not logged"
@@ -44,9 +61,19 @@ def pretrained(tiny_dataset, tmp_path_factory):
 @pytest.mark.slow
 def test_rlm_pretrained_model_probed_on_one_lead_end_to_end(pretrained, tiny_dataset, tmp_path, capsys):
     probe = tmp_path / "probe"
-    run = hydra_train(FINETUNE, "linear_probe", [*FINETUNE_SMALL, f"task.data={tiny_dataset}", "+task.leads=II",
-                                                 f"model.model_path={pretrained}", f"checkpoint.save_dir={probe}"],
-                      tmp_path, env=ENV)
+    run = hydra_train(
+        FINETUNE,
+        "linear_probe",
+        [
+            *FINETUNE_SMALL,
+            f"task.data={tiny_dataset}",
+            "+task.leads=II",
+            f"model.model_path={pretrained}",
+            f"checkpoint.save_dir={probe}",
+        ],
+        tmp_path,
+        env=ENV,
+    )
     checkpoint = probe / "checkpoint_best.pt"
     pretrained_weights = torch.load(pretrained, weights_only=True)["model"]
     probed_weights = torch.load(checkpoint, weights_only=True)["model"]
@@ -71,14 +98,26 @@ def test_rlm_pretrained_model_probed_on_one_lead_end_to_end(pretrained, tiny_dat
 @pytest.mark.slow
 def test_finetuned_checkpoint_round_trips(pretrained, tiny_dataset, tmp_path):
     finetuned = tmp_path / "finetune"
-    hydra_train(FINETUNE, "finetune", [*FINETUNE_SMALL, f"task.data={tiny_dataset}", f"model.model_path={pretrained}",
-                                       f"checkpoint.save_dir={finetuned}"], tmp_path, env=ENV)
+    hydra_train(
+        FINETUNE,
+        "finetune",
+        [
+            *FINETUNE_SMALL,
+            f"task.data={tiny_dataset}",
+            f"model.model_path={pretrained}",
+            f"checkpoint.save_dir={finetuned}",
+        ],
+        tmp_path,
+        env=ENV,
+    )
     checkpoint = finetuned / "checkpoint_last.pt"
     pretrained_weights = torch.load(pretrained, weights_only=True)["model"]
     tuned_weights = torch.load(checkpoint, weights_only=True)["model"]
     assert set(tuned_weights) == {f"encoder.{k}" for k in pretrained_weights} | {"head.weight", "head.bias"}
     key = "encoder.encoder.layers.0.fc1.weight"
-    assert not torch.equal(tuned_weights[key], pretrained_weights[key.removeprefix("encoder.")]), "encoder did not train"
+    assert not torch.equal(tuned_weights[key], pretrained_weights[key.removeprefix("encoder.")]), (
+        "encoder did not train"
+    )
 
     first = evaluate_checkpoint(checkpoint, split="test", leads="I,II,V2")
     second = evaluate_checkpoint(checkpoint, split="test", leads="I,II,V2")
@@ -88,8 +127,10 @@ def test_finetuned_checkpoint_round_trips(pretrained, tiny_dataset, tmp_path):
 
 def test_subsets_are_the_challenges_plus_one_lead_and_the_table_shows_them_in_order():
     assert list(LEAD_SUBSETS.values()) == [None, "I,II,III,aVR,aVL,aVF", "I,II,III,V2", "I,II,V2", "I,II", "II"]
-    results = {name: {"metrics": {"macro_auroc": 0.5 + i / 10, "macro_auprc": 0.4, "accuracy": 0.3, "macro_f1": 0.2}}
-               for i, name in enumerate(LEAD_SUBSETS)}
+    results = {
+        name: {"metrics": {"macro_auroc": 0.5 + i / 10, "macro_auprc": 0.4, "accuracy": 0.3, "macro_f1": 0.2}}
+        for i, name in enumerate(LEAD_SUBSETS)
+    }
     lines = format_table(results).splitlines()
     assert lines[0].split()[:2] == ["leads", "macro_auroc"]
     assert [line.startswith(name) for line, name in zip(lines[1:], LEAD_SUBSETS, strict=True)] == [True] * 6

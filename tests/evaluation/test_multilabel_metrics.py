@@ -1,4 +1,5 @@
 """Multi-label metrics: macro AUROC over labels with both classes, the ones left out, F-max by hand."""
+
 import math
 
 import numpy as np

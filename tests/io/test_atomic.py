@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
 
+from conftest import REPO_ROOT
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir
 
 

@@ -1,4 +1,5 @@
 """The packed split format: same arrays as the .mat records, used only while it matches the manifest."""
+
 import logging
 import os
 import pickle
@@ -83,8 +84,12 @@ def test_cli_packs_each_split(tmp_path, capsys):
 
 def test_manifests_pack_script(tmp_path):
     _dataset(tmp_path)
-    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "manifests", "pack.py"), str(tmp_path),
-                             "--splits", "train"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "manifests", "pack.py"), str(tmp_path), "--splits", "train"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "train: 6 records" in result.stdout
     assert pack_problem(tmp_path / "train.tsv") is None
@@ -100,7 +105,9 @@ def test_a_record_that_disagrees_with_its_manifest_is_refused_and_nothing_is_wri
 
 
 def _sources(root, sample_rate: float = 500.0):
-    return EcgRecordSource(root / "train.tsv", sample_rate, use_pack=False), EcgRecordSource(root / "train.tsv", sample_rate)
+    return EcgRecordSource(root / "train.tsv", sample_rate, use_pack=False), EcgRecordSource(
+        root / "train.tsv", sample_rate
+    )
 
 
 @pytest.mark.parametrize("sample_size", [500, 2000, 2500, 4000])

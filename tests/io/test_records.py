@@ -30,7 +30,7 @@ def test_truncated_file_is_reported_with_its_name(tmp_path):
 
 
 def test_missing_file_is_reported(tmp_path):
-    with pytest.raises(RecordError, match="nope.mat: file not found"):
+    with pytest.raises(RecordError, match=r"nope\.mat: file not found"):
         read_record(tmp_path / "nope.mat")
 
 

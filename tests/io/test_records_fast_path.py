@@ -1,4 +1,5 @@
 """The MAT-5 fast path of read_record: same values as scipy.io.loadmat, scipy for everything else."""
+
 import numpy as np
 import pytest
 import scipy.io
@@ -13,9 +14,18 @@ LEAD_PATTERNS = {
     "alternate": np.arange(12) % 2 == 0,
 }
 META = {
-    "patient_id": "p-17", "age": 61, "sex": "", "rhythm": "AFIB", "name": "Müller", "w": 72.5,
-    "attr": np.array([1.5, -2.0, 3.25]), "u8": np.uint8(3), "i16": np.int16(-5), "flag": True,
-    "none": None, "rows": np.array(["ab", "cd"]),
+    "patient_id": "p-17",
+    "age": 61,
+    "sex": "",
+    "rhythm": "AFIB",
+    "name": "Müller",
+    "w": 72.5,
+    "attr": np.array([1.5, -2.0, 3.25]),
+    "u8": np.uint8(3),
+    "i16": np.int16(-5),
+    "flag": True,
+    "none": None,
+    "rows": np.array(["ab", "cd"]),
 }
 
 
@@ -116,15 +126,19 @@ def test_other_classes_fall_back_only_where_they_are_needed(tmp_path, monkeypatc
     """Cells, structs, complex and sparse arrays: metadata goes through scipy; the signal need not."""
     path = tmp_path / "x.mat"
     feats = _feats(400, LEAD_PATTERNS["alternate"])
-    scipy.io.savemat(str(path), {
-        "labels": np.array([1, "a"], dtype=object),  # cell, before the signal
-        "feats": feats,
-        "curr_sample_rate": 500.0,
-        "lead_present": LEAD_PATTERNS["alternate"].astype(np.uint8),
-        "info": {"site": "x", "n": 2},  # struct
-        "z": np.array([1 + 2j]),
-        "sp": scipy.sparse.csc_matrix(np.eye(3)),
-    }, do_compression=False)
+    scipy.io.savemat(
+        str(path),
+        {
+            "labels": np.array([1, "a"], dtype=object),  # cell, before the signal
+            "feats": feats,
+            "curr_sample_rate": 500.0,
+            "lead_present": LEAD_PATTERNS["alternate"].astype(np.uint8),
+            "info": {"site": "x", "n": 2},  # struct
+            "z": np.array([1 + 2j]),
+            "sp": scipy.sparse.csc_matrix(np.eye(3)),
+        },
+        do_compression=False,
+    )
     assert _walk(path) is None
     signal = _walk(path, records.SIGNAL_KEYS)
     assert signal is not None
@@ -144,7 +158,7 @@ def test_headers_it_does_not_know_are_left_to_scipy(tmp_path, offset, value):
     path = tmp_path / "r.mat"
     _write(path, 20, LEAD_PATTERNS["all"])
     data = bytearray(path.read_bytes())
-    data[offset:offset + len(value)] = value
+    data[offset : offset + len(value)] = value
     assert records._read_mat5(np.frombuffer(bytes(data), np.uint8)) is None
 
 
@@ -163,7 +177,7 @@ def _cut_points(size: int, boundaries, rng) -> list:
 def _element_boundaries(data: bytes) -> list:
     pos, out = 128, []
     while pos + 8 <= len(data):
-        pos += 8 + int.from_bytes(data[pos + 4:pos + 8], "little")
+        pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "little")
         out.append(pos)
     return out
 
@@ -173,8 +187,11 @@ def test_truncated_file_is_a_record_error_naming_the_file(tmp_path, n_samples, m
     whole = tmp_path / "whole.mat"
     _write(whole, n_samples, LEAD_PATTERNS["one"], {"patient_id": "p1", "age": 61, "sex": "F"})
     data = whole.read_bytes()
-    cuts = range(len(data)) if n_samples < 10 else _cut_points(len(data), _element_boundaries(data),
-                                                                np.random.default_rng(0))
+    cuts = (
+        range(len(data))
+        if n_samples < 10
+        else _cut_points(len(data), _element_boundaries(data), np.random.default_rng(0))
+    )
     path = tmp_path / "cut.mat"
     errors = 0
     for cut in cuts:
@@ -192,22 +209,25 @@ def test_truncated_file_is_a_record_error_naming_the_file(tmp_path, n_samples, m
 
 
 def _element_starts(data: bytes) -> list:
-    return [128] + _element_boundaries(data)[:-1]
+    return [128, *_element_boundaries(data)[:-1]]
 
 
-@pytest.mark.parametrize("variable, offset, value", [
-    (2, 20, 118),  # lead_present: dimensions byte count not a multiple of 4
-    (1, 56, 244),  # curr_sample_rate: unknown data type of its value
-    (1, 8, 0x0806),  # curr_sample_rate: complex flag, but no imaginary part
-    (0, 8, 5),  # feats: sparse class, but no integer indices
-])
+@pytest.mark.parametrize(
+    "variable, offset, value",
+    [
+        (2, 20, 118),  # lead_present: dimensions byte count not a multiple of 4
+        (1, 56, 244),  # curr_sample_rate: unknown data type of its value
+        (1, 8, 0x0806),  # curr_sample_rate: complex flag, but no imaginary part
+        (0, 8, 5),  # feats: sparse class, but no integer indices
+    ],
+)
 def test_damaged_layouts_are_reported_without_scipy(tmp_path, monkeypatch, variable, offset, value):
     """scipy.io.loadmat crashes the interpreter on these; the walker reports them itself."""
     path = tmp_path / "r.mat"
     _write(path, 40, LEAD_PATTERNS["all"], {"patient_id": "p1"})
     data = bytearray(path.read_bytes())
     at = _element_starts(bytes(data))[variable] + 8 + offset
-    data[at:at + 4] = value.to_bytes(4, "little")
+    data[at : at + 4] = value.to_bytes(4, "little")
     path.write_bytes(bytes(data))
 
     def crash(*args, **kwargs):
@@ -240,7 +260,7 @@ def test_random_damage_is_a_record_error_or_a_record(tmp_path):
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(RecordError, match="nope.mat: file not found"):
+    with pytest.raises(RecordError, match=r"nope\.mat: file not found"):
         read_record(tmp_path / "nope.mat", with_meta=False)
     with pytest.raises(RecordError) as error:
         read_record(tmp_path, with_meta=False)

@@ -1,4 +1,5 @@
 """The lean MAT-5 writer writes the bytes scipy.io.savemat writes, and loadmat reads them back."""
+
 import io
 
 import numpy as np
@@ -19,17 +20,36 @@ def _savemat(payload) -> bytes:
 PAYLOADS = {
     "record": {
         "feats": np.random.default_rng(0).normal(size=(12, 5000)).astype(np.float32),
-        "curr_sample_rate": 500.0, "lead_present": np.ones(12, np.uint8), "age": 85.0, "sex": "MALE",
-        "rhythm": "SB", "beat": "", "patient_id": "MUSE_20180112_072617_85000", "segment": 3,
+        "curr_sample_rate": 500.0,
+        "lead_present": np.ones(12, np.uint8),
+        "age": 85.0,
+        "sex": "MALE",
+        "rhythm": "SB",
+        "beat": "",
+        "patient_id": "MUSE_20180112_072617_85000",
+        "segment": 3,
         "attributes": np.arange(11, dtype=np.float32),
     },
-    "every_numeric_dtype": {f"v_{np.dtype(t).name}": np.arange(7, dtype=t).reshape(1, 7)
-                            for t in ("f8", "f4", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8")},
-    "small_values": {"a": np.uint8(3), "b": np.int16(-2), "abcd": np.float32(1.5), "t": "x", "u": "abcd", "flag": True,
-                     "mask": np.array([True, False, True])},
+    "every_numeric_dtype": {
+        f"v_{np.dtype(t).name}": np.arange(7, dtype=t).reshape(1, 7)
+        for t in ("f8", "f4", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8")
+    },
+    "small_values": {
+        "a": np.uint8(3),
+        "b": np.int16(-2),
+        "abcd": np.float32(1.5),
+        "t": "x",
+        "u": "abcd",
+        "flag": True,
+        "mask": np.array([True, False, True]),
+    },
     "text": {"name": "Müller ü", "empty": "", "long_name_of_a_variable_here": "ok"},
-    "shapes": {"column": np.arange(4.0).reshape(4, 1), "empty": np.zeros((0, 3)), "fortran": np.asfortranarray(
-        np.arange(6, dtype=np.int32).reshape(2, 3)), "big_endian": np.arange(3, dtype=">f8")},
+    "shapes": {
+        "column": np.arange(4.0).reshape(4, 1),
+        "empty": np.zeros((0, 3)),
+        "fortran": np.asfortranarray(np.arange(6, dtype=np.int32).reshape(2, 3)),
+        "big_endian": np.arange(3, dtype=">f8"),
+    },
 }
 
 

@@ -1,4 +1,5 @@
 """The linear probe standardises frozen features with training-split statistics (random init included)."""
+
 import torch
 
 from fairseq_goodviews import register_plugins

@@ -1,4 +1,5 @@
 """The ResNet-18 1-D encoder of the paper: shapes, configurable size, projection head, any lead count."""
+
 import pytest
 import torch
 from fairseq.dataclass.utils import merge_with_parent

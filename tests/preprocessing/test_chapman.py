@@ -347,8 +347,9 @@ def test_real_metadata_subset_end_to_end(tmp_path, real_diagnostics):
 
 
 def test_synthetic_generator_end_to_end(tmp_path):
-    synthetic = pytest.importorskip("fairseq_goodviews.synthetic.chapman",
-                                    reason="the synthetic Chapman generator is not in this tree")
+    synthetic = pytest.importorskip(
+        "fairseq_goodviews.synthetic.chapman", reason="the synthetic Chapman generator is not in this tree"
+    )
     diagnostics = synthetic.generate_chapman(tmp_path / "src", 12, seed=0)
     result = prepare_chapman(tmp_path / "src", tmp_path / "out", options=QUIET)
     assert result.records + len(result.skipped) == len(diagnostics)

@@ -21,8 +21,8 @@ import pytest
 import scipy.io
 import scipy.signal
 import wfdb
-from conftest import REPO_ROOT, shared_data
 
+from conftest import REPO_ROOT, shared_data
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing import physionet2021, ptbxl, wfdb_dir

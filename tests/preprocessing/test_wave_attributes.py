@@ -1,4 +1,5 @@
 """Automatic wave attributes: accuracy on signals with known values, robustness, consistency."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import shared_data
 
+from conftest import shared_data
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.preprocessing.validate_attributes import (
     REAL_RECORD_DIR,
@@ -145,14 +146,15 @@ def _slowed(signal: np.ndarray, peaks: np.ndarray, extra: int) -> np.ndarray:
     parts, last = [], 0
     for a, b in itertools.pairwise(peaks):
         cut = a + int(0.75 * (b - a))
-        parts += [signal[:, last:cut], np.repeat(signal[:, cut:cut + 1], extra, axis=1)]
+        parts += [signal[:, last:cut], np.repeat(signal[:, cut : cut + 1], extra, axis=1)]
         last = cut
     parts.append(signal[:, last:])
     return np.concatenate(parts, axis=1)
 
 
-@pytest.mark.parametrize("record", ["chapman_shaoxing/g1/JS01048", "georgia/g1/E01137", "cpsc_2018/g1/A1041",
-                                    "ptb-xl/g1/HR03961"])
+@pytest.mark.parametrize(
+    "record", ["chapman_shaoxing/g1/JS01048", "georgia/g1/E01137", "cpsc_2018/g1/A1041", "ptb-xl/g1/HR03961"]
+)
 def test_no_spurious_r_peaks_in_bradycardia(record):
     """Real records slowed to 27-47 bpm (flat TP segments inserted between their real beats): the
     rate stays within 2 bpm of the construction; neurokit2's detector alone counts T waves there."""
@@ -184,8 +186,19 @@ def test_error_summary_wraps_angles():
     assert summary["QTInterval"]["missing"] == 1 and summary["QTInterval"]["measured"] == 0
 
 
-@pytest.mark.parametrize(("rhythm", "rate"), [("SB", 30.0), ("SB", 35.0), ("SB", 42.0), ("SR", 75.0), ("ST", 150.0),
-                                              ("SVT", 210.0), ("AFIB", 55.0), ("AFIB", 180.0)])
+@pytest.mark.parametrize(
+    ("rhythm", "rate"),
+    [
+        ("SB", 30.0),
+        ("SB", 35.0),
+        ("SB", 42.0),
+        ("SR", 75.0),
+        ("ST", 150.0),
+        ("SVT", 210.0),
+        ("AFIB", 55.0),
+        ("AFIB", 180.0),
+    ],
+)
 def test_heart_rate_within_2_bpm_at_every_rate(rhythm, rate):
     """Synthetic records whose rate is known from the beat times (the model's truth): at 30 bpm the
     T and P waves outnumber the QRS complexes among neurokit2's detections."""

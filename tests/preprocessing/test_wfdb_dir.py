@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_data
 
+from conftest import shared_data
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS

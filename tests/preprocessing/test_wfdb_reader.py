@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.signal
 import wfdb
-from conftest import shared_data
 
+from conftest import shared_data
 from fairseq_goodviews.io.records import RecordError
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.wfdb_reader import (

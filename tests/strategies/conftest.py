@@ -1,4 +1,5 @@
 """Fixtures of the strategy tests (helpers live in ``strategies/helpers.py``)."""
+
 from pathlib import Path
 
 import pytest

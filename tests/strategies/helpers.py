@@ -1,5 +1,6 @@
 """Helpers for the strategy tests: a task built like fairseq builds it, real collated batches, and a
 dataset whose samples encode their own position (to check where views come from)."""
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Sequence
@@ -41,14 +42,18 @@ class Loaded:
         return self.batch["net_input"]["source"].numpy()
 
 
-def make_task(data: Path, strategy: Dict[str, Any], sample_size: int = CROP, lead_mask_prob: float = 0.0,
-              seed: int = 1) -> EcgPretrainingTask:
-    cfg = EcgPretrainingConfig(data=str(data), strategy=strategy, sample_size=sample_size,
-                               lead_mask_prob=lead_mask_prob, seed=seed)
+def make_task(
+    data: Path, strategy: Dict[str, Any], sample_size: int = CROP, lead_mask_prob: float = 0.0, seed: int = 1
+) -> EcgPretrainingTask:
+    cfg = EcgPretrainingConfig(
+        data=str(data), strategy=strategy, sample_size=sample_size, lead_mask_prob=lead_mask_prob, seed=seed
+    )
     return EcgPretrainingTask.setup_task(cfg)
 
 
-def collate(task: EcgPretrainingTask, split: str, indices: Sequence[int] | None = None, epoch: int = 1) -> Dict[str, Any]:
+def collate(
+    task: EcgPretrainingTask, split: str, indices: Sequence[int] | None = None, epoch: int = 1
+) -> Dict[str, Any]:
     dataset = task.datasets[split]
     dataset.set_epoch(epoch)
     indices = range(len(dataset)) if indices is None else indices
@@ -62,8 +67,9 @@ def view_table(batch: Dict[str, Any], table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([views, table.iloc[views["record"]].reset_index(drop=True).add_prefix("rec_")], axis=1)
 
 
-def load(data: Path, strategy: Dict[str, Any], split: str = "train", indices=None, epoch: int = 1,
-         **task_options) -> Loaded:
+def load(
+    data: Path, strategy: Dict[str, Any], split: str = "train", indices=None, epoch: int = 1, **task_options
+) -> Loaded:
     """Load ``split`` through the task and collate a real batch (all items, or ``indices``) and its mask."""
     task = make_task(data, strategy, **task_options)
     task.load_dataset(split)
@@ -96,7 +102,7 @@ def write_ramp_dataset(root: Path, n_per_split=(24, 8, 8), seed: int = 0, missin
     """
     rng = np.random.default_rng(seed)
     base = 1.0 + np.arange(RAMP_SAMPLES)[None, :] + 10000.0 * np.arange(12)[:, None]
-    for split, n in zip(("train", "valid", "test"), n_per_split):
+    for split, n in zip(("train", "valid", "test"), n_per_split, strict=True):
         rows = []
         for i in range(n):
             present = np.ones(12, dtype=bool)
@@ -112,14 +118,21 @@ def write_ramp_dataset(root: Path, n_per_split=(24, 8, 8), seed: int = 0, missin
                 attributes = {name: np.nan for name in ATTRIBUTE_NAMES}
             if split == "train" and i == 9:
                 attributes["QRSDuration"] = np.nan
-            rows.append({
-                "path": rel, "n_samples": RAMP_SAMPLES, "record_id": f"{split}_{i:03d}",
-                "patient_id": f"{split}_p{i // 2}",
-                "age": np.nan if i == 3 else [25, 34, 47, 52, 88][i % 5],
-                "sex": "X" if i == 5 else "MF"[(i // 5) % 2],
-                "rhythm": ["SR", "SB", "AFIB"][i % 3], "beat": ["NONE", "RBBB LVH", "LVH RBBB", "1AVB"][i % 4],
-                "label": ["SR", "SB", "AFIB"][i % 3], "source": "ramp", "sample_rate": 500.0,
-                **{f"attr_{k}": v for k, v in attributes.items()},
-            })
+            rows.append(
+                {
+                    "path": rel,
+                    "n_samples": RAMP_SAMPLES,
+                    "record_id": f"{split}_{i:03d}",
+                    "patient_id": f"{split}_p{i // 2}",
+                    "age": np.nan if i == 3 else [25, 34, 47, 52, 88][i % 5],
+                    "sex": "X" if i == 5 else "MF"[(i // 5) % 2],
+                    "rhythm": ["SR", "SB", "AFIB"][i % 3],
+                    "beat": ["NONE", "RBBB LVH", "LVH RBBB", "1AVB"][i % 4],
+                    "label": ["SR", "SB", "AFIB"][i % 3],
+                    "source": "ramp",
+                    "sample_rate": 500.0,
+                    **{f"attr_{k}": v for k, v in attributes.items()},
+                }
+            )
         write_manifest(root, split, root, pd.DataFrame(rows))
     return root

@@ -1,5 +1,6 @@
 """Attributes: records within distance h of each other in standardised wave-attribute space (or in the
 same k-means cluster) are the positives; statistics come from the training split only."""
+
 import shutil
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairseq_goodviews.strategies.attributes import DEFAULT_ATTRIBUTES, AttributeScaler, build_partner_index
 from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.strategies.attributes import DEFAULT_ATTRIBUTES, AttributeScaler, build_partner_index
 from strategies.helpers import load, make_task, off_diagonal, pairwise
 
 ANGLES = ("RAxis", "TAxis")
@@ -19,7 +20,8 @@ def standardised(train: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
     (cos, sin) pair scaled by its total train variance, missing values at the train mean."""
     parts, missing = [], []
     for name in DEFAULT_ATTRIBUTES:
-        def raw(frame):
+
+        def raw(frame, name=name):
             values = frame[f"attr_{name}"].to_numpy(dtype=float)
             if name in ANGLES:
                 return np.stack([np.cos(np.radians(values)), np.sin(np.radians(values))], axis=1)
@@ -89,7 +91,7 @@ def test_radius_index_is_exact_up_to_max_candidates(ramp_dataset):
         distance[record] = np.inf
         within = np.flatnonzero(distance <= radius)
         nearest_first = within[np.lexsort((within, distance[within]))][:cap]
-        assert index.candidates[record, :index.n_within[record]].tolist() == nearest_first.tolist()
+        assert index.candidates[record, : index.n_within[record]].tolist() == nearest_first.tolist()
 
 
 def test_standardisation_and_index_come_from_the_training_split_only(ramp_dataset, tmp_path):
@@ -100,7 +102,10 @@ def test_standardisation_and_index_come_from_the_training_split_only(ramp_datase
         table[attributes] = table[attributes] * 3 + 50
         table.to_csv(changed / f"{split}.csv", index=False)
 
-    for strategy in ({"_name": "attributes", "radius": 3.0}, {"_name": "attributes", "mode": "kmeans", "n_clusters": 4}):
+    for strategy in (
+        {"_name": "attributes", "radius": 3.0},
+        {"_name": "attributes", "mode": "kmeans", "n_clusters": 4},
+    ):
         original = load(ramp_dataset, strategy).strategy
         moved = load(changed, strategy).strategy
         assert np.array_equal(original.vectors, moved.vectors, equal_nan=True)
@@ -152,9 +157,9 @@ def test_approximate_index_keeps_only_true_candidates_and_finds_most(tmp_path):
     for record in range(0, 4000, 7):
         distance = np.sqrt(((vectors.astype(np.float64) - vectors[record]) ** 2).sum(axis=1))
         distance[record] = np.inf
-        stored = index.candidates[record, :index.n_within[record]]
+        stored = index.candidates[record, : index.n_within[record]]
         assert (distance[stored] <= 0.8).all() and np.all(np.diff(distance[stored]) >= -1e-6)
-        assert (index.candidates[record, index.n_within[record]:] == -1).all()
+        assert (index.candidates[record, index.n_within[record] :] == -1).all()
         within = np.flatnonzero(distance <= 0.8)
         found += len(np.intersect1d(stored, within[np.argsort(distance[within])][:8]))
         expected += min(len(within), 8)

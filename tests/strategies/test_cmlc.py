@@ -1,4 +1,5 @@
 """CMLC: leads (or lead groups) of one record at the same time are the positives."""
+
 import numpy as np
 import pytest
 

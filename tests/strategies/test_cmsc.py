@@ -1,4 +1,5 @@
 """CMSC: non-overlapping segments of one record are the positives."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """CMSMLC: different leads across different segments of one record are the positives."""
+
 import numpy as np
 import pytest
 
@@ -10,7 +11,9 @@ LIMB = np.arange(12) < 6
 def test_views_are_every_segment_and_lead_group_combination(ramp_dataset):
     loaded = load(ramp_dataset, {"_name": "cmsmlc"})
     views, source = loaded.views, loaded.source
-    combos = views.groupby("record").apply(lambda g: sorted(zip(g["segment"], g["lead_group"])), include_groups=False)
+    combos = views.groupby("record").apply(
+        lambda g: sorted(zip(g["segment"], g["lead_group"], strict=True)), include_groups=False
+    )
     assert all(c == [(0, 0), (0, 1), (1, 0), (1, 1)] for c in combos)
     assert source.shape[-1] == CROP // 2
     leads = (source != 0).any(axis=2)

@@ -1,4 +1,5 @@
 """Demographics: other records of the same age group and sex are the positives."""
+
 import numpy as np
 import pandas as pd
 import pytest

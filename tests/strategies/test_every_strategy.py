@@ -1,5 +1,7 @@
 """What holds for every strategy: no labels read outside train, random lead masking composes, and a
 one-epoch pretraining through fairseq-hydra-train."""
+
+import itertools
 import math
 import re
 
@@ -12,7 +14,13 @@ from fairseq_goodviews.strategies import STRATEGY_REGISTRY
 from strategies.helpers import load
 
 LABEL_FREE = {
-    "cmsc": {}, "cmlc": {}, "cmsmlc": {}, "simclr": {}, "demographics": {}, "attributes": {}, "patient": {},
+    "cmsc": {},
+    "cmlc": {},
+    "cmsmlc": {},
+    "simclr": {},
+    "demographics": {},
+    "attributes": {},
+    "patient": {},
 }
 EVERY = {**LABEL_FREE, "rhythm": {}}
 
@@ -47,10 +55,20 @@ def test_random_lead_masking_composes(ramp_dataset, name):
 @pytest.mark.parametrize("name", sorted(set(EVERY) - {"simclr"}))
 def test_pretrains_one_epoch_with_fairseq_hydra_train(tiny_dataset, tmp_path, name):
     save_dir = tmp_path / "checkpoints"
-    run = hydra_train(PRETRAIN_CONFIGS, name, [
-        "preset=cpu_small", f"task.data={tiny_dataset}", f"checkpoint.save_dir={save_dir}", "optimization.max_epoch=1",
-        "task.sample_size=1000", "dataset.batch_size=16", "dataset.num_workers=0",
-    ], tmp_path)
+    run = hydra_train(
+        PRETRAIN_CONFIGS,
+        name,
+        [
+            "preset=cpu_small",
+            f"task.data={tiny_dataset}",
+            f"checkpoint.save_dir={save_dir}",
+            "optimization.max_epoch=1",
+            "task.sample_size=1000",
+            "dataset.batch_size=16",
+            "dataset.num_workers=0",
+        ],
+        tmp_path,
+    )
     log = run.stdout + run.stderr
     assert (save_dir / "checkpoint_last.pt").is_file()
     losses = [float(v) for v in re.findall(r"\[train\]\[INFO\] - epoch 001 \| loss ([-+0-9.naife]+) \|", log)]
@@ -59,14 +77,17 @@ def test_pretrains_one_epoch_with_fairseq_hydra_train(tiny_dataset, tmp_path, na
         assert "label-using" in log
 
 
-@pytest.mark.parametrize("strategy", [{"_name": name, **EVERY[name]} for name in sorted(EVERY)]
-                         + [{"_name": "attributes", "mode": "kmeans", "n_clusters": 3}])
+@pytest.mark.parametrize(
+    "strategy",
+    [{"_name": name, **EVERY[name]} for name in sorted(EVERY)]
+    + [{"_name": "attributes", "mode": "kmeans", "n_clusters": 3}],
+)
 def test_each_workers_local_rows_are_its_rows_of_the_global_relation(ramp_dataset, strategy):
     """A worker holding views [start, stop) of the global batch builds exactly those rows of P."""
     loaded = load(ramp_dataset, strategy)
     n_views = loaded.mask.shape[0]
     bounds = [0, 5, 6, n_views // 2, n_views]
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         rows = loaded.task.positive_mask(loaded.batch["views_meta"], slice(start, stop))
         assert rows.shape == (stop - start, n_views)
         assert torch.equal(rows, loaded.mask[start:stop])

@@ -1,4 +1,5 @@
 """GroupIndex: the partner draws every group strategy (demographics, rhythm, patient, kmeans attributes) relies on."""
+
 import numpy as np
 
 from fairseq_goodviews.strategies.base import GroupIndex, combined_group

@@ -1,4 +1,5 @@
 """A strategy whose anchors can have no positive on the data says so before any training."""
+
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
@@ -39,7 +40,7 @@ def test_pretraining_refuses_before_training(tiny_dataset):
         frame["patient_id"] = frame["record_id"]
         frame.to_csv(single / "train.csv", index=False)
     cfg.data = str(single)
-    with pytest.raises(NoPositivesError, match="'patient' cannot pretrain on .*one ECG per patient"):
+    with pytest.raises(NoPositivesError, match=r"'patient' cannot pretrain on .*one ECG per patient"):
         EcgPretrainingTask.setup_task(cfg).load_dataset("train")
 
 
@@ -48,8 +49,9 @@ def test_pclr_has_positives_on_the_multi_visit_ptbxl_layout(tmp_path):
     from fairseq_goodviews.table1.data import prepare_synthetic_ptbxl
 
     data = prepare_synthetic_ptbxl(tmp_path, 30)
-    cfg = OmegaConf.structured(EcgPretrainingConfig(data=str(data), strategy={"_name": "patient"}, seed=1,
-                                                    sample_size=1000))
+    cfg = OmegaConf.structured(
+        EcgPretrainingConfig(data=str(data), strategy={"_name": "patient"}, seed=1, sample_size=1000)
+    )
     task = EcgPretrainingTask.setup_task(cfg)
     task.load_dataset("train")
     facts = task.datasets["train"].strategy.describe()
@@ -67,9 +69,20 @@ def test_pclr_pretrains_with_positives_on_multi_visit_data(tmp_path):
     from fairseq_goodviews.table1.data import prepare_synthetic_ptbxl
 
     data = prepare_synthetic_ptbxl(tmp_path, 30)
-    run = hydra_train(PRETRAIN_CONFIGS, "patient", [
-        "preset=cpu_small", f"task.data={data}", f"checkpoint.save_dir={tmp_path / 'ckpt'}", "task.sample_size=1000",
-        "optimization.max_epoch=1", "dataset.batch_size=16", "dataset.num_workers=0"], tmp_path)
+    run = hydra_train(
+        PRETRAIN_CONFIGS,
+        "patient",
+        [
+            "preset=cpu_small",
+            f"task.data={data}",
+            f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+            "task.sample_size=1000",
+            "optimization.max_epoch=1",
+            "dataset.batch_size=16",
+            "dataset.num_workers=0",
+        ],
+        tmp_path,
+    )
     log = run.stdout + run.stderr
     epoch = re.search(r"\[train\]\[INFO\] - epoch 001 \|.*", log).group(0)
     assert float(re.search(r"positives_per_anchor ([0-9.]+)", epoch).group(1)) >= 1.0

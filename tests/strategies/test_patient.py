@@ -1,5 +1,6 @@
 """Patient (PCLR): other records of the same patient are the positives; segments of one recording count
 as records of their patient unless ``same_recording`` is false."""
+
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,17 @@ from fairseq_goodviews.io.records import EcgRecord, write_record
 from strategies.helpers import load, off_diagonal, pairwise
 
 #: (patient_id, record_id, segment) of each row of the training split.
-ROWS = [("A", "r1", 0), ("A", "r1", 1), ("A", "r2", 0), ("B", "r3", 0), ("B", "r3", 1), ("C", "r4", 0),
-        (None, "r5", 0), ("E", "r6", 0), ("E", "r7", 0)]
+ROWS = [
+    ("A", "r1", 0),
+    ("A", "r1", 1),
+    ("A", "r2", 0),
+    ("B", "r3", 0),
+    ("B", "r3", 1),
+    ("C", "r4", 0),
+    (None, "r5", 0),
+    ("E", "r6", 0),
+    ("E", "r7", 0),
+]
 PARTNERS = {
     True: {0: {1, 2}, 1: {0, 2}, 2: {0, 1}, 3: {4}, 4: {3}, 5: set(), 6: set(), 7: {8}, 8: {7}},
     False: {0: {2}, 1: {2}, 2: {0, 1}, 3: set(), 4: set(), 5: set(), 6: set(), 7: {8}, 8: {7}},
@@ -25,11 +35,19 @@ def segmented_dataset(tmp_path_factory) -> Path:
     feats = np.random.default_rng(0).normal(size=(12, 1000)).astype(np.float32)
     for split in ("train", "valid", "test"):
         rows = []
-        for i, (patient, record, segment) in enumerate(ROWS if split == "train" else ROWS[:3]):
+        for patient, record, segment in ROWS if split == "train" else ROWS[:3]:
             rel = f"{split}/{record}_{segment}.mat"
             write_record(root / rel, EcgRecord(feats, 500.0))
-            rows.append({"path": rel, "n_samples": 1000, "record_id": record, "patient_id": patient,
-                         "segment": segment, "sample_rate": 500.0})
+            rows.append(
+                {
+                    "path": rel,
+                    "n_samples": 1000,
+                    "record_id": record,
+                    "patient_id": patient,
+                    "segment": segment,
+                    "sample_rate": 500.0,
+                }
+            )
         write_manifest(root, split, root, pd.DataFrame(rows))
     return root
 

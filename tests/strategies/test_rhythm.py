@@ -1,10 +1,11 @@
 """Rhythm: other records with the same rhythm (and set of conditions) are the positives; labels of
 valid/test are never read."""
+
 import numpy as np
 import pytest
 
-from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.strategies import build_strategy
 from strategies.helpers import load, make_task, off_diagonal, pairwise
 
 
@@ -38,7 +39,7 @@ def test_flags_itself_as_label_using(ramp_dataset):
 @pytest.mark.parametrize("split", ["valid", "test"])
 def test_refuses_to_read_labels_of_other_splits(ramp_dataset, split):
     task = make_task(ramp_dataset, {"_name": "rhythm"})
-    with pytest.raises(ValueError, match="dataset.disable_validation=true"):
+    with pytest.raises(ValueError, match=r"dataset\.disable_validation=true"):
         task.load_dataset(split)
     # built directly with a table that lacks the label columns, as the task hands it over
     table = read_metadata(ramp_dataset, split).drop(columns=["rhythm", "beat", "label"])

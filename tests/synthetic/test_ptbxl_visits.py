@@ -1,5 +1,6 @@
 """The synthetic multi-visit PTB-XL: layout, persistent patients, statements that agree with the
 waveform, through the real PTB-XL preparer."""
+
 from __future__ import annotations
 
 import ast
@@ -38,7 +39,12 @@ def test_layout_folds_and_determinism(tmp_path):
     used = {code for text in table["scp_codes"] for code in ast.literal_eval(text)}
     assert used == set(statements.index)
     assert set(statements.loc[statements["diagnostic"] == 1.0, "diagnostic_class"].dropna()) <= {
-        "NORM", "CD", "HYP", "STTC", "MI"}
+        "NORM",
+        "CD",
+        "HYP",
+        "STTC",
+        "MI",
+    }
     generate_ptbxl(tmp_path / "b", 3, visits=(2, 2), seconds=2.0, seed=4)
     for name in ("ptbxl_database.csv", "scp_statements.csv", table["filename_hr"][3] + ".dat"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -88,6 +94,6 @@ def test_multi_visit_data_through_the_real_preparer(tmp_path):
     same, other = [], []
     ids = sorted(profiles)
     for i, a in enumerate(ids):
-        for b in ids[i + 1:]:
+        for b in ids[i + 1 :]:
             (same if patient[a] == patient[b] else other).append(float(profiles[a] @ profiles[b]))
     assert np.mean(same) > np.mean(other) + 0.03 and np.median(same) > np.percentile(other, 75)

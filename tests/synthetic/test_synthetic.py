@@ -1,5 +1,6 @@
 """The synthetic ECG model and its Chapman layout: layout, lead relations, true attributes, rhythms,
 determinism."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,7 @@ RECORDED = [0, 1, 6, 7, 8, 9, 10, 11]  # I, II, V1..V6: the leads the others der
 def real_diagnostics() -> Path:
     root = os.environ.get("GOODVIEWS_SHARED_DATA")
     if not root:
-        pytest.skip("GOODVIEWS_SHARED_DATA is not set (CI sets it to ../shared/data): "
-                    "no real Diagnostics.xlsx")
+        pytest.skip("GOODVIEWS_SHARED_DATA is not set (CI sets it to ../shared/data): no real Diagnostics.xlsx")
     return Path(root) / "chapman" / "Diagnostics.xlsx"
 
 
@@ -53,7 +53,7 @@ def r_peaks(leads: np.ndarray) -> np.ndarray:
     recorded leads, 150 ms moving integration, peaks at least 180 ms apart."""
     b, a = butter(2, [5.0, 20.0], btype="band", fs=FS)
     slope = np.diff(filtfilt(b, a, leads[:, RECORDED], axis=0), axis=0)
-    energy = np.convolve((slope ** 2).sum(axis=1), np.ones(75) / 75, mode="same")
+    energy = np.convolve((slope**2).sum(axis=1), np.ones(75) / 75, mode="same")
     peaks, _ = find_peaks(energy, height=0.15 * np.percentile(energy, 99), distance=int(0.18 * FS))
     return peaks
 
@@ -114,7 +114,8 @@ def test_true_attributes_agree_with_the_waveform(database):
         assert row.QRSDuration == 2 * (row.QOffset - row.QOnset)
         assert row.QTInterval == 2 * (row.TOffset - row.QOnset)
         assert abs(row.QTCorrected - row.QTInterval / math.sqrt(60.0 / row.VentricularRate)) <= max(
-            3.0, 0.015 * row.QTCorrected)
+            3.0, 0.015 * row.QTCorrected
+        )
         assert 0 <= row.QOnset < row.QOffset < row.TOffset < 600
         assert -90 < row.RAxis <= 270 and -90 < row.TAxis <= 270
         if row.Rhythm in ("SR", "SB", "ST"):
@@ -142,13 +143,22 @@ def test_classes_separate_by_rate_and_rr_regularity():
 
 
 def _targets(rhythm: str, codes: set[str] = frozenset(), rate: float = 70.0, qrsd: float = 90.0) -> Targets:
-    return Targets(rhythm=rhythm, codes=frozenset(codes), age=55, male=True, rate=rate, qrsd=qrsd,
-                   qt=400.0 * math.sqrt(60.0 / rate), raxis=50.0, taxis=40.0)
+    return Targets(
+        rhythm=rhythm,
+        codes=frozenset(codes),
+        age=55,
+        male=True,
+        rate=rate,
+        qrsd=qrsd,
+        qt=400.0 * math.sqrt(60.0 / rate),
+        raxis=50.0,
+        taxis=40.0,
+    )
 
 
 def _median_lead(leads: np.ndarray, lead: str) -> np.ndarray:
     """Median beat of one lead, 600 samples with the detected R peak at sample 300."""
-    beats = [leads[p - 300:p + 300, LIMB[lead]] for p in r_peaks(leads) if 300 <= p < N_SAMPLES - 300]
+    beats = [leads[p - 300 : p + 300, LIMB[lead]] for p in r_peaks(leads) if 300 <= p < N_SAMPLES - 300]
     return np.median(beats, axis=0)
 
 
@@ -184,8 +194,9 @@ def test_same_seed_same_files_whatever_the_worker_count(tmp_path):
         tables[label] = generate_chapman(tmp_path / label, 8, seed=5, workers=workers)
     for label in ("b", "c"):
         pd.testing.assert_frame_equal(tables[label], tables["a"])
-        pd.testing.assert_frame_equal(pd.read_excel(tmp_path / label / "Diagnostics.xlsx"),
-                                      pd.read_excel(tmp_path / "a" / "Diagnostics.xlsx"))
+        pd.testing.assert_frame_equal(
+            pd.read_excel(tmp_path / label / "Diagnostics.xlsx"), pd.read_excel(tmp_path / "a" / "Diagnostics.xlsx")
+        )
         for name in tables["a"]["FileName"]:
             csv = f"ECGDataDenoised/{name}.csv"
             assert (tmp_path / label / csv).read_bytes() == (tmp_path / "a" / csv).read_bytes()
@@ -263,8 +274,12 @@ def test_calibration_constants_come_from_the_real_file():
     real = pd.read_excel(real_diagnostics())
     assert real["Rhythm"].value_counts().to_dict() == ecg.RHYTHM_COUNTS
     rng = np.random.default_rng(1)
-    draws = pd.DataFrame([{"cls": RHYTHM_TO_CLASS[t.rhythm], "age": t.age, "male": t.male}
-                          for t in (sample_targets(rng) for _ in range(4000))])
+    draws = pd.DataFrame(
+        [
+            {"cls": RHYTHM_TO_CLASS[t.rhythm], "age": t.age, "male": t.male}
+            for t in (sample_targets(rng) for _ in range(4000))
+        ]
+    )
     real["cls"] = real["Rhythm"].map(RHYTHM_TO_CLASS)
     real["male"] = real["Gender"] == "MALE"
     for cls, group in real.groupby("cls"):
@@ -290,13 +305,15 @@ def test_command_line_needs_a_record_count(tmp_path, capsys):
     assert "--records is required" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("codes", "qrsd", "raxis"), [((), 90.0, 50.0), (("RBBB",), 178.0, 100.0),
-                                                     (("LBBB",), 150.0, -30.0)])
+@pytest.mark.parametrize(
+    ("codes", "qrsd", "raxis"), [((), 90.0, 50.0), (("RBBB",), 178.0, 100.0), (("LBBB",), 150.0, -30.0)]
+)
 def test_attribute_columns_are_the_true_fiducials(codes, qrsd, raxis):
     """The row is the model's own truth, not a re-measurement: it hits the targets exactly (to a
     sample) and agrees with the closed-form fiducials, whatever the noise."""
-    targets = Targets(rhythm="SR", codes=frozenset(codes), age=60, male=True, rate=70.0, qrsd=qrsd,
-                      qt=420.0, raxis=raxis, taxis=40.0)
+    targets = Targets(
+        rhythm="SR", codes=frozenset(codes), age=60, male=True, rate=70.0, qrsd=qrsd, qt=420.0, raxis=raxis, taxis=40.0
+    )
     rows = [synthesize_record(seed, 0, targets)[0] for seed in (0, 1)]
     for row in rows:
         assert abs(row["QRSDuration"] - qrsd) <= 2

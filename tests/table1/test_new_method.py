@@ -5,6 +5,7 @@ in the ``fairseq_goodviews.strategies`` entry-point group) with one config; a re
 W2V+CMSC+RLM config reuses a model and a criterion. Both run through the benchmark's tiny preset
 from the command line, and the report describes them from what they declare.
 """
+
 import json
 import os
 import shutil
@@ -68,9 +69,11 @@ def test_a_new_strategy_module_and_a_renamed_config_run_through_the_benchmark(tm
     (plugin / "two_crops_view-0.1.dist-info").mkdir(parents=True)
     (plugin / "two_crops_view.py").write_text(STRATEGY_MODULE)
     (plugin / "two_crops_view-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: two-crops-view\nVersion: 0.1\n")
+        "Metadata-Version: 2.1\nName: two-crops-view\nVersion: 0.1\n"
+    )
     (plugin / "two_crops_view-0.1.dist-info" / "entry_points.txt").write_text(
-        "[fairseq_goodviews.strategies]\ntwo_crops = two_crops_view\n")
+        "[fairseq_goodviews.strategies]\ntwo_crops = two_crops_view\n"
+    )
     configs = tmp_path / "config"
     shutil.copytree(USER_DIR / "config", configs)
     (configs / "pretraining" / "two_crops.yaml").write_text(textwrap.dedent(STRATEGY_CONFIG))
@@ -79,10 +82,30 @@ def test_a_new_strategy_module_and_a_renamed_config_run_through_the_benchmark(tm
     out = tmp_path / "bench"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(plugin), os.environ.get("PYTHONPATH")])))
     run = subprocess.run(
-        [sys.executable, "-m", "fairseq_goodviews.table1", "--preset", "tiny", "--data", str(tiny_dataset),
-         "--out", str(out), "--config-root", str(configs), "--strategies", "two_crops,my_w2v", "--seeds", "1",
-         "--label-fractions", "1.0"],
-        env=env, capture_output=True, text=True, timeout=1200)
+        [
+            sys.executable,
+            "-m",
+            "fairseq_goodviews.table1",
+            "--preset",
+            "tiny",
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--config-root",
+            str(configs),
+            "--strategies",
+            "two_crops,my_w2v",
+            "--seeds",
+            "1",
+            "--label-fractions",
+            "1.0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert run.returncode == 0, run.stderr[-4000:]
 
     results = json.loads((out / "results.json").read_text())

@@ -1,4 +1,5 @@
 """The benchmark runner: the tiny preset end to end (killed, then resumed), the plan, the report."""
+
 from __future__ import annotations
 
 import json
@@ -17,11 +18,19 @@ import pytest
 from fairseq_goodviews.table1 import PRESETS, BenchmarkError, run_benchmark
 from fairseq_goodviews.table1.cli import main, prepare_synthetic
 from fairseq_goodviews.table1.execute import Outcome
-from fairseq_goodviews.table1.report import DAGGER, label_efficiency, markdown, mean_std, summary_rows
 from fairseq_goodviews.table1.plan import (
-    DEFAULT_CONFIG_ROOT, LABEL_FRACTION, PRETRAIN, PROBE, RANDOM_INIT, SUPERVISED, build_plan, check_applicable,
-    compose, describe_method,
+    DEFAULT_CONFIG_ROOT,
+    LABEL_FRACTION,
+    PRETRAIN,
+    PROBE,
+    RANDOM_INIT,
+    SUPERVISED,
+    build_plan,
+    check_applicable,
+    compose,
+    describe_method,
 )
+from fairseq_goodviews.table1.report import DAGGER, label_efficiency, markdown, mean_std, summary_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -56,8 +65,17 @@ def tiny_benchmark(tmp_path_factory, tiny_dataset) -> TinyBenchmark:
     """The tiny preset as a user runs it: ``goodviews-benchmark`` killed (SIGTERM) after its first
     finished run, then finished by a second invocation."""
     out = tmp_path_factory.mktemp("bench")
-    cmd = [sys.executable, "-m", "fairseq_goodviews.table1", "--preset", "tiny", "--data", str(tiny_dataset),
-           "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fairseq_goodviews.table1",
+        "--preset",
+        "tiny",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not list(out.glob("runs/*/result.json")) and proc.poll() is None and time.monotonic() < deadline:
@@ -91,8 +109,9 @@ def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
     runs = payload["runs"]
     assert {r["kind"] for r in runs} == {PRETRAIN, PROBE, LABEL_FRACTION, RANDOM_INIT, SUPERVISED}
     for run in runs:
-        assert {"run_id", "strategy", "seed", "kind", "overrides", "wall_time_s", "checkpoint",
-                "uses_labels"} <= set(run)
+        assert {"run_id", "strategy", "seed", "kind", "overrides", "wall_time_s", "checkpoint", "uses_labels"} <= set(
+            run
+        )
         assert Path(run["checkpoint"]).is_file()
         assert finite(run["wall_time_s"])
         assert (out / "runs" / run["run_id"] / "result.json").is_file()
@@ -121,9 +140,14 @@ def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
     assert tests[0] != tests[1] and len(tests[0]) == len(tests[1])
 
     rows = {(row["method"], row["lead_mask_prob"] or 0.0, row["protocol"]): row for row in payload["table"]}
-    assert set(rows) == {("simclr", 0.0, "linear_probe"), ("simclr", 0.5, "linear_probe"),
-                         ("rhythm", 0.0, "linear_probe"), ("rhythm", 0.5, "linear_probe"),
-                         ("random_init", 0.0, "linear_probe"), ("supervised", 0.0, "finetune")}
+    assert set(rows) == {
+        ("simclr", 0.0, "linear_probe"),
+        ("simclr", 0.5, "linear_probe"),
+        ("rhythm", 0.0, "linear_probe"),
+        ("rhythm", 0.5, "linear_probe"),
+        ("random_init", 0.0, "linear_probe"),
+        ("supervised", 0.0, "finetune"),
+    }
     for row in rows.values():
         assert row["status"] == "ok" and row["strategy"] == row["method"]
         assert row["macro_auroc"]["n"] == preset.seeds
@@ -214,8 +238,16 @@ def test_paper_preset_has_the_papers_settings():
     (simclr,) = _methods("simclr")
     plan = {spec.run_id: _composed(spec) for spec in build_plan(paper, [simclr], DEFAULT_CONFIG_ROOT)}
     pretrain, probe = plan["simclr-s1-pretrain"], plan["simclr-s1-probe"]
-    assert (pretrain.optimization.max_epoch, pretrain.dataset.batch_size, list(pretrain.optimization.lr)) == (50, 64, [1e-4])
-    assert (pretrain.model.base_width, list(pretrain.model.layers), pretrain.model.embedding_dim) == (64, [2, 2, 2, 2], 128)
+    assert (pretrain.optimization.max_epoch, pretrain.dataset.batch_size, list(pretrain.optimization.lr)) == (
+        50,
+        64,
+        [1e-4],
+    )
+    assert (pretrain.model.base_width, list(pretrain.model.layers), pretrain.model.embedding_dim) == (
+        64,
+        [2, 2, 2, 2],
+        128,
+    )
     assert (probe.optimization.max_epoch, list(probe.optimization.lr), paper.seeds) == (10, [0.01], 5)
     assert probe.model.encoder.base_width == 64 and paper.hydra_preset == "paper"
     tiny = PRESETS["tiny"]
@@ -226,9 +258,16 @@ def test_summary_statistics_skip_undefined_metrics():
     assert mean_std([0.5, None, float("nan"), 0.7]) == pytest.approx({"mean": 0.6, "std": 0.1414213, "n": 2})
     assert mean_std([]) == {"mean": None, "std": None, "n": 0}
     results = [
-        {"strategy": "simclr", "protocol": "linear_probe", "kind": PROBE, "seed": seed, "label_fraction": fraction,
-         "uses_labels": False, "wall_time_s": 1.0, "metrics": {"macro_auroc": auroc, "accuracy": 0.5,
-                                                               "macro_f1": 0.4, "macro_auprc": None}}
+        {
+            "strategy": "simclr",
+            "protocol": "linear_probe",
+            "kind": PROBE,
+            "seed": seed,
+            "label_fraction": fraction,
+            "uses_labels": False,
+            "wall_time_s": 1.0,
+            "metrics": {"macro_auroc": auroc, "accuracy": 0.5, "macro_f1": 0.4, "macro_auprc": None},
+        }
         for seed, fraction, auroc in ((1, 1.0, 0.8), (2, 1.0, 0.9), (1, 0.01, 0.6))
     ]
     (row,) = summary_rows(results)
@@ -245,8 +284,9 @@ def test_cli_needs_data_or_synthetic(tmp_path, capsys):
 
 
 def test_cli_rejects_unknown_strategy(tmp_path, tiny_dataset, capsys):
-    code = main(["--preset", "tiny", "--out", str(tmp_path / "o"), "--data", str(tiny_dataset),
-                 "--strategies", "no_such_view"])
+    code = main(
+        ["--preset", "tiny", "--out", str(tmp_path / "o"), "--data", str(tiny_dataset), "--strategies", "no_such_view"]
+    )
     assert code == 2 and "no_such_view" in capsys.readouterr().err
     assert not (tmp_path / "o" / "runs").exists()
 
@@ -262,7 +302,6 @@ def test_synthetic_data_is_prepared_once(tmp_path):
         prepare_synthetic(tmp_path, 41)
 
 
-
 def test_a_method_that_cannot_learn_on_the_data_is_na_with_its_reason(tiny_dataset, tmp_path):
     single = tmp_path / "single_visit"
     shutil.copytree(tiny_dataset, single)
@@ -271,19 +310,40 @@ def test_a_method_that_cannot_learn_on_the_data_is_na_with_its_reason(tiny_datas
         frame["patient_id"] = frame["record_id"]
         frame.to_csv(single / f"{split}.csv", index=False)
     (patient,) = _methods("patient")
-    assert patient.needs_repeat_patients and check_applicable(patient, DEFAULT_CONFIG_ROOT, tiny_dataset).not_applicable is None
+    assert (
+        patient.needs_repeat_patients
+        and check_applicable(patient, DEFAULT_CONFIG_ROOT, tiny_dataset).not_applicable is None
+    )
     patient = check_applicable(patient, DEFAULT_CONFIG_ROOT, single)
     assert patient.not_applicable == "every patient has a single record (one ECG per patient)"
 
     reason = patient.not_applicable
-    results = [{"strategy": "patient", "protocol": "linear_probe", "kind": PROBE, "seed": 1, "label_fraction": 1.0,
-                "status": "not_applicable", "reason": reason, "metrics": None, "uses_labels": False,
-                "wall_time_s": 0.0, "lead_mask_prob": 0.0}]
+    results = [
+        {
+            "strategy": "patient",
+            "protocol": "linear_probe",
+            "kind": PROBE,
+            "seed": 1,
+            "label_fraction": 1.0,
+            "status": "not_applicable",
+            "reason": reason,
+            "metrics": None,
+            "uses_labels": False,
+            "wall_time_s": 0.0,
+            "lead_mask_prob": 0.0,
+        }
+    ]
     (row,) = summary_rows(results, {"patient": {"table_name": "Patient (PCLR)", "paper_auroc": None}})
     assert (row["status"], row["reason"], row["macro_auroc"]["mean"]) == ("not_applicable", reason, None)
     facts = {"schedule": "tiny", "max_epoch": 1, "lr": 0.01, "batch_size": 16, "sample_size": 500}
-    settings = {"name": "tiny", "data": str(single), "seeds": 1, "hydra_preset": "cpu_small", "jobs": 1,
-                "schedules": {"pretraining": facts, "linear_probe": facts, "finetune": facts}}
+    settings = {
+        "name": "tiny",
+        "data": str(single),
+        "seeds": 1,
+        "hydra_preset": "cpu_small",
+        "jobs": 1,
+        "schedules": {"pretraining": facts, "linear_probe": facts, "finetune": facts},
+    }
     text = markdown([row], {}, settings, {})
     assert "| Patient (PCLR) [1] | linear probe | 1 | n/a |" in text
     assert f"- [1] n/a: not trained, {reason}." in text
@@ -298,8 +358,17 @@ def test_multi_label_and_identification_columns_on_a_multi_visit_ptbxl_set(tmp_p
     test = pd.read_csv(ptbxl / "test.csv")
     assert test["patient_id"].duplicated().any()  # several ECGs per patient: identification has probes
     out = tmp_path / "bench"
-    outcome = run_benchmark(out, "tiny", data=tiny_dataset, ptbxl_data=ptbxl, strategies=["simclr"], seeds=1,
-                            lead_masking=["none"], label_fractions=[1.0], split_seeds=False)
+    outcome = run_benchmark(
+        out,
+        "tiny",
+        data=tiny_dataset,
+        ptbxl_data=ptbxl,
+        strategies=["simclr"],
+        seeds=1,
+        lead_masking=["none"],
+        label_fractions=[1.0],
+        split_seeds=False,
+    )
     assert outcome.failed == {}
     assert {"simclr-s1-ptbxl-probe", "simclr-s1-identify", "random_init-s1-ptbxl-probe"} <= set(outcome.results)
     probe = outcome.results["simclr-s1-ptbxl-probe"]

@@ -1,4 +1,5 @@
 """Bootstrap intervals and paired differences of Table 1, against sklearn and hand-made cases."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score

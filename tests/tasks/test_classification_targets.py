@@ -1,5 +1,6 @@
 """ecg_classification targets from real metadata: PhysioNet/CinC 2021 #Dx sets and PTB-XL scp_codes
 through the real preparers, unlabelled records, whole-record crops and every record batched."""
+
 import shutil
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import shared_data
 
+from conftest import shared_data
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.labels import LabelSetError
 from fairseq_goodviews.preprocessing.physionet2021 import prepare_physionet2021
@@ -21,23 +22,36 @@ QUIET = PrepareOptions(progress=False)
 # Read off the real headers' "#Dx:" lines (unscored codes 428750005, 55827005 and 55930002 drop
 # out; LBBB 164909002 and RBBB 59118001 are scored with their "complete" equivalents).
 PHYSIONET_EXPECTED = {
-    "A0689": {"AF"},                                    # 164889003
-    "A1041": {"AF", "CLBBB|LBBB"},                      # 164889003, 164909002
-    "HR03961": {"NSR"}, "HR07911": {"NSR"},             # 426783006
-    "JS01048": {"SB"},                                  # 426177001
-    "JS01560": {"SB"},                                  # 426177001, 428750005
-    "JS03291": {"NSR"},                                 # 426783006
-    "JS09740": {"AFL", "NSIVCB", "TAb"},                # 164890007, 698252002, 55827005, 164934002
-    "JS13888": {"AFL", "LAD"},                          # 55930002, 164890007, 39732003
-    "E00271": {"CRBBB|RBBB"},                           # 59118001 (Georgia: record line names E00271.mat)
-    "E01137": {"SB"},                                   # 426177001
-    "E03823": {"STach"},                                # 428750005, 427084000
-    "JS11438": {"STach"},                               # 427084000 (V1-V6 flat: written with them absent)
+    "A0689": {"AF"},  # 164889003
+    "A1041": {"AF", "CLBBB|LBBB"},  # 164889003, 164909002
+    "HR03961": {"NSR"},
+    "HR07911": {"NSR"},  # 426783006
+    "JS01048": {"SB"},  # 426177001
+    "JS01560": {"SB"},  # 426177001, 428750005
+    "JS03291": {"NSR"},  # 426783006
+    "JS09740": {"AFL", "NSIVCB", "TAb"},  # 164890007, 698252002, 55827005, 164934002
+    "JS13888": {"AFL", "LAD"},  # 55930002, 164890007, 39732003
+    "E00271": {"CRBBB|RBBB"},  # 59118001 (Georgia: record line names E00271.mat)
+    "E01137": {"SB"},  # 426177001
+    "E03823": {"STach"},  # 428750005, 427084000
+    "JS11438": {"STach"},  # 427084000 (V1-V6 flat: written with them absent)
 }
 # ptbxl_database.csv rows (ecg_id: scp_codes) of the records that have signals in the shared folder.
 PTBXL_EXPECTED = {
-    "rhythm": {1: {"SR"}, 2: {"SBRAD"}, 3: {"SR"}, 4: {"SR"}, 5: {"SR"}, 6: {"SR"}, 11: {"SARRH"},
-               12: {"SBRAD"}, 15: {"SARRH"}, 17: {"AFLT", "AFIB"}, 18: {"AFLT"}, 20: {"AFLT"}},
+    "rhythm": {
+        1: {"SR"},
+        2: {"SBRAD"},
+        3: {"SR"},
+        4: {"SR"},
+        5: {"SR"},
+        6: {"SR"},
+        11: {"SARRH"},
+        12: {"SBRAD"},
+        15: {"SARRH"},
+        17: {"AFLT", "AFIB"},
+        18: {"AFLT"},
+        20: {"AFLT"},
+    },
     "all": {1: {"NORM", "LVOLT", "SR"}, 17: {"AFLT", "ABQRS", "AFIB"}, 18: {"AFLT"}},
     "form": {1: {"LVOLT"}, 17: {"ABQRS"}, 20: {"ABQRS"}},
     "superdiagnostic": {i: {"NORM"} for i in (1, 2, 3, 4, 5, 6, 11, 12, 15)},
@@ -131,7 +145,9 @@ def test_single_label_split_with_an_unlabelled_record_still_loads(physionet, tmp
     task = _task(copy)
     task.load_dataset("train")
     assert task.dropped == {"train": unlabelled + 1} and len(task.dataset("train")) == len(table) - unlabelled - 1
-    with pytest.raises(LabelSetError, match=rf"train\.csv: {unlabelled + 1} record\(s\) with none of the task's 4 labels"):
+    with pytest.raises(
+        LabelSetError, match=rf"train\.csv: {unlabelled + 1} record\(s\) with none of the task's 4 labels"
+    ):
         _task(copy, unlabelled="error").load_dataset("train")
 
 

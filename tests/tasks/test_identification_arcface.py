@@ -1,4 +1,5 @@
 """ArcFace criterion, ecg_identifier model and ecg_identification task, without a training run."""
+
 import math
 
 import numpy as np
@@ -70,8 +71,9 @@ def test_task_labels_training_patients_and_checks_validation_splits(folder):
 
 
 def _model_cfg():
-    return OmegaConf.create({"_name": "ecg_identifier", "model_path": None, "encoder": dict(TINY_RESNET),
-                             "num_patients": 0})
+    return OmegaConf.create(
+        {"_name": "ecg_identifier", "model_path": None, "encoder": dict(TINY_RESNET), "num_patients": 0}
+    )
 
 
 def test_model_config_saved_in_checkpoints_rebuilds_the_model(folder):
@@ -123,8 +125,9 @@ def test_validation_collects_a_whole_split_and_scores_retrieval(folder):
     with torch.no_grad():
         embeddings = model.encode(dataset.collater([dataset[i] for i in range(5)])["net_input"]["source"]).numpy()
     protocol = gallery_probe_split(["v1", "v2", "v1", "v2", "v3"])
-    expected = retrieval_metrics(embeddings[protocol.gallery], protocol.gallery_patients,
-                                 embeddings[protocol.probe], protocol.probe_patients)
+    expected = retrieval_metrics(
+        embeddings[protocol.gallery], protocol.gallery_patients, embeddings[protocol.probe], protocol.probe_patients
+    )
     for key in ("top1", "top5", "eer"):
         assert logged[key] == pytest.approx(expected[key], abs=1e-6), key
 

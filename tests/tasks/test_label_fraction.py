@@ -1,4 +1,5 @@
 """Label-efficiency subsets: stratified, at least one record per class, seeded."""
+
 import numpy as np
 
 from fairseq_goodviews.tasks.ecg_classification import stratified_subset

@@ -1,4 +1,5 @@
 """A tiny multi-label (CinC 2021 label set) linear probe through fairseq-hydra-train, then goodviews-evaluate."""
+
 import json
 import math
 import os
@@ -6,8 +7,8 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import FINETUNE_CONFIGS, hydra_train, write_tiny_dataset
 
+from conftest import FINETUNE_CONFIGS, hydra_train, write_tiny_dataset
 from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES
 from fairseq_goodviews.evaluation.evaluate import main as evaluate_main
 from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
@@ -23,8 +24,10 @@ def multilabel_dataset(tmp_path_factory):
     root = write_tiny_dataset(tmp_path_factory.mktemp("tiny_dx"), n_per_split=(48, 13, 13), sample_size=1500)
     for split in ("train", "valid", "test"):
         table = pd.read_csv(root / f"{split}.csv", keep_default_na=False)
-        table["dx"] = [DX[label] + (" 59118001" if beat == "RBBB" else "") for label, beat in
-                       zip(table["label"], table["beat"], strict=True)]
+        table["dx"] = [
+            DX[label] + (" 59118001" if beat == "RBBB" else "")
+            for label, beat in zip(table["label"], table["beat"], strict=True)
+        ]
         table.to_csv(root / f"{split}.csv", index=False)
     return root
 
@@ -32,11 +35,23 @@ def multilabel_dataset(tmp_path_factory):
 @pytest.mark.slow
 def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multilabel_dataset, tmp_path):
     save = tmp_path / "probe"
-    run = hydra_train(FINETUNE, "linear_probe", [
-        "preset=cpu_small", "task.sample_size=1000", "dataset.batch_size=8", "dataset.num_workers=0",
-        "optimization.max_epoch=2", f"task.data={multilabel_dataset}", f"checkpoint.save_dir={save}",
-        "task.label_type=multi", "task.label_set=cinc2021",
-    ], tmp_path, env=ENV)
+    run = hydra_train(
+        FINETUNE,
+        "linear_probe",
+        [
+            "preset=cpu_small",
+            "task.sample_size=1000",
+            "dataset.batch_size=8",
+            "dataset.num_workers=0",
+            "optimization.max_epoch=2",
+            f"task.data={multilabel_dataset}",
+            f"checkpoint.save_dir={save}",
+            "task.label_type=multi",
+            "task.label_set=cinc2021",
+        ],
+        tmp_path,
+        env=ENV,
+    )
     log = run.stdout + run.stderr
     for subset in ("valid", "test"):
         line = re.findall(rf"valid on '{subset}' subset \| .*", log)[-1]

@@ -1,4 +1,5 @@
 """End-to-end runs through fairseq-hydra-train, as a user runs them."""
+
 import os
 import re
 import signal
@@ -9,7 +10,6 @@ import pytest
 import torch
 
 from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, REPO_ROOT, USER_DIR, hydra_train
-
 
 pytestmark = pytest.mark.slow  # real fairseq-hydra-train runs
 
@@ -24,15 +24,29 @@ def _epochs_logged(output: str) -> list[int]:
 
 def test_pretrain_two_epochs_then_linear_probe_loads_the_encoder(tiny_dataset, tmp_path):
     ckpt = tmp_path / "pretrain"
-    run = hydra_train(PRETRAIN, "simclr", [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={ckpt}",
-                                          "optimization.max_epoch=2"], tmp_path)
+    run = hydra_train(
+        PRETRAIN,
+        "simclr",
+        [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={ckpt}", "optimization.max_epoch=2"],
+        tmp_path,
+    )
     assert _epochs_logged(run.stdout + run.stderr) == [1, 2]
     assert (ckpt / "checkpoint_last.pt").is_file()
     pretrained = torch.load(ckpt / "checkpoint_last.pt", weights_only=True)
 
     probe = tmp_path / "probe"
-    run = hydra_train(FINETUNE, "linear_probe", [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={probe}",
-                                                 f"model.model_path={ckpt / 'checkpoint_last.pt'}", "optimization.max_epoch=2"], tmp_path)
+    run = hydra_train(
+        FINETUNE,
+        "linear_probe",
+        [
+            *SMALL,
+            f"task.data={tiny_dataset}",
+            f"checkpoint.save_dir={probe}",
+            f"model.model_path={ckpt / 'checkpoint_last.pt'}",
+            "optimization.max_epoch=2",
+        ],
+        tmp_path,
+    )
     log = run.stdout + run.stderr
     assert re.search(r"valid on 'test' subset \| .*macro_auroc [0-9.]+", log)
     probed = torch.load(probe / "checkpoint_best.pt", weights_only=True)["model"]
@@ -44,20 +58,38 @@ def test_pretrain_two_epochs_then_linear_probe_loads_the_encoder(tiny_dataset, t
 def test_interrupted_pretraining_resumes_from_its_last_checkpoint(tiny_dataset, tmp_path):
     ckpt = tmp_path / "ckpt"
     exe = REPO_ROOT / ".venv" / "bin" / "fairseq-hydra-train"
-    cmd = [str(exe) if exe.exists() else "fairseq-hydra-train", "--config-dir", str(PRETRAIN), "--config-name", "simclr",
-           *SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={ckpt}", f"common.user_dir={USER_DIR}",
-           f"hydra.run.dir={tmp_path}/hydra", "optimization.max_epoch=4"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        str(exe) if exe.exists() else "fairseq-hydra-train",
+        "--config-dir",
+        str(PRETRAIN),
+        "--config-name",
+        "simclr",
+        *SMALL,
+        f"task.data={tiny_dataset}",
+        f"checkpoint.save_dir={ckpt}",
+        f"common.user_dir={USER_DIR}",
+        f"hydra.run.dir={tmp_path}/hydra",
+        "optimization.max_epoch=4",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 300
     while not (ckpt / "checkpoint_last.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (ckpt / "checkpoint_last.pt").exists(), "no checkpoint was written before the kill"
-    interrupted_at = torch.load(ckpt / "checkpoint_last.pt", weights_only=True)["extra_state"]["train_iterator"]["epoch"]
+    interrupted_at = torch.load(ckpt / "checkpoint_last.pt", weights_only=True)["extra_state"]["train_iterator"][
+        "epoch"
+    ]
 
-    run = hydra_train(PRETRAIN, "simclr", [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={ckpt}",
-                                          "optimization.max_epoch=4"], tmp_path)
+    run = hydra_train(
+        PRETRAIN,
+        "simclr",
+        [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={ckpt}", "optimization.max_epoch=4"],
+        tmp_path,
+    )
     log = run.stdout + run.stderr
     assert "Loaded checkpoint" in log
     epochs = _epochs_logged(log)
