@@ -38,6 +38,7 @@ order, so the index does not depend on the number of threads.
 **mode: kmeans** (the paper's code): ``n_clusters`` clusters (k-means on the training vectors,
 seeded); positives share a cluster; records of other splits go to the nearest training centroid.
 """
+
 import math
 import os
 import threading
@@ -63,7 +64,14 @@ from fairseq_goodviews.strategies.base import (
 MODES = ("radius", "kmeans")
 NO_PARTNER = ("nearest", "none")
 DEFAULT_ATTRIBUTES = [
-    "VentricularRate", "AtrialRate", "QRSDuration", "QTInterval", "QTCorrected", "RAxis", "TAxis", "QRSCount",
+    "VentricularRate",
+    "AtrialRate",
+    "QRSDuration",
+    "QTInterval",
+    "QTCorrected",
+    "RAxis",
+    "TAxis",
+    "QRSCount",
 ]
 #: Entries of one block of pairwise distances (4 MiB of float32): small enough to stay in cache.
 BLOCK_ENTRIES = 1 << 20
@@ -73,7 +81,9 @@ VERIFY_ROWS = 8192
 
 @dataclass
 class AttributesConfig(StrategyConfig):
-    mode: str = field(default="radius", metadata={"help": "radius: distance <= radius (paper) | kmeans: same cluster (paper's code)"})
+    mode: str = field(
+        default="radius", metadata={"help": "radius: distance <= radius (paper) | kmeans: same cluster (paper's code)"}
+    )
     attributes: List[str] = field(
         default_factory=lambda: list(DEFAULT_ATTRIBUTES),
         metadata={"help": "wave attributes (metadata columns attr_<name>) that make the vector"},
@@ -82,20 +92,30 @@ class AttributesConfig(StrategyConfig):
         default_factory=lambda: ["RAxis", "TAxis"],
         metadata={"help": "attributes that are angles in degrees, encoded as (cos, sin)"},
     )
-    radius: float = field(default=1.0, metadata={"help": "mode=radius: distance threshold h on the standardised vectors"})
+    radius: float = field(
+        default=1.0, metadata={"help": "mode=radius: distance threshold h on the standardised vectors"}
+    )
     max_candidates: int = field(
-        default=32, metadata={"help": "mode=radius: nearest records within the radius kept per record for partner draws"}
+        default=32,
+        metadata={"help": "mode=radius: nearest records within the radius kept per record for partner draws"},
     )
     no_partner: str = field(
-        default="nearest", metadata={"help": "mode=radius, nobody within the radius: nearest (nearest neighbour) | none"}
+        default="nearest",
+        metadata={"help": "mode=radius, nobody within the radius: nearest (nearest neighbour) | none"},
     )
     n_clusters: int = field(default=40, metadata={"help": "mode=kmeans: number of clusters"})
     exact_below: int = field(
         default=20000, metadata={"help": "partner index: compare every pair up to this many records (exact)"}
     )
-    index_cell_size: int = field(default=384, metadata={"help": "partner index above exact_below: records per k-means cell"})
-    index_probes: int = field(default=6, metadata={"help": "partner index above exact_below: nearest cells searched per record"})
-    index_threads: int = field(default=0, metadata={"help": "threads building the partner index (0 = every usable CPU)"})
+    index_cell_size: int = field(
+        default=384, metadata={"help": "partner index above exact_below: records per k-means cell"}
+    )
+    index_probes: int = field(
+        default=6, metadata={"help": "partner index above exact_below: nearest cells searched per record"}
+    )
+    index_threads: int = field(
+        default=0, metadata={"help": "threads building the partner index (0 = every usable CPU)"}
+    )
 
 
 class AttributeScaler:
@@ -230,8 +250,8 @@ def _nearest_rows(points: torch.Tensor, centres: torch.Tensor, k: int) -> torch.
     rows = max(1, BLOCK_ENTRIES // max(len(centres), 1))
     out = torch.empty((len(points), k), dtype=torch.int64)
     for start in range(0, len(points), rows):
-        d2 = torch.addmm(norms.unsqueeze(0), points[start:start + rows], centres.t(), alpha=-2.0)
-        out[start:start + rows] = d2.topk(k, dim=1, largest=False, sorted=True).indices
+        d2 = torch.addmm(norms.unsqueeze(0), points[start : start + rows], centres.t(), alpha=-2.0)
+        out[start : start + rows] = d2.topk(k, dim=1, largest=False, sorted=True).indices
     return out
 
 
@@ -246,7 +266,7 @@ def _coarse_cells(vectors: np.ndarray, n_cells: int, probes: int, seed: int, poo
     rows = 16 * max(1, BLOCK_ENTRIES // n_cells)
 
     def nearest_cells(start: int) -> None:
-        probe[start:start + rows] = _nearest_rows(x[start:start + rows], centroids, probes)
+        probe[start : start + rows] = _nearest_rows(x[start : start + rows], centroids, probes)
 
     list(pool.map(nearest_cells, range(0, len(vectors), rows)))
     return probe
@@ -302,20 +322,24 @@ def _blocks(probe: torch.Tensor):
     flat_cells = probe.reshape(-1)
     order = torch.argsort(flat_cells, stable=True)
     flat_queries = torch.arange(n).repeat_interleave(n_probes)[order]
-    query_start = torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(flat_cells, minlength=n_cells).cumsum(0)])
+    query_start = torch.cat(
+        [torch.zeros(1, dtype=torch.int64), torch.bincount(flat_cells, minlength=n_cells).cumsum(0)]
+    )
     for cell in range(n_cells):
-        members = by_cell[member_start[cell]:member_start[cell + 1]]
-        queries = flat_queries[query_start[cell]:query_start[cell + 1]]
+        members = by_cell[member_start[cell] : member_start[cell + 1]]
+        queries = flat_queries[query_start[cell] : query_start[cell + 1]]
         if len(members) == 0 or len(queries) == 0:
             continue
         rows = max(1, BLOCK_ENTRIES // len(members))
         for start in range(0, len(queries), rows):
-            chunk = queries[start:start + rows]
+            chunk = queries[start : start + rows]
             self_column = torch.where(own_cell[chunk] == cell, column[chunk], -1)
             yield chunk, members, self_column
 
 
-def _verified(vectors: np.ndarray, search: _Search, radius: float, exact: bool, pool: ThreadPoolExecutor) -> PartnerIndex:
+def _verified(
+    vectors: np.ndarray, search: _Search, radius: float, exact: bool, pool: ThreadPoolExecutor
+) -> PartnerIndex:
     """Drop candidates farther than the radius in float64 and order the rest nearest first (ties: lower index)."""
     n, k = search.best.shape
     candidates = np.full((n, k), -1, dtype=np.int32)
@@ -329,7 +353,9 @@ def _verified(vectors: np.ndarray, search: _Search, radius: float, exact: bool, 
         within = (index >= 0) & (np.sqrt((diff * diff).sum(axis=2)) <= radius)
         # Verification only removes entries, so a stable sort keeps the (distance, index) order.
         order = np.argsort(~within, axis=1, kind="stable")
-        candidates[start:stop] = np.where(np.take_along_axis(within, order, axis=1), np.take_along_axis(index, order, axis=1), -1)
+        candidates[start:stop] = np.where(
+            np.take_along_axis(within, order, axis=1), np.take_along_axis(index, order, axis=1), -1
+        )
         n_within[start:stop] = within.sum(axis=1)
 
     list(pool.map(verify, range(0, n, VERIFY_ROWS)))
@@ -367,8 +393,14 @@ class Attributes(PositiveStrategy):
         rows = np.flatnonzero(self.known).astype(np.int32)
         cfg = self.cfg
         index = build_partner_index(
-            self.vectors[rows], cfg.radius, cfg.max_candidates, cfg.exact_below, cfg.index_cell_size,
-            cfg.index_probes, self.seed, cfg.index_threads,
+            self.vectors[rows],
+            cfg.radius,
+            cfg.max_candidates,
+            cfg.exact_below,
+            cfg.index_cell_size,
+            cfg.index_probes,
+            self.seed,
+            cfg.index_threads,
         )
         n = len(self.vectors)
         candidates = np.full((n, cfg.max_candidates), -1, dtype=np.int32)

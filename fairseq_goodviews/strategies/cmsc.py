@@ -66,27 +66,32 @@ def check_segments(cfg: CmscConfig) -> None:
         raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, got {cfg.placement!r}")
 
 
-@register_strategy("cmsc", dataclass=CmscConfig)
-class Cmsc(PositiveStrategy):
-    display_name = "CLOCS - Time"
-    paper_row = "Strategy 1"
-    paper_auroc = (83.0, 1.1)
+class TimeSegments(PositiveStrategy):
+    """A strategy whose views are non-overlapping time segments of the crop (CMSC, CMSMLC)."""
+
     cfg: CmscConfig
-
-    @classmethod
-    def crop_segments(cls, cfg: CmscConfig) -> int:
-        return 1 if cfg.segment_length else cfg.n_segments
-
-    @classmethod
-    def views_per_record(cls, cfg: CmscConfig) -> int:
-        return cfg.n_segments
 
     def __init__(self, cfg: CmscConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
         super().__init__(cfg, table, fit_table, seed)
         check_segments(cfg)
 
+    @classmethod
+    def crop_segments(cls, cfg: CmscConfig) -> int:
+        return 1 if cfg.segment_length else cfg.n_segments
+
     def view_length(self, sample_size: int) -> int:
         return resolve_segment_length(sample_size, self.cfg.n_segments, self.cfg.segment_length)
+
+
+@register_strategy("cmsc", dataclass=CmscConfig)
+class Cmsc(TimeSegments):
+    display_name = "CLOCS - Time"
+    paper_row = "Strategy 1"
+    paper_auroc = (83.0, 1.1)
+
+    @classmethod
+    def views_per_record(cls, cfg: CmscConfig) -> int:
+        return cfg.n_segments
 
     def make_views(self, signal: np.ndarray, lead_present: np.ndarray, rng: np.random.Generator) -> List[View]:
         length = self.view_length(signal.shape[1])

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairseq_goodviews.strategies.base import ALL, PositiveStrategy, View, register_strategy, same
+from fairseq_goodviews.strategies.base import ALL, View, register_strategy, same
 from fairseq_goodviews.strategies.cmlc import (
     CmlcConfig,
     check_lead_groups,
@@ -31,7 +31,7 @@ from fairseq_goodviews.strategies.cmlc import (
     lead_views,
     restrict_to_leads,
 )
-from fairseq_goodviews.strategies.cmsc import CmscConfig, check_segments, resolve_segment_length, segment_offsets
+from fairseq_goodviews.strategies.cmsc import CmscConfig, TimeSegments, segment_offsets
 
 RELATIONS = ("cross", "any")
 
@@ -47,13 +47,9 @@ class CmsmlcConfig(CmlcConfig, CmscConfig):
 
 
 @register_strategy("cmsmlc", dataclass=CmsmlcConfig)
-class Cmsmlc(PositiveStrategy):
+class Cmsmlc(TimeSegments):
     display_name = "CLOCS - Lead & Time (CMSMLC)"
     cfg: CmsmlcConfig
-
-    @classmethod
-    def crop_segments(cls, cfg: CmsmlcConfig) -> int:
-        return 1 if cfg.segment_length else cfg.n_segments
 
     @classmethod
     def views_per_record(cls, cfg: CmsmlcConfig) -> int:
@@ -61,13 +57,9 @@ class Cmsmlc(PositiveStrategy):
 
     def __init__(self, cfg: CmsmlcConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
         super().__init__(cfg, table, fit_table, seed)
-        check_segments(cfg)
         check_lead_groups(cfg)
         if cfg.positives not in RELATIONS:
             raise ValueError(f"positives must be one of {', '.join(RELATIONS)}, got {cfg.positives!r}")
-
-    def view_length(self, sample_size: int) -> int:
-        return resolve_segment_length(sample_size, self.cfg.n_segments, self.cfg.segment_length)
 
     def make_views(self, signal: np.ndarray, lead_present: np.ndarray, rng: np.random.Generator) -> List[View]:
         length = self.view_length(signal.shape[1])

@@ -27,7 +27,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
@@ -43,6 +43,7 @@ from fairseq_goodviews.labels import (
     read_scp_statements,
 )
 from fairseq_goodviews.leads import parse_leads
+from fairseq_goodviews.tasks.base import EcgTask
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class LabelledRecordDataset(EcgClassificationDataset):
 
 
 @register_task("ecg_classification", dataclass=EcgClassificationConfig)
-class EcgClassificationTask(FairseqTask):
+class EcgClassificationTask(EcgTask):
     cfg: EcgClassificationConfig
 
     def __init__(self, cfg: EcgClassificationConfig):
@@ -280,17 +281,6 @@ class EcgClassificationTask(FairseqTask):
         remainder records of a split (13 records at batch size 8 and multiple 8 give one batch of 8)."""
         kwargs["required_batch_size_multiple"] = 1
         return super().get_batch_iterator(dataset, **kwargs)
-
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
-
-    def max_positions(self):
-        return None
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 from fairseq import checkpoint_utils
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING, OmegaConf, open_dict
 
 from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
 from fairseq_goodviews.evaluation.identification import gallery_probe_split
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.leads import parse_leads
+from fairseq_goodviews.tasks.base import EcgTask
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def patient_labels(patient_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_task("ecg_identification", dataclass=EcgIdentificationConfig)
-class EcgIdentificationTask(FairseqTask):
+class EcgIdentificationTask(EcgTask):
     cfg: EcgIdentificationConfig
 
     def __init__(self, cfg: EcgIdentificationConfig, num_patients: int):
@@ -110,14 +111,3 @@ class EcgIdentificationTask(FairseqTask):
                     raise ValueError(f"{cfg.model_path}: not a fairseq checkpoint with a model config")
                 cfg.encoder = OmegaConf.to_container(state["cfg"]["model"], resolve=True)
         return super().build_model(cfg, from_checkpoint)
-
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
-
-    def max_positions(self):
-        return None

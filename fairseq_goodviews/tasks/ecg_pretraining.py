@@ -8,13 +8,14 @@ from typing import Any, Optional
 import torch
 from fairseq.dataclass import FairseqDataclass
 from fairseq.optim.amp_optimizer import AMPOptimizer
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from fairseq_goodviews.data.ecg_dataset import EcgPretrainingDataset, EcgRecordSource
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.base import ALL
+from fairseq_goodviews.tasks.base import EcgTask
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class NoPositivesError(ValueError):
 
 
 @register_task("ecg_pretraining", dataclass=EcgPretrainingConfig)
-class EcgPretrainingTask(FairseqTask):
+class EcgPretrainingTask(EcgTask):
     cfg: EcgPretrainingConfig
 
     def __init__(self, cfg: EcgPretrainingConfig):
@@ -129,14 +130,3 @@ class EcgPretrainingTask(FairseqTask):
         if self._strategy is None:
             raise RuntimeError("positive_mask called before any dataset was loaded")
         return self._strategy.positive_mask(meta, rows)
-
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
-
-    def max_positions(self):
-        return None
