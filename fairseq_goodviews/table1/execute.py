@@ -199,8 +199,8 @@ def read_result(path: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
-    """The result of a run that was not trained because its method cannot learn on the data."""
+def base_result(spec: RunSpec, **fields: Any) -> Dict[str, Any]:
+    """The fields every ``result.json`` has, plus ``fields``."""
     return {
         "run_id": spec.run_id,
         "kind": spec.kind,
@@ -208,13 +208,14 @@ def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
         "seed": spec.seed,
         "protocol": spec.protocol,
         "label_fraction": spec.label_fraction,
-        "status": "not_applicable",
-        "reason": reason,
-        "metrics": None,
-        "uses_labels": False,
-        "wall_time_s": 0.0,
         "lead_mask_prob": spec.lead_mask_prob,
+        **fields,
     }
+
+
+def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
+    """The result of a run that was not trained because its method cannot learn on the data."""
+    return base_result(spec, status="not_applicable", reason=reason, metrics=None, uses_labels=False, wall_time_s=0.0)
 
 
 def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any]) -> Dict[str, Any]:
@@ -235,21 +236,15 @@ def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, An
             sample_size=ctx.identification_crop,
             standardize_split="train",
         )
-    return {
-        "run_id": spec.run_id,
-        "kind": spec.kind,
-        "strategy": spec.method,
-        "seed": spec.seed,
-        "protocol": spec.protocol,
-        "label_fraction": 1.0,
-        "status": "ok",
-        "metrics": json_safe(metrics),
-        "uses_labels": bool(pretrain.get("uses_labels")),
-        "lead_mask_prob": spec.lead_mask_prob,
-        "wall_time_s": time.monotonic() - start,
-        "checkpoint": pretrain["checkpoint"],
-        "pretrain": {"run_id": pretrain["run_id"]},
-    }
+    return base_result(
+        spec,
+        status="ok",
+        metrics=json_safe(metrics),
+        uses_labels=bool(pretrain.get("uses_labels")),
+        wall_time_s=time.monotonic() - start,
+        checkpoint=pretrain["checkpoint"],
+        pretrain={"run_id": pretrain["run_id"]},
+    )
 
 
 def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -297,25 +292,21 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
     train_time = time.monotonic() - start
     if returncode != 0:
         raise BenchmarkError(f"run {spec.run_id} failed (exit {returncode}); log {log}:\n{log_tail(log)}")
-    result: Dict[str, Any] = {
-        "run_id": spec.run_id,
-        "kind": spec.kind,
-        "strategy": spec.method,
-        "seed": spec.seed,
-        "config": f"{spec.stage}/{spec.config_name}",
-        "overrides": full_overrides(spec, ctx),
-        "resumed": resumed,
-        "log": str(log),
-        "train_cpu_time_s": cpu_time,
-        "status": "ok",
-    }
+    result = base_result(
+        spec,
+        config=f"{spec.stage}/{spec.config_name}",
+        overrides=full_overrides(spec, ctx),
+        resumed=resumed,
+        log=str(log),
+        train_cpu_time_s=cpu_time,
+        status="ok",
+    )
     if spec.kind == PRETRAIN:
         checkpoint = ctx.pretrain_checkpoint(spec.run_id)
         if not checkpoint.is_file():
             raise BenchmarkError(f"run {spec.run_id}: finished without writing {checkpoint}; log {log}")
         result.update(
             uses_labels=method.uses_labels,
-            lead_mask_prob=spec.lead_mask_prob,
             metrics=None,
             wall_time_s=train_time,
             checkpoint=str(checkpoint),
@@ -326,13 +317,10 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
             raise BenchmarkError(f"run {spec.run_id}: no {checkpoint} (did validation run?); log {log}")
         metrics = score(checkpoint, ctx.threads, run_dir / PREDICTIONS)
         result.update(
-            protocol=spec.protocol,
-            label_fraction=spec.label_fraction,
             metrics=metrics,
             checkpoint=str(checkpoint),
             wall_time_s=time.monotonic() - start,
             uses_labels=bool(pretrain and pretrain["uses_labels"]),
-            lead_mask_prob=spec.lead_mask_prob,
             predictions=str(run_dir / PREDICTIONS),
             pretrain=None
             if pretrain is None
