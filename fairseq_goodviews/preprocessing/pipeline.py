@@ -161,6 +161,9 @@ class PrepareOptions:
     segment_samples: int | None = None
     chunksize: int | None = None
     progress: bool = True
+    # Replace the manifests of a folder prepared with other options (otherwise that is an error:
+    # checkpoints trained on the old split would silently change meaning).
+    overwrite: bool = False
 
     def validate(self) -> None:
         if self.workers < 1:
@@ -549,6 +552,7 @@ def prepare(
         ensure_writable_dir(state_dir)
     except OutputPathError as exc:
         raise PrepareError(str(exc)) from None
+    _check_same_preparation(out_dir, options, config)
     job = _Job(str(records_dir), options.segment_samples, _describe_converter(convert))
 
     with _locked(state_dir):
@@ -686,6 +690,41 @@ def _report(
     }
 
 
+#: Options that do not change what a preparation writes (how fast, how verbose).
+_RUN_OPTIONS = ("workers", "chunksize", "progress", "overwrite")
+
+
+def _shaping(options: Mapping[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options and preparer config that decide a preparation's records and splits (JSON form)."""
+    kept = {k: v for k, v in options.items() if k not in _RUN_OPTIONS}
+    return json.loads(json.dumps({"options": kept, "config": dict(config or {})}, default=str))
+
+
+def _check_same_preparation(out_dir: Path, options: PrepareOptions, config: Mapping[str, Any] | None) -> None:
+    """Refuse to rewrite a folder prepared with other options, unless ``options.overwrite``."""
+    report_path = out_dir / "prepare_report.json"
+    if options.overwrite or not report_path.is_file():
+        return
+    try:
+        before = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # an unreadable report is rewritten by this run
+    old = _shaping(before.get("options", {}), before.get("config"))
+    new = _shaping(dataclasses.asdict(options), config)
+    changed = [
+        f"{key} {old[part].get(key)!r} -> {new[part].get(key)!r}"
+        for part in ("options", "config")
+        for key in sorted(set(old[part]) | set(new[part]))
+        if old[part].get(key) != new[part].get(key)
+    ]
+    if changed:
+        raise PrepareError(
+            f"{out_dir} was prepared with other options ({'; '.join(changed)}): pass --overwrite to "
+            "replace its manifests (checkpoints trained on the old split then refer to another "
+            "split), or prepare into another folder"
+        )
+
+
 def _write_report(out_dir: Path, report: Mapping[str, Any]) -> None:
     with atomic_open(out_dir / "prepare_report.json") as handle:
         json.dump(report, handle, indent=2, sort_keys=False, default=str)
@@ -733,6 +772,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         help="cut records into non-overlapping segments of this many samples",
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument(
+        "--overwrite", action="store_true", help="replace the manifests of a folder prepared with other options"
+    )
 
 
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOptions:
@@ -743,6 +785,7 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOpti
         split_fractions=tuple(args.split),
         segment_samples=args.segment_samples,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     values.update(overrides)
     return PrepareOptions(**values)
