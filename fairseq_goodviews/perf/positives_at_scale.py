@@ -37,6 +37,7 @@ import torch
 
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
 from fairseq_goodviews.evaluation.evaluate import write_json
+from fairseq_goodviews.perf.partner_index import default_diagnostics
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.attributes import DEFAULT_ATTRIBUTES
 from fairseq_goodviews.strategies.base import ALL
@@ -55,12 +56,6 @@ def _rss_mb() -> float:
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def default_diagnostics() -> Path | None:
-    shared = os.environ.get("GOODVIEWS_SHARED_DATA")
-    path = Path(shared) / "chapman" / "Diagnostics.xlsx" if shared else None
-    return path if path is not None and path.is_file() else None
 
 
 def attribute_table(diagnostics: Path | None, records: int, rng: np.random.Generator) -> pd.DataFrame:
