@@ -43,6 +43,7 @@ def test_random_lead_masking_composes(ramp_dataset, name):
     assert np.array_equal(loaded.mask.numpy(), unmasked.mask.numpy()), "masking does not change the relation"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(EVERY) - {"simclr"}))
 def test_pretrains_one_epoch_with_fairseq_hydra_train(tiny_dataset, tmp_path, name):
     save_dir = tmp_path / "checkpoints"
