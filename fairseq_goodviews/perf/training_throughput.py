@@ -46,7 +46,7 @@ TARGET_RATIO = 0.95
 def _overrides(args: argparse.Namespace) -> list[str]:
     return [f"preset={args.preset}", f"task.data={args.data}", f"dataset.batch_size={args.batch_size}",
             f"dataset.num_workers={args.workers}", f"task.sample_size={args.sample_size}",
-            f"task.autocast_bf16={str(args.bf16).lower()}"]
+            f"++task.autocast_bf16={str(args.bf16).lower()}"]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     if args.w2v_fairseq_updates > 0:
         w2v_args = argparse.Namespace(**{**vars(args), "updates": args.w2v_fairseq_updates})
         overrides = [f"preset={args.w2v_preset}", f"task.data={args.data}", f"dataset.batch_size={args.w2v_batch_size}",
-                     f"dataset.num_workers={args.workers}", f"task.autocast_bf16={str(args.bf16).lower()}"]
+                     f"dataset.num_workers={args.workers}", f"++task.autocast_bf16={str(args.bf16).lower()}"]
         with tempfile.TemporaryDirectory() as workdir:
             rate = fairseq_samples_per_second(w2v_args, Path(workdir), "w2v_cmsc_rlm", overrides)
         result["w2v_cmsc_rlm_fairseq_samples_per_s"] = rate
