@@ -19,7 +19,7 @@ $(STAMP): setup.py requirements.txt requirements-dev.txt
 	$(PY) -m pip install "torch==2.13.0" cython numpy setuptools wheel
 	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --no-deps --no-build-isolation "fairseq-fixed==0.12.3.1"
-	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -41,15 +41,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Performance benchmarks (DESIGN.md section 5): each prints its ratios side by side and writes JSON.
-PERF := demo_output/perf
+# Speed and memory benchmarks (fairseq_goodviews/speed; not the Table 1 benchmark, which is
+# goodviews-benchmark): each prints its ratios side by side in one run and writes JSON.
+SPEED := demo_output/speed
 bench: $(STAMP)
-	$(PY) -m fairseq_goodviews.perf.record_loading --out $(PERF)
-	$(PY) -m fairseq_goodviews.perf.preprocessing --out $(PERF)
-	$(PY) -m fairseq_goodviews.perf.partner_index --out $(PERF)
-	test -f $(PERF)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(PERF)/chapman_src --records 1000 --seed 0 \
-		&& $(PY) manifests/chapman.py $(PERF)/chapman_src $(PERF)/chapman --workers 2 )
-	$(PY) -m fairseq_goodviews.perf.training_throughput --data $(PERF)/chapman --out $(PERF)
+	$(PY) -m fairseq_goodviews.speed.record_loading --out $(SPEED)
+	$(PY) -m fairseq_goodviews.speed.preprocessing --out $(SPEED)
+	$(PY) -m fairseq_goodviews.speed.partner_index --out $(SPEED)
+	test -f $(SPEED)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(SPEED)/chapman_src --records 1000 --seed 0 \
+		&& $(PY) manifests/chapman.py $(SPEED)/chapman_src $(SPEED)/chapman --workers 2 )
+	$(PY) -m fairseq_goodviews.speed.training_throughput --data $(SPEED)/chapman --out $(SPEED)
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -1,12 +1,15 @@
 """fairseq_goodviews: contrastive ECG pretraining plugin for fairseq (see README.md)."""
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 setup(
     name="fairseq_goodviews",
     version="0.1.0",
     description="Which view makes a good positive pair: contrastive ECG pretraining as a fairseq plugin",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["fairseq_goodviews", "fairseq_goodviews.*"]),
+    packages=find_packages(include=["fairseq_goodviews", "fairseq_goodviews.*"])
+    + find_namespace_packages(include=["hydra_plugins.*"]),
+    # The hydra configs travel with the package.
+    package_data={"fairseq_goodviews.config": ["*/*.yaml", "*/*/*.yaml"]},
     # fairseq-fixed is installed separately with --no-deps (see Makefile and README).
     install_requires=[
         "torch==2.13.0",
@@ -26,8 +29,9 @@ setup(
     entry_points={
         "console_scripts": [
             "goodviews-evaluate=fairseq_goodviews.evaluation.evaluate:main",
-            "goodviews-benchmark=fairseq_goodviews.benchmark.runner:main",
+            "goodviews-benchmark=fairseq_goodviews.table1.cli:main",
             "goodviews-lead-subsets=fairseq_goodviews.evaluation.lead_subsets:main",
+            "goodviews-identify=fairseq_goodviews.evaluation.identification:main",
         ]
     },
 )

@@ -4,32 +4,31 @@
 ``python examples/demo.py --out demo_output`` generates ~1,500 synthetic Chapman records, prepares
 them with the Chapman preparer, then for every pretraining strategy pretrains a small encoder and
 trains a linear probe on it, plus the random-initialised frozen-encoder baseline: the benchmark's
-``demo`` preset (:mod:`fairseq_goodviews.benchmark.runner`), one seed. It prints one row per
+``demo`` preset (:mod:`fairseq_goodviews.table1`), one seed. It prints one row per
 method and writes ``OUT/demo_results.json`` next to the benchmark's own report (``results.md``,
 ``results.json``, ``auroc.png``). A second run reuses the prepared data and the finished runs.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from fairseq_goodviews.benchmark.report import DAGGER, summary_rows
-from fairseq_goodviews.benchmark.runner import BenchmarkError, run_benchmark, setup_logging
 from fairseq_goodviews.evaluation.evaluate import write_json
+from fairseq_goodviews.table1.cli import BenchmarkError, run_benchmark, setup_logging
+from fairseq_goodviews.table1.report import DAGGER
 
 
-def table_rows(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    rows = []
-    for row in summary_rows([r for r in results if r.get("metrics") is not None]):
-        rows.append({
-            "method": row["method"], "name": row["name"], "uses_labels": row["uses_labels"],
-            "macro_auroc": row["macro_auroc"]["mean"], "accuracy": row["accuracy"]["mean"],
-            "macro_f1": row["macro_f1"]["mean"], "wall_time_s": row["wall_time_s"]["mean"],
-        })
-    return rows
+def table_rows(table: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The demo's rows from the benchmark report's summary rows (``results.json`` "table")."""
+    return [{
+        "method": row["method"], "name": row["name"], "uses_labels": row["uses_labels"], "status": row["status"],
+        "reason": row.get("reason"), "macro_auroc": row["macro_auroc"]["mean"], "accuracy": row["accuracy"]["mean"],
+        "macro_f1": row["macro_f1"]["mean"], "wall_time_s": row["wall_time_s"]["mean"],
+    } for row in table]
 
 
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
@@ -39,9 +38,11 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     for row in rows:
         cells = [f"{100 * row[k]:6.1f}" if row[k] is not None else f"{'n/a':>6}"
                  for k in ("macro_auroc", "accuracy", "macro_f1")]
-        lines.append(f"{row['name']:<{width}}  {'  '.join(cells)}  {row['wall_time_s']:7.0f}")
+        wall = f"{row['wall_time_s']:7.0f}" if row["wall_time_s"] is not None else f"{'-':>7}"
+        lines.append(f"{row['name']:<{width}}  {'  '.join(cells)}  {wall}")
     if any(r["uses_labels"] for r in rows):
         lines.append(f"{DAGGER} pretraining read the downstream labels (rhythm): not self-supervised")
+    lines += [f"n/a {row['name']}: not trained, {row['reason']}" for row in rows if row["status"] != "ok"]
     return "\n".join(lines)
 
 
@@ -63,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("demo: interrupted; run it again to resume", file=sys.stderr)
         return 130
     wall = time.monotonic() - start
-    rows = table_rows(list(outcome.results.values()))
+    rows = table_rows(json.loads((out / "results.json").read_text())["table"])
     print()
     print("Linear probe on the test split (macro AUROC, accuracy, macro F1 in %; wall = pretraining + probe)")
     print(format_table(rows))

@@ -10,7 +10,7 @@ shift 2
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 NGPU=${NGPU:-$(nvidia-smi -L | wc -l)}
 exec torchrun --standalone --nproc_per_node="$NGPU" "$(command -v fairseq-hydra-train)" \
-  --config-dir "$REPO/configs/pretraining" --config-name "$STRATEGY" \
+  --config-dir "$REPO/fairseq_goodviews/config/pretraining" --config-name "$STRATEGY" \
   task.data="$DATA" common.user_dir="$REPO/fairseq_goodviews" \
   checkpoint.save_dir="${SAVE_DIR:-checkpoints/$STRATEGY}" \
   distributed_training.distributed_world_size="$NGPU" \

@@ -5,7 +5,7 @@ lead keeps a zero row in that lead's slot and ``lead_present[slot] = False``.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Sequence
+from collections.abc import Iterable, Sequence
 
 CANONICAL_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
@@ -47,7 +47,7 @@ def lead_index(name: str) -> int:
     return CANONICAL_LEADS.index(canonical)
 
 
-def parse_leads(leads: str | Sequence[str] | None) -> List[int]:
+def parse_leads(leads: str | Sequence[str] | None) -> list[int]:
     """Turn ``"I,II,V2"`` (or a list of names, or None for all 12) into sorted slot indices."""
     if leads is None:
         return list(range(len(CANONICAL_LEADS)))

@@ -14,6 +14,8 @@ from fairseq_goodviews.io.records import EcgRecord, write_record
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = REPO_ROOT / "fairseq_goodviews"
+PRETRAIN_CONFIGS = USER_DIR / "config" / "pretraining"
+FINETUNE_CONFIGS = USER_DIR / "config" / "finetuning"
 RHYTHMS = {"AFIB": ["AFIB", "AF"], "GSVT": ["ST", "SVT"], "SB": ["SB"], "SR": ["SR", "SA"]}
 
 

@@ -1,4 +1,4 @@
-"""Criterion ``wav2vec2_cmsc``: wav2vec 2.0 (local) + CMSC (global) loss of Oh et al. (DESIGN.md §2.3).
+"""Criterion ``wav2vec2_cmsc``: wav2vec 2.0 (local) + CMSC (global) loss of Oh et al. (CHIL 2022).
 
 The wav2vec 2.0 part is upstream fairseq's ``Wav2vecCriterion``, unchanged: InfoNCE over the true
 quantised latent and its negatives at every masked step, plus the diversity penalty and the

@@ -63,6 +63,12 @@ def permute_leads(x: np.ndarray, rng: np.random.Generator, lead_present: np.ndar
     return out
 
 
+def rotate(x: np.ndarray, rng: np.random.Generator, lead_present: np.ndarray | None = None) -> np.ndarray:
+    """The Good Views paper's "rotation": a random sign per lead, then the present leads shuffled."""
+    signs = rng.choice(np.array([-1.0, 1.0], dtype=x.dtype), size=(x.shape[0], 1))
+    return permute_leads(x * signs, rng, lead_present)
+
+
 @lru_cache(maxsize=32)
 def _spline_basis(length: int, knots: int) -> np.ndarray:
     """[knots + 2, length] float32: row k is the not-a-knot cubic spline through the k-th unit knot vector."""
@@ -95,6 +101,33 @@ def time_warp(x: np.ndarray, rng: np.random.Generator, sigma: float, knots: int)
     weight = (warped - left).astype(np.float32)
     before = np.take(x, left, axis=1)
     return before + (np.take(x, right, axis=1) - before) * weight
+
+
+#: The transform set of the Good Views paper's SimCLR (jittering, scaling, flipping, rotating,
+#: time and size warping), each applied alone by :func:`apply_transform`.
+PAPER_TRANSFORMS = ("jitter", "scaling", "flip", "rotation", "time_warp", "magnitude_warp")
+
+
+def apply_transform(
+    name: str, x: np.ndarray, rng: np.random.Generator, cfg: AugmentationConfig, lead_present: np.ndarray | None = None
+) -> np.ndarray:
+    """One transform of :data:`PAPER_TRANSFORMS` with its configured strength: [leads, T] -> [leads, T]."""
+    if name == "jitter":
+        x = jitter(x, rng, cfg.jitter_sigma)
+        if lead_present is not None:
+            x[~np.asarray(lead_present, bool)] = 0.0
+        return x
+    if name == "scaling":
+        return scaling(x, rng, cfg.scaling_sigma)
+    if name == "flip":
+        return flip(x, rng)
+    if name == "rotation":
+        return rotate(x, rng, lead_present)
+    if name == "time_warp":
+        return time_warp(x, rng, cfg.time_warp_sigma, cfg.warp_knots)
+    if name == "magnitude_warp":
+        return magnitude_warp(x, rng, cfg.magnitude_warp_sigma, cfg.warp_knots)
+    raise ValueError(f"unknown transform {name!r}; one of {', '.join(PAPER_TRANSFORMS)}")
 
 
 def augment(

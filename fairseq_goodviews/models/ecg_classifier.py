@@ -1,5 +1,12 @@
 """Model ``ecg_classifier``: an encoder (pretrained, or random) plus one linear layer.
 
+A linear probe (``freeze_encoder``) standardises the frozen features before its linear layer
+with a non-affine batch norm whose running statistics are the cumulative mean and variance over
+the training batches (``momentum=None``), i.e. training-split statistics; evaluation uses them
+as they are. Without it an untrained encoder's features, which differ between records by a tiny
+fraction of their scale, would be out of reach of the probe's optimiser, and a random-init
+baseline would be handicapped by feature scale rather than by what its features contain.
+
 With ``model_path`` the encoder is rebuilt from that checkpoint's own model config and weights
 (any registered model exposing ``encode(source) -> [B, D]``); without it, from ``encoder``
 (random initialisation: the supervised baseline, or the random frozen-encoder baseline when
@@ -7,20 +14,25 @@ With ``model_path`` the encoder is rebuilt from that checkpoint's own model conf
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from fairseq import checkpoint_utils
 from fairseq.dataclass import FairseqDataclass
 from fairseq.dataclass.utils import merge_with_parent
 from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY, BaseFairseqModel, register_model
 from omegaconf import DictConfig, OmegaConf
 
+#: Variance floor of the probe's feature standardisation. Batch norm's usual 1e-5 would exceed the
+#: between-record variance of an untrained encoder's features and flatten them.
+FEATURE_NORM_EPS = 1e-10
+
 
 @dataclass
 class EcgClassifierConfig(FairseqDataclass):
-    model_path: Optional[str] = field(
+    model_path: Optional[str] = field(  # noqa: UP045 (OmegaConf needs typing.Optional)
         default=None, metadata={"help": "pretraining checkpoint whose encoder is loaded; None = random init"}
     )
     freeze_encoder: bool = field(default=False, metadata={"help": "train only the linear layer (linear probe)"})
@@ -31,6 +43,11 @@ class EcgClassifierConfig(FairseqDataclass):
     )
     num_classes: int = field(default=4, metadata={"help": "output classes"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the linear layer"})
+    standardize_features: bool = field(
+        default=True,
+        metadata={"help": "linear probe: standardise the frozen features with training-split statistics "
+                  "(non-affine batch norm) before the linear layer"},
+    )
 
 
 def build_encoder(encoder_cfg: Any) -> BaseFairseqModel:
@@ -46,7 +63,7 @@ def build_encoder(encoder_cfg: Any) -> BaseFairseqModel:
     return model
 
 
-def load_pretrained_encoder(path: str) -> tuple[BaseFairseqModel, Dict[str, Any]]:
+def load_pretrained_encoder(path: str) -> tuple[BaseFairseqModel, dict[str, Any]]:
     """The pretrained model of a checkpoint and its model config (as a plain dict)."""
     state = checkpoint_utils.load_checkpoint_to_cpu(path)
     if state.get("cfg") is None or "model" not in state:
@@ -67,6 +84,10 @@ class EcgClassifier(BaseFairseqModel):
         if self.freeze_encoder:
             for parameter in self.encoder.parameters():
                 parameter.requires_grad_(False)
+        self.feature_norm = (
+            nn.BatchNorm1d(embedding_dim, eps=FEATURE_NORM_EPS, affine=False, momentum=None)
+            if self.freeze_encoder and cfg.standardize_features else None
+        )
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(embedding_dim, cfg.num_classes)
 
@@ -92,10 +113,19 @@ class EcgClassifier(BaseFairseqModel):
         return self
 
     def features(self, source: torch.Tensor) -> torch.Tensor:
-        if self.freeze_encoder:
-            with torch.no_grad():
-                return self.encoder.encode(source)
-        return self.encoder.encode(source)
+        """Encoder features [B, D] of ``source`` [B, 12, T], standardised in a linear probe."""
+        if not self.freeze_encoder:
+            return self.encoder.encode(source)
+        with torch.no_grad():
+            features = self.encoder.encode(source)
+        if self.feature_norm is None:
+            return features
+        if self.training and features.shape[0] == 1:
+            # A batch of one has no variance: normalise it with the statistics gathered so far.
+            norm = self.feature_norm
+            return F.batch_norm(features, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+        return self.feature_norm(features)
 
-    def forward(self, source: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+    def forward(self, source: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:
+        """``{"logits": [B, num_classes]}`` of ``source`` [B, 12, T]."""
         return {"logits": self.head(self.dropout(self.features(source)))}

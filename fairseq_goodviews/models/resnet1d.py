@@ -1,4 +1,4 @@
-"""Model ``resnet1d``: the 1-D ResNet-18 encoder of the Good Views paper (DESIGN.md §2.4).
+"""Model ``resnet1d``: the 1-D ResNet-18 encoder of the Good Views paper (its appendix A.2).
 
 Stem Conv1d(k15, s2) -> BN -> ReLU -> MaxPool(k3, s2); BasicBlocks with ``layers`` blocks per
 stage, widths ``base_width * (1, 2, 4, 8)``, strides 1/2/2/2, kernel 7; global average pooling;

@@ -1,4 +1,4 @@
-"""Model ``wav2vec2_ecg``: upstream fairseq's wav2vec 2.0 over multi-lead ECG (Oh et al., DESIGN.md §2.3).
+"""Model ``wav2vec2_ecg``: upstream fairseq's wav2vec 2.0 over multi-lead ECG (Oh et al., CHIL 2022).
 
 Everything but the first convolution is fairseq's own: :class:`Wav2Vec2EcgModel` subclasses
 ``fairseq.models.wav2vec.wav2vec2.Wav2Vec2Model`` (so the transformer encoder, the Gumbel

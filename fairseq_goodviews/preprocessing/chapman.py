@@ -15,14 +15,16 @@ The paper's cohort ("Good Views", §3.1) is ``min_age=18``: 10,381 patients in t
 which the paper dropped 12 with unusable signals (10,369). The signal check of the pipeline
 reports such records in ``skipped.csv``.
 """
+
 from __future__ import annotations
 
 import argparse
 import codecs
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,8 +34,20 @@ from fairseq_goodviews.io.records import EcgRecord, RecordError
 from fairseq_goodviews.labels import UnknownRhythmError, rhythm_class
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing.pipeline import (
-    DUPLICATE, FILTERED, MISSING_FILE, UNKNOWN_LABEL, UNREADABLE, PrepareError, PrepareOptions, PrepareResult,
-    Skipped, SourceItem, add_pipeline_arguments, is_valid_key, options_from_args, prepare,
+    DUPLICATE,
+    FILTERED,
+    MISSING_FILE,
+    UNKNOWN_LABEL,
+    UNREADABLE,
+    PrepareError,
+    PrepareOptions,
+    PrepareResult,
+    Skipped,
+    SourceItem,
+    add_pipeline_arguments,
+    is_valid_key,
+    options_from_args,
+    prepare,
 )
 
 SAMPLE_RATE = 500.0
@@ -41,7 +55,7 @@ N_SAMPLES = 5000
 DIAGNOSTICS = "Diagnostics.xlsx"
 DENOISED_DIR = "ECGDataDenoised"
 RAW_DIR = "ECGData"
-DIAGNOSTICS_COLUMNS: Tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender") + ATTRIBUTE_NAMES
+DIAGNOSTICS_COLUMNS: tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender", *ATTRIBUTE_NAMES)
 _SEX = {"MALE": "M", "FEMALE": "F", "M": "M", "F": "F"}
 
 
@@ -52,8 +66,12 @@ def read_diagnostics(path: str | Path) -> pd.DataFrame:
         raise PrepareError(f"{path}: Chapman metadata file not found")
     try:
         # No default NA strings: a FileName such as "NA" or "nan" is a name, not a missing value.
-        table = pd.read_excel(path, sheet_name=0, keep_default_na=False,
-                              dtype={"FileName": str, "Rhythm": str, "Beat": str, "Gender": str})
+        table = pd.read_excel(
+            path,
+            sheet_name=0,
+            keep_default_na=False,
+            dtype={"FileName": str, "Rhythm": str, "Beat": str, "Gender": str},
+        )
     except Exception as exc:
         raise PrepareError(f"{path}: cannot read the spreadsheet ({type(exc).__name__}: {exc})") from None
     table.columns = [str(c).strip() for c in table.columns]
@@ -64,13 +82,12 @@ def read_diagnostics(path: str | Path) -> pd.DataFrame:
     if table.empty:
         raise PrepareError(f"{path}: the metadata table is empty")
     table["FileName"] = table["FileName"].str.strip()
-    for column in ("PatientAge",) + ATTRIBUTE_NAMES:
+    for column in ("PatientAge", *ATTRIBUTE_NAMES):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     return table.reset_index(drop=True)
 
 
-def chapman_cohort(diagnostics: pd.DataFrame, min_age: Optional[float] = None,
-                   exclude: Iterable[str] = ()) -> pd.Series:
+def chapman_cohort(diagnostics: pd.DataFrame, min_age: float | None = None, exclude: Iterable[str] = ()) -> pd.Series:
     """Boolean mask of the rows kept by the cohort rules (age >= ``min_age``, not excluded)."""
     keep = ~diagnostics["FileName"].isin(set(exclude))
     if min_age is not None:
@@ -87,11 +104,10 @@ def _numbers(line: str) -> bool:
 
 
 def _parse(path: Path, header: int, na_filter: bool) -> np.ndarray:
-    return pd.read_csv(path, header=None, skiprows=header, engine="c", dtype=np.float64,
-                       na_filter=na_filter).to_numpy()
+    return pd.read_csv(path, header=None, skiprows=header, engine="c", dtype=np.float64, na_filter=na_filter).to_numpy()
 
 
-def read_chapman_csv(path: str | Path, expected_samples: Optional[int] = N_SAMPLES) -> np.ndarray:
+def read_chapman_csv(path: str | Path, expected_samples: int | None = N_SAMPLES) -> np.ndarray:
     """Read one Chapman CSV into a float64 [12, T] array in microvolts (canonical lead order).
 
     A header row of lead names is detected (and its order honoured); every data row is kept.
@@ -116,7 +132,7 @@ def read_chapman_csv(path: str | Path, expected_samples: Optional[int] = N_SAMPL
         first = first_line.removeprefix(codecs.BOM_UTF8).decode("ascii").strip()
     except UnicodeDecodeError:
         raise RecordError(path, "not a text CSV (binary or corrupt first line)") from None
-    order: Optional[List[int]] = None
+    order: list[int] | None = None
     header = 0
     if first and not _numbers(first):
         names = [canonical_lead_name(t.strip().strip('"')) for t in first.split(",")]
@@ -149,7 +165,7 @@ def read_chapman_csv(path: str | Path, expected_samples: Optional[int] = N_SAMPL
 class ChapmanConverter:
     """Picklable converter: ``item.source`` is the CSV path, ``item.meta`` the table row."""
 
-    expected_samples: Optional[int] = N_SAMPLES
+    expected_samples: int | None = N_SAMPLES
 
     def __call__(self, item: SourceItem) -> EcgRecord:
         microvolts = read_chapman_csv(item.source, self.expected_samples)
@@ -167,7 +183,7 @@ def _value(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def read_exclude_file(path: str | Path) -> List[str]:
+def read_exclude_file(path: str | Path) -> list[str]:
     """FileNames to leave out, one per line (``.csv`` suffix, blank lines and ``#`` comments ok)."""
     path = Path(path)
     if not path.is_file():
@@ -183,10 +199,10 @@ def read_exclude_file(path: str | Path) -> List[str]:
 def chapman_items(
     src_dir: str | Path,
     *,
-    min_age: Optional[float] = None,
+    min_age: float | None = None,
     exclude: Sequence[str] = (),
     raw: bool = False,
-) -> Tuple[List[SourceItem], List[Skipped], Dict[str, Any]]:
+) -> tuple[list[SourceItem], list[Skipped], dict[str, Any]]:
     """List the records of a Chapman folder; return (items, rejected up front, facts for the report)."""
     src_dir = Path(src_dir)
     diagnostics_path = src_dir / DIAGNOSTICS
@@ -202,28 +218,43 @@ def chapman_items(
 
     excluded = set(exclude)
     kept = chapman_cohort(table, min_age=min_age, exclude=excluded)
-    items: List[SourceItem] = []
-    skipped: List[Skipped] = []
+    items: list[SourceItem] = []
+    skipped: list[Skipped] = []
     seen: set = set()
-    for number, (row, keep) in enumerate(zip(table.itertuples(index=False), kept)):
+    for number, (row, keep) in enumerate(zip(table.itertuples(index=False), kept, strict=True)):
         name = row.FileName
         if not isinstance(name, str) or not name:
-            skipped.append(Skipped(f"row{number + 2}", str(diagnostics_path),
-                                   f"empty FileName in spreadsheet row {number + 2}", UNREADABLE))
+            skipped.append(
+                Skipped(
+                    f"row{number + 2}",
+                    str(diagnostics_path),
+                    f"empty FileName in spreadsheet row {number + 2}",
+                    UNREADABLE,
+                )
+            )
             continue
         csv_path = signal_dir / f"{name}.csv"
         file = str(csv_path)
         if not is_valid_key(name):
-            skipped.append(Skipped(f"row{number + 2}", file, f"FileName {name!r} is unusable as a file name "
-                                   "(letters, digits and _ . + - only)", UNREADABLE))
+            skipped.append(
+                Skipped(
+                    f"row{number + 2}",
+                    file,
+                    f"FileName {name!r} is unusable as a file name (letters, digits and _ . + - only)",
+                    UNREADABLE,
+                )
+            )
             continue
         if name in seen:
             skipped.append(Skipped(name, file, f"FileName listed more than once in {DIAGNOSTICS}", DUPLICATE))
             continue
         seen.add(name)
         if not keep:
-            reason = ("listed in the exclude file" if name in excluded
-                      else f"age {_value(row.PatientAge)} below --min-age {min_age:g}")
+            reason = (
+                "listed in the exclude file"
+                if name in excluded
+                else f"age {_value(row.PatientAge)} below --min-age {min_age:g}"
+            )
             skipped.append(Skipped(name, file, reason, FILTERED))
             continue
         try:
@@ -234,7 +265,7 @@ def chapman_items(
         if f"{name}.csv" not in available:
             skipped.append(Skipped(name, file, f"no {name}.csv in {signal_dir}", MISSING_FILE))
             continue
-        meta: Dict[str, Any] = {
+        meta: dict[str, Any] = {
             "age": _value(row.PatientAge),
             "sex": _SEX.get(str(row.Gender).strip().upper(), ""),
             "rhythm": row.Rhythm.strip(),
@@ -257,35 +288,49 @@ def prepare_chapman(
     src_dir: str | Path,
     out_dir: str | Path,
     *,
-    min_age: Optional[float] = None,
+    min_age: float | None = None,
     exclude: Sequence[str] = (),
     raw: bool = False,
-    options: Optional[PrepareOptions] = None,
+    options: PrepareOptions | None = None,
 ) -> PrepareResult:
     """Prepare a Chapman folder into ``out_dir`` (see :func:`~.pipeline.prepare` for the layout)."""
     items, skipped, facts = chapman_items(src_dir, min_age=min_age, exclude=exclude, raw=raw)
-    config = {"src_dir": str(Path(src_dir).resolve()), "signals": RAW_DIR if raw else DENOISED_DIR,
-              "min_age": min_age, "excluded": len(set(exclude)), **facts}
-    return prepare(items, ChapmanConverter(), out_dir, options=options, skipped=skipped,
-                   source="chapman", config=config)
+    config = {
+        "src_dir": str(Path(src_dir).resolve()),
+        "signals": RAW_DIR if raw else DENOISED_DIR,
+        "min_age": min_age,
+        "excluded": len(set(exclude)),
+        **facts,
+    }
+    return prepare(
+        items, ChapmanConverter(), out_dir, options=options, skipped=skipped, source="chapman", config=config
+    )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Prepare the Chapman/Shaoxing 12-lead ECG database: one .mat per record, "
-                    "patient-wise stratified splits, fairseq manifests, skip report.")
+        "patient-wise stratified splits, fairseq manifests, skip report."
+    )
     parser.add_argument("src_dir", help="folder with Diagnostics.xlsx and ECGDataDenoised/ (or ECGData/)")
     parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
-    parser.add_argument("--min-age", type=float, default=None,
-                        help="keep patients at least this old (the paper's cohort: 18)")
+    parser.add_argument(
+        "--min-age", type=float, default=None, help="keep patients at least this old (the paper's cohort: 18)"
+    )
     parser.add_argument("--exclude", default=None, help="text file of FileNames to leave out")
     parser.add_argument("--raw", action="store_true", help="use ECGData/ instead of ECGDataDenoised/")
     add_pipeline_arguments(parser)
     args = parser.parse_args(argv)
     try:
         exclude = read_exclude_file(args.exclude) if args.exclude else ()
-        prepare_chapman(args.src_dir, args.out_dir, min_age=args.min_age, exclude=exclude, raw=args.raw,
-                        options=options_from_args(args))
+        prepare_chapman(
+            args.src_dir,
+            args.out_dir,
+            min_age=args.min_age,
+            exclude=exclude,
+            raw=args.raw,
+            options=options_from_args(args),
+        )
     except PrepareError as exc:
         parser.exit(2, f"error: {exc}\n")
     return 0

@@ -1,10 +1,16 @@
 """PhysioNet/CinC Challenge 2021 -> per-record ``.mat`` files, splits and manifests.
 
 Layout read: WFDB headers with ``.mat`` signal files (format ``16+24``), searched recursively,
-e.g. ``SRC/training/<subset>/g1/A0001.hea``. Header comments ``#Age``, ``#Sex`` and ``#Dx`` (SNOMED
-CT codes) become the ``age``, ``sex`` and ``dx`` (space-separated codes: the multi-hot label set)
-columns; ``source`` is the record's subset (the first folder under SRC that is not ``training``,
-``validation``, ``test`` or a ``g<N>`` group), with the 2020 folder names mapped to the 2021 ones.
+e.g. ``SRC/training/<subset>/g1/A0001.hea``; the 2020 releases (``Training_WFDB/A0001.hea``) and
+the reduced-lead forms (``six_leads/E07502.hea``) too. Header comments ``#Age``, ``#Sex`` and
+``#Dx`` (SNOMED CT codes; the 2020 phase-1 abbreviations ``AF``, ``RBBB``, ... are mapped to the
+same codes, see :mod:`.snomed`) become the ``age``, ``sex`` and ``dx`` (space-separated codes: the
+multi-hot label set) columns; diagnoses that are neither go to ``dx_unknown``. ``source`` is the
+record's subset: a subset folder under SRC (2020 folder names mapped to the 2021 ones), else the
+subset the Challenge's record name says (:func:`subset_of_record`: ``A`` CPSC 2018, ``Q`` CPSC
+extra, ``I`` St Petersburg INCART, ``S`` PTB, ``HR`` PTB-XL, ``E`` Georgia, ``JS`` up to 10646
+Chapman-Shaoxing and above it Ningbo), else the first folder that is not ``training``,
+``validation``, ``test`` or a ``g<N>`` group.
 
 ``rhythm`` and ``label``: the Dx codes that correspond to Chapman's rhythm codes
 (:data:`SNOMED_RHYTHMS`) are mapped to them, and ``label`` is the merged four-class rhythm
@@ -17,56 +23,105 @@ data, so that a model pretrained here can be evaluated on Chapman without leakag
 records are listed in ``skipped.csv`` (category ``filtered``). Record ids are unique across the
 published subsets; were two to clash, the subset name is prefixed to both.
 """
+
 from __future__ import annotations
 
 import argparse
+import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 from fairseq_goodviews.io.records import RecordError
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS, dominant_rhythm
 from fairseq_goodviews.preprocessing.pipeline import (
-    FILTERED, MISSING_FILE, PrepareError, PrepareOptions, PrepareResult, Skipped, SourceItem,
-    add_pipeline_arguments, prepare,
+    FILTERED,
+    MISSING_FILE,
+    PrepareError,
+    PrepareOptions,
+    PrepareResult,
+    Skipped,
+    SourceItem,
+    add_pipeline_arguments,
+    prepare,
 )
 from fairseq_goodviews.preprocessing.wfdb_dir import (
-    WfdbConverter, add_wfdb_arguments, age_value, converter_config, converter_from_args, list_records,
-    quiet_file_logging, summarise_channels, wfdb_options_from_args,
+    WfdbConverter,
+    add_wfdb_arguments,
+    age_value,
+    converter_config,
+    converter_from_args,
+    list_records,
+    quiet_file_logging,
+    summarise_channels,
+    wfdb_options_from_args,
 )
 from fairseq_goodviews.preprocessing.wfdb_reader import read_header_comments
 
 # SNOMED CT code -> Chapman rhythm code (labels.RHYTHM_TO_CLASS gives the merged class).
 # Codes and names as in the Challenge's dx_mapping_scored/unscored tables.
-SNOMED_RHYTHMS: Dict[str, str] = {
-    "164889003": "AFIB",   # atrial fibrillation (AF)
-    "195080001": "AFIB",   # atrial fibrillation and flutter
-    "426749004": "AFIB",   # chronic atrial fibrillation
-    "164890007": "AF",     # atrial flutter (AFL; Chapman's "AF" is flutter)
-    "426761007": "SVT",    # supraventricular tachycardia (SVT)
-    "67198005": "SVT",     # paroxysmal supraventricular tachycardia (PSVT)
-    "713422000": "AT",     # atrial tachycardia (ATach)
+SNOMED_RHYTHMS: dict[str, str] = {
+    "164889003": "AFIB",  # atrial fibrillation (AF)
+    "195080001": "AFIB",  # atrial fibrillation and flutter
+    "426749004": "AFIB",  # chronic atrial fibrillation
+    "164890007": "AF",  # atrial flutter (AFL; Chapman's "AF" is flutter)
+    "426761007": "SVT",  # supraventricular tachycardia (SVT)
+    "67198005": "SVT",  # paroxysmal supraventricular tachycardia (PSVT)
+    "713422000": "AT",  # atrial tachycardia (ATach)
     "233896004": "AVNRT",  # atrioventricular node reentrant tachycardia
     "251166008": "AVNRT",  # AV node reentrant tachycardia (second code in use)
-    "233897008": "AVRT",   # atrioventricular reentrant tachycardia
+    "233897008": "AVRT",  # atrioventricular reentrant tachycardia
     "195101003": "SAAWR",  # wandering atrial pacemaker (Chapman: sinus atrium to atrial wandering rhythm)
-    "427084000": "ST",     # sinus tachycardia (STach)
-    "426177001": "SB",     # sinus bradycardia (SB)
-    "426783006": "SR",     # sinus rhythm (SNR)
-    "427393009": "SA",     # sinus arrhythmia (SA; Chapman: sinus irregularity)
+    "427084000": "ST",  # sinus tachycardia (STach)
+    "426177001": "SB",  # sinus bradycardia (SB)
+    "426783006": "SR",  # sinus rhythm (SNR)
+    "427393009": "SA",  # sinus arrhythmia (SA; Chapman: sinus irregularity)
 }
 
 # Subset folder names of the 2021 Challenge, and the 2020 names that mean the same data.
-SUBSETS: Tuple[str, ...] = (
-    "chapman_shaoxing", "cpsc_2018", "cpsc_2018_extra", "georgia", "ningbo", "ptb", "ptb-xl",
+SUBSETS: tuple[str, ...] = (
+    "chapman_shaoxing",
+    "cpsc_2018",
+    "cpsc_2018_extra",
+    "georgia",
+    "ningbo",
+    "ptb",
+    "ptb-xl",
     "st_petersburg_incart",
 )
-_SUBSET_ALIASES: Dict[str, str] = {
-    "wfdb_chapmanshaoxing": "chapman_shaoxing", "wfdb_cpsc2018": "cpsc_2018",
-    "wfdb_cpsc2018_2": "cpsc_2018_extra", "wfdb_ga": "georgia", "wfdb_ningbo": "ningbo",
-    "wfdb_ptb": "ptb", "wfdb_ptbxl": "ptb-xl", "wfdb_stpetersburg": "st_petersburg_incart",
+_SUBSET_ALIASES: dict[str, str] = {
+    "wfdb_chapmanshaoxing": "chapman_shaoxing",
+    "wfdb_cpsc2018": "cpsc_2018",
+    "wfdb_cpsc2018_2": "cpsc_2018_extra",
+    "wfdb_ga": "georgia",
+    "wfdb_ningbo": "ningbo",
+    "wfdb_ptb": "ptb",
+    "wfdb_ptbxl": "ptb-xl",
+    "wfdb_stpetersburg": "st_petersburg_incart",
 }
 _GENERIC_FOLDERS = {"training", "validation", "test", "data", "wfdb"}
+# Record names of the Challenge data and the subset each prefix belongs to.
+_RECORD_NAME = re.compile(r"^(?P<prefix>A|Q|I|S|E|HR|JS)(?P<number>\d{4,5})$")
+_PREFIX_SUBSETS: dict[str, str] = {
+    "A": "cpsc_2018",
+    "Q": "cpsc_2018_extra",
+    "I": "st_petersburg_incart",
+    "S": "ptb",
+    "HR": "ptb-xl",
+    "E": "georgia",
+}
+_LAST_CHAPMAN_RECORD = 10646  # JS00001-JS10646 Chapman-Shaoxing, JS10647-JS45551 Ningbo
+
+
+def subset_of_record(name: str) -> str:
+    """The subset a Challenge record name belongs to (``E00271`` -> georgia), or "" if not one."""
+    match = _RECORD_NAME.match(name)
+    if match is None:
+        return ""
+    if match["prefix"] == "JS":
+        return "chapman_shaoxing" if int(match["number"]) <= _LAST_CHAPMAN_RECORD else "ningbo"
+    return _PREFIX_SUBSETS[match["prefix"]]
 
 
 def subset_of(record: Path, root: Path) -> str:
@@ -76,6 +131,9 @@ def subset_of(record: Path, root: Path) -> str:
         name = _SUBSET_ALIASES.get(folder.lower(), folder.lower())
         if name in SUBSETS:
             return name
+    from_name = subset_of_record(record.name)
+    if from_name:
+        return from_name
     for folder in folders:
         lowered = folder.lower()
         if lowered not in _GENERIC_FOLDERS and not (lowered[:1] == "g" and lowered[1:].isdigit()):
@@ -83,21 +141,23 @@ def subset_of(record: Path, root: Path) -> str:
     return ""
 
 
-def rhythm_from_dx(codes: Iterable[str]) -> Tuple[str, str]:
+def rhythm_from_dx(codes: Iterable[str]) -> tuple[str, str]:
     """``(rhythm, label)`` from SNOMED codes: Chapman rhythm code and merged class, or ``("", "")``."""
     rhythm = dominant_rhythm(SNOMED_RHYTHMS[c] for c in codes if c in SNOMED_RHYTHMS)
     return (rhythm, RHYTHM_TO_CLASS[rhythm]) if rhythm else ("", "")
 
 
-def parse_subsets(text: Optional[str]) -> List[str]:
+def parse_subsets(text: str | None) -> list[str]:
     """``"chapman_shaoxing,ningbo"`` -> names (2020 aliases accepted); unknown names are an error."""
     names = [raw.strip().lower() for raw in (text or "").split(",") if raw.strip()]
     return [_SUBSET_ALIASES.get(name, name) for name in names]
 
 
 def physionet2021_items(
-    src_dir: str | Path, *, exclude_subsets: Sequence[str] = (),
-) -> Tuple[List[SourceItem], List[Skipped], Dict[str, Any]]:
+    src_dir: str | Path,
+    *,
+    exclude_subsets: Sequence[str] = (),
+) -> tuple[list[SourceItem], list[Skipped], dict[str, Any]]:
     """List the records under ``src_dir``; return (items, rejected up front, facts for the report).
 
     Raises :class:`PrepareError` for a folder without records or an ``exclude_subsets`` name that
@@ -113,10 +173,10 @@ def physionet2021_items(
             f"{', '.join(SUBSETS)}; found under {src_dir}: {', '.join(sorted(set(subsets) - {''})) or 'none'}"
         )
     clashes = {name for name, n in Counter(r.name for r in records).items() if n > 1}
-    items: List[SourceItem] = []
-    skipped: List[Skipped] = []
+    items: list[SourceItem] = []
+    skipped: list[Skipped] = []
     excluded = set(exclude_subsets)
-    for record, subset in zip(records, subsets):
+    for record, subset in zip(records, subsets, strict=True):
         key = f"{subset}_{record.name}" if record.name in clashes and subset else record.name
         file = str(record) + ".hea"
         if subset in excluded:
@@ -128,11 +188,23 @@ def physionet2021_items(
             skipped.append(Skipped(key, file, str(exc), MISSING_FILE))
             continue
         rhythm, label = rhythm_from_dx(info.dx)
-        meta = {"age": age_value(info.age), "sex": info.sex, "dx": " ".join(info.dx), "rhythm": rhythm,
-                "label": label, "source": subset, "record_name": record.name}
+        meta = {
+            "age": age_value(info.age),
+            "sex": info.sex,
+            "dx": " ".join(info.dx),
+            "rhythm": rhythm,
+            "label": label,
+            "source": subset,
+            "record_name": record.name,
+        }
+        if info.dx_unknown:
+            meta["dx_unknown"] = " ".join(info.dx_unknown)
         items.append(SourceItem(key=key, patient_id=key, meta=meta, source=record))
-    facts = {"headers": len(records), "excluded_subsets": sorted(excluded),
-             "subsets": {s: subsets.count(s) for s in sorted(set(subsets))}}
+    facts = {
+        "headers": len(records),
+        "excluded_subsets": sorted(excluded),
+        "subsets": {s: subsets.count(s) for s in sorted(set(subsets))},
+    }
     return items, skipped, facts
 
 
@@ -141,36 +213,42 @@ def prepare_physionet2021(
     out_dir: str | Path,
     *,
     exclude_subsets: Sequence[str] = (),
-    converter: Optional[WfdbConverter] = None,
-    options: Optional[PrepareOptions] = None,
+    converter: WfdbConverter | None = None,
+    options: PrepareOptions | None = None,
 ) -> PrepareResult:
     """Prepare a PhysioNet/CinC 2021 folder into ``out_dir`` (see :func:`~.pipeline.prepare`)."""
     converter = converter or WfdbConverter()
     items, skipped, facts = physionet2021_items(src_dir, exclude_subsets=exclude_subsets)
     config = {"src_dir": str(Path(src_dir).resolve()), **converter_config(converter), **facts}
-    return prepare(items, converter, out_dir, options=options, skipped=skipped, source="physionet2021",
-                   config=config)
+    return prepare(items, converter, out_dir, options=options, skipped=skipped, source="physionet2021", config=config)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Prepare PhysioNet/CinC Challenge 2021 (WFDB + .mat): one .mat per record at "
-                    "--target-rate, SNOMED Dx codes and rhythm classes, subset per record, splits, "
-                    "fairseq manifests, skip report.")
+        "--target-rate, SNOMED Dx codes and rhythm classes, subset per record, splits, "
+        "fairseq manifests, skip report."
+    )
     parser.add_argument("src_dir", help="folder searched recursively for WFDB records (e.g. training/)")
     parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
-    parser.add_argument("--exclude-subsets", default=None,
-                        help="comma-separated subsets to leave out, e.g. chapman_shaoxing,ningbo "
-                             "(to evaluate on Chapman without leakage)")
+    parser.add_argument(
+        "--exclude-subsets",
+        default=None,
+        help="comma-separated subsets to leave out, e.g. chapman_shaoxing,ningbo "
+        "(to evaluate on Chapman without leakage)",
+    )
     add_wfdb_arguments(parser)
     add_pipeline_arguments(parser)
     args = parser.parse_args(argv)
     quiet_file_logging()
     try:
-        result = prepare_physionet2021(args.src_dir, args.out_dir,
-                                       exclude_subsets=parse_subsets(args.exclude_subsets),
-                                       converter=converter_from_args(args),
-                                       options=wfdb_options_from_args(args))
+        result = prepare_physionet2021(
+            args.src_dir,
+            args.out_dir,
+            exclude_subsets=parse_subsets(args.exclude_subsets),
+            converter=converter_from_args(args),
+            options=wfdb_options_from_args(args),
+        )
     except PrepareError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(summarise_channels(result))

@@ -16,6 +16,11 @@ Every preparer (Chapman, PhysioNet 2021, PTB-XL, generic WFDB) does two things o
     OUT/skipped.csv                  key, file, reason, category of every record not written
     OUT/prepare_report.json          counts by outcome, reason and split, options used
 
+An output folder that cannot be written (its path is a file, no permission) is a
+:class:`PrepareError` naming it, raised before anything is written. Records written with a
+note (leads marked absent because flat, invalid samples repaired: the columns of
+:data:`NOTE_COLUMNS`) are counted in the report and the summary line.
+
 It runs ``options.workers`` processes, and the output does not depend on their number. It is
 resumable: each finished record is logged in ``OUT/.prepare/journal.jsonl`` after its files are
 written, so a re-run (after a crash, ``kill -9`` or Ctrl-C) converts only what is missing and
@@ -29,6 +34,7 @@ converter returns) goes into the ``.mat`` file and its scalar values into the ta
 ``record_id`` (the key), ``segment``, ``patient_id``, ``path``, ``n_samples`` and
 ``sample_rate``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,16 +48,17 @@ import multiprocessing
 import os
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import N_LEADS, EcgRecord, RecordError, write_record
 
@@ -60,20 +67,26 @@ try:  # advisory lock against two runs writing the same OUT (released when a pro
 except ImportError:  # pragma: no cover - non-POSIX
     fcntl = None
 
-SPLITS: Tuple[str, ...] = ("train", "valid", "test")
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
 RECORDS_DIR = "records"
 STATE_DIR = ".prepare"
 JOURNAL = "journal.jsonl"
 
 # Skip categories (the ``category`` column of skipped.csv and the keys of the report's counts).
-FILTERED = "filtered"            # excluded by a cohort rule (age, exclude list, source subset)
-MISSING_FILE = "missing_file"    # a data file the metadata refers to does not exist
-UNREADABLE = "unreadable"        # corrupt, truncated or malformed data file
-BAD_SIGNAL = "bad_signal"        # NaN/inf, flat or no leads (signal_problems)
+FILTERED = "filtered"  # excluded by a cohort rule (age, exclude list, source subset)
+MISSING_FILE = "missing_file"  # a data file the metadata refers to does not exist
+UNREADABLE = "unreadable"  # corrupt, truncated or malformed data file
+BAD_SIGNAL = "bad_signal"  # NaN/inf, flat or no leads (signal_problems)
 UNKNOWN_LABEL = "unknown_label"  # a label/rhythm code outside the known vocabulary
-TOO_SHORT = "too_short"          # shorter than one segment
-DUPLICATE = "duplicate"          # the same record listed twice in the source metadata
-ERROR = "error"                  # an unexpected exception in the converter
+TOO_SHORT = "too_short"  # shorter than one segment
+DUPLICATE = "duplicate"  # the same record listed twice in the source metadata
+ERROR = "error"  # an unexpected exception in the converter
+
+# Metadata columns a converter fills when it wrote a record with a change worth knowing.
+NOTE_COLUMNS: dict[str, str] = {
+    "flat_leads": "with flat leads marked absent",
+    "repaired_samples": "with invalid samples repaired",
+}
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _IDENTITY_COLUMNS = ("path", "n_samples", "record_id", "segment", "patient_id")
@@ -96,7 +109,7 @@ class SkipRecord(Exception):
         return (_make_skip_record, (self.reason, self.category, self.file))
 
 
-def _make_skip_record(reason: str, category: str, file: Optional[str]) -> SkipRecord:
+def _make_skip_record(reason: str, category: str, file: str | None) -> SkipRecord:
     return SkipRecord(reason, category=category, file=file)
 
 
@@ -137,16 +150,16 @@ class PrepareOptions:
 
     workers: int = 1
     seed: int = 0
-    split_fractions: Tuple[float, ...] = (0.6, 0.2, 0.2)
-    split_names: Tuple[str, ...] = SPLITS
+    split_fractions: tuple[float, ...] = (0.6, 0.2, 0.2)
+    split_names: tuple[str, ...] = SPLITS
     # Patients are assigned to splits per value of this column (missing column: unstratified).
-    stratify_by: Optional[str] = "label"
+    stratify_by: str | None = "label"
     # A metadata column holding each record's split name (predefined splits, e.g. PTB-XL folds
     # mapped to train/valid/test by the preparer); overrides the random assignment.
-    split_column: Optional[str] = None
+    split_column: str | None = None
     # Cut records into consecutive non-overlapping segments of this many samples (None: whole).
-    segment_samples: Optional[int] = None
-    chunksize: Optional[int] = None
+    segment_samples: int | None = None
+    chunksize: int | None = None
     progress: bool = True
 
     def validate(self) -> None:
@@ -166,12 +179,12 @@ class PrepareOptions:
 @dataclass
 class PrepareResult:
     out_dir: Path
-    records: int               # source records with at least one file written
-    files: int                 # .mat files (records x segments)
-    reused: int                # records taken over from a previous run of the same OUT
-    skipped: List[Skipped]
-    splits: Dict[str, pd.DataFrame]
-    report: Dict[str, Any]
+    records: int  # source records with at least one file written
+    files: int  # .mat files (records x segments)
+    reused: int  # records taken over from a previous run of the same OUT
+    skipped: list[Skipped]
+    splits: dict[str, pd.DataFrame]
+    report: dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +194,7 @@ class PrepareResult:
 @dataclass(frozen=True)
 class _Job:
     records_dir: str
-    segment_samples: Optional[int]
+    segment_samples: int | None
     convert_id: str
 
 
@@ -202,9 +215,16 @@ def _plain(value: Any) -> Any:
 def _fingerprint(item: SourceItem, job: _Job) -> str:
     """What a record's files depend on: the item, the converter and the segmentation."""
     payload = json.dumps(
-        [item.key, item.patient_id, {k: _plain_or_repr(v) for k, v in item.meta.items()},
-         repr(item.source), job.segment_samples, job.convert_id],
-        sort_keys=True, default=str,
+        [
+            item.key,
+            item.patient_id,
+            {k: _plain_or_repr(v) for k, v in item.meta.items()},
+            repr(item.source),
+            job.segment_samples,
+            job.convert_id,
+        ],
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha1(payload.encode()).hexdigest()
 
@@ -224,21 +244,21 @@ def _describe_converter(convert: Callable) -> str:
     return f"{named.__module__}.{named.__qualname__}"
 
 
-def _skip_entry(key: str, file: str, reason: str, category: str) -> Dict[str, str]:
+def _skip_entry(key: str, file: str, reason: str, category: str) -> dict[str, str]:
     return {"key": key, "file": file, "reason": reason, "category": category}
 
 
-def _segments(record: EcgRecord, segment_samples: Optional[int]) -> List[Tuple[Optional[int], np.ndarray]]:
+def _segments(record: EcgRecord, segment_samples: int | None) -> list[tuple[int | None, np.ndarray]]:
     if segment_samples is None:
         return [(None, record.feats)]
     count = record.n_samples // segment_samples
-    return [(k, record.feats[:, k * segment_samples:(k + 1) * segment_samples]) for k in range(count)]
+    return [(k, record.feats[:, k * segment_samples : (k + 1) * segment_samples]) for k in range(count)]
 
 
 def _process_item(item: SourceItem, convert: Callable[[SourceItem], EcgRecord], job: _Job) -> str:
     """Convert one item, write its files, and return its journal line (JSON)."""
     fingerprint = _fingerprint(item, job)
-    entry: Dict[str, Any] = {"key": item.key, "fp": fingerprint, "rows": [], "skips": []}
+    entry: dict[str, Any] = {"key": item.key, "fp": fingerprint, "rows": [], "skips": []}
     try:
         record = convert(item)
         if not isinstance(record, EcgRecord):
@@ -258,9 +278,14 @@ def _process_item(item: SourceItem, convert: Callable[[SourceItem], EcgRecord], 
 
     segments = _segments(record, job.segment_samples)
     if not segments:
-        entry["skips"].append(_skip_entry(
-            item.key, item.file,
-            f"{record.n_samples} samples, shorter than one segment of {job.segment_samples}", TOO_SHORT))
+        entry["skips"].append(
+            _skip_entry(
+                item.key,
+                item.file,
+                f"{record.n_samples} samples, shorter than one segment of {job.segment_samples}",
+                TOO_SHORT,
+            )
+        )
         return json.dumps(entry)
 
     table_meta = {}
@@ -277,19 +302,29 @@ def _process_item(item: SourceItem, convert: Callable[[SourceItem], EcgRecord], 
             mat_meta["segment"] = segment
         path = Path(job.records_dir) / f"{stem}.mat"
         try:
-            write_record(path, EcgRecord(feats=feats_k, sample_rate=record.sample_rate,
-                                         lead_present=record.lead_present, meta=mat_meta))
+            write_record(
+                path,
+                EcgRecord(
+                    feats=feats_k, sample_rate=record.sample_rate, lead_present=record.lead_present, meta=mat_meta
+                ),
+            )
         except RecordError as exc:  # write_record refuses NaN/inf, flat leads and no leads
             entry["skips"].append(_skip_entry(stem, item.file, exc.problem, BAD_SIGNAL))
             continue
-        row = {"path": f"{RECORDS_DIR}/{stem}.mat", "n_samples": int(feats_k.shape[1]),
-               "record_id": item.key, "segment": 0 if segment is None else segment,
-               "patient_id": patient_id, **table_meta, "sample_rate": float(record.sample_rate)}
+        row = {
+            "path": f"{RECORDS_DIR}/{stem}.mat",
+            "n_samples": int(feats_k.shape[1]),
+            "record_id": item.key,
+            "segment": 0 if segment is None else segment,
+            "patient_id": patient_id,
+            **table_meta,
+            "sample_rate": float(record.sample_rate),
+        }
         entry["rows"].append(row)
     return json.dumps(entry)
 
 
-_WORKER_STATE: Dict[str, Any] = {}
+_WORKER_STATE: dict[str, Any] = {}
 
 
 def _init_worker(convert: Callable, job: _Job) -> None:
@@ -318,9 +353,9 @@ def _locked(state_dir: Path) -> Iterator[None]:
         yield
 
 
-def _read_journal(path: Path) -> Dict[str, Dict[str, Any]]:
+def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
     """Entries by key (last wins). A line cut short by a kill is dropped and truncated away."""
-    entries: Dict[str, Dict[str, Any]] = {}
+    entries: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return entries
     data = path.read_bytes()
@@ -364,7 +399,7 @@ def assign_splits(
     table: pd.DataFrame,
     fractions: Sequence[float] = (0.6, 0.2, 0.2),
     seed: int = 0,
-    stratify_by: Optional[str] = None,
+    stratify_by: str | None = None,
     names: Sequence[str] = SPLITS,
     patient_column: str = "patient_id",
 ) -> pd.Series:
@@ -389,8 +424,8 @@ def assign_splits(
     else:
         stratum_of = pd.Series("", index=pd.Index(sorted(patients.unique()), name="p"))
     rng = np.random.default_rng(seed)
-    members: List[np.ndarray] = []
-    positions: List[np.ndarray] = []
+    members: list[np.ndarray] = []
+    positions: list[np.ndarray] = []
     for stratum in sorted(stratum_of.unique()):
         group = np.array(sorted(stratum_of.index[stratum_of == stratum]), dtype=object)
         members.append(group[rng.permutation(len(group))])
@@ -399,8 +434,8 @@ def assign_splits(
     ordered = ordered[np.lexsort((rng.random(len(ordered)), np.concatenate(positions)))]
     bounds = np.concatenate([[0], np.round(np.cumsum(fractions) * len(ordered)).astype(int)])
     bounds[-1] = len(ordered)
-    split_of: Dict[str, str] = {}
-    for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
+    split_of: dict[str, str] = {}
+    for name, start, stop in zip(names, bounds[:-1], bounds[1:], strict=True):
         split_of.update((p, name) for p in ordered[start:stop])
     return patients.map(split_of)
 
@@ -431,8 +466,7 @@ def _validate_items(items: Sequence[SourceItem], skipped: Sequence[Skipped]) -> 
     bad = [i.key for i in items if not is_valid_key(i.key)]
     if bad:
         raise PrepareError(
-            f"record key(s) unusable as file names: {', '.join(map(repr, bad[:5]))} "
-            "(use letters, digits and _ . + -)"
+            f"record key(s) unusable as file names: {', '.join(map(repr, bad[:5]))} (use letters, digits and _ . + -)"
         )
     counts = Counter(i.key for i in items)
     duplicates = [k for k, n in counts.items() if n > 1]
@@ -442,7 +476,7 @@ def _validate_items(items: Sequence[SourceItem], skipped: Sequence[Skipped]) -> 
         raise PrepareError("no source records to prepare")
 
 
-def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows -> table; integer columns with missing values stay integer (``Int64``), not float."""
     table = pd.DataFrame.from_records(rows)
     for column in table.columns[(table.dtypes == np.float64).to_numpy() & table.isna().any().to_numpy()]:
@@ -452,8 +486,7 @@ def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def _run(todo: List[SourceItem], convert: Callable, job: _Job, options: PrepareOptions,
-         desc: str) -> Iterator[str]:
+def _run(todo: list[SourceItem], convert: Callable, job: _Job, options: PrepareOptions, desc: str) -> Iterator[str]:
     progress = tqdm(total=len(todo), desc=desc, unit="rec", disable=not options.progress, leave=False)
     with progress:
         if options.workers == 1 or len(todo) <= 1:
@@ -465,8 +498,9 @@ def _run(todo: List[SourceItem], convert: Callable, job: _Job, options: PrepareO
         # A worker that dies (OOM, kill) breaks the executor instead of hanging it, as Pool would.
         # Forked workers inherit the imported modules (the package imports fairseq when present).
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        executor = ProcessPoolExecutor(options.workers, mp_context=context, initializer=_init_worker,
-                                       initargs=(convert, job))
+        executor = ProcessPoolExecutor(
+            options.workers, mp_context=context, initializer=_init_worker, initargs=(convert, job)
+        )
         try:
             for line in executor.map(_worker, todo, chunksize=chunksize):
                 yield line
@@ -480,10 +514,10 @@ def prepare(
     convert: Callable[[SourceItem], EcgRecord],
     out_dir: str | Path,
     *,
-    options: Optional[PrepareOptions] = None,
+    options: PrepareOptions | None = None,
     skipped: Iterable[Skipped] = (),
     source: str = "prepare",
-    config: Optional[Mapping[str, Any]] = None,
+    config: Mapping[str, Any] | None = None,
 ) -> PrepareResult:
     """Convert ``items`` with ``convert`` into ``out_dir`` (records, splits, manifests, reports).
 
@@ -506,12 +540,15 @@ def prepare(
     _validate_items(items, pre_skipped)
     out_dir = Path(out_dir)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_out_dir(out_dir)
     records_dir = out_dir / RECORDS_DIR
     state_dir = out_dir / STATE_DIR
-    records_dir.mkdir(exist_ok=True)
-    state_dir.mkdir(exist_ok=True)
+    try:
+        ensure_writable_dir(out_dir)
+        _check_out_dir(out_dir)
+        ensure_writable_dir(records_dir)
+        ensure_writable_dir(state_dir)
+    except OutputPathError as exc:
+        raise PrepareError(str(exc)) from None
     job = _Job(str(records_dir), options.segment_samples, _describe_converter(convert))
 
     with _locked(state_dir):
@@ -522,11 +559,11 @@ def prepare(
         all_skipped = pre_skipped + [Skipped(**s) for entry in entries for s in entry["skips"]]
         _write_skipped(out_dir / "skipped.csv", all_skipped)
         if not rows:  # leave an earlier run's records and manifests alone
-            _write_report(out_dir, _report(source, options, config, items, pre_skipped, rows,
-                                           all_skipped, {}, None))
+            _write_report(out_dir, _report(source, options, config, items, pre_skipped, rows, all_skipped, {}, None))
             reasons = ", ".join(f"{k}: {n}" for k, n in sorted(Counter(s.category for s in all_skipped).items()))
-            raise PrepareError(f"{source}: no record written ({len(all_skipped)} skipped: {reasons}); "
-                               f"see {out_dir / 'skipped.csv'}")
+            raise PrepareError(
+                f"{source}: no record written ({len(all_skipped)} skipped: {reasons}); see {out_dir / 'skipped.csv'}"
+            )
 
         table = _table(rows)
         if options.split_column:
@@ -534,10 +571,9 @@ def prepare(
             stratified = None
         else:
             stratify_by = options.stratify_by
-            stratified = (stratify_by if stratify_by in table.columns and table[stratify_by].notna().any()
-                          else None)
+            stratified = stratify_by if stratify_by in table.columns and table[stratify_by].notna().any() else None
             split = assign_splits(table, options.split_fractions, options.seed, stratified, options.split_names)
-        splits: Dict[str, pd.DataFrame] = {}
+        splits: dict[str, pd.DataFrame] = {}
         for name in options.split_names:
             part = table[(split == name).to_numpy()].reset_index(drop=True)
             if len(part):
@@ -551,26 +587,37 @@ def prepare(
         _write_report(out_dir, report)
         _remove_unlisted(records_dir, {out_dir / row["path"] for row in rows})
 
-    result = PrepareResult(out_dir=out_dir, records=sum(1 for e in entries if e["rows"]), files=len(rows),
-                           reused=reused, skipped=all_skipped, splits=splits, report=report)
+    result = PrepareResult(
+        out_dir=out_dir,
+        records=sum(1 for e in entries if e["rows"]),
+        files=len(rows),
+        reused=reused,
+        skipped=all_skipped,
+        splits=splits,
+        report=report,
+    )
     print(_summary_line(result, source))
     return result
 
 
-def _convert(items: Sequence[SourceItem], convert: Callable, job: _Job, options: PrepareOptions,
-             journal_path: Path, source: str) -> Tuple[List[Dict[str, Any]], int]:
+def _convert(
+    items: Sequence[SourceItem], convert: Callable, job: _Job, options: PrepareOptions, journal_path: Path, source: str
+) -> tuple[list[dict[str, Any]], int]:
     """Journal entries of ``items`` in their order (finished ones reused), and how many were reused.
 
     An entry is appended to the journal as soon as its files are written; at the end the journal
     is rewritten with the current entries only.
     """
     previous = _read_journal(journal_path)
-    results: Dict[str, Dict[str, Any]] = {}
-    todo: List[SourceItem] = []
+    results: dict[str, dict[str, Any]] = {}
+    todo: list[SourceItem] = []
     for item in items:
         entry = previous.get(item.key)
-        if (entry is not None and entry.get("fp") == _fingerprint(item, job)
-                and all((Path(job.records_dir).parent / row["path"]).is_file() for row in entry["rows"])):
+        if (
+            entry is not None
+            and entry.get("fp") == _fingerprint(item, job)
+            and all((Path(job.records_dir).parent / row["path"]).is_file() for row in entry["rows"])
+        ):
             results[item.key] = entry
         else:
             todo.append(item)
@@ -596,16 +643,24 @@ def _remove_unlisted(records_dir: Path, keep: set) -> None:
 
 
 def _write_skipped(path: Path, skipped: Sequence[Skipped]) -> None:
-    frame = pd.DataFrame([dataclasses.astuple(s) for s in skipped],
-                         columns=[f.name for f in dataclasses.fields(Skipped)])
+    frame = pd.DataFrame(
+        [dataclasses.astuple(s) for s in skipped], columns=[f.name for f in dataclasses.fields(Skipped)]
+    )
     with atomic_open(path, newline="") as handle:
         frame.to_csv(handle, index=False)
 
 
-def _report(source: str, options: PrepareOptions, config: Optional[Mapping[str, Any]],
-            items: Sequence[SourceItem], pre_skipped: Sequence[Skipped], rows: Sequence[Dict[str, Any]],
-            skipped: Sequence[Skipped], splits: Mapping[str, pd.DataFrame],
-            stratified: Optional[str]) -> Dict[str, Any]:
+def _report(
+    source: str,
+    options: PrepareOptions,
+    config: Mapping[str, Any] | None,
+    items: Sequence[SourceItem],
+    pre_skipped: Sequence[Skipped],
+    rows: Sequence[dict[str, Any]],
+    skipped: Sequence[Skipped],
+    splits: Mapping[str, pd.DataFrame],
+    stratified: str | None,
+) -> dict[str, Any]:
     written = {row["record_id"] for row in rows}
     return {
         "source": source,
@@ -614,9 +669,15 @@ def _report(source: str, options: PrepareOptions, config: Optional[Mapping[str, 
         "written_files": len(rows),
         "skipped": len(skipped),
         "skipped_by_category": dict(sorted(Counter(s.category for s in skipped).items())),
+        "written_with_notes": {
+            column: len({row["record_id"] for row in rows if row.get(column)}) for column in NOTE_COLUMNS
+        },
         "splits": {
-            name: {"records": int(part["record_id"].nunique()), "files": len(part),
-                   "patients": int(part["patient_id"].nunique())}
+            name: {
+                "records": int(part["record_id"].nunique()),
+                "files": len(part),
+                "patients": int(part["patient_id"].nunique()),
+            }
             for name, part in splits.items()
         },
         "stratified_by": stratified,
@@ -637,6 +698,9 @@ def _summary_line(result: PrepareResult, source: str) -> str:
     files = f" ({result.files} files)" if result.files != result.records else ""
     noun = "record" if result.records == 1 else "records"
     line = f"{source}: wrote {result.records} {noun}{files} to {result.out_dir} [{splits}]"
+    notes = [f"{n} {NOTE_COLUMNS[column]} ({column} column)" for column, n in report["written_with_notes"].items() if n]
+    if notes:
+        line += "; " + ", ".join(notes)
     if report["skipped"]:
         reasons = ", ".join(f"{k} {n}" for k, n in report["skipped_by_category"].items())
         line += f"; skipped {report['skipped']} ({reasons}; see skipped.csv)"
@@ -654,16 +718,31 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pipeline")
     group.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     group.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default: 0)")
-    group.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "VALID", "TEST"),
-                       default=(0.6, 0.2, 0.2), help="patient-wise split fractions (default: 0.6 0.2 0.2)")
-    group.add_argument("--segment-samples", type=int, default=None,
-                       help="cut records into non-overlapping segments of this many samples")
+    group.add_argument(
+        "--split",
+        type=float,
+        nargs=3,
+        metavar=("TRAIN", "VALID", "TEST"),
+        default=(0.6, 0.2, 0.2),
+        help="patient-wise split fractions (default: 0.6 0.2 0.2)",
+    )
+    group.add_argument(
+        "--segment-samples",
+        type=int,
+        default=None,
+        help="cut records into non-overlapping segments of this many samples",
+    )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOptions:
     """:class:`PrepareOptions` from arguments added by :func:`add_pipeline_arguments`."""
-    values = dict(workers=args.workers, seed=args.seed, split_fractions=tuple(args.split),
-                  segment_samples=args.segment_samples, progress=not args.no_progress)
+    values = dict(
+        workers=args.workers,
+        seed=args.seed,
+        split_fractions=tuple(args.split),
+        segment_samples=args.segment_samples,
+        progress=not args.no_progress,
+    )
     values.update(overrides)
     return PrepareOptions(**values)

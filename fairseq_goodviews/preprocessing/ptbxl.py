@@ -15,39 +15,64 @@ STACH, SVTAC, PSVT -> GSVT; SBRAD -> SB; SR, SARRH -> SR), several classes resol
 :data:`~fairseq_goodviews.labels.CLASS_PRIORITY`. PTB-XL writes ages over 89 as 300 (de-
 identification); they are stored as 90.
 """
+
 from __future__ import annotations
 
 import argparse
 import ast
 import dataclasses
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import pandas as pd
 
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS, dominant_rhythm
 from fairseq_goodviews.preprocessing.pipeline import (
-    DUPLICATE, UNREADABLE, PrepareError, PrepareOptions, PrepareResult, Skipped, SourceItem,
-    add_pipeline_arguments, prepare,
+    DUPLICATE,
+    UNREADABLE,
+    PrepareError,
+    PrepareOptions,
+    PrepareResult,
+    Skipped,
+    SourceItem,
+    add_pipeline_arguments,
+    prepare,
 )
 from fairseq_goodviews.preprocessing.wfdb_dir import (
-    WfdbConverter, add_wfdb_arguments, converter_config, converter_from_args, quiet_file_logging, record_keys,
-    summarise_channels, wfdb_options_from_args,
+    WfdbConverter,
+    add_wfdb_arguments,
+    converter_config,
+    converter_from_args,
+    quiet_file_logging,
+    record_keys,
+    summarise_channels,
+    wfdb_options_from_args,
 )
 
 DATABASE = "ptbxl_database.csv"
-REQUIRED_COLUMNS: Tuple[str, ...] = (
-    "ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold", "filename_hr",
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "ecg_id",
+    "patient_id",
+    "age",
+    "sex",
+    "scp_codes",
+    "strat_fold",
+    "filename_hr",
 )
 # SCP-ECG rhythm statement -> Chapman rhythm code (labels.RHYTHM_TO_CLASS gives the class).
-SCP_RHYTHMS: Dict[str, str] = {
-    "AFIB": "AFIB", "AFLT": "AF",
-    "STACH": "ST", "SVTAC": "SVT", "PSVT": "SVT",
+SCP_RHYTHMS: dict[str, str] = {
+    "AFIB": "AFIB",
+    "AFLT": "AF",
+    "STACH": "ST",
+    "SVTAC": "SVT",
+    "PSVT": "SVT",
     "SBRAD": "SB",
-    "SR": "SR", "SARRH": "SA",
+    "SR": "SR",
+    "SARRH": "SA",
 }
-FOLD_SPLITS: Dict[int, str] = {**{f: "train" for f in range(1, 9)}, 9: "valid", 10: "test"}
+FOLD_SPLITS: dict[int, str] = {**{f: "train" for f in range(1, 9)}, 9: "valid", 10: "test"}
 _SEX = {0: "M", 1: "F"}
 _AGE_OVER_89 = 300
 
@@ -70,7 +95,7 @@ def read_database(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def parse_scp_codes(text: Any) -> Dict[str, float]:
+def parse_scp_codes(text: Any) -> dict[str, float]:
     """``"{'NORM': 100.0, 'SR': 0.0}"`` -> dict, with :func:`ast.literal_eval` (never ``eval``)."""
     value = ast.literal_eval(str(text))
     if not isinstance(value, dict):
@@ -78,13 +103,13 @@ def parse_scp_codes(text: Any) -> Dict[str, float]:
     return {str(k): float(v) for k, v in value.items()}
 
 
-def rhythm_from_scp(codes: Sequence[str]) -> Tuple[str, str]:
+def rhythm_from_scp(codes: Sequence[str]) -> tuple[str, str]:
     """``(rhythm, label)``: Chapman rhythm code and merged class, or ``("", "")``."""
     rhythm = dominant_rhythm(SCP_RHYTHMS[c] for c in codes if c in SCP_RHYTHMS)
     return (rhythm, RHYTHM_TO_CLASS[rhythm]) if rhythm else ("", "")
 
 
-def _number(value: Any) -> Optional[float]:
+def _number(value: Any) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -92,11 +117,11 @@ def _number(value: Any) -> Optional[float]:
     return None if number != number else number
 
 
-def _whole(value: Optional[float]) -> Any:
+def _whole(value: float | None) -> Any:
     return int(value) if value is not None and value.is_integer() else value
 
 
-def ptbxl_items(src_dir: str | Path) -> Tuple[List[SourceItem], List[Skipped], Dict[str, Any]]:
+def ptbxl_items(src_dir: str | Path) -> tuple[list[SourceItem], list[Skipped], dict[str, Any]]:
     """List the records of a PTB-XL folder; return (items, rejected up front, facts for the report)."""
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
@@ -105,12 +130,14 @@ def ptbxl_items(src_dir: str | Path) -> Tuple[List[SourceItem], List[Skipped], D
     table = read_database(database)
     records = [src_dir / str(name).strip() for name in table["filename_hr"]]
     unique = list(dict.fromkeys(records))  # a file listed twice is a duplicate row, not a name clash
-    key_of = dict(zip(unique, record_keys(unique, src_dir)))
+    key_of = dict(zip(unique, record_keys(unique, src_dir), strict=True))
     keys = [key_of[r] for r in records]
-    items: List[SourceItem] = []
-    skipped: List[Skipped] = []
+    items: list[SourceItem] = []
+    skipped: list[Skipped] = []
     seen = set()
-    for number, (row, record, key) in enumerate(zip(table.itertuples(index=False), records, keys), start=2):
+    for number, (row, record, key) in enumerate(
+        zip(table.itertuples(index=False), records, keys, strict=True), start=2
+    ):
         file = str(record) + ".hea"
         if key in seen:
             skipped.append(Skipped(key, file, f"listed more than once in {DATABASE}", DUPLICATE))
@@ -127,8 +154,9 @@ def ptbxl_items(src_dir: str | Path) -> Tuple[List[SourceItem], List[Skipped], D
             continue
         fold = _number(row.strat_fold)
         if fold is None or int(fold) not in FOLD_SPLITS:
-            skipped.append(Skipped(key, str(database), f"{where}: strat_fold {row.strat_fold!r} not in 1-10",
-                                   UNREADABLE))
+            skipped.append(
+                Skipped(key, str(database), f"{where}: strat_fold {row.strat_fold!r} not in 1-10", UNREADABLE)
+            )
             continue
         patient = _number(row.patient_id)
         age = _number(row.age)
@@ -137,14 +165,22 @@ def ptbxl_items(src_dir: str | Path) -> Tuple[List[SourceItem], List[Skipped], D
         sex = _number(row.sex)
         rhythm, label = rhythm_from_scp(list(scp))
         meta = {
-            "age": _whole(age), "sex": _SEX.get(int(sex), "") if sex is not None else "",
-            "scp_codes": " ".join(scp), "rhythm": rhythm, "label": label, "source": "ptb-xl",
-            "ecg_id": _whole(_number(row.ecg_id)), "strat_fold": int(fold), "split": FOLD_SPLITS[int(fold)],
+            "age": _whole(age),
+            "sex": _SEX.get(int(sex), "") if sex is not None else "",
+            "scp_codes": " ".join(scp),
+            "rhythm": rhythm,
+            "label": label,
+            "source": "ptb-xl",
+            "ecg_id": _whole(_number(row.ecg_id)),
+            "strat_fold": int(fold),
+            "split": FOLD_SPLITS[int(fold)],
         }
         patient_id = str(_whole(patient)) if patient is not None else key
         items.append(SourceItem(key=key, patient_id=patient_id, meta=meta, source=record))
-    facts = {"database_rows": len(table),
-             "folds": dict(sorted(Counter(int(i.meta["strat_fold"]) for i in items).items()))}
+    facts = {
+        "database_rows": len(table),
+        "folds": dict(sorted(Counter(int(i.meta["strat_fold"]) for i in items).items())),
+    }
     return items, skipped, facts
 
 
@@ -152,8 +188,8 @@ def prepare_ptbxl(
     src_dir: str | Path,
     out_dir: str | Path,
     *,
-    converter: Optional[WfdbConverter] = None,
-    options: Optional[PrepareOptions] = None,
+    converter: WfdbConverter | None = None,
+    options: PrepareOptions | None = None,
 ) -> PrepareResult:
     """Prepare a PTB-XL folder into ``out_dir`` with its published folds (see :func:`~.pipeline.prepare`)."""
     converter = converter or WfdbConverter()
@@ -163,11 +199,12 @@ def prepare_ptbxl(
     return prepare(items, converter, out_dir, options=options, skipped=skipped, source="ptbxl", config=config)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Prepare PTB-XL (ptbxl_database.csv + 500 Hz WFDB records): one .mat per record "
-                    "at --target-rate, the published folds (1-8 train, 9 valid, 10 test), SCP codes "
-                    "and rhythm classes, fairseq manifests, skip report.")
+        "at --target-rate, the published folds (1-8 train, 9 valid, 10 test), SCP codes "
+        "and rhythm classes, fairseq manifests, skip report."
+    )
     parser.add_argument("src_dir", help="PTB-XL folder (with ptbxl_database.csv and records500/)")
     parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
     add_wfdb_arguments(parser)
@@ -175,8 +212,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     quiet_file_logging()
     try:
-        result = prepare_ptbxl(args.src_dir, args.out_dir, converter=converter_from_args(args),
-                               options=wfdb_options_from_args(args))
+        result = prepare_ptbxl(
+            args.src_dir, args.out_dir, converter=converter_from_args(args), options=wfdb_options_from_args(args)
+        )
     except PrepareError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(summarise_channels(result))

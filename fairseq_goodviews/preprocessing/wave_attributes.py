@@ -16,13 +16,17 @@
   fibrillatory and flutter rates are not measured.
 
 R peaks come from neurokit2 (``ecg_peaks``, a maintained detector that works offline), run on the
-QRS-band spatial magnitude of all measured leads. The delineation is done on the multi-lead median
-beat, the way ECG carts such as GE MUSE measure (global QRS onset/offset from the spatial velocity
-of the independent leads I, II, V1-V6; T end from the tangent to the T-wave magnitude). That is
-our own code because it is clearly better here: neurokit2's per-beat wavelet delineation of one
-lead (``method="neurokit"``, kept for comparison) errs by about 55 ms on QRS duration and 100 ms on
-QT on synthetic records with known values, the median beat by about 1.3 ms and 3.6 ms
-(``python -m fairseq_goodviews.preprocessing.validate_attributes`` reports both).
+QRS-band spatial magnitude of all measured leads, then cleaned: weak detections inside an ordinary
+RR interval (T or P waves, which the detector's sinking threshold picks up in bradycardia) are
+dropped, and beats the detector skipped at the record's edges or in long gaps are recovered. The
+delineation is done on the multi-lead median beat, the way ECG carts such as GE MUSE measure:
+global QRS onset/offset from each lead's slope relative to its own QRS (so the slow terminal
+forces of a bundle branch block count), T end by the trapezium-area method on the T wave's
+principal component. neurokit2's per-beat wavelet delineations of one lead (``method=
+"neurokit_dwt"`` and ``"neurokit_cwt"``) are kept for comparison; on the real Chapman records with
+GE MUSE measurements they err more on every fiducial than the median beat, so the median beat is
+the default for QRS onset, QRS offset and T end alike
+(``python -m fairseq_goodviews.preprocessing.validate_attributes`` reports all three).
 
 Attributes are measured on the first ``window_seconds`` (default 10 s, Chapman's length) so that
 ``QRSCount`` is comparable across sources and the cost is bounded for long recordings. Nothing here
@@ -33,10 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 import scipy.ndimage
@@ -51,8 +55,21 @@ FRAME = 600
 R_INDEX = 250  # R peak position in the internal median-beat frame (see reported_qonset)
 QONSET_INTERCEPT = 233.4
 QONSET_SLOPE = -0.311
-METHODS = ("median_beat", "neurokit")
+METHODS = ("median_beat", "neurokit_dwt", "neurokit_cwt")
 MIN_SECONDS = 2.5
+# Delineation constants (see _drop_spurious, _qrs_bounds and _t_offset).
+SPURIOUS_AMPLITUDE = 0.4
+SPURIOUS_GAP = 1.5
+MISSED_AMPLITUDE = 0.3
+MISSED_EDGE_S = 0.06
+QRS_SLOPE_FRACTION = 0.03
+QRS_QUIET_RUN = 4  # samples
+QRS_LEAD_SHARE = 0.2
+QRS_END_LEVEL = 0.3
+QRS_SEARCH = 110  # samples searched on either side of the steepest QRS point
+T_REFERENCE_S = 0.15
+QTC_LIMIT_S = 0.70
+NEXT_QRS_MARGIN_S = 0.04
 
 _LEAD = {name: i for i, name in enumerate(CANONICAL_LEADS)}
 # The eight independent leads (III, aVR, aVL, aVF are combinations of I and II): global
@@ -66,14 +83,14 @@ _AVF_GAIN = math.sqrt(3.0) / 2.0
 class WaveAttributes:
     """Values (NaN where not derivable) keyed by :data:`ATTRIBUTE_NAMES`, and why each NaN is NaN."""
 
-    values: Dict[str, float] = field(default_factory=lambda: {n: math.nan for n in ATTRIBUTE_NAMES})
-    reasons: Dict[str, str] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=lambda: {n: math.nan for n in ATTRIBUTE_NAMES})
+    reasons: dict[str, str] = field(default_factory=dict)
 
-    def as_columns(self) -> Dict[str, float]:
+    def as_columns(self) -> dict[str, float]:
         """``{"attr_<name>": value}``, the manifest's column names."""
         return {f"attr_{name}": float(value) for name, value in self.values.items()}
 
-    def fail(self, reason: str, names: Optional[Tuple[str, ...]] = None) -> None:
+    def fail(self, reason: str, names: tuple[str, ...] | None = None) -> None:
         for name in names or ATTRIBUTE_NAMES:
             if math.isnan(self.values[name]):
                 self.reasons.setdefault(name, reason)
@@ -90,8 +107,8 @@ class _Prepared:
 def compute_wave_attributes(
     feats: np.ndarray,
     sample_rate: float,
-    lead_present: Optional[np.ndarray] = None,
-    window_seconds: Optional[float] = 10.0,
+    lead_present: np.ndarray | None = None,
+    window_seconds: float | None = 10.0,
     method: str = "median_beat",
 ) -> WaveAttributes:
     """Measure the eleven wave attributes; never raises on a bad signal (see the module docstring)."""
@@ -116,8 +133,8 @@ def load_backend() -> None:
 
 
 def _prepare(
-    feats: np.ndarray, sample_rate: float, lead_present: Optional[np.ndarray],
-    window_seconds: Optional[float],
+    feats: np.ndarray, sample_rate: float, lead_present: np.ndarray | None,
+    window_seconds: float | None,
 ) -> _Prepared | str:
     if feats.ndim != 2 or feats.shape[0] != len(CANONICAL_LEADS):
         return f"expected a [12, T] signal, got shape {list(feats.shape)}"
@@ -125,7 +142,7 @@ def _prepare(
         return f"invalid sample rate {sample_rate}"
     present = np.ones(len(CANONICAL_LEADS), bool) if lead_present is None else np.asarray(lead_present, bool).copy()
     if window_seconds:
-        feats = feats[:, : int(round(window_seconds * sample_rate))]
+        feats = feats[:, : round(window_seconds * sample_rate)]
     if feats.shape[1] == 0:
         return "no samples"
     present &= np.isfinite(feats).all(axis=1)
@@ -151,7 +168,8 @@ def _prepare(
 
 
 def _detect_rpeaks(prepared: _Prepared) -> np.ndarray | str:
-    """R peaks: neurokit2's detector on the QRS-band spatial magnitude of the measured leads.
+    """R peaks: neurokit2's detector on the QRS-band spatial magnitude of the measured leads,
+    then :func:`_drop_spurious`.
 
     The magnitude is positive whatever the QRS polarity of each lead, the 8-30 Hz band keeps
     tall T waves from being counted, and a 200 ms refractory period (neurokit2's default is
@@ -161,13 +179,71 @@ def _detect_rpeaks(prepared: _Prepared) -> np.ndarray | str:
 
     with _quiet():
         _, info = nk.ecg_peaks(prepared.detection, sampling_rate=int(FS), method="neurokit", mindelay=0.2)
-    peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
+    peaks = _drop_spurious(prepared.detection, np.asarray(info["ECG_R_Peaks"], dtype=int))
+    peaks = _recover_missed(prepared.detection, peaks)
     if len(peaks) < 2:
         return "fewer than two R peaks found"
     rate = 60.0 * FS / np.mean(np.diff(peaks))
     if not 20.0 <= rate <= 320.0:
         return f"implausible heart rate {rate:.0f} bpm from the R peaks found"
     return peaks
+
+
+def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Add QRS complexes the detector skipped: its filters need a second or so at the start of
+    a record, and a beat can hide in a long gap. In the record's first and last stretches and
+    in every gap longer than ``SPURIOUS_GAP`` median RRs, the largest peak of the detection
+    signal at least 0.5 median RR from its neighbours and ``MISSED_EDGE_S`` from the record's
+    edges is a beat when it is as strong as ``MISSED_AMPLITUDE`` of the median peak."""
+    if len(peaks) < 2:
+        return peaks
+    typical_rr = float(np.median(np.diff(peaks)))
+    threshold = MISSED_AMPLITUDE * float(np.median(detection[peaks]))
+    margin = int(0.5 * typical_rr)
+    edge = int(MISSED_EDGE_S * FS)  # a complex cut by the record's edge is not counted
+    bounds = [(-typical_rr, peaks[0])] + [(a, b) for a, b in itertools.pairwise(peaks)
+                                          if b - a > SPURIOUS_GAP * typical_rr]
+    bounds.append((peaks[-1], len(detection) - 1 + typical_rr))
+    added = []
+    for a, b in bounds:
+        while True:
+            lo, hi = int(max(a + margin, edge)), int(min(b - margin, len(detection) - 1 - edge))
+            if hi <= lo:
+                break
+            best = lo + int(np.argmax(detection[lo:hi + 1]))
+            if detection[best] < threshold or best in (lo, hi):
+                break
+            added.append(best)
+            a = best  # look for a further beat after this one
+    return np.sort(np.concatenate([peaks, np.asarray(added, dtype=peaks.dtype)])) if added else peaks
+
+
+def _drop_spurious(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Remove detections that are a T or P wave rather than a QRS complex.
+
+    neurokit2's threshold adapts to a moving average of the detection signal; in long RR
+    intervals (bradycardia) it sinks until a T or P wave crosses it. Such a detection is weak
+    (below ``SPURIOUS_AMPLITUDE`` of the 80th percentile of the peaks of the detection signal: a
+    QRS complex, even when T and P waves outnumber the beats at very slow rates) and sits inside an
+    ordinary RR interval: its neighbours are at most ``SPURIOUS_GAP`` median RRs apart. A weak
+    beat between neighbours further apart (a premature beat followed by its pause) is kept.
+    """
+    if len(peaks) < 3:
+        return peaks
+    keep = np.ones(len(peaks), bool)
+    strong = detection[peaks] >= SPURIOUS_AMPLITUDE * np.percentile(detection[peaks], 80)
+    if strong.sum() < 2:
+        return peaks
+    typical_rr = float(np.median(np.diff(peaks[strong])))
+    for k in np.flatnonzero(~strong):
+        before = peaks[:k][keep[:k]]
+        after = peaks[k + 1:]
+        if len(before) and len(after) and after[0] - before[-1] <= SPURIOUS_GAP * typical_rr:
+            keep[k] = False
+        elif not len(before) or not len(after):  # a weak detection at an edge: a cut-off wave
+            neighbour = after[0] if len(after) else before[-1]
+            keep[k] = abs(neighbour - peaks[k]) > 0.7 * typical_rr
+    return peaks[keep]
 
 
 def _beats(signal: np.ndarray, peaks: np.ndarray) -> np.ndarray:
@@ -237,52 +313,94 @@ def reported_qonset(qrs_samples: int) -> int:
     std 5.8 samples): the fiducial sits about a third into the QRS. Using the same relation keeps
     QOnset/QOffset/TOffset comparable with Chapman's; the durations do not depend on it.
     """
-    return int(round(QONSET_INTERCEPT + QONSET_SLOPE * qrs_samples))
+    return round(QONSET_INTERCEPT + QONSET_SLOPE * qrs_samples)
 
 
-def _qrs_bounds(median: np.ndarray) -> Tuple[int, int] | str:
-    """Global QRS onset and offset of the median beat (measured leads, smoothed).
+def _qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
+    """Global QRS onset and offset of the median beat ([leads, FRAME], measured leads, smoothed).
 
-    The spatial velocity (norm over leads of the first difference) peaks inside the QRS; the
-    onset is where it was last below 10 % of that peak for four samples in a row before it, the
-    offset where it first is so after it (searched within 220 ms of the peak).
+    Per lead, the onset is where the lead's absolute slope was last below ``QRS_SLOPE_FRACTION``
+    of its QRS maximum (above its own noise floor) for ``QRS_QUIET_RUN`` samples in a row before
+    the QRS, the offset where it first is so after it. A lead-relative threshold catches the slow
+    terminal forces of wide complexes (bundle branch blocks), which one lead shows and the
+    spatial velocity, dominated by the steepest lead, hides. Only leads whose QRS is steep (at
+    least ``QRS_LEAD_SHARE`` of the steepest lead's slope) vote, so that a lead with a tiny QRS
+    and a tall T wave does not stretch the QRS into the T wave; and a lead's offset only counts
+    when the lead is back within ``QRS_END_LEVEL`` of its QRS amplitude from its PR level there
+    (at fast rates a T wave can follow the QRS without an ST segment, and its flat apex would
+    pass for the end of the QRS). The global onset is the second
+    earliest lead onset and the offset the second latest lead offset (the earliest and the latest,
+    as ECG carts take them, without trusting a single lead).
     """
-    velocity = np.sqrt(np.sum(np.diff(median, axis=1) ** 2, axis=0))
+    slopes = np.abs(np.diff(median, axis=1))
+    velocity = np.sqrt(np.sum(slopes ** 2, axis=0))
     lo, hi = R_INDEX - 40, R_INDEX + 40
     peak = lo + int(np.argmax(velocity[lo:hi]))
     if velocity[peak] <= 0:
         return "no QRS complex in the median beat"
-    quiet = velocity < 0.1 * velocity[peak]
-    run = quiet[:-3] & quiet[1:-2] & quiet[2:-1] & quiet[3:]  # run[i]: samples i..i+3 quiet
-    first = max(peak - 110, 0)
-    before = np.flatnonzero(run[first: peak - 3])
-    after = np.flatnonzero(run[peak: peak + 110])
-    if not len(before) or not len(after):
+    first = max(peak - QRS_SEARCH, 0)
+    quiet_zones = np.concatenate([slopes[:, first: max(peak - 60, first + 1)],
+                                  slopes[:, peak + 150: peak + 200]], axis=1)
+    floor = np.median(quiet_zones, axis=1)
+    tops = lo + np.argmax(slopes[:, lo:hi], axis=1)
+    top_slopes = slopes[np.arange(len(slopes)), tops]
+    onsets, offsets = [], []
+    for lead, slope, noise, top in zip(median, slopes, floor, tops, strict=True):
+        if slope[top] <= noise or slope[top] < QRS_LEAD_SHARE * top_slopes.max():
+            continue
+        quiet = slope < noise + QRS_SLOPE_FRACTION * (slope[top] - noise)
+        run = np.convolve(quiet, np.ones(QRS_QUIET_RUN), mode="valid") == QRS_QUIET_RUN
+        before = np.flatnonzero(run[first: peak - QRS_QUIET_RUN + 1])
+        after = np.flatnonzero(run[peak: peak + QRS_SEARCH])
+        if not len(before) or not len(after):
+            continue
+        onset, offset = first + int(before[-1]) + QRS_QUIET_RUN, peak + int(after[0])
+        onsets.append(onset)
+        level = lead[max(onset - 6, 0): max(onset - 1, 1)].mean()
+        if abs(lead[offset] - level) <= QRS_END_LEVEL * np.ptp(lead[onset: offset + 1]):
+            offsets.append(offset)
+    if not onsets or not offsets:
         return "QRS onset or offset not found in the median beat"
-    return first + int(before[-1]) + 4, peak + int(after[0])
+    return int(np.sort(onsets)[min(1, len(onsets) - 1)]), int(np.sort(offsets)[::-1][min(1, len(offsets) - 1)])
 
 
 def _t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str:
-    """T-wave end: the tangent at the steepest descent of the T-wave magnitude (norm over the
-    baseline-corrected leads) meets zero; searched after the J point, before the next beat and
-    within a QTc of 620 ms."""
-    end = int(min(FRAME - 1, q_on + rr * FS - 10, q_on + 0.62 * math.sqrt(rr) * FS))
-    start = q_off + int(0.06 * FS)  # past the ST segment, which an elevation would make the "peak"
+    """T-wave end by the trapezium-area method (Vazquez-Seisdedos et al. 2011) on the T wave's
+    principal component.
+
+    The ST-T segments of the measured leads (``median``: [leads, FRAME], baseline-corrected) are
+    projected on their first principal direction, which carries the T wave whatever its polarity
+    in each lead. From the point of steepest descent after the T peak, ``xm``, to a reference
+    ``xr`` ``T_REFERENCE_S`` later, the T end is the point ``xi`` that maximises the area of the
+    trapezium (xm, y(xm)), (xi, y(xi)), (xr, y(xi)), (xr, y(xm)): it does not depend on the
+    baseline level after the T wave, which the tangent method needs. Values beyond the PR-segment
+    baseline on the far side count as the baseline, so that a following wave of the opposite
+    polarity (often the next P wave at fast rates) does not drag the end later. Searched after the J point,
+    up to a QTc of ``QTC_LIMIT_S`` and ``NEXT_QRS_MARGIN_S`` before the next QRS.
+    """
+    end = int(min(FRAME - 1, q_on + (rr - NEXT_QRS_MARGIN_S) * FS, q_on + QTC_LIMIT_S * math.sqrt(rr) * FS))
+    start = q_off + int(0.04 * FS)  # past the ST segment, which an elevation would make the "peak"
     if end - start < 8:
         return "RR too short to find the T wave"
-    magnitude = np.sqrt(np.sum(median[:, start:end + 1] ** 2, axis=0))
-    top = int(np.argmax(magnitude))
-    if magnitude[top] < 0.02:
+    segment = median[:, start:end + 1]
+    direction = np.linalg.svd(segment - segment.mean(axis=1, keepdims=True), full_matrices=False)[0][:, 0]
+    wave = direction @ median[:, start:end + 1]
+    if wave.max() < -wave.min():
+        wave = -wave
+    top = int(np.argmax(wave))
+    if wave[top] < 0.02:
         return "no T wave above 0.02 mV"
-    slope = np.diff(magnitude[top:])
+    slope = np.diff(wave[top:])
     if not len(slope) or slope.min() >= 0:
         return "T wave has no descending limb before the next beat"
-    k = int(np.argmin(slope))
-    crossing = top + k - magnitude[top + k] / slope[k]
-    return start + int(round(min(crossing, end - start)))
+    xm = top + int(np.argmin(slope))
+    xr = min(len(wave) - 1, xm + int(T_REFERENCE_S * FS))
+    xi = np.arange(xm, xr + 1)
+    area = (wave[xm] - np.maximum(wave[xi], 0.0)) * (2 * xr - xi - xm)
+    return start + xm + int(np.argmax(area))
 
 
-def _frontal_leads(median: np.ndarray, present: np.ndarray) -> Tuple[np.ndarray, np.ndarray] | str:
+def _frontal_leads(median: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
     """Leads I and aVF of the median beat, derived from two other limb leads where needed."""
     have = {name: median[_LEAD[name]] for name in CANONICAL_LEADS[:6] if present[_LEAD[name]]}
     lead_i, lead_ii, lead_iii = have.get("I"), have.get("II"), have.get("III")
@@ -335,14 +453,14 @@ def _p_wave_consistent(beats: np.ndarray, median: np.ndarray, leads: np.ndarray,
     return matches >= 0.7 * len(beats)
 
 
-def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray) -> Tuple[int, int, int] | str:
-    """QRS onset/offset and T offset as medians of neurokit2's per-beat wavelet delineation of
-    the measured lead with the largest QRS."""
+def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray, method: str) -> tuple[int, int, int] | str:
+    """QRS onset/offset and T offset as medians of neurokit2's per-beat wavelet delineation
+    (``method``: ``"dwt"`` or ``"cwt"``) of the measured lead with the largest QRS."""
     import neurokit2 as nk
 
     lead = prepared.measured[int(np.argmax(np.ptp(prepared.signal[prepared.measured], axis=1)))]
     with _quiet():
-        _, waves = nk.ecg_delineate(prepared.signal[lead], peaks, sampling_rate=int(FS), method="dwt")
+        _, waves = nk.ecg_delineate(prepared.signal[lead], peaks, sampling_rate=int(FS), method=method)
 
     def median_offset(key: str) -> float:
         points = np.asarray(waves.get(key, []), dtype=float)
@@ -354,7 +472,7 @@ def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray) -> Tuple[int, int, 
     onset, offset, t_end = (median_offset(k) for k in ("ECG_R_Onsets", "ECG_R_Offsets", "ECG_T_Offsets"))
     if not all(math.isfinite(v) for v in (onset, offset, t_end)):
         return "neurokit2 delineation found no QRS onset/offset or T offset"
-    return (R_INDEX + int(round(onset)), R_INDEX + int(round(offset)), R_INDEX + int(round(t_end)))
+    return (R_INDEX + round(onset), R_INDEX + round(offset), R_INDEX + round(t_end))
 
 
 def _measure(prepared: _Prepared, method: str, result: WaveAttributes) -> None:
@@ -376,9 +494,9 @@ def _measure(prepared: _Prepared, method: str, result: WaveAttributes) -> None:
         return
     median = np.nan_to_num(median)
 
-    t_off: Optional[int] = None
-    if method == "neurokit":
-        bounds = _neurokit_bounds(prepared, peaks)
+    t_off: int | None = None
+    if method.startswith("neurokit_"):
+        bounds = _neurokit_bounds(prepared, peaks, method.split("_", 1)[1])
         if isinstance(bounds, str):
             result.fail(bounds)
             return

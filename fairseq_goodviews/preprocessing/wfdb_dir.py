@@ -9,15 +9,17 @@ the one the header comments give (``patient:``/``patient id:``/``subject:``), el
 This module also holds what the three WFDB preparers (this one, PhysioNet 2021, PTB-XL) share:
 the picklable :class:`WfdbConverter` and the command-line options of the reader.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -25,13 +27,30 @@ from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.io.records import EcgRecord, RecordError
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.pipeline import (
-    BAD_SIGNAL, MISSING_FILE, PrepareError, PrepareOptions, PrepareResult, SkipRecord, Skipped, SourceItem,
-    add_pipeline_arguments, options_from_args, prepare,
+    BAD_SIGNAL,
+    MISSING_FILE,
+    PrepareError,
+    PrepareOptions,
+    PrepareResult,
+    Skipped,
+    SkipRecord,
+    SourceItem,
+    add_pipeline_arguments,
+    options_from_args,
+    prepare,
 )
 from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes, load_backend
 from fairseq_goodviews.preprocessing.wfdb_reader import (
-    DEFAULT_MIN_RATE, DEFAULT_TARGET_RATE, FLAT_LEADS_MODES, BadSignalError, MissingFileError, find_records,
-    read_header_comments, read_wfdb,
+    DEFAULT_FLAT_LEADS,
+    DEFAULT_MAX_RATE,
+    DEFAULT_MIN_RATE,
+    DEFAULT_TARGET_RATE,
+    FLAT_LEADS_MODES,
+    BadSignalError,
+    MissingFileError,
+    find_records,
+    read_header_comments,
+    read_wfdb,
 )
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -42,26 +61,34 @@ class WfdbConverter:
     """Picklable converter: ``item.source`` is the record path (without ``.hea``).
 
     The ``.mat`` file gets ``item.meta`` (scalars), the header's age/sex where the item has none,
-    ``leads`` (present leads), ``ignored_channels``, ``source_sample_rate`` and, with
+    ``leads`` (present leads), ``ignored_channels``, ``flat_leads`` (marked absent) and
+    ``repaired_samples`` (``lead:count`` of interpolated invalid samples) where any,
+    ``source_sample_rate`` and, with
     ``attributes``, the eleven ``attr_*`` values (also as the ``attributes`` vector, as the
     Chapman preparer stores them) and ``attr_missing`` (why any is NaN).
     """
 
     target_rate: float = DEFAULT_TARGET_RATE
     min_rate: float = DEFAULT_MIN_RATE
-    flat_leads: str = "error"
+    flat_leads: str = DEFAULT_FLAT_LEADS
     attributes: bool = True
+    max_rate: float = DEFAULT_MAX_RATE
 
     def __call__(self, item: SourceItem) -> EcgRecord:
         try:
-            read = read_wfdb(item.source, target_rate=self.target_rate, min_rate=self.min_rate,
-                             flat_leads=self.flat_leads)
+            read = read_wfdb(
+                item.source,
+                target_rate=self.target_rate,
+                min_rate=self.min_rate,
+                flat_leads=self.flat_leads,
+                max_rate=self.max_rate,
+            )
         except MissingFileError as exc:
             raise SkipRecord(exc.problem, category=MISSING_FILE, file=exc.path) from None
         except BadSignalError as exc:
             raise SkipRecord(exc.problem, category=BAD_SIGNAL, file=exc.path) from None
         record = read.record
-        meta: Dict[str, Any] = {k: v for k, v in item.meta.items() if np.ndim(v) == 0}
+        meta: dict[str, Any] = {k: v for k, v in item.meta.items() if np.ndim(v) == 0}
         if _missing(meta.get("age")):
             meta["age"] = age_value(read.header.age)
         if not meta.get("sex"):
@@ -70,6 +97,8 @@ class WfdbConverter:
         meta["ignored_channels"] = ",".join(read.ignored_channels)
         if read.flat_leads:
             meta["flat_leads"] = ",".join(read.flat_leads)
+        if read.repaired_samples:
+            meta["repaired_samples"] = ",".join(read.repaired_samples)
         meta["source_sample_rate"] = read.source_rate
         if self.attributes:
             measured = compute_wave_attributes(record.feats, record.sample_rate, record.lead_present)
@@ -91,19 +120,19 @@ def age_value(age: float) -> Any:
     return int(age) if float(age).is_integer() else age
 
 
-def record_keys(records: Sequence[Path], root: Path) -> List[str]:
+def record_keys(records: Sequence[Path], root: Path) -> list[str]:
     """File-name-safe unique keys: the record name, or its path under ``root`` where names clash."""
     names = [_UNSAFE.sub("_", r.name) for r in records]
     counts = Counter(names)
     keys = []
-    for record, name in zip(records, names):
+    for record, name in zip(records, names, strict=True):
         if counts[name] > 1:
             name = _UNSAFE.sub("_", "_".join(record.relative_to(root).parts))
         keys.append(name)
     return keys
 
 
-def list_records(src_dir: str | Path) -> List[Path]:
+def list_records(src_dir: str | Path) -> list[Path]:
     """Every WFDB record under ``src_dir``; :class:`PrepareError` naming the folder if none."""
     try:
         return find_records(src_dir)
@@ -112,15 +141,18 @@ def list_records(src_dir: str | Path) -> List[Path]:
 
 
 def wfdb_dir_items(
-    src_dir: str | Path, *, source_name: Optional[str] = None, patient_from_folder: bool = False,
-) -> Tuple[List[SourceItem], List[Skipped], Dict[str, Any]]:
+    src_dir: str | Path,
+    *,
+    source_name: str | None = None,
+    patient_from_folder: bool = False,
+) -> tuple[list[SourceItem], list[Skipped], dict[str, Any]]:
     """List the records of a WFDB folder; return (items, rejected up front, facts for the report)."""
     src_dir = Path(src_dir)
     records = list_records(src_dir)
     source = source_name or src_dir.resolve().name
-    items: List[SourceItem] = []
-    skipped: List[Skipped] = []
-    for record, key in zip(records, record_keys(records, src_dir)):
+    items: list[SourceItem] = []
+    skipped: list[Skipped] = []
+    for record, key in zip(records, record_keys(records, src_dir), strict=True):
         try:
             info = read_header_comments(record)
         except (RecordError, OSError) as exc:
@@ -135,6 +167,8 @@ def wfdb_dir_items(
         meta = {"age": age_value(info.age), "sex": info.sex, "source": source, "record_name": record.name}
         if info.dx:
             meta["dx"] = " ".join(info.dx)
+        if info.dx_unknown:
+            meta["dx_unknown"] = " ".join(info.dx_unknown)
         items.append(SourceItem(key=key, patient_id=str(patient), meta=meta, source=record))
     facts = {"headers": len(records)}
     return items, skipped, facts
@@ -143,17 +177,43 @@ def wfdb_dir_items(
 def add_wfdb_arguments(parser: argparse.ArgumentParser) -> None:
     """Reader options shared by the WFDB preparers (rate, segments in seconds, flat leads, attributes)."""
     group = parser.add_argument_group("WFDB reading")
-    group.add_argument("--target-rate", type=float, default=DEFAULT_TARGET_RATE,
-                       help="resample every record to this rate in Hz (default: 500)")
-    group.add_argument("--min-rate", type=float, default=DEFAULT_MIN_RATE,
-                       help="skip records sampled below this rate in Hz (default: 100)")
-    group.add_argument("--segment-seconds", type=float, default=None,
-                       help="cut records into non-overlapping segments of this many seconds "
-                            "(e.g. 5 or 10; the remainder is dropped; segments keep record_id)")
-    group.add_argument("--flat-leads", choices=FLAT_LEADS_MODES, default="error",
-                       help="a flat lead skips the record (error, default) or is marked absent (absent)")
-    group.add_argument("--no-attributes", action="store_true",
-                       help="do not measure the wave attributes (faster; attr_* columns stay empty)")
+    group.add_argument(
+        "--target-rate",
+        type=float,
+        default=DEFAULT_TARGET_RATE,
+        help="resample every record to this rate in Hz (default: 500)",
+    )
+    group.add_argument(
+        "--min-rate",
+        type=float,
+        default=DEFAULT_MIN_RATE,
+        help="skip records sampled below this rate in Hz (default: 100)",
+    )
+    group.add_argument(
+        "--max-rate",
+        type=float,
+        default=DEFAULT_MAX_RATE,
+        help="skip records whose header gives a rate above this in Hz (default: 20000)",
+    )
+    group.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=None,
+        help="cut records into non-overlapping segments of this many seconds "
+        "(e.g. 5 or 10; the remainder is dropped; segments keep record_id)",
+    )
+    group.add_argument(
+        "--flat-leads",
+        choices=FLAT_LEADS_MODES,
+        default=DEFAULT_FLAT_LEADS,
+        help="a flat lead (e.g. recorded as zeros) is marked absent and reported (absent, "
+        "default) or skips the record (error)",
+    )
+    group.add_argument(
+        "--no-attributes",
+        action="store_true",
+        help="do not measure the wave attributes (faster; attr_* columns stay empty)",
+    )
 
 
 def quiet_file_logging() -> None:
@@ -165,8 +225,15 @@ def quiet_file_logging() -> None:
 def converter_from_args(args: argparse.Namespace) -> WfdbConverter:
     if args.target_rate <= 0:
         raise PrepareError(f"--target-rate must be positive, got {args.target_rate:g}")
-    return WfdbConverter(target_rate=args.target_rate, min_rate=args.min_rate,
-                         flat_leads=args.flat_leads, attributes=not args.no_attributes)
+    if args.max_rate <= args.min_rate:
+        raise PrepareError(f"--max-rate ({args.max_rate:g}) must be above --min-rate ({args.min_rate:g})")
+    return WfdbConverter(
+        target_rate=args.target_rate,
+        min_rate=args.min_rate,
+        max_rate=args.max_rate,
+        flat_leads=args.flat_leads,
+        attributes=not args.no_attributes,
+    )
 
 
 def wfdb_options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOptions:
@@ -176,7 +243,7 @@ def wfdb_options_from_args(args: argparse.Namespace, **overrides: Any) -> Prepar
             raise PrepareError("give --segment-seconds or --segment-samples, not both")
         if args.segment_seconds <= 0:
             raise PrepareError(f"--segment-seconds must be positive, got {args.segment_seconds:g}")
-        overrides["segment_samples"] = int(round(args.segment_seconds * args.target_rate))
+        overrides["segment_samples"] = round(args.segment_seconds * args.target_rate)
     return options_from_args(args, **overrides)
 
 
@@ -185,8 +252,13 @@ def converter_config(converter: WfdbConverter) -> Mapping[str, Any]:
     converter measures attributes, so that forked workers inherit it instead of each importing it."""
     if converter.attributes:
         load_backend()
-    return {"target_rate": converter.target_rate, "min_rate": converter.min_rate,
-            "flat_leads": converter.flat_leads, "attributes": converter.attributes}
+    return {
+        "target_rate": converter.target_rate,
+        "min_rate": converter.min_rate,
+        "max_rate": converter.max_rate,
+        "flat_leads": converter.flat_leads,
+        "attributes": converter.attributes,
+    }
 
 
 def summarise_channels(result: PrepareResult) -> str:
@@ -207,39 +279,51 @@ def prepare_wfdb_dir(
     src_dir: str | Path,
     out_dir: str | Path,
     *,
-    converter: Optional[WfdbConverter] = None,
-    source_name: Optional[str] = None,
+    converter: WfdbConverter | None = None,
+    source_name: str | None = None,
     patient_from_folder: bool = False,
-    options: Optional[PrepareOptions] = None,
+    options: PrepareOptions | None = None,
 ) -> PrepareResult:
     """Prepare a folder of WFDB records into ``out_dir`` (see :func:`~.pipeline.prepare`)."""
     converter = converter or WfdbConverter()
-    items, skipped, facts = wfdb_dir_items(src_dir, source_name=source_name,
-                                           patient_from_folder=patient_from_folder)
-    config = {"src_dir": str(Path(src_dir).resolve()), "patient_from_folder": patient_from_folder,
-              **converter_config(converter), **facts}
-    return prepare(items, converter, out_dir, options=options, skipped=skipped, source="wfdb_dir",
-                   config=config)
+    items, skipped, facts = wfdb_dir_items(src_dir, source_name=source_name, patient_from_folder=patient_from_folder)
+    config = {
+        "src_dir": str(Path(src_dir).resolve()),
+        "patient_from_folder": patient_from_folder,
+        **converter_config(converter),
+        **facts,
+    }
+    return prepare(items, converter, out_dir, options=options, skipped=skipped, source="wfdb_dir", config=config)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Prepare any folder of WFDB records (any lead names, order, subset or rate): "
-                    "one .mat per record at --target-rate, splits, fairseq manifests, skip report.")
+        "one .mat per record at --target-rate, splits, fairseq manifests, skip report."
+    )
     parser.add_argument("src_dir", help="folder searched recursively for WFDB records (.hea)")
     parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
-    parser.add_argument("--source-name", default=None,
-                        help="value of the 'source' column (default: the name of SRC_DIR)")
-    parser.add_argument("--patient-from-folder", action="store_true",
-                        help="patient id = the record's folder name when the header gives none")
+    parser.add_argument(
+        "--source-name", default=None, help="value of the 'source' column (default: the name of SRC_DIR)"
+    )
+    parser.add_argument(
+        "--patient-from-folder",
+        action="store_true",
+        help="patient id = the record's folder name when the header gives none",
+    )
     add_wfdb_arguments(parser)
     add_pipeline_arguments(parser)
     args = parser.parse_args(argv)
     quiet_file_logging()
     try:
-        result = prepare_wfdb_dir(args.src_dir, args.out_dir, converter=converter_from_args(args),
-                                  source_name=args.source_name, patient_from_folder=args.patient_from_folder,
-                                  options=wfdb_options_from_args(args))
+        result = prepare_wfdb_dir(
+            args.src_dir,
+            args.out_dir,
+            converter=converter_from_args(args),
+            source_name=args.source_name,
+            patient_from_folder=args.patient_from_folder,
+            options=wfdb_options_from_args(args),
+        )
     except PrepareError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(summarise_channels(result))

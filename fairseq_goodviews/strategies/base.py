@@ -12,7 +12,7 @@ whole [N, N] relation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import pandas as pd
@@ -44,14 +44,43 @@ class View:
 
 
 class PositiveStrategy:
-    """Base class: one view per record, positives are other views of the same record."""
+    """Base class: one view per record, positives are other views of the same record.
 
+    The class attributes are everything the rest of the project knows about a strategy (the task,
+    the Table 1 runner, its report and plots read them from the registry): a new strategy is one
+    module here plus one config in ``config/pretraining/``.
+    """
+
+    #: Name of the method in result tables.
+    display_name: str = ""
+    #: Its row in the Good Views paper's Table 1 (e.g. "Strategy 2"); None for methods outside it.
+    paper_row: Optional[str] = None
+    #: The paper's Table 1 macro AUROC (%) on Chapman, (mean, std over 5 runs), where it has one.
+    paper_auroc: Optional[Tuple[float, float]] = None
     #: The strategy reads downstream labels (rhythm): results must be flagged as label-using.
     uses_labels: bool = False
     #: Positives come from other records: the dataset puts a sampled partner in the batch.
     cross_record: bool = False
     #: Metadata-table columns the strategy needs; a missing one is a clear error at load time.
     required_columns: Sequence[str] = ()
+    #: Positives are other records of the same patient: the strategy needs data with several
+    #: records per patient (on one-ECG-per-patient data no anchor can have a positive).
+    needs_repeat_patients: bool = False
+
+    @classmethod
+    def table_name(cls) -> str:
+        """The row label of result tables: "Strategy 2 (SimCLR)", or the display name alone."""
+        return f"{cls.paper_row} ({cls.display_name})" if cls.paper_row else cls.display_name
+
+    @classmethod
+    def crop_segments(cls, cfg: "StrategyConfig") -> int:
+        """How many views' worth of time a crop is cut into (the crop is that many views long)."""
+        return 1
+
+    @classmethod
+    def views_per_record(cls, cfg: "StrategyConfig") -> int:
+        """Views made from each record's crop (a cross-record item holds two records)."""
+        return 1
 
     def __init__(self, cfg: StrategyConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
         """``table`` is the split being loaded; ``fit_table`` the training split (for statistics)."""
@@ -84,9 +113,16 @@ class PositiveStrategy:
         """
         return same(meta["record"], rows)
 
+    def no_positive_reason(self) -> Optional[str]:
+        """Why no anchor of the loaded split can have a positive, or None when some can."""
+        return None
+
     def describe(self) -> Dict[str, Any]:
         """Facts to log with the results (e.g. that the strategy uses labels)."""
-        return {"strategy": self.cfg._name, "uses_labels": self.uses_labels}
+        return {
+            "strategy": self.cfg._name, "uses_labels": self.uses_labels,
+            "views_per_item": self.views_per_record(self.cfg) * (2 if self.cross_record else 1),
+        }
 
 
 def same(values: torch.Tensor, rows: slice = ALL) -> torch.Tensor:
@@ -176,6 +212,11 @@ class GroupStrategy(PositiveStrategy):
     def positive_mask(self, meta: Mapping[str, torch.Tensor], rows: slice = ALL) -> torch.Tensor:
         return group_relation(meta, list(self.keys), rows) | same(meta["record"], rows)
 
+    def no_positive_reason(self) -> Optional[str]:
+        if (self.partner_index.group_size() >= 2).any():
+            return None
+        return f"no record shares its {' and '.join(self.keys)} with another record"
+
     def describe(self) -> Dict[str, Any]:
         sizes = self.partner_index.group_size()
         return {
@@ -199,6 +240,20 @@ def register_strategy(name: str, dataclass: Type[StrategyConfig]) -> Callable[[T
         return cls
 
     return wrapper
+
+
+def register_strategy_schemas() -> None:
+    """Store each strategy's config dataclass as ``strategy/<name>`` in hydra's ConfigStore.
+
+    A strategy config selects it with ``/strategy@task.strategy: <name>`` in its defaults list, so
+    every option of the strategy is in the composed config (a plain override changes it, a typo
+    is an error naming the key) and its defaults are written once, in the dataclass.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name, config_class in STRATEGY_DATACLASS_REGISTRY.items():
+        store.store(group="strategy", name=name, node=config_class(_name=name))
 
 
 def strategy_config(cfg: Mapping[str, Any] | DictConfig) -> StrategyConfig:

@@ -47,6 +47,13 @@ def check_lead_groups(cfg: CmlcConfig) -> None:
         raise ValueError(f"n_views must be >= 0, got {cfg.n_views}")
 
 
+def lead_view_count(cfg: CmlcConfig) -> int:
+    """Views per record of a 12-lead record with every lead present."""
+    if cfg.lead_groups == "each":
+        return cfg.n_views if 0 < cfg.n_views < len(CANONICAL_LEADS) else len(CANONICAL_LEADS)
+    return 2
+
+
 def lead_views(
     lead_present: np.ndarray, lead_groups: str, n_views: int, rng: np.random.Generator
 ) -> List[Tuple[int, np.ndarray]]:
@@ -72,7 +79,14 @@ def restrict_to_leads(signal: np.ndarray, slots: np.ndarray) -> np.ndarray:
 
 @register_strategy("cmlc", dataclass=CmlcConfig)
 class Cmlc(PositiveStrategy):
+    display_name = "CLOCS - Lead"
+    paper_row = "Strategy 1"
+    paper_auroc = (88.9, 1.6)
     cfg: CmlcConfig
+
+    @classmethod
+    def views_per_record(cls, cfg: CmlcConfig) -> int:
+        return lead_view_count(cfg)
 
     def __init__(self, cfg: CmlcConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
         super().__init__(cfg, table, fit_table, seed)

@@ -67,7 +67,18 @@ def check_segments(cfg: CmscConfig) -> None:
 
 @register_strategy("cmsc", dataclass=CmscConfig)
 class Cmsc(PositiveStrategy):
+    display_name = "CLOCS - Time"
+    paper_row = "Strategy 1"
+    paper_auroc = (83.0, 1.1)
     cfg: CmscConfig
+
+    @classmethod
+    def crop_segments(cls, cfg: CmscConfig) -> int:
+        return 1 if cfg.segment_length else cfg.n_segments
+
+    @classmethod
+    def views_per_record(cls, cfg: CmscConfig) -> int:
+        return cfg.n_segments
 
     def __init__(self, cfg: CmscConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
         super().__init__(cfg, table, fit_table, seed)

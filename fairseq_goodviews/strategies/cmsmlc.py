@@ -23,7 +23,13 @@ import pandas as pd
 import torch
 
 from fairseq_goodviews.strategies.base import ALL, PositiveStrategy, View, register_strategy, same
-from fairseq_goodviews.strategies.cmlc import CmlcConfig, check_lead_groups, lead_views, restrict_to_leads
+from fairseq_goodviews.strategies.cmlc import (
+    CmlcConfig,
+    check_lead_groups,
+    lead_view_count,
+    lead_views,
+    restrict_to_leads,
+)
 from fairseq_goodviews.strategies.cmsc import CmscConfig, check_segments, resolve_segment_length, segment_offsets
 
 RELATIONS = ("cross", "any")
@@ -39,7 +45,16 @@ class CmsmlcConfig(CmlcConfig, CmscConfig):
 
 @register_strategy("cmsmlc", dataclass=CmsmlcConfig)
 class Cmsmlc(PositiveStrategy):
+    display_name = "CLOCS - Lead & Time (CMSMLC)"
     cfg: CmsmlcConfig
+
+    @classmethod
+    def crop_segments(cls, cfg: CmsmlcConfig) -> int:
+        return 1 if cfg.segment_length else cfg.n_segments
+
+    @classmethod
+    def views_per_record(cls, cfg: CmsmlcConfig) -> int:
+        return cfg.n_segments * lead_view_count(cfg)
 
     def __init__(self, cfg: CmsmlcConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
         super().__init__(cfg, table, fit_table, seed)

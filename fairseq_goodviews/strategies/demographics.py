@@ -46,6 +46,9 @@ def sex_codes(sex: pd.Series) -> np.ndarray:
 
 @register_strategy("demographics", dataclass=DemographicsConfig)
 class Demographics(GroupStrategy):
+    display_name = "Demographics"
+    paper_row = "Strategy 3"
+    paper_auroc = (88.1, 1.3)
     required_columns = ("age", "sex")
     cfg: DemographicsConfig
 

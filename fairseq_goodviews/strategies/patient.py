@@ -40,7 +40,9 @@ def recording_codes(table: pd.DataFrame) -> np.ndarray:
 
 @register_strategy("patient", dataclass=PatientConfig)
 class Patient(GroupStrategy):
+    display_name = "Patient (PCLR)"
     required_columns = ("patient_id",)
+    needs_repeat_patients = True
     cfg: PatientConfig
 
     def __init__(self, cfg: PatientConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
@@ -75,6 +77,13 @@ class Patient(GroupStrategy):
         if not self.cfg.same_recording:
             relation &= ~same(meta["recording"], rows)
         return relation | same(meta["record"], rows)
+
+    def no_positive_reason(self) -> Optional[str]:
+        if not self.cfg.same_recording and (self._other_recordings == 0).all():
+            return "no patient has records from two recordings"
+        if super().no_positive_reason() is not None:
+            return "every patient has a single record (one ECG per patient)"
+        return None
 
     def describe(self) -> Dict[str, Any]:
         facts = super().describe()

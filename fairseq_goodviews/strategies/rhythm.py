@@ -8,7 +8,7 @@ This strategy reads the downstream labels, so its results are label-using: the t
 warning and ``describe()`` says so. Labels are only ever read from the training split: the task
 drops the label columns from every other split, so building the strategy for a validation or test
 split fails with an error that says to disable validation (``dataset.disable_validation=true``,
-as ``configs/pretraining/rhythm.yaml`` does). A record with a missing rhythm (or beat, when
+as ``config/pretraining/rhythm.yaml`` does). A record with a missing rhythm (or beat, when
 matched) gets no partner and is counted.
 """
 from dataclasses import dataclass, field
@@ -45,6 +45,9 @@ def codes(values: pd.Series) -> np.ndarray:
 
 @register_strategy("rhythm", dataclass=RhythmConfig)
 class Rhythm(GroupStrategy):
+    display_name = "Rhythms"
+    paper_row = "Strategy 4"
+    paper_auroc = (99.3, 0.0)
     uses_labels = True
     cfg: RhythmConfig
 
@@ -63,7 +66,7 @@ class Rhythm(GroupStrategy):
                 f"strategy 'rhythm' reads the downstream label column(s) {', '.join(missing)}, which this split "
                 "does not have: label columns are kept for the train split only, so that no strategy reads the "
                 "labels of valid or test. Pretrain with validation disabled: dataset.disable_validation=true "
-                "(configs/pretraining/rhythm.yaml sets it)"
+                "(config/pretraining/rhythm.yaml sets it)"
             )
         keys = {"rhythm": codes(table["rhythm"])}
         if self.cfg.match_beat:

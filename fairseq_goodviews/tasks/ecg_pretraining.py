@@ -3,7 +3,7 @@
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from fairseq.dataclass import FairseqDataclass
@@ -34,6 +34,11 @@ class EcgPretrainingConfig(FairseqDataclass):
     lead_mask_prob: float = field(
         default=0.5, metadata={"help": "random lead masking: probability of zeroing each lead of each view"}
     )
+    method_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "name of the pretraining method in result tables (default: the strategy's); "
+                  "set by a config that pairs a strategy with another model or loss (W2V+CMSC+RLM)"},
+    )
     rebuild_batches: bool = field(
         default=True,
         metadata={"help": "draw new batches every epoch (fairseq keeps the epoch iterator and its workers; "
@@ -45,6 +50,10 @@ class EcgPretrainingConfig(FairseqDataclass):
                   "contrastive logits and loss stay float32, the weights and optimiser float32"},
     )
     seed: int = II("common.seed")
+
+
+class NoPositivesError(ValueError):
+    """A strategy whose anchors can have no positive on the data (PCLR on one ECG per patient)."""
 
 
 @register_task("ecg_pretraining", dataclass=EcgPretrainingConfig)
@@ -70,6 +79,13 @@ class EcgPretrainingTask(FairseqTask):
         if split != "train":
             table = table.drop(columns=[c for c in LABEL_COLUMNS if c in table.columns])
         strategy = build_strategy(self.cfg.strategy, table, self._train_table(), self.cfg.seed)
+        if split == "train":
+            reason = strategy.no_positive_reason()
+            if reason is not None:
+                raise NoPositivesError(
+                    f"strategy {strategy.cfg._name!r} cannot pretrain on {self.cfg.data}: {reason}, so no "
+                    "anchor can have a positive"
+                )
         self._strategy = self._strategy or strategy
         if strategy.uses_labels:
             logger.warning("strategy %s reads downstream labels: its results are label-using", strategy.cfg._name)

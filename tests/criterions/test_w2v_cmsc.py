@@ -1,5 +1,4 @@
 """wav2vec2_cmsc: upstream wav2vec 2.0 loss + CMSC, every term logged, the sum falling in a tiny run."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,10 @@ from omegaconf import OmegaConf
 
 from fairseq_goodviews.criterions.w2v_cmsc import Wav2Vec2CmscCriterion
 from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel
+from conftest import PRETRAIN_CONFIGS
 from fairseq_goodviews.strategies.base import ALL, same
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretraining"
+CONFIGS = PRETRAIN_CONFIGS
 SMALL = {
     "conv_feature_layers": "[(32, 2, 2)] * 4", "encoder_layers": 1, "encoder_embed_dim": 32,
     "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 2, "conv_pos": 8, "conv_pos_groups": 4,

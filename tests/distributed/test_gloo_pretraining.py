@@ -1,4 +1,4 @@
-"""Two-process pretraining with torchrun and gloo on CPU (the recipe of DESIGN.md §4).
+"""Two-process pretraining with torchrun and gloo on CPU (the recipe in the README's multi-GPU section).
 
 With negatives gathered from every worker, the loss of a global batch split over two processes
 must equal the single-process loss on the same records. GroupNorm is used so the encoder has no
@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, USER_DIR, hydra_train, write_tiny_dataset
+from conftest import PRETRAIN_CONFIGS, USER_DIR, hydra_train, write_tiny_dataset
 
-PRETRAIN = REPO_ROOT / "configs" / "pretraining"
+
+pytestmark = pytest.mark.slow  # real fairseq-hydra-train runs
+
+PRETRAIN = PRETRAIN_CONFIGS
 
 
 def _free_port() -> int:

@@ -7,12 +7,12 @@ import re
 import pytest
 import torch
 
-from conftest import REPO_ROOT, hydra_train
+from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, hydra_train
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
 from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS, format_table, main
 
-PRETRAIN = REPO_ROOT / "configs" / "pretraining"
-FINETUNE = REPO_ROOT / "configs" / "finetuning"
+PRETRAIN = PRETRAIN_CONFIGS
+FINETUNE = FINETUNE_CONFIGS
 # Tiny records are 1000 samples: two CMSC segments of 500.
 PRETRAIN_SMALL = ["preset=w2v_cpu_small", "task.sample_size=1000", "task.strategy.segment_length=500",
                   "dataset.batch_size=16", "dataset.num_workers=0", "optimization.max_epoch=1"]
@@ -41,6 +41,7 @@ def pretrained(tiny_dataset, tmp_path_factory):
     return checkpoint
 
 
+@pytest.mark.slow
 def test_rlm_pretrained_model_probed_on_one_lead_end_to_end(pretrained, tiny_dataset, tmp_path, capsys):
     probe = tmp_path / "probe"
     run = hydra_train(FINETUNE, "linear_probe", [*FINETUNE_SMALL, f"task.data={tiny_dataset}", "+task.leads=II",
@@ -62,11 +63,12 @@ def test_rlm_pretrained_model_probed_on_one_lead_end_to_end(pretrained, tiny_dat
         assert name in table
     payload = json.loads(out.read_text())
     assert [s["name"] for s in payload["subsets"]] == list(LEAD_SUBSETS)
-    assert [len(s["leads"]) for s in payload["subsets"]] == [12, 6, 3, 2, 1]
+    assert [len(s["leads"]) for s in payload["subsets"]] == [12, 6, 4, 3, 2, 1]
     one_lead = payload["subsets"][-1]
     assert one_lead["leads"] == ["II"] and one_lead["metrics"] == pytest.approx(metrics)
 
 
+@pytest.mark.slow
 def test_finetuned_checkpoint_round_trips(pretrained, tiny_dataset, tmp_path):
     finetuned = tmp_path / "finetune"
     hydra_train(FINETUNE, "finetune", [*FINETUNE_SMALL, f"task.data={tiny_dataset}", f"model.model_path={pretrained}",
@@ -84,14 +86,21 @@ def test_finetuned_checkpoint_round_trips(pretrained, tiny_dataset, tmp_path):
     assert all(math.isfinite(first[k]) for k in ("macro_auroc", "accuracy", "macro_f1"))
 
 
-def test_subsets_are_the_papers_and_the_table_shows_them_in_order():
-    assert list(LEAD_SUBSETS.values()) == [None, "I,II,III,aVR,aVL,aVF", "I,II,V2", "I,II", "II"]
+def test_subsets_are_the_challenges_plus_one_lead_and_the_table_shows_them_in_order():
+    assert list(LEAD_SUBSETS.values()) == [None, "I,II,III,aVR,aVL,aVF", "I,II,III,V2", "I,II,V2", "I,II", "II"]
     results = {name: {"metrics": {"macro_auroc": 0.5 + i / 10, "macro_auprc": 0.4, "accuracy": 0.3, "macro_f1": 0.2}}
                for i, name in enumerate(LEAD_SUBSETS)}
     lines = format_table(results).splitlines()
     assert lines[0].split()[:2] == ["leads", "macro_auroc"]
-    assert [line.startswith(name) for line, name in zip(lines[1:], LEAD_SUBSETS)] == [True] * 5
-    assert "0.9000" in lines[-1]
+    assert [line.startswith(name) for line, name in zip(lines[1:], LEAD_SUBSETS, strict=True)] == [True] * 6
+    assert "1.0000" in lines[-1]
+
+
+def test_multi_label_table_shows_the_tasks_own_metrics():
+    metrics = {"macro_auroc": 0.8, "macro_auprc": 0.5, "f_max": 0.6, "challenge_score": 0.3, "per_class_auroc": {}}
+    lines = format_table({name: {"metrics": metrics} for name in LEAD_SUBSETS}).splitlines()
+    assert lines[0].split() == ["leads", "macro_auroc", "macro_auprc", "f_max", "challenge_score"]
+    assert lines[3].startswith("4 leads (I, II, III, V2)") and lines[3].split()[-1] == "0.3000"
 
 
 def test_missing_or_wrong_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -1,4 +1,5 @@
 """The Chapman preparer: CSV variants, skip report, cohort rules, the paper's cohort, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,12 @@ from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.labels import rhythm_class
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.chapman import (
-    chapman_cohort, main, prepare_chapman, read_chapman_csv, read_diagnostics, read_exclude_file,
+    chapman_cohort,
+    main,
+    prepare_chapman,
+    read_chapman_csv,
+    read_diagnostics,
+    read_exclude_file,
 )
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
 
@@ -81,8 +87,9 @@ def all_splits(out: Path) -> pd.DataFrame:
 
 def test_header_and_no_header_give_identical_records_in_millivolts(tmp_path):
     values = microvolts(7)
-    src = make_chapman(tmp_path / "src", [diagnostics_row("A"), diagnostics_row("B")],
-                       {"A": (values, True), "B": (values, False)})
+    src = make_chapman(
+        tmp_path / "src", [diagnostics_row("A"), diagnostics_row("B")], {"A": (values, True), "B": (values, False)}
+    )
     prepare_chapman(src, tmp_path / "out", options=QUIET)
     a = read_record(tmp_path / "out" / "records" / "A.mat")
     b = read_record(tmp_path / "out" / "records" / "B.mat")
@@ -105,16 +112,19 @@ def test_header_order_byte_order_mark_and_crlf_are_handled(tmp_path):
     np.testing.assert_array_equal(read_chapman_csv(path, expected_samples=50), values.T)
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"\x00\x9f\x92\x96garbage\xff" * 40, "not a text CSV"),
-    ((HEADER + "1,2,3\n4,5,6\n").encode(), "columns, expected 12"),
-    (("1," * 11 + "1\n") * 4999, "4999 rows, expected 5000"),
-    (("1," * 11 + "1\n") * 4999 + "1,2,3,4,5,6,7,8,9,10,11,x\n", "malformed CSV"),
-    (("1," * 11 + "1\n") * 4999 + "1,2,3,4,5,6,7", "truncated"),
-    (("1," * 11 + "1\n") * 2 + "1," * 12 + "1\n", "malformed CSV"),
-    (b"", "empty file"),
-    ("Lead,II,III\n1,2,3\n".encode(), "neither numbers nor the 12 lead names"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"\x00\x9f\x92\x96garbage\xff" * 40, "not a text CSV"),
+        ((HEADER + "1,2,3\n4,5,6\n").encode(), "columns, expected 12"),
+        (("1," * 11 + "1\n") * 4999, "4999 rows, expected 5000"),
+        (("1," * 11 + "1\n") * 4999 + "1,2,3,4,5,6,7,8,9,10,11,x\n", "malformed CSV"),
+        (("1," * 11 + "1\n") * 4999 + "1,2,3,4,5,6,7", "truncated"),
+        (("1," * 11 + "1\n") * 2 + "1," * 12 + "1\n", "malformed CSV"),
+        (b"", "empty file"),
+        (b"Lead,II,III\n1,2,3\n", "neither numbers nor the 12 lead names"),
+    ],
+)
 def test_malformed_csv_raises_record_error_naming_the_file(tmp_path, content, problem):
     path = tmp_path / "bad.csv"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -132,10 +142,19 @@ def test_bad_files_and_signals_are_reported_by_name(tmp_path):
     truncated = (HEADER + "\n".join(",".join(f"{v:.3f}" for v in row) for row in good)).encode()[:-40]
     rows = [diagnostics_row(n) for n in ("ok", "garbage", "truncated", "missing", "nan", "flat")]
     rows.append(diagnostics_row("weird", rhythm="XYZ"))
-    src = make_chapman(tmp_path / "src", rows, {
-        "ok": good, "garbage": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 30, "truncated": truncated,
-        "missing": None, "nan": nan, "flat": flat, "weird": good,
-    })
+    src = make_chapman(
+        tmp_path / "src",
+        rows,
+        {
+            "ok": good,
+            "garbage": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 30,
+            "truncated": truncated,
+            "missing": None,
+            "nan": nan,
+            "flat": flat,
+            "weird": good,
+        },
+    )
     result = prepare_chapman(src, tmp_path / "out", options=QUIET)
     assert result.records == 1
     skipped = pd.read_csv(tmp_path / "out" / "skipped.csv", keep_default_na=False).set_index("key")
@@ -153,16 +172,25 @@ def test_bad_files_and_signals_are_reported_by_name(tmp_path):
 
 
 def test_cohort_rules(tmp_path):
-    rows = [diagnostics_row(f"r{i}", age=age, gender=g, rhythm=r)
-            for i, (age, g, r) in enumerate([(12, "MALE", "SB"), (18, "FEMALE", "AF"), (40, "MALE", "ST"),
-                                             (80, "FEMALE", "SA"), (65, "MALE", "AVNRT"), (17, "FEMALE", "SR")])]
+    rows = [
+        diagnostics_row(f"r{i}", age=age, gender=g, rhythm=r)
+        for i, (age, g, r) in enumerate(
+            [
+                (12, "MALE", "SB"),
+                (18, "FEMALE", "AF"),
+                (40, "MALE", "ST"),
+                (80, "FEMALE", "SA"),
+                (65, "MALE", "AVNRT"),
+                (17, "FEMALE", "SR"),
+            ]
+        )
+    ]
     rows += [diagnostics_row("r1", age=30), diagnostics_row("bad name", age=30)]
     src = make_chapman(tmp_path / "src", rows)
     exclude = tmp_path / "exclude.txt"
     exclude.write_text("# leakage\nr2.csv\n\nnot_there\n")
     assert read_exclude_file(exclude) == ["r2", "not_there"]
-    result = prepare_chapman(src, tmp_path / "out", min_age=18, exclude=read_exclude_file(exclude),
-                             options=QUIET)
+    result = prepare_chapman(src, tmp_path / "out", min_age=18, exclude=read_exclude_file(exclude), options=QUIET)
     assert result.records == 3
     skipped = {s.key: s for s in result.skipped}
     assert skipped["r0"].category == "filtered" and "age 12 below --min-age 18" == skipped["r0"].reason
@@ -179,11 +207,12 @@ def test_cohort_rules(tmp_path):
 
 
 def test_bad_source_folders_are_refused(tmp_path):
-    with pytest.raises(PrepareError, match="Diagnostics.xlsx: Chapman metadata file not found"):
+    with pytest.raises(PrepareError, match=r"Diagnostics\.xlsx: Chapman metadata file not found"):
         prepare_chapman(tmp_path, tmp_path / "out", options=QUIET)
     src = make_chapman(tmp_path / "cols", [diagnostics_row("a")])
     pd.DataFrame([diagnostics_row("a")]).drop(columns=["Rhythm", "TOffset"]).to_excel(
-        src / "Diagnostics.xlsx", index=False)
+        src / "Diagnostics.xlsx", index=False
+    )
     with pytest.raises(PrepareError, match=r"Diagnostics.xlsx: missing column\(s\) Rhythm, TOffset"):
         prepare_chapman(src, tmp_path / "out", options=QUIET)
     src = make_chapman(tmp_path / "empty", [diagnostics_row("a")])
@@ -216,10 +245,30 @@ def test_cli_from_repo_root(tmp_path):
     exclude = tmp_path / "exclude.txt"
     exclude.write_text("r7\n")
     result = subprocess.run(
-        [sys.executable, "manifests/chapman.py", str(src), str(tmp_path / "out"), "--min-age", "18",
-         "--exclude", str(exclude), "--workers", "2", "--seed", "1", "--split", "0.5", "0.25", "0.25",
-         "--no-progress"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "manifests/chapman.py",
+            str(src),
+            str(tmp_path / "out"),
+            "--min-age",
+            "18",
+            "--exclude",
+            str(exclude),
+            "--workers",
+            "2",
+            "--seed",
+            "1",
+            "--split",
+            "0.5",
+            "0.25",
+            "0.25",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "chapman: wrote 6 records" in result.stdout and "filtered 2" in result.stdout
     root, entries = read_manifest(tmp_path / "out" / "train.tsv")
@@ -239,6 +288,7 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
 
 
 # --- the real metadata ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def real_diagnostics() -> pd.DataFrame:
@@ -261,7 +311,7 @@ def test_paper_cohort_is_age_18_and_over_minus_12_unusable_records(real_diagnost
     counts = groups.value_counts(sort=False).tolist()
     paper = [542, 702, 1254, 2041, 2614, 1863, 1353]
     assert counts == [545, 702, 1255, 2043, 2618, 1863, 1355]
-    assert all(c >= p for c, p in zip(counts, paper)) and sum(counts) - sum(paper) == 12
+    assert all(c >= p for c, p in zip(counts, paper, strict=True)) and sum(counts) - sum(paper) == 12
     assert len(table[chapman_cohort(table, min_age=17)]) == 10407
     assert len(table[chapman_cohort(table, min_age=19)]) == 10356
 
@@ -297,7 +347,7 @@ def test_real_metadata_subset_end_to_end(tmp_path, real_diagnostics):
 
 
 def test_synthetic_generator_end_to_end(tmp_path):
-    synthetic = pytest.importorskip("fairseq_goodviews.preprocessing.synthetic",
+    synthetic = pytest.importorskip("fairseq_goodviews.synthetic.chapman",
                                     reason="the synthetic Chapman generator is not in this tree")
     diagnostics = synthetic.generate_chapman(tmp_path / "src", 12, seed=0)
     result = prepare_chapman(tmp_path / "src", tmp_path / "out", options=QUIET)

@@ -1,4 +1,5 @@
 """PhysioNet/CinC 2021 preparer: .mat records, Dx codes and rhythm classes, subsets, bad input, kill -9."""
+
 from __future__ import annotations
 
 import os
@@ -14,13 +15,20 @@ import pytest
 
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
+from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.physionet2021 import (
-    SNOMED_RHYTHMS, main, parse_subsets, physionet2021_items, prepare_physionet2021, rhythm_from_dx, subset_of,
+    SNOMED_RHYTHMS,
+    main,
+    parse_subsets,
+    physionet2021_items,
+    prepare_physionet2021,
+    rhythm_from_dx,
+    subset_of,
+    subset_of_record,
 )
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
-from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal, write_physionet2021_tree, write_wfdb
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
-from fairseq_goodviews.leads import CANONICAL_LEADS
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_physionet2021_tree, write_wfdb
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = PrepareOptions(progress=False)
@@ -40,13 +48,31 @@ def tree(tmp_path_factory) -> Path:
 
 def test_rhythm_mapping():
     assert rhythm_from_dx(["164889003"]) == ("AFIB", "AFIB")
-    assert rhythm_from_dx(["164890007", "59118001"]) == ("AF", "AFIB")          # flutter -> AFIB
-    assert rhythm_from_dx(["427393009", "426177001"]) == ("SB", "SB")           # SA + SB -> SB
-    assert rhythm_from_dx(["426783006", "427084000"]) == ("ST", "GSVT")         # SR + STach -> GSVT
+    assert rhythm_from_dx(["164890007", "59118001"]) == ("AF", "AFIB")  # flutter -> AFIB
+    assert rhythm_from_dx(["427393009", "426177001"]) == ("SB", "SB")  # SA + SB -> SB
+    assert rhythm_from_dx(["426783006", "427084000"]) == ("ST", "GSVT")  # SR + STach -> GSVT
     assert rhythm_from_dx(["67198005"]) == ("SVT", "GSVT")
     assert rhythm_from_dx(["713422000"]) == ("AT", "GSVT")
-    assert rhythm_from_dx(["59118001", "270492004"]) == ("", "")                # no rhythm code
+    assert rhythm_from_dx(["59118001", "270492004"]) == ("", "")  # no rhythm code
     assert set(SNOMED_RHYTHMS.values()) <= {"AFIB", "AF", "SVT", "AT", "AVNRT", "AVRT", "SAAWR", "ST", "SB", "SR", "SA"}
+
+
+def test_subset_from_the_challenge_record_name():
+    assert [
+        subset_of_record(n)
+        for n in ("E00271", "A0001", "Q0001", "I0001", "S0001", "HR00001", "JS10646", "JS10647", "s0010_re", "E1")
+    ] == [
+        "georgia",
+        "cpsc_2018",
+        "cpsc_2018_extra",
+        "st_petersburg_incart",
+        "ptb",
+        "ptb-xl",
+        "chapman_shaoxing",
+        "ningbo",
+        "",
+        "",
+    ]
 
 
 def test_subset_names(tmp_path):
@@ -63,7 +89,7 @@ def test_prepares_records_with_labels_subsets_and_attributes(tree, tmp_path):
     assert result.records == 12 and not result.skipped
     rows = all_rows(out)
     assert set(rows["source"]) == {"chapman_shaoxing", "georgia", "cpsc_2018"}
-    by_dx = {dx.split()[0]: label for dx, label in zip(rows["dx"], rows["label"])}
+    by_dx = {dx.split()[0]: label for dx, label in zip(rows["dx"], rows["label"], strict=True)}
     assert by_dx == {"426783006": "SR", "426177001": "SB", "427084000": "GSVT", "164889003": "AFIB"}
     assert (rows["dx"].str.split().str[1] == "164934002").all()
     assert set(rows["sex"]) == {"M", "F"} and rows["age"].notna().all()
@@ -87,7 +113,7 @@ def test_exclude_subsets_prevents_leakage(tree, tmp_path):
     assert len(skipped) == 4 and set(skipped["category"]) == {"filtered"}
     assert skipped["reason"].str.contains("chapman_shaoxing excluded").all()
     assert result.report["config"]["excluded_subsets"] == ["chapman_shaoxing"]
-    with pytest.raises(PrepareError, match="unknown subset.*chapman"):
+    with pytest.raises(PrepareError, match=r"unknown subset.*chapman"):
         physionet2021_items(tree, exclude_subsets=["chapman"])
 
 
@@ -106,7 +132,7 @@ def test_bad_inputs_are_reported(tmp_path):
     write_wfdb(src / "E9nan", good, 500.0, CANONICAL_LEADS, storage="mat")
     raw = bytearray((src / "E9nan.mat").read_bytes())
     at = 24 + 2 * (100 * 12 + 4)  # after the 24-byte preamble, int16 frames of 12 samples: aVL at frame 100
-    raw[at:at + 2] = np.int16(-32768).tobytes()  # WFDB's invalid-sample value -> NaN
+    raw[at : at + 2] = np.int16(-32768).tobytes()  # WFDB's invalid-sample value -> NaN
     (src / "E9nan.mat").write_bytes(bytes(raw))
     flat = good.copy()
     flat[7] = 0.0
@@ -115,15 +141,16 @@ def test_bad_inputs_are_reported(tmp_path):
     out = tmp_path / "out"
     prepare_physionet2021(tmp_path / "src", out, converter=WfdbConverter(attributes=False), options=QUIET)
     skipped = pd.read_csv(out / "skipped.csv").set_index("key")
-    assert set(skipped.index) == {"E9trunc", "E9garbage", "E9nomat", "E9header", "E9nan", "E9flat", "E9slow"}
+    assert set(skipped.index) == {"E9trunc", "E9garbage", "E9nomat", "E9header", "E9slow"}
     assert skipped.loc["E9trunc", "file"].endswith("E9trunc.mat")
     assert skipped.loc["E9garbage", "file"].endswith("E9garbage.mat")
     assert skipped.loc["E9nomat", "category"] == "missing_file"
     assert "malformed header" in skipped.loc["E9header", "reason"]
-    assert skipped.loc["E9nan", "category"] == "bad_signal" and "NaN" in skipped.loc["E9nan", "reason"]
-    assert skipped.loc["E9flat", "category"] == "bad_signal" and "flat lead(s) V2" in skipped.loc["E9flat", "reason"]
     assert "unsupported sample rate 50 Hz" in skipped.loc["E9slow", "reason"]
-    assert len(all_rows(out)) == 2
+    rows = all_rows(out).set_index("record_id")
+    assert len(rows) == 4
+    assert rows.loc["E9nan", "repaired_samples"] == "aVL:1"  # one invalid sample of 1500: interpolated
+    assert rows.loc["E9flat", "flat_leads"] == "V2" and "V2" not in rows.loc["E9flat", "leads"].split(",")
 
 
 def test_cli_empty_directory_and_segments(tree, tmp_path, capsys):
@@ -134,8 +161,21 @@ def test_cli_empty_directory_and_segments(tree, tmp_path, capsys):
     assert "empty: no WFDB records (.hea files) found" in capsys.readouterr().err
 
     out = tmp_path / "out"
-    assert main([str(tree), str(out), "--segment-seconds", "1.5", "--no-attributes", "--no-progress",
-                 "--exclude-subsets", "chapman_shaoxing,georgia"]) == 0
+    assert (
+        main(
+            [
+                str(tree),
+                str(out),
+                "--segment-seconds",
+                "1.5",
+                "--no-attributes",
+                "--no-progress",
+                "--exclude-subsets",
+                "chapman_shaoxing,georgia",
+            ]
+        )
+        == 0
+    )
     rows = all_rows(out)
     assert len(rows) == 4 * 2 and (rows["n_samples"] == 750).all()  # 4 s -> two 1.5 s segments each
     assert all(sorted(s) == [0, 1] for _, s in rows.groupby("record_id")["segment"])
@@ -166,8 +206,9 @@ def test_sigkill_mid_run_then_rerun_gives_identical_manifests(tmp_path):
         "from fairseq_goodviews.preprocessing.physionet2021 import main; "
         f"main([{str(src)!r}, {str(out)!r}, '--no-progress'])"
     )
-    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     journal = out / ".prepare" / "journal.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline and process.poll() is None:

@@ -1,4 +1,5 @@
 """The shared preprocessing engine: outcomes, skip report, resume, splits, workers, segmentation."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,13 @@ import pytest
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record
 from fairseq_goodviews.preprocessing.pipeline import (
-    PrepareError, PrepareOptions, SkipRecord, Skipped, SourceItem, assign_splits, prepare,
+    PrepareError,
+    PrepareOptions,
+    Skipped,
+    SkipRecord,
+    SourceItem,
+    assign_splits,
+    prepare,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,9 +64,12 @@ class Synthetic:
 def make_items(n: int, n_samples: int = 1000, kinds: dict | None = None, records_per_patient: int = 1):
     kinds = kinds or {}
     return [
-        SourceItem(key=f"rec{i:03d}", patient_id=f"p{i // records_per_patient:03d}",
-                   meta={"label": LABELS[(i // records_per_patient) % 4], "sex": "MF"[i % 2]},
-                   source=f"{kinds.get(i, 'ok')}:{i}:{n_samples}")
+        SourceItem(
+            key=f"rec{i:03d}",
+            patient_id=f"p{i // records_per_patient:03d}",
+            meta={"label": LABELS[(i // records_per_patient) % 4], "sex": "MF"[i % 2]},
+            source=f"{kinds.get(i, 'ok')}:{i}:{n_samples}",
+        )
         for i in range(n)
     ]
 
@@ -105,8 +115,14 @@ def test_writes_records_manifests_and_reports(tmp_path):
 def test_every_rejection_is_reported(tmp_path, capsys):
     kinds = {1: "nan", 2: "flat", 3: "skip", 4: "corrupt", 5: "bug"}
     pre = [Skipped("young", "/data/young.csv", "age 12 below --min-age 18", "filtered")]
-    result = prepare(make_items(10, kinds=kinds), Synthetic(), tmp_path / "out", skipped=pre,
-                     options=PrepareOptions(progress=False), source="test")
+    result = prepare(
+        make_items(10, kinds=kinds),
+        Synthetic(),
+        tmp_path / "out",
+        skipped=pre,
+        options=PrepareOptions(progress=False),
+        source="test",
+    )
     assert result.records == 5
     skipped = pd.read_csv(tmp_path / "out" / "skipped.csv").set_index("key")
     assert list(skipped.columns) == ["file", "reason", "category"]
@@ -121,8 +137,13 @@ def test_every_rejection_is_reported(tmp_path, capsys):
     assert not any((tmp_path / "out" / "records" / f"rec00{i}.mat").exists() for i in range(1, 6))
     assert not list((tmp_path / "out" / "records").glob(".*"))
     report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
-    assert report["skipped_by_category"] == {"bad_signal": 2, "error": 1, "filtered": 1,
-                                             "unknown_label": 1, "unreadable": 1}
+    assert report["skipped_by_category"] == {
+        "bad_signal": 2,
+        "error": 1,
+        "filtered": 1,
+        "unknown_label": 1,
+        "unreadable": 1,
+    }
     assert report["source_records"] == 11
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("test: wrote 5 records") and "skipped 6" in line
@@ -145,8 +166,9 @@ def test_changed_items_are_redone_and_stale_files_removed(tmp_path):
     items = make_items(12)
     run(items, out)
     changed = items[:10]
-    changed[0] = SourceItem(changed[0].key, changed[0].patient_id, {**changed[0].meta, "label": "SB"},
-                            changed[0].source)
+    changed[0] = SourceItem(
+        changed[0].key, changed[0].patient_id, {**changed[0].meta, "label": "SB"}, changed[0].source
+    )
     result = run(changed, out)
     assert result.reused == 9
     assert sorted(p.name for p in (out / "records").glob("*.mat")) == [f"rec{i:03d}.mat" for i in range(10)]
@@ -186,8 +208,9 @@ def test_sigkill_mid_run_then_rerun_is_identical(tmp_path):
         run(make_items(40), {str(out)!r}, workers=2, chunksize=1)
     """)
     env = dict(os.environ, GOODVIEWS_TEST_DELAY="0.05")
-    process = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     journal = out / ".prepare" / "journal.jsonl"
     deadline = time.time() + 30
     while time.time() < deadline and process.poll() is None:
@@ -229,14 +252,18 @@ def test_splits_are_patient_wise_stratified_and_seeded(tmp_path):
     items = make_items(400, n_samples=100, records_per_patient=2)
     result = run(items, tmp_path / "out", seed=3)
     patients = {name: set(part["patient_id"]) for name, part in result.splits.items()}
-    assert not (patients["train"] & patients["valid"] or patients["train"] & patients["test"]
-                or patients["valid"] & patients["test"])
+    assert not (
+        patients["train"] & patients["valid"]
+        or patients["train"] & patients["test"]
+        or patients["valid"] & patients["test"]
+    )
     # every label gets 60/20/20 of its 50 patients
     for name, expected in (("train", 30), ("valid", 10), ("test", 10)):
         counts = result.splits[name].drop_duplicates("patient_id")["label"].value_counts()
         assert counts.to_dict() == {label: expected for label in LABELS}
-    table = pd.DataFrame({"patient_id": [f"p{i // 2}" for i in range(400)],
-                          "label": [LABELS[(i // 2) % 4] for i in range(400)]})
+    table = pd.DataFrame(
+        {"patient_id": [f"p{i // 2}" for i in range(400)], "label": [LABELS[(i // 2) % 4] for i in range(400)]}
+    )
     again = assign_splits(table, seed=3, stratify_by="label")
     assert again.equals(assign_splits(table, seed=3, stratify_by="label"))
     assert not again.equals(assign_splits(table, seed=4, stratify_by="label"))
@@ -244,11 +271,16 @@ def test_splits_are_patient_wise_stratified_and_seeded(tmp_path):
 
 
 def test_predefined_splits_and_fractions(tmp_path):
-    items = [SourceItem(i.key, i.patient_id, {**i.meta, "fold": ("train", "valid", "test")[n % 3]}, i.source)
-             for n, i in enumerate(make_items(9))]
+    items = [
+        SourceItem(i.key, i.patient_id, {**i.meta, "fold": ("train", "valid", "test")[n % 3]}, i.source)
+        for n, i in enumerate(make_items(9))
+    ]
     result = run(items, tmp_path / "out", split_column="fold")
     assert {name: list(part["fold"].unique()) for name, part in result.splits.items()} == {
-        "train": ["train"], "valid": ["valid"], "test": ["test"]}
+        "train": ["train"],
+        "valid": ["valid"],
+        "test": ["test"],
+    }
     result = run(make_items(10), tmp_path / "all", split_fractions=(1.0, 0.0, 0.0))
     assert list(result.splits) == ["train"] and not (tmp_path / "all" / "valid.tsv").exists()
     with pytest.raises(PrepareError, match="sum to 1"):
@@ -256,7 +288,8 @@ def test_predefined_splits_and_fractions(tmp_path):
 
 
 def test_segmentation(tmp_path):
-    items = make_items(4, n_samples=2600) + [
+    items = [
+        *make_items(4, n_samples=2600),
         SourceItem("short", "ps", {"label": "SR"}, "ok:99:800"),
         SourceItem("tail", "pt", {"label": "SR"}, "flat_tail:98:2600"),
     ]

@@ -1,4 +1,5 @@
 """PTB-XL preparer: database table, published folds, SCP codes and rhythm classes, bad input."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -7,10 +8,14 @@ import pytest
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.ptbxl import (
-    REQUIRED_COLUMNS, main, parse_scp_codes, prepare_ptbxl, rhythm_from_scp,
+    REQUIRED_COLUMNS,
+    main,
+    parse_scp_codes,
+    prepare_ptbxl,
+    rhythm_from_scp,
 )
-from fairseq_goodviews.preprocessing.synthetic_wfdb import write_ptbxl_tree
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
+from fairseq_goodviews.synthetic.wfdb_layouts import write_ptbxl_tree
 
 QUIET = PrepareOptions(progress=False)
 FAST = WfdbConverter(attributes=False)
@@ -63,7 +68,7 @@ def test_missing_column_names_the_file_and_column(tmp_path, capsys):
 
 def test_missing_table_and_empty_directory(tmp_path):
     (tmp_path / "src").mkdir()
-    with pytest.raises(PrepareError, match="ptbxl_database.csv: PTB-XL database table not found"):
+    with pytest.raises(PrepareError, match=r"ptbxl_database\.csv: PTB-XL database table not found"):
         prepare_ptbxl(tmp_path / "src", tmp_path / "out", options=QUIET)
     with pytest.raises(PrepareError, match="not a directory"):
         prepare_ptbxl(tmp_path / "nothere", tmp_path / "out", options=QUIET)

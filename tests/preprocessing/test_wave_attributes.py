@@ -1,17 +1,23 @@
 """Automatic wave attributes: accuracy on signals with known values, robustness, consistency."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
-from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal
-from fairseq_goodviews.preprocessing.validate_attributes import attribute_errors, validate_attributes
+from fairseq_goodviews.preprocessing.validate_attributes import (
+    REAL_RECORD_DIR,
+    attribute_errors,
+    validate_attributes,
+    validate_real,
+)
 from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes, reported_qonset
 from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal
 
 
 def _consistent(values: dict) -> None:
@@ -34,7 +40,7 @@ def test_rates_and_counts_of_a_sinus_rhythm(rate):
 
 
 def test_irregular_rhythm_without_p_waves_has_no_atrial_rate():
-    measured = compute_wave_attributes(ecg_signal(10.0, 500.0, 95.0, seed=6, irregular=True), 500.0)
+    measured = compute_wave_attributes(ecg_signal(10.0, 500.0, 95.0, seed=6, rhythm="AFIB"), 500.0)
     assert math.isnan(measured.values["AtrialRate"]) and "P wave" in measured.reasons["AtrialRate"]
     assert measured.values["VentricularRate"] == pytest.approx(95.0, abs=12)
 
@@ -103,18 +109,69 @@ def test_real_ptb_record_is_plausible():
     record = read_wfdb(shared_data() / "wfdb" / "s0010_re").record
     values = compute_wave_attributes(record.feats, record.sample_rate, record.lead_present).values
     assert 70 <= values["VentricularRate"] <= 95
-    assert 70 <= values["QRSDuration"] <= 130 and 350 <= values["QTInterval"] <= 500
+    # No reference measurement ships with this record; its V1 shows a late R' wave that ends
+    # about 140 ms after the QRS onset, so the QRS is wide.
+    assert 110 <= values["QRSDuration"] <= 160 and 350 <= values["QTInterval"] <= 500
     assert -90 < values["RAxis"] <= 270
     _consistent(values)
 
 
-def test_validation_against_the_synthetic_generator(tmp_path):
-    report = validate_attributes(12, seed=3, work_dir=tmp_path)
+def test_validation_against_the_synthetic_true_fiducials(tmp_path):
+    report = validate_attributes(40, seed=0, work_dir=tmp_path)
     overall = report["methods"]["median_beat"]["overall"]
     assert overall["VentricularRate"]["mae"] <= 3
     assert overall["QRSDuration"]["mae"] <= 10
     assert overall["QTInterval"]["mae"] <= 25
     assert overall["RAxis"]["mae"] <= 15
+
+
+def test_errors_against_the_ge_muse_measurements_of_real_records():
+    """The four real Chapman-Shaoxing records with the device's own measurements (issue 12 goal:
+    QRS duration MAE <= 12 ms with no record off by more than 40 ms, QT MAE <= 20 ms, heart rate
+    within 2 bpm)."""
+    report = validate_real(shared_data(), methods=("median_beat",))
+    overall = report["methods"]["median_beat"]["overall"]
+    assert all(row["missing"] == 0 for row in overall.values())
+    assert overall["QRSDuration"]["mae"] <= 12 and overall["QRSDuration"]["max_abs_error"] <= 40
+    assert overall["QTInterval"]["mae"] <= 20
+    assert overall["VentricularRate"]["max_abs_error"] <= 2
+    assert overall["QRSCount"]["max_abs_error"] <= 1
+    assert overall["RAxis"]["mae"] <= 10
+
+
+def _slowed(signal: np.ndarray, peaks: np.ndarray, extra: int) -> np.ndarray:
+    """The record with ``extra`` samples of flat TP segment inserted three quarters into every RR
+    interval: the same real beats at a lower rate."""
+    parts, last = [], 0
+    for a, b in itertools.pairwise(peaks):
+        cut = a + int(0.75 * (b - a))
+        parts += [signal[:, last:cut], np.repeat(signal[:, cut:cut + 1], extra, axis=1)]
+        last = cut
+    parts.append(signal[:, last:])
+    return np.concatenate(parts, axis=1)
+
+
+@pytest.mark.parametrize("record", ["chapman_shaoxing/g1/JS01048", "georgia/g1/E01137", "cpsc_2018/g1/A1041",
+                                    "ptb-xl/g1/HR03961"])
+def test_no_spurious_r_peaks_in_bradycardia(record):
+    """Real records slowed to 27-47 bpm (flat TP segments inserted between their real beats): the
+    rate stays within 2 bpm of the construction; neurokit2's detector alone counts T waves there."""
+    import scipy.io
+
+    from fairseq_goodviews.preprocessing import wave_attributes
+
+    path = shared_data() / REAL_RECORD_DIR.parent.parent / record
+    # Read the .mat directly: every channel of these headers is 500 Hz at 1000 ADC units per mV
+    # (Georgia's record line is not this test's subject).
+    assert all(" 16+24 1000/mv " in line.lower() for line in path.with_suffix(".hea").read_text().splitlines()[1:13])
+    signal = scipy.io.loadmat(path.with_suffix(".mat"))["val"] / 1000.0
+    prepared = wave_attributes._prepare(signal, 500.0, None, None)
+    peaks = wave_attributes._detect_rpeaks(prepared)
+    for extra_s in (0.3, 0.6, 1.0):
+        slowed = _slowed(signal, peaks, int(extra_s * 500))
+        expected = 60.0 * (len(peaks) - 1) / ((peaks[-1] - peaks[0]) / 500.0 + extra_s * (len(peaks) - 1))
+        values = compute_wave_attributes(slowed, 500.0, window_seconds=None).values
+        assert values["VentricularRate"] == pytest.approx(expected, abs=2), (record, extra_s)
 
 
 def test_error_summary_wraps_angles():
@@ -125,3 +182,27 @@ def test_error_summary_wraps_angles():
     summary = attribute_errors(truth, predicted)
     assert summary["RAxis"]["mae"] == 2.0
     assert summary["QTInterval"]["missing"] == 1 and summary["QTInterval"]["measured"] == 0
+
+
+@pytest.mark.parametrize(("rhythm", "rate"), [("SB", 30.0), ("SB", 35.0), ("SB", 42.0), ("SR", 75.0), ("ST", 150.0),
+                                              ("SVT", 210.0), ("AFIB", 55.0), ("AFIB", 180.0)])
+def test_heart_rate_within_2_bpm_at_every_rate(rhythm, rate):
+    """Synthetic records whose rate is known from the beat times (the model's truth): at 30 bpm the
+    T and P waves outnumber the QRS complexes among neurokit2's detections."""
+    from fairseq_goodviews.synthetic.ecg import Targets, synthesize_record
+
+    for seed in range(2):
+        targets = Targets(rhythm, frozenset(), 60, bool(seed), rate, 90.0, 420.0 * math.sqrt(60.0 / rate), 50.0, 40.0)
+        row, microvolts = synthesize_record(seed, int(rate), targets)
+        values = compute_wave_attributes(microvolts.T / 1000.0, 500.0).values
+        assert abs(values["VentricularRate"] - row["VentricularRate"]) <= 2, (rhythm, rate, seed)
+        assert abs(values["QRSCount"] - row["QRSCount"]) <= 1, (rhythm, rate, seed)
+
+
+def test_validation_command_names_a_missing_reference(tmp_path, capsys):
+    from fairseq_goodviews.preprocessing.validate_attributes import main
+
+    assert main(["--records", "0", "--real", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Diagnostics.xlsx" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()

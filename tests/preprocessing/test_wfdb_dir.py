@@ -1,17 +1,18 @@
 """Generic WFDB folder preparer: any names/order/subset/rate, patients, bad input, workers, segments."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_data
+
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
-from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal, write_wfdb, write_wfdb_dir_tree
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter, main, prepare_wfdb_dir
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_wfdb, write_wfdb_dir_tree
 
 QUIET = PrepareOptions(progress=False)
 
@@ -79,24 +80,28 @@ def test_bad_inputs_each_get_a_skip_entry(tmp_path):
     write_wfdb(src / "nolead", good[:2], 500.0, ["PLETH", "RESP"])
     write_wfdb(src / "hasnan", good, 500.0, CANONICAL_LEADS)
     raw = bytearray((src / "hasnan.dat").read_bytes())
-    raw[24 * 50: 24 * 50 + 2] = np.int16(-32768).tobytes()
+    raw[24 * 50 : 24 * 50 + 2] = np.int16(-32768).tobytes()
     (src / "hasnan.dat").write_bytes(bytes(raw))
     out = tmp_path / "out"
     prepare_wfdb_dir(src, out, converter=WfdbConverter(attributes=False), options=QUIET)
     skipped = pd.read_csv(out / "skipped.csv").set_index("key")
-    assert set(skipped.index) == {"trunc", "malformed", "slow", "flat", "nolead", "hasnan"}
+    assert set(skipped.index) == {"trunc", "malformed", "slow", "nolead", "hasnan"}
     assert skipped.loc["trunc", "file"].endswith("trunc.dat")
     assert skipped.loc["malformed", "file"].endswith("malformed.hea")
     assert "unsupported sample rate 50 Hz" in skipped.loc["slow", "reason"]
-    assert skipped.loc["flat", "category"] == "bad_signal" and "flat lead(s) I" in skipped.loc["flat", "reason"]
     assert skipped.loc["nolead", "category"] == "bad_signal"
-    assert skipped.loc["hasnan", "category"] == "bad_signal" and "NaN" in skipped.loc["hasnan", "reason"]
-    assert list(all_rows(out)["record_id"]) == ["ok"]
+    # a sample edited behind the header's back: caught by the header's checksum
+    assert (
+        skipped.loc["hasnan", "file"].endswith("hasnan.dat") and "checksum mismatch" in skipped.loc["hasnan", "reason"]
+    )
+    rows = all_rows(out).set_index("record_id")
+    assert sorted(rows.index) == ["flat", "ok"]
+    assert rows.loc["flat", "flat_leads"] == "I" and not rows.loc["flat", "leads"].startswith("I,")
 
     out2 = tmp_path / "out2"
-    assert main([str(src), str(out2), "--flat-leads", "absent", "--no-attributes", "--no-progress"]) == 0
-    rows = all_rows(out2).set_index("record_id")
-    assert rows.loc["flat", "flat_leads"] == "I" and not rows.loc["flat", "leads"].startswith("I,")
+    assert main([str(src), str(out2), "--flat-leads", "error", "--no-attributes", "--no-progress"]) == 0
+    skipped = pd.read_csv(out2 / "skipped.csv").set_index("key")
+    assert skipped.loc["flat", "category"] == "bad_signal" and "flat lead(s) I" in skipped.loc["flat", "reason"]
 
 
 def test_empty_or_missing_directory(tmp_path, capsys):
@@ -111,8 +116,10 @@ def test_empty_or_missing_directory(tmp_path, capsys):
 def test_workers_and_segments(tree, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([str(tree), str(one), "--segment-seconds", "2", "--target-rate", "250", "--no-progress"]) == 0
-    assert main([str(tree), str(two), "--segment-seconds", "2", "--target-rate", "250", "--workers", "2",
-                 "--no-progress"]) == 0
+    assert (
+        main([str(tree), str(two), "--segment-seconds", "2", "--target-rate", "250", "--workers", "2", "--no-progress"])
+        == 0
+    )
     first, second = all_rows(one), all_rows(two)
     pd.testing.assert_frame_equal(first, second)
     assert len(first) == 12 and (first["n_samples"] == 500).all() and (first["sample_rate"] == 250.0).all()

@@ -1,4 +1,5 @@
 """The WFDB reader: lead mapping, units, resampling, header comments, and every bad input."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,18 +9,24 @@ import numpy as np
 import pytest
 import scipy.signal
 import wfdb
-
 from conftest import shared_data
+
 from fairseq_goodviews.io.records import RecordError
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.preprocessing.synthetic_wfdb import ecg_signal, write_wfdb
 from fairseq_goodviews.preprocessing.wfdb_reader import (
-    BadSignalError, MissingFileError, find_records, map_channels, parse_header_comments, rational_ratio,
-    read_header_comments, read_wfdb,
+    BadSignalError,
+    MissingFileError,
+    find_records,
+    map_channels,
+    parse_header_comments,
+    rational_ratio,
+    read_header_comments,
+    read_wfdb,
 )
-
+from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_wfdb
 
 # --- the real shared records ------------------------------------------------------------------
+
 
 def test_ptb_diagnostic_record_maps_lower_case_leads_and_reports_frank_leads():
     path = shared_data() / "wfdb" / "s0010_re"
@@ -41,7 +48,7 @@ def test_ptb_diagnostic_resampling_preserves_the_signal():
     # anti-aliasing filter leaves an error far below the signal (ECG energy sits below 100 Hz).
     inner = slice(100, resampled.shape[1] - 100)
     error = resampled[:, inner] - original[:, ::2][:, inner]
-    assert np.sqrt(np.mean(error ** 2)) < 0.02 * np.sqrt(np.mean(original ** 2)) + 0.01
+    assert np.sqrt(np.mean(error**2)) < 0.02 * np.sqrt(np.mean(original**2)) + 0.01
     # Spectrum below 100 Hz: Welch PSDs agree within 10 % in total power.
     f1, p1 = scipy.signal.welch(original[1], fs=1000, nperseg=2048)
     f2, p2 = scipy.signal.welch(resampled[1], fs=500, nperseg=1024)
@@ -66,15 +73,23 @@ def test_challenge_mat_record_keeps_ii_and_reports_bare_v_and_pleth():
 
 # --- mapping, ratios, comments ----------------------------------------------------------------
 
+
 def test_channel_mapping_is_case_insensitive_with_aliases_and_duplicates_reported():
     mapping, ignored = map_channels(["AVR", "mlii", "c1", "V", "ABP", "ii", "Lead I"])
     assert mapping == {0: 3, 1: 1, 2: 6, 6: 0}
     assert ignored == ["V", "ABP", "ii"]
 
 
-@pytest.mark.parametrize("source, target, expected", [
-    (1000, 500, (1, 2)), (250, 500, (2, 1)), (257, 500, (500, 257)), (360, 500, (25, 18)), (500, 500, (1, 1)),
-])
+@pytest.mark.parametrize(
+    "source, target, expected",
+    [
+        (1000, 500, (1, 2)),
+        (250, 500, (2, 1)),
+        (257, 500, (500, 257)),
+        (360, 500, (25, 18)),
+        (500, 500, (1, 1)),
+    ],
+)
 def test_rational_resampling_ratio(source, target, expected):
     assert rational_ratio(source, target) == expected
 
@@ -89,6 +104,7 @@ def test_header_comments_of_both_styles():
 
 
 # --- synthetic records ------------------------------------------------------------------------
+
 
 def _write(tmp_path: Path, names, fs=500.0, seconds=4.0, storage="dat", units="mV", comments=(), signal=None):
     if signal is None:
@@ -118,7 +134,7 @@ def test_mat_storage_and_odd_rate(tmp_path):
 
 
 def test_missing_header_names_the_file(tmp_path):
-    with pytest.raises(MissingFileError, match="rec.hea: header file not found"):
+    with pytest.raises(MissingFileError, match=r"rec\.hea: header file not found"):
         read_wfdb(tmp_path / "rec")
 
 
@@ -134,7 +150,7 @@ def test_negative_rate_in_header_is_not_silently_defaulted(tmp_path):
     lines = header.read_text().splitlines()
     lines[0] = lines[0].replace(" 500 ", " -5 ")
     header.write_text("\n".join(lines) + "\n")
-    with pytest.raises(RecordError, match="rec.hea: unsupported sample rate -5 Hz"):
+    with pytest.raises(RecordError, match=r"rec\.hea: unsupported sample rate -5 Hz"):
         read_wfdb(tmp_path / "rec")
 
 
@@ -177,25 +193,57 @@ def test_missing_signal_file(tmp_path):
         read_wfdb(tmp_path / "rec")
 
 
-def test_nan_samples(tmp_path):
+def test_edited_signal_file_fails_its_checksum(tmp_path):
     _write(tmp_path, ["I", "II"])
     dat = tmp_path / "rec.dat"
     raw = bytearray(dat.read_bytes())
-    raw[400:402] = np.int16(-32768).tobytes()  # WFDB's invalid-sample value for format 16
+    raw[400:402] = np.int16(-32768).tobytes()  # sample 100 of lead I, behind the header's back
     dat.write_bytes(bytes(raw))
-    with pytest.raises(BadSignalError, match=r"rec\.hea: NaN or inf in lead\(s\) I"):
+    with pytest.raises(RecordError, match=r"rec\.dat: checksum mismatch in signal 'I'"):
         read_wfdb(tmp_path / "rec")
 
 
-def test_flat_lead_is_an_error_or_marked_absent(tmp_path):
+def test_invalid_samples_written_by_wfdb_are_repaired_up_to_a_limit(tmp_path):
+    full = ecg_signal(8.0, 500.0, 70.0, seed=4)
+    digital = np.round(full[:2] * 1000).astype(np.int64).T  # [T, 2]
+    few, many = digital.copy(), digital.copy()
+    few[[700, 701, 1500], 1] = -32768  # WFDB's invalid-sample value for format 16: 3 of 4000 samples
+    many[700:720, 1] = -32768  # a 40 ms gap
+    for name, values in (("few", few), ("many", many)):
+        wfdb.wrsamp(
+            name,
+            fs=500,
+            units=["mV", "mV"],
+            sig_name=["I", "II"],
+            d_signal=values,
+            fmt=["16", "16"],
+            adc_gain=[1000.0, 1000.0],
+            baseline=[0, 0],
+            write_dir=str(tmp_path),
+        )
+    read = read_wfdb(tmp_path / "few")
+    assert read.repaired_samples == ["II:3"]
+    lead = read.record.feats[1].astype(np.float64)
+    assert lead[700] == pytest.approx(digital[699, 1] / 1000 + (digital[702, 1] - digital[699, 1]) / 3000, abs=1e-6)
+    keep = np.setdiff1d(np.arange(4000), [700, 701, 1500])
+    assert np.allclose(lead[keep], digital[keep, 1] / 1000, atol=1e-6)
+    with pytest.raises(BadSignalError, match=r"many\.hea: lead II: 20 invalid samples .*longest run 20"):
+        read_wfdb(tmp_path / "many")
+
+
+def test_flat_lead_is_marked_absent_or_an_error(tmp_path):
     full = ecg_signal(4.0, 500.0, 70.0, seed=2)
     signal = np.stack([full[0], np.zeros(full.shape[1]), full[6]])
     _write(tmp_path, ["I", "II", "V1"], signal=signal)
-    with pytest.raises(BadSignalError, match=r"rec\.hea: flat lead\(s\) II"):
-        read_wfdb(tmp_path / "rec")
-    read = read_wfdb(tmp_path / "rec", flat_leads="absent")
+    read = read_wfdb(tmp_path / "rec")
     assert read.flat_leads == ["II"]
     assert [CANONICAL_LEADS[i] for i in np.flatnonzero(read.record.lead_present)] == ["I", "V1"]
+    assert not read.record.feats[1].any()
+    with pytest.raises(BadSignalError, match=r"rec\.hea: flat lead\(s\) II"):
+        read_wfdb(tmp_path / "rec", flat_leads="error")
+    _write(tmp_path, ["I", "II"], signal=np.zeros((2, 2000)))
+    with pytest.raises(BadSignalError, match=r"rec\.hea: flat lead\(s\) I,II"):
+        read_wfdb(tmp_path / "rec")
 
 
 def test_no_ecg_lead(tmp_path):

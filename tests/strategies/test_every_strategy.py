@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, hydra_train
+from conftest import PRETRAIN_CONFIGS, hydra_train
 from fairseq_goodviews.strategies import STRATEGY_REGISTRY
 from strategies.helpers import load
 
@@ -47,7 +47,7 @@ def test_random_lead_masking_composes(ramp_dataset, name):
 @pytest.mark.parametrize("name", sorted(set(EVERY) - {"simclr"}))
 def test_pretrains_one_epoch_with_fairseq_hydra_train(tiny_dataset, tmp_path, name):
     save_dir = tmp_path / "checkpoints"
-    run = hydra_train(REPO_ROOT / "configs" / "pretraining", name, [
+    run = hydra_train(PRETRAIN_CONFIGS, name, [
         "preset=cpu_small", f"task.data={tiny_dataset}", f"checkpoint.save_dir={save_dir}", "optimization.max_epoch=1",
         "task.sample_size=1000", "dataset.batch_size=16", "dataset.num_workers=0",
     ], tmp_path)

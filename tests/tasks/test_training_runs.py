@@ -5,12 +5,16 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
-from conftest import REPO_ROOT, USER_DIR, hydra_train
+from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, REPO_ROOT, USER_DIR, hydra_train
 
-PRETRAIN = REPO_ROOT / "configs" / "pretraining"
-FINETUNE = REPO_ROOT / "configs" / "finetuning"
+
+pytestmark = pytest.mark.slow  # real fairseq-hydra-train runs
+
+PRETRAIN = PRETRAIN_CONFIGS
+FINETUNE = FINETUNE_CONFIGS
 SMALL = ["preset=cpu_small", "task.sample_size=1000", "dataset.batch_size=16", "dataset.num_workers=0"]
 
 

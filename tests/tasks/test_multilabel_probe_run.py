@@ -1,0 +1,69 @@
+"""A tiny multi-label (CinC 2021 label set) linear probe through fairseq-hydra-train, then goodviews-evaluate."""
+import json
+import math
+import os
+import re
+
+import pandas as pd
+import pytest
+from conftest import FINETUNE_CONFIGS, hydra_train, write_tiny_dataset
+
+from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES
+from fairseq_goodviews.evaluation.evaluate import main as evaluate_main
+from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
+
+FINETUNE = FINETUNE_CONFIGS
+# Rhythm class -> SNOMED code; "RBBB" beats add 59118001 (scored as CRBBB|RBBB).
+DX = {"AFIB": "164889003", "GSVT": "427084000", "SB": "426177001", "SR": "426783006"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def multilabel_dataset(tmp_path_factory):
+    root = write_tiny_dataset(tmp_path_factory.mktemp("tiny_dx"), n_per_split=(48, 13, 13), sample_size=1500)
+    for split in ("train", "valid", "test"):
+        table = pd.read_csv(root / f"{split}.csv", keep_default_na=False)
+        table["dx"] = [DX[label] + (" 59118001" if beat == "RBBB" else "") for label, beat in
+                       zip(table["label"], table["beat"], strict=True)]
+        table.to_csv(root / f"{split}.csv", index=False)
+    return root
+
+
+@pytest.mark.slow
+def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multilabel_dataset, tmp_path):
+    save = tmp_path / "probe"
+    run = hydra_train(FINETUNE, "linear_probe", [
+        "preset=cpu_small", "task.sample_size=1000", "dataset.batch_size=8", "dataset.num_workers=0",
+        "optimization.max_epoch=2", f"task.data={multilabel_dataset}", f"checkpoint.save_dir={save}",
+        "task.label_type=multi", "task.label_set=cinc2021",
+    ], tmp_path, env=ENV)
+    log = run.stdout + run.stderr
+    for subset in ("valid", "test"):
+        line = re.findall(rf"valid on '{subset}' subset \| .*", log)[-1]
+        for key in ("macro_auroc", "macro_auprc", "f_max", "challenge_score", "auroc_AF", "auroc_CRBBB|RBBB"):
+            assert re.search(rf"\| {re.escape(key)} [-0-9.]+", line), f"{key} not logged on {subset}"
+        # 13 records at batch size 8: every record is scored (fairseq's multiple of 8 would drop 5).
+        assert re.search(r"\| n 13 \|", line)
+        assert "auroc_LAD" not in line  # a label without positives is not logged per label
+    logged_test_auroc = float(re.findall(r"valid on 'test' subset \| .*?macro_auroc ([0-9.]+)", log)[-1])
+
+    out = tmp_path / "metrics.json"
+    assert evaluate_main([str(save / "checkpoint_last.pt"), "--split", "test", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"macro_auroc", "per_class_auroc", "macro_auprc", "f_max", "challenge_score", "left_out"} <= set(result)
+    assert result["n"] == 13 and result["thresholds_from"] == "valid"
+    assert set(result["per_class_auroc"]) == set(CINC2021_CLASS_NAMES)
+    # Only the four rhythms and RBBB occur: the other 21 labels have no positive and are left out.
+    assert len(result["left_out"]) == 21 and "AF" not in result["left_out"]
+    assert math.isfinite(result["challenge_score"]) and 0 < result["f_max"] <= 1
+    assert 0.5 < result["macro_auroc"] <= 1
+    assert result["macro_auroc"] == pytest.approx(logged_test_auroc, abs=1e-5)
+
+    subsets = tmp_path / "subsets.json"
+    assert lead_subsets_main([str(save / "checkpoint_last.pt"), "--json", str(subsets)]) == 0
+    payload = json.loads(subsets.read_text())
+    assert [len(s["leads"]) for s in payload["subsets"]] == [12, 6, 4, 3, 2, 1]
+    assert payload["subsets"][2]["leads"] == ["I", "II", "III", "V2"]
+    assert payload["subsets"][0]["metrics"]["challenge_score"] == pytest.approx(result["challenge_score"])
+    for entry in payload["subsets"]:
+        assert {"macro_auroc", "f_max", "challenge_score"} <= set(entry["metrics"])
