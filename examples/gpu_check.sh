@@ -79,8 +79,8 @@ if [ -z "${DATA:-}" ]; then
 fi
 
 echo "== 1-GPU pretraining, bf16: $STRATEGY (paper ResNet) vs a bare loop; W2V+CMSC+RLM (paper model)"
-"$PY" -m fairseq_goodviews.perf.training_throughput --data "$DATA" --out "$OUT" \
-  --config-dir "$REPO/configs/pretraining" --device cuda --bf16 --workers "$WORKERS" \
+"$PY" -m fairseq_goodviews.speed.training_throughput --data "$DATA" --out "$OUT" \
+  --device cuda --bf16 --workers "$WORKERS" \
   --strategy "$STRATEGY" --preset paper --batch-size 64 --sample-size 5000 --rounds 3 --warmup 20 --updates 100 \
   --w2v-preset w2v_paper --w2v-batch-size 64 --w2v-warmup 3 --w2v-steps 10 --w2v-fairseq-updates 50
 echo "== figures: $OUT/training_throughput.json"

@@ -17,7 +17,7 @@ run there, synchronised before each clock reading; ``--bf16`` runs every loop un
 autocast (``task.autocast_bf16=true`` for fairseq). ``--w2v-fairseq-updates`` adds the
 samples/s of ``w2v_cmsc_rlm`` trained through ``fairseq-hydra-train``.
 
-    python -m fairseq_goodviews.perf.training_throughput --data MANIFEST_DIR --out DIR
+    python -m fairseq_goodviews.speed.training_throughput --data MANIFEST_DIR --out DIR
 """
 import argparse
 import re
@@ -37,8 +37,7 @@ from omegaconf import OmegaConf
 from fairseq_goodviews.evaluation.evaluate import write_json
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
-#: The repository's pretraining configs (override with --config-dir when the plugin runs from a wheel).
-CONFIG_DIR = USER_DIR.parent / "configs" / "pretraining"
+CONFIG_DIR = USER_DIR / "config" / "pretraining"
 _INNER = re.compile(r"^\[(?P<stamp>[\d-]+ [\d:,]+)\]\[train_inner\]\[INFO\] - .*num_updates[= ](?P<n>\d+)")
 TARGET_RATIO = 0.95
 
@@ -55,9 +54,12 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _config(args: argparse.Namespace, name: str, preset: str) -> Any:
-    cfg = OmegaConf.merge(OmegaConf.load(args.config_dir / f"{name}.yaml"),
-                          OmegaConf.load(args.config_dir / "preset" / f"{preset}.yaml"))
-    cfg.pop("defaults", None)
+    """The config ``fairseq-hydra-train`` composes for ``name`` with ``preset`` (and the benchmark's data)."""
+    from fairseq_goodviews.table1.plan import compose
+
+    cfg = compose(args.config_dir.parent, args.config_dir.name, name, [f"preset={preset}"])
+    OmegaConf.update(cfg, "task.data", str(args.data), force_add=True)
+    OmegaConf.update(cfg, "task.seed", 1, force_add=True)
     return cfg
 
 
@@ -97,7 +99,7 @@ def bare_samples_per_second(args: argparse.Namespace) -> float:
     from fairseq_goodviews.tasks.ecg_pretraining import EcgPretrainingConfig, EcgPretrainingTask
 
     cfg = _config(args, args.strategy, args.preset)
-    cfg.task.data, cfg.task.sample_size, cfg.task.seed = str(args.data), args.sample_size, 1
+    OmegaConf.update(cfg, "task.sample_size", args.sample_size, force_add=True)
     task = EcgPretrainingTask(merge_with_parent(EcgPretrainingConfig(), cfg.task))
     task.load_dataset("train")
     dataset = task.dataset("train")
@@ -168,7 +170,6 @@ def w2v_step_seconds(args: argparse.Namespace) -> dict[str, float]:
     from fairseq_goodviews.tasks.ecg_pretraining import EcgPretrainingConfig, EcgPretrainingTask
 
     cfg = _config(args, "w2v_cmsc_rlm", args.w2v_preset)
-    cfg.task.data, cfg.task.seed = str(args.data), 1
     task = EcgPretrainingTask(merge_with_parent(EcgPretrainingConfig(), cfg.task))
     task.load_dataset("train")
     dataset = task.dataset("train")
@@ -204,7 +205,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, type=Path, help="prepared manifest folder")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, help="the repository's configs/pretraining")
+    parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, help="the pretraining configs (default: the plugin's)")
     parser.add_argument("--strategy", default="simclr")
     parser.add_argument("--preset", default="cpu_small")
     parser.add_argument("--batch-size", type=int, default=32)
