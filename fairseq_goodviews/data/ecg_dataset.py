@@ -1,6 +1,7 @@
 """fairseq datasets over a manifest of ``.mat`` records: contrastive views and labelled records."""
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
@@ -15,6 +16,8 @@ from fairseq_goodviews.io.manifest import read_manifest
 from fairseq_goodviews.io.packed import PackedRecords
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.strategies.base import PositiveStrategy, View
+
+logger = logging.getLogger(__name__)
 
 
 class EcgRecordSource:
@@ -31,6 +34,9 @@ class EcgRecordSource:
         self.sizes = np.array([n for _, n in entries], dtype=np.int64)
         self.sample_rate = sample_rate
         self.pack = PackedRecords.for_manifest(self.manifest_path) if use_pack else None
+        if use_pack and self.pack is None:
+            logger.info("%s: reading one .mat file per record; a pack (python manifests/pack.py %s) is the "
+                        "faster path", self.manifest_path, self.manifest_path.parent)
         # Manifest row of each index, so that keep_only leaves the pack's rows in place.
         self.rows = np.arange(len(self.paths))
 

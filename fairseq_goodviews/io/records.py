@@ -19,7 +19,7 @@ Writing has two paths too: :func:`write_record` lays out the bytes ``scipy.io.sa
 and scalars, booleans, text) itself, in one buffer, and hands any other value to ``savemat``. A layout no writer produces (a truncated file, impossible sizes or
 types) is reported as unreadable by the walker itself, since scipy crashes on some of those.
 
-``python -m fairseq_goodviews.perf.record_loading`` (2,000 records, 2 shared cores) measured
+``python -m fairseq_goodviews.speed.record_loading`` (2,000 records, 2 shared cores) measured
 the ratio to the memory-mapped array at 0.31-0.32 for this reader against 0.07-0.09 for
 ``loadmat``. 0.5 is out of reach for one file per record on that machine: opening, reading and
 closing the files without looking at the bytes reached 0.47-0.48. The optional packed format

@@ -164,6 +164,13 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
             input_lengths = torch.floor((input_lengths - kernel) / stride + 1)
         return input_lengths.to(torch.long)
 
+    def apply_mask(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], mask_indices=None,
+                   mask_channel_indices=None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Upstream's masking of ``x`` [B, T', C]; under bf16 autocast ``x`` arrives in bf16, so it is
+        masked in ``mask_emb``'s float32 (upstream's in-place put needs equal dtypes)."""
+        return super().apply_mask(x.to(self.mask_emb.dtype), padding_mask, mask_indices=mask_indices,
+                                  mask_channel_indices=mask_channel_indices)
+
     def encode(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B, leads, T] -> [B, encoder_embed_dim]: the unmasked transformer output averaged over time."""
         out = self.extract_features(source, padding_mask, mask=False)

@@ -1,13 +1,13 @@
 """Cost of one augmented view: every transform on a 5,000-sample 12-lead float32 view.
 
 Times each transform of :mod:`fairseq_goodviews.data.augment` (and random lead masking, and the
-composition of all of them as a SimCLR view with every probability at 1) on a real record when
+composition of the six independent transforms as one view with every probability at 1) on a real record when
 ``--record`` (or the shared data's PhysioNet 2021 Chapman record) exists, else on random data.
 Prints, per view, the median wall time and the median CPU time of this thread (the CPU time
 depends much less on other processes of a shared machine) beside the target of 0.5 ms, in one
 process with one torch thread, as a data-loading worker runs.
 
-    python -m fairseq_goodviews.perf.augmentation --out DIR [--repeats 300]
+    python -m fairseq_goodviews.speed.augmentation --out DIR [--repeats 300]
 """
 import argparse
 import os
@@ -56,6 +56,7 @@ def transforms(x: np.ndarray, rng: np.random.Generator) -> dict[str, Callable[[]
         "scaling": lambda: aug.scaling(x, rng, cfg.scaling_sigma),
         "flip": lambda: aug.flip(x, rng),
         "permute_leads": lambda: aug.permute_leads(x, rng, present),
+        "rotation": lambda: aug.rotate(x, rng, present),
         "time_warp": lambda: aug.time_warp(x, rng, cfg.time_warp_sigma, cfg.warp_knots),
         "magnitude_warp": lambda: aug.magnitude_warp(x, rng, cfg.magnitude_warp_sigma, cfg.warp_knots),
         "random_lead_mask": lambda: aug.random_lead_mask(x, present, 0.5, rng)[0],

@@ -1,14 +1,20 @@
-"""Partner index of the ``attributes`` strategy (radius mode) on 1,000,000 random standardised records.
+"""Partner index of the ``attributes`` strategy (radius mode) on 1,000,000 records.
 
 Builds :func:`~fairseq_goodviews.strategies.attributes.build_partner_index` over ``--records``
-standard-normal vectors of the default attribute vector's dimension (10: six linear attributes
-and two angles as (cos, sin)), as the strategy does for a training split, and prints the build
-time and peak memory beside their targets (DESIGN.md section 5: < 60 s on 2 cores, < 2 GB). Peak
-memory is the process's peak resident set size (``resource.getrusage``), which includes the
-input vectors and the imported libraries; the increase over the resident size before the build is
-reported too (``tracemalloc`` cannot see torch's allocations, so it is not used). The build's CPU
-time (all threads) is printed beside the wall time: on a shared machine the wall time depends on
-the load, the CPU time much less.
+standardised attribute vectors, as the strategy does for a training split, and prints the build
+time and peak memory beside their targets (DESIGN.md section 5: < 60 s on 2 cores, < 2 GB).
+
+The vectors (``--distribution``): ``chapman`` (the default when the file exists) draws rows of the
+real Chapman ``Diagnostics.xlsx`` (``--diagnostics``, default the shared data's) with replacement,
+moves every value uniformly within half a unit (the GE MUSE measurements are integers: the draws
+spread over their rounding cell instead of piling up as exact duplicates) and encodes them with the
+strategy's own :class:`~fairseq_goodviews.strategies.attributes.AttributeScaler` (the default
+attributes, angles as (cos, sin): 10 dimensions); ``normal`` is standard-normal vectors of
+``--dim`` dimensions. Peak memory is the process's peak resident set size
+(``resource.getrusage``), which includes the input vectors and the imported libraries; the
+increase over the resident size before the build is reported too (``tracemalloc`` cannot see
+torch's allocations, so it is not used). The build's CPU time (all threads) is printed beside the
+wall time: on a shared machine the wall time depends on the load, the CPU time much less.
 
 The index is approximate above ``exact_below`` records, so the run also measures, on
 ``--check`` random anchors compared with every record exactly, the recall of the stored
@@ -16,7 +22,7 @@ candidates (of the up to ``max_candidates`` nearest records within the radius, t
 the share of anchors with a partner within the radius (found vs true) and how often the
 nearest-neighbour fallback is the true nearest neighbour.
 
-    python -m fairseq_goodviews.perf.partner_index --out DIR [--records 1000000] [--threads 2]
+    python -m fairseq_goodviews.speed.partner_index --out DIR [--records 1000000] [--threads 2] [--distribution normal]
 """
 import argparse
 import json
@@ -26,13 +32,20 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from fairseq_goodviews.io.atomic import atomic_open
-from fairseq_goodviews.strategies.attributes import AttributesConfig, PartnerIndex, build_partner_index
+from fairseq_goodviews.strategies.attributes import (
+    DEFAULT_ATTRIBUTES,
+    AttributeScaler,
+    AttributesConfig,
+    PartnerIndex,
+    build_partner_index,
+)
 
 TARGET_SECONDS = 60.0
 TARGET_MEMORY_MB = 2048.0
@@ -43,7 +56,28 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def check_against_brute_force(vectors: np.ndarray, index: PartnerIndex, radius: float, anchors: np.ndarray) -> Dict[str, float]:
+def default_diagnostics() -> Path | None:
+    """The shared data's real Chapman ``Diagnostics.xlsx``, if ``$GOODVIEWS_SHARED_DATA`` has it."""
+    shared = os.environ.get("GOODVIEWS_SHARED_DATA")
+    path = Path(shared) / "chapman" / "Diagnostics.xlsx" if shared else None
+    return path if path is not None and path.is_file() else None
+
+
+def chapman_vectors(diagnostics: Path, records: int, rng: np.random.Generator) -> np.ndarray:
+    """[records, 10] float32 standardised vectors of real Chapman rows drawn with replacement, each value
+    moved uniformly within half a unit; rows without any attribute are left out."""
+    from fairseq_goodviews.preprocessing.chapman import read_diagnostics
+
+    real = read_diagnostics(diagnostics)
+    values = np.stack([pd.to_numeric(real[name], errors="coerce").to_numpy(dtype=np.float64)
+                       for name in DEFAULT_ATTRIBUTES], axis=1)
+    drawn = values[rng.integers(0, len(values), records)] + rng.uniform(-0.5, 0.5, (records, len(DEFAULT_ATTRIBUTES)))
+    table = pd.DataFrame(drawn, columns=[f"attr_{name}" for name in DEFAULT_ATTRIBUTES])
+    vectors = AttributeScaler(DEFAULT_ATTRIBUTES, AttributesConfig().angle_attributes).fit(table).transform(table)
+    return vectors[~np.isnan(vectors).any(axis=1)]
+
+
+def check_against_brute_force(vectors: np.ndarray, index: PartnerIndex, radius: float, anchors: np.ndarray) -> dict[str, float]:
     """Recall of the stored candidates and of the nearest neighbour on ``anchors``, by exact comparison."""
     k = index.candidates.shape[1]
     x = torch.from_numpy(vectors).double()
@@ -72,7 +106,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="folder for partner_index.json")
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--dim", type=int, default=10, help="vector dimension (default: the default attribute vector's)")
+    parser.add_argument("--distribution", choices=("chapman", "normal"),
+                        default="chapman" if default_diagnostics() else "normal",
+                        help="real Chapman attribute rows (default when the file exists) or standard-normal vectors")
+    parser.add_argument("--diagnostics", type=Path, default=default_diagnostics(), help="Chapman Diagnostics.xlsx")
+    parser.add_argument("--dim", type=int, default=10, help="normal: vector dimension (default: the attribute vector's)")
     parser.add_argument("--radius", type=float, default=defaults.radius)
     parser.add_argument("--max-candidates", type=int, default=defaults.max_candidates)
     parser.add_argument("--exact-below", type=int, default=defaults.exact_below)
@@ -84,7 +122,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
-    vectors = rng.standard_normal((args.records, args.dim), dtype=np.float32)
+    if args.distribution == "chapman":
+        if args.diagnostics is None or not args.diagnostics.is_file():
+            parser.error(f"--distribution chapman needs --diagnostics (Chapman Diagnostics.xlsx), got {args.diagnostics}")
+        vectors = chapman_vectors(args.diagnostics, args.records, rng)
+    else:
+        vectors = rng.standard_normal((args.records, args.dim), dtype=np.float32)
     rss_before = _rss_mb()
     start, cpu_start = time.perf_counter(), time.process_time()
     index = build_partner_index(
@@ -95,10 +138,11 @@ def main(argv=None) -> int:
     build_cpu_s = time.process_time() - cpu_start
     peak_mb = _rss_mb()
     quality = check_against_brute_force(
-        vectors, index, args.radius, rng.choice(args.records, size=min(args.check, args.records), replace=False)
+        vectors, index, args.radius, rng.choice(len(vectors), size=min(args.check, len(vectors)), replace=False)
     )
-    result: Dict[str, Any] = {
-        "records": args.records,
+    result: dict[str, Any] = {
+        "records": len(vectors),
+        "distribution": f"real Chapman rows from {args.diagnostics}" if args.distribution == "chapman" else "standard normal",
         "build_s": build_s,
         "target_build_s": TARGET_SECONDS,
         "build_cpu_s": build_cpu_s,

@@ -17,7 +17,7 @@ measurements of the real Chapman ``Diagnostics.xlsx`` when ``--diagnostics`` (or
 ``$GOODVIEWS_SHARED_DATA/chapman/Diagnostics.xlsx``) exists, drawn with replacement; else
 standard-normal vectors (the JSON says which).
 
-    python -m fairseq_goodviews.perf.positives_at_scale --out DIR [--views 8192 16384] [--world 64]
+    python -m fairseq_goodviews.speed.positives_at_scale --out DIR [--views 8192 16384] [--world 64]
 """
 import argparse
 import json
@@ -37,6 +37,7 @@ import torch
 
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
 from fairseq_goodviews.evaluation.evaluate import write_json
+from fairseq_goodviews.speed.partner_index import default_diagnostics
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.attributes import DEFAULT_ATTRIBUTES
 from fairseq_goodviews.strategies.base import ALL
@@ -55,12 +56,6 @@ def _rss_mb() -> float:
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def default_diagnostics() -> Path | None:
-    shared = os.environ.get("GOODVIEWS_SHARED_DATA")
-    path = Path(shared) / "chapman" / "Diagnostics.xlsx" if shared else None
-    return path if path is not None and path.is_file() else None
 
 
 def attribute_table(diagnostics: Path | None, records: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -117,7 +112,7 @@ def measure(strategy_name: str, views: int, world: int, variant: str, repeats: i
 
 
 def _run_one(args: argparse.Namespace, strategy_name: str, views: int, variant: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "fairseq_goodviews.perf.positives_at_scale", "--one", strategy_name, str(views),
+    cmd = [sys.executable, "-m", "fairseq_goodviews.speed.positives_at_scale", "--one", strategy_name, str(views),
            variant, "--world", str(args.world), "--repeats", str(args.repeats)]
     if args.diagnostics is not None:
         cmd += ["--diagnostics", str(args.diagnostics)]

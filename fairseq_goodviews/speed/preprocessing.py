@@ -7,7 +7,7 @@ fixture data of that layout into a temporary folder, times reading and parsing e
 without the automatic wave attributes, to show what they cost. It prints the figures side by side
 as ratios (preparation time / parsing time; 2-worker speed-up) and writes them as JSON.
 
-    python -m fairseq_goodviews.perf.preprocessing --out DIR [--records 60]
+    python -m fairseq_goodviews.speed.preprocessing --out DIR [--records 60]
 """
 from __future__ import annotations
 

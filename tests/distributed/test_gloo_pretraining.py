@@ -39,6 +39,7 @@ def sixteen_records(tmp_path_factory) -> Path:
     return write_tiny_dataset(tmp_path_factory.mktemp("dist"), n_per_split=(16, 8, 8), seed=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["demographics", "simclr"])
 def test_two_gloo_workers_give_the_single_process_loss(sixteen_records, tmp_path, strategy):
     common = ["preset=cpu_small", "model.norm=group", "task.sample_size=1000", "dataset.num_workers=0",

@@ -142,3 +142,19 @@ def test_gradients_reach_the_multi_lead_first_layer():
     (model.get_logits(out).logsumexp(-1).sum() + out["embedding"].sum()).backward()
     first = model.feature_extractor.conv_layers[0][0].weight.grad
     assert first is not None and first.abs().sum() > 0
+
+
+def test_forward_and_backward_under_bf16_autocast():
+    model = small_model()
+    source = with_leads_present(12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(source)
+        logits = model.get_logits(out).float()
+    assert out["embedding"].shape == (3, 32) and torch.isfinite(out["embedding"].float()).all()
+    # Upstream sets a negative equal to the target to -inf; nothing may be NaN, the true latent is finite.
+    assert not torch.isnan(logits).any() and torch.isfinite(logits[:, 0]).all()
+    loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+    assert torch.isfinite(loss)
+    (loss + out["embedding"].float().sum()).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
