@@ -1,4 +1,5 @@
 """fairseq datasets over a manifest of ``.mat`` records: contrastive views and labelled records."""
+
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from fairseq.data import FairseqDataset
 
@@ -35,8 +35,11 @@ class EcgRecordSource:
         self.sample_rate = sample_rate
         self.pack = PackedRecords.for_manifest(self.manifest_path) if use_pack else None
         if use_pack and self.pack is None:
-            logger.info("%s: reading one .mat file per record; a pack (python manifests/pack.py %s) is the "
-                        "faster path", self.manifest_path, self.manifest_path.parent)
+            logger.info(
+                "%s: reading one .mat file per record; a pack (python manifests/pack.py %s) is the faster path",
+                self.manifest_path,
+                self.manifest_path.parent,
+            )
         # Manifest row of each index, so that keep_only leaves the pack's rows in place.
         self.rows = np.arange(len(self.paths))
 
@@ -76,7 +79,7 @@ class EcgRecordSource:
             record = read_record(self.paths[index], with_meta=False)
             self._check_rate(index, record.sample_rate)
             start, length = self._window(record.n_samples, sample_size, rng)
-            feats = np.ascontiguousarray(record.feats[:, start:start + length], dtype=np.float32)
+            feats = np.ascontiguousarray(record.feats[:, start : start + length], dtype=np.float32)
             lead_present = record.lead_present
         if length < sample_size:
             feats = np.pad(feats, ((0, 0), (0, sample_size - length)))
@@ -171,10 +174,7 @@ class EcgPretrainingDataset(_CroppedRecordDataset):
         if not samples:
             return {}
         views = [v for s in samples for v in s["views"]]
-        meta = {
-            key: torch.as_tensor(np.array([v["meta"][key] for v in views]))
-            for key in views[0]["meta"]
-        }
+        meta = {key: torch.as_tensor(np.array([v["meta"][key] for v in views])) for key in views[0]["meta"]}
         return {
             "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
             "net_input": {"source": torch.from_numpy(np.stack([v["source"] for v in views]))},
@@ -211,7 +211,7 @@ class EcgClassificationDataset(_CroppedRecordDataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.random_crop else None
-        signal, lead_present = self.source.load(index, self.sample_size, rng)
+        signal, _ = self.source.load(index, self.sample_size, rng)
         signal[~self.keep] = 0.0
         return {"id": index, "source": signal, "label": self.labels[index]}
 
@@ -225,18 +225,3 @@ class EcgClassificationDataset(_CroppedRecordDataset):
             "nsentences": len(samples),
             "ntokens": len(samples) * self.sample_size,
         }
-
-
-def label_indices(table: pd.DataFrame, class_names: Sequence[str], table_name: str) -> np.ndarray:
-    """Map the ``label`` column to class indices; unlabelled or unknown classes are clear errors."""
-    if "label" not in table.columns:
-        raise ValueError(f"{table_name}: no 'label' column")
-    known = {name: i for i, name in enumerate(class_names)}
-    bad = [(p, l) for p, l in zip(table["path"], table["label"]) if l not in known]
-    if bad:
-        path, label = bad[0]
-        raise ValueError(
-            f"{table_name}: {len(bad)} record(s) without a known class (first: {path} has label {label!r}); "
-            f"known classes: {', '.join(class_names)}"
-        )
-    return np.array([known[l] for l in table["label"]], dtype=np.int64)

@@ -24,6 +24,7 @@ identical content (same paths and lengths, different filtering). A directory cop
 preserving times (``cp -r`` rather than ``cp -a``/``rsync -a``) therefore needs a re-pack; the
 training log says so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,17 +58,19 @@ def pack_paths(manifest_path: str | Path) -> tuple[Path, Path]:
 
 
 def _index_dtype(n_records: int) -> np.dtype:
-    return np.dtype([
-        ("version", "<i8"),
-        ("manifest_sha256", "S64"),
-        ("manifest_mtime_ns", "<i8"),
-        ("data_size", "<i8"),
-        ("data_mtime_ns", "<i8"),
-        ("offsets", "<i8", (n_records,)),
-        ("lengths", "<i8", (n_records,)),
-        ("sample_rates", "<f8", (n_records,)),
-        ("lead_present", "u1", (n_records, N_LEADS)),
-    ])
+    return np.dtype(
+        [
+            ("version", "<i8"),
+            ("manifest_sha256", "S64"),
+            ("manifest_mtime_ns", "<i8"),
+            ("data_size", "<i8"),
+            ("data_mtime_ns", "<i8"),
+            ("offsets", "<i8", (n_records,)),
+            ("lengths", "<i8", (n_records,)),
+            ("sample_rates", "<f8", (n_records,)),
+            ("lead_present", "u1", (n_records, N_LEADS)),
+        ]
+    )
 
 
 def _manifest_fingerprint(manifest_path: Path) -> tuple[bytes, int]:
@@ -103,7 +106,7 @@ def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
             record = read_record(root / rel, with_meta=False)
             if record.n_samples != n_samples:
                 raise RecordError(root / rel, f"{record.n_samples} samples, but {manifest_path} says {n_samples}")
-            packed[offsets[i]:offsets[i] + N_LEADS * n_samples].reshape(N_LEADS, n_samples)[...] = record.feats
+            packed[offsets[i] : offsets[i] + N_LEADS * n_samples].reshape(N_LEADS, n_samples)[...] = record.feats
             sample_rates[i] = record.sample_rate
             lead_present[i] = record.lead_present
         packed.flush()
@@ -122,8 +125,14 @@ def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
     with atomic_path(index_path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, index, allow_pickle=False)
-    return {"records": len(entries), "samples": int(lengths.sum()), "bytes": stat.st_size,
-            "seconds": time.perf_counter() - start, "data": str(data_path), "index": str(index_path)}
+    return {
+        "records": len(entries),
+        "samples": int(lengths.sum()),
+        "bytes": stat.st_size,
+        "seconds": time.perf_counter() - start,
+        "data": str(data_path),
+        "index": str(index_path),
+    }
 
 
 def pack_problem(manifest_path: str | Path) -> str | None:
@@ -171,7 +180,7 @@ class PackedRecords:
         self._data: np.ndarray | None = None
 
     @classmethod
-    def for_manifest(cls, manifest_path: str | Path) -> "PackedRecords | None":
+    def for_manifest(cls, manifest_path: str | Path) -> PackedRecords | None:
         """The current pack beside ``manifest_path``; None (with a warning if one is stale) otherwise."""
         data_path, index_path = pack_paths(manifest_path)
         if not data_path.exists() and not index_path.exists():
@@ -181,7 +190,9 @@ class PackedRecords:
             logger.warning(
                 "not using the pack of %s: %s; reading the .mat files instead "
                 "(rebuild it with: python manifests/pack.py %s)",
-                manifest_path, problem, Path(manifest_path).parent,
+                manifest_path,
+                problem,
+                Path(manifest_path).parent,
             )
             return None
         return cls(data_path, index_path)
@@ -213,18 +224,19 @@ class PackedRecords:
         """A C-contiguous float32 copy of samples ``[start, start + length)`` of record ``index``."""
         n_samples = self.lengths.item(index)
         if start < 0 or length < 0 or start + length > n_samples:
-            raise IndexError(f"samples [{start}, {start + length}) outside record {index} "
-                             f"of {self.data_path} ({n_samples} samples)")
+            raise IndexError(
+                f"samples [{start}, {start + length}) outside record {index} of {self.data_path} ({n_samples} samples)"
+            )
         if length == n_samples:
             return self.read(index)
         offset = self.offsets.item(index)
-        record = self.data[offset:offset + N_LEADS * n_samples].reshape(N_LEADS, n_samples)
-        return np.array(record[:, start:start + length])
+        record = self.data[offset : offset + N_LEADS * n_samples].reshape(N_LEADS, n_samples)
+        return np.array(record[:, start : start + length])
 
     def read(self, index: int) -> np.ndarray:
         """Record ``index`` whole, as a C-contiguous float32 [12, T] copy."""
         offset, n_samples = self.offsets.item(index), self.lengths.item(index)
-        return np.array(self.data[offset:offset + N_LEADS * n_samples]).reshape(N_LEADS, n_samples)
+        return np.array(self.data[offset : offset + N_LEADS * n_samples]).reshape(N_LEADS, n_samples)
 
 
 def _split_manifests(manifest_dir: Path, splits: Sequence[str] | None) -> List[Path]:
@@ -245,17 +257,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="manifests/pack.py",
         description="Pack each split's .mat records into <split>.packed.npy + <split>.packed_index.npy "
-                    "beside its manifest; training uses a pack while it matches the manifest.",
+        "beside its manifest; training uses a pack while it matches the manifest.",
     )
     parser.add_argument("manifest_dir", type=Path, help="folder with <split>.tsv manifests")
-    parser.add_argument("--splits", type=lambda s: [x for x in s.split(",") if x],
-                        help="comma-separated splits (default: whichever of train,valid,test exist)")
+    parser.add_argument(
+        "--splits",
+        type=lambda s: [x for x in s.split(",") if x],
+        help="comma-separated splits (default: whichever of train,valid,test exist)",
+    )
     args = parser.parse_args(argv)
     try:
         for manifest in _split_manifests(args.manifest_dir, args.splits):
             summary = write_pack(manifest)
-            print(f"{manifest.stem}: {summary['records']} records, {summary['samples']} samples, "
-                  f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']:.1f} s -> {summary['data']}")
+            print(
+                f"{manifest.stem}: {summary['records']} records, {summary['samples']} samples, "
+                f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']:.1f} s -> {summary['data']}"
+            )
     except (ManifestError, RecordError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

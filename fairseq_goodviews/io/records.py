@@ -25,6 +25,7 @@ the ratio to the memory-mapped array at 0.31-0.32 for this reader against 0.07-0
 closing the files without looking at the bytes reached 0.47-0.48. The optional packed format
 (:mod:`fairseq_goodviews.io.packed`) reaches 0.94-0.99.
 """
+
 from __future__ import annotations
 
 import math
@@ -115,10 +116,19 @@ def write_record(path: str | Path, record: EcgRecord) -> None:
 # The layout savemat writes (see the reader's notes below), for what records hold. Anything else
 # (dicts, lists, object or complex arrays, names savemat skips or rejects) returns None.
 
-_MX_FOR_DTYPE = {"<f8": 6, "<f4": 7, "|i1": 8, "|u1": 9, "<i2": 10, "<u2": 11, "<i4": 12, "<u4": 13,
-                 "<i8": 14, "<u8": 15}
-_MI_FOR_DTYPE = {"<f8": 9, "<f4": 7, "|i1": 1, "|u1": 2, "<i2": 3, "<u2": 4, "<i4": 5, "<u4": 6,
-                 "<i8": 12, "<u8": 13}
+_MX_FOR_DTYPE = {
+    "<f8": 6,
+    "<f4": 7,
+    "|i1": 8,
+    "|u1": 9,
+    "<i2": 10,
+    "<u2": 11,
+    "<i4": 12,
+    "<u4": 13,
+    "<i8": 14,
+    "<u8": 15,
+}
+_MI_FOR_DTYPE = {"<f8": 9, "<f4": 7, "|i1": 1, "|u1": 2, "<i2": 3, "<u2": 4, "<i4": 5, "<u4": 6, "<i8": 12, "<u8": 13}
 _FLAG_LOGICAL = 0x0200
 
 
@@ -150,12 +160,14 @@ def _matrix(name: bytes, value: Any) -> bytes | None:
             return None
         dims = (1, 1) if array.ndim == 0 else (1, array.shape[0]) if array.ndim == 1 else array.shape
         mx_class, mi_type, data = _MX_FOR_DTYPE[code], _MI_FOR_DTYPE[code], array.tobytes(order="F")
-    body = b"".join((
-        _TAG.pack(_MI_UINT32, 8) + struct.pack("<II", mx_class | flags, 0),
-        _element(_MI_INT32, struct.pack(f"<{len(dims)}i", *dims)),
-        _element(_MI_INT8, name),
-        _element(mi_type, data),
-    ))
+    body = b"".join(
+        (
+            _TAG.pack(_MI_UINT32, 8) + struct.pack("<II", mx_class | flags, 0),
+            _element(_MI_INT32, struct.pack(f"<{len(dims)}i", *dims)),
+            _element(_MI_INT8, name),
+            _element(mi_type, data),
+        )
+    )
     return _TAG.pack(_MI_MATRIX, len(body)) + body
 
 
@@ -164,8 +176,12 @@ def mat5_bytes(payload: dict[str, Any]) -> bytes | None:
 
     The header's creation text names this module instead of the time; readers ignore it.
     """
-    parts = [b"MATLAB 5.0 MAT-file, written by fairseq_goodviews".ljust(116, b" ") + b"\0" * 8
-             + struct.pack("<H", 0x0100) + b"IM"]
+    parts = [
+        b"MATLAB 5.0 MAT-file, written by fairseq_goodviews".ljust(116, b" ")
+        + b"\0" * 8
+        + struct.pack("<H", 0x0100)
+        + b"IM"
+    ]
     for name, value in payload.items():
         try:
             encoded_name = name.encode("ascii")
@@ -193,8 +209,18 @@ _MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED, _MI_UTF8 = 1, 5, 6,
 _MI_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18})  # 8, 10, 11 are reserved
 _MI_DTYPES: Dict[int, np.dtype] = {
     code: np.dtype(spec)
-    for code, spec in {1: "<i1", 2: "<u1", 3: "<i2", 4: "<u2", 5: "<i4", 6: "<u4",
-                       7: "<f4", 9: "<f8", 12: "<i8", 13: "<u8"}.items()
+    for code, spec in {
+        1: "<i1",
+        2: "<u1",
+        3: "<i2",
+        4: "<u2",
+        5: "<i4",
+        6: "<u4",
+        7: "<f4",
+        9: "<f8",
+        12: "<i8",
+        13: "<u8",
+    }.items()
 }
 _MX_CLASSES = range(1, 18)  # cell, struct, object, char, sparse, 10 numeric, function, opaque
 _MX_CHAR_CLASS, _MX_SPARSE_CLASS = 4, 5
@@ -245,7 +271,7 @@ def _tag(buf: memoryview, pos: int, end: int) -> Tuple[int, int, int, int]:
 def _chars(buf: memoryview, dims: Tuple[int, ...], data: int, count: int) -> np.ndarray:
     """A char matrix as loadmat returns it by default: one string per row."""
     try:
-        text = str(buf[data:data + count], "utf-8")
+        text = str(buf[data : data + count], "utf-8")
     except UnicodeDecodeError:
         raise _Damaged(f"text at byte {data} is not UTF-8") from None
     if dims == (0, 0) and not text:
@@ -279,8 +305,13 @@ def _variable(buf: memoryview, pos: int, end: int, wanted: FrozenSet[str] | None
     flags_kind, flags_count, flags, _, dims_kind, dims_count, rows, cols = _MATRIX_HEAD.unpack_from(buf, pos)
     array_class = flags & 0xFF
     if (
-        flags_kind != _MI_UINT32 or flags_count != 8 or array_class not in _MX_CLASSES
-        or dims_kind != _MI_INT32 or dims_count < 8 or dims_count % 4 or pos + 24 + dims_count > end
+        flags_kind != _MI_UINT32
+        or flags_count != 8
+        or array_class not in _MX_CLASSES
+        or dims_kind != _MI_INT32
+        or dims_count < 8
+        or dims_count % 4
+        or pos + 24 + dims_count > end
     ):
         raise _Damaged(f"variable at byte {pos - 8} has no valid array flags and dimensions")
     if dims_count == 8:
@@ -294,7 +325,7 @@ def _variable(buf: memoryview, pos: int, end: int, wanted: FrozenSet[str] | None
         raise _Damaged(f"variable name at byte {name_at} has data type {name_kind}")
     if name_count == 0:
         raise _Unsupported  # MATLAB's function workspace
-    name = str(buf[name_at:name_at + name_count], "latin1")
+    name = str(buf[name_at : name_at + name_count], "latin1")
     if wanted is not None and name not in wanted:
         return name, None
     kind, count, data, pos = _tag(buf, pos, end)

@@ -51,8 +51,10 @@ class Wav2Vec2EcgConfig(Wav2Vec2Config):
     )
     conv_feature_layers: str = field(
         default="[(256, 2, 2)] * 4",
-        metadata={"help": "convolutional feature extractor as [(dim, kernel, stride), ...]; list and tuple "
-                  "literals of integers combined with + and * (read without eval)"},
+        metadata={
+            "help": "convolutional feature extractor as [(dim, kernel, stride), ...]; list and tuple "
+            "literals of integers combined with + and * (read without eval)"
+        },
     )
     final_dim: int = field(default=256, metadata={"help": "dimension of the projected predictions and targets"})
     quantize_targets: bool = field(default=True, metadata={"help": "targets are Gumbel-quantised latents"})
@@ -65,8 +67,10 @@ class Wav2Vec2EcgConfig(Wav2Vec2Config):
     dropout_features: float = field(default=0.1, metadata={"help": "dropout on the features the targets come from"})
     cmsc_pass: CMSC_PASS_CHOICES = field(
         default="masked",
-        metadata={"help": "which pass the CMSC embedding pools: 'masked' = the transformer output of the one "
-                  "wav2vec 2.0 pass (fairseq-signals); 'unmasked' = a second, unmasked pass (about 2x the cost)"},
+        metadata={
+            "help": "which pass the CMSC embedding pools: 'masked' = the transformer output of the one "
+            "wav2vec 2.0 pass (fairseq-signals); 'unmasked' = a second, unmasked pass (about 2x the cost)"
+        },
     )
 
 
@@ -87,7 +91,11 @@ def parse_conv_layers(spec: str) -> List[ConvLayer]:
             left, right = value(node.left), value(node.right)
             if isinstance(node.op, ast.Mult):
                 count, sequence = (left, right) if isinstance(left, int) else (right, left)
-                if isinstance(sequence, (list, tuple)) and isinstance(count, int) and len(sequence) * count > MAX_CONV_LAYERS:
+                if (
+                    isinstance(sequence, (list, tuple))
+                    and isinstance(count, int)
+                    and len(sequence) * count > MAX_CONV_LAYERS
+                ):
                     raise ValueError(f"more than {MAX_CONV_LAYERS} elements")
             try:
                 return left + right if isinstance(node.op, ast.Add) else left * right
@@ -164,12 +172,17 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
             input_lengths = torch.floor((input_lengths - kernel) / stride + 1)
         return input_lengths.to(torch.long)
 
-    def apply_mask(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], mask_indices=None,
-                   mask_channel_indices=None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def apply_mask(
+        self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], mask_indices=None, mask_channel_indices=None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Upstream's masking of ``x`` [B, T', C]; under bf16 autocast ``x`` arrives in bf16, so it is
         masked in ``mask_emb``'s float32 (upstream's in-place put needs equal dtypes)."""
-        return super().apply_mask(x.to(self.mask_emb.dtype), padding_mask, mask_indices=mask_indices,
-                                  mask_channel_indices=mask_channel_indices)
+        return super().apply_mask(
+            x.to(self.mask_emb.dtype),
+            padding_mask,
+            mask_indices=mask_indices,
+            mask_channel_indices=mask_channel_indices,
+        )
 
     def encode(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B, leads, T] -> [B, encoder_embed_dim]: the unmasked transformer output averaged over time."""
@@ -190,7 +203,9 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
         second, unmasked pass (``cmsc_pass=unmasked``, = :meth:`encode`).
         """
         if features_only or self.cmsc_pass == "unmasked":
-            result = super().forward(source, padding_mask=padding_mask, mask=mask, features_only=features_only, **kwargs)
+            result = super().forward(
+                source, padding_mask=padding_mask, mask=mask, features_only=features_only, **kwargs
+            )
             if not features_only:
                 result["embedding"] = self.encode(source, padding_mask)
             return result

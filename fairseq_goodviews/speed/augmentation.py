@@ -9,6 +9,7 @@ process with one torch thread, as a data-loading worker runs.
 
     python -m fairseq_goodviews.speed.augmentation --out DIR [--repeats 300]
 """
+
 import argparse
 import os
 import statistics
@@ -48,8 +49,9 @@ def view(record: Path | None) -> np.ndarray:
 
 def transforms(x: np.ndarray, rng: np.random.Generator) -> dict[str, Callable[[], np.ndarray]]:
     cfg = aug.AugmentationConfig()
-    every = aug.AugmentationConfig(jitter_prob=1, scaling_prob=1, flip_prob=1, permute_prob=1, time_warp_prob=1,
-                                   magnitude_warp_prob=1)
+    every = aug.AugmentationConfig(
+        jitter_prob=1, scaling_prob=1, flip_prob=1, permute_prob=1, time_warp_prob=1, magnitude_warp_prob=1
+    )
     present = np.ones(LEADS, dtype=bool)
     return {
         "jitter": lambda: aug.jitter(x, rng, cfg.jitter_sigma),
@@ -88,8 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows[name] = {"wall_ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu)}
         verdict = "ok" if name == "all_six_composed" or rows[name]["cpu_ms"] < TARGET_MS else "OVER"
         print(f"{name:<20}{rows[name]['wall_ms']:>14.3f}{rows[name]['cpu_ms']:>13.3f}   {verdict}")
-    result = {"per_view": rows, "target_ms": TARGET_MS, "view": f"{LEADS} leads x {SAMPLES} samples float32",
-              "data": f"real: {args.record}" if args.record else "synthetic: N(0, 1)", "repeats": args.repeats}
+    result = {
+        "per_view": rows,
+        "target_ms": TARGET_MS,
+        "view": f"{LEADS} leads x {SAMPLES} samples float32",
+        "data": f"real: {args.record}" if args.record else "synthetic: N(0, 1)",
+        "repeats": args.repeats,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "augmentation.json", result)
     return 0

@@ -24,6 +24,7 @@ nearest-neighbour fallback is the true nearest neighbour.
 
     python -m fairseq_goodviews.speed.partner_index --out DIR [--records 1000000] [--threads 2] [--distribution normal]
 """
+
 import argparse
 import json
 import os
@@ -69,21 +70,24 @@ def chapman_vectors(diagnostics: Path, records: int, rng: np.random.Generator) -
     from fairseq_goodviews.preprocessing.chapman import read_diagnostics
 
     real = read_diagnostics(diagnostics)
-    values = np.stack([pd.to_numeric(real[name], errors="coerce").to_numpy(dtype=np.float64)
-                       for name in DEFAULT_ATTRIBUTES], axis=1)
+    values = np.stack(
+        [pd.to_numeric(real[name], errors="coerce").to_numpy(dtype=np.float64) for name in DEFAULT_ATTRIBUTES], axis=1
+    )
     drawn = values[rng.integers(0, len(values), records)] + rng.uniform(-0.5, 0.5, (records, len(DEFAULT_ATTRIBUTES)))
     table = pd.DataFrame(drawn, columns=[f"attr_{name}" for name in DEFAULT_ATTRIBUTES])
     vectors = AttributeScaler(DEFAULT_ATTRIBUTES, AttributesConfig().angle_attributes).fit(table).transform(table)
     return vectors[~np.isnan(vectors).any(axis=1)]
 
 
-def check_against_brute_force(vectors: np.ndarray, index: PartnerIndex, radius: float, anchors: np.ndarray) -> dict[str, float]:
+def check_against_brute_force(
+    vectors: np.ndarray, index: PartnerIndex, radius: float, anchors: np.ndarray
+) -> dict[str, float]:
     """Recall of the stored candidates and of the nearest neighbour on ``anchors``, by exact comparison."""
     k = index.candidates.shape[1]
     x = torch.from_numpy(vectors).double()
     found = expected = with_true = with_found = nearest_right = 0
     for anchor in anchors:
-        distance = torch.cdist(x[anchor:anchor + 1], x, compute_mode="donot_use_mm_for_euclid_dist")[0].numpy()
+        distance = torch.cdist(x[anchor : anchor + 1], x, compute_mode="donot_use_mm_for_euclid_dist")[0].numpy()
         distance[anchor] = np.inf
         within = np.flatnonzero(distance <= radius)
         true_candidates = within[np.lexsort((within, distance[within]))][:k]
@@ -106,11 +110,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="folder for partner_index.json")
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--distribution", choices=("chapman", "normal"),
-                        default="chapman" if default_diagnostics() else "normal",
-                        help="real Chapman attribute rows (default when the file exists) or standard-normal vectors")
+    parser.add_argument(
+        "--distribution",
+        choices=("chapman", "normal"),
+        default="chapman" if default_diagnostics() else "normal",
+        help="real Chapman attribute rows (default when the file exists) or standard-normal vectors",
+    )
     parser.add_argument("--diagnostics", type=Path, default=default_diagnostics(), help="Chapman Diagnostics.xlsx")
-    parser.add_argument("--dim", type=int, default=10, help="normal: vector dimension (default: the attribute vector's)")
+    parser.add_argument(
+        "--dim", type=int, default=10, help="normal: vector dimension (default: the attribute vector's)"
+    )
     parser.add_argument("--radius", type=float, default=defaults.radius)
     parser.add_argument("--max-candidates", type=int, default=defaults.max_candidates)
     parser.add_argument("--exact-below", type=int, default=defaults.exact_below)
@@ -124,15 +133,23 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     if args.distribution == "chapman":
         if args.diagnostics is None or not args.diagnostics.is_file():
-            parser.error(f"--distribution chapman needs --diagnostics (Chapman Diagnostics.xlsx), got {args.diagnostics}")
+            parser.error(
+                f"--distribution chapman needs --diagnostics (Chapman Diagnostics.xlsx), got {args.diagnostics}"
+            )
         vectors = chapman_vectors(args.diagnostics, args.records, rng)
     else:
         vectors = rng.standard_normal((args.records, args.dim), dtype=np.float32)
     rss_before = _rss_mb()
     start, cpu_start = time.perf_counter(), time.process_time()
     index = build_partner_index(
-        vectors, args.radius, args.max_candidates, exact_below=args.exact_below, cell_size=args.cell_size,
-        probes=args.probes, seed=args.seed, threads=args.threads,
+        vectors,
+        args.radius,
+        args.max_candidates,
+        exact_below=args.exact_below,
+        cell_size=args.cell_size,
+        probes=args.probes,
+        seed=args.seed,
+        threads=args.threads,
     )
     build_s = time.perf_counter() - start
     build_cpu_s = time.process_time() - cpu_start
@@ -142,7 +159,9 @@ def main(argv=None) -> int:
     )
     result: dict[str, Any] = {
         "records": len(vectors),
-        "distribution": f"real Chapman rows from {args.diagnostics}" if args.distribution == "chapman" else "standard normal",
+        "distribution": f"real Chapman rows from {args.diagnostics}"
+        if args.distribution == "chapman"
+        else "standard normal",
         "build_s": build_s,
         "target_build_s": TARGET_SECONDS,
         "build_cpu_s": build_cpu_s,

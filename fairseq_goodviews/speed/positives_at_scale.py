@@ -19,6 +19,7 @@ standard-normal vectors (the JSON says which).
 
     python -m fairseq_goodviews.speed.positives_at_scale --out DIR [--views 8192 16384] [--world 64]
 """
+
 import argparse
 import json
 import os
@@ -65,8 +66,9 @@ def attribute_table(diagnostics: Path | None, records: int, rng: np.random.Gener
 
         real = read_diagnostics(diagnostics)
         rows = rng.integers(0, len(real), records)
-        return pd.DataFrame({f"attr_{name}": pd.to_numeric(real[name], errors="coerce").to_numpy()[rows]
-                             for name in DEFAULT_ATTRIBUTES})
+        return pd.DataFrame(
+            {f"attr_{name}": pd.to_numeric(real[name], errors="coerce").to_numpy()[rows] for name in DEFAULT_ATTRIBUTES}
+        )
     return pd.DataFrame({f"attr_{name}": rng.normal(size=records) for name in DEFAULT_ATTRIBUTES})
 
 
@@ -75,18 +77,29 @@ def _meta(strategy_name: str, views: int, diagnostics: Path | None, seed: int):
     rng = np.random.default_rng(seed)
     records = views // 2
     record = torch.arange(records).repeat_interleave(2)
-    meta: dict[str, torch.Tensor] = {"record": record, "item": record, "segment": torch.arange(2).repeat(records),
-                                     "lead_group": torch.zeros(views, dtype=torch.long)}
-    table = attribute_table(diagnostics, records, rng) if strategy_name == "attributes" else pd.DataFrame(index=range(records))
+    meta: dict[str, torch.Tensor] = {
+        "record": record,
+        "item": record,
+        "segment": torch.arange(2).repeat(records),
+        "lead_group": torch.zeros(views, dtype=torch.long),
+    }
+    table = (
+        attribute_table(diagnostics, records, rng)
+        if strategy_name == "attributes"
+        else pd.DataFrame(index=range(records))
+    )
     # Partner draws are not timed: a small exact index is enough to build the strategy.
-    strategy = build_strategy({"_name": strategy_name, **({"max_candidates": 4} if strategy_name == "attributes" else {})},
-                              table, table, seed)
+    strategy = build_strategy(
+        {"_name": strategy_name, **({"max_candidates": 4} if strategy_name == "attributes" else {})}, table, table, seed
+    )
     for key, values in strategy.record_keys().items():
         meta[key] = torch.as_tensor(values)[record]
     return strategy, meta
 
 
-def measure(strategy_name: str, views: int, world: int, variant: str, repeats: int, diagnostics: Path | None) -> dict[str, Any]:
+def measure(
+    strategy_name: str, views: int, world: int, variant: str, repeats: int, diagnostics: Path | None
+) -> dict[str, Any]:
     """Median step time and peak memory increase of one (strategy, N, variant), in this process."""
     torch.manual_seed(0)
     strategy, meta = _meta(strategy_name, views, diagnostics, seed=0)
@@ -106,14 +119,31 @@ def measure(strategy_name: str, views: int, world: int, variant: str, repeats: i
         positives = int(n_positive.sum())
         del relation, loss
         candidates.grad = None
-    return {"strategy": strategy_name, "views": views, "local_views": local, "variant": variant,
-            "seconds_per_step": statistics.median(times), "peak_memory_increase_mib": _peak_rss_mb() - baseline,
-            "positives": positives}
+    return {
+        "strategy": strategy_name,
+        "views": views,
+        "local_views": local,
+        "variant": variant,
+        "seconds_per_step": statistics.median(times),
+        "peak_memory_increase_mib": _peak_rss_mb() - baseline,
+        "positives": positives,
+    }
 
 
 def _run_one(args: argparse.Namespace, strategy_name: str, views: int, variant: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "fairseq_goodviews.speed.positives_at_scale", "--one", strategy_name, str(views),
-           variant, "--world", str(args.world), "--repeats", str(args.repeats)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fairseq_goodviews.speed.positives_at_scale",
+        "--one",
+        strategy_name,
+        str(views),
+        variant,
+        "--world",
+        str(args.world),
+        "--repeats",
+        str(args.repeats),
+    ]
     if args.diagnostics is not None:
         cmd += ["--diagnostics", str(args.diagnostics)]
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -129,8 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--world", type=int, default=64, help="simulated workers (the local batch is N / world)")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (median)")
-    parser.add_argument("--diagnostics", type=Path, default=default_diagnostics(),
-                        help="Chapman Diagnostics.xlsx for real attribute vectors (default: the shared data's, if set)")
+    parser.add_argument(
+        "--diagnostics",
+        type=Path,
+        default=default_diagnostics(),
+        help="Chapman Diagnostics.xlsx for real attribute vectors (default: the shared data's, if set)",
+    )
     parser.add_argument("--one", nargs=3, metavar=("STRATEGY", "N", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -143,23 +177,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"every --views value must be a positive multiple of --world ({args.world})")
 
     rows = []
-    print(f"{'strategy':<12}{'N':>7}{'n':>5}  {'old s/step':>11}{'new s/step':>11}{'speed-up':>9}"
-          f"  {'old MiB':>9}{'new MiB':>9}")
+    print(
+        f"{'strategy':<12}{'N':>7}{'n':>5}  {'old s/step':>11}{'new s/step':>11}{'speed-up':>9}"
+        f"  {'old MiB':>9}{'new MiB':>9}"
+    )
     for strategy_name in args.strategies:
         for views in args.views:
             old, new = (_run_one(args, strategy_name, views, variant) for variant in ("old", "new"))
             if old["positives"] != new["positives"]:
-                raise RuntimeError(f"{strategy_name} N={views}: old and new relations differ "
-                                   f"({old['positives']} vs {new['positives']} positives)")
+                raise RuntimeError(
+                    f"{strategy_name} N={views}: old and new relations differ "
+                    f"({old['positives']} vs {new['positives']} positives)"
+                )
             rows += [old, new]
-            print(f"{strategy_name:<12}{views:>7}{old['local_views']:>5}  {old['seconds_per_step']:>11.4f}"
-                  f"{new['seconds_per_step']:>11.4f}{old['seconds_per_step'] / new['seconds_per_step']:>8.1f}x"
-                  f"  {old['peak_memory_increase_mib']:>9.0f}{new['peak_memory_increase_mib']:>9.0f}")
+            print(
+                f"{strategy_name:<12}{views:>7}{old['local_views']:>5}  {old['seconds_per_step']:>11.4f}"
+                f"{new['seconds_per_step']:>11.4f}{old['seconds_per_step'] / new['seconds_per_step']:>8.1f}x"
+                f"  {old['peak_memory_increase_mib']:>9.0f}{new['peak_memory_increase_mib']:>9.0f}"
+            )
     result = {
         "measurements": rows,
         "attribute_vectors": f"real: {args.diagnostics}" if args.diagnostics else "synthetic: standard normal",
-        "settings": {"world": args.world, "repeats": args.repeats, "embedding_dim": EMBEDDING_DIM,
-                     "torch_threads": torch.get_num_threads()},
+        "settings": {
+            "world": args.world,
+            "repeats": args.repeats,
+            "embedding_dim": EMBEDDING_DIM,
+            "torch_threads": torch.get_num_threads(),
+        },
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "positives_at_scale.json", result)

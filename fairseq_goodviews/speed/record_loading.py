@@ -33,6 +33,7 @@ Targets (DESIGN.md §5): ``read_record`` >= 0.5, packed >= 0.9. Results go to
 
     python -m fairseq_goodviews.speed.record_loading --out DIR [--data MANIFEST_DIR] [--records 2000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,8 @@ def synthetic_records(out_dir: Path, n_records: int, n_samples: int, seed: int) 
     for i in range(n_records):
         rate = rng.uniform(50, 130)
         beats = np.arange(rng.uniform(0, 0.5), t[-1] + 0.5, 60.0 / rate)
-        qrs = np.exp(-((t[None, :] - beats[:, None]) ** 2) / (2 * 0.012 ** 2)).sum(0)
-        wave = np.exp(-((t[None, :] - beats[:, None] - 0.25) ** 2) / (2 * 0.04 ** 2)).sum(0)
+        qrs = np.exp(-((t[None, :] - beats[:, None]) ** 2) / (2 * 0.012**2)).sum(0)
+        wave = np.exp(-((t[None, :] - beats[:, None] - 0.25) ** 2) / (2 * 0.04**2)).sum(0)
         gains = rng.normal(1.0, 0.4, size=(N_LEADS, 2))
         wander = 0.1 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
         feats = gains[:, :1] * qrs + 0.3 * gains[:, 1:] * wave + wander + rng.normal(0, 0.02, (N_LEADS, n_samples))
@@ -88,8 +89,9 @@ def bench_manifest(source: Path, work: Path, n_records: int) -> Path:
     return work / "bench.tsv"
 
 
-def time_rounds(readers: Dict[str, Callable[[int], np.ndarray]], order: np.ndarray, rounds: int,
-                chunk: int) -> Dict[str, List[float]]:
+def time_rounds(
+    readers: Dict[str, Callable[[int], np.ndarray]], order: np.ndarray, rounds: int, chunk: int
+) -> Dict[str, List[float]]:
     """Records/s of each reader in every time slot of every round, after one untimed warm-up pass.
 
     ``order`` is cut into chunks of ``chunk`` records. In each time slot every reader reads one
@@ -102,7 +104,7 @@ def time_rounds(readers: Dict[str, Callable[[int], np.ndarray]], order: np.ndarr
     for name in names:
         for i in order:
             readers[name](i)
-    chunks = [order[first:first + chunk] for first in range(0, len(order), chunk)]
+    chunks = [order[first : first + chunk] for first in range(0, len(order), chunk)]
     spread = max(1, len(chunks) // len(names))
     rates: Dict[str, List[float]] = {name: [] for name in names}
     gc.disable()
@@ -143,8 +145,10 @@ def print_table(title: str, summary: Dict[str, Dict[str, Any]], targets: Dict[st
         target = targets.get(name)
         verdict = "" if target is None else f">= {target:.1f} {'met' if row['ratio_to_memmap'] >= target else 'MISSED'}"
         low, high = row["ratio_quartiles"]
-        print(f"  {name:<26}{row['records_per_s']:>10.0f}{row['ratio_to_memmap']:>10.2f}  "
-              f"({low:.2f}-{high:.2f})   {verdict}")
+        print(
+            f"  {name:<26}{row['records_per_s']:>10.0f}{row['ratio_to_memmap']:>10.2f}  "
+            f"({low:.2f}-{high:.2f})   {verdict}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,19 +193,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     reference_view = np.asarray(reference)
 
     def whole_reference(i: int) -> np.ndarray:
-        return np.array(reference_view[offsets[i]:offsets[i] + lengths[i] * N_LEADS]).reshape(N_LEADS, lengths[i])
+        return np.array(reference_view[offsets[i] : offsets[i] + lengths[i] * N_LEADS]).reshape(N_LEADS, lengths[i])
 
     def whole_memmap(i: int) -> np.ndarray:
-        return np.array(reference[offsets[i]:offsets[i] + lengths[i] * N_LEADS]).reshape(N_LEADS, lengths[i])
+        return np.array(reference[offsets[i] : offsets[i] + lengths[i] * N_LEADS]).reshape(N_LEADS, lengths[i])
 
     def crop(record: np.ndarray) -> np.ndarray:
         """The centred crop as a new C-contiguous array, zero-padded like EcgRecordSource.load."""
         start, take = EcgRecordSource._window(record.shape[1], sample_size, None)
-        out = np.array(record[:, start:start + take], dtype=np.float32, order="C")
+        out = np.array(record[:, start : start + take], dtype=np.float32, order="C")
         return out if take == sample_size else np.pad(out, ((0, 0), (0, sample_size - take)))
 
     def crop_reference(i: int) -> np.ndarray:
-        return crop(reference_view[offsets[i]:offsets[i] + lengths[i] * N_LEADS].reshape(N_LEADS, lengths[i]))
+        return crop(reference_view[offsets[i] : offsets[i] + lengths[i] * N_LEADS].reshape(N_LEADS, lengths[i]))
 
     def file_bytes(i: int) -> np.ndarray:
         fd = os.open(paths[i], os.O_RDONLY)
@@ -237,11 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     read_summary = summarise(time_rounds(readers, order, args.rounds, args.chunk))
     load_summary = summarise(time_rounds(loaders, order, args.rounds, args.chunk))
     load_targets = {"read_record (.mat)": TARGETS["read_record"], "packed": TARGETS["packed"]}
-    print(f"{len(paths)} records of {int(np.median(lengths))} samples (median), {args.rounds} rounds of "
-          f"chunks of {args.chunk}; x memmap: median and quartiles of slot-by-slot ratios to the reference")
+    print(
+        f"{len(paths)} records of {int(np.median(lengths))} samples (median), {args.rounds} rounds of "
+        f"chunks of {args.chunk}; x memmap: median and quartiles of slot-by-slot ratios to the reference"
+    )
     print_table("Whole record as a float32 [12, T] array (the DESIGN.md §5 targets):", read_summary, TARGETS)
-    print_table(f"EcgRecordSource.load: C-contiguous centred crop of {sample_size} samples:",
-                load_summary, load_targets)
+    print_table(
+        f"EcgRecordSource.load: C-contiguous centred crop of {sample_size} samples:", load_summary, load_targets
+    )
     result = {
         "benchmark": "record_loading",
         "records": len(paths),

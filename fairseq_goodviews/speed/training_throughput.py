@@ -19,6 +19,7 @@ samples/s of ``w2v_cmsc_rlm`` trained through ``fairseq-hydra-train``.
 
     python -m fairseq_goodviews.speed.training_throughput --data MANIFEST_DIR --out DIR
 """
+
 import argparse
 import re
 import shutil
@@ -43,9 +44,14 @@ TARGET_RATIO = 0.95
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    return [f"preset={args.preset}", f"task.data={args.data}", f"dataset.batch_size={args.batch_size}",
-            f"dataset.num_workers={args.workers}", f"task.sample_size={args.sample_size}",
-            f"++task.autocast_bf16={str(args.bf16).lower()}"]
+    return [
+        f"preset={args.preset}",
+        f"task.data={args.data}",
+        f"dataset.batch_size={args.batch_size}",
+        f"dataset.num_workers={args.workers}",
+        f"task.sample_size={args.sample_size}",
+        f"++task.autocast_bf16={str(args.bf16).lower()}",
+    ]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -63,18 +69,30 @@ def _config(args: argparse.Namespace, name: str, preset: str) -> Any:
     return cfg
 
 
-def fairseq_samples_per_second(args: argparse.Namespace, workdir: Path, config: str = "",
-                               overrides: list[str] | None = None) -> float:
+def fairseq_samples_per_second(
+    args: argparse.Namespace, workdir: Path, config: str = "", overrides: list[str] | None = None
+) -> float:
     """Samples/s between update ``warmup`` and the last one, from the trainer's own log timestamps.
 
     Runs ``config`` (default: ``--strategy``) with ``overrides`` (default: the benchmark's settings).
     """
     hydra = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or "fairseq-hydra-train"
-    cmd = [hydra, "--config-dir", str(args.config_dir), "--config-name", config or args.strategy,
-           *(_overrides(args) if overrides is None else overrides), f"common.user_dir={USER_DIR}", f"checkpoint.save_dir={workdir}/ckpt",
-           f"hydra.run.dir={workdir}/hydra", "checkpoint.no_save=true", "dataset.disable_validation=true",
-           "common.log_interval=1", f"optimization.max_update={args.warmup + args.updates}",
-           "optimization.max_epoch=0"]
+    cmd = [
+        hydra,
+        "--config-dir",
+        str(args.config_dir),
+        "--config-name",
+        config or args.strategy,
+        *(_overrides(args) if overrides is None else overrides),
+        f"common.user_dir={USER_DIR}",
+        f"checkpoint.save_dir={workdir}/ckpt",
+        f"hydra.run.dir={workdir}/hydra",
+        "checkpoint.no_save=true",
+        "dataset.disable_validation=true",
+        "common.log_interval=1",
+        f"optimization.max_update={args.warmup + args.updates}",
+        "optimization.max_epoch=0",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     log = result.stdout + result.stderr
     if result.returncode != 0:
@@ -108,8 +126,13 @@ def bare_samples_per_second(args: argparse.Namespace) -> float:
     model = Resnet1dModel.build_model(merge_with_parent(Resnet1dConfig(), cfg.model)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.optimization.lr[0]))
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-        collate_fn=dataset.collater, drop_last=True, persistent_workers=args.workers > 0,
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        collate_fn=dataset.collater,
+        drop_last=True,
+        persistent_workers=args.workers > 0,
         pin_memory=device.type == "cuda",
     )
     temperature = float(cfg.criterion.temperature)
@@ -148,8 +171,11 @@ def throughput_rounds(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 rates[loop] = bare_samples_per_second(args)
         rounds.append({**rates, "ratio": rates["fairseq"] / rates["bare"]})
-        print(f"  round {index + 1}: fairseq {rates['fairseq']:.1f}, bare {rates['bare']:.1f} samples/s, "
-              f"ratio {rounds[-1]['ratio']:.3f}", flush=True)
+        print(
+            f"  round {index + 1}: fairseq {rates['fairseq']:.1f}, bare {rates['bare']:.1f} samples/s, "
+            f"ratio {rounds[-1]['ratio']:.3f}",
+            flush=True,
+        )
     ratios = [r["ratio"] for r in rounds]
     return {
         "rounds": rounds,
@@ -205,7 +231,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, type=Path, help="prepared manifest folder")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, help="the pretraining configs (default: the plugin's)")
+    parser.add_argument(
+        "--config-dir", type=Path, default=CONFIG_DIR, help="the pretraining configs (default: the plugin's)"
+    )
     parser.add_argument("--strategy", default="simclr")
     parser.add_argument("--preset", default="cpu_small")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -219,16 +247,25 @@ def main(argv=None) -> int:
     parser.add_argument("--w2v-warmup", type=int, default=2)
     parser.add_argument("--w2v-steps", type=int, default=8, help="timed steps per cmsc_pass (0: skip)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the W2V+CMSC step")
-    parser.add_argument("--w2v-fairseq-updates", type=int, default=0,
-                        help="also train w2v_cmsc_rlm (--w2v-preset) this many timed updates through fairseq-hydra-train")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="device of the bare loop and the W2V+CMSC step (fairseq-hydra-train picks its own)")
+    parser.add_argument(
+        "--w2v-fairseq-updates",
+        type=int,
+        default=0,
+        help="also train w2v_cmsc_rlm (--w2v-preset) this many timed updates through fairseq-hydra-train",
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="device of the bare loop and the W2V+CMSC step (fairseq-hydra-train picks its own)",
+    )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every loop (task.autocast_bf16=true)")
     args = parser.parse_args(argv)
     args.data, args.config_dir = args.data.resolve(), args.config_dir.resolve()
-    result: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items() if k != "out"},
-                              "torch_threads": torch.get_num_threads(),
-                              "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
+    result: dict[str, Any] = {
+        "settings": {k: str(v) for k, v in vars(args).items() if k != "out"},
+        "torch_threads": torch.get_num_threads(),
+        "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+    }
     if args.w2v_steps > 0:
         step = w2v_step_seconds(args)
         result["w2v_cmsc_step_seconds"] = {**step, "unmasked_over_masked": step["unmasked"] / step["masked"]}
@@ -238,8 +275,13 @@ def main(argv=None) -> int:
         print(f"{'  cost of the second pass':<36}{step['unmasked'] / step['masked']:>9.2f}x")
     if args.w2v_fairseq_updates > 0:
         w2v_args = argparse.Namespace(**{**vars(args), "updates": args.w2v_fairseq_updates})
-        overrides = [f"preset={args.w2v_preset}", f"task.data={args.data}", f"dataset.batch_size={args.w2v_batch_size}",
-                     f"dataset.num_workers={args.workers}", f"++task.autocast_bf16={str(args.bf16).lower()}"]
+        overrides = [
+            f"preset={args.w2v_preset}",
+            f"task.data={args.data}",
+            f"dataset.batch_size={args.w2v_batch_size}",
+            f"dataset.num_workers={args.workers}",
+            f"++task.autocast_bf16={str(args.bf16).lower()}",
+        ]
         with tempfile.TemporaryDirectory() as workdir:
             rate = fairseq_samples_per_second(w2v_args, Path(workdir), "w2v_cmsc_rlm", overrides)
         result["w2v_cmsc_rlm_fairseq_samples_per_s"] = rate
@@ -251,8 +293,10 @@ def main(argv=None) -> int:
         print(f"{'loop':<28}{'samples/s':>12}")
         print(f"{'fairseq-hydra-train':<28}{throughput['fairseq_samples_per_s']:>12.1f}")
         print(f"{'bare PyTorch':<28}{throughput['bare_pytorch_samples_per_s']:>12.1f}")
-        print(f"{'ratio (goal >= ' + str(TARGET_RATIO) + ')':<28}{throughput['ratio']:>12.3f} "
-              f"+- {throughput['ratio_spread']:.3f}")
+        print(
+            f"{'ratio (goal >= ' + str(TARGET_RATIO) + ')':<28}{throughput['ratio']:>12.3f} "
+            f"+- {throughput['ratio_spread']:.3f}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "training_throughput.json", result)
     return 0

@@ -1,4 +1,5 @@
 """wav2vec2_ecg: upstream wav2vec 2.0 pieces over multi-lead input, for any set of present leads."""
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +11,18 @@ from omegaconf import OmegaConf
 from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel, parse_conv_layers
 
 SMALL = {
-    "conv_feature_layers": "[(32, 2, 2)] * 4", "encoder_layers": 1, "encoder_embed_dim": 32,
-    "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 2, "conv_pos": 8, "conv_pos_groups": 4,
-    "final_dim": 16, "latent_vars": 16, "latent_groups": 2, "num_negatives": 10, "encoder_layerdrop": 0.0,
+    "conv_feature_layers": "[(32, 2, 2)] * 4",
+    "encoder_layers": 1,
+    "encoder_embed_dim": 32,
+    "encoder_ffn_embed_dim": 64,
+    "encoder_attention_heads": 2,
+    "conv_pos": 8,
+    "conv_pos_groups": 4,
+    "final_dim": 16,
+    "latent_vars": 16,
+    "latent_groups": 2,
+    "num_negatives": 10,
+    "encoder_layerdrop": 0.0,
 }
 T = 800  # samples: 50 latent steps at the 16-sample stride
 
@@ -44,14 +54,26 @@ def with_leads_present(n_present: int, in_leads: int = 12, batch: int = 3) -> to
 def test_conv_layers_are_read_without_eval():
     assert parse_conv_layers("[(256, 2, 2)] * 4") == [(256, 2, 2)] * 4
     assert parse_conv_layers("[(512, 10, 5)] + [(512, 3, 2)] * 2") == [(512, 10, 5), (512, 3, 2), (512, 3, 2)]
-    for bad in ["__import__('os').system('true')", "[(1, 2)]", "[(1, 2, 3)] * 10 ** 9", "[(0, 2, 2)]", "[]", "[(1, 2, 3)] * 1000"]:
+    for bad in [
+        "__import__('os').system('true')",
+        "[(1, 2)]",
+        "[(1, 2, 3)] * 10 ** 9",
+        "[(0, 2, 2)]",
+        "[]",
+        "[(1, 2, 3)] * 1000",
+    ]:
         with pytest.raises(ValueError):
             parse_conv_layers(bad)
 
 
 def test_paper_defaults_and_upstream_building_blocks():
     cfg = Wav2Vec2EcgConfig()
-    assert (cfg.in_leads, cfg.conv_feature_layers, cfg.encoder_layers, cfg.encoder_embed_dim) == (12, "[(256, 2, 2)] * 4", 12, 768)
+    assert (cfg.in_leads, cfg.conv_feature_layers, cfg.encoder_layers, cfg.encoder_embed_dim) == (
+        12,
+        "[(256, 2, 2)] * 4",
+        12,
+        768,
+    )
     assert (cfg.final_dim, cfg.mask_prob, cfg.feature_grad_mult, cfg.quantize_targets) == (256, 0.65, 0.1, True)
     model = small_model()
     assert isinstance(model, Wav2Vec2Model)
@@ -117,7 +139,7 @@ def test_padded_steps_are_left_out_of_the_masked_pass_embedding():
     model = small_model().eval()
     source = with_leads_present(12, batch=2)
     padding = torch.zeros(2, T, dtype=torch.bool)
-    padding[1, T // 2:] = True
+    padding[1, T // 2 :] = True
     with torch.no_grad():
         out = model(source, padding_mask=padding, mask=False)
         frames = model(source, padding_mask=padding, mask=False, features_only=True)
