@@ -104,8 +104,13 @@ class EcgPretrainingTask(EcgTask):
 
     def _autocast(self, model, optimizer=None) -> torch.autocast:
         """bf16 autocast on the model's device when ``autocast_bf16``; else fairseq's own (fp16 with ``common.amp``)."""
-        if self.cfg.autocast_bf16:
-            return torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
+        device = next(model.parameters()).device.type
+        if self.cfg.autocast_bf16 and device == "cuda" and not torch.cuda.is_bf16_supported():
+            if not getattr(self, "_warned_bf16", False):
+                logger.warning("task.autocast_bf16: this GPU has no bf16; training in float32")
+                self._warned_bf16 = True
+        elif self.cfg.autocast_bf16:
+            return torch.autocast(device_type=device, dtype=torch.bfloat16)
         return torch.autocast(device_type="cuda", enabled=isinstance(optimizer, AMPOptimizer))
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
