@@ -8,6 +8,8 @@ that config names. Sizes and schedules are hydra config groups (``config/*/prese
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -180,7 +182,13 @@ class Method:
 
 
 def compose(config_root: Path, stage: str, name: str, overrides: Sequence[str] = ()) -> Any:
-    """The config ``fairseq-hydra-train --config-dir ROOT/STAGE --config-name NAME`` would compose."""
+    """The config ``fairseq-hydra-train --config-dir ROOT/STAGE --config-name NAME`` would compose
+    (a copy: composing is slow, so each distinct request is composed once per process)."""
+    return copy.deepcopy(_compose(Path(config_root), stage, name, tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=256)
+def _compose(config_root: Path, stage: str, name: str, overrides: tuple[str, ...]) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
