@@ -17,6 +17,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = REPO_ROOT / "fairseq_goodviews"
 PRETRAIN_CONFIGS = USER_DIR / "config" / "pretraining"
 FINETUNE_CONFIGS = USER_DIR / "config" / "finetuning"
+#: A wav2vec 2.0 small enough for unit tests (one 32-d layer, 16-sample stride).
+W2V_TINY = {
+    "conv_feature_layers": "[(32, 2, 2)] * 4",
+    "encoder_layers": 1,
+    "encoder_embed_dim": 32,
+    "encoder_ffn_embed_dim": 64,
+    "encoder_attention_heads": 2,
+    "conv_pos": 8,
+    "conv_pos_groups": 4,
+    "final_dim": 16,
+    "latent_vars": 16,
+    "latent_groups": 2,
+    "num_negatives": 10,
+    "encoder_layerdrop": 0.0,
+}
 RHYTHMS = {"AFIB": ["AFIB", "AF"], "GSVT": ["ST", "SVT"], "SB": ["SB"], "SR": ["SR", "SA"]}
 
 
@@ -95,3 +110,14 @@ def hydra_train(config_dir: Path, config_name: str, overrides, cwd: Path, timeou
             f"fairseq-hydra-train failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         )
     return result
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: intra-op threads only add overhead (and stall on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -51,6 +51,7 @@ import pandas as pd
 import torch
 from sklearn.cluster import KMeans
 
+from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.strategies.base import (
     ALL,
     GroupIndex,
@@ -63,16 +64,9 @@ from fairseq_goodviews.strategies.base import (
 
 MODES = ("radius", "kmeans")
 NO_PARTNER = ("nearest", "none")
-DEFAULT_ATTRIBUTES = [
-    "VentricularRate",
-    "AtrialRate",
-    "QRSDuration",
-    "QTInterval",
-    "QTCorrected",
-    "RAxis",
-    "TAxis",
-    "QRSCount",
-]
+#: Chapman's wave attributes without the median beat's sample indices (QOnset, QOffset, TOffset),
+#: which only restate QRS duration and QT.
+DEFAULT_ATTRIBUTES = [name for name in ATTRIBUTE_NAMES if name not in ("QOnset", "QOffset", "TOffset")]
 #: Entries of one block of pairwise distances (4 MiB of float32): small enough to stay in cache.
 BLOCK_ENTRIES = 1 << 20
 #: Records whose candidates are verified at once ([rows, max_candidates, d] float64 differences).

@@ -9,34 +9,16 @@ from fairseq.logging import metrics
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import PRETRAIN_CONFIGS
+from conftest import PRETRAIN_CONFIGS, W2V_TINY
 from fairseq_goodviews.criterions.w2v_cmsc import Wav2Vec2CmscCriterion
 from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel
 from fairseq_goodviews.strategies.base import ALL, same
 
 CONFIGS = PRETRAIN_CONFIGS
-SMALL = {
-    "conv_feature_layers": "[(32, 2, 2)] * 4",
-    "encoder_layers": 1,
-    "encoder_embed_dim": 32,
-    "encoder_ffn_embed_dim": 64,
-    "encoder_attention_heads": 2,
-    "conv_pos": 8,
-    "conv_pos_groups": 4,
-    "final_dim": 16,
-    "latent_vars": 16,
-    "num_negatives": 10,
-    "encoder_layerdrop": 0.0,
-}
+SMALL = W2V_TINY
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SegmentsTask:

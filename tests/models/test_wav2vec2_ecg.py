@@ -8,32 +8,14 @@ from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel, Transfor
 from fairseq.modules import GumbelVectorQuantizer
 from omegaconf import OmegaConf
 
+from conftest import W2V_TINY
 from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel, parse_conv_layers
 
-SMALL = {
-    "conv_feature_layers": "[(32, 2, 2)] * 4",
-    "encoder_layers": 1,
-    "encoder_embed_dim": 32,
-    "encoder_ffn_embed_dim": 64,
-    "encoder_attention_heads": 2,
-    "conv_pos": 8,
-    "conv_pos_groups": 4,
-    "final_dim": 16,
-    "latent_vars": 16,
-    "latent_groups": 2,
-    "num_negatives": 10,
-    "encoder_layerdrop": 0.0,
-}
+SMALL = W2V_TINY
 T = 800  # samples: 50 latent steps at the 16-sample stride
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model(**overrides) -> Wav2Vec2EcgModel:
