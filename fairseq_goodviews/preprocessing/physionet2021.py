@@ -26,7 +26,6 @@ published subsets; were two to clash, the subset name is prefixed to both.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -43,19 +42,15 @@ from fairseq_goodviews.preprocessing.pipeline import (
     PrepareResult,
     Skipped,
     SourceItem,
-    add_pipeline_arguments,
     prepare,
 )
 from fairseq_goodviews.preprocessing.wfdb_dir import (
     WfdbConverter,
-    add_wfdb_arguments,
     age_value,
     converter_config,
-    converter_from_args,
     list_records,
-    quiet_file_logging,
-    summarise_channels,
-    wfdb_options_from_args,
+    run_wfdb_preparer,
+    wfdb_preparer_parser,
 )
 from fairseq_goodviews.preprocessing.wfdb_reader import read_header_comments
 
@@ -224,35 +219,29 @@ def prepare_physionet2021(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Prepare PhysioNet/CinC Challenge 2021 (WFDB + .mat): one .mat per record at "
+    parser = wfdb_preparer_parser(
+        "Prepare PhysioNet/CinC Challenge 2021 (WFDB + .mat): one .mat per record at "
         "--target-rate, SNOMED Dx codes and rhythm classes, subset per record, splits, "
-        "fairseq manifests, skip report."
+        "fairseq manifests, skip report.",
+        "folder searched recursively for WFDB records (e.g. training/)",
     )
-    parser.add_argument("src_dir", help="folder searched recursively for WFDB records (e.g. training/)")
-    parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
     parser.add_argument(
         "--exclude-subsets",
         default=None,
         help="comma-separated subsets to leave out, e.g. chapman_shaoxing,ningbo "
         "(to evaluate on Chapman without leakage)",
     )
-    add_wfdb_arguments(parser)
-    add_pipeline_arguments(parser)
-    args = parser.parse_args(argv)
-    quiet_file_logging()
-    try:
-        result = prepare_physionet2021(
+    return run_wfdb_preparer(
+        parser,
+        argv,
+        lambda args, converter, options: prepare_physionet2021(
             args.src_dir,
             args.out_dir,
             exclude_subsets=parse_subsets(args.exclude_subsets),
-            converter=converter_from_args(args),
-            options=wfdb_options_from_args(args),
-        )
-    except PrepareError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(summarise_channels(result))
-    return 0
+            converter=converter,
+            options=options,
+        ),
+    )
 
 
 if __name__ == "__main__":

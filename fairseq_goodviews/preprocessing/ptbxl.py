@@ -18,7 +18,6 @@ identification); they are stored as 90.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 from collections import Counter
@@ -37,18 +36,14 @@ from fairseq_goodviews.preprocessing.pipeline import (
     PrepareResult,
     Skipped,
     SourceItem,
-    add_pipeline_arguments,
     prepare,
 )
 from fairseq_goodviews.preprocessing.wfdb_dir import (
     WfdbConverter,
-    add_wfdb_arguments,
     converter_config,
-    converter_from_args,
-    quiet_file_logging,
     record_keys,
-    summarise_channels,
-    wfdb_options_from_args,
+    run_wfdb_preparer,
+    wfdb_preparer_parser,
 )
 
 DATABASE = "ptbxl_database.csv"
@@ -200,25 +195,19 @@ def prepare_ptbxl(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Prepare PTB-XL (ptbxl_database.csv + 500 Hz WFDB records): one .mat per record "
+    parser = wfdb_preparer_parser(
+        "Prepare PTB-XL (ptbxl_database.csv + 500 Hz WFDB records): one .mat per record "
         "at --target-rate, the published folds (1-8 train, 9 valid, 10 test), SCP codes "
-        "and rhythm classes, fairseq manifests, skip report."
+        "and rhythm classes, fairseq manifests, skip report.",
+        "PTB-XL folder (with ptbxl_database.csv and records500/)",
     )
-    parser.add_argument("src_dir", help="PTB-XL folder (with ptbxl_database.csv and records500/)")
-    parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
-    add_wfdb_arguments(parser)
-    add_pipeline_arguments(parser)
-    args = parser.parse_args(argv)
-    quiet_file_logging()
-    try:
-        result = prepare_ptbxl(
-            args.src_dir, args.out_dir, converter=converter_from_args(args), options=wfdb_options_from_args(args)
-        )
-    except PrepareError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(summarise_channels(result))
-    return 0
+    return run_wfdb_preparer(
+        parser,
+        argv,
+        lambda args, converter, options: prepare_ptbxl(
+            args.src_dir, args.out_dir, converter=converter, options=options
+        ),
+    )
 
 
 if __name__ == "__main__":

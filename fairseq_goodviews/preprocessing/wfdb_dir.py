@@ -16,7 +16,7 @@ import argparse
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,13 +296,39 @@ def prepare_wfdb_dir(
     return prepare(items, converter, out_dir, options=options, skipped=skipped, source="wfdb_dir", config=config)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Prepare any folder of WFDB records (any lead names, order, subset or rate): "
-        "one .mat per record at --target-rate, splits, fairseq manifests, skip report."
-    )
-    parser.add_argument("src_dir", help="folder searched recursively for WFDB records (.hea)")
+def wfdb_preparer_parser(description: str, src_help: str) -> argparse.ArgumentParser:
+    """The command line of a WFDB preparer: ``SRC_DIR OUT_DIR`` (its own options are added after)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("src_dir", help=src_help)
     parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
+    return parser
+
+
+def run_wfdb_preparer(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    prepare_with: Callable[[argparse.Namespace, WfdbConverter, PrepareOptions], PrepareResult],
+) -> int:
+    """Add the shared WFDB and pipeline options, parse, prepare, print the summary; a
+    :class:`PrepareError` is one line on stderr and exit status 2."""
+    add_wfdb_arguments(parser)
+    add_pipeline_arguments(parser)
+    args = parser.parse_args(argv)
+    quiet_file_logging()
+    try:
+        result = prepare_with(args, converter_from_args(args), wfdb_options_from_args(args))
+    except PrepareError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(summarise_channels(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = wfdb_preparer_parser(
+        "Prepare any folder of WFDB records (any lead names, order, subset or rate): "
+        "one .mat per record at --target-rate, splits, fairseq manifests, skip report.",
+        "folder searched recursively for WFDB records (.hea)",
+    )
     parser.add_argument(
         "--source-name", default=None, help="value of the 'source' column (default: the name of SRC_DIR)"
     )
@@ -311,23 +337,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="patient id = the record's folder name when the header gives none",
     )
-    add_wfdb_arguments(parser)
-    add_pipeline_arguments(parser)
-    args = parser.parse_args(argv)
-    quiet_file_logging()
-    try:
-        result = prepare_wfdb_dir(
+    return run_wfdb_preparer(
+        parser,
+        argv,
+        lambda args, converter, options: prepare_wfdb_dir(
             args.src_dir,
             args.out_dir,
-            converter=converter_from_args(args),
+            converter=converter,
             source_name=args.source_name,
             patient_from_folder=args.patient_from_folder,
-            options=wfdb_options_from_args(args),
-        )
-    except PrepareError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(summarise_channels(result))
-    return 0
+            options=options,
+        ),
+    )
 
 
 if __name__ == "__main__":
