@@ -132,8 +132,7 @@ def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> 
         return (0 if protocol == "linear_probe" or method == "supervised" else 1, _order(method, methods), rlm)
 
     def scored_runs(method: str, rlm: bool, protocol: str) -> List[Dict[str, Any]]:
-        runs = groups.get((method, rlm, protocol), []) or groups.get((method, False, protocol), [])
-        return [r for r in runs if r.get("metrics") is not None]
+        return [r for r in groups.get((method, rlm, protocol), []) if r.get("metrics") is not None]
 
     rows = []
     for (method, rlm, protocol), runs in sorted(groups.items(), key=lambda item: section(item[0])):
