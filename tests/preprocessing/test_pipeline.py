@@ -327,3 +327,16 @@ def test_bad_input_is_refused_with_clear_errors(tmp_path):
     (foreign / "someone_else.mat").write_bytes(b"")
     with pytest.raises(PrepareError, match="did not write"):
         run(make_items(2), tmp_path / "e")
+
+
+def test_a_folder_prepared_with_other_options_is_refused_unless_overwrite(tmp_path):
+    items = make_items(40, n_samples=100, records_per_patient=2)
+    out = tmp_path / "out"
+    run(items, out, seed=1)
+    before = manifest_bytes(out)
+    run(items, out, seed=1, workers=2)  # how fast is not what it writes: no refusal
+    with pytest.raises(PrepareError, match=r"prepared with other options \(seed 1 -> 2\): pass --overwrite"):
+        run(items, out, seed=2)
+    assert manifest_bytes(out) == before  # nothing rewritten
+    run(items, out, seed=2, overwrite=True)
+    assert manifest_bytes(out) != before
