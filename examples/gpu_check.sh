@@ -3,12 +3,17 @@
 #
 #   examples/gpu_check.sh WHEELHOUSE [OUT_DIR]
 #
-# Needs a Python 3.11 that already has the machine's own CUDA build of PyTorch ($PYTHON, default
-# python3; the venv made here reads that torch in place) and WHEELHOUSE, prepared beforehand on a machine with a package index (README "GPU
-# check"): the project's wheel, a fairseq-fixed wheel built against that PyTorch, and the wheels of
-# requirements.txt except torch. Nothing is downloaded: pip runs with --no-index and no config.
+# Needs a Python 3.11-3.13 that already has the machine's own CUDA build of PyTorch ($PYTHON,
+# default python3; the venv made here reads that interpreter's packages, torch included, in place)
+# and WHEELHOUSE, prepared beforehand on a machine with a package index (README "GPU check"): the
+# project's wheel, a fairseq-fixed wheel for that Python, and wheels of whatever the project needs
+# that the machine lacks. Nothing is downloaded: pip runs with --no-index and no config, and keeps
+# every package the machine already has that satisfies the project's version ranges.
 #
-# Then, on one GPU, with bf16 autocast (task.autocast_bf16=true):
+# Then, on one GPU:
+#   * the GPU tests (pytest -m gpu): bf16 train/valid steps (float32 loss, finite gradients, close
+#     to float32), NCCL collectives of the view gather, scoring on the GPU against the CPU;
+# and with bf16 autocast (task.autocast_bf16=true):
 #   * a ResNet strategy (STRATEGY, default simclr) with the paper preset through fairseq-hydra-train,
 #     interleaved with the same training in a bare PyTorch loop: samples/s of both and their ratio;
 #   * W2V+CMSC+RLM with the paper model (w2v_paper) through fairseq-hydra-train: samples/s;
@@ -16,8 +21,9 @@
 # Figures are printed and written to OUT_DIR/training_throughput.json.
 #
 # Environment: DATA=prepared manifest folder (default: 600 synthetic Chapman-like records made here),
-# WORKERS (data-loading workers, default 8), INSTALL_ONLY=1 (stop after installing and importing:
-# the offline-install proof on a machine without a GPU).
+# WORKERS (data-loading workers, default 8), RECORDS (synthetic records, default 600),
+# INSTALL_ONLY=1 (stop after installing and importing: the offline-install proof on a machine
+# without a GPU), SKIP_TESTS=1 (no GPU tests).
 set -euo pipefail
 WHEELHOUSE=$(cd "${1:?usage: examples/gpu_check.sh WHEELHOUSE [OUT_DIR]}" && pwd)
 OUT=${2:-gpu_check_out}
@@ -33,8 +39,8 @@ echo "== interpreter and its own PyTorch"
 "$PYTHON" - <<'EOF'
 import sys
 import torch
-if sys.version_info[:2] != (3, 11):
-    sys.exit(f"gpu_check: Python 3.11 needed, this is {sys.version.split()[0]}")
+if not (3, 11) <= sys.version_info[:2] <= (3, 13):
+    sys.exit(f"gpu_check: Python 3.11 to 3.13 needed, this is {sys.version.split()[0]}")
 print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CUDA build {torch.version.cuda}, "
       f"GPU visible: {torch.cuda.is_available()}")
 EOF
@@ -43,16 +49,18 @@ echo "== offline install into $OUT/venv (sees the machine's torch; installs only
 "$PYTHON" -m venv "$OUT/venv"
 PY="$OUT/venv/bin/python"
 # The machine's torch stays where it is: its site folder is appended to the venv's path (after the
-# venv's own packages), whether $PYTHON is a system, conda or venv interpreter.
+# venv's own packages), whether $PYTHON is a system, conda or venv interpreter. pip sees what is
+# there as installed, so only what is missing or outside the project's ranges comes from WHEELHOUSE.
 TORCH_SITE=$("$PYTHON" -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
 "$PY" -c "import site; print(site.getsitepackages()[0])" | { read -r VENV_SITE; echo "$TORCH_SITE" > "$VENV_SITE/machine_torch.pth"; }
 # No pip configuration, no index, no other wheel folder: only the wheelhouse can satisfy a requirement.
 export PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE" PIP_DISABLE_PIP_VERSION_CHECK=1
 unset PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_CONSTRAINT
-grep -v '^torch' "$REPO/requirements.txt" > "$OUT/requirements-without-torch.txt"
-"$PY" -m pip install --no-index --find-links "$WHEELHOUSE" -r "$OUT/requirements-without-torch.txt"
-# Both declare torch (the project pins the version it was tested with): the machine's torch is kept.
-"$PY" -m pip install --no-index --find-links "$WHEELHOUSE" --no-deps "fairseq-fixed==0.12.3.1" fairseq_goodviews
+# fairseq-fixed without its declared dependencies (it names torchaudio, which nothing here uses),
+# then its real runtime needs and the project with the ranges of its package metadata.
+# Both go into the venv even where the machine's site has a copy: the wheels are what is checked.
+"$PY" -m pip install --no-index --find-links "$WHEELHOUSE" --no-deps --force-reinstall "fairseq-fixed==0.12.3.1" fairseq_goodviews
+"$PY" -m pip install --no-index --find-links "$WHEELHOUSE" fairseq_goodviews cffi cython regex sacrebleu tqdm bitarray packaging
 cd "$OUT"  # import the installed plugin, not the repository's copy
 "$PY" - <<'EOF'
 import fairseq
@@ -71,10 +79,17 @@ fi
 "$PY" -c "import torch, sys; torch.cuda.is_available() or sys.exit('gpu_check: no GPU visible to torch')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  echo "== GPU tests (pytest -m gpu)"
+  (cd "$REPO" && GOODVIEWS_SHARED_DATA=${GOODVIEWS_SHARED_DATA:-} "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider \
+    tests/criterions/test_bf16_autocast.py tests/distributed/test_gather_views.py tests/evaluation/test_embed.py)
+fi
+
 if [ -z "${DATA:-}" ]; then
-  echo "== 600 synthetic Chapman-like records (set DATA to use a prepared manifest folder)"
-  "$PY" "$REPO/manifests/synthetic.py" "$OUT/chapman_src" --records 600 --seed 0
+  echo "== ${RECORDS:=600} synthetic Chapman-like records (set DATA to use a prepared manifest folder)"
+  "$PY" "$REPO/manifests/synthetic.py" "$OUT/chapman_src" --records "$RECORDS" --seed 0 --workers "$WORKERS"
   "$PY" "$REPO/manifests/chapman.py" "$OUT/chapman_src" "$OUT/chapman" --workers "$WORKERS" --no-progress
+  "$PY" "$REPO/manifests/pack.py" "$OUT/chapman"
   DATA="$OUT/chapman"
 fi
 

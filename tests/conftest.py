@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES, write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record
@@ -121,3 +122,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+HAS_GPU = torch.cuda.is_available()
+# The devices a device-parametrised test runs on: the CPU always, the GPU where one is visible.
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")])]

@@ -4,7 +4,7 @@ Python::
 
     from fairseq_goodviews.evaluation.embed import load_encoder
 
-    encoder = load_encoder("checkpoints/simclr/checkpoint_last.pt")  # eval mode, on CPU
+    encoder = load_encoder("checkpoints/simclr/checkpoint_last.pt")  # eval mode, on the GPU if any
     encoder.leads, encoder.sample_rate, encoder.sample_size            # what it expects
     embeddings = encoder(signals)                                      # [B, 12, T] mV -> [B, D]
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fairseq_goodviews.evaluation.device import DeviceError, add_device_argument, scoring_device
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest
 from fairseq_goodviews.io.records import RecordError
@@ -70,12 +71,17 @@ class EcgEncoder(torch.nn.Module):
 
     @torch.no_grad()
     def embed(self, signals: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` without gradients."""
-        return self(signals)
+        """:meth:`forward` without gradients, on the encoder's device; [B, 12, T] -> [B, D] float32 on the CPU."""
+        return self(signals.to(self.device, non_blocking=True)).cpu()
+
+    @property
+    def device(self) -> torch.device:
+        return self.lead_mask.device
 
 
-def load_encoder(checkpoint: str | Path) -> EcgEncoder:
-    """The encoder of any checkpoint of this project, on CPU, in eval mode.
+def load_encoder(checkpoint: str | Path, device: str | None = None) -> EcgEncoder:
+    """The encoder of any checkpoint of this project, in eval mode, on ``device`` (default: the GPU
+    when one is visible, else the CPU; see :func:`~fairseq_goodviews.evaluation.device.scoring_device`).
 
     The model is rebuilt from the checkpoint's own config and weights; a pretraining checkpoint
     it was built from (``model_path``) is read only for the encoder's architecture, and only if
@@ -90,6 +96,7 @@ def load_encoder(checkpoint: str | Path) -> EcgEncoder:
     from fairseq_goodviews import register_plugins
 
     register_plugins()
+    target = scoring_device(device)
     path = Path(checkpoint)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -125,7 +132,7 @@ def load_encoder(checkpoint: str | Path) -> EcgEncoder:
         int(task_cfg.get("sample_size", 5000)),
         leads,
     )
-    return wrapped.eval()
+    return wrapped.to(target).eval()
 
 
 def embed_records(
@@ -163,9 +170,10 @@ def embed_split(
     out: str | Path,
     sample_size: int | None = None,
     batch_size: int = 64,
+    device: str | None = None,
 ) -> int:
     """Write one embedding per record of ``data``'s ``split`` to ``out`` (``.npz``); returns N."""
-    encoder = load_encoder(checkpoint)
+    encoder = load_encoder(checkpoint, device)
     manifest = Path(data) / f"{split}.tsv"
     root, entries = read_manifest(manifest)
     crop = sample_size or encoder.sample_size
@@ -190,10 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output .npz (embedding [N, D], record [N])")
     parser.add_argument("--sample-size", type=int, help="samples per centred crop (default: the checkpoint's crop)")
     parser.add_argument("--batch-size", type=int, default=64)
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     try:
-        n = embed_split(args.checkpoint, args.data, args.split, args.out, args.sample_size, args.batch_size)
-    except (CheckpointError, ManifestError, RecordError, UnknownLeadError, FileNotFoundError) as exc:
+        n = embed_split(
+            args.checkpoint, args.data, args.split, args.out, args.sample_size, args.batch_size, args.device
+        )
+    except (CheckpointError, DeviceError, ManifestError, RecordError, UnknownLeadError, FileNotFoundError) as exc:
         print(f"goodviews-embed: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

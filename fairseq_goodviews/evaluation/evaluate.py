@@ -26,13 +26,17 @@ from omegaconf import open_dict
 from fairseq_goodviews import register_plugins
 from fairseq_goodviews.criterions.ecg_classification import record_probabilities, split_metrics
 from fairseq_goodviews.evaluation.cinc2021 import choose_thresholds
+from fairseq_goodviews.evaluation.device import add_device_argument, scoring_device, to_device
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import ManifestError
 from fairseq_goodviews.labels import LabelSetError
 
 
-def load_classifier(checkpoint: str | Path, data: str | None = None, leads: str | None = None):
-    """(model, task) of a classification checkpoint, on CPU, in eval mode."""
+def load_classifier(
+    checkpoint: str | Path, data: str | None = None, leads: str | None = None, device: str | None = None
+):
+    """(model, task) of a classification checkpoint, in eval mode, on ``device`` (see :func:`scoring_device`)."""
+    target = scoring_device(device)
     register_plugins()
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
@@ -50,22 +54,23 @@ def load_classifier(checkpoint: str | Path, data: str | None = None, leads: str 
     task = tasks.setup_task(cfg.task)
     model = task.build_model(cfg.model)
     model.load_state_dict(state["model"], strict=True)
-    model.eval()
+    model.to(target).eval()
     return model, task
 
 
 @torch.no_grad()
 def predict(model, task, split: str, batch_size: int = 64, num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Record probabilities [n, K] and targets ([n] or [n, K]) of every labelled record of ``split``,
-    in manifest order."""
+    in manifest order; the forward passes run where ``model`` is."""
     task.load_dataset(split)
     dataset = task.dataset(split)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=dataset.collater
     )
+    device = next(model.parameters()).device
     probs, targets = [], []
     for batch in loader:
-        logits = model(**batch["net_input"])["logits"]
+        logits = model(**to_device(batch["net_input"], device))["logits"].float().cpu()
         n_records = len(batch["target"])
         probs.append(record_probabilities(logits, batch["crop_record"], n_records, task.multi_label).numpy())
         targets.append(batch["target"].numpy())
@@ -99,10 +104,11 @@ def evaluate_checkpoint(
     num_workers: int = 0,
     threshold_split: str = "valid",
     predictions: str | Path | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """The task's metrics of ``checkpoint`` on ``split`` (see the module docstring); with
     ``predictions``, every record's probabilities are also written there as CSV."""
-    model, task = load_classifier(checkpoint, data, leads)
+    model, task = load_classifier(checkpoint, data, leads, device)
     probs, targets = predict(model, task, split, batch_size, num_workers)
     if predictions is not None:
         write_predictions(predictions, list(task.dataset(split).source.paths), probs, targets, list(task.class_names))
@@ -167,6 +173,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", help="write the metrics here as JSON")
     parser.add_argument("--predictions", help="write every record's class probabilities here as CSV")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     try:
         result = evaluate_checkpoint(
@@ -177,6 +184,7 @@ def main(argv=None) -> int:
             args.batch_size,
             threshold_split=args.threshold_split,
             predictions=args.predictions,
+            device=args.device,
         )
     except (FileNotFoundError, ValueError, ManifestError, LabelSetError) as exc:
         parser.exit(2, f"error: {exc}\n")

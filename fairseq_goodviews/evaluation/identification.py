@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_curve
 
+from fairseq_goodviews.evaluation.device import DeviceError, add_device_argument, scoring_device
 from fairseq_goodviews.evaluation.embed import CheckpointError, embed_records, load_encoder
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import ManifestError, read_metadata
@@ -170,6 +171,7 @@ def identify(
     distractors: bool = False,
     standardize_split: str | None = None,
     batch_size: int = 64,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``.
 
@@ -179,10 +181,11 @@ def identify(
     encoder's embeddings share a large common component that raw cosines barely look past.
     """
     parse_leads(leads)
+    scoring_device(device)  # an unusable device is reported before any work
     table = read_metadata(data, split, required=("patient_id",))
     where = str(Path(data) / f"{split}.csv")
     protocol = gallery_probe_split(table["patient_id"], distractors, where)
-    model = load_encoder(checkpoint)
+    model = load_encoder(checkpoint, device)
     crop = sample_size or model.sample_size
     manifest = Path(data) / f"{split}.tsv"
     embeddings = embed_records(model, manifest, np.r_[protocol.gallery, protocol.probe], crop, leads, batch_size)
@@ -229,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", help="write the metrics here as JSON")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     try:
         result = identify(
@@ -240,8 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.distractors,
             args.standardize,
             args.batch_size,
+            args.device,
         )
-    except (IdentificationError, CheckpointError, ManifestError, RecordError, UnknownLeadError) as exc:
+    except (IdentificationError, CheckpointError, DeviceError, ManifestError, RecordError, UnknownLeadError) as exc:
         parser.exit(2, f"error: {exc}\n")
     for key, value in result.items():
         print(f"{key:>22s}  {value:.4f}" if isinstance(value, float) else f"{key:>22s}  {value}")

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fairseq_goodviews.evaluation.device import add_device_argument
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe, write_json
 from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
 
@@ -50,11 +51,12 @@ def evaluate_lead_subsets(
     split: str = "test",
     subsets: Mapping[str, str | None] = LEAD_SUBSETS,
     batch_size: int = 64,
+    device: str | None = None,
 ) -> dict[str, dict]:
     """``{subset name: {"leads": [...], "metrics": {...}}}`` for every subset, in order."""
     results = {}
     for name, leads in subsets.items():
-        metrics = evaluate_checkpoint(checkpoint, data, split, leads, batch_size)
+        metrics = evaluate_checkpoint(checkpoint, data, split, leads, batch_size, device=device)
         results[name] = {"leads": list(CANONICAL_LEADS) if leads is None else leads.split(","), "metrics": metrics}
     return results
 
@@ -79,9 +81,12 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", help="also write every metric of every subset as JSON here ('-': stdout)")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     try:
-        results = evaluate_lead_subsets(args.checkpoint, args.data, args.split, batch_size=args.batch_size)
+        results = evaluate_lead_subsets(
+            args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device
+        )
     except (FileNotFoundError, ValueError) as exc:  # ManifestError and LabelSetError are ValueErrors
         parser.exit(2, f"error: {exc}\n")
     print(f"{args.checkpoint} on split {args.split!r}")

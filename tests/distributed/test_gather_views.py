@@ -75,3 +75,27 @@ def test_two_gloo_ranks_gather_exact_views_and_sum_gradients():
         # d/d(own rows) of sum over ranks r of (r + 1) * <candidates, weights>: 3 * own rows of weights.
         rows = slice(out["offset"], out["offset"] + SIZES[rank])
         assert torch.equal(out["grad"], 3 * weights[rows])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_nccl_carries_exact_views_and_gradients_on_the_gpu():
+    """The three collectives of gather_views over NCCL on CUDA tensors, with one rank (two NCCL
+    ranks need two GPUs): exact 64-bit record ids and float metadata, gradient of own rows."""
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        device = torch.device("cuda")
+        embeddings, meta = _views(0)
+        embeddings = embeddings.to(device).requires_grad_()
+        meta = {key: value.to(device) for key, value in meta.items()}
+        sizes = gather_module._sizes(embeddings.shape[0], device)
+        candidates = gather_module._GatherWithGrad.apply(embeddings, sizes)
+        gathered = gather_module.gather_meta(meta, sizes)
+        (candidates * 3.0).sum().backward()
+    finally:
+        dist.destroy_process_group()
+    assert sizes == [SIZES[0]] and candidates.device.type == "cuda"
+    assert torch.equal(candidates.detach(), embeddings.detach())
+    for key, value in meta.items():
+        assert gathered[key].dtype == value.dtype and torch.equal(gathered[key], value), key
+    assert torch.equal(embeddings.grad, torch.full_like(embeddings, 3.0))

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, hydra_train
+from conftest import FINETUNE_CONFIGS, HAS_GPU, PRETRAIN_CONFIGS, hydra_train
 from fairseq_goodviews.evaluation.embed import CheckpointError, load_encoder, main
+from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, load_classifier, predict
 from fairseq_goodviews.io.records import read_record
 
 SMALL = [
@@ -72,3 +73,23 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_dataset, capsys):
     out = tmp_path / "e.npz"
     assert main([str(tmp_path / "junk.pt"), "--data", str(tiny_dataset), "--out", str(out)]) == 2
     assert "junk.pt: not a readable fairseq checkpoint" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
+def test_scoring_on_the_gpu_matches_the_cpu(checkpoints, tiny_dataset):
+    """Embeddings, probe probabilities and metrics computed on the GPU (TF32 matmuls) agree with the CPU's."""
+    x = torch.from_numpy(read_record(tiny_dataset / "records" / "test_000.mat").feats[None, :, :1000])
+    on_cpu, on_gpu = load_encoder(checkpoints["pretrain"], "cpu"), load_encoder(checkpoints["pretrain"], "cuda")
+    assert on_gpu.device.type == "cuda" and on_cpu.device.type == "cpu"
+    torch.testing.assert_close(on_gpu.embed(x), on_cpu.embed(x), rtol=2e-2, atol=2e-3)
+    probs = {}
+    for device in ("cpu", "cuda"):
+        model, task = load_classifier(checkpoints["probe"], device=device)
+        assert next(model.parameters()).device.type == device
+        probs[device], _ = predict(model, task, "test")
+    np.testing.assert_allclose(probs["cuda"], probs["cpu"], atol=5e-3)
+    cpu = evaluate_checkpoint(checkpoints["probe"], device="cpu")
+    gpu = evaluate_checkpoint(checkpoints["probe"], device="cuda")
+    assert abs(cpu["macro_auroc"] - gpu["macro_auroc"]) < 0.02

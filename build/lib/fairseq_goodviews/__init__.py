@@ -1,0 +1,20 @@
+"""fairseq_goodviews: a fairseq plugin for contrastive ECG pretraining with many positive-pair views.
+
+fairseq loads it with ``common.user_dir=/path/to/fairseq_goodviews``; fairseq is imported by
+then, and importing the package registers its tasks, criterions and models. Code that imports
+the package without fairseq (the preprocessing command-line tools and their worker processes)
+does not pay for importing fairseq; call :func:`register_plugins` to register explicitly.
+"""
+
+import sys
+
+__version__ = "0.1.0"
+
+
+def register_plugins() -> None:
+    """Register the tasks, criterions and models with fairseq (idempotent)."""
+    from fairseq_goodviews import criterions, models, tasks  # noqa: F401
+
+
+if sys.modules.get("fairseq") is not None:
+    register_plugins()

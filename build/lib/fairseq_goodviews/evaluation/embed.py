@@ -1,0 +1,218 @@
+"""Encoders outside fairseq: any checkpoint of this project as a ``torch.nn.Module``, and embeddings.
+
+Python::
+
+    from fairseq_goodviews.evaluation.embed import load_encoder
+
+    encoder = load_encoder("checkpoints/simclr/checkpoint_last.pt")  # eval mode, on the GPU if any
+    encoder.leads, encoder.sample_rate, encoder.sample_size            # what it expects
+    embeddings = encoder(signals)                                      # [B, 12, T] mV -> [B, D]
+
+Command line: ``goodviews-embed CKPT --data DIR --split SPLIT --out FILE.npz`` writes one
+embedding per record of the split (``embedding`` [N, D] float32, ``record`` [N] the record
+paths as in the manifest, ``leads``, ``sample_size``).
+
+Any checkpoint serves: pretraining (ResNet or wav2vec 2.0), a linear probe or fine-tune of
+``ecg_classification``, an ArcFace fine-tune of ``ecg_identification``. The embedding is the
+encoder's ``encode`` output: before any projection or classification head, with no masking and
+no augmentation. Leads the checkpoint was not trained on (a lead-subset fine-tune) are zero-filled
+in their canonical slots, as in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fairseq_goodviews.evaluation.device import DeviceError, add_device_argument, scoring_device
+from fairseq_goodviews.io.atomic import atomic_path
+from fairseq_goodviews.io.manifest import ManifestError, read_manifest
+from fairseq_goodviews.io.records import RecordError
+from fairseq_goodviews.leads import CANONICAL_LEADS, UnknownLeadError, parse_leads
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot give an encoder; the message names the file and the problem."""
+
+
+class EcgEncoder(torch.nn.Module):
+    """The encoder of a checkpoint: [B, 12, T] signals in mV (canonical lead order) -> [B, D].
+
+    ``leads`` are the lead names it was trained on (the others are zero-filled before encoding),
+    ``sample_rate`` the rate its records must have, ``sample_size`` its training crop in samples.
+    """
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        task_name: str,
+        sample_rate: float,
+        sample_size: int,
+        leads: Sequence[str] = CANONICAL_LEADS,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.task_name = task_name
+        self.sample_rate = sample_rate
+        self.sample_size = sample_size
+        self.leads = list(leads)
+        keep = torch.zeros(len(CANONICAL_LEADS), 1, dtype=torch.bool)
+        keep[parse_leads(self.leads)] = True
+        self.register_buffer("lead_mask", keep, persistent=False)
+
+    def forward(self, signals: torch.Tensor) -> torch.Tensor:
+        """[B, 12, T] -> [B, D] float32."""
+        return self.encoder.encode(signals * self.lead_mask.to(signals.dtype)).float()
+
+    @torch.no_grad()
+    def embed(self, signals: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without gradients, on the encoder's device; [B, 12, T] -> [B, D] float32 on the CPU."""
+        return self(signals.to(self.device, non_blocking=True)).cpu()
+
+    @property
+    def device(self) -> torch.device:
+        return self.lead_mask.device
+
+
+def load_encoder(checkpoint: str | Path, device: str | None = None) -> EcgEncoder:
+    """The encoder of any checkpoint of this project, in eval mode, on ``device`` (default: the GPU
+    when one is visible, else the CPU; see :func:`~fairseq_goodviews.evaluation.device.scoring_device`).
+
+    The model is rebuilt from the checkpoint's own config and weights; a pretraining checkpoint
+    it was built from (``model_path``) is read only for the encoder's architecture, and only if
+    it still exists. :class:`CheckpointError` names the file when it is missing, not a fairseq
+    checkpoint, or holds a model without an encoder.
+    """
+    from fairseq import checkpoint_utils
+    from fairseq.dataclass.utils import merge_with_parent
+    from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
+    from omegaconf import open_dict
+
+    from fairseq_goodviews import register_plugins
+
+    register_plugins()
+    target = scoring_device(device)
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    except Exception as exc:  # torch and pickle raise many types for a file that is not a checkpoint
+        raise CheckpointError(f"{path}: not a readable fairseq checkpoint ({type(exc).__name__})") from None
+    cfg = state.get("cfg") if isinstance(state, dict) else None
+    if cfg is None or cfg.get("model") is None or "model" not in state:
+        raise CheckpointError(f"{path}: not a fairseq checkpoint with a model config")
+    model_cfg = cfg.model
+    name = model_cfg.get("_name")
+    if name not in MODEL_REGISTRY:
+        raise CheckpointError(f"{path}: model {name!r} is not a model of this plugin")
+    with open_dict(model_cfg):
+        if model_cfg.get("model_path") and not Path(model_cfg.model_path).is_file():
+            # The weights below include the pretrained encoder's; its config must then be in model_cfg.
+            model_cfg.model_path = None
+    model = MODEL_REGISTRY[name].build_model(merge_with_parent(MODEL_DATACLASS_REGISTRY[name](), model_cfg), task=None)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
+    encoder = model if hasattr(model, "encode") else getattr(model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "encode"):
+        raise CheckpointError(f"{path}: model {name!r} has no encoder with an encode() method")
+    task_cfg = cfg.get("task") or {}
+    leads = [CANONICAL_LEADS[i] for i in parse_leads(task_cfg.get("leads"))]
+    wrapped = EcgEncoder(
+        encoder,
+        str(task_cfg.get("_name")),
+        float(task_cfg.get("sample_rate", 500.0)),
+        int(task_cfg.get("sample_size", 5000)),
+        leads,
+    )
+    return wrapped.to(target).eval()
+
+
+def embed_records(
+    model: EcgEncoder,
+    manifest: str | Path,
+    indices: np.ndarray,
+    sample_size: int,
+    leads: str | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Embeddings [len(indices), D] of centred ``sample_size`` crops of manifest rows ``indices``.
+
+    Leads outside ``leads`` are zero-filled in their canonical slots (the lead-subset convention).
+    """
+    from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
+
+    source = EcgRecordSource(manifest, model.sample_rate)
+    keep = np.zeros(len(CANONICAL_LEADS), dtype=bool)
+    keep[parse_leads(leads)] = True
+    out = []
+    for start in range(0, len(indices), batch_size):
+        batch = []
+        for index in indices[start : start + batch_size]:
+            signal, _ = source.load(int(index), sample_size, None)
+            signal[~keep] = 0.0
+            batch.append(signal)
+        out.append(model.embed(torch.from_numpy(np.stack(batch))).numpy())
+    return np.concatenate(out)
+
+
+def embed_split(
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str,
+    out: str | Path,
+    sample_size: int | None = None,
+    batch_size: int = 64,
+    device: str | None = None,
+) -> int:
+    """Write one embedding per record of ``data``'s ``split`` to ``out`` (``.npz``); returns N."""
+    encoder = load_encoder(checkpoint, device)
+    manifest = Path(data) / f"{split}.tsv"
+    root, entries = read_manifest(manifest)
+    crop = sample_size or encoder.sample_size
+    embeddings = embed_records(encoder, manifest, np.arange(len(entries)), crop, ",".join(encoder.leads), batch_size)
+    with atomic_path(Path(out)) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            embedding=embeddings.astype(np.float32),
+            record=np.array([rel for rel, _ in entries]),
+            root=str(root),
+            leads=np.array(encoder.leads),
+            sample_size=crop,
+        )
+    return len(entries)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="goodviews-embed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="any checkpoint of this project (pretraining, probe, fine-tune)")
+    parser.add_argument("--data", required=True, help="prepared manifest folder")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", required=True, help="output .npz (embedding [N, D], record [N])")
+    parser.add_argument("--sample-size", type=int, help="samples per centred crop (default: the checkpoint's crop)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        n = embed_split(
+            args.checkpoint, args.data, args.split, args.out, args.sample_size, args.batch_size, args.device
+        )
+    except (CheckpointError, DeviceError, ManifestError, RecordError, UnknownLeadError, FileNotFoundError) as exc:
+        print(f"goodviews-embed: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"goodviews-embed: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"{n} embeddings of {Path(args.data) / args.split}.tsv written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

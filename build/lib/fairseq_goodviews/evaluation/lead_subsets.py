@@ -1,0 +1,107 @@
+"""Score one classifier checkpoint on the standard lead subsets (lead-agnostic evaluation, Oh et al.).
+
+    python -m fairseq_goodviews.evaluation.lead_subsets CHECKPOINT --data DIR [--split test] [--json OUT]
+
+``CHECKPOINT`` is a linear-probe or fine-tuned ``ecg_classification`` checkpoint. It is scored,
+through :func:`evaluate_checkpoint`, with the lead sets of the PhysioNet/CinC Challenge 2021
+(12; 6 = I, II, III, aVR, aVL, aVF; 4 = I, II, III, V2; 3 = I, II, V2; 2 = I, II) and the
+single lead II that Oh et al. add: the leads outside a set are zero-filled in their canonical
+slots, so the model input stays 12 x T. Prints a table of the task's own metrics per set
+(single-label: macro AUROC, macro AUPRC, accuracy, macro F1; multi-label: macro AUROC, macro
+AUPRC, F-max, and the challenge score for the CinC 2021 label set, thresholds chosen on the
+valid split with the same leads); ``--json OUT`` also writes every metric of every set as JSON
+(``-`` for standard output):
+``{"checkpoint": ..., "split": ..., "subsets": [{"name": ..., "leads": [...], "metrics": {...}}, ...]}``.
+"""
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from fairseq_goodviews.evaluation.device import add_device_argument
+from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe, write_json
+from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
+
+#: Subset name -> comma-separated leads (None = all 12), in the order the table shows them.
+LEAD_SUBSETS: dict[str, str | None] = {
+    "12 leads": None,
+    "6 limb leads": ",".join(LIMB_LEADS),
+    "4 leads (I, II, III, V2)": "I,II,III,V2",
+    "3 leads (I, II, V2)": "I,II,V2",
+    "2 leads (I, II)": "I,II",
+    "1 lead (II)": "II",
+}
+TABLE_METRICS: Sequence[str] = ("macro_auroc", "macro_auprc", "accuracy", "macro_f1")
+MULTI_LABEL_TABLE_METRICS: Sequence[str] = ("macro_auroc", "macro_auprc", "f_max", "challenge_score")
+
+
+def table_columns(results: Mapping[str, Mapping]) -> Sequence[str]:
+    """The table's metric columns: those of the task (multi-label metrics carry ``f_max``)."""
+    first = next(iter(results.values()))["metrics"]
+    columns = MULTI_LABEL_TABLE_METRICS if "f_max" in first else TABLE_METRICS
+    return [c for c in columns if c in first]
+
+
+def evaluate_lead_subsets(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    subsets: Mapping[str, str | None] = LEAD_SUBSETS,
+    batch_size: int = 64,
+    device: str | None = None,
+) -> dict[str, dict]:
+    """``{subset name: {"leads": [...], "metrics": {...}}}`` for every subset, in order."""
+    results = {}
+    for name, leads in subsets.items():
+        metrics = evaluate_checkpoint(checkpoint, data, split, leads, batch_size, device=device)
+        results[name] = {"leads": list(CANONICAL_LEADS) if leads is None else leads.split(","), "metrics": metrics}
+    return results
+
+
+def format_table(results: Mapping[str, Mapping], columns: Sequence[str] | None = None) -> str:
+    columns = table_columns(results) if columns is None else columns
+    width = max(len(name) for name in results)
+    lines = [f"{'leads':<{width}}  " + "  ".join(f"{c:>11s}" for c in columns)]
+    for name, entry in results.items():
+        values = [entry["metrics"].get(c, math.nan) for c in columns]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>11.4f}" for v in values))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Score a classifier checkpoint with the CinC 2021 lead sets (12; 6 limb; 4 = I, II, III, V2; "
+        "3 = I, II, V2; 2 = I, II) and 1 lead (II)."
+    )
+    parser.add_argument("checkpoint", help="a linear-probe or fine-tuned ecg_classification checkpoint")
+    parser.add_argument("--data", help="manifest folder (default: the one the checkpoint was trained on)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", help="also write every metric of every subset as JSON here ('-': stdout)")
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        results = evaluate_lead_subsets(
+            args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device
+        )
+    except (FileNotFoundError, ValueError) as exc:  # ManifestError and LabelSetError are ValueErrors
+        parser.exit(2, f"error: {exc}\n")
+    print(f"{args.checkpoint} on split {args.split!r}")
+    print(format_table(results))
+    payload = {
+        "checkpoint": str(args.checkpoint),
+        "split": args.split,
+        "subsets": [{"name": name, **entry} for name, entry in results.items()],
+    }
+    if args.json == "-":
+        print(json.dumps(json_safe(payload), indent=2, sort_keys=True, default=float))
+    elif args.json:
+        write_json(args.json, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Atomic file writes: write to a temporary name in the same folder, then rename over the target.
+
+A folder that cannot take the file (the path of a folder is a file, no permission, read-only
+file system) raises :class:`OutputPathError`, an :class:`OSError` whose message is one line
+naming the folder and the problem, before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class OutputPathError(OSError):
+    """An output folder that cannot be created or written; the message names it."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def _describe(exc: OSError) -> str:
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return exc.strerror or type(exc).__name__
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The file (not folder) at ``folder`` or at one of its parents, if any."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def ensure_writable_dir(folder: str | Path) -> Path:
+    """Create ``folder`` (and its parents) if needed and check that files can be created in it.
+
+    The check creates and removes a temporary file, so it holds for every user (root included)
+    and file system. Raises :class:`OutputPathError` naming the folder otherwise.
+    """
+    folder = Path(folder)
+    blocking = _blocking_file(folder)
+    if blocking is not None:
+        where = "is a file" if blocking == folder else f"is under {blocking}, which is a file"
+        raise OutputPathError(folder, f"the output folder {where}, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputPathError(folder, f"cannot write to the output folder ({_describe(exc)})") from None
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    A crash (or kill) inside the block leaves ``path`` untouched and no partial file under its
+    name; the temporary file is removed on error. A folder that cannot take the file raises
+    :class:`OutputPathError` before the block runs.
+    """
+    path = Path(path)
+    folder = path.parent
+    blocking = _blocking_file(folder)
+    if blocking is not None:
+        raise OutputPathError(folder, f"cannot write {path.name}: {blocking} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OutputPathError(folder, f"cannot write {path.name} ({_describe(exc)})") from None
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """``open`` that writes through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as handle:
+            yield handle

@@ -1,0 +1,93 @@
+"""The canonical 12-lead order and lead-name matching.
+
+Every array in the project stores leads in :data:`CANONICAL_LEADS` order; a record that lacks a
+lead keeps a zero row in that lead's slot and ``lead_present[slot] = False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+CANONICAL_LEADS: tuple[str, ...] = (
+    "I",
+    "II",
+    "III",
+    "aVR",
+    "aVL",
+    "aVF",
+    "V1",
+    "V2",
+    "V3",
+    "V4",
+    "V5",
+    "V6",
+)
+LIMB_LEADS: tuple[str, ...] = CANONICAL_LEADS[:6]
+PRECORDIAL_LEADS: tuple[str, ...] = CANONICAL_LEADS[6:]
+
+# Spellings seen in WFDB headers and hospital exports, lower-cased, mapped to canonical names.
+_ALIASES = {
+    "i": "I",
+    "lead i": "I",
+    "lead1": "I",
+    "d1": "I",
+    "di": "I",
+    "ii": "II",
+    "lead ii": "II",
+    "lead2": "II",
+    "d2": "II",
+    "dii": "II",
+    "mlii": "II",
+    "iii": "III",
+    "lead iii": "III",
+    "lead3": "III",
+    "d3": "III",
+    "diii": "III",
+    "avr": "aVR",
+    "avl": "aVL",
+    "avf": "aVF",
+    "v1": "V1",
+    "v2": "V2",
+    "v3": "V3",
+    "v4": "V4",
+    "v5": "V5",
+    "v6": "V6",
+    "c1": "V1",
+    "c2": "V2",
+    "c3": "V3",
+    "c4": "V4",
+    "c5": "V5",
+    "c6": "V6",
+}
+
+
+class UnknownLeadError(ValueError):
+    """A lead name that is not one of the 12 standard leads (or a known alias)."""
+
+
+def canonical_lead_name(name: str) -> str | None:
+    """Return the canonical name of ``name`` (case-insensitive, aliases allowed) or None.
+
+    None means the channel is not one of the 12 standard leads (e.g. Frank ``vx``, ``PLETH``).
+    """
+    key = name.strip().lower()
+    return _ALIASES.get(key)
+
+
+def lead_index(name: str) -> int:
+    """Slot of a lead in :data:`CANONICAL_LEADS`; raises :class:`UnknownLeadError`."""
+    canonical = canonical_lead_name(name)
+    if canonical is None:
+        raise UnknownLeadError(f"unknown lead name {name!r}; expected one of {', '.join(CANONICAL_LEADS)}")
+    return CANONICAL_LEADS.index(canonical)
+
+
+def parse_leads(leads: str | Sequence[str] | None) -> list[int]:
+    """Turn ``"I,II,V2"`` (or a list of names, or None for all 12) into sorted slot indices."""
+    if leads is None:
+        return list(range(len(CANONICAL_LEADS)))
+    names: Iterable[str] = leads.split(",") if isinstance(leads, str) else leads
+    names = [n for n in (s.strip() for s in names) if n]
+    if not names:
+        raise UnknownLeadError("empty lead list")
+    return sorted({lead_index(n) for n in names})

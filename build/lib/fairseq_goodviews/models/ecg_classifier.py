@@ -1,0 +1,138 @@
+"""Model ``ecg_classifier``: an encoder (pretrained, or random) plus one linear layer.
+
+A linear probe (``freeze_encoder``) standardises the frozen features before its linear layer
+with a non-affine batch norm whose running statistics are the cumulative mean and variance over
+the training batches (``momentum=None``), i.e. training-split statistics; evaluation uses them
+as they are. Without it an untrained encoder's features, which differ between records by a tiny
+fraction of their scale, would be out of reach of the probe's optimiser, and a random-init
+baseline would be handicapped by feature scale rather than by what its features contain.
+
+With ``model_path`` the encoder is rebuilt from that checkpoint's own model config and weights
+(any registered model exposing ``encode(source) -> [B, D]``); without it, from ``encoder``
+(random initialisation: the supervised baseline, or the random frozen-encoder baseline when
+``freeze_encoder`` is set). A frozen encoder also keeps its batch-norm statistics fixed.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from fairseq import checkpoint_utils
+from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass.utils import merge_with_parent
+from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY, BaseFairseqModel, register_model
+from omegaconf import DictConfig, OmegaConf
+
+#: Variance floor of the probe's feature standardisation. Batch norm's usual 1e-5 would exceed the
+#: between-record variance of an untrained encoder's features and flatten them.
+FEATURE_NORM_EPS = 1e-10
+
+
+@dataclass
+class EcgClassifierConfig(FairseqDataclass):
+    model_path: Optional[str] = field(
+        default=None, metadata={"help": "pretraining checkpoint whose encoder is loaded; None = random init"}
+    )
+    freeze_encoder: bool = field(default=False, metadata={"help": "train only the linear layer (linear probe)"})
+    encoder: Any = field(
+        default_factory=lambda: {"_name": "resnet1d"},
+        metadata={
+            "help": "encoder config used without model_path ({_name: resnet1d, ...}); "
+            "filled from the checkpoint when model_path is set"
+        },
+    )
+    num_classes: int = field(default=4, metadata={"help": "output classes"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout before the linear layer"})
+    standardize_features: bool = field(
+        default=True,
+        metadata={
+            "help": "linear probe: standardise the frozen features with training-split statistics "
+            "(non-affine batch norm) before the linear layer"
+        },
+    )
+
+
+def build_encoder(encoder_cfg: Any) -> BaseFairseqModel:
+    """Build a registered model from a ``{_name: ..., ...}`` config node."""
+    raw = (
+        OmegaConf.to_container(encoder_cfg, resolve=True) if isinstance(encoder_cfg, DictConfig) else dict(encoder_cfg)
+    )
+    name = raw.get("_name")
+    if name not in MODEL_REGISTRY:
+        raise ValueError(f"unknown encoder model {name!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}")
+    cfg = merge_with_parent(MODEL_DATACLASS_REGISTRY[name](), OmegaConf.create(raw))
+    model = MODEL_REGISTRY[name].build_model(cfg, task=None)
+    if not hasattr(model, "encode"):
+        raise ValueError(f"model {name!r} has no encode(source) method and cannot serve as an encoder")
+    return model
+
+
+def load_pretrained_encoder(path: str) -> tuple[BaseFairseqModel, dict[str, Any]]:
+    """The pretrained model of a checkpoint and its model config (as a plain dict)."""
+    state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    if state.get("cfg") is None or "model" not in state:
+        raise ValueError(f"{path}: not a fairseq checkpoint with a model config")
+    encoder_cfg = OmegaConf.to_container(state["cfg"]["model"], resolve=True)
+    model = build_encoder(encoder_cfg)
+    model.load_state_dict(state["model"], strict=True)
+    return model, encoder_cfg
+
+
+@register_model("ecg_classifier", dataclass=EcgClassifierConfig)
+class EcgClassifier(BaseFairseqModel):
+    def __init__(self, cfg: EcgClassifierConfig, encoder: BaseFairseqModel, embedding_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.freeze_encoder = cfg.freeze_encoder
+        if self.freeze_encoder:
+            for parameter in self.encoder.parameters():
+                parameter.requires_grad_(False)
+        self.feature_norm = (
+            nn.BatchNorm1d(embedding_dim, eps=FEATURE_NORM_EPS, affine=False, momentum=None)
+            if self.freeze_encoder and cfg.standardize_features
+            else None
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(embedding_dim, cfg.num_classes)
+
+    @classmethod
+    def build_model(cls, cfg: EcgClassifierConfig, task=None) -> "EcgClassifier":
+        if cfg.model_path:
+            encoder, encoder_cfg = load_pretrained_encoder(cfg.model_path)
+            cfg.encoder = encoder_cfg
+        else:
+            encoder = build_encoder(cfg.encoder)
+        if task is not None and hasattr(task, "class_names"):
+            cfg.num_classes = len(task.class_names)
+        with torch.no_grad():
+            probe = torch.zeros(2, getattr(encoder.cfg, "in_leads", 12), 1000)
+            encoder.eval()
+            embedding_dim = encoder.encode(probe).shape[-1]
+        return cls(cfg, encoder, embedding_dim)
+
+    def train(self, mode: bool = True) -> "EcgClassifier":
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()
+        return self
+
+    def features(self, source: torch.Tensor) -> torch.Tensor:
+        """Encoder features [B, D] of ``source`` [B, 12, T], standardised in a linear probe."""
+        if not self.freeze_encoder:
+            return self.encoder.encode(source)
+        with torch.no_grad():
+            features = self.encoder.encode(source)
+        if self.feature_norm is None:
+            return features
+        if self.training and features.shape[0] == 1:
+            # A batch of one has no variance: normalise it with the statistics gathered so far.
+            norm = self.feature_norm
+            return F.batch_norm(features, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+        return self.feature_norm(features)
+
+    def forward(self, source: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:
+        """``{"logits": [B, num_classes]}`` of ``source`` [B, 12, T]."""
+        return {"logits": self.head(self.dropout(self.features(source)))}

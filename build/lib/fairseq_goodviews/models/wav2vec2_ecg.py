@@ -1,0 +1,228 @@
+"""Model ``wav2vec2_ecg``: upstream fairseq's wav2vec 2.0 over multi-lead ECG (Oh et al., CHIL 2022).
+
+Everything but the first convolution is fairseq's own: :class:`Wav2Vec2EcgModel` subclasses
+``fairseq.models.wav2vec.wav2vec2.Wav2Vec2Model`` (so the transformer encoder, the Gumbel
+quantiser, ``compute_mask_indices`` masking, negative sampling, logits, perplexities and
+penalties are upstream code) and swaps its single-channel feature extractor for
+:class:`MultiLeadFeatureExtractor`, fairseq's ``ConvFeatureExtractionModel`` whose first layer
+takes every lead as an input channel (``in_leads``; absent leads arrive zero-filled in their
+canonical slots, so the input is always ``[B, in_leads, T]``).
+
+Two representations come out of one forward:
+
+* the local, masked wav2vec 2.0 prediction problem (``x``: logits over the true quantised latent
+  and its negatives, ``features_pen``, ``prob_perplexity``, ...), as upstream returns it;
+* ``embedding`` [B, encoder_embed_dim]: the time-pooled transformer output the CMSC term is
+  computed on. By default (``cmsc_pass=masked``) it pools the transformer output of that same
+  masked pass over every (non-padded) step, as fairseq-signals does, so a training step runs the
+  model once. ``cmsc_pass=unmasked`` instead pools a second, unmasked pass (exactly
+  :meth:`Wav2Vec2EcgModel.encode`, the representation the downstream classifier uses): it re-runs
+  the convolutions and the whole transformer, roughly doubling the forward and backward cost.
+"""
+
+import ast
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from fairseq.dataclass import ChoiceEnum
+from fairseq.models import register_model
+from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel, Wav2Vec2Config, Wav2Vec2Model
+from omegaconf import DictConfig, open_dict
+
+from fairseq_goodviews.models.resnet1d import allow_tf32
+
+#: Upper bound on the number of convolution layers a ``conv_feature_layers`` string may describe.
+MAX_CONV_LAYERS = 64
+
+ConvLayer = Tuple[int, int, int]
+CMSC_PASS_CHOICES = ChoiceEnum(["masked", "unmasked"])
+
+
+@dataclass
+class Wav2Vec2EcgConfig(Wav2Vec2Config):
+    """Upstream's wav2vec 2.0 options with fairseq-signals' ECG defaults (the paper preset)."""
+
+    in_leads: int = field(
+        default=12, metadata={"help": "input channels of the first convolution (leads; absent leads zero-filled)"}
+    )
+    conv_feature_layers: str = field(
+        default="[(256, 2, 2)] * 4",
+        metadata={
+            "help": "convolutional feature extractor as [(dim, kernel, stride), ...]; list and tuple "
+            "literals of integers combined with + and * (read without eval)"
+        },
+    )
+    final_dim: int = field(default=256, metadata={"help": "dimension of the projected predictions and targets"})
+    quantize_targets: bool = field(default=True, metadata={"help": "targets are Gumbel-quantised latents"})
+    feature_grad_mult: float = field(
+        default=0.1, metadata={"help": "gradient scale of the convolutional feature extractor"}
+    )
+    mask_prob: float = field(default=0.65, metadata={"help": "probability of a time step starting a masked span"})
+    encoder_layerdrop: float = field(default=0.05, metadata={"help": "probability of dropping a transformer layer"})
+    dropout_input: float = field(default=0.1, metadata={"help": "dropout on the features fed to the transformer"})
+    dropout_features: float = field(default=0.1, metadata={"help": "dropout on the features the targets come from"})
+    cmsc_pass: CMSC_PASS_CHOICES = field(
+        default="masked",
+        metadata={
+            "help": "which pass the CMSC embedding pools: 'masked' = the transformer output of the one "
+            "wav2vec 2.0 pass (fairseq-signals); 'unmasked' = a second, unmasked pass (about 2x the cost)"
+        },
+    )
+
+
+def parse_conv_layers(spec: str) -> List[ConvLayer]:
+    """Read a ``conv_feature_layers`` string such as ``"[(256, 2, 2)] * 4"`` without ``eval``.
+
+    Upstream configs describe the stack as a Python expression; this accepts the subset they use:
+    list and tuple literals of integers, ``+`` (concatenation) and ``*`` (repetition).
+    """
+
+    def value(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [value(element) for element in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Mult):
+                count, sequence = (left, right) if isinstance(left, int) else (right, left)
+                if (
+                    isinstance(sequence, (list, tuple))
+                    and isinstance(count, int)
+                    and len(sequence) * count > MAX_CONV_LAYERS
+                ):
+                    raise ValueError(f"more than {MAX_CONV_LAYERS} elements")
+            try:
+                return left + right if isinstance(node.op, ast.Add) else left * right
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
+        raise ValueError(f"unsupported element {ast.dump(node)}")
+
+    try:
+        layers = value(ast.parse(spec.strip(), mode="eval").body)
+    except (SyntaxError, ValueError) as exc:
+        raise ValueError(f"invalid conv_feature_layers {spec!r}: {exc}") from None
+    if not isinstance(layers, list) or not 0 < len(layers) <= MAX_CONV_LAYERS:
+        raise ValueError(f"invalid conv_feature_layers {spec!r}: expected a non-empty list of (dim, kernel, stride)")
+    for layer in layers:
+        if not (isinstance(layer, tuple) and len(layer) == 3 and all(isinstance(v, int) and v > 0 for v in layer)):
+            raise ValueError(f"invalid conv_feature_layers {spec!r}: {layer!r} is not (dim, kernel, stride) > 0")
+    return layers
+
+
+def _with_literal_conv_layers(cfg: Any, layers: List[ConvLayer]) -> Any:
+    """A copy of ``cfg`` whose ``conv_feature_layers`` is the plain literal of ``layers``.
+
+    Upstream ``Wav2Vec2Model.__init__`` evaluates that string; handing it the canonical literal
+    of the already-validated layers means user text never reaches ``eval``.
+    """
+    literal = repr(layers)
+    if isinstance(cfg, DictConfig):
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.conv_feature_layers = literal
+        return cfg
+    return dataclasses.replace(cfg, conv_feature_layers=literal)
+
+
+class MultiLeadFeatureExtractor(ConvFeatureExtractionModel):
+    """fairseq's wav2vec 2.0 convolutional stack with ``in_leads`` input channels: [B, leads, T] -> [B, C, T']."""
+
+    def __init__(self, in_leads: int, conv_layers: List[ConvLayer], mode: str = "default", conv_bias: bool = False):
+        super().__init__(conv_layers, dropout=0.0, mode=mode, conv_bias=conv_bias)
+        dim, kernel, stride = conv_layers[0]
+        first = nn.Conv1d(in_leads, dim, kernel, stride=stride, bias=conv_bias)
+        nn.init.kaiming_normal_(first.weight)
+        self.conv_layers[0][0] = first
+        self.in_leads = in_leads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.in_leads:
+            raise ValueError(f"expected input [batch, {self.in_leads} leads, time], got {tuple(x.shape)}")
+        for conv in self.conv_layers:
+            x = conv(x)
+        return x
+
+
+@register_model("wav2vec2_ecg", dataclass=Wav2Vec2EcgConfig)
+class Wav2Vec2EcgModel(Wav2Vec2Model):
+    """Upstream wav2vec 2.0 with a multi-lead feature extractor and a time-pooled ``encode``."""
+
+    def __init__(self, cfg: Wav2Vec2EcgConfig):
+        conv_layers = parse_conv_layers(cfg.conv_feature_layers)
+        super().__init__(_with_literal_conv_layers(cfg, conv_layers))
+        self.conv_spec = conv_layers
+        self.cmsc_pass = cfg.cmsc_pass
+        self.feature_extractor = MultiLeadFeatureExtractor(
+            cfg.in_leads, conv_layers, mode=cfg.extractor_mode, conv_bias=cfg.conv_bias
+        )
+
+    @classmethod
+    def build_model(cls, cfg: Wav2Vec2EcgConfig, task=None) -> "Wav2Vec2EcgModel":
+        allow_tf32()
+        return cls(cfg)
+
+    def _get_feat_extract_output_lengths(self, input_lengths: torch.LongTensor) -> torch.LongTensor:
+        for _, kernel, stride in self.conv_spec:
+            input_lengths = torch.floor((input_lengths - kernel) / stride + 1)
+        return input_lengths.to(torch.long)
+
+    def apply_mask(
+        self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], mask_indices=None, mask_channel_indices=None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Upstream's masking of ``x`` [B, T', C]; under bf16 autocast ``x`` arrives in bf16, so it is
+        masked in ``mask_emb``'s float32 (upstream's in-place put needs equal dtypes)."""
+        return super().apply_mask(
+            x.to(self.mask_emb.dtype),
+            padding_mask,
+            mask_indices=mask_indices,
+            mask_channel_indices=mask_channel_indices,
+        )
+
+    def encode(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[B, leads, T] -> [B, encoder_embed_dim]: the unmasked transformer output averaged over time."""
+        out = self.extract_features(source, padding_mask, mask=False)
+        return time_mean(out["x"], out["padding_mask"])
+
+    def forward(
+        self,
+        source: torch.Tensor,
+        padding_mask: Optional[torch.Tensor] = None,
+        mask: bool = True,
+        features_only: bool = False,
+        **kwargs,
+    ) -> Dict[str, Any]:
+        """Upstream's wav2vec 2.0 outputs for ``source`` [B, leads, T], plus ``embedding`` [B, D] unless ``features_only``.
+
+        ``embedding`` pools the transformer output of this very pass (``cmsc_pass=masked``) or of a
+        second, unmasked pass (``cmsc_pass=unmasked``, = :meth:`encode`).
+        """
+        if features_only or self.cmsc_pass == "unmasked":
+            result = super().forward(
+                source, padding_mask=padding_mask, mask=mask, features_only=features_only, **kwargs
+            )
+            if not features_only:
+                result["embedding"] = self.encode(source, padding_mask)
+            return result
+        # Upstream keeps only the masked steps of the transformer output; the hook keeps all of them.
+        encoded: List[torch.Tensor] = []
+        hook = self.encoder.register_forward_hook(lambda module, args, output: encoded.append(output[0]))
+        try:
+            result = super().forward(source, padding_mask=padding_mask, mask=mask, **kwargs)
+        finally:
+            hook.remove()
+        result["embedding"] = time_mean(encoded[-1], result["padding_mask"])
+        return result
+
+
+def time_mean(x: torch.Tensor, padding: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean of ``x`` [B, T', D] over its non-padded steps (``padding`` [B, T'] True = padded) -> [B, D]."""
+    if padding is None:
+        return x.mean(dim=1)
+    keep = (~padding).unsqueeze(-1).type_as(x)
+    return (x * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)

@@ -1,0 +1,214 @@
+"""PTB-XL -> per-record ``.mat`` files, the published folds and manifests.
+
+Layout read::
+
+    SRC/ptbxl_database.csv     ecg_id, patient_id, age, sex (0 male, 1 female), scp_codes
+                               (a dict literal such as "{'NORM': 100.0, 'SR': 0.0}"),
+                               strat_fold (1-10), filename_hr (500 Hz record path under SRC)
+    SRC/records500/...         the WFDB records named by filename_hr
+
+Splits are the published patient-wise folds: 1-8 train, 9 valid, 10 test (``split`` column).
+``scp_codes`` becomes a space-separated code list (``scp_codes`` column; every statement
+whatever its likelihood, since PTB-XL gives rhythm statements likelihood 0); the rhythm
+statements map to Chapman's codes and the four classes (:data:`SCP_RHYTHMS`: AFIB, AFLT -> AFIB;
+STACH, SVTAC, PSVT -> GSVT; SBRAD -> SB; SR, SARRH -> SR), several classes resolved by
+:data:`~fairseq_goodviews.labels.CLASS_PRIORITY`. PTB-XL writes ages over 89 as 300 (de-
+identification); they are stored as 90.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fairseq_goodviews.labels import RHYTHM_TO_CLASS, dominant_rhythm
+from fairseq_goodviews.preprocessing.pipeline import (
+    DUPLICATE,
+    UNREADABLE,
+    PrepareError,
+    PrepareOptions,
+    PrepareResult,
+    Skipped,
+    SourceItem,
+    prepare,
+)
+from fairseq_goodviews.preprocessing.wfdb_dir import (
+    WfdbConverter,
+    converter_config,
+    record_keys,
+    run_wfdb_preparer,
+    wfdb_preparer_parser,
+)
+
+DATABASE = "ptbxl_database.csv"
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "ecg_id",
+    "patient_id",
+    "age",
+    "sex",
+    "scp_codes",
+    "strat_fold",
+    "filename_hr",
+)
+# SCP-ECG rhythm statement -> Chapman rhythm code (labels.RHYTHM_TO_CLASS gives the class).
+SCP_RHYTHMS: dict[str, str] = {
+    "AFIB": "AFIB",
+    "AFLT": "AF",
+    "STACH": "ST",
+    "SVTAC": "SVT",
+    "PSVT": "SVT",
+    "SBRAD": "SB",
+    "SR": "SR",
+    "SARRH": "SA",
+}
+FOLD_SPLITS: dict[int, str] = {**{f: "train" for f in range(1, 9)}, 9: "valid", 10: "test"}
+_SEX = {0: "M", 1: "F"}
+_AGE_OVER_89 = 300
+
+
+def read_database(path: str | Path) -> pd.DataFrame:
+    """Read ``ptbxl_database.csv``; :class:`PrepareError` naming the file if it is missing,
+    unreadable or lacks a column of :data:`REQUIRED_COLUMNS`."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrepareError(f"{path}: PTB-XL database table not found")
+    try:
+        table = pd.read_csv(path, dtype={"filename_hr": str, "scp_codes": str})
+    except Exception as exc:  # pandas raises several types for garbled files
+        raise PrepareError(f"{path}: cannot read the table ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise PrepareError(f"{path}: missing column(s) {', '.join(missing)}")
+    if table.empty:
+        raise PrepareError(f"{path}: the table has no rows")
+    return table
+
+
+def parse_scp_codes(text: Any) -> dict[str, float]:
+    """``"{'NORM': 100.0, 'SR': 0.0}"`` -> dict, with :func:`ast.literal_eval` (never ``eval``)."""
+    value = ast.literal_eval(str(text))
+    if not isinstance(value, dict):
+        raise ValueError(f"scp_codes is not a dict: {str(text)[:60]!r}")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def rhythm_from_scp(codes: Sequence[str]) -> tuple[str, str]:
+    """``(rhythm, label)``: Chapman rhythm code and merged class, or ``("", "")``."""
+    rhythm = dominant_rhythm(SCP_RHYTHMS[c] for c in codes if c in SCP_RHYTHMS)
+    return (rhythm, RHYTHM_TO_CLASS[rhythm]) if rhythm else ("", "")
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+def _whole(value: float | None) -> Any:
+    return int(value) if value is not None and value.is_integer() else value
+
+
+def ptbxl_items(src_dir: str | Path) -> tuple[list[SourceItem], list[Skipped], dict[str, Any]]:
+    """List the records of a PTB-XL folder; return (items, rejected up front, facts for the report)."""
+    src_dir = Path(src_dir)
+    if not src_dir.is_dir():
+        raise PrepareError(f"{src_dir}: not a directory")
+    database = src_dir / DATABASE
+    table = read_database(database)
+    records = [src_dir / str(name).strip() for name in table["filename_hr"]]
+    unique = list(dict.fromkeys(records))  # a file listed twice is a duplicate row, not a name clash
+    key_of = dict(zip(unique, record_keys(unique, src_dir), strict=True))
+    keys = [key_of[r] for r in records]
+    items: list[SourceItem] = []
+    skipped: list[Skipped] = []
+    seen = set()
+    for number, (row, record, key) in enumerate(
+        zip(table.itertuples(index=False), records, keys, strict=True), start=2
+    ):
+        file = str(record) + ".hea"
+        if key in seen:
+            skipped.append(Skipped(key, file, f"listed more than once in {DATABASE}", DUPLICATE))
+            continue
+        seen.add(key)
+        where = f"{database} row {number}"
+        if not isinstance(row.filename_hr, str) or not row.filename_hr.strip():
+            skipped.append(Skipped(f"row{number}", str(database), f"{where}: empty filename_hr", UNREADABLE))
+            continue
+        try:
+            scp = parse_scp_codes(row.scp_codes)
+        except (ValueError, SyntaxError) as exc:
+            skipped.append(Skipped(key, str(database), f"{where}: malformed scp_codes ({exc})", UNREADABLE))
+            continue
+        fold = _number(row.strat_fold)
+        if fold is None or int(fold) not in FOLD_SPLITS:
+            skipped.append(
+                Skipped(key, str(database), f"{where}: strat_fold {row.strat_fold!r} not in 1-10", UNREADABLE)
+            )
+            continue
+        patient = _number(row.patient_id)
+        age = _number(row.age)
+        if age is not None and age >= _AGE_OVER_89:
+            age = 90.0
+        sex = _number(row.sex)
+        rhythm, label = rhythm_from_scp(list(scp))
+        meta = {
+            "age": _whole(age),
+            "sex": _SEX.get(int(sex), "") if sex is not None else "",
+            "scp_codes": " ".join(scp),
+            "rhythm": rhythm,
+            "label": label,
+            "source": "ptb-xl",
+            "ecg_id": _whole(_number(row.ecg_id)),
+            "strat_fold": int(fold),
+            "split": FOLD_SPLITS[int(fold)],
+        }
+        patient_id = str(_whole(patient)) if patient is not None else key
+        items.append(SourceItem(key=key, patient_id=patient_id, meta=meta, source=record))
+    facts = {
+        "database_rows": len(table),
+        "folds": dict(sorted(Counter(int(i.meta["strat_fold"]) for i in items).items())),
+    }
+    return items, skipped, facts
+
+
+def prepare_ptbxl(
+    src_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    converter: WfdbConverter | None = None,
+    options: PrepareOptions | None = None,
+) -> PrepareResult:
+    """Prepare a PTB-XL folder into ``out_dir`` with its published folds (see :func:`~.pipeline.prepare`)."""
+    converter = converter or WfdbConverter()
+    options = dataclasses.replace(options or PrepareOptions(), split_column="split")
+    items, skipped, facts = ptbxl_items(src_dir)
+    config = {"src_dir": str(Path(src_dir).resolve()), **converter_config(converter), **facts}
+    return prepare(items, converter, out_dir, options=options, skipped=skipped, source="ptbxl", config=config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = wfdb_preparer_parser(
+        "Prepare PTB-XL (ptbxl_database.csv + 500 Hz WFDB records): one .mat per record "
+        "at --target-rate, the published folds (1-8 train, 9 valid, 10 test), SCP codes "
+        "and rhythm classes, fairseq manifests, skip report.",
+        "PTB-XL folder (with ptbxl_database.csv and records500/)",
+    )
+    return run_wfdb_preparer(
+        parser,
+        argv,
+        lambda args, converter, options: prepare_ptbxl(
+            args.src_dir, args.out_dir, converter=converter, options=options
+        ),
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""Validate the automatic wave attributes against reference values: real device measurements and
+synthetic records with known values.
+
+* **Real**: :func:`validate_real` measures the PhysioNet/CinC 2021 Chapman-Shaoxing records
+  (``chapman_shaoxing/g1/JS*.hea``) under a data folder and compares them with the GE MUSE
+  device's own measurements in the matching rows of Chapman's ``Diagnostics.xlsx``
+  (:data:`REAL_REFERENCES`: record JSn is row n of that file).
+* **Synthetic**: :func:`validate_attributes` generates ``n_records`` synthetic Chapman records
+  (:func:`~fairseq_goodviews.synthetic.chapman.generate_chapman`, whose attribute columns are the
+  model's own true fiducials, not a measurement) and compares the measurements with them.
+
+Per attribute: how many records both sides measured, how many the extractor left NaN, the mean
+and median absolute error, the bias, the largest error and the fraction within
+:data:`TOLERANCES`. Axis errors are circular (359 deg vs 1 deg is 2 deg). Synthetic results are
+broken down by merged rhythm class as well.
+
+    python -m fairseq_goodviews.preprocessing.validate_attributes --records 300 \
+        --real ../shared/data --out attr.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
+from fairseq_goodviews.labels import RHYTHM_TO_CLASS
+from fairseq_goodviews.preprocessing.wave_attributes import METHODS, compute_wave_attributes
+
+# Agreement counted as correct (units of each attribute: bpm, ms, degrees, beats, samples at 500 Hz).
+TOLERANCES: dict[str, float] = {
+    "VentricularRate": 2.0,
+    "AtrialRate": 5.0,
+    "QRSDuration": 10.0,
+    "QTInterval": 20.0,
+    "QTCorrected": 25.0,
+    "RAxis": 15.0,
+    "TAxis": 25.0,
+    "QRSCount": 1.0,
+    "QOnset": 5.0,
+    "QOffset": 5.0,
+    "TOffset": 10.0,
+}
+_ANGLES = ("RAxis", "TAxis")
+
+
+def attribute_errors(truth: pd.DataFrame, predicted: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per-attribute error summary of ``predicted`` against ``truth`` (same rows, ATTRIBUTE_NAMES columns)."""
+    summary: dict[str, dict[str, Any]] = {}
+    for name in ATTRIBUTE_NAMES:
+        t = truth[name].to_numpy(dtype=float)
+        p = predicted[name].to_numpy(dtype=float)
+        both = np.isfinite(t) & np.isfinite(p)
+        error = p[both] - t[both]
+        if name in _ANGLES:
+            error = (error + 180.0) % 360.0 - 180.0
+        absolute = np.abs(error)
+        summary[name] = {
+            "measured": int(both.sum()),
+            "missing": int((np.isfinite(t) & ~np.isfinite(p)).sum()),
+            "mae": float(absolute.mean()) if len(absolute) else math.nan,
+            "median_abs_error": float(np.median(absolute)) if len(absolute) else math.nan,
+            "bias": float(error.mean()) if len(error) else math.nan,
+            "tolerance": TOLERANCES[name],
+            "max_abs_error": float(absolute.max()) if len(absolute) else math.nan,
+            "within_tolerance": float((absolute <= TOLERANCES[name]).mean()) if len(absolute) else math.nan,
+        }
+    return summary
+
+
+# Record of the PhysioNet/CinC 2021 chapman_shaoxing subset -> FileName of its Diagnostics.xlsx row
+# (facts from shared/data/real/PROVENANCE.md: JSn is row n; age, sex, rhythm and beat codes agree).
+REAL_REFERENCES: dict[str, str] = {
+    "JS01048": "MUSE_20180112_072617_85000",
+    "JS01560": "MUSE_20180115_123751_69000",
+    "JS03291": "MUSE_20180209_170043_90000",
+    "JS09740": "MUSE_20180113_115326_85000",
+}
+REAL_RECORD_DIR = Path("real") / "physionet2021" / "training" / "chapman_shaoxing" / "g1"
+REAL_DIAGNOSTICS = Path("chapman") / "Diagnostics.xlsx"
+
+
+def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat",)) -> dict[str, Any]:
+    """Measure the real JS records under ``data_root`` (the shared data folder) and compare them
+    with the GE MUSE measurements of their Diagnostics.xlsx rows; raises ``FileNotFoundError``
+    naming the first missing file."""
+    from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
+
+    root = Path(data_root)
+    diagnostics = root / REAL_DIAGNOSTICS
+    if not diagnostics.is_file():
+        raise FileNotFoundError(f"{diagnostics}: no Chapman Diagnostics.xlsx with the reference measurements")
+    table = pd.read_excel(diagnostics).set_index("FileName")
+    records = []
+    for record, _file_name in REAL_REFERENCES.items():
+        header = root / REAL_RECORD_DIR / f"{record}.hea"
+        if not header.is_file():
+            raise FileNotFoundError(f"{header}: reference record missing")
+        records.append((record, read_wfdb(header.with_suffix("")).record))
+    truth = table.loc[list(REAL_REFERENCES.values()), list(ATTRIBUTE_NAMES)].reset_index(drop=True).astype(float)
+    report: dict[str, Any] = {
+        "records": [r for r, _ in records],
+        "source": f"GE MUSE measurements in {diagnostics} for the records of {root / REAL_RECORD_DIR}",
+        "methods": {},
+    }
+    for method in methods:
+        predicted = pd.DataFrame(
+            [compute_wave_attributes(r.feats, r.sample_rate, r.lead_present, method=method).values for _, r in records],
+            columns=list(ATTRIBUTE_NAMES),
+        )
+        report["methods"][method] = {
+            "overall": attribute_errors(truth, predicted),
+            "per_record": {
+                name: {
+                    attr: {"measured": float(predicted.at[k, attr]), "reference": float(truth.at[k, attr])}
+                    for attr in ATTRIBUTE_NAMES
+                }
+                for k, (name, _) in enumerate(records)
+            },
+        }
+    return report
+
+
+def _measure(job: tuple[str, str]) -> dict[str, float]:
+    path, method = job
+    from fairseq_goodviews.preprocessing.chapman import read_chapman_csv
+
+    microvolts = read_chapman_csv(path)
+    return compute_wave_attributes(microvolts / 1000.0, 500.0, method=method).values
+
+
+def validate_attributes(
+    n_records: int = 200,
+    seed: int = 0,
+    workers: int = 1,
+    methods: Sequence[str] = ("median_beat",),
+    work_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Generate, measure, compare; returns the JSON-ready report (see the module docstring)."""
+    from fairseq_goodviews.synthetic.chapman import DIAGNOSTICS_NAME, SIGNAL_DIR, generate_chapman
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        start = time.perf_counter()
+        truth = generate_chapman(tmp, n_records, seed=seed, workers=workers)
+        generated = time.perf_counter() - start
+        paths = [str(Path(tmp) / SIGNAL_DIR / f"{name}.csv") for name in truth["FileName"]]
+        report: dict[str, Any] = {
+            "records": n_records,
+            "seed": seed,
+            "generator_seconds": round(generated, 2),
+            "source": f"synthetic {DIAGNOSTICS_NAME} (fairseq_goodviews.synthetic, true fiducials)",
+            "methods": {},
+        }
+        classes = truth["Rhythm"].map(RHYTHM_TO_CLASS)
+        for method in methods:
+            start = time.perf_counter()
+            jobs = [(p, method) for p in paths]
+            if workers > 1:
+                with ProcessPoolExecutor(workers) as pool:
+                    values: list[dict[str, float]] = list(pool.map(_measure, jobs, chunksize=8))
+            else:
+                values = [_measure(job) for job in jobs]
+            seconds = time.perf_counter() - start
+            predicted = pd.DataFrame(values, columns=list(ATTRIBUTE_NAMES))
+            report["methods"][method] = {
+                "seconds_per_record": round(seconds / n_records * max(workers, 1), 4),
+                "overall": attribute_errors(truth, predicted),
+                "by_class": {
+                    name: attribute_errors(
+                        truth[classes == name].reset_index(drop=True),
+                        predicted[(classes == name).to_numpy()].reset_index(drop=True),
+                    )
+                    for name in sorted(classes.dropna().unique())
+                },
+            }
+    return report
+
+
+def format_report(report: dict[str, Any], title: str) -> str:
+    """A plain-text table of the overall figures of every method, headed ``title``."""
+    lines = []
+    for method, result in report["methods"].items():
+        lines.append(f"{method}: {title}")
+        lines.append(
+            f"  {'attribute':<16}{'n':>5}{'NaN':>5}{'MAE':>9}{'median':>9}{'bias':>9}{'max':>9}{'tol':>7}{'within':>8}"
+        )
+        for name, row in result["overall"].items():
+            lines.append(
+                f"  {name:<16}{row['measured']:>5}{row['missing']:>5}{row['mae']:>9.2f}"
+                f"{row['median_abs_error']:>9.2f}{row['bias']:>9.2f}{row['max_abs_error']:>9.2f}"
+                f"{row['tolerance']:>7g}{row['within_tolerance']:>8.1%}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Measure the automatic wave attributes on real records with "
+        "GE MUSE measurements and on synthetic records with known "
+        "values; report the errors as JSON."
+    )
+    parser.add_argument("--records", type=int, default=200, help="synthetic records (default: 200; 0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--real",
+        default=os.environ.get("GOODVIEWS_SHARED_DATA"),
+        metavar="DATA_DIR",
+        help="shared data folder holding real/ and chapman/Diagnostics.xlsx "
+        "(default: $GOODVIEWS_SHARED_DATA; without it, no real records)",
+    )
+    parser.add_argument(
+        "--method", choices=(*METHODS, "all"), default="all", help="delineation method(s) to validate (default: all)"
+    )
+    parser.add_argument("--out", default="attribute_validation.json", help="JSON report path")
+    args = parser.parse_args(argv)
+    methods = METHODS if args.method == "all" else (args.method,)
+    report: dict[str, Any] = {}
+    if args.real:
+        try:
+            report["real"] = validate_real(args.real, methods)
+        except (FileNotFoundError, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(format_report(report["real"], f"{len(report['real']['records'])} real records vs GE MUSE"))
+    if args.records > 0:
+        report["synthetic"] = validate_attributes(args.records, seed=args.seed, workers=args.workers, methods=methods)
+        print(format_report(report["synthetic"], f"{args.records} synthetic records vs true fiducials"))
+    with atomic_open(args.out) as handle:
+        json.dump(report, handle, indent=2)
+        handle.write("\n")
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

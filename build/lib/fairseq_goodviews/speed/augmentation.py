@@ -1,0 +1,106 @@
+"""Cost of one augmented view: every transform on a 5,000-sample 12-lead float32 view.
+
+Times each transform of :mod:`fairseq_goodviews.data.augment` (and random lead masking, and the
+composition of the six independent transforms as one view with every probability at 1) on a real record when
+``--record`` (or the shared data's PhysioNet 2021 Chapman record) exists, else on random data.
+Prints, per view, the median wall time and the median CPU time of this thread (the CPU time
+depends much less on other processes of a shared machine) beside the target of 0.5 ms, in one
+process with one torch thread, as a data-loading worker runs.
+
+    python -m fairseq_goodviews.speed.augmentation --out DIR [--repeats 300]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fairseq_goodviews.data import augment as aug
+from fairseq_goodviews.evaluation.evaluate import write_json
+
+TARGET_MS = 0.5
+LEADS, SAMPLES = 12, 5000
+SHARED_RECORD = "real/physionet2021/training/chapman_shaoxing/g1/JS01048.hea"
+
+
+def default_record() -> Path | None:
+    shared = os.environ.get("GOODVIEWS_SHARED_DATA")
+    path = Path(shared) / SHARED_RECORD if shared else None
+    return path if path is not None and path.is_file() else None
+
+
+def view(record: Path | None) -> np.ndarray:
+    """[12, 5000] float32: the record's first 5,000 samples in mV, or N(0, 1) samples."""
+    if record is None:
+        return np.random.default_rng(0).normal(size=(LEADS, SAMPLES)).astype(np.float32)
+    import wfdb
+
+    signal = wfdb.rdrecord(str(record.with_suffix(""))).p_signal
+    if signal.shape[0] < SAMPLES or signal.shape[1] != LEADS:
+        raise ValueError(f"{record}: need {LEADS} leads x {SAMPLES} samples, got {signal.shape}")
+    return np.ascontiguousarray(signal[:SAMPLES].T, dtype=np.float32)
+
+
+def transforms(x: np.ndarray, rng: np.random.Generator) -> dict[str, Callable[[], np.ndarray]]:
+    cfg = aug.AugmentationConfig()
+    every = aug.AugmentationConfig(
+        jitter_prob=1, scaling_prob=1, flip_prob=1, permute_prob=1, time_warp_prob=1, magnitude_warp_prob=1
+    )
+    present = np.ones(LEADS, dtype=bool)
+    return {
+        "jitter": lambda: aug.jitter(x, rng, cfg.jitter_sigma),
+        "scaling": lambda: aug.scaling(x, rng, cfg.scaling_sigma),
+        "flip": lambda: aug.flip(x, rng),
+        "permute_leads": lambda: aug.permute_leads(x, rng, present),
+        "rotation": lambda: aug.rotate(x, rng, present),
+        "time_warp": lambda: aug.time_warp(x, rng, cfg.time_warp_sigma, cfg.warp_knots),
+        "magnitude_warp": lambda: aug.magnitude_warp(x, rng, cfg.magnitude_warp_sigma, cfg.warp_knots),
+        "random_lead_mask": lambda: aug.random_lead_mask(x, present, 0.5, rng)[0],
+        "all_six_composed": lambda: aug.augment(x, rng, every, present),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="folder for augmentation.json")
+    parser.add_argument("--repeats", type=int, default=300, help="timed views per transform")
+    parser.add_argument("--record", type=Path, default=default_record(), help="WFDB header of a real 12-lead record")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    x = view(args.record)
+    rng = np.random.default_rng(0)
+    rows = {}
+    print(f"{'transform':<20}{'wall ms/view':>14}{'CPU ms/view':>13}   target < {TARGET_MS} ms")
+    for name, transform in transforms(x, rng).items():
+        out = transform()
+        if out.dtype != np.float32 or out.shape != x.shape:
+            raise RuntimeError(f"{name} returned {out.dtype} {out.shape}, expected float32 {x.shape}")
+        wall, cpu = [], []
+        for _ in range(args.repeats):
+            start_wall, start_cpu = time.perf_counter(), time.thread_time()
+            transform()
+            wall.append(time.perf_counter() - start_wall)
+            cpu.append(time.thread_time() - start_cpu)
+        rows[name] = {"wall_ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu)}
+        verdict = "ok" if name == "all_six_composed" or rows[name]["cpu_ms"] < TARGET_MS else "OVER"
+        print(f"{name:<20}{rows[name]['wall_ms']:>14.3f}{rows[name]['cpu_ms']:>13.3f}   {verdict}")
+    result = {
+        "per_view": rows,
+        "target_ms": TARGET_MS,
+        "view": f"{LEADS} leads x {SAMPLES} samples float32",
+        "data": f"real: {args.record}" if args.record else "synthetic: N(0, 1)",
+        "repeats": args.repeats,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "augmentation.json", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

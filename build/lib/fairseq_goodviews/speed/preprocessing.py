@@ -1,0 +1,178 @@
+"""Preprocessing throughput: records/second of every preparer beside the cost of parsing alone.
+
+For each preparer (chapman, physionet2021, ptbxl, wfdb_dir) the benchmark writes synthetic
+fixture data of that layout into a temporary folder, times reading and parsing every record alone
+(Chapman: the CSV parser; WFDB: ``wfdb.rdrecord`` in physical units), then a full preparation with
+1 and with 2 worker processes (fresh output each time), and for the WFDB preparers also 1 worker
+without the automatic wave attributes, to show what they cost. It prints the figures side by side
+as ratios (preparation time / parsing time; 2-worker speed-up) and writes them as JSON.
+
+    python -m fairseq_goodviews.speed.preprocessing --out DIR [--records 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+
+
+def _timed(function: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        function()
+    return time.perf_counter() - start
+
+
+def _parse_wfdb(headers: Sequence[Path]) -> None:
+    import wfdb
+
+    for header in headers:
+        wfdb.rdrecord(str(header.with_suffix("")))
+
+
+def _fixtures(root: Path, records: int, seed: int) -> Dict[str, Dict[str, Any]]:
+    """Synthetic data of each layout; per preparer: source folder, parse-only function, preparer."""
+    from fairseq_goodviews.preprocessing import chapman, physionet2021, ptbxl, wfdb_dir
+    from fairseq_goodviews.synthetic.chapman import SIGNAL_DIR, generate_chapman
+    from fairseq_goodviews.synthetic.wfdb_layouts import (
+        write_physionet2021_tree,
+        write_ptbxl_tree,
+        write_wfdb_dir_tree,
+    )
+
+    table = generate_chapman(root / "chapman", records, seed=seed, workers=2)
+    csvs = [root / "chapman" / SIGNAL_DIR / f"{name}.csv" for name in table["FileName"]]
+    subsets = ("georgia", "cpsc_2018", "ptb-xl")
+    physionet = write_physionet2021_tree(
+        root / "physionet2021", n_per_subset=max(1, records // len(subsets)), subsets=subsets, seed=seed
+    )
+    ptbxl_csv = write_ptbxl_tree(root / "ptbxl", n_records=records, seed=seed)
+    ptbxl_headers = sorted((root / "ptbxl").rglob("*.hea"))
+    generic = write_wfdb_dir_tree(root / "wfdb_dir", n_records=records, seed=seed)
+    return {
+        "chapman": {
+            "src": root / "chapman",
+            "n": len(csvs),
+            "parse": lambda: [chapman.read_chapman_csv(p) for p in csvs],
+            "prepare": lambda out, options, attributes: chapman.prepare_chapman(root / "chapman", out, options=options),
+        },
+        "physionet2021": {
+            "src": root / "physionet2021",
+            "n": len(physionet),
+            "parse": lambda: _parse_wfdb(physionet),
+            "prepare": lambda out, options, attributes: physionet2021.prepare_physionet2021(
+                root / "physionet2021", out, options=options, converter=wfdb_dir.WfdbConverter(attributes=attributes)
+            ),
+        },
+        "ptbxl": {
+            "src": ptbxl_csv.parent,
+            "n": len(ptbxl_headers),
+            "parse": lambda: _parse_wfdb(ptbxl_headers),
+            "prepare": lambda out, options, attributes: ptbxl.prepare_ptbxl(
+                root / "ptbxl", out, options=options, converter=wfdb_dir.WfdbConverter(attributes=attributes)
+            ),
+        },
+        "wfdb_dir": {
+            "src": root / "wfdb_dir",
+            "n": len(generic),
+            "parse": lambda: _parse_wfdb(generic),
+            "prepare": lambda out, options, attributes: wfdb_dir.prepare_wfdb_dir(
+                root / "wfdb_dir", out, options=options, converter=wfdb_dir.WfdbConverter(attributes=attributes)
+            ),
+        },
+    }
+
+
+def run_benchmark(records: int = 60, seed: int = 0, work_dir: Optional[str | Path] = None) -> Dict[str, Any]:
+    """Run every measurement; returns the JSON-ready result."""
+    from fairseq_goodviews.preprocessing.wave_attributes import load_backend
+
+    load_backend()  # imported once here, so no timing below includes it
+    results: Dict[str, Any] = {
+        "records_requested": records,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "preparers": {},
+    }
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        root = Path(tmp)
+        fixtures = _fixtures(root / "data", records, seed)
+        for name, fixture in fixtures.items():
+            n = fixture["n"]
+            fixture["parse"]()  # warm the page cache so every run reads from memory
+            parse = _timed(fixture["parse"])
+            runs: Dict[str, float] = {}
+            variants = [("1 worker", 1, True), ("2 workers", 2, True)]
+            if name != "chapman":
+                variants.append(("1 worker, no attributes", 1, False))
+            for label, workers, attributes in variants:
+                out = root / "out" / f"{name}-{workers}-{attributes}"
+                options = PrepareOptions(workers=workers, progress=False)
+                runs[label] = _timed(
+                    lambda fixture=fixture, out=out, options=options, attributes=attributes: fixture["prepare"](
+                        out, options, attributes
+                    )
+                )
+            results["preparers"][name] = {
+                "records": n,
+                "parse_only_records_per_s": n / parse,
+                **{f"{label} records_per_s": n / seconds for label, seconds in runs.items()},
+                **{f"{label} / parse time": seconds / parse for label, seconds in runs.items()},
+                "2-worker speed-up": runs["1 worker"] / runs["2 workers"],
+            }
+    return results
+
+
+def format_results(results: Dict[str, Any]) -> str:
+    lines = [f"preprocessing benchmark ({results['cpus']} CPUs; records/s, and time relative to parsing alone)"]
+    header = (
+        f"{'preparer':<14}{'n':>5}{'parse':>9}{'1 worker':>10}{'ratio':>7}{'2 workers':>11}{'ratio':>7}"
+        f"{'speed-up':>10}{'no attr':>9}{'ratio':>7}"
+    )
+    lines.append(header)
+    for name, row in results["preparers"].items():
+        no_attr = row.get("1 worker, no attributes records_per_s")
+        no_attr_text = (
+            f"{no_attr:>9.1f}{row['1 worker, no attributes / parse time']:>7.2f}"
+            if no_attr is not None
+            else f"{'-':>9}{'-':>7}"
+        )
+        lines.append(
+            f"{name:<14}{row['records']:>5}{row['parse_only_records_per_s']:>9.1f}"
+            f"{row['1 worker records_per_s']:>10.1f}{row['1 worker / parse time']:>7.2f}"
+            f"{row['2 workers records_per_s']:>11.1f}{row['2 workers / parse time']:>7.2f}"
+            f"{row['2-worker speed-up']:>10.2f}{no_attr_text}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Records/second of every preparer beside parsing alone.")
+    parser.add_argument("--out", required=True, help="folder for preprocessing.json")
+    parser.add_argument("--records", type=int, default=60, help="synthetic records per preparer (default: 60)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    results = run_benchmark(args.records, args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "preprocessing.json") as handle:
+        json.dump(results, handle, indent=2)
+        handle.write("\n")
+    print(format_results(results))
+    print(f"written: {out / 'preprocessing.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

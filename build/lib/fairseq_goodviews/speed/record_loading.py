@@ -1,0 +1,273 @@
+"""Record loading: ``.mat`` readers and the packed format against one memory-mapped array.
+
+Each reader produces every record's float32 [12, T] array, in the same shuffled order:
+
+- ``scipy.io.loadmat``: ``loadmat(path)["feats"]`` (what ``read_record`` used to do);
+- ``read_record``: the default reader, ``read_record(path, with_meta=False).feats``;
+- ``packed``: :class:`~fairseq_goodviews.io.packed.PackedRecords` ``read(i)``;
+- ``memmap .npy``: the reference, bare numpy on one ``.npy`` holding every record's row-major
+  [12, T] array back to back (for equal lengths, byte for byte an [N, 12, T] array), mapped with
+  ``np.load(..., mmap_mode="r")``; each record's slice is copied out of a plain ndarray view of
+  the mapping, the cheapest way there is. The file is the pack's own data file, which has exactly
+  this layout: the same bytes in two files read up to 12% apart here (where the page cache put
+  them), which would swamp the packed reader's own overhead, the thing its target is about;
+- ``np.memmap slicing``: the same copy through the ``np.memmap`` object itself, whose per-slice
+  Python code costs a few microseconds (for information; the targets use the stricter reference);
+- ``.mat bytes only``: open, size, read and close each ``.mat`` file into a numpy buffer without
+  looking at it (for information: the floor under any reader of per-record files).
+
+A second table times what training actually asks for, ``EcgRecordSource.load`` (a C-contiguous
+centred [12, sample_size] crop), from the ``.mat`` files, from the pack, and as a slice copy of the
+reference array. The ``.mat`` rows there include the column-major to row-major copy that MAT
+files force on every reader.
+
+Without ``--data``, ``--records`` synthetic ECG-like records are written with ``write_record``
+under ``DIR/work/data`` (and reused by the next run with the same numbers). After one untimed
+warm-up pass, every round reads all records with every reader, ``--chunk`` records at a time,
+the readers taking turns in a rotating order, each on a different chunk (so none finds records in
+the CPU cache that another just read). A reader's ratio to the reference is the median, over all
+these time slots, of its records/s divided by the reference's in the same slot, measured
+milliseconds apart: that keeps the load of a shared machine out of the ratios.
+Targets (DESIGN.md §5): ``read_record`` >= 0.5, packed >= 0.9. Results go to
+``DIR/record_loading.json``.
+
+    python -m fairseq_goodviews.speed.record_loading --out DIR [--data MANIFEST_DIR] [--records 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.manifest import read_manifest, write_manifest
+from fairseq_goodviews.io.packed import PackedRecords, pack_paths, write_pack
+from fairseq_goodviews.io.records import N_LEADS, EcgRecord, read_record, write_record
+
+TARGETS = {"read_record": 0.5, "packed": 0.9}
+REFERENCE = "memmap .npy"
+
+
+def synthetic_records(out_dir: Path, n_records: int, n_samples: int, seed: int) -> Path:
+    """Write ``n_records`` ECG-like records (beats + baseline wander + noise) and a ``train`` manifest."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / 500.0
+    rows = []
+    for i in range(n_records):
+        rate = rng.uniform(50, 130)
+        beats = np.arange(rng.uniform(0, 0.5), t[-1] + 0.5, 60.0 / rate)
+        qrs = np.exp(-((t[None, :] - beats[:, None]) ** 2) / (2 * 0.012**2)).sum(0)
+        wave = np.exp(-((t[None, :] - beats[:, None] - 0.25) ** 2) / (2 * 0.04**2)).sum(0)
+        gains = rng.normal(1.0, 0.4, size=(N_LEADS, 2))
+        wander = 0.1 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
+        feats = gains[:, :1] * qrs + 0.3 * gains[:, 1:] * wave + wander + rng.normal(0, 0.02, (N_LEADS, n_samples))
+        rel = f"records/r{i:06d}.mat"
+        meta = {"patient_id": f"p{i}", "age": int(rng.integers(18, 90)), "sex": "M" if i % 2 else "F"}
+        write_record(out_dir / rel, EcgRecord(feats.astype(np.float32), 500.0, meta=meta))
+        rows.append({"path": rel, "n_samples": n_samples, "record_id": f"r{i:06d}", "sample_rate": 500.0})
+    write_manifest(out_dir, "train", out_dir, pd.DataFrame(rows))
+    return out_dir / "train.tsv"
+
+
+def bench_manifest(source: Path, work: Path, n_records: int) -> Path:
+    """The first ``n_records`` lines of ``source`` as ``work/bench.tsv`` (its pack goes beside it)."""
+    root, entries = read_manifest(source)
+    with atomic_open(work / "bench.tsv") as handle:
+        handle.write(f"{root}\n")
+        for rel, n in entries[:n_records]:
+            handle.write(f"{rel}\t{n}\n")
+    return work / "bench.tsv"
+
+
+def time_rounds(
+    readers: Dict[str, Callable[[int], np.ndarray]], order: np.ndarray, rounds: int, chunk: int
+) -> Dict[str, List[float]]:
+    """Records/s of each reader in every time slot of every round, after one untimed warm-up pass.
+
+    ``order`` is cut into chunks of ``chunk`` records. In each time slot every reader reads one
+    chunk, taking turns in a rotating order, so entry ``k`` of every reader's list was measured
+    within a few milliseconds of the others' entry ``k``. The readers read different chunks in a
+    slot (a reader reading records another one just read would find them in the CPU cache); over a
+    round each reader reads every chunk once.
+    """
+    names = list(readers)
+    for name in names:
+        for i in order:
+            readers[name](i)
+    chunks = [order[first : first + chunk] for first in range(0, len(order), chunk)]
+    spread = max(1, len(chunks) // len(names))
+    rates: Dict[str, List[float]] = {name: [] for name in names}
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for slot in range(len(chunks)):
+                turn = (r + slot) % len(names)
+                for k in list(range(turn, len(names))) + list(range(turn)):
+                    read, part = readers[names[k]], chunks[(slot + k * spread) % len(chunks)]
+                    start = time.perf_counter()
+                    for i in part:
+                        read(i)
+                    rates[names[k]].append(len(part) / (time.perf_counter() - start))
+    finally:
+        gc.enable()
+    return rates
+
+
+def summarise(rates: Dict[str, List[float]]) -> Dict[str, Dict[str, Any]]:
+    """Median records/s of each reader, and the median and quartiles of its slot-by-slot ratio to the reference."""
+    reference = np.array(rates[REFERENCE])
+    summary = {}
+    for name, values in rates.items():
+        ratios = np.array(values) / reference
+        summary[name] = {
+            "records_per_s": float(np.median(values)),
+            "ratio_to_memmap": float(np.median(ratios)),
+            "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+            "chunks": len(values),
+        }
+    return summary
+
+
+def print_table(title: str, summary: Dict[str, Dict[str, Any]], targets: Dict[str, float]) -> None:
+    print(f"\n{title}")
+    print(f"  {'reader':<26}{'records/s':>10}{'x memmap':>10}  {'(quartiles)':<13} target")
+    for name, row in summary.items():
+        target = targets.get(name)
+        verdict = "" if target is None else f">= {target:.1f} {'met' if row['ratio_to_memmap'] >= target else 'MISSED'}"
+        low, high = row["ratio_quartiles"]
+        print(
+            f"  {name:<26}{row['records_per_s']:>10.0f}{row['ratio_to_memmap']:>10.2f}  "
+            f"({low:.2f}-{high:.2f})   {verdict}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for the JSON result and work files")
+    parser.add_argument("--data", type=Path, help="manifest folder to read (default: write synthetic records)")
+    parser.add_argument("--split", default="train", help="split of --data to read")
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=5000, help="length of synthetic records")
+    parser.add_argument("--sample-size", type=int, default=5000, help="crop length for EcgRecordSource.load")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--chunk", type=int, default=25, help="records read by one reader before the next one's turn")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
+
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    if args.data is None:
+        data = work / "data"
+        source = data / "train.tsv"
+        if not source.is_file() or [n for _, n in read_manifest(source)[1]] != [args.samples] * args.records:
+            source = synthetic_records(data, args.records, args.samples, args.seed)
+    else:
+        source = args.data / f"{args.split}.tsv"
+    manifest = bench_manifest(source, work, args.records)
+    root, entries = read_manifest(manifest)
+    paths = [str(root / rel) for rel, _ in entries]
+    pack_summary = write_pack(manifest)
+    pack = PackedRecords(*pack_paths(manifest))
+    # Each record's block in the pack's data file, from the manifest (write_pack checked the lengths).
+    lengths = np.array([n for _, n in entries], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths * N_LEADS)[:-1]])
+    reference = np.load(pack_paths(manifest)[0], mmap_mode="r")
+    sample_size = args.sample_size
+    mat_source = EcgRecordSource(manifest, float(pack.sample_rates[0]), use_pack=False)
+    packed_source = EcgRecordSource(manifest, float(pack.sample_rates[0]))
+    if packed_source.pack is None:
+        raise AssertionError("EcgRecordSource did not pick up the pack written for it")
+
+    reference_view = np.asarray(reference)
+
+    def whole_reference(i: int) -> np.ndarray:
+        return np.array(reference_view[offsets[i] : offsets[i] + lengths[i] * N_LEADS]).reshape(N_LEADS, lengths[i])
+
+    def whole_memmap(i: int) -> np.ndarray:
+        return np.array(reference[offsets[i] : offsets[i] + lengths[i] * N_LEADS]).reshape(N_LEADS, lengths[i])
+
+    def crop(record: np.ndarray) -> np.ndarray:
+        """The centred crop as a new C-contiguous array, zero-padded like EcgRecordSource.load."""
+        start, take = EcgRecordSource._window(record.shape[1], sample_size, None)
+        out = np.array(record[:, start : start + take], dtype=np.float32, order="C")
+        return out if take == sample_size else np.pad(out, ((0, 0), (0, sample_size - take)))
+
+    def crop_reference(i: int) -> np.ndarray:
+        return crop(reference_view[offsets[i] : offsets[i] + lengths[i] * N_LEADS].reshape(N_LEADS, lengths[i]))
+
+    def file_bytes(i: int) -> np.ndarray:
+        fd = os.open(paths[i], os.O_RDONLY)
+        try:
+            buf = np.empty(os.fstat(fd).st_size, dtype=np.uint8)
+            os.readv(fd, (buf,))
+        finally:
+            os.close(fd)
+        return buf
+
+    readers = {
+        "scipy.io.loadmat": lambda i: scipy.io.loadmat(paths[i])["feats"],
+        "read_record": lambda i: read_record(paths[i], with_meta=False).feats,
+        "packed": pack.read,
+        REFERENCE: whole_reference,
+        "np.memmap slicing": whole_memmap,
+        ".mat bytes only": file_bytes,
+    }
+    loaders = {
+        "scipy.io.loadmat + crop": lambda i: crop(scipy.io.loadmat(paths[i])["feats"]),
+        "read_record (.mat)": lambda i: mat_source.load(i, sample_size, None)[0],
+        "packed": lambda i: packed_source.load(i, sample_size, None)[0],
+        REFERENCE: crop_reference,
+    }
+    for i in range(min(len(paths), 20)):
+        for table in (readers, loaders):
+            expected = table[REFERENCE](i)
+            for name, read in table.items():
+                if name != ".mat bytes only" and not np.array_equal(read(i), expected):
+                    raise AssertionError(f"{name} disagrees with the reference on record {i}")
+
+    order = np.random.default_rng(args.seed).permutation(len(paths))
+    read_summary = summarise(time_rounds(readers, order, args.rounds, args.chunk))
+    load_summary = summarise(time_rounds(loaders, order, args.rounds, args.chunk))
+    load_targets = {"read_record (.mat)": TARGETS["read_record"], "packed": TARGETS["packed"]}
+    print(
+        f"{len(paths)} records of {int(np.median(lengths))} samples (median), {args.rounds} rounds of "
+        f"chunks of {args.chunk}; x memmap: median and quartiles of slot-by-slot ratios to the reference"
+    )
+    print_table("Whole record as a float32 [12, T] array (the DESIGN.md §5 targets):", read_summary, TARGETS)
+    print_table(
+        f"EcgRecordSource.load: C-contiguous centred crop of {sample_size} samples:", load_summary, load_targets
+    )
+    result = {
+        "benchmark": "record_loading",
+        "records": len(paths),
+        "median_samples": int(np.median(lengths)),
+        "sample_size": sample_size,
+        "rounds": args.rounds,
+        "chunk": args.chunk,
+        "data": str(source),
+        "targets": TARGETS,
+        "whole_record": read_summary,
+        "dataset_load": load_summary,
+        "pack": pack_summary,
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+    }
+    with atomic_open(args.out / "record_loading.json") as handle:
+        json.dump(result, handle, indent=2)
+    print(f"\nwrote {args.out / 'record_loading.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

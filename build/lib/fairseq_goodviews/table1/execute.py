@@ -1,0 +1,443 @@
+"""Running a Table 1 plan: each run a ``fairseq-hydra-train`` subprocess, scored, resumable.
+
+Layout of ``OUT``::
+
+    runs/<run-id>/result.json   written atomically when the run has finished (and been scored)
+    runs/<run-id>/train.log     the subprocess output (appended to by a resumed run)
+    runs/<run-id>/ckpt/         fairseq's save_dir: a killed run resumes from checkpoint_last.pt
+
+A re-run with the same ``OUT`` skips every run that has its ``result.json`` and resumes the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+
+from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
+
+logger = logging.getLogger("fairseq_goodviews.table1")
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: Every downstream run's test predictions (one row per record), beside its result.json.
+PREDICTIONS = "test_predictions.csv"
+
+
+@dataclass
+class Context:
+    """Where a benchmark reads and writes, and how it launches its subprocesses."""
+
+    #: The prepared data of each seed (one folder for every seed without --split-seeds).
+    data: Mapping[int, Path]
+    out: Path
+    config_root: Path
+    #: The PTB-XL-layout folder of the multi-label and identification runs, if any.
+    ptbxl: Optional[Path] = None
+    #: Crop length of identification (the linear probes' crop, so every encoder sees the same input).
+    identification_crop: Optional[int] = None
+    methods: Mapping[str, Method] = field(default_factory=dict)
+    jobs: int = 1
+    threads: int = 1
+    #: Called with each launched command (tests count launches through it).
+    on_launch: Optional[Callable[[List[str]], None]] = None
+
+    def data_for(self, spec: RunSpec) -> Path:
+        if spec.dataset == PTBXL_DATA:
+            if self.ptbxl is None:
+                raise BenchmarkError(f"run {spec.run_id} needs a PTB-XL-layout folder (--ptbxl-data)")
+            return self.ptbxl
+        return self.data[spec.seed]
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.out / "runs" / run_id
+
+    def pretrain_checkpoint(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "ckpt" / "checkpoint_last.pt"
+
+
+# --------------------------------------------------------------------------------------------
+# Running one run
+
+
+def fairseq_hydra_train() -> str:
+    """The ``fairseq-hydra-train`` of this interpreter's environment (then the one on PATH)."""
+    found = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or shutil.which(
+        "fairseq-hydra-train"
+    )
+    if not found:
+        raise BenchmarkError("fairseq-hydra-train not found: install fairseq-fixed in this environment")
+    return found
+
+
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+-]+")
+
+
+def hydra_path(path: Path) -> str:
+    """A path as a hydra override value: quoted when it holds characters hydra's grammar parses."""
+    text = str(path)
+    if _PLAIN_PATH.fullmatch(text):
+        return text
+    if "'" in text or "\\" in text:
+        raise BenchmarkError(f"{text}: a path with quotes or backslashes cannot be passed to hydra")
+    return f"'{text}'"
+
+
+def full_overrides(spec: RunSpec, ctx: Context) -> List[str]:
+    run_dir = ctx.run_dir(spec.run_id)
+    overrides = [
+        f"task.data={hydra_path(ctx.data_for(spec))}",
+        f"common.user_dir={hydra_path(PACKAGE_DIR)}",
+        f"checkpoint.save_dir={hydra_path(run_dir / 'ckpt')}",
+        f"hydra.run.dir={hydra_path(run_dir / 'hydra')}",
+        *spec.overrides,
+    ]
+    if spec.depends_on:
+        overrides.append(f"model.model_path={hydra_path(ctx.pretrain_checkpoint(spec.depends_on))}")
+    return overrides
+
+
+class _Children:
+    """The live training subprocesses, so that a killed benchmark does not leave them running."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen] = set()
+
+    def add(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def discard(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def _signal_all(self, method: str) -> bool:
+        """Call ``method`` (terminate / kill) on every live child; whether there was any."""
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                getattr(proc, method)()
+        return bool(procs)
+
+    def terminate_all(self, grace_s: float = 30.0) -> None:
+        """SIGTERM every child, SIGKILL those still alive after ``grace_s``.
+
+        The worker threads reap the children (and drop them from the set): waiting on them here
+        as well would race those threads for the exit status.
+        """
+        if not self._signal_all("terminate"):
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._procs:
+                    return
+            time.sleep(0.1)
+        self._signal_all("kill")
+
+
+_CHILDREN = _Children()
+#: Scoring runs in this process; one at a time keeps its threads from competing with each other.
+_SCORE_LOCK = threading.Lock()
+
+
+def wait_with_cpu_time(proc: subprocess.Popen) -> tuple[int, float]:
+    """Wait for ``proc``; its exit code and CPU time (user + system), a measure that, unlike wall
+    time, does not grow when other work shares the machine."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    if not path.is_file():
+        return "(no log)"
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 64_000))
+        text = handle.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def score(checkpoint: Path, threads: int, predictions: Path) -> Dict[str, Any]:
+    """Test metrics of a downstream checkpoint; every record's probabilities go to ``predictions``
+    (the report's bootstrap intervals resample them)."""
+    import torch
+
+    from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe
+
+    with _SCORE_LOCK:
+        torch.set_num_threads(threads)
+        metrics = evaluate_checkpoint(checkpoint, split="test", predictions=predictions)
+    return json_safe(metrics)
+
+
+def read_result(path: Path) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:  # written atomically, so only a foreign edit gets here: re-run it
+        return None
+
+
+def base_result(spec: RunSpec, **fields: Any) -> Dict[str, Any]:
+    """The fields every ``result.json`` has, plus ``fields``."""
+    return {
+        "run_id": spec.run_id,
+        "kind": spec.kind,
+        "strategy": spec.method,
+        "seed": spec.seed,
+        "protocol": spec.protocol,
+        "label_fraction": spec.label_fraction,
+        "lead_mask_prob": spec.lead_mask_prob,
+        **fields,
+    }
+
+
+def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
+    """The result of a run that was not trained because its method cannot learn on the data."""
+    return base_result(spec, status="not_applicable", reason=reason, metrics=None, uses_labels=False, wall_time_s=0.0)
+
+
+def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any]) -> Dict[str, Any]:
+    """Frozen-encoder patient identification of a pretrained encoder (no training): top-1, top-5
+    and EER on the PTB-XL folder's test patients, embeddings standardised with its train split."""
+    import torch
+
+    from fairseq_goodviews.evaluation.evaluate import json_safe
+    from fairseq_goodviews.evaluation.identification import identify
+
+    start = time.monotonic()
+    with _SCORE_LOCK:
+        torch.set_num_threads(ctx.threads)
+        metrics = identify(
+            pretrain["checkpoint"],
+            ctx.data_for(spec),
+            "test",
+            sample_size=ctx.identification_crop,
+            standardize_split="train",
+        )
+    return base_result(
+        spec,
+        status="ok",
+        metrics=json_safe(metrics),
+        uses_labels=bool(pretrain.get("uses_labels")),
+        wall_time_s=time.monotonic() - start,
+        checkpoint=pretrain["checkpoint"],
+        pretrain={"run_id": pretrain["run_id"]},
+    )
+
+
+def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """Train (or resume) one run, score it, and write its ``result.json`` atomically."""
+    run_dir = ctx.run_dir(spec.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    method = ctx.methods.get(spec.method)
+    pretrain = results.get(spec.depends_on) if spec.depends_on else None
+    reason = (method.not_applicable if method is not None else None) or (
+        pretrain.get("reason") if pretrain and pretrain.get("status") == "not_applicable" else None
+    )
+    if reason:
+        result = not_applicable_result(spec, reason)
+        with atomic_open(run_dir / "result.json") as handle:
+            json.dump(result, handle, indent=2, sort_keys=True)
+        return result
+    if spec.kind == IDENTIFICATION:
+        result = identification_result(spec, ctx, pretrain)
+        with atomic_open(run_dir / "result.json") as handle:
+            json.dump(result, handle, indent=2, sort_keys=True)
+        return result
+    log = run_dir / "train.log"
+    resumed = (run_dir / "ckpt" / "checkpoint_last.pt").is_file()
+    cmd = [
+        fairseq_hydra_train(),
+        "--config-dir",
+        str(ctx.config_root / spec.stage),
+        "--config-name",
+        spec.config_name,
+        *full_overrides(spec, ctx),
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
+    if ctx.on_launch is not None:
+        ctx.on_launch(cmd)
+    start = time.monotonic()
+    with open(log, "a") as handle:
+        handle.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resumed else 'start'}: {' '.join(cmd)}\n")
+        handle.flush()
+        proc = subprocess.Popen(cmd, cwd=run_dir, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        _CHILDREN.add(proc)
+        try:
+            returncode, cpu_time = wait_with_cpu_time(proc)
+        finally:
+            _CHILDREN.discard(proc)
+    train_time = time.monotonic() - start
+    if returncode != 0:
+        raise BenchmarkError(f"run {spec.run_id} failed (exit {returncode}); log {log}:\n{log_tail(log)}")
+    result = base_result(
+        spec,
+        config=f"{spec.stage}/{spec.config_name}",
+        overrides=full_overrides(spec, ctx),
+        resumed=resumed,
+        log=str(log),
+        train_cpu_time_s=cpu_time,
+        status="ok",
+    )
+    if spec.kind == PRETRAIN:
+        checkpoint = ctx.pretrain_checkpoint(spec.run_id)
+        if not checkpoint.is_file():
+            raise BenchmarkError(f"run {spec.run_id}: finished without writing {checkpoint}; log {log}")
+        result.update(
+            uses_labels=method.uses_labels,
+            metrics=None,
+            wall_time_s=train_time,
+            checkpoint=str(checkpoint),
+        )
+    else:
+        checkpoint = run_dir / "ckpt" / "checkpoint_best.pt"
+        if not checkpoint.is_file():
+            raise BenchmarkError(f"run {spec.run_id}: no {checkpoint} (did validation run?); log {log}")
+        metrics = score(checkpoint, ctx.threads, run_dir / PREDICTIONS)
+        result.update(
+            metrics=metrics,
+            checkpoint=str(checkpoint),
+            wall_time_s=time.monotonic() - start,
+            uses_labels=bool(pretrain and pretrain["uses_labels"]),
+            predictions=str(run_dir / PREDICTIONS),
+            pretrain=None
+            if pretrain is None
+            else {
+                "run_id": pretrain["run_id"],
+                "wall_time_s": pretrain["wall_time_s"],
+                "checkpoint": pretrain["checkpoint"],
+                "overrides": pretrain["overrides"],
+            },
+        )
+        result["total_wall_time_s"] = result["wall_time_s"] + (pretrain["wall_time_s"] if pretrain else 0.0)
+    with atomic_open(run_dir / "result.json") as handle:
+        json.dump(result, handle, indent=2, sort_keys=True)
+    (run_dir / "error.txt").unlink(missing_ok=True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Running the plan
+
+
+@dataclass
+class Outcome:
+    results: Dict[str, Dict[str, Any]]
+    #: run id -> why it did not finish (its error, or the failed run it depended on)
+    failed: Dict[str, str]
+    #: run ids launched by this invocation (empty when everything had finished before)
+    launched: List[str] = field(default_factory=list)
+
+
+def run_plan(plan: Sequence[RunSpec], ctx: Context, execute: bool = True) -> Outcome:
+    """Run every unfinished run of ``plan``, ``ctx.jobs`` at a time, dependencies first; without
+    ``execute``, only collect the finished ones (the unfinished are reported as not run yet)."""
+    outcome = Outcome(results={}, failed={})
+    pending: List[RunSpec] = []
+    for spec in plan:
+        done = read_result(ctx.run_dir(spec.run_id) / "result.json")
+        if done is not None:
+            outcome.results[spec.run_id] = done
+        else:
+            pending.append(spec)
+    if not execute:
+        outcome.failed.update((spec.run_id, "not run yet") for spec in pending)
+        return outcome
+    if pending:
+        logger.info("%d of %d runs to do (%d finished before)", len(pending), len(plan), len(outcome.results))
+    running: Dict[Future, RunSpec] = {}
+    with ThreadPoolExecutor(max_workers=max(1, ctx.jobs)) as pool:
+        while pending or running:
+            for spec in list(pending):
+                if len(running) >= max(1, ctx.jobs):
+                    break
+                if spec.depends_on in outcome.failed:
+                    outcome.failed[spec.run_id] = f"its pretraining run {spec.depends_on} failed"
+                    pending.remove(spec)
+                elif spec.depends_on is None or spec.depends_on in outcome.results:
+                    pending.remove(spec)
+                    outcome.launched.append(spec.run_id)
+                    logger.info("start %s", spec.run_id)
+                    running[pool.submit(execute_run, spec, ctx, outcome.results)] = spec
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                spec = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # one broken run must not stop the others: report it
+                    why = (
+                        str(exc)
+                        if isinstance(exc, BenchmarkError)
+                        else (f"run {spec.run_id}: {''.join(traceback.format_exception(exc))}")
+                    )
+                    outcome.failed[spec.run_id] = why
+                    logger.error("%s", why)
+                    with atomic_open(ctx.run_dir(spec.run_id) / "error.txt") as handle:
+                        handle.write(why + "\n")
+                    continue
+                outcome.results[spec.run_id] = result
+                logger.info("done %s in %.0f s%s", spec.run_id, result["wall_time_s"], _metric_note(result))
+    for spec in pending:
+        outcome.failed.setdefault(spec.run_id, "not run")
+    return outcome
+
+
+def _metric_note(result: Dict[str, Any]) -> str:
+    metrics = result.get("metrics") or {}
+    auroc = metrics.get("macro_auroc")
+    return "" if auroc is None else f": test macro AUROC {auroc:.3f}"
+
+
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.lock`` so two benchmarks never train into the same run folders."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BenchmarkError(f"another benchmark is running in {out}") from None
+        yield
+
+
+@contextlib.contextmanager
+def terminate_children_on_signal() -> Iterator[None]:
+    """On SIGTERM/SIGINT stop the training subprocesses too (they resume on the next run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        _CHILDREN.terminate_all()
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,484 @@
+"""The plan of a Table 1 benchmark: which runs, with which configs and overrides, in which order.
+
+Everything the plan knows about a pretraining method it reads from two places: the method's
+hydra config (composed as ``fairseq-hydra-train`` composes it) and the registered strategy class
+that config names. Sizes and schedules are hydra config groups (``config/*/preset`` and
+``config/*/schedule``): a benchmark preset names them and never restates their numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from fairseq_goodviews.config import CONFIG_ROOT
+
+#: The hydra configs of the package; ``--config-root`` points elsewhere.
+DEFAULT_CONFIG_ROOT = CONFIG_ROOT
+
+#: Hydra presets and schedules of an encoder family other than the ResNet carry its prefix
+#: (``config/pretraining/preset/w2v_cpu_small.yaml``); keyed by the registered model name.
+FAMILY_PREFIX: Dict[str, str] = {"resnet1d": "", "wav2vec2_ecg": "w2v_"}
+
+# Kinds of run (the ``kind`` field of every result).
+PRETRAIN = "pretrain"
+PROBE = "pretrain+probe"
+FINETUNE = "finetune"
+SUPERVISED = "supervised"
+RANDOM_INIT = "random_init"
+LABEL_FRACTION = "label_fraction"
+MULTI_LABEL = "multi_label_probe"
+IDENTIFICATION = "identification"
+
+#: Which prepared folder a run reads: the benchmark's data (per seed) or the multi-visit PTB-XL set.
+MAIN_DATA = "main"
+PTBXL_DATA = "ptbxl"
+
+#: The paper's strategies first (Table 1 order), then the other pretraining methods of the project.
+ALL_STRATEGIES: tuple[str, ...] = (
+    "cmlc",
+    "cmsc",
+    "cmsmlc",
+    "simclr",
+    "demographics",
+    "rhythm",
+    "attributes",
+    "patient",
+    "w2v_cmsc_rlm",
+)
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark that cannot start or a run that failed; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What sizes a benchmark: hydra presets and schedules (by name), strategies, seeds, fractions."""
+
+    name: str
+    #: Hydra preset of both stages (``cpu_small``: the small encoders), prefixed per encoder family.
+    hydra_preset: str
+    #: Schedules (``config/pretraining/schedule``, ``config/finetuning/schedule``).
+    pretrain_schedule: str
+    probe_schedule: str
+    finetune_schedule: str
+    strategies: tuple[str, ...]
+    seeds: int
+    label_fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
+    #: The pretraining schedule's crop is one view long: a strategy that cuts its crop into time
+    #: segments (CMSC) gets a crop that many times longer, so every view is as long as the
+    #: downstream input. Off: every strategy gets the schedule's crop (the paper's 10 s records).
+    crop_per_view: bool = False
+    #: Lead-masking columns of the table (``config/pretraining/lead_masking``): ``none`` is the
+    #: paper's protocol, ``rlm`` random lead masking. A method whose config masks leads by
+    #: definition (W2V+CMSC+RLM) runs once, in its own column.
+    lead_masking: tuple[str, ...] = ("none", "rlm")
+    #: Re-split the data patient-wise with each seed, so the spread over seeds includes the split.
+    split_seeds: bool = True
+    #: The field's other downstream tasks, on a PTB-XL-layout folder with several ECGs per patient
+    #: (``--ptbxl-data``, or generated with ``--synthetic``): a linear probe on this PTB-XL label
+    #: set (multi-label), and frozen-encoder patient identification (top-1) on its test patients.
+    ptbxl_label_set: Optional[str] = "ptbxl_superdiagnostic"
+    identification: bool = True
+    #: Patients of the synthetic multi-visit PTB-XL set ``--synthetic`` generates.
+    synthetic_ptbxl_patients: int = 300
+    supervised: bool = True
+    random_init: bool = True
+    finetune: bool = False
+    #: Records ``--synthetic`` generates when it is given no number (or 0).
+    synthetic_records: int = 1500
+    jobs: int = 1
+
+
+PRESETS: Dict[str, Preset] = {
+    # Good Views A.5 (config/*/schedule/*paper.yaml): the full-size encoders on 10 s records, for GPUs.
+    "paper": Preset(
+        name="paper",
+        hydra_preset="paper",
+        pretrain_schedule="paper",
+        probe_schedule="probe_paper",
+        finetune_schedule="finetune_paper",
+        strategies=ALL_STRATEGIES,
+        seeds=5,
+        synthetic_records=10646,
+    ),
+    # Every strategy, 5 seeds, on ~1,500 synthetic records on 2 CPU cores, two runs at a time.
+    "cpu-small": Preset(
+        name="cpu-small",
+        hydra_preset="cpu_small",
+        pretrain_schedule="bench_cpu_small",
+        probe_schedule="probe_bench_cpu_small",
+        finetune_schedule="finetune_bench_cpu_small",
+        strategies=ALL_STRATEGIES,
+        seeds=5,
+        crop_per_view=True,
+        jobs=2,
+    ),
+    # The test suite: two strategies (one label-using), two seeds, one epoch, tiny records.
+    "tiny": Preset(
+        name="tiny",
+        hydra_preset="cpu_small",
+        pretrain_schedule="tiny",
+        probe_schedule="probe_tiny",
+        finetune_schedule="finetune_tiny",
+        strategies=("simclr", "rhythm"),
+        seeds=2,
+        label_fractions=(0.1, 1.0),
+        crop_per_view=True,
+        synthetic_records=200,
+        jobs=2,
+    ),
+}
+
+
+# examples/demo.py: the cpu-small benchmark with every strategy once, all training labels, no
+# supervised baseline, and a smaller PTB-XL set.
+PRESETS["demo"] = replace(
+    PRESETS["cpu-small"], name="demo", seeds=1, label_fractions=(1.0,), supervised=False, synthetic_ptbxl_patients=200
+)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A pretraining method as its config and strategy class describe it."""
+
+    #: The config name (``config/pretraining/<name>.yaml``): the method's id in results.
+    name: str
+    #: Row label of the tables (``task.method_name``, else the strategy's).
+    table_name: str
+    strategy: str
+    #: The registered model it pretrains (``model._name``), which picks the family's presets.
+    model: str
+    uses_labels: bool
+    cross_record: bool
+    paper_auroc: Optional[tuple[float, float]]
+    needs_repeat_patients: bool
+    #: Views' worth of time in a crop (CMSC: 2).
+    crop_segments: int
+    lead_mask_prob: float
+    #: Why the method cannot learn on the benchmark's data (no anchor can have a positive), if so.
+    not_applicable: Optional[str] = None
+
+    @property
+    def prefix(self) -> str:
+        if self.model not in FAMILY_PREFIX:
+            raise BenchmarkError(
+                f"pretraining config {self.name!r}: model {self.model!r} has no benchmark presets "
+                f"(known: {', '.join(FAMILY_PREFIX)})"
+            )
+        return FAMILY_PREFIX[self.model]
+
+
+def compose(config_root: Path, stage: str, name: str, overrides: Sequence[str] = ()) -> Any:
+    """The config ``fairseq-hydra-train --config-dir ROOT/STAGE --config-name NAME`` would compose
+    (a copy: composing is slow, so each distinct request is composed once per process)."""
+    return copy.deepcopy(_compose(Path(config_root), stage, name, tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=256)
+def _compose(config_root: Path, stage: str, name: str, overrides: tuple[str, ...]) -> Any:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_root / stage), version_base="1.1"):
+            return hydra_compose(config_name=name, overrides=["task.data=/unused", *overrides])
+    except Exception as exc:  # hydra's composition errors name the missing piece: keep its first line
+        raise BenchmarkError(f"{config_root / stage / name}.yaml: {str(exc).splitlines()[0]}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def schedules(config_root: Path, preset: Preset) -> Dict[str, Dict[str, Any]]:
+    """The ResNet schedules of ``preset`` as composed (epochs, lr, batch, crop), for the report."""
+    from omegaconf import OmegaConf
+
+    def facts(stage: str, name: str, schedule: str) -> Dict[str, Any]:
+        cfg = compose(config_root, stage, name, [f"preset={preset.hydra_preset}", f"schedule={schedule}"])
+        return {
+            "schedule": schedule,
+            "max_epoch": int(cfg.optimization.max_epoch),
+            "lr": float(OmegaConf.select(cfg, "optimization.lr")[0]),
+            "batch_size": int(cfg.dataset.batch_size),
+            "sample_size": int(cfg.task.sample_size),
+        }
+
+    return {
+        "pretraining": facts("pretraining", "base", preset.pretrain_schedule),
+        "linear_probe": facts("finetuning", "linear_probe", preset.probe_schedule),
+        "finetune": facts("finetuning", "finetune", preset.finetune_schedule),
+    }
+
+
+def describe_method(config_root: Path, name: str) -> Method:
+    """A pretraining method from its composed config and its registered strategy class."""
+    from omegaconf import OmegaConf
+
+    from fairseq_goodviews.strategies import STRATEGY_REGISTRY, strategy_config
+
+    if not (config_root / "pretraining" / f"{name}.yaml").is_file():
+        raise BenchmarkError(f"no pretraining config {name!r} in {config_root / 'pretraining'}")
+    cfg = compose(config_root, "pretraining", name)
+    strategy_node = OmegaConf.select(cfg, "task.strategy")
+    strategy_name = OmegaConf.select(cfg, "task.strategy._name")
+    if strategy_name not in STRATEGY_REGISTRY:
+        raise BenchmarkError(f"pretraining config {name!r}: unknown strategy {strategy_name!r}")
+    cls = STRATEGY_REGISTRY[strategy_name]
+    strategy_cfg = strategy_config(strategy_node)
+    method_name = OmegaConf.select(cfg, "task.method_name")
+    return Method(
+        name=name,
+        table_name=method_name or cls.table_name(),
+        strategy=strategy_name,
+        model=str(OmegaConf.select(cfg, "model._name")),
+        uses_labels=cls.uses_labels,
+        cross_record=cls.cross_record,
+        paper_auroc=None if method_name else cls.paper_auroc,
+        needs_repeat_patients=cls.needs_repeat_patients,
+        crop_segments=cls.crop_segments(strategy_cfg),
+        lead_mask_prob=float(OmegaConf.select(cfg, "task.lead_mask_prob")),
+    )
+
+
+def check_applicable(method: Method, config_root: Path, data: Path) -> Method:
+    """``method`` with ``not_applicable`` set when no anchor of ``data``'s train split can have a
+    positive (the check ``ecg_pretraining`` makes before training, made here without training)."""
+    from omegaconf import OmegaConf
+
+    from fairseq_goodviews.io.manifest import read_metadata
+    from fairseq_goodviews.strategies import build_strategy
+
+    node = OmegaConf.select(compose(config_root, "pretraining", method.name), "task.strategy")
+    table = read_metadata(str(data), "train")
+    try:
+        reason = build_strategy(node, table, table, seed=0).no_positive_reason()
+    except ValueError as exc:  # e.g. a metadata column the strategy needs is missing
+        reason = str(exc)
+    return replace(method, not_applicable=reason) if reason else method
+
+
+@dataclass
+class RunSpec:
+    """One ``fairseq-hydra-train`` invocation (and, for downstream runs, its scoring)."""
+
+    run_id: str
+    kind: str
+    #: The pretraining method (config name), or ``supervised`` / ``random_init``.
+    method: str
+    seed: int
+    stage: str  # "pretraining" or "finetuning": the config folder
+    config_name: str
+    #: Overrides of the experiment (paths excluded: they are added per output folder).
+    overrides: List[str]
+    protocol: Optional[str] = None  # "linear_probe" / "finetune" for downstream runs
+    label_fraction: float = 1.0
+    #: The pretraining run whose last checkpoint is ``model.model_path``.
+    depends_on: Optional[str] = None
+    #: Random lead masking probability of the pretraining (of the run itself, or of the one it
+    #: depends on); None for the baselines, which pretrain nothing.
+    lead_mask_prob: Optional[float] = None
+    #: The prepared folder the run reads (:data:`MAIN_DATA` or :data:`PTBXL_DATA`).
+    dataset: str = MAIN_DATA
+
+
+def _common(hydra_preset: str, schedule: str, seed: int) -> List[str]:
+    return [f"preset={hydra_preset}", f"schedule={schedule}", f"common.seed={seed}"]
+
+
+def pretrain_overrides(
+    preset: Preset, method: Method, config_root: Path, lead_masking: Optional[str]
+) -> tuple[List[str], float]:
+    """The overrides of a pretraining run (seed 0: the plan sets each seed) and its lead masking."""
+    from omegaconf import OmegaConf
+
+    hydra_preset, schedule = method.prefix + preset.hydra_preset, method.prefix + preset.pretrain_schedule
+    overrides = _common(hydra_preset, schedule, 0)
+    if lead_masking is not None:
+        overrides.append(f"lead_masking={lead_masking}")
+    cfg = compose(config_root, "pretraining", method.name, overrides)
+    if preset.crop_per_view and method.crop_segments > 1:
+        overrides.append(f"task.sample_size={int(cfg.task.sample_size) * method.crop_segments}")
+    return overrides, float(OmegaConf.select(cfg, "task.lead_mask_prob"))
+
+
+def lead_masking_variants(preset: Preset, method: Method) -> List[tuple[Optional[str], str]]:
+    """(``lead_masking`` override or None, run-id suffix) of each column the method runs in."""
+    if method.lead_mask_prob > 0:
+        return [(None, "")]
+    return [(name, "" if name == "none" else f"+{name}") for name in preset.lead_masking]
+
+
+def downstream_overrides(preset: Preset, prefix: str, seed: int, protocol: str, fraction: float) -> List[str]:
+    schedule = preset.probe_schedule if protocol == "linear_probe" else preset.finetune_schedule
+    # The test split is scored once, from the best checkpoint, after training: validating on it
+    # every epoch as well would only cost time.
+    return [
+        *_common(prefix + preset.hydra_preset, schedule, seed),
+        f"task.train_fraction={fraction}",
+        "dataset.valid_subset=valid",
+    ]
+
+
+def ptbxl_probe_overrides(preset: Preset, prefix: str, seed: int) -> List[str]:
+    """A linear probe on the PTB-XL label set: multi-label, best checkpoint by valid macro AUROC."""
+    return [
+        *downstream_overrides(preset, prefix, seed, "linear_probe", 1.0),
+        "task.label_type=multi",
+        f"task.label_set={preset.ptbxl_label_set}",
+    ]
+
+
+def fraction_tag(fraction: float) -> str:
+    return f"f{fraction:g}"
+
+
+def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptbxl: bool = False) -> List[RunSpec]:
+    """Every run of the benchmark, each pretraining run before the runs that depend on it.
+
+    With ``ptbxl`` (a PTB-XL-layout folder is there), every encoder also gets the multi-label
+    probe and the identification runs of the preset.
+    """
+    plan: List[RunSpec] = []
+    fractions = sorted(set(preset.label_fractions) | {1.0})
+    variants = [
+        (method, suffix, *pretrain_overrides(preset, method, config_root, masking))
+        for method in methods
+        for masking, suffix in lead_masking_variants(preset, method)
+    ]
+    for seed in range(1, preset.seeds + 1):
+        for method, suffix, pretraining, mask_prob in variants:
+            name = method.name + suffix
+            pretrain_id = f"{name}-s{seed}-pretrain"
+            overrides = [o if not o.startswith("common.seed=") else f"common.seed={seed}" for o in pretraining]
+            plan.append(
+                RunSpec(
+                    pretrain_id,
+                    PRETRAIN,
+                    method.name,
+                    seed,
+                    "pretraining",
+                    method.name,
+                    overrides,
+                    lead_mask_prob=mask_prob,
+                )
+            )
+            for fraction in fractions:
+                kind = PROBE if fraction == 1.0 else LABEL_FRACTION
+                run_id = f"{name}-s{seed}-probe" + ("" if fraction == 1.0 else f"-{fraction_tag(fraction)}")
+                plan.append(
+                    RunSpec(
+                        run_id,
+                        kind,
+                        method.name,
+                        seed,
+                        "finetuning",
+                        "linear_probe",
+                        downstream_overrides(preset, method.prefix, seed, "linear_probe", fraction),
+                        "linear_probe",
+                        fraction,
+                        pretrain_id,
+                        mask_prob,
+                    )
+                )
+            if preset.finetune:
+                plan.append(
+                    RunSpec(
+                        f"{name}-s{seed}-finetune",
+                        FINETUNE,
+                        method.name,
+                        seed,
+                        "finetuning",
+                        "finetune",
+                        downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
+                        "finetune",
+                        1.0,
+                        pretrain_id,
+                        mask_prob,
+                    )
+                )
+            if ptbxl and preset.ptbxl_label_set:
+                plan.append(
+                    RunSpec(
+                        f"{name}-s{seed}-ptbxl-probe",
+                        MULTI_LABEL,
+                        method.name,
+                        seed,
+                        "finetuning",
+                        "linear_probe",
+                        ptbxl_probe_overrides(preset, method.prefix, seed),
+                        "ptbxl_probe",
+                        1.0,
+                        pretrain_id,
+                        mask_prob,
+                        PTBXL_DATA,
+                    )
+                )
+            if ptbxl and preset.identification:
+                plan.append(
+                    RunSpec(
+                        f"{name}-s{seed}-identify",
+                        IDENTIFICATION,
+                        method.name,
+                        seed,
+                        "none",
+                        "",
+                        [],
+                        "identification",
+                        1.0,
+                        pretrain_id,
+                        mask_prob,
+                        PTBXL_DATA,
+                    )
+                )
+        if preset.random_init and ptbxl and preset.ptbxl_label_set:
+            plan.append(
+                RunSpec(
+                    f"random_init-s{seed}-ptbxl-probe",
+                    MULTI_LABEL,
+                    RANDOM_INIT,
+                    seed,
+                    "finetuning",
+                    "linear_probe",
+                    ptbxl_probe_overrides(preset, "", seed),
+                    "ptbxl_probe",
+                    1.0,
+                    dataset=PTBXL_DATA,
+                )
+            )
+        if preset.random_init:
+            for fraction in fractions:
+                kind = RANDOM_INIT if fraction == 1.0 else LABEL_FRACTION
+                run_id = f"random_init-s{seed}" + ("" if fraction == 1.0 else f"-{fraction_tag(fraction)}")
+                plan.append(
+                    RunSpec(
+                        run_id,
+                        kind,
+                        RANDOM_INIT,
+                        seed,
+                        "finetuning",
+                        "linear_probe",
+                        downstream_overrides(preset, "", seed, "linear_probe", fraction),
+                        "linear_probe",
+                        fraction,
+                    )
+                )
+        if preset.supervised:
+            plan.append(
+                RunSpec(
+                    f"supervised-s{seed}",
+                    SUPERVISED,
+                    SUPERVISED,
+                    seed,
+                    "finetuning",
+                    "finetune",
+                    downstream_overrides(preset, "", seed, "finetune", 1.0),
+                    "finetune",
+                )
+            )
+    return plan

@@ -1,0 +1,503 @@
+"""The benchmark's report: results.json, results.md (Table 1 layout), auroc.png, label_efficiency.png.
+
+Rows are (method, lead masking, protocol): every Good Views strategy appears without lead masking
+(the paper's protocol) and with random lead masking (RLM); a method that masks leads by definition
+(W2V+CMSC+RLM) appears once. Each row carries the test macro AUROC over seeds (mean, std, a 95 %
+interval: Student-t over seeds, or the run's bootstrap interval for a single seed) and, for the
+linear probes, paired-bootstrap differences against the random-init baseline and against SimCLR
+in the same column, on the same test records (:mod:`fairseq_goodviews.table1.stats`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from fairseq_goodviews.io.atomic import atomic_open, atomic_path
+from fairseq_goodviews.table1.stats import (
+    Predictions,
+    bootstrap_auroc,
+    mean_interval,
+    paired_difference,
+    percentile_interval,
+)
+
+#: The baselines: their table names and the paper's Table 1 macro AUROC (%) where it has one.
+#: Pretraining methods describe themselves (``settings["methods"]``, from their strategy class).
+BASELINES: Dict[str, Dict[str, Any]] = {
+    "supervised": {"table_name": "Supervised baseline", "paper_auroc": (81.4, 1.3)},
+    "random_init": {"table_name": "Random-init frozen encoder", "paper_auroc": None},
+}
+METRICS = ("macro_auroc", "accuracy", "macro_f1", "macro_auprc")
+#: The methods every probe row is compared with (paired, same seed, same lead-masking column).
+REFERENCES = ("random_init", "simclr")
+#: The other downstream tasks, as extra columns of each linear-probe row: (protocol, metric, column).
+EXTRA_COLUMNS = (
+    ("ptbxl_probe", "macro_auroc", "ptbxl_macro_auroc"),
+    ("ptbxl_probe", "f_max", "ptbxl_f_max"),
+    ("identification", "top1", "identification_top1"),
+    ("identification", "eer", "identification_eer"),
+)
+TABLE_PROTOCOLS = ("linear_probe", "finetune")
+DAGGER = "\u2020"
+
+Methods = Optional[Mapping[str, Mapping[str, Any]]]
+
+
+def _catalogue(methods: Methods) -> Dict[str, Mapping[str, Any]]:
+    """Baselines then methods, in table order."""
+    return {**BASELINES, **(methods or {})}
+
+
+def display_name(method: str, uses_labels: bool = False, methods: Methods = None) -> str:
+    return _catalogue(methods).get(method, {}).get("table_name", method) + (DAGGER if uses_labels else "")
+
+
+def _order(method: str, methods: Methods = None) -> tuple[int, str]:
+    order = list(_catalogue(methods))
+    return (order.index(method) if method in order else len(order), method)
+
+
+def masked(result: Mapping[str, Any]) -> bool:
+    """Whether the run's encoder was pretrained with random lead masking."""
+    return bool(result.get("lead_mask_prob") or 0.0)
+
+
+def variant(result: Mapping[str, Any]) -> str:
+    """``simclr`` or ``simclr+rlm``: a method in one lead-masking column."""
+    return result["strategy"] + ("+rlm" if masked(result) else "")
+
+
+def mean_std(values: Sequence[float]) -> Dict[str, Any]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value) of the finite values."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"mean": None, "std": None, "n": 0}
+    array = np.asarray(finite, dtype=np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0, "n": len(finite)}
+
+
+def _read_predictions(result: Mapping[str, Any]) -> Optional[Predictions]:
+    path = result.get("predictions")
+    return Predictions.read(path) if path and Path(path).is_file() else None
+
+
+def _interval(scored: Sequence[Mapping[str, Any]]) -> Optional[List[float]]:
+    """95 % interval of the mean test AUROC: over seeds, or the single run's bootstrap interval."""
+    if len(scored) > 1:
+        return mean_interval([r["metrics"].get("macro_auroc") for r in scored])
+    pred = _read_predictions(scored[0]) if scored else None
+    return percentile_interval(bootstrap_auroc(pred)) if pred is not None else None
+
+
+def _paired(runs: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Paired-bootstrap difference of ``runs`` minus ``reference`` over their common seeds."""
+    by_seed = {r["seed"]: r for r in reference}
+    pairs = {}
+    for run in runs:
+        other = by_seed.get(run["seed"])
+        mine, theirs = _read_predictions(run), _read_predictions(other) if other else None
+        if mine is not None and theirs is not None:
+            pairs[run["seed"]] = (mine, theirs)
+    return paired_difference(pairs) if pairs else None
+
+
+def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> List[Dict[str, Any]]:
+    """One row per (method, lead masking, protocol) over seeds, from the downstream runs with all
+    training labels.
+
+    ``methods`` (name -> ``table_name``, ``paper_auroc``) describes the pretraining methods; a
+    method that was not applicable to the data gets a row with ``status`` and ``reason`` and no
+    metrics. Order: linear probes and the supervised baseline (Table 1), then full fine-tunes.
+    """
+    groups: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
+    extra: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
+    for result in results:
+        if result.get("protocol") not in TABLE_PROTOCOLS or result.get("label_fraction", 1.0) != 1.0:
+            if result.get("metrics") is not None and result.get("protocol") in {c[0] for c in EXTRA_COLUMNS}:
+                extra.setdefault((result["strategy"], masked(result), result["protocol"]), []).append(result)
+            continue
+        if result.get("metrics") is None and result.get("status") != "not_applicable":
+            continue
+        groups.setdefault((result["strategy"], masked(result), result["protocol"]), []).append(result)
+    catalogue = _catalogue(methods)
+
+    def section(key: tuple[str, bool, str]) -> tuple[int, tuple[int, str], bool]:
+        method, rlm, protocol = key
+        return (0 if protocol == "linear_probe" or method == "supervised" else 1, _order(method, methods), rlm)
+
+    def scored_runs(method: str, rlm: bool, protocol: str) -> List[Dict[str, Any]]:
+        return [r for r in groups.get((method, rlm, protocol), []) if r.get("metrics") is not None]
+
+    rows = []
+    for (method, rlm, protocol), runs in sorted(groups.items(), key=lambda item: section(item[0])):
+        uses_labels = any(r["uses_labels"] for r in runs)
+        scored = [r for r in runs if r.get("metrics") is not None]
+        row: Dict[str, Any] = {
+            "method": method,
+            "strategy": method,
+            "name": display_name(method, uses_labels, methods),
+            "protocol": protocol,
+            "kind": runs[0]["kind"],
+            "uses_labels": uses_labels,
+            "lead_mask_prob": runs[0].get("lead_mask_prob"),
+            "seeds": sorted(r["seed"] for r in runs),
+            "status": "ok" if scored else "not_applicable",
+            "wall_time_s": mean_std([r.get("total_wall_time_s", r["wall_time_s"]) for r in scored]),
+            "paper_auroc": None,
+        }
+        if not scored:
+            row["reason"] = runs[0]["reason"]
+        for metric in METRICS:
+            row[metric] = mean_std([r["metrics"].get(metric) for r in scored])
+        row["ci95"] = _interval(scored)
+        paper = catalogue.get(method, {}).get("paper_auroc")
+        if paper and not rlm and (protocol == "linear_probe" or method == "supervised"):
+            row["paper_auroc"] = {"mean": paper[0] / 100, "std": paper[1] / 100}
+        if protocol == "linear_probe":
+            for other, metric, column in EXTRA_COLUMNS:
+                runs_of_task = extra.get((method, rlm, other), [])
+                if runs_of_task:
+                    row[column] = mean_std([r["metrics"].get(metric) for r in runs_of_task])
+        if protocol == "linear_probe" and scored:
+            for reference in REFERENCES:
+                if reference != method:
+                    compared = _paired(scored, scored_runs(reference, rlm and reference != "random_init", protocol))
+                    row[f"vs_{reference}"] = compared
+        rows.append(row)
+    return rows
+
+
+def label_efficiency(
+    results: Sequence[Dict[str, Any]], methods: Methods = None
+) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """variant (``simclr``, ``simclr+rlm``) -> fraction (as text) -> macro AUROC over seeds, for the
+    linear-probe runs."""
+    groups: Dict[str, Dict[float, List[float]]] = {}
+    for result in results:
+        if result.get("metrics") is None or result.get("protocol") != "linear_probe":
+            continue
+        groups.setdefault(variant(result), {}).setdefault(result["label_fraction"], []).append(
+            result["metrics"].get("macro_auroc")
+        )
+    return {
+        name: {f"{fraction:g}": mean_std(values) for fraction, values in sorted(by_fraction.items())}
+        for name, by_fraction in sorted(
+            groups.items(), key=lambda item: (_order(item[0].split("+")[0], methods), item[0])
+        )
+    }
+
+
+def _pct(stat: Optional[Dict[str, Any]], digits: int = 1) -> str:
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    text = f"{100 * stat['mean']:.{digits}f}"
+    if stat.get("n", 2) > 1:
+        text += f" ± {100 * stat['std']:.{digits}f}"
+    return text
+
+
+def _cell(row: Optional[Mapping[str, Any]]) -> str:
+    if row is None:
+        return "—"
+    if row["status"] != "ok":
+        return "n/a"
+    text = _pct(row["macro_auroc"])
+    if row.get("ci95"):
+        low, high = row["ci95"]
+        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return text
+
+
+def _difference(compared: Optional[Mapping[str, Any]]) -> str:
+    if not compared or compared.get("ci95") is None:
+        return "—"
+    low, high = compared["ci95"]
+    mark = " *" if compared["excludes_zero"] else ""
+    return f"{100 * compared['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark}"
+
+
+def _schedule_text(facts: Mapping[str, Any]) -> str:
+    return (
+        f"`{facts['schedule']}` ({facts['max_epoch']} epochs, lr {facts['lr']:g}, batch {facts['batch_size']}, "
+        f"crops of {facts['sample_size']} samples)"
+    )
+
+
+def _settings_line(settings: Dict[str, Any]) -> str:
+    schedules = settings["schedules"]
+    line = (
+        f"Data: `{settings['data']}`; seeds: {settings['seeds']}"
+        f"{' (each its own patient-wise split)' if settings.get('split_seeds') else ' (one split)'}; "
+        f"hydra preset `{settings['hydra_preset']}`; schedules: pretraining "
+        f"{_schedule_text(schedules['pretraining'])}, linear probe {_schedule_text(schedules['linear_probe'])}, "
+        f"supervised/fine-tune {_schedule_text(schedules['finetune'])}"
+    )
+    if settings.get("crop_per_view"):
+        line += "; a strategy that cuts its crop into time segments pretrains on crops that many times longer"
+    invocations = settings.get("invocations", [])
+    wall = sum(i["wall_time_s"] for i in invocations)
+    return line + (
+        f". Wall time {wall / 60:.1f} min ({len(invocations)} invocation(s), {settings['jobs']} runs at a time)."
+    )
+
+
+def _protocol(row: Mapping[str, Any]) -> str:
+    if row["method"] == "supervised":
+        return "trained from scratch"
+    return {"linear_probe": "linear probe", "finetune": "fine-tune"}.get(row["protocol"], row["protocol"])
+
+
+def markdown(
+    rows: Sequence[Dict[str, Any]],
+    efficiency: Dict[str, Dict[str, Dict[str, Any]]],
+    settings: Dict[str, Any],
+    failed: Dict[str, str],
+) -> str:
+    lines = [
+        f"# Good Views benchmark ({settings['name']} preset)",
+        "",
+        _settings_line(settings),
+        "",
+        "## Table 1: test macro AUROC (%)",
+        "",
+        "Mean ± std over seeds [95 % interval: Student-t over seeds; one seed: bootstrap over test records].",
+        "",
+        "| Method | Protocol | Seeds | No lead masking (paper's protocol) | With random lead masking | Paper |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    by_key = {(row["method"], masked(row), row["protocol"]): row for row in rows}
+    not_applicable: List[Mapping[str, Any]] = []
+    for method, _, protocol in dict.fromkeys((m, False, p) for m, _, p in by_key):
+        plain, rlm = by_key.get((method, False, protocol)), by_key.get((method, True, protocol))
+        first = plain or rlm
+        name = first["name"]
+        if first["status"] != "ok":
+            not_applicable.append(first)
+            name += f" [{len(not_applicable)}]"
+        if method in BASELINES and rlm is None:
+            rlm_cell = "—"
+        else:
+            rlm_cell = _cell(rlm)
+        lines.append(
+            f"| {name} | {_protocol(first)} | {len(first['seeds'])} | {_cell(plain)} | {rlm_cell} | "
+            f"{_pct(first['paper_auroc']) if first['paper_auroc'] else '—'} |"
+        )
+    lines.append("")
+    lines += [f"- [{i}] n/a: not trained, {row['reason']}." for i, row in enumerate(not_applicable, 1)]
+    if any(row["uses_labels"] for row in rows):
+        lines.append(
+            f"- {DAGGER} Its pretraining read the downstream labels (positives share the rhythm label): "
+            "not self-supervised, an upper reference (the paper's Strategy 4)."
+        )
+    lines += [
+        "- Random-init frozen encoder: the same encoder, never trained, with the same standardised linear probe "
+        "(not in the paper).",
+        "- Paper: Good Views Table 1 (ResNet-18, 50 epochs, real Chapman data, no lead masking): a reference "
+        "measured on other data, not a result of this run.",
+        "",
+        "## Paired differences (linear probe, test macro AUROC points)",
+        "",
+        "Difference of means over seeds [95 % paired-bootstrap interval on the same test records]; "
+        "* marks an interval that excludes 0. SimCLR is compared within the same lead-masking column.",
+        "",
+        "| Method | Lead masking | vs random-init encoder | vs SimCLR |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        if row["protocol"] != "linear_probe" or row["status"] != "ok" or row["method"] == "random_init":
+            continue
+        lines.append(
+            f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_difference(row.get('vs_random_init'))} "
+            f"| {_difference(row.get('vs_simclr'))} |"
+        )
+    if any(column in row for row in rows for _, _, column in EXTRA_COLUMNS):
+        label_set = settings.get("ptbxl_label_set") or "PTB-XL"
+        lines += [
+            "",
+            f"## The field's other downstream tasks (`{settings.get('ptbxl_data')}`, test split)",
+            "",
+            f"Linear probe on `{label_set}` (multi-label, standardised features): macro AUROC and sample-wise "
+            "F-max (%); patient identification with the frozen encoder (first ECG of each test patient "
+            "the gallery, the others probes; cosine on embeddings standardised with train statistics): "
+            "top-1 accuracy and EER (%). Mean ± std over seeds.",
+            "",
+            "| Method | Lead masking | Macro AUROC | F-max | Identification top-1 | EER |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in rows:
+            if row["protocol"] == "linear_probe" and any(column in row for _, _, column in EXTRA_COLUMNS):
+                cells = [_pct(row.get(column)) if column in row else "—" for _, _, column in EXTRA_COLUMNS]
+                lines.append(f"| {row['name']} | {'RLM' if masked(row) else 'none'} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Other test metrics (%)",
+        "",
+        "| Method | Lead masking | Protocol | Accuracy | Macro F1 | Macro AUPRC |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        if row["status"] == "ok":
+            lines.append(
+                f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_protocol(row)} | "
+                f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {_pct(row['macro_auprc'])} |"
+            )
+    fractions = sorted({float(f) for by_fraction in efficiency.values() for f in by_fraction})
+    if len(fractions) > 1:
+        lines += [
+            "",
+            "## Label efficiency (linear probe macro AUROC, %)",
+            "",
+            "| Method | Lead masking | " + " | ".join(f"{100 * f:g}% labels" for f in fractions) + " |",
+            "| --- | --- |" + " --- |" * len(fractions),
+        ]
+        names = {row["method"]: row["name"] for row in rows}
+        for name, by_fraction in efficiency.items():
+            method = name.split("+")[0]
+            cells = [_pct(by_fraction.get(f"{f:g}")) for f in fractions]
+            lines.append(
+                f"| {names.get(method, method)} | {'RLM' if name.endswith('+rlm') else 'none'} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    if failed:
+        lines += ["", "## Runs that did not finish", ""]
+        lines += [f"- `{run_id}`: {why.splitlines()[0]}" for run_id, why in sorted(failed.items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path: Path) -> None:
+    """Two panels: this benchmark's linear probes (both lead-masking columns) and, apart, the paper's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = [
+        r for r in rows if r["status"] == "ok" and (r["protocol"] == "linear_probe" or r["method"] == "supervised")
+    ]
+    methods = list(dict.fromkeys(r["method"] for r in table))
+    names = {r["method"]: r["name"] for r in table}
+    y = np.arange(len(methods))
+    fig, (ours, paper) = plt.subplots(
+        1, 2, figsize=(11, 0.5 * len(methods) + 2), sharey=True, gridspec_kw={"width_ratios": [3, 1.2]}
+    )
+    for offset, rlm, color, label in (
+        (-0.2, False, "#1f77b4", "no lead masking"),
+        (0.2, True, "#ff7f0e", "random lead masking"),
+    ):
+        points = [(i, r) for i, m in enumerate(methods) for r in table if r["method"] == m and masked(r) == rlm]
+        if points:
+            ours.barh(
+                [i + offset for i, _ in points],
+                [100 * r["macro_auroc"]["mean"] for _, r in points],
+                height=0.38,
+                xerr=[100 * r["macro_auroc"]["std"] for _, r in points],
+                color=color,
+                capsize=2,
+                label=label,
+            )
+    ours.set_yticks(y, [names[m] for m in methods])
+    ours.invert_yaxis()
+    ours.set_xlabel(f"test macro AUROC (%), mean ± std over {settings['seeds']} seed(s)")
+    ours.set_title(f"This benchmark ({settings['name']} preset): {Path(str(settings['data'])).name}", fontsize=9)
+    low = min([100 * r["macro_auroc"]["mean"] for r in table] + [50.0])
+    ours.set_xlim(max(0.0, low - 5), 100)
+    ours.legend(loc="lower right", fontsize=8)
+    reported = [(methods.index(r["method"]), r["paper_auroc"]) for r in table if r["paper_auroc"]]
+    if reported:
+        paper.errorbar(
+            [100 * p["mean"] for _, p in reported],
+            [i for i, _ in reported],
+            xerr=[100 * p["std"] for _, p in reported],
+            fmt="kD",
+            markersize=5,
+            capsize=3,
+        )
+    paper.set_xlim(75, 100)
+    paper.set_xlabel("macro AUROC (%), mean ± std, 5 runs")
+    paper.set_title("Paper's Table 1 (real Chapman,\nResNet-18, 50 epochs): not this data", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def plot_label_efficiency(
+    efficiency: Dict[str, Dict[str, Dict[str, Any]]], names: Dict[str, str], settings: Mapping[str, Any], path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
+    fractions = sorted({float(f) for by_fraction in efficiency.values() for f in by_fraction})
+    for name, by_fraction in efficiency.items():
+        points = sorted((float(f), s) for f, s in by_fraction.items() if s["mean"] is not None)
+        if not points:
+            continue
+        ax.errorbar(
+            [100 * f for f, _ in points],
+            [100 * s["mean"] for _, s in points],
+            yerr=[100 * s["std"] for _, s in points],
+            marker="o",
+            capsize=3,
+            linestyle=":" if name.endswith("+rlm") else "--" if name == "random_init" else "-",
+            label=names.get(name, name),
+        )
+    ax.set_xscale("log")
+    ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}%" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("training labels used by the linear probe (%, stratified subset)")
+    ax.set_ylabel(f"test macro AUROC (%), mean ± std over {settings['seeds']} seed(s)")
+    ax.set_title(
+        f"Label efficiency on {Path(str(settings['data'])).name} ({settings['name']} preset); "
+        "dotted: with random lead masking",
+        fontsize=9,
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """Write the four report files from every finished run of ``plan``; returns results.json's payload."""
+    results = [outcome.results[spec.run_id] for spec in plan if spec.run_id in outcome.results]
+    methods = settings.get("methods")
+    downstream = [r for r in results if r.get("protocol") is not None]
+    rows = summary_rows(downstream, methods)
+    efficiency = label_efficiency(downstream, methods)
+    payload = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "benchmark": settings,
+        "runs": results,
+        "table": rows,
+        "label_efficiency": efficiency,
+        "paper_auroc": {
+            method: {"mean": info["paper_auroc"][0] / 100, "std": info["paper_auroc"][1] / 100}
+            for method, info in _catalogue(methods).items()
+            if info.get("paper_auroc")
+        },
+        "failed": outcome.failed,
+    }
+    with atomic_open(out / "results.json") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True, allow_nan=False)
+    with atomic_open(out / "results.md") as handle:
+        handle.write(markdown(rows, efficiency, settings, outcome.failed))
+    plot_auroc(rows, settings, out / "auroc.png")
+    names = {}
+    for name in efficiency:
+        method = name.split("+")[0]
+        uses = any(r["uses_labels"] for r in rows if r["method"] == method)
+        names[name] = display_name(method, uses, methods) + (" + RLM" if name.endswith("+rlm") else "")
+    plot_label_efficiency(efficiency, names, settings, out / "label_efficiency.png")
+    return payload

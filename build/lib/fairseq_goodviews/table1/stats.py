@@ -1,0 +1,144 @@
+"""Uncertainty of Table 1: bootstrap intervals of a run's test AUROC and paired-bootstrap differences.
+
+A run's predictions (``test_predictions.csv``: one row per test record, its target(s) and every
+class's probability) are resampled with replacement; the macro one-vs-rest AUROC of each
+replicate gives a percentile interval. Two methods trained and tested on the same split (the
+same seed) are compared on the same resampled records (paired), so the interval of their
+difference excludes the test set's own sampling noise that both share. Over several seeds the
+difference of each replicate is averaged over seeds (each seed resampled independently).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+#: Bootstrap replicates per interval, and the seed that makes every report reproducible.
+N_BOOTSTRAP = 1000
+BOOTSTRAP_SEED = 0
+
+
+class Predictions:
+    """A run's test predictions: record ids [n], probabilities [n, K], multi-hot targets [n, K]."""
+
+    def __init__(self, records: np.ndarray, probs: np.ndarray, targets: np.ndarray):
+        self.records, self.probs, self.targets = records, probs, targets
+
+    @classmethod
+    def read(cls, path: str | Path) -> Predictions:
+        frame = pd.read_csv(path)
+        prob_columns = [c for c in frame.columns if c.startswith("prob_")]
+        classes = [c[len("prob_") :] for c in prob_columns]
+        if "target" in frame.columns:  # single-label: one class name per record
+            targets = (frame["target"].astype(str).to_numpy()[:, None] == np.array(classes)[None, :]).astype(np.int8)
+        else:
+            targets = frame[[f"target_{name}" for name in classes]].to_numpy(dtype=np.int8)
+        return cls(frame["record"].astype(str).to_numpy(), frame[prob_columns].to_numpy(np.float64), targets)
+
+    def aligned_with(self, other: Predictions) -> Tuple[Predictions, Predictions]:
+        """Both restricted to their common records, in one order (a paired comparison)."""
+        common, mine, theirs = np.intersect1d(self.records, other.records, return_indices=True)
+        return (
+            Predictions(common, self.probs[mine], self.targets[mine]),
+            Predictions(common, other.probs[theirs], other.targets[theirs]),
+        )
+
+
+def macro_auroc(probs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean one-vs-rest AUROC over the classes that have both positives and negatives (NaN if none)."""
+    scores = [
+        roc_auc_score(targets[:, k], probs[:, k])
+        for k in range(targets.shape[1])
+        if 0 < targets[:, k].sum() < len(targets)
+    ]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def resample_counts(n: int, rng: np.random.Generator, n_bootstrap: int) -> np.ndarray:
+    """How often each of ``n`` records is drawn in each of ``n_bootstrap`` resamples [n_bootstrap, n]."""
+    draws = rng.integers(0, n, size=(n_bootstrap, n))
+    counts = np.zeros((n_bootstrap, n), dtype=np.float64)
+    np.add.at(counts, (np.arange(n_bootstrap)[:, None], draws), 1.0)
+    return counts
+
+
+def weighted_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC of ``scores`` [n] for binary ``labels`` [n] under each row of record weights [B, n].
+
+    The Mann-Whitney statistic with weights (ties count one half): for integer weights it equals
+    the AUROC of the resample that repeats each record that many times. NaN where a resample has
+    no positive or no negative.
+    """
+    _, group = np.unique(scores, return_inverse=True)  # tie groups, in increasing score order
+    one_hot = np.zeros((len(scores), group.max() + 1))
+    one_hot[np.arange(len(scores)), group] = 1.0
+    positive = labels.astype(bool)
+    pos = weights[:, positive] @ one_hot[positive]  # [B, G] positive weight per tie group
+    neg = weights[:, ~positive] @ one_hot[~positive]
+    below = np.cumsum(neg, axis=1) - neg
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, np.nan)
+
+
+def bootstrap_macro_auroc(pred: Predictions, counts: np.ndarray) -> np.ndarray:
+    """Macro one-vs-rest AUROC of each resample [B] (classes without both kinds left out, as in
+    :func:`macro_auroc`; a class present on the full set can vanish from a resample)."""
+    columns = [k for k in range(pred.targets.shape[1]) if 0 < pred.targets[:, k].sum() < len(pred.targets)]
+    if not columns:
+        return np.full(len(counts), np.nan)
+    per_class = np.stack([weighted_auroc(pred.probs[:, k], pred.targets[:, k], counts) for k in columns], axis=1)
+    return np.nanmean(per_class, axis=1)
+
+
+def bootstrap_auroc(pred: Predictions, n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """Macro AUROC of ``n_bootstrap`` resamples of the test records [n_bootstrap]."""
+    counts = resample_counts(len(pred.records), np.random.default_rng(seed), n_bootstrap)
+    return bootstrap_macro_auroc(pred, counts)
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> Optional[List[float]]:
+    finite = replicates[np.isfinite(replicates)]
+    if not len(finite):
+        return None
+    tail = 100 * (1 - level) / 2
+    return [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> Optional[List[float]]:
+    """Student-t interval of the mean of values over seeds (None for fewer than two)."""
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if len(values) < 2:
+        return None
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return [float(values.mean() - half), float(values.mean() + half)]
+
+
+def paired_difference(
+    pairs: Mapping[int, Tuple[Predictions, Predictions]], n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED
+) -> Dict[str, object]:
+    """Macro AUROC of A minus B, averaged over seeds, with its paired-bootstrap 95 % interval.
+
+    ``pairs`` maps each seed to the (A, B) predictions of that seed's split; each seed's test
+    records are resampled once per replicate and both methods scored on the same resample.
+    """
+    rng = np.random.default_rng(seed)
+    observed, replicates = [], []
+    for _, (a, b) in sorted(pairs.items()):
+        a, b = a.aligned_with(b)
+        observed.append(macro_auroc(a.probs, a.targets) - macro_auroc(b.probs, b.targets))
+        counts = resample_counts(len(a.records), rng, n_bootstrap)
+        replicates.append(bootstrap_macro_auroc(a, counts) - bootstrap_macro_auroc(b, counts))
+    mean_replicates = np.nanmean(np.asarray(replicates), axis=0)
+    interval = percentile_interval(mean_replicates)
+    return {
+        "difference": float(np.mean(observed)),
+        "ci95": interval,
+        "seeds": sorted(pairs),
+        "excludes_zero": bool(interval is not None and (interval[0] > 0 or interval[1] < 0)),
+    }

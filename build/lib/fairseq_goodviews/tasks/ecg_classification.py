@@ -1,0 +1,294 @@
+"""Task ``ecg_classification``: downstream classification (linear probe or fine-tune).
+
+Two kinds of target, chosen by ``label_type``:
+
+- ``single``: one class per record from the ``label`` column (Chapman's four merged rhythm
+  classes by default, ``classes``), softmax + cross-entropy;
+- ``multi``: a multi-hot target per record, sigmoid + BCE, from ``label_set``:
+  ``cinc2021`` (the 26 scored PhysioNet/CinC 2021 classes, from the SNOMED ``dx`` column, the
+  equivalent pairs merged) or ``ptbxl_<task>`` with ``<task>`` one of all, diagnostic,
+  subdiagnostic, superdiagnostic, form, rhythm (from the ``scp_codes`` column and PTB-XL's
+  ``scp_statements.csv``).
+
+Records with none of the task's labels are dropped (``unlabelled=drop``, counted in the log per
+split) or refused (``unlabelled=error``). Training draws one random crop of ``sample_size``
+samples per record; the other splits score the whole record: the mean of the predictions of
+consecutive crops covering it (``whole_record``). Every record of every split is batched
+(fairseq's ``required_batch_size_multiple`` is not applied to this task).
+"""
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.tasks import register_task
+from omegaconf import II, MISSING
+
+from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
+from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
+from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.labels import (
+    CLASS_NAMES,
+    PTBXL_TASKS,
+    SCP_STATEMENTS,
+    LabelSetError,
+    multi_hot,
+    ptbxl_task_map,
+    read_scp_statements,
+)
+from fairseq_goodviews.leads import parse_leads
+from fairseq_goodviews.tasks.base import EcgTask
+
+logger = logging.getLogger(__name__)
+
+LABEL_SETS = ("cinc2021", *(f"ptbxl_{t}" for t in PTBXL_TASKS))
+
+
+@dataclass
+class EcgClassificationConfig(FairseqDataclass):
+    data: str = field(default=MISSING, metadata={"help": "folder with <split>.tsv manifests and <split>.csv metadata"})
+    label_type: ChoiceEnum(["single", "multi"]) = field(
+        default="single", metadata={"help": "single: one class per record (softmax); multi: multi-hot labels (sigmoid)"}
+    )
+    classes: str = field(
+        default=",".join(CLASS_NAMES),
+        metadata={"help": "label_type=single: comma-separated class names of the 'label' column"},
+    )
+    label_set: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "label_type=multi: cinc2021 (dx column) or ptbxl_{all,diagnostic,subdiagnostic,"
+            "superdiagnostic,form,rhythm} (scp_codes column)"
+        },
+    )
+    scp_statements: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "PTB-XL's scp_statements.csv for the ptbxl_* label sets (default: the one in data, "
+            "else in the src_dir recorded in data/prepare_report.json)"
+        },
+    )
+    unlabelled: ChoiceEnum(["drop", "error"]) = field(
+        default="drop",
+        metadata={"help": "records with none of the task's labels: drop them (and log how many) or stop"},
+    )
+    leads: Any = field(
+        default=None,
+        metadata={
+            "help": "leads to keep, as a list (task.leads=[I,II,V2]) or a quoted string "
+            "(task.leads='I,II,V2'); the others are zero-filled; null = all 12"
+        },
+    )
+    sample_rate: float = field(default=500.0, metadata={"help": "sample rate the records must have, Hz"})
+    sample_size: int = field(default=5000, metadata={"help": "samples per crop (random crop in training)"})
+    whole_record: bool = field(
+        default=True,
+        metadata={
+            "help": "valid/test: score the mean prediction of consecutive crops covering each record "
+            "(else one centred crop)"
+        },
+    )
+    train_fraction: float = field(
+        default=1.0, metadata={"help": "fraction of the training labels used (label-efficiency runs), stratified"}
+    )
+    seed: int = II("common.seed")
+
+
+class LabelledRecordDataset(EcgClassificationDataset):
+    """Records with a class index [n] or multi-hot [n, K] target.
+
+    With ``whole_record`` an item holds every consecutive crop of its record (the last one
+    aligned to the record's end), and a batch's ``crop_record`` [C] says which item of the batch
+    each of its C crops belongs to (``net_input.source`` is [C, 12, sample_size]); ``split``
+    names the split the batch comes from.
+    """
+
+    def __init__(
+        self,
+        source: EcgRecordSource,
+        targets: np.ndarray,
+        sample_size: int,
+        leads: Sequence[int],
+        seed: int,
+        random_crop: bool,
+        whole_record: bool,
+        split: str,
+    ):
+        super().__init__(source, np.zeros(len(source), dtype=np.int64), sample_size, leads, seed, random_crop)
+        self.labels = targets
+        self.whole_record = whole_record and not random_crop
+        self.split = split
+
+    def _crops(self, index: int) -> np.ndarray:
+        length = int(self.source.sizes[index])
+        if not self.whole_record or length <= self.sample_size:
+            rng = np.random.default_rng([self.seed, self.epoch, index]) if self.random_crop else None
+            signal, _ = self.source.load(index, self.sample_size, rng)
+            return signal[None]
+        signal, _ = self.source.load(index, length, None)
+        starts = list(range(0, length - self.sample_size + 1, self.sample_size))
+        if starts[-1] + self.sample_size < length:
+            starts.append(length - self.sample_size)
+        return np.stack([signal[:, s : s + self.sample_size] for s in starts])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        crops = self._crops(index)
+        crops[:, ~self.keep] = 0.0
+        return {"id": index, "source": crops, "label": self.labels[index]}
+
+    def collater(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        if not samples:
+            return {}
+        crops = [s["source"] for s in samples]
+        labels = np.stack([s["label"] for s in samples])
+        target = torch.from_numpy(labels.astype(np.float32)) if labels.ndim == 2 else torch.from_numpy(labels)
+        return {
+            "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
+            "net_input": {"source": torch.from_numpy(np.concatenate(crops))},
+            "crop_record": torch.cat([torch.full((len(c),), i, dtype=torch.long) for i, c in enumerate(crops)]),
+            "target": target,
+            "split": self.split,
+            "nsentences": len(samples),
+            "ntokens": sum(len(c) for c in crops) * self.sample_size,
+        }
+
+
+@register_task("ecg_classification", dataclass=EcgClassificationConfig)
+class EcgClassificationTask(EcgTask):
+    cfg: EcgClassificationConfig
+
+    def __init__(self, cfg: EcgClassificationConfig):
+        super().__init__(cfg)
+        self._class_names: list[str] | None = None
+        self._code_to_class: dict[str, int] | None = None
+        self.dropped: dict[str, int] = {}
+
+    @classmethod
+    def setup_task(cls, cfg: EcgClassificationConfig, **kwargs) -> "EcgClassificationTask":
+        parse_leads(cfg.leads)
+        task = cls(cfg)
+        if not task.class_names:  # an unusable label set stops here, before any model is built
+            raise LabelSetError(f"task.classes is empty: {cfg.classes!r}")
+        return task
+
+    @property
+    def multi_label(self) -> bool:
+        return self.cfg.label_type == "multi"
+
+    @property
+    def label_set(self) -> str | None:
+        return self.cfg.label_set if self.multi_label else None
+
+    @property
+    def class_names(self) -> list[str]:
+        if self._class_names is None:
+            if not self.multi_label:
+                self._class_names = [c.strip() for c in self.cfg.classes.split(",") if c.strip()]
+            else:
+                self._class_names, self._code_to_class = self._multi_label_classes()
+        return self._class_names
+
+    def _multi_label_classes(self) -> tuple[list[str], dict[str, int]]:
+        label_set = self.cfg.label_set
+        if label_set == "cinc2021":
+            return list(CINC2021_CLASS_NAMES), dict(CINC2021_CODE_TO_CLASS)
+        if label_set not in LABEL_SETS:
+            raise LabelSetError(
+                f"task.label_type=multi needs task.label_set, one of {', '.join(LABEL_SETS)} (got {label_set!r})"
+            )
+        code_to_label = ptbxl_task_map(read_scp_statements(self._scp_statements_path()), label_set[len("ptbxl_") :])
+        names = sorted(set(code_to_label.values()))
+        return names, {code: names.index(label) for code, label in code_to_label.items()}
+
+    def _scp_statements_path(self) -> Path:
+        if self.cfg.scp_statements:
+            return Path(self.cfg.scp_statements)
+        tried = [Path(self.cfg.data) / SCP_STATEMENTS]
+        report = Path(self.cfg.data) / "prepare_report.json"
+        if report.is_file():
+            try:
+                src_dir = json.loads(report.read_text()).get("config", {}).get("src_dir")
+            except (json.JSONDecodeError, AttributeError):
+                src_dir = None  # a damaged report only loses the fallback location
+            if src_dir:
+                tried.append(Path(src_dir) / SCP_STATEMENTS)
+        for path in tried:
+            if path.is_file():
+                return path
+        raise LabelSetError(
+            f"{SCP_STATEMENTS} (PTB-XL's statement table) not found at {' or '.join(map(str, tried))}; "
+            "set task.scp_statements to the file that came with your PTB-XL download"
+        )
+
+    def targets(self, table, table_name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, labelled mask) of a metadata table: class indices [n] or multi-hot [n, K]."""
+        if not self.multi_label:
+            known = {name: i for i, name in enumerate(self.class_names)}
+            labels = [known.get(label, -1) if isinstance(label, str) else -1 for label in table["label"]]
+            targets = np.array(labels, dtype=np.int64)
+            return targets, targets >= 0
+        column = "dx" if self.cfg.label_set == "cinc2021" else "scp_codes"
+        if column not in table.columns:
+            raise LabelSetError(f"{table_name}: no {column!r} column, which label_set {self.cfg.label_set} reads")
+        codes = [str(cell).split() if isinstance(cell, str) else [] for cell in table[column]]
+        targets = multi_hot(codes, self._code_to_class, len(self.class_names))
+        return targets, targets.any(axis=1)
+
+    def load_dataset(self, split: str, combine: bool = False, **kwargs) -> None:
+        column = ("dx" if self.cfg.label_set == "cinc2021" else "scp_codes") if self.multi_label else "label"
+        table_name = str(Path(self.cfg.data) / f"{split}.csv")
+        table = read_metadata(self.cfg.data, split, required=(column,))
+        targets, labelled = self.targets(table, table_name)
+        unlabelled = np.flatnonzero(~labelled)
+        if len(unlabelled) and self.cfg.unlabelled == "error":
+            first = table["path"].iloc[unlabelled[0]]
+            raise LabelSetError(
+                f"{table_name}: {len(unlabelled)} record(s) with none of the task's {len(self.class_names)} labels "
+                f"(first: {first}); set task.unlabelled=drop to leave them out"
+            )
+        source = EcgRecordSource(Path(self.cfg.data) / f"{split}.tsv", self.cfg.sample_rate)
+        keep = np.flatnonzero(labelled)
+        if len(unlabelled):
+            source.keep_only(keep)
+            targets = targets[keep]
+        self.dropped[split] = len(unlabelled)
+        if not len(keep):
+            raise LabelSetError(f"{table_name}: none of its {len(table)} record(s) has one of the task's labels")
+        logger.info("%s: %d records with labels, %d without (dropped)", split, len(keep), len(unlabelled))
+        dataset = LabelledRecordDataset(
+            source,
+            targets,
+            self.cfg.sample_size,
+            parse_leads(self.cfg.leads),
+            self.cfg.seed,
+            random_crop=split == "train",
+            whole_record=self.cfg.whole_record,
+            split=split,
+        )
+        if split == "train" and self.cfg.train_fraction < 1.0:
+            strata = targets.argmax(axis=1) if targets.ndim == 2 else targets
+            dataset.keep_only(stratified_subset(strata, self.cfg.train_fraction, self.cfg.seed))
+        self.datasets[split] = dataset
+
+    def get_batch_iterator(self, dataset, **kwargs):
+        """fairseq's iterator with ``required_batch_size_multiple=1``: a multiple > 1 drops the
+        remainder records of a split (13 records at batch size 8 and multiple 8 give one batch of 8)."""
+        kwargs["required_batch_size_multiple"] = 1
+        return super().get_batch_iterator(dataset, **kwargs)
+
+
+def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of ``fraction`` of each class (at least one record per class), chosen with ``seed``."""
+    rng = np.random.default_rng([seed, 7919])
+    keep = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = max(1, round(fraction * len(members)))
+        keep.extend(rng.choice(members, size=count, replace=False).tolist())
+    return np.sort(np.array(keep, dtype=np.int64))
