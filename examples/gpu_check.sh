@@ -81,8 +81,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   echo "== GPU tests (pytest -m gpu)"
-  (cd "$REPO" && GOODVIEWS_SHARED_DATA=${GOODVIEWS_SHARED_DATA:-} "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider \
-    tests/criterions/test_bf16_autocast.py tests/distributed/test_gather_views.py tests/evaluation/test_embed.py)
+  # Run from $OUT so that the tests import the installed package, not the repository's copy.
+  "$PY" -m pytest -c "$REPO/pytest.ini" --rootdir "$REPO" -m gpu -q -rs -p no:cacheprovider \
+    "$REPO/tests/criterions/test_bf16_autocast.py" "$REPO/tests/distributed/test_gather_views.py" \
+    "$REPO/tests/evaluation/test_embed.py" || GPU_TESTS_FAILED=1
 fi
 
 if [ -z "${DATA:-}" ]; then
@@ -99,3 +101,7 @@ echo "== 1-GPU pretraining, bf16: $STRATEGY (paper ResNet) vs a bare loop; W2V+C
   --strategy "$STRATEGY" --preset paper --batch-size 64 --sample-size 5000 --rounds 3 --warmup 20 --updates 100 \
   --w2v-preset w2v_paper --w2v-batch-size 64 --w2v-warmup 3 --w2v-steps 10 --w2v-fairseq-updates 50
 echo "== figures: $OUT/training_throughput.json"
+if [ "${GPU_TESTS_FAILED:-0}" = 1 ]; then
+  echo "gpu_check: GPU tests failed (see above)" >&2
+  exit 1
+fi
