@@ -11,11 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
+import fairseq_goodviews
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES, write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-USER_DIR = REPO_ROOT / "fairseq_goodviews"
+# The plugin the tests import: the repository's in the development set-up, an installed wheel's
+# when examples/gpu_check.sh runs the tests against its install.
+USER_DIR = Path(fairseq_goodviews.__file__).resolve().parent
 PRETRAIN_CONFIGS = USER_DIR / "config" / "pretraining"
 FINETUNE_CONFIGS = USER_DIR / "config" / "finetuning"
 #: A wav2vec 2.0 small enough for unit tests (one 32-d layer, 16-sample stride).
