@@ -89,7 +89,7 @@ def test_scoring_on_the_gpu_matches_the_cpu(checkpoints, tiny_dataset):
         model, task = load_classifier(checkpoints["probe"], device=device)
         assert next(model.parameters()).device.type == device
         probs[device], _ = predict(model, task, "test")
-    np.testing.assert_allclose(probs["cuda"], probs["cpu"], atol=5e-3)
+    np.testing.assert_allclose(probs["cuda"], probs["cpu"], atol=2e-2)  # TF32 convolutions on the GPU
     cpu = evaluate_checkpoint(checkpoints["probe"], device="cpu")
     gpu = evaluate_checkpoint(checkpoints["probe"], device="cuda")
     assert abs(cpu["macro_auroc"] - gpu["macro_auroc"]) < 0.02
