@@ -1,7 +1,7 @@
 """Import a fairseq-signals wav2vec 2.0 checkpoint (W2V, W2V+CMSC, W2V+CMSC+RLM; ECG-FM's) as ours.
 
     goodviews-import-fairseq-signals-checkpoint IN OUT
-    python -m fairseq_goodviews.models.import_fairseq_signals IN OUT   (a source checkout)
+    python -m fairseq_goodviews.evaluation.import_fairseq_signals IN OUT   (a source checkout)
 
 `fairseq-signals <https://github.com/Jwoo5/fairseq-signals>`_ saves what its ``Trainer.state_dict``
 returns: ``{"args": None, "cfg": {"model": {"_name": "wav2vec2" | "wav2vec2_cmsc", ...}, "task":
@@ -50,6 +50,7 @@ import math
 import pickle
 import re
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,7 +438,9 @@ def build_model(model_cfg: Mapping[str, Any], where: Path):
 
     try:
         cfg = merge_with_parent(Wav2Vec2EcgConfig(), OmegaConf.create(dict(model_cfg)))
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            # upstream's positional convolution uses torch's older weight_norm (deprecated, not wrong)
+            warnings.filterwarnings("ignore", message=r".*weight_norm.*deprecated", category=FutureWarning)
             torch.manual_seed(0)
             model = Wav2Vec2EcgModel(cfg)
     except Exception as exc:  # a config our model cannot take (e.g. heads that do not divide the width)

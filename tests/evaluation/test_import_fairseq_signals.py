@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from conftest import FINETUNE_CONFIGS, hydra_train
 from fairseq_goodviews.evaluation.embed import load_encoder
+from fairseq_goodviews.evaluation.import_fairseq_signals import PROG, ImportCheckpointError, import_checkpoint, main
 from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS
 from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
-from fairseq_goodviews.models.import_fairseq_signals import PROG, ImportCheckpointError, import_checkpoint, main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
