@@ -37,6 +37,7 @@ setup(
             "goodviews-lead-subsets=fairseq_goodviews.evaluation.lead_subsets:main",
             "goodviews-identify=fairseq_goodviews.evaluation.identification:main",
             "goodviews-embed=fairseq_goodviews.evaluation.embed:main",
+            "goodviews-import-fairseq-signals-checkpoint=fairseq_goodviews.evaluation.import_fairseq_signals:main",
             "goodviews-validate-attributes=fairseq_goodviews.preprocessing.validate_attributes:main",
             "goodviews-prepare-chapman=fairseq_goodviews.preprocessing.chapman:main",
             "goodviews-prepare-physionet2021=fairseq_goodviews.preprocessing.physionet2021:main",

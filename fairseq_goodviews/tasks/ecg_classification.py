@@ -43,7 +43,7 @@ from fairseq_goodviews.labels import (
     read_scp_statements,
 )
 from fairseq_goodviews.leads import parse_leads
-from fairseq_goodviews.tasks.base import EcgTask
+from fairseq_goodviews.tasks.base import EcgTask, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,13 @@ class EcgClassificationTask(EcgTask):
         if not task.class_names:  # an unusable label set stops here, before any model is built
             raise LabelSetError(f"task.classes is empty: {cfg.classes!r}")
         return task
+
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        """Write the pretrained encoder's config into ``cfg`` (the run's saved model config) before
+        building, so the checkpoint rebuilds without the pretraining checkpoint whatever the
+        encoder's architecture (an imported one need not be the preset's encoder)."""
+        record_pretrained_encoder(cfg)
+        return super().build_model(cfg, from_checkpoint)
 
     @property
     def multi_label(self) -> bool:

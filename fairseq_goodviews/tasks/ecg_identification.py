@@ -14,16 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fairseq import checkpoint_utils
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
-from omegaconf import II, MISSING, OmegaConf, open_dict
+from omegaconf import II, MISSING, open_dict
 
 from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
 from fairseq_goodviews.evaluation.identification import gallery_probe_split
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.leads import parse_leads
-from fairseq_goodviews.tasks.base import EcgTask
+from fairseq_goodviews.tasks.base import EcgTask, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +102,5 @@ class EcgIdentificationTask(EcgTask):
         """
         with open_dict(cfg):
             cfg.num_patients = self.num_patients
-            if cfg.get("model_path"):
-                if not Path(cfg.model_path).is_file():
-                    raise FileNotFoundError(f"{cfg.model_path}: pretraining checkpoint not found (model.model_path)")
-                state = checkpoint_utils.load_checkpoint_to_cpu(cfg.model_path)
-                if state.get("cfg") is None:
-                    raise ValueError(f"{cfg.model_path}: not a fairseq checkpoint with a model config")
-                cfg.encoder = OmegaConf.to_container(state["cfg"]["model"], resolve=True)
+        record_pretrained_encoder(cfg)
         return super().build_model(cfg, from_checkpoint)
