@@ -532,7 +532,7 @@ def _validate_items(items: Sequence[SourceItem], skipped: Sequence[Skipped]) -> 
         raise PrepareError("no source records to prepare")
 
 
-def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def metadata_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows -> table; integer columns with missing values stay integer (``Int64``), not float."""
     table = pd.DataFrame.from_records(rows)
     for column in table.columns[(table.dtypes == np.float64).to_numpy() & table.isna().any().to_numpy()]:
@@ -607,7 +607,7 @@ def prepare(
         ensure_writable_dir(state_dir)
     except OutputPathError as exc:
         raise PrepareError(str(exc)) from None
-    _check_same_preparation(out_dir, options, config)
+    check_same_preparation(out_dir, source, dataclasses.asdict(options), config, options.overwrite)
     job = _Job(
         str(records_dir),
         options.segment_samples,
@@ -622,9 +622,9 @@ def prepare(
         entries, reused = _convert(items, convert, job, options, state_dir / JOURNAL, source)
         rows = [row for entry in entries for row in entry["rows"]]
         all_skipped = pre_skipped + [Skipped(**s) for entry in entries for s in entry["skips"]]
-        _write_skipped(out_dir / "skipped.csv", all_skipped)
+        write_skipped(out_dir / "skipped.csv", all_skipped)
         if not rows:  # leave an earlier run's records and manifests alone
-            _write_report(
+            write_report(
                 out_dir, _report(source, options, config, items, pre_skipped, rows, all_skipped, {}, None, job)
             )
             reasons = ", ".join(f"{k}: {n}" for k, n in sorted(Counter(s.category for s in all_skipped).items()))
@@ -632,7 +632,7 @@ def prepare(
                 f"{source}: no record written ({len(all_skipped)} skipped: {reasons}); see {out_dir / 'skipped.csv'}"
             )
 
-        table = _table(rows)
+        table = metadata_table(rows)
         if options.split_column:
             split = _predefined_splits(table, options.split_column, options.split_names)
             stratified = None
@@ -651,7 +651,7 @@ def prepare(
                     with contextlib.suppress(FileNotFoundError):
                         (out_dir / f"{name}{suffix}").unlink()
         report = _report(source, options, config, items, pre_skipped, rows, all_skipped, splits, stratified, job)
-        _write_report(out_dir, report)
+        write_report(out_dir, report)
         _remove_unlisted(records_dir, {out_dir / row["path"] for row in rows})
 
     result = PrepareResult(
@@ -709,7 +709,8 @@ def _remove_unlisted(records_dir: Path, keep: set) -> None:
             path.unlink()
 
 
-def _write_skipped(path: Path, skipped: Sequence[Skipped]) -> None:
+def write_skipped(path: Path, skipped: Sequence[Skipped]) -> None:
+    """``skipped.csv``: key, file, reason and category of every record not written."""
     frame = pd.DataFrame(
         [dataclasses.astuple(s) for s in skipped], columns=[f.name for f in dataclasses.fields(Skipped)]
     )
@@ -766,17 +767,31 @@ def _shaping(options: Mapping[str, Any], config: Mapping[str, Any] | None) -> di
     return json.loads(json.dumps({"options": kept, "config": dict(config or {})}, default=str))
 
 
-def _check_same_preparation(out_dir: Path, options: PrepareOptions, config: Mapping[str, Any] | None) -> None:
-    """Refuse to rewrite a folder prepared with other options, unless ``options.overwrite``."""
+def check_same_preparation(
+    out_dir: Path,
+    source: str,
+    options: Mapping[str, Any],
+    config: Mapping[str, Any] | None,
+    overwrite: bool,
+) -> None:
+    """Refuse to rewrite a folder prepared from another source or with other options (what its
+    ``prepare_report.json`` says), unless ``overwrite``: checkpoints trained on its splits would
+    silently change meaning. ``options`` and ``config`` are as the report records them."""
     report_path = out_dir / "prepare_report.json"
-    if options.overwrite or not report_path.is_file():
+    if overwrite or not report_path.is_file():
         return
     try:
         before = json.loads(report_path.read_text())
     except (OSError, json.JSONDecodeError):
         return  # an unreadable report is rewritten by this run
+    advice = (
+        "pass --overwrite to replace its manifests (checkpoints trained on the old split then refer to "
+        "another split), or prepare into another folder"
+    )
+    if before.get("source", source) != source:
+        raise PrepareError(f"{out_dir} was prepared from {before['source']}, not {source}: {advice}")
     old = _shaping(before.get("options", {}), before.get("config"))
-    new = _shaping(dataclasses.asdict(options), config)
+    new = _shaping(options, config)
     changed = [
         f"{key} {old[part].get(key)!r} -> {new[part].get(key)!r}"
         for part in ("options", "config")
@@ -784,20 +799,18 @@ def _check_same_preparation(out_dir: Path, options: PrepareOptions, config: Mapp
         if old[part].get(key) != new[part].get(key)
     ]
     if changed:
-        raise PrepareError(
-            f"{out_dir} was prepared with other options ({'; '.join(changed)}): pass --overwrite to "
-            "replace its manifests (checkpoints trained on the old split then refer to another "
-            "split), or prepare into another folder"
-        )
+        raise PrepareError(f"{out_dir} was prepared with other options ({'; '.join(changed)}): {advice}")
 
 
-def _write_report(out_dir: Path, report: Mapping[str, Any]) -> None:
+def write_report(out_dir: Path, report: Mapping[str, Any]) -> None:
+    """``prepare_report.json``, atomically."""
     with atomic_open(out_dir / "prepare_report.json") as handle:
         json.dump(report, handle, indent=2, sort_keys=False, default=str)
         handle.write("\n")
 
 
 def _summary_line(result: PrepareResult, source: str) -> str:
+    """The one line a preparation prints: records written per split, notes, skips by category."""
     report = result.report
     splits = " / ".join(f"{n} {v['records']}" for n, v in report["splits"].items())
     files = f" ({result.files} files)" if result.files != result.records else ""
