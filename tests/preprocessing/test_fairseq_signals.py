@@ -96,7 +96,7 @@ def all_rows(out: Path) -> pd.DataFrame:
 def test_multi_hot_folder_becomes_ours_without_copying_a_signal(tmp_path, capsys, monkeypatch):
     src = write_fs_folder(tmp_path / "fs", 10)
     monkeypatch.chdir(tmp_path)  # relative arguments mean the folder the command runs in
-    assert main(["fs/manifest", "ours", "--no-progress"]) == 0
+    assert main(["fs/manifest", "ours", "--no-progress", "--workers", "2"]) == 0
     out = tmp_path / "ours"
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("fairseq_signals: listed 20 records in ours [train 12 / valid 4 / test 4]")
