@@ -15,22 +15,27 @@ It has no metadata table. :func:`import_fairseq_signals` writes ours beside the 
 
     OUT/<split>.tsv      root = the manifest's root (absolute), the same relative paths, so the
                          records are read where they are
-    OUT/<split>.csv      one row per record: ``record_id`` (the file's stem; its path where
-                         stems clash), ``patient_id``, ``age``, ``sex`` (M/F), ``labels`` (the
-                         class names of the record's label, space-separated), ``label`` (the
-                         class name when there is exactly one), ``source`` (the first folder of
-                         the record's path under the root), ``sample_rate``, ``n_samples``, and
+    OUT/<split>.csv      one row per record: ``record_id`` (the file's stem, its path where
+                         stems clash; a file of ours keeps its own), ``patient_id``, ``age``,
+                         ``sex`` (M/F), ``labels`` (the class names of the record's label,
+                         space-separated), ``label`` (the class name when there is exactly
+                         one), ``source`` (the first folder of the record's path under the
+                         root), ``sample_rate``, ``n_samples``, ``flat_leads`` where any, and
                          every other scalar key of the file as a column
     OUT/skipped.csv      every record left out, and why; OUT/prepare_report.json
 
 Class names come from ``--label-names`` (one per line, in label order), else the files' own
-``label_classes`` (folders we prepared), else ``class_<i>``. A single-label folder probes with
-``task.classes=...``; a multi-label one with ``task.label_type=multi task.label_set=labels
-task.classes=...``; the command prints the overrides. Every file is read through
-:func:`fairseq_goodviews.io.records.read_record`; a file that is missing, unreadable, without
-``feats`` or at another rate than ``--sample-rate`` is skipped and listed. Relative paths (the
-arguments, and a manifest's root line, as fairseq-signals' own reader takes it) are relative to
-the folder the command runs in.
+``label_classes`` (folders we prepared), else ``class_<i>``; a class index is read as such, and
+with one class name a 0/1 value is that class's absence or presence. A single-label folder
+probes with ``task.classes='...'``, a multi-label one with ``task.label_type=multi
+task.label_set=labels task.classes='...'``; the command prints the overrides. Every file is read
+through :func:`fairseq_goodviews.io.records.read_record`; a file that is missing, unreadable,
+without ``feats``, at another rate than ``--sample-rate``, of another length than its manifest
+line says, or with NaN/inf is skipped and listed (flat leads are kept and listed: the files are
+not rewritten). An empty ``<split>.tsv`` (the root line alone, as fairseq-signals writes a split
+without records) is left out unless ``--splits`` names it. Relative paths (the arguments, and a
+manifest's root line, as fairseq-signals' own reader takes it) are relative to the folder the
+command runs in.
 """
 
 from __future__ import annotations
