@@ -43,6 +43,7 @@ setup(
             "goodviews-prepare-physionet2021=fairseq_goodviews.preprocessing.physionet2021:main",
             "goodviews-prepare-ptbxl=fairseq_goodviews.preprocessing.ptbxl:main",
             "goodviews-prepare-wfdb-dir=fairseq_goodviews.preprocessing.wfdb_dir:main",
+            "goodviews-import-fairseq-signals=fairseq_goodviews.preprocessing.fairseq_signals:main",
             "goodviews-pack=fairseq_goodviews.io.packed:main",
             "goodviews-synthetic-chapman=fairseq_goodviews.synthetic.chapman:main",
             "goodviews-synthetic-ptbxl=fairseq_goodviews.synthetic.ptbxl:main",

@@ -5,6 +5,7 @@ multi-label PTB-XL statement tasks (the CinC 2021 classes are in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,47 @@ def multi_hot(code_lists: Sequence[Iterable[str]], code_to_class: Mapping[str, i
             if index is not None:
                 targets[row, index] = 1.0
     return targets
+
+
+# --- The label vector of each record file -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordLabels:
+    """The multi-hot ``label`` vector a preparer writes into every record file.
+
+    fairseq-signals' classification dataset hands the file's ``label`` to its classifier as the
+    target (``.float()``, one column per output, binary cross-entropy), so every record carries
+    a vector over a fixed class list: one-hot for a single-label source, all zeros for a record
+    with none of the classes, a logical array as fairseq-signals' own PhysioNet 2021
+    preprocessing writes it. The vector is read from the metadata column ``column`` (its
+    whitespace-separated values, each mapped by ``value_to_class``; unknown values are ignored).
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    column: str
+    value_to_class: Mapping[str, int]
+
+    def vector(self, meta: Mapping[str, object]) -> np.ndarray:
+        """bool [K] of one record's metadata (missing or unknown values: all zeros)."""
+        value = meta.get(self.column)
+        vector = np.zeros(len(self.classes), dtype=bool)
+        for token in value.split() if isinstance(value, str) else ():
+            index = self.value_to_class.get(token)
+            if index is not None:
+                vector[index] = True
+        return vector
+
+
+def record_labels(name: str) -> RecordLabels:
+    """The label vector set called ``name``: ``rhythm`` (the four merged rhythm classes of the
+    ``label`` column, :data:`CLASS_NAMES`) or ``cinc2021`` (the 26 scored classes of the SNOMED
+    ``dx`` codes, in the order of the Challenge's ``weights.csv``, which fairseq-signals reads)."""
+    if name == "rhythm":
+        return RecordLabels("rhythm", CLASS_NAMES, "label", {c: i for i, c in enumerate(CLASS_NAMES)})
+    if name == "cinc2021":
+        from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
+
+        return RecordLabels("cinc2021", CINC2021_CLASS_NAMES, "dx", dict(CINC2021_CODE_TO_CLASS))
+    raise LabelSetError(f"unknown record label set {name!r}; known: rhythm, cinc2021")

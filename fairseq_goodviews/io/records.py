@@ -1,8 +1,13 @@
 """The one record format: a MATLAB ``.mat`` file per record (compatible with fairseq-signals).
 
 Keys: ``feats`` float32 [12, T] in millivolts (canonical lead order, absent leads zero-filled),
-``curr_sample_rate``, ``lead_present`` (uint8 [12]) and scalar metadata (``patient_id``, ``age``,
-``sex``, ``rhythm``, ...). Numeric attribute vectors are stored under their own key.
+``curr_sample_rate``, ``lead_present`` (uint8 [12]) and scalar metadata (``age``, ``sex``,
+``rhythm``, ...). Numeric attribute vectors are stored under their own key. Prepared folders
+(:mod:`fairseq_goodviews.preprocessing.pipeline`) add the keys fairseq-signals' readers take in
+its numeric forms: ``label`` (logical multi-hot [1, K] over the comma-separated
+``label_classes``) and ``patient_id`` (an integer), with our string forms under ``label_name``
+and ``patient``. Files written before that hold the strings under ``label`` and ``patient_id``;
+the fairseq-signals importer (:mod:`fairseq_goodviews.preprocessing.fairseq_signals`) reads both.
 
 Reading has two paths. ``scipy.io.loadmat`` is general but slow for what the training loop does
 per sample: on [12, 5000] records it reached about 2,000 records/s where copying the same arrays
@@ -47,6 +52,11 @@ N_LEADS = len(CANONICAL_LEADS)
 FLAT_LEAD_MV = 1e-3
 
 SIGNAL_KEYS: FrozenSet[str] = frozenset({"feats", "curr_sample_rate", "lead_present"})
+# Our string forms of the label and the patient, beside fairseq-signals' numeric ``label`` and
+# ``patient_id`` (see the module's notes).
+LABEL_NAME_KEY = "label_name"  # the record's class name (the metadata table's ``label``)
+LABEL_CLASSES_KEY = "label_classes"  # the class of each position of ``label``, comma-separated
+PATIENT_KEY = "patient"  # the patient id as a string (the metadata table's ``patient_id``)
 
 
 class RecordError(ValueError):

@@ -16,7 +16,9 @@ Chapman-Shaoxing and above it Ningbo), else the first folder that is not ``train
 (:data:`SNOMED_RHYTHMS`) are mapped to them, and ``label`` is the merged four-class rhythm
 (AFIB/GSVT/SB/SR). A record with codes of several classes gets the first class of
 :data:`~fairseq_goodviews.labels.CLASS_PRIORITY` (e.g. sinus bradycardia + sinus arrhythmia -> SB);
-a record with none keeps an empty label (it is still written, for pretraining).
+a record with none keeps an empty label (it is still written, for pretraining). The record
+files' ``label`` vector (what fairseq-signals' classifier reads) is the 26 scored CinC 2021
+classes of the Dx codes, as fairseq-signals' own PhysioNet 2021 preprocessing writes it.
 
 ``--exclude-subsets chapman_shaoxing,ningbo`` leaves out the subsets that hold the Chapman/Ningbo
 data, so that a model pretrained here can be evaluated on Chapman without leakage; excluded
@@ -215,7 +217,16 @@ def prepare_physionet2021(
     converter = converter or WfdbConverter()
     items, skipped, facts = physionet2021_items(src_dir, exclude_subsets=exclude_subsets)
     config = {"src_dir": str(Path(src_dir).resolve()), **converter_config(converter), **facts}
-    return prepare(items, converter, out_dir, options=options, skipped=skipped, source="physionet2021", config=config)
+    return prepare(
+        items,
+        converter,
+        out_dir,
+        options=options,
+        skipped=skipped,
+        source="physionet2021",
+        config=config,
+        labels="cinc2021",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

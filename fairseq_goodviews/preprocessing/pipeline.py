@@ -33,6 +33,14 @@ converter returns) goes into the ``.mat`` file and its scalar values into the ta
 (they win over ``item.meta``, e.g. an age read from a WFDB header). The pipeline adds
 ``record_id`` (the key), ``segment``, ``patient_id``, ``path``, ``n_samples`` and
 ``sample_rate``.
+
+The record files hold the label and the patient in the numeric forms fairseq-signals' readers
+take, so its fine-tuning and identification datasets read a prepared folder as it is:
+``label`` is a multi-hot logical vector over the classes named in ``label_classes`` (the
+preparer's :class:`~fairseq_goodviews.labels.RecordLabels`: the four rhythm classes, or the 26
+CinC 2021 classes for WFDB sources), ``patient_id`` an integer (:func:`patient_numbers`). Our
+string forms are kept as ``label_name`` (the table's ``label``) and ``patient`` (the table's
+``patient_id``).
 """
 
 from __future__ import annotations
@@ -60,7 +68,16 @@ from tqdm import tqdm
 
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir
 from fairseq_goodviews.io.manifest import write_manifest
-from fairseq_goodviews.io.records import N_LEADS, EcgRecord, RecordError, write_record
+from fairseq_goodviews.io.records import (
+    LABEL_CLASSES_KEY,
+    LABEL_NAME_KEY,
+    N_LEADS,
+    PATIENT_KEY,
+    EcgRecord,
+    RecordError,
+    write_record,
+)
+from fairseq_goodviews.labels import RecordLabels, record_labels
 
 try:  # advisory lock against two runs writing the same OUT (released when a process dies)
     import fcntl
@@ -89,6 +106,7 @@ NOTE_COLUMNS: dict[str, str] = {
 }
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+_INTEGER = re.compile(r"-?[0-9]+")
 _IDENTITY_COLUMNS = ("path", "n_samples", "record_id", "segment", "patient_id")
 
 
@@ -199,6 +217,9 @@ class _Job:
     records_dir: str
     segment_samples: int | None
     convert_id: str
+    record_labels: RecordLabels
+    # The integer each patient id gets in the record files (fairseq-signals' ``patient_id``).
+    patient_numbers: Mapping[str, int]
 
 
 _NOT_SCALAR = object()
@@ -225,6 +246,8 @@ def _fingerprint(item: SourceItem, job: _Job) -> str:
             repr(item.source),
             job.segment_samples,
             job.convert_id,
+            job.record_labels.name,
+            job.patient_numbers[item.patient_id or item.key],
         ],
         sort_keys=True,
         default=str,
@@ -297,10 +320,10 @@ def _process_item(item: SourceItem, convert: Callable[[SourceItem], EcgRecord], 
         if plain is not _NOT_SCALAR and name not in _IDENTITY_COLUMNS:
             table_meta[name] = plain
     patient_id = item.patient_id or item.key
+    file_meta = _file_meta(item, record, patient_id, job)
     for segment, feats_k in segments:
         stem = item.key if segment is None else f"{item.key}_s{segment}"
-        mat_meta = dict(record.meta)
-        mat_meta.update(record_id=item.key, patient_id=patient_id)
+        mat_meta = dict(file_meta)
         if segment is not None:
             mat_meta["segment"] = segment
         path = Path(job.records_dir) / f"{stem}.mat"
@@ -325,6 +348,36 @@ def _process_item(item: SourceItem, convert: Callable[[SourceItem], EcgRecord], 
         }
         entry["rows"].append(row)
     return json.dumps(entry)
+
+
+def _file_meta(item: SourceItem, record: EcgRecord, patient_id: str, job: _Job) -> dict[str, Any]:
+    """What a record file holds beside its signal: the converter's metadata, the record id, and
+    the label and patient in the numeric forms fairseq-signals reads (``label``: the multi-hot
+    vector of ``job.record_labels``; ``patient_id``: the patient's integer) with our string
+    forms under :data:`~fairseq_goodviews.io.records.LABEL_NAME_KEY` and
+    :data:`~fairseq_goodviews.io.records.PATIENT_KEY`."""
+    meta = dict(record.meta)
+    merged = {**item.meta, **record.meta}  # as the metadata table has it: the converter's values win
+    meta.pop("label", None)
+    if isinstance(merged.get("label"), str):
+        meta[LABEL_NAME_KEY] = merged["label"]
+    meta.update(
+        record_id=item.key,
+        patient_id=job.patient_numbers[patient_id],
+        label=job.record_labels.vector(merged),
+        **{PATIENT_KEY: patient_id, LABEL_CLASSES_KEY: ",".join(job.record_labels.classes)},
+    )
+    return meta
+
+
+def patient_numbers(patient_ids: Iterable[str]) -> dict[str, int]:
+    """The integer of each patient id in the record files: the id itself when every id is a
+    decimal integer that fits int32 (PTB-XL's patients; fairseq-signals' identification batch
+    holds them in an ``IntTensor``), else the id's rank among the sorted distinct ids."""
+    ids = sorted(set(patient_ids))
+    if all(_INTEGER.fullmatch(i) and abs(int(i)) < 2**31 and str(int(i)) == i for i in ids):
+        return {i: int(i) for i in ids}
+    return {i: n for n, i in enumerate(ids)}
 
 
 _WORKER_STATE: dict[str, Any] = {}
@@ -479,7 +532,7 @@ def _validate_items(items: Sequence[SourceItem], skipped: Sequence[Skipped]) -> 
         raise PrepareError("no source records to prepare")
 
 
-def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def metadata_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows -> table; integer columns with missing values stay integer (``Int64``), not float."""
     table = pd.DataFrame.from_records(rows)
     for column in table.columns[(table.dtypes == np.float64).to_numpy() & table.isna().any().to_numpy()]:
@@ -521,13 +574,15 @@ def prepare(
     skipped: Iterable[Skipped] = (),
     source: str = "prepare",
     config: Mapping[str, Any] | None = None,
+    labels: str = "rhythm",
 ) -> PrepareResult:
     """Convert ``items`` with ``convert`` into ``out_dir`` (records, splits, manifests, reports).
 
     ``skipped`` lists records the preparer rejected before conversion (cohort rules, missing
     files); they appear in ``skipped.csv`` with the converter's rejections. ``source`` names the
     dataset in messages and the report; ``config`` (JSON-serialisable) records the preparer's
-    own options and facts in the report.
+    own options and facts in the report. ``labels`` names the label vector every record file
+    gets (:func:`~fairseq_goodviews.labels.record_labels`: ``rhythm`` or ``cinc2021``).
 
     On a re-run into the same ``out_dir`` a record is converted again only if its item (key,
     patient, meta, source), the converter (a dataclass converter by its fields, a function by
@@ -552,8 +607,14 @@ def prepare(
         ensure_writable_dir(state_dir)
     except OutputPathError as exc:
         raise PrepareError(str(exc)) from None
-    _check_same_preparation(out_dir, options, config)
-    job = _Job(str(records_dir), options.segment_samples, _describe_converter(convert))
+    check_same_preparation(out_dir, source, dataclasses.asdict(options), config, options.overwrite)
+    job = _Job(
+        str(records_dir),
+        options.segment_samples,
+        _describe_converter(convert),
+        record_labels(labels),
+        patient_numbers(item.patient_id or item.key for item in items),
+    )
 
     with _locked(state_dir):
         for folder in (records_dir, out_dir, state_dir):
@@ -561,15 +622,17 @@ def prepare(
         entries, reused = _convert(items, convert, job, options, state_dir / JOURNAL, source)
         rows = [row for entry in entries for row in entry["rows"]]
         all_skipped = pre_skipped + [Skipped(**s) for entry in entries for s in entry["skips"]]
-        _write_skipped(out_dir / "skipped.csv", all_skipped)
+        write_skipped(out_dir / "skipped.csv", all_skipped)
         if not rows:  # leave an earlier run's records and manifests alone
-            _write_report(out_dir, _report(source, options, config, items, pre_skipped, rows, all_skipped, {}, None))
+            write_report(
+                out_dir, _report(source, options, config, items, pre_skipped, rows, all_skipped, {}, None, job)
+            )
             reasons = ", ".join(f"{k}: {n}" for k, n in sorted(Counter(s.category for s in all_skipped).items()))
             raise PrepareError(
                 f"{source}: no record written ({len(all_skipped)} skipped: {reasons}); see {out_dir / 'skipped.csv'}"
             )
 
-        table = _table(rows)
+        table = metadata_table(rows)
         if options.split_column:
             split = _predefined_splits(table, options.split_column, options.split_names)
             stratified = None
@@ -587,8 +650,8 @@ def prepare(
                 for suffix in (".tsv", ".csv"):
                     with contextlib.suppress(FileNotFoundError):
                         (out_dir / f"{name}{suffix}").unlink()
-        report = _report(source, options, config, items, pre_skipped, rows, all_skipped, splits, stratified)
-        _write_report(out_dir, report)
+        report = _report(source, options, config, items, pre_skipped, rows, all_skipped, splits, stratified, job)
+        write_report(out_dir, report)
         _remove_unlisted(records_dir, {out_dir / row["path"] for row in rows})
 
     result = PrepareResult(
@@ -646,7 +709,8 @@ def _remove_unlisted(records_dir: Path, keep: set) -> None:
             path.unlink()
 
 
-def _write_skipped(path: Path, skipped: Sequence[Skipped]) -> None:
+def write_skipped(path: Path, skipped: Sequence[Skipped]) -> None:
+    """``skipped.csv``: key, file, reason and category of every record not written."""
     frame = pd.DataFrame(
         [dataclasses.astuple(s) for s in skipped], columns=[f.name for f in dataclasses.fields(Skipped)]
     )
@@ -664,6 +728,7 @@ def _report(
     skipped: Sequence[Skipped],
     splits: Mapping[str, pd.DataFrame],
     stratified: str | None,
+    job: _Job,
 ) -> dict[str, Any]:
     written = {row["record_id"] for row in rows}
     return {
@@ -685,6 +750,8 @@ def _report(
             for name, part in splits.items()
         },
         "stratified_by": stratified,
+        # The classes of the record files' ``label`` vector (fairseq-signals' num_labels).
+        "record_labels": {"name": job.record_labels.name, "classes": list(job.record_labels.classes)},
         "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
         "config": dict(config or {}),
     }
@@ -700,17 +767,31 @@ def _shaping(options: Mapping[str, Any], config: Mapping[str, Any] | None) -> di
     return json.loads(json.dumps({"options": kept, "config": dict(config or {})}, default=str))
 
 
-def _check_same_preparation(out_dir: Path, options: PrepareOptions, config: Mapping[str, Any] | None) -> None:
-    """Refuse to rewrite a folder prepared with other options, unless ``options.overwrite``."""
+def check_same_preparation(
+    out_dir: Path,
+    source: str,
+    options: Mapping[str, Any],
+    config: Mapping[str, Any] | None,
+    overwrite: bool,
+) -> None:
+    """Refuse to rewrite a folder prepared from another source or with other options (what its
+    ``prepare_report.json`` says), unless ``overwrite``: checkpoints trained on its splits would
+    silently change meaning. ``options`` and ``config`` are as the report records them."""
     report_path = out_dir / "prepare_report.json"
-    if options.overwrite or not report_path.is_file():
+    if overwrite or not report_path.is_file():
         return
     try:
         before = json.loads(report_path.read_text())
     except (OSError, json.JSONDecodeError):
         return  # an unreadable report is rewritten by this run
+    advice = (
+        "pass --overwrite to replace its manifests (checkpoints trained on the old split then refer to "
+        "another split), or prepare into another folder"
+    )
+    if before.get("source", source) != source:
+        raise PrepareError(f"{out_dir} was prepared from {before['source']}, not {source}: {advice}")
     old = _shaping(before.get("options", {}), before.get("config"))
-    new = _shaping(dataclasses.asdict(options), config)
+    new = _shaping(options, config)
     changed = [
         f"{key} {old[part].get(key)!r} -> {new[part].get(key)!r}"
         for part in ("options", "config")
@@ -718,20 +799,18 @@ def _check_same_preparation(out_dir: Path, options: PrepareOptions, config: Mapp
         if old[part].get(key) != new[part].get(key)
     ]
     if changed:
-        raise PrepareError(
-            f"{out_dir} was prepared with other options ({'; '.join(changed)}): pass --overwrite to "
-            "replace its manifests (checkpoints trained on the old split then refer to another "
-            "split), or prepare into another folder"
-        )
+        raise PrepareError(f"{out_dir} was prepared with other options ({'; '.join(changed)}): {advice}")
 
 
-def _write_report(out_dir: Path, report: Mapping[str, Any]) -> None:
+def write_report(out_dir: Path, report: Mapping[str, Any]) -> None:
+    """``prepare_report.json``, atomically."""
     with atomic_open(out_dir / "prepare_report.json") as handle:
         json.dump(report, handle, indent=2, sort_keys=False, default=str)
         handle.write("\n")
 
 
 def _summary_line(result: PrepareResult, source: str) -> str:
+    """The one line a preparation prints: records written per split, notes, skips by category."""
     report = result.report
     splits = " / ".join(f"{n} {v['records']}" for n, v in report["splits"].items())
     files = f" ({result.files} files)" if result.files != result.records else ""

@@ -5,6 +5,8 @@ aliases), order, subset and sample rate are accepted (see :mod:`.wfdb_reader`). 
 the one the header comments give (``patient:``/``patient id:``/``subject:``), else the record name
 (``--patient-from-folder``: the name of the record's folder, as in PTB Diagnostic's
 ``patient001/s0010_re``). Wave attributes are measured automatically (``--no-attributes`` to skip).
+The record files' ``label`` vector is the 26 scored CinC 2021 classes of the headers' ``#Dx``
+codes (all zeros without any).
 
 This module also holds what the three WFDB preparers (this one, PhysioNet 2021, PTB-XL) share:
 the picklable :class:`WfdbConverter` and the command-line options of the reader.
@@ -293,7 +295,9 @@ def prepare_wfdb_dir(
         **converter_config(converter),
         **facts,
     }
-    return prepare(items, converter, out_dir, options=options, skipped=skipped, source="wfdb_dir", config=config)
+    return prepare(
+        items, converter, out_dir, options=options, skipped=skipped, source="wfdb_dir", config=config, labels="cinc2021"
+    )
 
 
 def wfdb_preparer_parser(description: str, src_help: str) -> argparse.ArgumentParser:

@@ -6,9 +6,10 @@ Two kinds of target, chosen by ``label_type``:
   classes by default, ``classes``), softmax + cross-entropy;
 - ``multi``: a multi-hot target per record, sigmoid + BCE, from ``label_set``:
   ``cinc2021`` (the 26 scored PhysioNet/CinC 2021 classes, from the SNOMED ``dx`` column, the
-  equivalent pairs merged) or ``ptbxl_<task>`` with ``<task>`` one of all, diagnostic,
+  equivalent pairs merged), ``ptbxl_<task>`` with ``<task>`` one of all, diagnostic,
   subdiagnostic, superdiagnostic, form, rhythm (from the ``scp_codes`` column and PTB-XL's
-  ``scp_statements.csv``).
+  ``scp_statements.csv``) or ``labels`` (the class names of ``classes`` in the space-separated
+  ``labels`` column, as the fairseq-signals importer writes it).
 
 Records with none of the task's labels are dropped (``unlabelled=drop``, counted in the log per
 split) or refused (``unlabelled=error``). Training draws one random crop of ``sample_size``
@@ -47,7 +48,9 @@ from fairseq_goodviews.tasks.base import EcgTask, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
 
-LABEL_SETS = ("cinc2021", *(f"ptbxl_{t}" for t in PTBXL_TASKS))
+LABEL_SETS = ("cinc2021", "labels", *(f"ptbxl_{t}" for t in PTBXL_TASKS))
+# The metadata column each multi-label set reads (ptbxl_*: scp_codes).
+LABEL_SET_COLUMNS = {"cinc2021": "dx", "labels": "labels"}
 
 
 @dataclass
@@ -58,13 +61,16 @@ class EcgClassificationConfig(FairseqDataclass):
     )
     classes: str = field(
         default=",".join(CLASS_NAMES),
-        metadata={"help": "label_type=single: comma-separated class names of the 'label' column"},
+        metadata={
+            "help": "comma-separated class names: of the 'label' column (label_type=single) or of the "
+            "'labels' column (label_set=labels)"
+        },
     )
     label_set: Optional[str] = field(
         default=None,
         metadata={
-            "help": "label_type=multi: cinc2021 (dx column) or ptbxl_{all,diagnostic,subdiagnostic,"
-            "superdiagnostic,form,rhythm} (scp_codes column)"
+            "help": "label_type=multi: cinc2021 (dx column), ptbxl_{all,diagnostic,subdiagnostic,"
+            "superdiagnostic,form,rhythm} (scp_codes column) or labels (labels column, classes from task.classes)"
         },
     )
     scp_statements: Optional[str] = field(
@@ -201,10 +207,20 @@ class EcgClassificationTask(EcgTask):
                 self._class_names, self._code_to_class = self._multi_label_classes()
         return self._class_names
 
+    @property
+    def label_column(self) -> str:
+        """The metadata column the targets come from."""
+        if not self.multi_label:
+            return "label"
+        return LABEL_SET_COLUMNS.get(self.cfg.label_set, "scp_codes")
+
     def _multi_label_classes(self) -> tuple[list[str], dict[str, int]]:
         label_set = self.cfg.label_set
         if label_set == "cinc2021":
             return list(CINC2021_CLASS_NAMES), dict(CINC2021_CODE_TO_CLASS)
+        if label_set == "labels":
+            names = [c.strip() for c in self.cfg.classes.split(",") if c.strip()]
+            return names, {name: i for i, name in enumerate(names)}
         if label_set not in LABEL_SETS:
             raise LabelSetError(
                 f"task.label_type=multi needs task.label_set, one of {', '.join(LABEL_SETS)} (got {label_set!r})"
@@ -240,7 +256,7 @@ class EcgClassificationTask(EcgTask):
             labels = [known.get(label, -1) if isinstance(label, str) else -1 for label in table["label"]]
             targets = np.array(labels, dtype=np.int64)
             return targets, targets >= 0
-        column = "dx" if self.cfg.label_set == "cinc2021" else "scp_codes"
+        column = self.label_column
         if column not in table.columns:
             raise LabelSetError(f"{table_name}: no {column!r} column, which label_set {self.cfg.label_set} reads")
         codes = [str(cell).split() if isinstance(cell, str) else [] for cell in table[column]]
@@ -248,7 +264,7 @@ class EcgClassificationTask(EcgTask):
         return targets, targets.any(axis=1)
 
     def load_dataset(self, split: str, combine: bool = False, **kwargs) -> None:
-        column = ("dx" if self.cfg.label_set == "cinc2021" else "scp_codes") if self.multi_label else "label"
+        column = self.label_column
         table_name = str(Path(self.cfg.data) / f"{split}.csv")
         table = read_metadata(self.cfg.data, split, required=(column,))
         targets, labelled = self.targets(table, table_name)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scipy.io
 
 from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record, signal_problems, write_record
 
@@ -56,3 +57,19 @@ def test_absent_zero_lead_is_not_flat():
     present[4] = False
     assert signal_problems(feats, present) == []
     assert signal_problems(np.zeros((12, 10)), np.zeros(12, bool))[0] == "no ECG lead present"
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_reads_fairseq_signals_files_as_its_preprocessing_writes_them(tmp_path, compressed):
+    """scipy.io.savemat of Python scalars and a bool multi-hot label (preprocess_physionet2021.py):
+    every scalar a [1, 1] array, the label a logical [1, K]; compressed or not, the same record."""
+    feats = np.random.default_rng(0).normal(0, 0.5, (12, 2500))  # float64, as fairseq-signals keeps it
+    label = np.zeros(26, dtype=bool)
+    label[[3, 14]] = True
+    payload = {"age": 61, "sex": 1, "label": label, "patient_id": 4242, "curr_sample_rate": 500, "feats": feats}
+    scipy.io.savemat(str(tmp_path / "A0001_0.mat"), payload, do_compression=compressed)
+    record = read_record(tmp_path / "A0001_0.mat")
+    assert record.feats.dtype == np.float32 and np.allclose(record.feats, feats, atol=1e-6)
+    assert record.sample_rate == 500.0 and record.lead_present.all()
+    assert record.meta["age"] == 61 and record.meta["sex"] == 1 and record.meta["patient_id"] == 4242
+    assert record.meta["label"].shape == (26,) and np.flatnonzero(record.meta["label"]).tolist() == [3, 14]

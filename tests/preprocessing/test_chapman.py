@@ -97,7 +97,10 @@ def test_header_and_no_header_give_identical_records_in_millivolts(tmp_path):
     np.testing.assert_array_equal(a.feats, b.feats)
     np.testing.assert_array_equal(a.feats, (values.T / 1000.0).astype(np.float32))
     assert a.sample_rate == 500.0
-    assert a.meta["label"] == "SR" and a.meta["sex"] == "M" and a.meta["age"] == 50
+    assert a.meta["label_name"] == "SR" and a.meta["sex"] == "M" and a.meta["age"] == 50
+    # fairseq-signals' numeric forms: one-hot over the four classes, the patient's integer
+    assert a.meta["label_classes"] == "AFIB,GSVT,SB,SR" and a.meta["label"].tolist() == [0, 0, 0, 1]
+    assert a.meta["patient"] == "A" and a.meta["patient_id"] == 0 and b.meta["patient_id"] == 1
     np.testing.assert_array_equal(a.meta["attributes"], np.arange(100, 111, dtype=np.float32))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS
@@ -102,6 +103,12 @@ def test_prepares_records_with_labels_subsets_and_attributes(tree, tmp_path):
     record = read_record(root / entries[0][0])
     assert record.feats.shape == (12, 2000) and record.lead_present.all() and record.sample_rate == 500.0
     assert record.meta["dx"] and record.meta["source"]
+    # fairseq-signals' label: the 26 CinC 2021 classes of the Dx codes (weights.csv order)
+    assert record.meta["label_classes"].split(",") == list(CINC2021_CLASS_NAMES)
+    expected = [CINC2021_CLASS_NAMES[CINC2021_CODE_TO_CLASS[c]] for c in record.meta["dx"].split()]
+    assert [CINC2021_CLASS_NAMES[i] for i in np.flatnonzero(record.meta["label"])] == sorted(
+        expected, key=CINC2021_CLASS_NAMES.index
+    )
 
 
 def test_exclude_subsets_prevents_leakage(tree, tmp_path):

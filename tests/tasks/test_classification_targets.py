@@ -11,6 +11,7 @@ import torch
 
 from conftest import shared_data
 from fairseq_goodviews.io.manifest import write_manifest
+from fairseq_goodviews.io.records import EcgRecord, write_record
 from fairseq_goodviews.labels import LabelSetError
 from fairseq_goodviews.preprocessing.physionet2021 import prepare_physionet2021
 from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
@@ -189,3 +190,19 @@ def test_evaluation_scores_whole_records_and_batches_every_record(physionet, tmp
     batch = dataset.collater([dataset[0], dataset[1]])
     assert batch["crop_record"].tolist() == [0] * n_crops + [1] * (len(batch["net_input"]["source"]) - n_crops)
     assert batch["target"].dtype == torch.float32 and batch["target"].shape == (2, 26)
+
+
+def test_labels_set_reads_the_labels_column_with_the_classes_given(tmp_path):
+    root = tmp_path / "data"
+    rows = []
+    for i, labels in enumerate(["a c", "b", "", "c zzz", "a"]):
+        feats = np.random.default_rng(i).normal(size=(12, 600)).astype(np.float32)
+        write_record(root / f"r{i}.mat", EcgRecord(feats, 500.0))
+        rows.append({"path": f"r{i}.mat", "n_samples": 600, "record_id": f"r{i}", "labels": labels})
+    write_manifest(root, "train", root, pd.DataFrame(rows))
+    task = _task(root, label_type="multi", label_set="labels", classes="a,b,c", sample_size=500)
+    task.load_dataset("train")
+    assert task.class_names == ["a", "b", "c"] and task.label_column == "labels"
+    targets = task.dataset("train").labels
+    # the record without a label is dropped; an unknown name ("zzz") is ignored
+    assert targets.tolist() == [[1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0]] and task.dropped == {"train": 1}

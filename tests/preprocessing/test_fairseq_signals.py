@@ -1,0 +1,363 @@
+"""goodviews-import-fairseq-signals: a fairseq-signals manifest folder (its .mat files written the way
+its preprocessing scripts write them) becomes ours without a signal copied, and goes through our
+linear probe and lead-subset evaluation; every kind of bad input is one line naming the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+
+from conftest import FINETUNE_CONFIGS, hydra_train
+from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
+from fairseq_goodviews.io.manifest import read_manifest, read_metadata
+from fairseq_goodviews.io.records import EcgRecord, write_record
+from fairseq_goodviews.preprocessing.fairseq_signals import import_fairseq_signals, main
+from fairseq_goodviews.preprocessing.pipeline import PrepareOptions, SourceItem, prepare
+
+RATE = 500
+RATES = (100, 130, 50, 75)  # beats per minute of each class, so that a probe can learn something
+
+
+def ecg(rng: np.random.Generator, bpm: float, n_samples: int) -> np.ndarray:
+    """float64 [12, n] in mV: Gaussian beats at ``bpm`` with noise, as fairseq-signals stores them."""
+    t = np.arange(n_samples) / RATE
+    beats = np.arange(rng.uniform(0, 0.3), t[-1], 60.0 / bpm)
+    signal = np.exp(-((t[None, :] - beats[:, None]) ** 2) / (2 * 0.012**2)).sum(0)
+    return rng.normal(1.0, 0.3, (12, 1)) * signal + rng.normal(0, 0.05, (12, n_samples))
+
+
+def write_fs_folder(
+    tmp: Path,
+    n_records: int = 12,
+    *,
+    label: str = "multi_hot",
+    n_classes: int = 4,
+    segments: int = 2,
+    seconds: float = 2.0,
+    splits=(0.6, 0.2, 0.2),
+    seed: int = 0,
+) -> Path:
+    """A fairseq-signals folder as ``preprocess_physionet2021.py`` and ``manifest.py`` write it:
+    ``signals/<subset>/<record>_<i>.mat`` (one per segment, ``scipy.io.savemat``, every other one
+    compressed) with ``age``, ``sex`` (0 male, 1 female), ``label`` (a bool multi-hot vector, or a
+    class index), ``patient_id``, ``curr_sample_rate`` and ``feats``; ``manifest/<split>.tsv`` with
+    the real path of the root and paths relative to it. Records of class ``k`` beat at
+    ``RATES[k]``; every third record also has class ``(k + 1) % n_classes``."""
+    rng = np.random.default_rng(seed)
+    root = tmp / "signals"
+    lines = []
+    n = int(seconds * RATE)
+    for i in range(n_records):
+        subset = ("cpsc_2018", "georgia")[i % 2]
+        (root / subset).mkdir(parents=True, exist_ok=True)
+        k = i % n_classes
+        hot = np.zeros(n_classes, dtype=bool)
+        hot[k] = True
+        if i % 3 == 2:
+            hot[(k + 1) % n_classes] = True
+        feats = ecg(rng, RATES[k % 4] + rng.normal(0, 5), n * segments)
+        for s in range(segments):
+            data = {
+                "age": 30 + i,
+                "sex": i % 2,
+                "label": hot if label == "multi_hot" else k,
+                "patient_id": 1000 + i // 2,
+                "curr_sample_rate": RATE,
+                "feats": feats[:, s * n : (s + 1) * n],
+            }
+            name = f"{subset}/R{i:03d}_{s}.mat"
+            scipy.io.savemat(str(root / name), data, do_compression=bool((i + s) % 2))
+            lines.append((i, f"{name}\t{n}"))
+    manifest = tmp / "manifest"
+    manifest.mkdir(parents=True, exist_ok=True)
+    bounds = np.cumsum([round(f * n_records) for f in splits])
+    for split, low, high in zip(("train", "valid", "test"), [0, *bounds[:-1]], bounds, strict=True):
+        chosen = [line for i, line in lines if low <= i < high]
+        (manifest / f"{split}.tsv").write_text(os.path.realpath(root) + "\n" + "\n".join(chosen) + "\n")
+    return manifest
+
+
+def convert(src: Path, out: Path, **kwargs) -> dict:
+    return import_fairseq_signals(src, out, progress=False, **kwargs)
+
+
+def all_rows(out: Path) -> pd.DataFrame:
+    splits = [s for s in ("train", "valid", "test") if (out / f"{s}.tsv").is_file()]
+    return pd.concat([read_metadata(out, s) for s in splits], ignore_index=True).set_index("path")
+
+
+def test_multi_hot_folder_becomes_ours_without_copying_a_signal(tmp_path, capsys, monkeypatch):
+    src = write_fs_folder(tmp_path / "fs", 10)
+    monkeypatch.chdir(tmp_path)  # relative arguments mean the folder the command runs in
+    assert main(["fs/manifest", "ours", "--no-progress", "--workers", "2"]) == 0
+    out = tmp_path / "ours"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fairseq_signals: listed 20 records in ours [train 12 / valid 4 / test 4]")
+    assert lines[1] == (
+        "labels: 4 classes from multi-hot vectors; probe with task.label_type=multi task.label_set=labels "
+        "\"task.classes='class_0,class_1,class_2,class_3'\""
+    )
+    assert not list(out.rglob("*.mat"))
+    for split in ("train", "valid", "test"):
+        root, entries = read_manifest(out / f"{split}.tsv")
+        theirs = (src / f"{split}.tsv").read_text().splitlines()
+        assert root == Path(theirs[0]) and root.is_absolute()
+        assert [f"{p}\t{n}" for p, n in entries] == theirs[1:]
+    rows = all_rows(out)
+    row = rows.loc["georgia/R005_1.mat"]
+    assert row["record_id"] == "R005_1" and row["patient_id"] == "1002" and row["age"] == 35
+    assert row["sex"] == "F" and row["source"] == "georgia" and row["sample_rate"] == 500.0
+    assert row["labels"] == "class_1 class_2" and pd.isna(row["label"])  # two classes: no single label
+    row = rows.loc["cpsc_2018/R004_0.mat"]
+    assert row["labels"] == row["label"] == "class_0" and row["sex"] == "M"
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["labels"] == {"form": "multi_hot", "classes": [f"class_{i}" for i in range(4)]}
+    assert report["config"]["src_dir"] == str(src.resolve()) and report["skipped"] == 0
+    assert pd.read_csv(out / "skipped.csv").empty
+
+
+def test_class_indices_take_their_names_from_the_label_names_file(tmp_path):
+    src = write_fs_folder(tmp_path / "fs", 8, label="index", segments=1)
+    names = tmp_path / "names.txt"
+    names.write_text("AFIB\nGSVT\nSB\n\nSR\n")
+    report = convert(src, tmp_path / "out", label_names=names)
+    rows = all_rows(tmp_path / "out")
+    assert rows.loc["cpsc_2018/R002_0.mat", "label"] == rows.loc["cpsc_2018/R002_0.mat", "labels"] == "SB"
+    assert report["labels"]["form"] == "index" and report["probe_overrides"] == ["task.classes='AFIB,GSVT,SB,SR'"]
+    names.write_text("AFIB\nGSVT\nSB\n")  # index 3 has no name: those records are skipped, and say why
+    report = convert(src, tmp_path / "out3", label_names=names)
+    skipped = pd.read_csv(tmp_path / "out3" / "skipped.csv")
+    assert len(skipped) == 2 and set(skipped["category"]) == {"unknown_label"}
+    assert skipped["reason"].str.contains("class index 3, but --label-names lists 3 classes").all()
+
+
+def test_a_0_1_label_with_one_name_is_a_binary_class(tmp_path):
+    src = write_fs_folder(tmp_path / "fs", 6, label="index", n_classes=2, segments=1)
+    names = tmp_path / "names.txt"
+    names.write_text("AF\n")
+    convert(src, tmp_path / "out", label_names=names)
+    rows = all_rows(tmp_path / "out")
+    assert list(rows.sort_index()["labels"].fillna("")) == ["", "", "", "AF", "AF", "AF"]
+
+
+def test_our_prepared_folders_import_with_their_classes_patients_and_segments(tmp_path):
+    items = [
+        SourceItem(f"r{i}", f"patient-{i // 2}", {"label": "AFIB GSVT SB SR".split()[i % 4]}, f"ok:{i}")
+        for i in range(8)
+    ]
+
+    def convert_item(item):
+        feats = ecg(np.random.default_rng(int(item.source[3:])), 70, 1000).astype(np.float32)
+        return EcgRecord(feats, 500.0, meta={"source": "demo"})
+
+    prepare(items, convert_item, tmp_path / "ours", options=PrepareOptions(progress=False, segment_samples=500))
+    convert(tmp_path / "ours", tmp_path / "again")
+    before, after = all_rows(tmp_path / "ours"), all_rows(tmp_path / "again")
+    assert len(after) == 16
+    for column in ("record_id", "segment", "patient_id", "label", "source"):
+        assert list(after[column]) == list(before.loc[after.index, column]), column
+    assert json.loads((tmp_path / "again" / "prepare_report.json").read_text())["labels"]["classes"] == [
+        "AFIB",
+        "GSVT",
+        "SB",
+        "SR",
+    ]
+    # Files written before the numeric forms held the strings under label and patient_id.
+    old = tmp_path / "old"
+    write_record(old / "a.mat", EcgRecord(np.ones((12, 50), np.float32) * np.arange(50), 500.0, meta={"label": "SB"}))
+    write_record(
+        old / "b.mat", EcgRecord(np.ones((12, 50), np.float32) * np.arange(50), 500.0, meta={"patient_id": "p1"})
+    )
+    (old / "train.tsv").write_text(f"{old}\na.mat\t50\nb.mat\t50\n")
+    convert(old, tmp_path / "old_out")
+    rows = all_rows(tmp_path / "old_out")
+    assert rows.loc["a.mat", "label"] == "SB" and rows.loc["b.mat", "patient_id"] == "p1"
+
+
+def test_unusable_records_are_skipped_with_the_file_and_the_reason(tmp_path, capsys):
+    src = write_fs_folder(tmp_path / "fs", 4, segments=1, splits=(1.0, 0.0, 0.0))
+    root = Path((src / "train.tsv").read_text().splitlines()[0])
+    good = scipy.io.loadmat(root / "cpsc_2018/R000_0.mat")
+    scipy.io.savemat(root / "no_feats.mat", {k: good[k] for k in ("label", "patient_id", "curr_sample_rate")})
+    (root / "garbage.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(range(256)) * 3)
+    scipy.io.savemat(root / "rate.mat", {**{k: good[k] for k in ("label", "feats")}, "curr_sample_rate": 250})
+    scipy.io.savemat(root / "two_leads.mat", {"feats": good["feats"][:2], "curr_sample_rate": 500})
+    nan = good["feats"].copy()
+    nan[4, 7] = np.nan
+    scipy.io.savemat(root / "not_finite.mat", {"feats": nan, "curr_sample_rate": 500}, do_compression=True)
+    scipy.io.savemat(root / "short.mat", {"feats": good["feats"][:, :100], "curr_sample_rate": 500})
+    bad = ["no_feats", "garbage", "rate", "two_leads", "not_finite", "missing", "short"]
+    with open(src / "train.tsv", "a") as handle:
+        handle.writelines(f"{name}.mat\t1000\n" for name in bad)
+        handle.write("cpsc_2018/R000_0.mat\t1000\n")  # listed twice
+    assert main([str(src), str(tmp_path / "out"), "--no-progress"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.endswith(
+        "; skipped 8 (bad_signal 1, duplicate 1, filtered 1, missing_file 1, unreadable 4; see skipped.csv); "
+        "left out the empty valid.tsv, test.tsv"  # as fairseq-signals writes a split without records
+    )
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv").set_index("key")
+    reasons = skipped["reason"].to_dict()
+    assert reasons["no_feats"] == "no 'feats' array in the .mat file"
+    assert reasons["garbage"].startswith("unreadable .mat file")
+    assert reasons["rate"] == "sample rate 250 Hz, not 500 Hz (--sample-rate)"
+    assert reasons["two_leads"] == "'feats' has shape [2, 1000], expected [12, T]"
+    assert (
+        reasons["not_finite"] == "NaN or inf in lead(s) aVL" and skipped.loc["not_finite", "category"] == "bad_signal"
+    )
+    assert reasons["missing"] == "file not found" and skipped.loc["missing", "category"] == "missing_file"
+    assert reasons["short"] == f"{src / 'train.tsv'}:12 gives 1000 samples, the file has 100"
+    duplicate = skipped[skipped["category"] == "duplicate"]
+    assert duplicate["reason"].iloc[0] == f"{src / 'train.tsv'}:13 lists the file {src / 'train.tsv'}:2 lists too"
+    assert skipped.loc["rate", "file"] == str(root / "rate.mat")
+    assert len(all_rows(tmp_path / "out")) == 4
+
+
+def _error(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--no-progress"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_folders_are_one_line_naming_the_file(tmp_path, capsys):
+    src = write_fs_folder(tmp_path / "fs", 4, segments=1, splits=(1.0, 0.0, 0.0))
+    out = str(tmp_path / "out")
+    assert _error(capsys, str(tmp_path / "nope"), out) == f"error: {tmp_path / 'nope'}: not a directory " + (
+        "(a fairseq-signals manifest folder holds <split>.tsv files)"
+    )
+    (tmp_path / "empty_dir").mkdir()
+    assert _error(capsys, str(tmp_path / "empty_dir"), out).endswith("empty_dir: no <split>.tsv manifest in the folder")
+    assert _error(capsys, str(src), out, "--splits", "train,finetune") == (
+        f"error: {src / 'finetune.tsv'}: manifest not found"
+    )
+    (src / "pretrain.tsv").write_text("/data\n")
+    assert _error(capsys, str(src), out, "--splits", "pretrain") == (
+        f"error: {src / 'pretrain.tsv'}: empty manifest (no records)"
+    )
+    (tmp_path / "only_empty").mkdir()
+    (tmp_path / "only_empty" / "train.tsv").write_text("/data\n\n")
+    assert _error(capsys, str(tmp_path / "only_empty"), out) == (
+        f"error: {tmp_path / 'only_empty' / 'train.tsv'}: empty manifest (no records)"
+    )
+    (src / "pretrain.tsv").write_text("/data\nrecord.mat\n")
+    assert "pretrain.tsv:2: expected 'relative/path<TAB>n_samples'" in _error(capsys, str(src), out)
+    (src / "pretrain.tsv").unlink()
+    (tmp_path / "a_file").write_text("")
+    assert _error(capsys, str(src), str(tmp_path / "a_file")) == (
+        f"error: {tmp_path / 'a_file'}: the output folder is a file, not a folder"
+    )
+    assert "the output folder is the fairseq-signals folder" in _error(capsys, str(src), str(src))
+    # Every record unusable: the reasons are in skipped.csv, and the command says where.
+    for line in (src / "train.tsv").read_text().splitlines()[1:]:
+        Path((src / "train.tsv").read_text().splitlines()[0], line.split("\t")[0]).unlink()
+    assert _error(capsys, str(src), out) == (
+        f"error: fairseq_signals: no record listed (4 skipped: missing_file: 4); see {tmp_path / 'out' / 'skipped.csv'}"
+    )
+
+
+def test_label_names_and_label_forms_that_do_not_fit_are_errors(tmp_path, capsys):
+    src = write_fs_folder(tmp_path / "fs", 4, segments=1)
+    out = str(tmp_path / "out")
+    names = tmp_path / "names.txt"
+    assert _error(capsys, str(src), out, "--label-names", str(names)) == f"error: {names}: label names file not found"
+    names.write_text("AF\natrial flutter\n")
+    assert _error(capsys, str(src), out, "--label-names", str(names)) == (
+        f"error: {names}:2: class name 'atrial flutter' has a space or comma (the labels column is "
+        "space-separated and task.classes comma-separated)"
+    )
+    names.write_text("AF\nAF\n")
+    assert "names.txt:2: class name 'AF' is listed twice" in _error(capsys, str(src), out, "--label-names", str(names))
+    names.write_text("AF\nSB\n")
+    assert _error(capsys, str(src), out, "--label-names", str(names)) == (
+        f"error: --label-names lists 2 classes, the label vectors of {tmp_path / 'fs' / 'signals' / 'cpsc_2018' / 'R000_0.mat'} 4"
+    )
+    root = Path((src / "train.tsv").read_text().splitlines()[0])
+    data = {k: v for k, v in scipy.io.loadmat(root / "georgia/R001_0.mat").items() if not k.startswith("__")}
+    scipy.io.savemat(root / "georgia/R001_0.mat", {**data, "label": 2})
+    assert "georgia/R001_0.mat holds a class index as 'label' and " in _error(capsys, str(src), out)
+    scipy.io.savemat(root / "georgia/R001_0.mat", {**data, "label": np.zeros(7, bool)})
+    assert re.search(
+        r"the label vectors have 4 positions in .*R000_0\.mat and 7 in .*R001_0\.mat", _error(capsys, str(src), out)
+    )
+
+
+def test_a_prepared_folder_is_refused_unless_overwrite(tmp_path, capsys):
+    src = write_fs_folder(tmp_path / "fs", 4, segments=1)
+    out = tmp_path / "out"
+    items = [SourceItem(f"r{i}", f"p{i}", {"label": "SR"}, i) for i in range(6)]
+    prepare(
+        items,
+        lambda item: EcgRecord(ecg(np.random.default_rng(item.source), 70, 600).astype(np.float32), 500.0),
+        out,
+        options=PrepareOptions(progress=False, split_fractions=(0.5, 0.5, 0.0)),
+        source="chapman",
+    )
+    before = {p.name: p.read_bytes() for p in out.glob("*.[tc]sv")}
+    assert _error(capsys, str(src), str(out)) == (
+        f"error: {out} was prepared from chapman, not fairseq_signals: pass --overwrite to replace its manifests "
+        "(checkpoints trained on the old split then refer to another split), or prepare into another folder"
+    )
+    assert {p.name: p.read_bytes() for p in out.glob("*.[tc]sv")} == before  # untouched
+    assert main([str(src), str(out), "--no-progress", "--overwrite", "--splits", "train"]) == 0
+    assert sorted(p.name for p in out.glob("*.tsv")) == ["train.tsv"]  # the old valid split is gone
+    assert main([str(src), str(out), "--no-progress", "--splits", "train"]) == 0  # the same import again
+    assert "prepared with other options (splits ['train'] -> ['train', 'valid', 'test'])" in _error(
+        capsys, str(src), str(out)
+    )
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "train.tsv").write_text("/somewhere\nx.mat\t10\n")
+    assert _error(capsys, str(src), str(foreign)) == (
+        f"error: {foreign} holds manifests (train.tsv) that no preparation of ours wrote: pass --overwrite to "
+        "replace them, or choose another folder"
+    )
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_imported_folder_goes_through_the_linear_probe_and_lead_subsets(tmp_path):
+    src = write_fs_folder(tmp_path / "fs", 40, segments=2, seconds=2.0, splits=(0.6, 0.2, 0.2))
+    report = convert(src, tmp_path / "data")
+    assert report["probe_overrides"][:2] == ["task.label_type=multi", "task.label_set=labels"]
+    save = tmp_path / "probe"
+    run = hydra_train(
+        FINETUNE_CONFIGS,
+        "linear_probe",
+        [
+            "preset=cpu_small",
+            "task.sample_size=1000",
+            "dataset.batch_size=8",
+            "dataset.num_workers=0",
+            "optimization.max_epoch=3",
+            f"task.data={tmp_path / 'data'}",
+            f"checkpoint.save_dir={save}",
+            *report["probe_overrides"],
+        ],
+        tmp_path,
+        env=ENV,
+    )
+    log = run.stdout + run.stderr
+    line = re.findall(r"valid on 'test' subset \| .*", log)[-1]
+    assert re.search(r"\| n 16 \|", line)  # every test segment scored
+    for name in ("class_0", "class_1", "class_2", "class_3"):
+        assert re.search(rf"\| auroc_{name} [0-9.]+", line)
+    auroc = float(re.search(r"macro_auroc ([0-9.]+)", line).group(1))
+    assert 0.5 < auroc <= 1.0
+
+    subsets = tmp_path / "subsets.json"
+    assert lead_subsets_main([str(save / "checkpoint_best.pt"), "--split", "test", "--json", str(subsets)]) == 0
+    payload = json.loads(subsets.read_text())
+    assert [len(s["leads"]) for s in payload["subsets"]] == [12, 6, 4, 3, 2, 1]
+    assert all(0.0 <= s["metrics"]["macro_auroc"] <= 1.0 for s in payload["subsets"])
