@@ -7,11 +7,16 @@ included), before it composes a config. This plugin
   architectures in ``config/encoder/`` serve the pretraining and the fine-tuning configs alike;
 - stores every registered strategy's config dataclass as ``strategy/<name>`` in hydra's
   ConfigStore, so that a strategy config selects its schema (``/strategy@task.strategy: simclr``)
-  and every documented strategy option is a plain override (``task.strategy.jitter_sigma=0.05``).
+  and every documented strategy option is a plain override (``task.strategy.jitter_sigma=0.05``);
+- stops ``fairseq-hydra-train`` with one line listing the available configs when
+  ``--config-name`` names none of this plugin's config folder (fairseq would otherwise compose its
+  bare schema under that name and fail on an unrelated key).
 """
 
 import logging
+import sys
 import warnings
+from pathlib import Path
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
@@ -19,8 +24,40 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 logger = logging.getLogger(__name__)
 
 
+def _is_goodviews_config_dir(folder: Path) -> bool:
+    """A folder of this plugin's primary configs (pretraining/ or finetuning/, or a copy of one)."""
+    return (folder / "base.yaml").is_file() and (folder / "preset").is_dir() and (folder / "schedule").is_dir()
+
+
+def check_config_name(argv: list[str]) -> None:
+    """Exit with one line naming the available configs if ``argv`` asks fairseq-hydra-train for a
+    config that this plugin's ``--config-dir`` does not hold."""
+    if not argv or not Path(argv[0]).name.startswith("fairseq-hydra-train"):
+        return
+    try:
+        from hydra._internal.utils import get_args
+
+        args = get_args(argv[1:])
+    except (SystemExit, Exception):  # hydra reports its own argument errors
+        return
+    if not args.config_dir or not args.config_name:
+        return
+    folder = Path(args.config_dir).expanduser()
+    if not _is_goodviews_config_dir(folder):
+        return
+    name = args.config_name.removesuffix(".yaml")
+    if (folder / f"{name}.yaml").is_file():
+        return
+    available = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
+    sys.stderr.write(
+        f"fairseq-hydra-train: error: no config {name!r} in {args.config_dir}; available: {', '.join(available)}\n"
+    )
+    sys.exit(2)
+
+
 class GoodviewsSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        check_config_name(sys.argv)
         # fairseq-hydra-train stores its schema under the primary config's own name, which hydra
         # validates against and then warns about at every run: the configs are written for it
         # (`_self_` before `base`), so the warning says nothing to a user.

@@ -1,5 +1,10 @@
 """The hydra configs as fairseq-hydra-train composes them: groups shared once, options as plain overrides."""
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from fairseq.dataclass.initialize import hydra_init
 from hydra import compose, initialize_config_dir
@@ -73,3 +78,18 @@ def test_leads_as_a_list_or_a_quoted_string(tiny_dataset, override):
     source = source.reshape(-1, *source.shape[-2:])
     assert source.shape[1] == 12 and abs(source[:, [0, 1, 7]]).sum() > 0
     assert (source[:, [2, 3, 4, 5, 6, 8, 9, 10, 11]] == 0).all()  # the others zero-filled in their slots
+
+
+@pytest.mark.parametrize(
+    "folder, typo, listed",
+    [(PRETRAIN_CONFIGS, "simclrr", "simclr, w2v_cmsc_rlm"), (FINETUNE_CONFIGS, "linear_prob", "linear_probe")],
+)
+def test_a_misspelled_config_name_lists_the_available_ones(folder, typo, listed, tmp_path):
+    exe = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or "fairseq-hydra-train"
+    result = subprocess.run(
+        [exe, "--config-dir", str(folder), "--config-name", typo], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"fairseq-hydra-train: error: no config '{typo}' in {folder}; available: ")
+    assert listed in last and "base" not in last.split("available: ")[1].split(", ")
