@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
 from fairseq import checkpoint_utils
 from fairseq.tasks import FairseqTask
 from omegaconf import OmegaConf, open_dict
@@ -38,3 +40,30 @@ class EcgTask(FairseqTask):
 
     def max_positions(self):
         return None
+
+    @staticmethod
+    def logging_outputs_can_be_summed(criterion) -> bool:
+        """Training logs of every criterion here are plain numbers, summed across workers in one
+        all-reduce; validation logs may carry every record's scores, which fairseq gathers."""
+        return criterion.training or criterion.logging_outputs_can_be_summed()
+
+    def build_criterion(self, cfg, from_checkpoint: bool = False):
+        criterion = super().build_criterion(cfg, from_checkpoint)
+        self._criterion_summable = criterion.logging_outputs_can_be_summed()
+        return criterion
+
+    def begin_valid_epoch(self, epoch, model):
+        """Refuse, in one line, a validation that fairseq could only gather on GPUs.
+
+        A criterion whose validation logging is not summable (every record's scores, for AUROC)
+        is gathered by fairseq's ``all_gather_list``, which stages the pickled outputs in a CUDA
+        buffer: with several CPU processes it would fail deep inside fairseq.
+        """
+        super().begin_valid_epoch(epoch, model)
+        several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if several and not getattr(self, "_criterion_summable", True) and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"{type(self).__name__}: validation over {dist.get_world_size()} processes needs GPUs "
+                "(fairseq gathers every record's scores through a CUDA buffer); validate with one "
+                "process (dataset.disable_validation=true here, then goodviews-evaluate) or on GPUs"
+            )
