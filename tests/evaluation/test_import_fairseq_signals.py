@@ -16,6 +16,7 @@ with ``torch.nn.functional`` only over the source state dict; it shares no code 
 fairseq or with our model.
 """
 
+import json
 import math
 import os
 import re
@@ -25,12 +26,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fairseq_signals_layout import write_fs_folder
 
 from conftest import FINETUNE_CONFIGS, hydra_train
 from fairseq_goodviews.evaluation.embed import load_encoder
 from fairseq_goodviews.evaluation.import_fairseq_signals import PROG, ImportCheckpointError, import_checkpoint, main
 from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS
 from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
+from fairseq_goodviews.preprocessing.fairseq_signals import main as fs_folder_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -558,7 +561,15 @@ def test_a_probe_records_the_imported_encoder_config_and_rebuilds_without_it(imp
 
 
 @pytest.mark.slow
-def test_imported_checkpoint_is_probed_and_scored_on_lead_subsets(imported, tiny_dataset, tmp_path, capsys):
+def test_a_fairseq_signals_folder_and_checkpoint_go_through_our_probe_and_lead_subsets(tmp_path, capsys):
+    """The whole interop chain with the commands a user runs: a fairseq-signals manifest folder and a
+    fairseq-signals W2V+CMSC checkpoint are imported, the checkpoint's frozen encoder is probed on
+    the folder through fairseq-hydra-train, and the probe is scored on the CinC 2021 lead sets."""
+    folder = write_fs_folder(tmp_path / "fs", 40, segments=2, seconds=2.0)
+    assert fs_folder_main([str(folder), str(tmp_path / "data"), "--no-progress"]) == 0
+    write_fs_checkpoint(tmp_path / "fs.pt")
+    assert main([str(tmp_path / "fs.pt"), str(tmp_path / "imported.pt")]) == 0
+    report = json.loads((tmp_path / "data" / "prepare_report.json").read_text())
     probe = tmp_path / "probe"
     hydra_train(
         FINETUNE_CONFIGS,
@@ -566,24 +577,26 @@ def test_imported_checkpoint_is_probed_and_scored_on_lead_subsets(imported, tiny
         [
             "preset=w2v_cpu_small",
             "task.sample_size=1000",
-            "dataset.batch_size=16",
+            "dataset.batch_size=8",
             "dataset.num_workers=0",
             "optimization.max_epoch=1",
-            f"task.data={tiny_dataset}",
-            f"model.model_path={imported}",
+            f"task.data={tmp_path / 'data'}",
+            f"model.model_path={tmp_path / 'imported.pt'}",
             f"checkpoint.save_dir={probe}",
+            *report["probe_overrides"],
         ],
         tmp_path,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     checkpoint = probe / "checkpoint_best.pt"
-    imported_weights = torch.load(imported, weights_only=True)["model"]
+    imported_weights = torch.load(tmp_path / "imported.pt", weights_only=True)["model"]
     probed = torch.load(checkpoint, weights_only=True)
     assert probed["cfg"]["model"]["encoder"]["encoder_embed_dim"] == SMALL["encoder_embed_dim"]
     for key, value in imported_weights.items():
         assert torch.equal(probed["model"][f"encoder.{key}"], value), f"{key} changed during a frozen-encoder probe"
 
-    assert lead_subsets_main([str(checkpoint), "--data", str(tiny_dataset), "--split", "test"]) == 0
+    capsys.readouterr()
+    assert lead_subsets_main([str(checkpoint), "--split", "test"]) == 0
     table = capsys.readouterr().out
     for name in LEAD_SUBSETS:
         row = next(line for line in table.splitlines() if line.startswith(name))
