@@ -6,9 +6,23 @@ the package without fairseq (the preprocessing command-line tools and their work
 does not pay for importing fairseq; call :func:`register_plugins` to register explicitly.
 """
 
+import logging
 import sys
 
 __version__ = "0.1.0"
+
+
+def quiet_fairseq_logging() -> None:
+    """Import fairseq now, and keep its logging set-up from flooding a command's output.
+
+    Importing fairseq configures the root logger at DEBUG (hydra's and matplotlib's debug lines
+    would then fill the output of in-process config composition, scoring and plots) and logs a
+    tensorboardX hint: the hint is silenced and the root logger set back to WARNING.
+    """
+    logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
+    import fairseq  # noqa: F401
+
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 def register_plugins() -> None:

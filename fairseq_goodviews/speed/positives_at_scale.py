@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
 from fairseq_goodviews.evaluation.evaluate import write_json
 from fairseq_goodviews.speed.partner_index import default_diagnostics
@@ -167,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--one", nargs=3, metavar=("STRATEGY", "N", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    quiet_fairseq_logging()
     if args.one:
         strategy_name, views, variant = args.one
         print(json.dumps(measure(strategy_name, int(views), args.world, variant, args.repeats, args.diagnostics)))

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.evaluation.evaluate import write_json
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
@@ -264,6 +265,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every loop (task.autocast_bf16=true)")
     args = parser.parse_args(argv)
+    quiet_fairseq_logging()
     args.data, args.config_dir = args.data.resolve(), args.config_dir.resolve()
     result: dict[str, Any] = {
         "settings": {k: str(v) for k, v in vars(args).items() if k != "out"},

@@ -22,6 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.table1.data import check_data, prepare_synthetic, prepare_synthetic_ptbxl, split_for_seed
 from fairseq_goodviews.table1.execute import (
     Context,
@@ -233,15 +234,8 @@ def _csv(text: Optional[str], cast: Callable[[str], Any]) -> Optional[List[Any]]
 
 
 def setup_logging() -> None:
-    """Progress lines on stderr, and warnings only from everything else.
-
-    Importing fairseq configures the root logger at DEBUG (hydra's and matplotlib's debug lines
-    would then flood the output of the in-process config composition, scoring and plots): it is
-    imported here first, and the root logger set back to WARNING.
-    """
-    import fairseq  # noqa: F401  (its import-time logging set-up happens now, not mid-benchmark)
-
-    logging.getLogger().setLevel(logging.WARNING)
+    """Progress lines on stderr, and warnings only from everything else (see :func:`quiet_fairseq_logging`)."""
+    quiet_fairseq_logging()
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
