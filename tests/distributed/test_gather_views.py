@@ -1,22 +1,15 @@
 """gather_views across two real gloo processes: exact metadata, rank offsets, summed gradients, three collectives."""
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gloo_runs import free_port
 
 from fairseq_goodviews.criterions import distributed as gather_module
 from fairseq_goodviews.criterions.distributed import gather_views
 
 SIZES = [3, 5]  # views per rank: unequal on purpose
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _views(rank: int):
@@ -59,7 +52,7 @@ def _worker(rank: int, port: int, results) -> None:
 @pytest.mark.slow
 def test_two_gloo_ranks_gather_exact_views_and_sum_gradients():
     results = mp.Manager().dict()
-    mp.spawn(_worker, args=(_free_port(), results), nprocs=2, join=True)
+    mp.spawn(_worker, args=(free_port(), results), nprocs=2, join=True)
     expected = [_views(rank) for rank in range(2)]
     total = sum(SIZES)
     weights = torch.arange(total * 6, dtype=torch.float32).reshape(total, 6)
@@ -82,7 +75,7 @@ def test_two_gloo_ranks_gather_exact_views_and_sum_gradients():
 def test_nccl_carries_exact_views_and_gradients_on_the_gpu():
     """The three collectives of gather_views over NCCL on CUDA tensors, with one rank (two NCCL
     ranks need two GPUs): exact 64-bit record ids and float metadata, gradient of own rows."""
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
         device = torch.device("cuda")
         embeddings, meta = _views(0)

@@ -7,25 +7,16 @@ legitimately differ).
 """
 
 import re
-import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from gloo_runs import torchrun_two_gloo_workers
 
-from conftest import PRETRAIN_CONFIGS, USER_DIR, hydra_train, write_tiny_dataset
+from conftest import PRETRAIN_CONFIGS, hydra_train, write_tiny_dataset
 
 pytestmark = pytest.mark.slow  # real fairseq-hydra-train runs
 
 PRETRAIN = PRETRAIN_CONFIGS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _train_loss(log: str) -> float:
@@ -56,31 +47,9 @@ def test_two_gloo_workers_give_the_single_process_loss(sixteen_records, tmp_path
     )
     single_loss = _train_loss(single.stdout + single.stderr)
 
-    bindir = Path(sys.executable).parent
-    torchrun = shutil.which("torchrun", path=str(bindir))
-    hydra = shutil.which("fairseq-hydra-train", path=str(bindir))
-    cmd = [
-        torchrun,
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        hydra,
-        "--config-dir",
-        str(PRETRAIN),
-        "--config-name",
-        strategy,
-        *common,
-        "dataset.batch_size=8",
-        f"checkpoint.save_dir={tmp_path}/dist",
-        f"common.user_dir={USER_DIR}",
-        f"hydra.run.dir={tmp_path}/hydra_dist",
-        "distributed_training.distributed_backend=gloo",
-        "distributed_training.distributed_world_size=2",
-        "distributed_training.distributed_init_method=env://",
-        "distributed_training.distributed_no_spawn=true",
-        "distributed_training.distributed_rank=${oc.env:RANK}",
-        "distributed_training.ddp_backend=legacy_ddp",
-    ]
-    dist = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    dist = torchrun_two_gloo_workers(
+        PRETRAIN, strategy, [*common, "dataset.batch_size=8", f"checkpoint.save_dir={tmp_path}/dist"], tmp_path
+    )
     log = dist.stdout + dist.stderr
     assert dist.returncode == 0, log[-4000:]
     assert "distributed init (rank 1)" in log

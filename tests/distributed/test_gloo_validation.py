@@ -9,38 +9,19 @@ large validation batch.
 """
 
 import pickle
-import shutil
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from gloo_runs import torchrun_two_gloo_workers
 from omegaconf import OmegaConf
 
-from conftest import FINETUNE_CONFIGS, USER_DIR, write_tiny_dataset
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import FINETUNE_CONFIGS, write_tiny_dataset
 
 
 @pytest.mark.slow
 def test_fine_tuning_trains_over_cpu_processes_and_refuses_their_validation_in_one_line(tmp_path):
     data = write_tiny_dataset(tmp_path / "data", n_per_split=(16, 8, 4), sample_size=500)
-    bindir = Path(sys.executable).parent
-    cmd = [
-        shutil.which("torchrun", path=str(bindir)),
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        shutil.which("fairseq-hydra-train", path=str(bindir)),
-        "--config-dir",
-        str(FINETUNE_CONFIGS),
-        "--config-name",
-        "linear_probe",
+    overrides = [
         "preset=cpu_small",
         f"task.data={data}",
         "task.sample_size=500",
@@ -48,20 +29,14 @@ def test_fine_tuning_trains_over_cpu_processes_and_refuses_their_validation_in_o
         "dataset.num_workers=0",
         "optimization.max_epoch=1",
         "checkpoint.no_save=true",
-        f"common.user_dir={USER_DIR}",
-        f"hydra.run.dir={tmp_path}/hydra",
-        "distributed_training.distributed_backend=gloo",
-        "distributed_training.distributed_world_size=2",
-        "distributed_training.distributed_init_method=env://",
-        "distributed_training.distributed_no_spawn=true",
-        "distributed_training.distributed_rank=${oc.env:RANK}",
-        "distributed_training.ddp_backend=legacy_ddp",
     ]
-    trained = subprocess.run([*cmd, "dataset.disable_validation=true"], cwd=tmp_path, capture_output=True, text=True)
+    trained = torchrun_two_gloo_workers(
+        FINETUNE_CONFIGS, "linear_probe", [*overrides, "dataset.disable_validation=true"], tmp_path
+    )
     log = trained.stdout + trained.stderr
     assert trained.returncode == 0, log[-3000:]
     assert "distributed init (rank 1)" in log and "[train][INFO] - epoch 001 | loss" in log
-    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    run = torchrun_two_gloo_workers(FINETUNE_CONFIGS, "linear_probe", overrides, tmp_path)
     log = run.stdout + run.stderr
     assert run.returncode != 0
     assert "EcgClassificationTask: validation over 2 processes needs GPUs" in log, log[-3000:]
