@@ -16,6 +16,8 @@ the difference between missing and meeting the 0.9 target.
 
 The ``.mat`` files stay the source of truth (a pack takes as much disk again): a pack is only
 used while it matches its manifest, and ``python manifests/pack.py MANIFEST_DIR`` rebuilds it.
+A preparer run with ``--pack`` packs every split it writes; without it, a preparer removes the
+packs of the manifests it rewrites (they no longer match).
 
 A pack is current when its index names the manifest's exact bytes (SHA-256), its modification
 time and record count, and the data file's size and modification time. The manifest time
