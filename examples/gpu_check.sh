@@ -90,8 +90,7 @@ fi
 if [ -z "${DATA:-}" ]; then
   echo "== ${RECORDS:=600} synthetic Chapman-like records (set DATA to use a prepared manifest folder)"
   "$PY" "$REPO/manifests/synthetic.py" "$OUT/chapman_src" --records "$RECORDS" --seed 0 --workers "$WORKERS"
-  "$PY" "$REPO/manifests/chapman.py" "$OUT/chapman_src" "$OUT/chapman" --workers "$WORKERS" --no-progress
-  "$PY" "$REPO/manifests/pack.py" "$OUT/chapman"
+  "$PY" "$REPO/manifests/chapman.py" "$OUT/chapman_src" "$OUT/chapman" --workers "$WORKERS" --no-progress --pack
   DATA="$OUT/chapman"
 fi
 

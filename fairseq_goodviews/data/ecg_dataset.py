@@ -24,7 +24,9 @@ class EcgRecordSource:
     """Loads record ``i`` of a manifest as a fixed-length [12, L] crop with its lead-present mask.
 
     Reads from the split's pack (:mod:`fairseq_goodviews.io.packed`) when one beside the manifest
-    is current, else from the ``.mat`` files; both give identical crops.
+    is current, else from the ``.mat`` files; both give identical crops. No option selects the
+    pack: a current one is always used (``use_pack=False`` is for benchmarks), and the log names
+    the path taken.
     """
 
     def __init__(self, manifest_path: str | Path, sample_rate: float, use_pack: bool = True):
@@ -34,9 +36,12 @@ class EcgRecordSource:
         self.sizes = np.array([n for _, n in entries], dtype=np.int64)
         self.sample_rate = sample_rate
         self.pack = PackedRecords.for_manifest(self.manifest_path) if use_pack else None
-        if use_pack and self.pack is None:
+        if self.pack is not None:
+            logger.info("%s: reading the records from the pack %s", self.manifest_path, self.pack.data_path)
+        elif use_pack:
             logger.info(
-                "%s: reading one .mat file per record; a pack (python manifests/pack.py %s) is the faster path",
+                "%s: reading one .mat file per record; a pack (goodviews-pack %s, or a preparer's --pack) "
+                "is the faster path",
                 self.manifest_path,
                 self.manifest_path.parent,
             )

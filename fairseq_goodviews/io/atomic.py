@@ -28,7 +28,8 @@ class OutputPathError(OSError):
         super().__init__(f"{path}: {problem}")
 
 
-def _describe(exc: OSError) -> str:
+def describe_os_error(exc: OSError) -> str:
+    """A few words on why a write failed (``permission denied``, ``no space left on the device``)."""
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     if exc.errno == errno.EROFS:
@@ -63,7 +64,7 @@ def ensure_writable_dir(folder: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputPathError(folder, f"cannot write to the output folder ({_describe(exc)})") from None
+        raise OutputPathError(folder, f"cannot write to the output folder ({describe_os_error(exc)})") from None
     return folder
 
 
@@ -84,7 +85,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise OutputPathError(folder, f"cannot write {path.name} ({_describe(exc)})") from None
+        raise OutputPathError(folder, f"cannot write {path.name} ({describe_os_error(exc)})") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the usual permissions
     try:

@@ -16,6 +16,8 @@ the difference between missing and meeting the 0.9 target.
 
 The ``.mat`` files stay the source of truth (a pack takes as much disk again): a pack is only
 used while it matches its manifest, and ``python manifests/pack.py MANIFEST_DIR`` rebuilds it.
+A preparer run with ``--pack`` packs every split it writes; without it, a preparer removes the
+packs of the manifests it rewrites (they no longer match).
 
 A pack is current when its index names the manifest's exact bytes (SHA-256), its modification
 time and record count, and the data file's size and modification time. The manifest time
@@ -28,17 +30,20 @@ training log says so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
-from fairseq_goodviews.io.atomic import atomic_path
+from fairseq_goodviews.io.atomic import OutputPathError, atomic_path, describe_os_error
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest
 from fairseq_goodviews.io.records import N_LEADS, RecordError, read_record
 
@@ -48,6 +53,7 @@ PACK_SUFFIX = ".packed.npy"
 INDEX_SUFFIX = ".packed_index.npy"
 FORMAT_VERSION = 1
 DEFAULT_SPLITS = ("train", "valid", "test")
+_DATA_DTYPE = np.dtype("<f4")
 
 
 def pack_paths(manifest_path: str | Path) -> tuple[Path, Path]:
@@ -79,6 +85,15 @@ def _manifest_fingerprint(manifest_path: Path) -> tuple[bytes, int]:
     return hashlib.sha256(manifest_path.read_bytes()).hexdigest().encode(), mtime_ns
 
 
+def _npy_header(n_values: int) -> bytes:
+    """The ``.npy`` header of a flat little-endian float32 array of ``n_values``."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(_DATA_DTYPE), "fortran_order": False, "shape": (n_values,)}
+    )
+    return header.getvalue()
+
+
 def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
     """Pack every record of ``manifest_path``; returns a summary (records, samples, bytes, seconds).
 
@@ -86,6 +101,12 @@ def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
     time, so a crash (or a concurrent re-pack) never pairs an index with the wrong data. Records
     are read with :func:`read_record`, so unreadable ones raise :class:`RecordError` naming the
     file; a record whose length differs from its manifest line is refused the same way.
+
+    The data file is written sequentially, not through a memory map (a full disk would kill the
+    process with SIGBUS there): a folder without room for the pack (checked first, against the
+    free space) or a write that fails raises :class:`OutputPathError`, one line naming the folder.
+    A failed data write leaves the previous pack as it was; a failed index write removes both
+    files, so no half-written pack remains.
     """
     start = time.perf_counter()
     manifest_path = Path(manifest_path)
@@ -100,18 +121,32 @@ def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
     sample_rates = np.empty(len(entries), dtype=np.float64)
     lead_present = np.empty((len(entries), N_LEADS), dtype=np.uint8)
     data_path, index_path = pack_paths(manifest_path)
-    with atomic_path(data_path) as tmp:
-        packed = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total,))
-        for i, (rel, n_samples) in enumerate(entries):
-            record = read_record(root / rel, with_meta=False)
-            if record.n_samples != n_samples:
-                raise RecordError(root / rel, f"{record.n_samples} samples, but {manifest_path} says {n_samples}")
-            packed[offsets[i] : offsets[i] + N_LEADS * n_samples].reshape(N_LEADS, n_samples)[...] = record.feats
-            sample_rates[i] = record.sample_rate
-            lead_present[i] = record.lead_present
-        packed.flush()
-        del packed
-        stat = os.stat(tmp)
+    folder = data_path.parent
+    header = _npy_header(total)
+    needed = len(header) + total * _DATA_DTYPE.itemsize
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OutputPathError(
+            folder, f"cannot write {data_path.name}: it needs {needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free"
+        )
+    try:
+        with atomic_path(data_path) as tmp:
+            with open(tmp, "wb") as handle:
+                handle.write(header)
+                for i, (rel, n_samples) in enumerate(entries):
+                    record = read_record(root / rel, with_meta=False)
+                    if record.n_samples != n_samples:
+                        raise RecordError(
+                            root / rel, f"{record.n_samples} samples, but {manifest_path} says {n_samples}"
+                        )
+                    handle.write(np.ascontiguousarray(record.feats, dtype=_DATA_DTYPE).data)
+                    sample_rates[i] = record.sample_rate
+                    lead_present[i] = record.lead_present
+            stat = os.stat(tmp)
+    except OutputPathError:
+        raise
+    except OSError as exc:  # read_record raises RecordError only: this is the write failing
+        raise OutputPathError(folder, f"cannot write {data_path.name} ({describe_os_error(exc)})") from None
     index = np.zeros((), dtype=_index_dtype(len(entries)))
     index["version"] = FORMAT_VERSION
     index["manifest_sha256"] = sha
@@ -122,9 +157,15 @@ def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
     index["lengths"] = lengths
     index["sample_rates"] = sample_rates
     index["lead_present"] = lead_present
-    with atomic_path(index_path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, index, allow_pickle=False)
+    try:
+        with atomic_path(index_path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, index, allow_pickle=False)
+    except BaseException as exc:
+        remove_pack(manifest_path)  # the new data file without its index, or the old index without its data
+        if isinstance(exc, OSError) and not isinstance(exc, OutputPathError):
+            raise OutputPathError(folder, f"cannot write {index_path.name} ({describe_os_error(exc)})") from None
+        raise
     return {
         "records": len(entries),
         "samples": int(lengths.sum()),
@@ -133,6 +174,24 @@ def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
         "data": str(data_path),
         "index": str(index_path),
     }
+
+
+def remove_pack(manifest_path: str | Path) -> bool:
+    """Delete the pack beside ``manifest_path`` (both files); whether there was anything to delete."""
+    removed = False
+    for path in pack_paths(manifest_path):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed = True
+    return removed
+
+
+def pack_line(split: str, summary: Mapping[str, Any]) -> str:
+    """The line printed for each packed split: records, samples, size, time and the data file."""
+    return (
+        f"{split}: {summary['records']} records, {summary['samples']} samples, "
+        f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']:.1f} s -> {summary['data']}"
+    )
 
 
 def pack_problem(manifest_path: str | Path) -> str | None:
@@ -268,12 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         for manifest in _split_manifests(args.manifest_dir, args.splits):
-            summary = write_pack(manifest)
-            print(
-                f"{manifest.stem}: {summary['records']} records, {summary['samples']} samples, "
-                f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']:.1f} s -> {summary['data']}"
-            )
-    except (ManifestError, RecordError) as exc:
+            print(pack_line(manifest.stem, write_pack(manifest)))
+    except (ManifestError, RecordError, OSError) as exc:  # OSError: OutputPathError, one line
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -23,6 +23,8 @@ It has no metadata table. :func:`import_fairseq_signals` writes ours beside the 
                          root), ``sample_rate``, ``n_samples``, ``flat_leads`` where any, and
                          every other scalar key of the file as a column
     OUT/skipped.csv      every record left out, and why; OUT/prepare_report.json
+    OUT/<split>.packed.npy  with ``--pack``: the split's signals in one file, the fastest record
+                         path for training (a copy: as much disk again as the records)
 
 Class names come from ``--label-names`` (one per line, in label order), else the files' own
 ``label_classes`` (folders we prepared), else ``class_<i>``; a class index is read as such, and
@@ -81,6 +83,9 @@ from fairseq_goodviews.preprocessing.pipeline import (
     Skipped,
     check_same_preparation,
     metadata_table,
+    pack_report_lines,
+    pack_splits,
+    remove_outdated_packs,
     write_report,
     write_skipped,
 )
@@ -464,9 +469,12 @@ def import_fairseq_signals(
     workers: int = 1,
     progress: bool = True,
     overwrite: bool = False,
+    pack: bool = False,
 ) -> dict[str, Any]:
     """Write our manifests and metadata tables for the fairseq-signals folder ``src_dir`` into
     ``out_dir`` (see the module's notes); return the report (also ``prepare_report.json``).
+    With ``pack``, each split is then packed; without it, the packs of rewritten splits are
+    removed (:func:`~fairseq_goodviews.preprocessing.pipeline.pack_splits`).
 
     Raises :class:`PrepareError` (one line naming the file and the problem) for a folder that
     cannot be converted; records that cannot be used are skipped and listed in ``skipped.csv``.
@@ -539,12 +547,17 @@ def import_fairseq_signals(
         raise PrepareError(
             f"{SOURCE}: no record listed ({len(skipped)} skipped: {reasons}); see {out_dir / 'skipped.csv'}"
         )
+    report["removed_packs"] = remove_outdated_packs(out_dir, sorted(set(previous) | set(tables)))
     for name, table in tables.items():
         table = table[[*_COLUMNS, *(c for c in table.columns if c not in _COLUMNS)]]
         write_manifest(out_dir, name, roots[name], table)
     _remove_stale_splits(out_dir, previous, tables)
     report["probe_overrides"] = probe_overrides(pd.concat(tables.values()), labels.classes)
+    report["packed"] = None  # with pack, each split's pack
     write_report(out_dir, report)
+    if pack:
+        report["packed"] = pack_splits(out_dir, list(tables))
+        write_report(out_dir, report)
     return report
 
 
@@ -554,7 +567,7 @@ def _shell(override: str) -> str:
 
 
 def summary(report: Mapping[str, Any], out_dir: str | Path) -> list[str]:
-    """The lines the command prints: what was listed (and skipped), and how to probe it."""
+    """The lines the command prints: what was listed (and skipped), how to probe it, the packs."""
     splits = " / ".join(f"{n} {v['records']}" for n, v in report["splits"].items())
     roots = sorted({v["root"] for v in report["splits"].values()})
     noun = "record" if report["written_records"] == 1 else "records"
@@ -580,7 +593,7 @@ def summary(report: Mapping[str, Any], out_dir: str | Path) -> list[str]:
         )
     else:
         label_line = "labels: none in the files (for pretraining)"
-    return [line, label_line]
+    return [line, label_line, *pack_report_lines(Path(out_dir), report)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -605,6 +618,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace the manifests of a prepared folder")
+    parser.add_argument(
+        "--pack",
+        action="store_true",
+        help="then pack each split into <split>.packed.npy beside its manifest, the fastest record path "
+        "for training (as much disk again as the records; without it, outdated packs are removed)",
+    )
     args = parser.parse_args(argv)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
     try:
@@ -617,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             progress=not args.no_progress,
             overwrite=args.overwrite,
+            pack=args.pack,
         )
     except PrepareError as exc:
         parser.exit(2, f"error: {exc}\n")

@@ -15,6 +15,7 @@ Every preparer (Chapman, PhysioNet 2021, PTB-XL, generic WFDB) does two things o
     OUT/train.csv, valid.csv, ...    metadata tables, row for row with the manifests
     OUT/skipped.csv                  key, file, reason, category of every record not written
     OUT/prepare_report.json          counts by outcome, reason and split, options used
+    OUT/train.packed.npy, ...        with ``pack``: each split packed (:mod:`~fairseq_goodviews.io.packed`)
 
 An output folder that cannot be written (its path is a file, no permission) is a
 :class:`PrepareError` naming it, raised before anything is written. Records written with a
@@ -27,6 +28,10 @@ written, so a re-run (after a crash, ``kill -9`` or Ctrl-C) converts only what i
 writes byte-identical manifests. A record is converted again when its item, the converter or
 the options that shape its files change. After a complete run ``OUT/records`` holds exactly
 the files the manifests list.
+
+Rewritten manifests outdate the packs beside them, so a run removes the packs of its splits and,
+with ``options.pack``, packs each split again (training reads a pack while it matches its
+manifest, else the ``.mat`` files): no outdated pack is left behind.
 
 Metadata flows as follows: ``item.meta`` goes to the metadata table; ``record.meta`` (what the
 converter returns) goes into the ``.mat`` file and its scalar values into the table as well
@@ -67,7 +72,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir
-from fairseq_goodviews.io.manifest import write_manifest
+from fairseq_goodviews.io.manifest import ManifestError, write_manifest
+from fairseq_goodviews.io.packed import pack_line, remove_pack, write_pack
 from fairseq_goodviews.io.records import (
     LABEL_CLASSES_KEY,
     LABEL_NAME_KEY,
@@ -182,6 +188,8 @@ class PrepareOptions:
     # Replace the manifests of a folder prepared with other options (otherwise that is an error:
     # checkpoints trained on the old split would silently change meaning).
     overwrite: bool = False
+    # Pack each split after writing its manifest (the fastest record path for training).
+    pack: bool = False
 
     def validate(self) -> None:
         if self.workers < 1:
@@ -640,6 +648,7 @@ def prepare(
             stratify_by = options.stratify_by
             stratified = stratify_by if stratify_by in table.columns and table[stratify_by].notna().any() else None
             split = assign_splits(table, options.split_fractions, options.seed, stratified, options.split_names)
+        removed_packs = remove_outdated_packs(out_dir, options.split_names)
         splits: dict[str, pd.DataFrame] = {}
         for name in options.split_names:
             part = table[(split == name).to_numpy()].reset_index(drop=True)
@@ -651,8 +660,12 @@ def prepare(
                     with contextlib.suppress(FileNotFoundError):
                         (out_dir / f"{name}{suffix}").unlink()
         report = _report(source, options, config, items, pre_skipped, rows, all_skipped, splits, stratified, job)
+        report.update(packed=None, removed_packs=removed_packs)  # packed: with --pack, each split's pack
         write_report(out_dir, report)
         _remove_unlisted(records_dir, {out_dir / row["path"] for row in rows})
+        if options.pack:
+            report["packed"] = pack_splits(out_dir, list(splits))
+            write_report(out_dir, report)
 
     result = PrepareResult(
         out_dir=out_dir,
@@ -664,6 +677,8 @@ def prepare(
         report=report,
     )
     print(_summary_line(result, source))
+    for line in pack_report_lines(out_dir, report):
+        print(line)
     return result
 
 
@@ -758,7 +773,7 @@ def _report(
 
 
 #: Options that do not change what a preparation writes (how fast, how verbose).
-_RUN_OPTIONS = ("workers", "chunksize", "progress", "overwrite")
+_RUN_OPTIONS = ("workers", "chunksize", "progress", "overwrite", "pack")
 
 
 def _shaping(options: Mapping[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -802,6 +817,55 @@ def check_same_preparation(
         raise PrepareError(f"{out_dir} was prepared with other options ({'; '.join(changed)}): {advice}")
 
 
+def remove_outdated_packs(out_dir: Path, splits: Iterable[str]) -> list[str]:
+    """Delete the packs of ``splits`` in ``out_dir``, whose manifests are about to be rewritten (or
+    removed) and would no longer match them; return the splits that had one."""
+    return [name for name in splits if remove_pack(out_dir / f"{name}.tsv")]
+
+
+def pack_splits(out_dir: Path, splits: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Pack each split of ``out_dir`` (:func:`~fairseq_goodviews.io.packed.write_pack`); return
+    the report's ``packed`` entry: per split its records, samples, bytes, seconds and data file.
+
+    A pack that cannot be written (no room, an unwritable folder, a record that changed) is one
+    :class:`PrepareError` line, and every pack of ``splits`` is removed first: the records and
+    manifests are complete, and training reads the ``.mat`` files.
+    """
+    packed: dict[str, dict[str, Any]] = {}
+    for name in splits:
+        try:
+            summary = write_pack(out_dir / f"{name}.tsv")
+        except (ManifestError, RecordError, OSError) as exc:
+            remove_outdated_packs(out_dir, splits)
+            raise PrepareError(
+                f"--pack: {exc}; the records and manifests are written and training reads the .mat files "
+                f"(goodviews-pack {out_dir} packs them once this is fixed)"
+            ) from None
+        packed[name] = {
+            "records": summary["records"],
+            "samples": summary["samples"],
+            "bytes": summary["bytes"],
+            "seconds": round(summary["seconds"], 3),
+            "file": Path(summary["data"]).name,
+        }
+    return packed
+
+
+def pack_report_lines(out_dir: Path, report: Mapping[str, Any]) -> list[str]:
+    """The lines a preparation prints on its packs (the report's ``packed`` and ``removed_packs``):
+    one per packed split, as ``goodviews-pack`` prints them, or which outdated packs were removed
+    when it did not pack."""
+    if report["packed"] is not None:
+        return [pack_line(name, {**entry, "data": out_dir / entry["file"]}) for name, entry in report["packed"].items()]
+    if report["removed_packs"]:
+        removed = report["removed_packs"]
+        return [
+            f"removed the packs of {', '.join(removed)}: the new manifests outdate them "
+            f"(--pack, or goodviews-pack {out_dir}, packs the splits again)"
+        ]
+    return []
+
+
 def write_report(out_dir: Path, report: Mapping[str, Any]) -> None:
     """``prepare_report.json``, atomically."""
     with atomic_open(out_dir / "prepare_report.json") as handle:
@@ -832,7 +896,7 @@ def _summary_line(result: PrepareResult, source: str) -> str:
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options every preparer shares (workers, seed, splits, segmentation, progress)."""
+    """Add the options every preparer shares (workers, seed, splits, segmentation, progress, packing)."""
     group = parser.add_argument_group("pipeline")
     group.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     group.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default: 0)")
@@ -854,6 +918,12 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--overwrite", action="store_true", help="replace the manifests of a folder prepared with other options"
     )
+    group.add_argument(
+        "--pack",
+        action="store_true",
+        help="then pack each split into <split>.packed.npy beside its manifest, the fastest record path "
+        "for training (as much disk again as the records; without it, outdated packs are removed)",
+    )
 
 
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOptions:
@@ -865,6 +935,7 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOpti
         segment_samples=args.segment_samples,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        pack=args.pack,
     )
     values.update(overrides)
     return PrepareOptions(**values)

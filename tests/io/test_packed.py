@@ -1,16 +1,19 @@
 """The packed split format: same arrays as the .mat records, used only while it matches the manifest."""
 
+import errno
 import logging
 import os
 import pickle
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
+from fairseq_goodviews.io.atomic import OutputPathError
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.packed import PackedRecords, main, pack_paths, pack_problem, write_pack
 from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record, write_record
@@ -191,3 +194,29 @@ def test_no_pack_is_silent(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert EcgRecordSource(tmp_path / "train.tsv", 500.0).pack is None
     assert caplog.text == ""
+
+
+def test_no_room_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    _dataset(tmp_path)
+    monkeypatch.setattr("shutil.disk_usage", lambda path: SimpleNamespace(total=1 << 30, free=50_000))
+    assert main([str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path}: cannot write train.packed.npy: it needs 0.5 MiB, 0.0 MiB are free\n"
+    )
+    assert not any(".packed" in p.name for p in tmp_path.iterdir())
+
+
+def test_a_failed_index_write_leaves_no_half_pack(tmp_path, monkeypatch):
+    _dataset(tmp_path)
+    manifest = tmp_path / "train.tsv"
+    write_pack(manifest)  # an earlier pack: its index would no longer match the new data file
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("numpy.save", full_disk)
+    with pytest.raises(
+        OutputPathError, match=r"cannot write train\.packed_index\.npy \(no space left on the device\)$"
+    ):
+        write_pack(manifest)
+    assert not any(".packed" in p.name for p in tmp_path.iterdir())
