@@ -10,9 +10,7 @@ and ``patient``. Files written before that hold the strings under ``label`` and 
 the fairseq-signals importer (:mod:`fairseq_goodviews.preprocessing.fairseq_signals`) reads both.
 
 Reading has two paths. ``scipy.io.loadmat`` is general but slow for what the training loop does
-per sample: on [12, 5000] records it reached about 2,000 records/s where copying the same arrays
-out of one memory-mapped ``.npy`` reached about 11,800 (a ratio of 0.17; DESIGN.md §5 asks for at
-least 0.5), its time going to per-variable machinery rather than to the bytes. So
+per sample: its time goes to per-variable machinery rather than to the bytes. So
 :func:`read_record` first tries :func:`_read_mat5`, a minimal walker over the MAT-5 layout that
 :func:`write_record` produces: little-endian, uncompressed ``miMATRIX`` elements of numeric
 classes or UTF-8 text. It reads the file with one system call and returns numpy views of the
@@ -21,14 +19,13 @@ bytes, laid out exactly as ``loadmat`` lays them out. Anything valid it does not
 cells, structs, complex or sparse arrays) is left to ``loadmat``, which stays the general reader.
 Writing has two paths too: :func:`write_record` lays out the bytes ``scipy.io.savemat``
 (uncompressed, ``oned_as="row"``) would write for the value types records hold (numeric arrays
-and scalars, booleans, text) itself, in one buffer, and hands any other value to ``savemat``. A layout no writer produces (a truncated file, impossible sizes or
-types) is reported as unreadable by the walker itself, since scipy crashes on some of those.
+and scalars, booleans, text) itself, in one buffer, and hands any other value to ``savemat``. A
+layout no writer produces (a truncated file, impossible sizes or types) is reported as unreadable
+by the walker itself, since scipy crashes on some of those.
 
-``python -m fairseq_goodviews.speed.record_loading`` (2,000 records, 2 shared cores) measured
-the ratio to the memory-mapped array at 0.31-0.32 for this reader against 0.07-0.09 for
-``loadmat``. 0.5 is out of reach for one file per record on that machine: opening, reading and
-closing the files without looking at the bytes reached 0.47-0.48. The optional packed format
-(:mod:`fairseq_goodviews.io.packed`) reaches 0.94-0.99.
+How fast each path reads, against one memory-mapped array and the packed format
+(:mod:`fairseq_goodviews.io.packed`, the training default when present), is measured by
+``python -m fairseq_goodviews.speed.record_loading``; the figures are in the README.
 """
 
 from __future__ import annotations
