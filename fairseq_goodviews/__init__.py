@@ -11,15 +11,17 @@ import sys
 
 __version__ = "0.1.0"
 
+# fairseq's import logs a tensorboardX hint that says nothing to this plugin's users.
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
+
 
 def quiet_fairseq_logging() -> None:
     """Import fairseq now, and keep its logging set-up from flooding a command's output.
 
     Importing fairseq configures the root logger at DEBUG (hydra's and matplotlib's debug lines
     would then fill the output of in-process config composition, scoring and plots) and logs a
-    tensorboardX hint: the hint is silenced and the root logger set back to WARNING.
+    tensorboardX hint (silenced when this package is imported): the root logger is set back to WARNING.
     """
-    logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
     import fairseq  # noqa: F401
 
     logging.getLogger().setLevel(logging.WARNING)

@@ -88,6 +88,9 @@ def _derived(key: str):
 
 @register_criterion("arcface", dataclass=ArcFaceCriterionConfig)
 class ArcFaceCriterion(FairseqCriterion):
+    #: Training logs are plain numbers (summed across workers); validation logs carry every record.
+    training_logs_summable = True
+
     def __init__(self, task, scale: float, margin: float):
         super().__init__(task)
         self.scale = scale

@@ -137,6 +137,9 @@ def _derived(key: str):
 
 @register_criterion("ecg_classification", dataclass=EcgClassificationCriterionConfig)
 class EcgClassificationCriterion(FairseqCriterion):
+    #: Training logs are plain numbers (summed across workers); validation logs carry every record.
+    training_logs_summable = True
+
     def forward(self, model, sample: dict, reduce: bool = True):
         logits = model(**sample["net_input"])["logits"]
         target = sample["target"]

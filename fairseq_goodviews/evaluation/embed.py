@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.evaluation.device import DeviceError, add_device_argument, scoring_device
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest
@@ -200,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     add_device_argument(parser)
     args = parser.parse_args(argv)
+    quiet_fairseq_logging()
     try:
         n = embed_split(
             args.checkpoint, args.data, args.split, args.out, args.sample_size, args.batch_size, args.device

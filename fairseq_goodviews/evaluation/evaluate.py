@@ -23,7 +23,7 @@ import torch
 from fairseq import checkpoint_utils, tasks
 from omegaconf import open_dict
 
-from fairseq_goodviews import register_plugins
+from fairseq_goodviews import quiet_fairseq_logging, register_plugins
 from fairseq_goodviews.criterions.ecg_classification import record_probabilities, split_metrics
 from fairseq_goodviews.evaluation.cinc2021 import choose_thresholds
 from fairseq_goodviews.evaluation.device import add_device_argument, scoring_device, to_device
@@ -175,6 +175,7 @@ def main(argv=None) -> int:
     parser.add_argument("--predictions", help="write every record's class probabilities here as CSV")
     add_device_argument(parser)
     args = parser.parse_args(argv)
+    quiet_fairseq_logging()
     try:
         result = evaluate_checkpoint(
             args.checkpoint,

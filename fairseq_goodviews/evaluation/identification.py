@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_curve
 
+from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.evaluation.device import DeviceError, add_device_argument, scoring_device
 from fairseq_goodviews.evaluation.embed import CheckpointError, embed_records, load_encoder
 from fairseq_goodviews.io.atomic import atomic_open
@@ -234,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="write the metrics here as JSON")
     add_device_argument(parser)
     args = parser.parse_args(argv)
+    quiet_fairseq_logging()
     try:
         result = identify(
             args.checkpoint,

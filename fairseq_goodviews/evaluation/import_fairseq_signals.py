@@ -58,6 +58,7 @@ from typing import Any
 
 import torch
 
+from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_path
 from fairseq_goodviews.leads import CANONICAL_LEADS
 
@@ -576,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Python objects safe loading refuses",
     )
     args = parser.parse_args(argv)
+    quiet_fairseq_logging()
     if args.sample_size is not None and args.sample_size <= 0:
         parser.error("--sample-size must be a positive number of samples")
     try:

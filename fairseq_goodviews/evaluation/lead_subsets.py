@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.evaluation.device import add_device_argument
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe, write_json
 from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
@@ -83,6 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write every metric of every subset as JSON here ('-': stdout)")
     add_device_argument(parser)
     args = parser.parse_args(argv)
+    quiet_fairseq_logging()
     try:
         results = evaluate_lead_subsets(
             args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device

@@ -23,6 +23,7 @@ Two representations come out of one forward:
 import ast
 import copy
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -155,7 +156,11 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
 
     def __init__(self, cfg: Wav2Vec2EcgConfig):
         conv_layers = parse_conv_layers(cfg.conv_feature_layers)
-        super().__init__(_with_literal_conv_layers(cfg, conv_layers))
+        with warnings.catch_warnings():
+            # upstream's positional convolution uses torch's older weight_norm (deprecated, not wrong):
+            # said once per model built, it would repeat in every evaluation of a checkpoint
+            warnings.filterwarnings("ignore", message=r".*weight_norm.*deprecated", category=FutureWarning)
+            super().__init__(_with_literal_conv_layers(cfg, conv_layers))
         self.conv_spec = conv_layers
         self.cmsc_pass = cfg.cmsc_pass
         self.feature_extractor = MultiLeadFeatureExtractor(

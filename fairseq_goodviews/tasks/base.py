@@ -43,14 +43,16 @@ class EcgTask(FairseqTask):
 
     @staticmethod
     def logging_outputs_can_be_summed(criterion) -> bool:
-        """Training logs of every criterion here are plain numbers, summed across workers in one
-        all-reduce; validation logs may carry every record's scores, which fairseq gathers."""
-        return criterion.training or criterion.logging_outputs_can_be_summed()
+        """A downstream criterion's training logs are plain numbers (``training_logs_summable``),
+        summed across workers in one all-reduce; its validation logs carry every record's scores,
+        which fairseq gathers. Other criteria keep their own answer."""
+        if criterion.training and getattr(criterion, "training_logs_summable", False):
+            return True
+        return criterion.logging_outputs_can_be_summed()
 
     def build_criterion(self, cfg, from_checkpoint: bool = False):
-        criterion = super().build_criterion(cfg, from_checkpoint)
-        self._criterion_summable = criterion.logging_outputs_can_be_summed()
-        return criterion
+        self._criterion = super().build_criterion(cfg, from_checkpoint)
+        return self._criterion
 
     def begin_valid_epoch(self, epoch, model):
         """Refuse, in one line, a validation that fairseq could only gather on GPUs.
@@ -61,9 +63,18 @@ class EcgTask(FairseqTask):
         """
         super().begin_valid_epoch(epoch, model)
         several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if several and not getattr(self, "_criterion_summable", True) and not torch.cuda.is_available():
+        if several and not torch.cuda.is_available() and not self._criterion_summable():
             raise RuntimeError(
                 f"{type(self).__name__}: validation over {dist.get_world_size()} processes needs GPUs "
                 "(fairseq gathers every record's scores through a CUDA buffer); validate with one "
                 "process (dataset.disable_validation=true here, then goodviews-evaluate) or on GPUs"
             )
+
+    def _criterion_summable(self) -> bool:
+        criterion = getattr(self, "_criterion", None)
+        if criterion is None:
+            return True
+        try:
+            return bool(criterion.logging_outputs_can_be_summed())
+        except AttributeError:  # fairseq's wav2vec criterion answers only after its first forward
+            return False
