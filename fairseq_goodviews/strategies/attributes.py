@@ -32,8 +32,11 @@ its ``index_probes`` nearest cells. Every stored candidate is verified exactly (
 but a record within h in an unprobed cell is missed: the benchmark
 (:mod:`fairseq_goodviews.speed.partner_index`) reports the recall (1,000,000 random 10-d
 records: 73% of the up to 32 nearest records within h found, the true nearest neighbour for 85%;
-raise ``index_probes`` for more). Ties are broken by record index and blocks merged in a total
-order, so the index does not depend on the number of threads.
+raise ``index_probes`` for more). Every cell is first compared with its own members; a record
+then only takes, from the other cells it probes, pairs no farther than its current
+``max_candidates``-th candidate, which leaves out most pairs where records are dense (the stored
+candidates are the same as without this bound). Ties are broken by record index and blocks merged
+in a total order, so the index does not depend on the number of threads.
 
 **mode: kmeans** (the paper's code): ``n_clusters`` clusters (k-means on the training vectors,
 seeded); positives share a cluster; records of other splits go to the nearest training centroid.
@@ -69,6 +72,8 @@ NO_PARTNER = ("nearest", "none")
 DEFAULT_ATTRIBUTES = [name for name in ATTRIBUTE_NAMES if name not in ("QOnset", "QOffset", "TOffset")]
 #: Entries of one block of pairwise distances (4 MiB of float32): small enough to stay in cache.
 BLOCK_ENTRIES = 1 << 20
+#: A block whose pairs within the bounds are under 1 / SPARSE_SHARE of its entries gathers them one by one.
+SPARSE_SHARE = 8
 #: Records whose candidates are verified at once ([rows, max_candidates, d] float64 differences).
 VERIFY_ROWS = 8192
 
@@ -191,7 +196,11 @@ class _Search:
     """Shared state of one index build: per record, its best candidates and its nearest neighbour so far.
 
     Both are kept as (squared distance, index) keys, so merging blocks is a min / smallest-k
-    over a total order: the result never depends on the order the threads finish in.
+    over a total order: the result never depends on the order the threads finish in. ``bound``
+    holds, per record, the largest distance a new candidate may have: the threshold, or the
+    distance of its ``max_candidates``-th candidate once it has that many. It only decreases and
+    never drops below the final ``max_candidates``-th distance, so a block that skips the pairs
+    beyond it (read while other threads lower it) keeps every pair the result needs.
     """
 
     def __init__(self, x: torch.Tensor, radius: float, max_candidates: int):
@@ -205,37 +214,50 @@ class _Search:
         self.empty = int(_pair_keys(torch.tensor([math.inf]), torch.tensor([0xFFFFFFFF]))[0])
         self.best = torch.full((n, max_candidates), self.empty, dtype=torch.int64)
         self.nearest = torch.full((n,), self.empty, dtype=torch.int64)
+        self.bound = torch.full((n,), self.threshold, dtype=torch.float32)
         self.lock = threading.Lock()
 
-    def block(self, queries: torch.Tensor, members: torch.Tensor, self_column: torch.Tensor) -> None:
-        """Compare ``queries`` with ``members``; ``self_column[r]`` is query r's own column (or -1).
+    def block(self, queries: torch.Tensor, members: torch.Tensor, self_column: Optional[torch.Tensor]) -> None:
+        """Compare ``queries`` with ``members``; ``self_column[r]`` is query r's own column (None: none is).
 
-        The block holds |m|^2 - 2 q.m; |q|^2 is added to per-row minima and to the few rows with
-        a hit only. A nearest-neighbour index is only looked up for rows that may improve on it
-        (the shared minimum only decreases, so reading it without the lock is safe).
+        The block holds |m|^2 - 2 q.m; |q|^2 is added before the comparison with ``bound``. A
+        nearest-neighbour index is only looked up for rows that may improve on it (the shared
+        minimum only decreases, so reading it without the lock is safe). The pairs within the rows'
+        bounds are gathered as they are when they are few (no row has more than ``max_candidates``,
+        or they are under 1 / ``SPARSE_SHARE`` of the block); otherwise every row is first reduced
+        to its ``max_candidates`` smallest keys, which costs the same however many pairs there are.
         """
         partial = torch.addmm(self.norms[members].unsqueeze(0), self.x[queries], self.x[members].t(), alpha=-2.0)
-        own = torch.nonzero(self_column >= 0).squeeze(1)
-        partial[own, self_column[own]] = math.inf
+        if self_column is not None:
+            partial[torch.arange(len(queries)), self_column] = math.inf
         query_norms = self.norms[queries]
         near_d = partial.amin(dim=1).add_(query_norms)
         improving = torch.nonzero(near_d <= _key_distance(self.nearest[queries])).squeeze(1)
         nearest = _pair_keys(near_d[improving], members[partial[improving].argmin(dim=1)])
-        rows = torch.nonzero(near_d <= self.threshold).squeeze(1)
+        bound = self.bound[queries]
+        rows = torch.nonzero(near_d <= bound).squeeze(1)
         if len(rows):
             values = partial[rows].add_(query_norms[rows].unsqueeze(1))
-            row, column = torch.nonzero(values <= self.threshold, as_tuple=True)
-            counts = torch.bincount(row, minlength=len(rows))
-            position = torch.arange(len(row)) - (torch.cumsum(counts, 0) - counts)[row]
-            found = torch.full((len(rows), int(counts.max())), self.empty)
-            found[row, position] = _pair_keys(values[row, column], members[column])
+            inside = values <= bound[rows].unsqueeze(1)
+            counts = inside.sum(1)
+            width = int(counts.max())
+            if width <= self.k or SPARSE_SHARE * int(counts.sum()) <= inside.numel():  # few pairs: gather them
+                row, column = torch.nonzero(inside, as_tuple=True)
+                position = torch.arange(len(row)) - (torch.cumsum(counts, 0) - counts)[row]
+                found = torch.full((len(rows), width), self.empty)
+                found[row, position] = _pair_keys(values[row, column], members[column])
+            else:  # many: each row's smallest keys
+                keys = _pair_keys(values, members).masked_fill_(~inside, self.empty)
+                found = keys.topk(self.k, dim=1, largest=False, sorted=False).values
         with self.lock:
             better = queries[improving]
             self.nearest[better] = torch.minimum(self.nearest[better], nearest)
             if len(rows):
                 hit_queries = queries[rows]
                 merged = torch.cat([self.best[hit_queries], found], dim=1)
-                self.best[hit_queries] = merged.topk(self.k, dim=1, largest=False, sorted=False).values
+                kept = merged.topk(self.k, dim=1, largest=False, sorted=False).values
+                self.best[hit_queries] = kept
+                self.bound[hit_queries] = torch.minimum(self.bound[hit_queries], _key_distance(kept.amax(dim=1)))
 
 
 def _nearest_rows(points: torch.Tensor, centres: torch.Tensor, k: int) -> torch.Tensor:
@@ -305,30 +327,41 @@ def build_partner_index(
 
 
 def _blocks(probe: torch.Tensor):
-    """(queries, members, self_column) blocks: each cell's members against every record that probes the cell."""
+    """(queries, members, self_column) blocks: each cell's members against every record that probes the cell.
+
+    First every cell against its own members (a record's own cell holds its nearest records
+    most often), then against the records probing it from farther: their bounds have tightened
+    by then, so those blocks leave most pairs out.
+    """
     n, n_probes = probe.shape
     n_cells = int(probe.max()) + 1
     own_cell = probe[:, 0]
     by_cell = torch.argsort(own_cell, stable=True)
-    member_start = torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(own_cell, minlength=n_cells).cumsum(0)])
-    column = torch.empty(n, dtype=torch.int64)
-    column[by_cell] = torch.arange(n) - member_start[own_cell[by_cell]]
-    flat_cells = probe.reshape(-1)
-    order = torch.argsort(flat_cells, stable=True)
-    flat_queries = torch.arange(n).repeat_interleave(n_probes)[order]
-    query_start = torch.cat(
-        [torch.zeros(1, dtype=torch.int64), torch.bincount(flat_cells, minlength=n_cells).cumsum(0)]
-    )
+    member_start = _starts(own_cell, n_cells)
+    for cell in range(n_cells):
+        members = by_cell[member_start[cell] : member_start[cell + 1]]
+        rows = max(1, BLOCK_ENTRIES // max(len(members), 1))
+        for start in range(0, len(members), rows):
+            chunk = members[start : start + rows]
+            yield chunk, members, torch.arange(start, start + len(chunk))
+    if n_probes == 1:
+        return
+    flat_cells = probe[:, 1:].reshape(-1)
+    flat_queries = torch.arange(n).repeat_interleave(n_probes - 1)[torch.argsort(flat_cells, stable=True)]
+    query_start = _starts(flat_cells, n_cells)
     for cell in range(n_cells):
         members = by_cell[member_start[cell] : member_start[cell + 1]]
         queries = flat_queries[query_start[cell] : query_start[cell + 1]]
-        if len(members) == 0 or len(queries) == 0:
+        if len(members) == 0:
             continue
         rows = max(1, BLOCK_ENTRIES // len(members))
         for start in range(0, len(queries), rows):
-            chunk = queries[start : start + rows]
-            self_column = torch.where(own_cell[chunk] == cell, column[chunk], -1)
-            yield chunk, members, self_column
+            yield queries[start : start + rows], members, None
+
+
+def _starts(cells: torch.Tensor, n_cells: int) -> torch.Tensor:
+    """[n_cells + 1] offsets of each cell's run once ``cells`` is sorted."""
+    return torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(cells, minlength=n_cells).cumsum(0)])
 
 
 def _verified(
