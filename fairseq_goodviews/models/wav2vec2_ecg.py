@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from fairseq.data.data_utils import compute_mask_indices
 from fairseq.dataclass import ChoiceEnum
 from fairseq.models import register_model
 from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel, Wav2Vec2Config, Wav2Vec2Model
@@ -180,8 +181,45 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
     def apply_mask(
         self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], mask_indices=None, mask_channel_indices=None
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Upstream's masking of ``x`` [B, T', C]; under bf16 autocast ``x`` arrives in bf16, so it is
-        masked in ``mask_emb``'s float32 (upstream's in-place put needs equal dtypes)."""
+        """Upstream's masking of ``x`` [B, T', C], reproducible given the run's seed.
+
+        Upstream draws its time (and channel) mask spans from ``np.random.default_rng()`` seeded
+        by fresh OS entropy, so two runs with one seed would mask differently. Here the spans are
+        drawn by the same ``compute_mask_indices`` with per-row seeds taken from torch's generator,
+        which fairseq reseeds at every update. (Channel masking applied before the time masking,
+        ``mask_channel_before``, stays upstream's.) Under bf16 autocast ``x`` arrives in bf16 and
+        is masked in ``mask_emb``'s float32 (upstream's in-place put needs equal dtypes).
+        """
+        batch, steps, channels = x.shape
+        if self.mask_prob > 0 and mask_indices is None:
+            mask_indices = compute_mask_indices(
+                (batch, steps),
+                padding_mask,
+                self.mask_prob,
+                self.mask_length,
+                self.mask_selection,
+                self.mask_other,
+                min_masks=2,
+                no_overlap=self.no_mask_overlap,
+                min_space=self.mask_min_space,
+                require_same_masks=self.cfg.require_same_masks,
+                mask_dropout=self.cfg.mask_dropout,
+                **_row_seeds(batch),
+            )
+            mask_indices = torch.from_numpy(mask_indices).to(x.device)
+        if self.mask_channel_prob > 0 and not self.mask_channel_before and mask_channel_indices is None:
+            channel = compute_mask_indices(
+                (batch, channels),
+                None,
+                self.mask_channel_prob,
+                self.mask_channel_length,
+                self.mask_channel_selection,
+                self.mask_channel_other,
+                no_overlap=self.no_mask_channel_overlap,
+                min_space=self.mask_channel_min_space,
+                **_row_seeds(batch),
+            )
+            mask_channel_indices = torch.from_numpy(channel).to(x.device).unsqueeze(1).expand(-1, steps, -1)
         return super().apply_mask(
             x.to(self.mask_emb.dtype),
             padding_mask,
@@ -223,6 +261,11 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
             hook.remove()
         result["embedding"] = time_mean(encoded[-1], result["padding_mask"])
         return result
+
+
+def _row_seeds(batch: int) -> Dict[str, Any]:
+    """``compute_mask_indices`` arguments that seed each of ``batch`` rows from torch's generator."""
+    return {"seed": int(torch.randint(0, 2**31 - 1, (1,))), "epoch": 0, "indices": torch.arange(batch)}
 
 
 def time_mean(x: torch.Tensor, padding: Optional[torch.Tensor]) -> torch.Tensor:

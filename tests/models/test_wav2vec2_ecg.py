@@ -162,3 +162,20 @@ def test_forward_and_backward_under_bf16_autocast():
     (loss + out["embedding"].float().sum()).backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("channel_prob", [0.0, 0.3])
+def test_masking_is_reproducible_from_the_torch_seed(channel_prob):
+    """Upstream draws its mask spans from fresh OS entropy; here the same seed gives the same masks."""
+    model = small_model(mask_prob=0.5, mask_channel_prob=channel_prob).train()
+    x = torch.randn(4, 50, SMALL["encoder_embed_dim"])
+
+    def masked(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(seed)
+        out, indices = model.apply_mask(x.clone(), None)
+        return out, indices
+
+    first, second, other = masked(3), masked(3), masked(4)
+    assert torch.equal(first[1], second[1]) and torch.equal(first[0], second[0])
+    assert first[1].any() and not torch.equal(first[1], other[1])
+    assert not torch.equal(first[1][0], first[1][1])  # rows get their own spans

@@ -95,3 +95,32 @@ def test_interrupted_pretraining_resumes_from_its_last_checkpoint(tiny_dataset, 
     epochs = _epochs_logged(log)
     assert epochs and epochs[0] > 1 and epochs[-1] == 4, epochs
     assert epochs[0] >= interrupted_at, "training restarted before the checkpointed epoch"
+
+
+@pytest.mark.slow
+def test_w2v_cmsc_rlm_pretraining_is_reproducible_given_its_seed(tiny_dataset, tmp_path):
+    """Two runs with one seed write the same weights (wav2vec 2.0's mask spans included)."""
+    weights = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        hydra_train(
+            PRETRAIN,
+            "w2v_cmsc_rlm",
+            [
+                "preset=w2v_cpu_small",
+                "task.sample_size=1000",
+                "task.strategy.segment_length=500",
+                "dataset.batch_size=8",
+                "dataset.num_workers=0",
+                "dataset.disable_validation=true",
+                "optimization.max_update=3",
+                "optimization.max_epoch=0",
+                "common.seed=5",
+                f"task.data={tiny_dataset}",
+                f"checkpoint.save_dir={tmp_path / run}",
+            ],
+            tmp_path / run,
+        )
+        weights.append(torch.load(tmp_path / run / "checkpoint_last.pt", weights_only=True)["model"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
