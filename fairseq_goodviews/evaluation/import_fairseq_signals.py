@@ -50,7 +50,6 @@ import math
 import pickle
 import re
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -439,9 +438,7 @@ def build_model(model_cfg: Mapping[str, Any], where: Path):
 
     try:
         cfg = merge_with_parent(Wav2Vec2EcgConfig(), OmegaConf.create(dict(model_cfg)))
-        with torch.random.fork_rng(), warnings.catch_warnings():
-            # upstream's positional convolution uses torch's older weight_norm (deprecated, not wrong)
-            warnings.filterwarnings("ignore", message=r".*weight_norm.*deprecated", category=FutureWarning)
+        with torch.random.fork_rng():
             torch.manual_seed(0)
             model = Wav2Vec2EcgModel(cfg)
     except Exception as exc:  # a config our model cannot take (e.g. heads that do not divide the width)

@@ -6,6 +6,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from gloo_runs import free_port
 
+from conftest import HAS_GPU
 from fairseq_goodviews.criterions import distributed as gather_module
 from fairseq_goodviews.criterions.distributed import gather_views
 
@@ -71,7 +72,7 @@ def test_two_gloo_ranks_gather_exact_views_and_sum_gradients():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
 def test_nccl_carries_exact_views_and_gradients_on_the_gpu():
     """The three collectives of gather_views over NCCL on CUDA tensors, with one rank (two NCCL
     ranks need two GPUs): exact 64-bit record ids and float metadata, gradient of own rows."""

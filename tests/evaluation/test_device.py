@@ -3,14 +3,13 @@
 import pytest
 import torch
 
+from conftest import HAS_GPU
 from fairseq_goodviews.evaluation import embed, evaluate, identification, lead_subsets
 from fairseq_goodviews.evaluation.device import DeviceError, scoring_device, to_device
 
-NO_GPU = not torch.cuda.is_available()
-
 
 def test_auto_picks_the_gpu_when_one_is_visible_else_the_cpu():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    expected = "cuda" if HAS_GPU else "cpu"
     assert scoring_device().type == expected and scoring_device("auto").type == expected
     assert scoring_device("cpu") == torch.device("cpu")
 
@@ -23,7 +22,7 @@ def test_unusable_devices_are_named(name, problem):
         scoring_device(name)
 
 
-@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+@pytest.mark.skipif(HAS_GPU, reason="this machine has a GPU")
 def test_asking_for_a_gpu_on_a_machine_without_one_is_one_line_per_command(tmp_path, capsys):
     checkpoint = tmp_path / "any.pt"
     checkpoint.write_bytes(b"")
