@@ -28,9 +28,9 @@ def quiet_fairseq_logging() -> None:
 
 
 def register_plugins() -> None:
-    """Register the tasks, criterions and models with fairseq (idempotent), and make fairseq's
+    """Register the tasks, criterions, models and optimisers with fairseq (idempotent), and make fairseq's
     checkpoint copies atomic (:mod:`fairseq_goodviews.checkpoint_copies`)."""
-    from fairseq_goodviews import criterions, models, tasks  # noqa: F401
+    from fairseq_goodviews import criterions, models, optim, tasks  # noqa: F401
     from fairseq_goodviews.checkpoint_copies import make_checkpoint_copies_atomic
 
     make_checkpoint_copies_atomic()

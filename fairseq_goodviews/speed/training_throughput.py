@@ -1,11 +1,15 @@
 """Training speed: ``fairseq-hydra-train`` against a bare PyTorch loop, and the W2V+CMSC step.
 
 **Throughput ratio.** Both loops train the same model (the pretraining config's ResNet with the
-chosen preset) on the same dataset, strategy, batch size and number of data-loading workers
-(persistent in both); each is timed over ``--updates`` updates after ``--warmup``. The two loops
-run ``--rounds`` times, interleaved (fairseq, bare, then bare, fairseq, ...) so that a change of
-the machine's load hits both; the ratio of each round is fairseq / bare, and the result is the
-median ratio with its spread (half the range over the rounds). The goal (issue 14) is >= 0.95.
+chosen preset) on the same dataset, strategy, batch size, number of data-loading workers
+(persistent in both) and optimiser (PyTorch's AdamW kernel with the config's hyperparameters,
+which ``torch_adam`` uses). Each runs in its own process (group); after ``--warmup`` updates
+each, run one at a time, the two take turns on the machine in ``--slices`` time slices of
+``--slice-seconds`` each (the one not running is stopped with SIGSTOP, its data-loading workers
+with it), so that a change of the machine's load hits both loops alike. A loop's rate is the
+updates it completed between its first and last logged update in a block of consecutive slices,
+over its running time between them; the ratio is fairseq / bare over all slices, its spread half
+the range of the ratios of ``--blocks`` blocks. The goal (issue 14) is >= 0.95.
 
 **W2V+CMSC step.** One training step (forward, loss, backward) of the ``w2v_cmsc_rlm`` config
 with ``--w2v-preset``, on the same fixed batches, with the CMSC embedding pooled from the one
@@ -22,13 +26,17 @@ samples/s of ``w2v_cmsc_rlm`` trained through ``fairseq-hydra-train``.
 
 import argparse
 import math
+import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +50,8 @@ from fairseq_goodviews.evaluation.evaluate import write_json
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
 CONFIG_DIR = USER_DIR / "config" / "pretraining"
 _INNER = re.compile(r"^\[(?P<stamp>[\d-]+ [\d:,]+)\]\[train_inner\]\[INFO\] - .*num_updates[= ](?P<n>\d+)")
+_FAIRSEQ_UPDATE = re.compile(r"\[train_inner\].*num_updates[= ](?P<n>\d+)")
+_BARE_UPDATE = re.compile(r"^bare_update (?P<n>\d+)$")
 TARGET_RATIO = 0.95
 
 
@@ -71,18 +81,12 @@ def _config(args: argparse.Namespace, name: str, preset: str) -> Any:
     return cfg
 
 
-def fairseq_samples_per_second(
-    args: argparse.Namespace, workdir: Path, config: str = "", overrides: list[str] | None = None
-) -> float:
-    """Samples/s between update ``warmup`` and the last one, from the trainer's own log timestamps.
-
-    Runs ``config`` (default: ``--strategy``) with ``overrides`` (default: the benchmark's settings).
-    The trainer logs only at the two updates timed and their common divisors (``log_interval`` =
-    gcd(warmup, updates)), as a real run logs every few hundred updates: logging every update
-    would add a host synchronisation and a log line per step that no real run pays.
-    """
+def fairseq_command(
+    args: argparse.Namespace, workdir: Path, max_update: int, log_interval: int, config: str = "", overrides=None
+) -> list[str]:
+    """``fairseq-hydra-train`` for ``config`` (default: ``--strategy``) without checkpoints or validation."""
     hydra = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or "fairseq-hydra-train"
-    cmd = [
+    return [
         hydra,
         "--config-dir",
         str(args.config_dir),
@@ -94,10 +98,23 @@ def fairseq_samples_per_second(
         f"hydra.run.dir={workdir}/hydra",
         "checkpoint.no_save=true",
         "dataset.disable_validation=true",
-        f"common.log_interval={math.gcd(args.warmup, args.updates)}",
-        f"optimization.max_update={args.warmup + args.updates}",
+        f"common.log_interval={log_interval}",
+        f"optimization.max_update={max_update}",
         "optimization.max_epoch=0",
     ]
+
+
+def fairseq_samples_per_second(
+    args: argparse.Namespace, workdir: Path, config: str = "", overrides: list[str] | None = None
+) -> float:
+    """Samples/s of one ``fairseq-hydra-train`` run between update ``warmup`` and the last one.
+
+    From the trainer's own log timestamps; it logs only at the two updates timed and their
+    common divisors (``log_interval`` = gcd(warmup, updates)), as a real run logs every few
+    hundred updates.
+    """
+    interval = math.gcd(args.warmup, args.updates)
+    cmd = fairseq_command(args, workdir, args.warmup + args.updates, interval, config, overrides)
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     log = result.stdout + result.stderr
     if result.returncode != 0:
@@ -113,12 +130,16 @@ def fairseq_samples_per_second(
     return args.updates * args.batch_size / (stamps[last] - stamps[first]).total_seconds()
 
 
-def bare_samples_per_second(args: argparse.Namespace) -> float:
-    """The same model, data, loss and optimiser in a plain loop over a torch DataLoader."""
+def bare_loop(args: argparse.Namespace) -> None:
+    """The same model, data, loss and optimiser in a plain loop over a torch DataLoader.
+
+    Prints ``bare_update N`` every ``--log-every`` updates, until killed (the benchmark's child).
+    """
     from fairseq.dataclass.utils import merge_with_parent
 
     from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
     from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
+    from fairseq_goodviews.optim.torch_adam import adam_betas, build_adamw
     from fairseq_goodviews.tasks.ecg_pretraining import EcgPretrainingConfig, EcgPretrainingTask
 
     cfg = _config(args, args.strategy, args.preset)
@@ -129,7 +150,14 @@ def bare_samples_per_second(args: argparse.Namespace) -> float:
     device = torch.device(args.device)
     torch.manual_seed(1)
     model = Resnet1dModel.build_model(merge_with_parent(Resnet1dConfig(), cfg.model)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.optimization.lr[0]))
+    optimizer = build_adamw(
+        list(model.parameters()),
+        str(cfg.optimizer.get("implementation", "auto")),
+        lr=float(cfg.optimization.lr[0]),
+        betas=adam_betas(cfg.optimizer.adam_betas),
+        eps=float(cfg.optimizer.get("adam_eps", 1e-8)),
+        weight_decay=float(cfg.optimizer.get("weight_decay", 0.0)),
+    )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=args.batch_size,
@@ -141,8 +169,8 @@ def bare_samples_per_second(args: argparse.Namespace) -> float:
         pin_memory=device.type == "cuda",
     )
     temperature = float(cfg.criterion.temperature)
-    updates, start = 0, None
-    while updates < args.warmup + args.updates:
+    updates = 0
+    while True:
         for batch in loader:
             source = batch["net_input"]["source"].to(device, non_blocking=True)
             meta = {key: value.to(device) for key, value in batch["views_meta"].items()}
@@ -154,40 +182,141 @@ def bare_samples_per_second(args: argparse.Namespace) -> float:
             (loss.sum() / max(int((n_positive > 0).sum()), 1)).backward()
             optimizer.step()
             updates += 1
-            if updates == args.warmup:
+            if updates % args.log_every == 0:
                 _synchronize(device)
-                start = time.perf_counter()
-            if updates == args.warmup + args.updates:
-                break
-    _synchronize(device)
-    return args.updates * args.batch_size / (time.perf_counter() - start)
+                print(f"bare_update {updates}", flush=True)
 
 
-def throughput_rounds(args: argparse.Namespace) -> dict[str, Any]:
-    """``--rounds`` interleaved measurements of both loops; the median ratio and its spread."""
-    rounds = []
-    for index in range(args.rounds):
-        order = ("fairseq", "bare") if index % 2 == 0 else ("bare", "fairseq")
-        rates = {}
-        for loop in order:
-            if loop == "fairseq":
-                with tempfile.TemporaryDirectory() as workdir:
-                    rates[loop] = fairseq_samples_per_second(args, Path(workdir))
-            else:
-                rates[loop] = bare_samples_per_second(args)
-        rounds.append({**rates, "ratio": rates["fairseq"] / rates["bare"]})
-        print(
-            f"  round {index + 1}: fairseq {rates['fairseq']:.1f}, bare {rates['bare']:.1f} samples/s, "
-            f"ratio {rounds[-1]['ratio']:.3f}",
-            flush=True,
+class _TrainingProcess:
+    """A training loop in its own process group, stopped and resumed by signals; its logged updates timed."""
+
+    def __init__(self, name: str, cmd: list[str], update_line: re.Pattern, cwd: Path):
+        self.name, self.update_line = name, update_line
+        self.process = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, start_new_session=True
         )
-    ratios = [r["ratio"] for r in rounds]
+        self.events: list[tuple[float, int]] = []  # (time.perf_counter() when read, updates done)
+        self.slices: list[tuple[float, float]] = []  # running intervals
+        self.tail: deque[str] = deque(maxlen=60)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.tail.append(line)
+            match = self.update_line.search(line)
+            if match:
+                self.events.append((time.perf_counter(), int(match["n"])))
+
+    @property
+    def updates(self) -> int:
+        return self.events[-1][1] if self.events else 0
+
+    def _check_alive(self) -> None:
+        if self.process.poll() is not None:
+            self._reader.join(timeout=5)
+            raise RuntimeError(f"the {self.name} loop exited ({self.process.returncode}):\n{''.join(self.tail)}")
+
+    def pause(self) -> None:
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def run_until(self, updates: int, timeout: float) -> None:
+        """Run (alone) until ``updates`` updates are logged, then stop."""
+        deadline = time.perf_counter() + timeout
+        while self.updates < updates:
+            self._check_alive()
+            if time.perf_counter() > deadline:
+                raise RuntimeError(
+                    f"the {self.name} loop logged {self.updates} of {updates} updates in {timeout:.0f} s"
+                )
+            time.sleep(0.05)
+        self.pause()
+
+    def run_slice(self, seconds: float) -> None:
+        self._check_alive()
+        start = time.perf_counter()
+        self.resume()
+        time.sleep(seconds)
+        self.pause()
+        self.slices.append((start, time.perf_counter()))
+
+    def samples_per_second(self, slices: range, batch_size: int) -> float:
+        """Rate over ``slices``: updates between the first and last update logged in them / running time between."""
+        windows = [self.slices[i] for i in slices]
+        events = []
+        for index, (start, end) in zip(slices, windows, strict=True):
+            stop = self.slices[index + 1][0] if index + 1 < len(self.slices) else math.inf
+            events += [(min(t, end), n) for t, n in self.events if start <= t < stop]
+        if len(events) < 2 or events[-1][1] == events[0][1]:
+            raise RuntimeError(f"the {self.name} loop logged fewer than 2 updates in slices {slices}: lengthen them")
+        (t0, n0), (t1, n1) = events[0], events[-1]
+        running = sum(max(0.0, min(end, t1) - max(start, t0)) for start, end in windows)
+        return (n1 - n0) * batch_size / running
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+#: The options the bare loop's child process receives from the benchmark.
+_BARE_CHILD_OPTIONS = (
+    "data",
+    "config_dir",
+    "strategy",
+    "preset",
+    "batch_size",
+    "sample_size",
+    "workers",
+    "device",
+    "log_every",
+)
+
+
+def throughput_time_sliced(args: argparse.Namespace) -> dict[str, Any]:
+    """Both loops, warmed up one at a time, then alternating ``--slices`` slices each; the ratio and its spread."""
+    if args.slices < args.blocks or args.blocks < 1:
+        raise ValueError(f"--slices ({args.slices}) must be at least --blocks ({args.blocks}) >= 1")
+    bare_cmd = [sys.executable, "-m", "fairseq_goodviews.speed.training_throughput", "--bare-child"]
+    bare_cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in _BARE_CHILD_OPTIONS]
+    bare_cmd += ["--bf16"] if args.bf16 else []
+    loops: list[_TrainingProcess] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        try:
+            fairseq_cmd = fairseq_command(args, Path(workdir), 10**9, args.log_every)
+            bare_cmd.append(f"--out={workdir}")
+            for name, cmd, line in (("fairseq", fairseq_cmd, _FAIRSEQ_UPDATE), ("bare", bare_cmd, _BARE_UPDATE)):
+                loops.append(_TrainingProcess(name, cmd, line, Path(workdir)))
+                loops[-1].run_until(args.warmup, timeout=args.warmup_timeout)
+            for index in range(args.slices):
+                for loop in loops if index % 2 == 0 else loops[::-1]:
+                    loop.run_slice(args.slice_seconds)
+        finally:
+            for loop in loops:
+                loop.close()
+    fairseq, bare = loops
+    everything = range(args.slices)
+    size = args.slices // args.blocks
+    blocks = [range(b * size, (b + 1) * size if b < args.blocks - 1 else args.slices) for b in range(args.blocks)]
+    per_block = [
+        {"fairseq": fairseq.samples_per_second(b, args.batch_size), "bare": bare.samples_per_second(b, args.batch_size)}
+        for b in blocks
+    ]
+    for block in per_block:
+        block["ratio"] = block["fairseq"] / block["bare"]
+    ratios = [block["ratio"] for block in per_block]
+    rates = {"fairseq": fairseq.samples_per_second(everything, args.batch_size)}
+    rates["bare"] = bare.samples_per_second(everything, args.batch_size)
     return {
-        "rounds": rounds,
-        "fairseq_samples_per_s": statistics.median(r["fairseq"] for r in rounds),
-        "bare_pytorch_samples_per_s": statistics.median(r["bare"] for r in rounds),
-        "ratio": statistics.median(ratios),
+        "blocks": per_block,
+        "fairseq_samples_per_s": rates["fairseq"],
+        "bare_pytorch_samples_per_s": rates["bare"],
+        "ratio": rates["fairseq"] / rates["bare"],
         "ratio_spread": (max(ratios) - min(ratios)) / 2,
+        "running_seconds_each": sum(end - start for start, end in fairseq.slices),
         "target_ratio": TARGET_RATIO,
     }
 
@@ -244,9 +373,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sample-size", type=int, default=2500)
     parser.add_argument("--workers", type=int, default=1, help="data-loading worker processes (both loops)")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--updates", type=int, default=100, help="timed updates per loop and round")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of both loops")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed updates of each loop before the slices")
+    parser.add_argument("--slices", type=int, default=20, help="time slices of each loop, alternating")
+    parser.add_argument("--slice-seconds", type=float, default=6.0, help="length of one time slice")
+    parser.add_argument("--blocks", type=int, default=5, help="blocks of consecutive slices for the spread")
+    parser.add_argument("--log-every", type=int, default=10, help="updates between two logged updates (both loops)")
+    parser.add_argument("--warmup-timeout", type=float, default=900.0, help="seconds allowed for start-up and warm-up")
+    parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--w2v-preset", default="w2v_cpu_small")
     parser.add_argument("--w2v-batch-size", type=int, default=8)
     parser.add_argument("--w2v-warmup", type=int, default=2)
@@ -266,6 +399,9 @@ def main(argv=None) -> int:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every loop (task.autocast_bf16=true)")
     args = parser.parse_args(argv)
     quiet_fairseq_logging()
+    if args.bare_child:
+        bare_loop(args)
+        return 0
     args.data, args.config_dir = args.data.resolve(), args.config_dir.resolve()
     result: dict[str, Any] = {
         "settings": {k: str(v) for k, v in vars(args).items() if k != "out"},
@@ -293,9 +429,18 @@ def main(argv=None) -> int:
         result["w2v_cmsc_rlm_fairseq_samples_per_s"] = rate
         print(f"{'W2V+CMSC+RLM fairseq-hydra-train':<36}{rate:>10.1f} samples/s")
     if not args.skip_throughput:
-        print(f"training throughput, {args.strategy}/{args.preset}, {args.rounds} interleaved rounds:", flush=True)
-        throughput = throughput_rounds(args)
+        print(
+            f"training throughput, {args.strategy}/{args.preset}: {args.slices} alternating slices of "
+            f"{args.slice_seconds:g} s per loop",
+            flush=True,
+        )
+        throughput = throughput_time_sliced(args)
         result.update(throughput)
+        for index, block in enumerate(throughput["blocks"]):
+            print(
+                f"  block {index + 1}: fairseq {block['fairseq']:.1f}, bare {block['bare']:.1f} samples/s, "
+                f"ratio {block['ratio']:.3f}"
+            )
         print(f"{'loop':<28}{'samples/s':>12}")
         print(f"{'fairseq-hydra-train':<28}{throughput['fairseq_samples_per_s']:>12.1f}")
         print(f"{'bare PyTorch':<28}{throughput['bare_pytorch_samples_per_s']:>12.1f}")

@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
-from fairseq.optim.adam import FairseqAdam
 from omegaconf import OmegaConf
 
 from conftest import DEVICES
 from fairseq_goodviews.criterions.multi_positive_infonce import MultiPositiveInfoNceCriterion
 from fairseq_goodviews.evaluation.device import to_device
 from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
+from fairseq_goodviews.optim.torch_adam import TorchAdam
 from strategies.helpers import collate, make_task, write_ramp_dataset
 
 
@@ -27,16 +27,9 @@ def _setup(tmp_path, autocast_bf16: bool, device: str):
     batch = to_device(batch, torch.device(device))
     torch.manual_seed(0)
     model = Resnet1dModel.build_model(Resnet1dConfig(base_width=8, layers=[1, 1, 1, 1], embedding_dim=16)).to(device)
-    optimizer = FairseqAdam(
+    optimizer = TorchAdam(
         OmegaConf.create(
-            {
-                "lr": [1e-3],
-                "adam_betas": [0.9, 0.999],
-                "adam_eps": 1e-8,
-                "weight_decay": 0.0,
-                "use_old_adam": False,
-                "fp16_adam_stats": False,
-            }
+            {"lr": [1e-3], "adam_betas": [0.9, 0.999], "adam_eps": 1e-8, "weight_decay": 0.0, "implementation": "auto"}
         ),
         list(model.parameters()),
     )
