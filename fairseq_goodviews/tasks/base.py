@@ -8,6 +8,8 @@ from fairseq import checkpoint_utils
 from fairseq.tasks import FairseqTask
 from omegaconf import OmegaConf, open_dict
 
+from fairseq_goodviews.host_memory import keep_freed_host_memory
+
 
 def record_pretrained_encoder(cfg) -> None:
     """Write the model config of ``cfg.model_path``'s checkpoint into ``cfg.encoder`` (when set).
@@ -28,7 +30,15 @@ def record_pretrained_encoder(cfg) -> None:
 
 
 class EcgTask(FairseqTask):
-    """A fairseq task over ECG records: no source or target dictionary, no maximum length."""
+    """A fairseq task over ECG records: no source or target dictionary, no maximum length.
+
+    Setting one up keeps glibc's freed host memory for reuse in this process
+    (:func:`fairseq_goodviews.host_memory.keep_freed_host_memory`).
+    """
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        keep_freed_host_memory()
 
     @property
     def source_dictionary(self):

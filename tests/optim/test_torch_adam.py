@@ -58,8 +58,12 @@ def test_torch_adam_follows_fairseq_adam_with_decoupled_weight_decay(device, imp
     _train(reference, FairseqAdam(_cfg(), list(reference.parameters())), range(40), device)
     optimizer = TorchAdam(_cfg(implementation=implementation), list(candidate.parameters()))
     _train(candidate, optimizer, range(40), device)
-    moved = max((p - q).abs().max().item() for p, q in zip(reference.parameters(), _model(device).parameters(), strict=True))
-    differ = max((p - q).abs().max().item() for p, q in zip(reference.parameters(), candidate.parameters(), strict=True))
+    moved = max(
+        (p - q).abs().max().item() for p, q in zip(reference.parameters(), _model(device).parameters(), strict=True)
+    )
+    differ = max(
+        (p - q).abs().max().item() for p, q in zip(reference.parameters(), candidate.parameters(), strict=True)
+    )
     assert moved > 1e-2, "the weights moved"
     assert differ < 1e-4 * moved, f"torch_adam differs from fairseq's adam by {differ} (weights moved {moved})"
 
