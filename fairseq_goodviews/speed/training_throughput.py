@@ -8,8 +8,10 @@ each, run one at a time, the two take turns on the machine in ``--slices`` time 
 ``--slice-seconds`` each (the one not running is stopped with SIGSTOP, its data-loading workers
 with it), so that a change of the machine's load hits both loops alike. A loop's rate is the
 updates it completed between its first and last logged update in a block of consecutive slices,
-over its running time between them; the ratio is fairseq / bare over all slices, its spread half
-the range of the ratios of ``--blocks`` blocks. The goal (issue 14) is >= 0.95.
+over its running time between them; the ratio is the mean of the ``--blocks`` blocks' ratios
+fairseq / bare, its spread the half-width of that mean's 95% t interval. The goal (issue 14) is
+>= 0.95. ``--versus glibc-defaults`` compares fairseq-hydra-train with itself under glibc's
+malloc defaults instead (:mod:`fairseq_goodviews.host_memory`).
 
 **W2V+CMSC step.** One training step (forward, loss, backward) of the ``w2v_cmsc_rlm`` config
 with ``--w2v-preset``, on the same fixed batches, with the CMSC embedding pooled from the one
@@ -41,11 +43,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import scipy.stats
 import torch
 from omegaconf import OmegaConf
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.evaluation.evaluate import write_json
+from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
 CONFIG_DIR = USER_DIR / "config" / "pretraining"
@@ -190,10 +194,16 @@ def bare_loop(args: argparse.Namespace) -> None:
 class _TrainingProcess:
     """A training loop in its own process group, stopped and resumed by signals; its logged updates timed."""
 
-    def __init__(self, name: str, cmd: list[str], update_line: re.Pattern, cwd: Path):
+    def __init__(self, name: str, cmd: list[str], update_line: re.Pattern, cwd: Path, env: dict[str, str]):
         self.name, self.update_line = name, update_line
         self.process = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, start_new_session=True
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, **env},
+            start_new_session=True,
         )
         self.events: list[tuple[float, int]] = []  # (time.perf_counter() when read, updates done)
         self.slices: list[tuple[float, float]] = []  # running intervals
@@ -276,20 +286,36 @@ _BARE_CHILD_OPTIONS = (
 )
 
 
+#: What ``--versus`` compares fairseq-hydra-train with, as printed.
+BASELINES = {"bare": "bare PyTorch loop", "glibc-defaults": "fairseq-hydra-train, glibc malloc defaults"}
+
+
 def throughput_time_sliced(args: argparse.Namespace) -> dict[str, Any]:
-    """Both loops, warmed up one at a time, then alternating ``--slices`` slices each; the ratio and its spread."""
+    """fairseq-hydra-train and the ``--versus`` baseline, warmed up one at a time, then alternating
+    ``--slices`` slices each; the ratio fairseq / baseline and its spread."""
     if args.slices < args.blocks or args.blocks < 1:
         raise ValueError(f"--slices ({args.slices}) must be at least --blocks ({args.blocks}) >= 1")
-    bare_cmd = [sys.executable, "-m", "fairseq_goodviews.speed.training_throughput", "--bare-child"]
-    bare_cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in _BARE_CHILD_OPTIONS]
-    bare_cmd += ["--bf16"] if args.bf16 else []
     loops: list[_TrainingProcess] = []
     with tempfile.TemporaryDirectory() as workdir:
         try:
-            fairseq_cmd = fairseq_command(args, Path(workdir), 10**9, args.log_every)
-            bare_cmd.append(f"--out={workdir}")
-            for name, cmd, line in (("fairseq", fairseq_cmd, _FAIRSEQ_UPDATE), ("bare", bare_cmd, _BARE_UPDATE)):
-                loops.append(_TrainingProcess(name, cmd, line, Path(workdir)))
+            runs = [("fairseq", fairseq_command(args, Path(workdir) / "a", 10**9, args.log_every), _FAIRSEQ_UPDATE, {})]
+            if args.versus == "bare":
+                bare_cmd = [sys.executable, "-m", "fairseq_goodviews.speed.training_throughput", "--bare-child"]
+                bare_cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in _BARE_CHILD_OPTIONS]
+                bare_cmd += [f"--out={workdir}"] + (["--bf16"] if args.bf16 else [])
+                runs.append(("baseline", bare_cmd, _BARE_UPDATE, {}))
+            else:
+                glibc_defaults = {OPT_OUT_VARIABLE: "0"}
+                runs.append(
+                    (
+                        "baseline",
+                        fairseq_command(args, Path(workdir) / "b", 10**9, args.log_every),
+                        _FAIRSEQ_UPDATE,
+                        glibc_defaults,
+                    )
+                )
+            for name, cmd, line, env in runs:
+                loops.append(_TrainingProcess(name, cmd, line, Path(workdir), env))
                 loops[-1].run_until(args.warmup, timeout=args.warmup_timeout)
             for index in range(args.slices):
                 for loop in loops if index % 2 == 0 else loops[::-1]:
@@ -297,27 +323,30 @@ def throughput_time_sliced(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             for loop in loops:
                 loop.close()
-    fairseq, bare = loops
-    everything = range(args.slices)
+    fairseq = loops[0]
     size = args.slices // args.blocks
     blocks = [range(b * size, (b + 1) * size if b < args.blocks - 1 else args.slices) for b in range(args.blocks)]
-    per_block = [
-        {"fairseq": fairseq.samples_per_second(b, args.batch_size), "bare": bare.samples_per_second(b, args.batch_size)}
-        for b in blocks
-    ]
-    for block in per_block:
-        block["ratio"] = block["fairseq"] / block["bare"]
+    per_block = []
+    for block in blocks:
+        rates = {loop.name: loop.samples_per_second(block, args.batch_size) for loop in loops}
+        per_block.append({**rates, "ratio": rates["fairseq"] / rates["baseline"]})
     ratios = [block["ratio"] for block in per_block]
-    rates = {"fairseq": fairseq.samples_per_second(everything, args.batch_size)}
-    rates["bare"] = bare.samples_per_second(everything, args.batch_size)
+    rates = {loop.name: loop.samples_per_second(range(args.slices), args.batch_size) for loop in loops}
+    spread = (
+        float(scipy.stats.t.ppf(0.975, len(ratios) - 1)) * statistics.stdev(ratios) / math.sqrt(len(ratios))
+        if len(ratios) > 1
+        else math.nan
+    )
     return {
+        "baseline": BASELINES[args.versus],
         "blocks": per_block,
         "fairseq_samples_per_s": rates["fairseq"],
-        "bare_pytorch_samples_per_s": rates["bare"],
-        "ratio": rates["fairseq"] / rates["bare"],
-        "ratio_spread": (max(ratios) - min(ratios)) / 2,
+        "baseline_samples_per_s": rates["baseline"],
+        "ratio": statistics.mean(ratios),
+        "ratio_spread": spread,
+        "ratio_spread_means": "half-width of the 95% t interval of the mean of the blocks' ratios",
         "running_seconds_each": sum(end - start for start, end in fairseq.slices),
-        "target_ratio": TARGET_RATIO,
+        "target_ratio": TARGET_RATIO if args.versus == "bare" else None,
     }
 
 
@@ -374,11 +403,17 @@ def main(argv=None) -> int:
     parser.add_argument("--sample-size", type=int, default=2500)
     parser.add_argument("--workers", type=int, default=1, help="data-loading worker processes (both loops)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed updates of each loop before the slices")
-    parser.add_argument("--slices", type=int, default=20, help="time slices of each loop, alternating")
-    parser.add_argument("--slice-seconds", type=float, default=6.0, help="length of one time slice")
-    parser.add_argument("--blocks", type=int, default=5, help="blocks of consecutive slices for the spread")
-    parser.add_argument("--log-every", type=int, default=10, help="updates between two logged updates (both loops)")
+    parser.add_argument("--slices", type=int, default=60, help="time slices of each loop, alternating")
+    parser.add_argument("--slice-seconds", type=float, default=2.0, help="length of one time slice")
+    parser.add_argument("--blocks", type=int, default=10, help="blocks of consecutive slices for the spread")
+    parser.add_argument("--log-every", type=int, default=5, help="updates between two logged updates (both loops)")
     parser.add_argument("--warmup-timeout", type=float, default=900.0, help="seconds allowed for start-up and warm-up")
+    parser.add_argument(
+        "--versus",
+        choices=sorted(BASELINES),
+        default="bare",
+        help="the throughput baseline: the bare PyTorch loop, or fairseq-hydra-train with glibc's malloc defaults",
+    )
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--w2v-preset", default="w2v_cpu_small")
     parser.add_argument("--w2v-batch-size", type=int, default=8)
@@ -429,27 +464,27 @@ def main(argv=None) -> int:
         result["w2v_cmsc_rlm_fairseq_samples_per_s"] = rate
         print(f"{'W2V+CMSC+RLM fairseq-hydra-train':<36}{rate:>10.1f} samples/s")
     if not args.skip_throughput:
+        baseline = BASELINES[args.versus]
         print(
-            f"training throughput, {args.strategy}/{args.preset}: {args.slices} alternating slices of "
-            f"{args.slice_seconds:g} s per loop",
+            f"training throughput, {args.strategy}/{args.preset}, fairseq-hydra-train vs {baseline}: "
+            f"{args.slices} alternating slices of {args.slice_seconds:g} s each",
             flush=True,
         )
         throughput = throughput_time_sliced(args)
         result.update(throughput)
         for index, block in enumerate(throughput["blocks"]):
             print(
-                f"  block {index + 1}: fairseq {block['fairseq']:.1f}, bare {block['bare']:.1f} samples/s, "
+                f"  block {index + 1}: fairseq {block['fairseq']:.1f}, baseline {block['baseline']:.1f} samples/s, "
                 f"ratio {block['ratio']:.3f}"
             )
-        print(f"{'loop':<28}{'samples/s':>12}")
-        print(f"{'fairseq-hydra-train':<28}{throughput['fairseq_samples_per_s']:>12.1f}")
-        print(f"{'bare PyTorch':<28}{throughput['bare_pytorch_samples_per_s']:>12.1f}")
-        print(
-            f"{'ratio (goal >= ' + str(TARGET_RATIO) + ')':<28}{throughput['ratio']:>12.3f} "
-            f"+- {throughput['ratio_spread']:.3f}"
-        )
+        goal = f" (goal >= {TARGET_RATIO})" if args.versus == "bare" else ""
+        print(f"{'loop':<44}{'samples/s':>12}")
+        print(f"{'fairseq-hydra-train':<44}{throughput['fairseq_samples_per_s']:>12.1f}")
+        print(f"{baseline:<44}{throughput['baseline_samples_per_s']:>12.1f}")
+        print(f"{'ratio' + goal:<44}{throughput['ratio']:>12.3f} +- {throughput['ratio_spread']:.3f} (95% CI)")
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "training_throughput.json", result)
+    name = "training_throughput" + ("" if args.versus == "bare" else "_vs_" + args.versus.replace("-", "_"))
+    write_json(args.out / f"{name}.json", result)
     return 0
 
 
