@@ -97,7 +97,8 @@ fi
 echo "== 1-GPU pretraining, bf16: $STRATEGY (paper ResNet) vs a bare loop; W2V+CMSC+RLM (paper model)"
 "$PY" -m fairseq_goodviews.speed.training_throughput --data "$DATA" --out "$OUT" \
   --device cuda --bf16 --workers "$WORKERS" \
-  --strategy "$STRATEGY" --preset paper --batch-size 64 --sample-size 5000 --rounds 3 --warmup 20 --updates 100 \
+  --strategy "$STRATEGY" --preset paper --batch-size 64 --sample-size 5000 \
+  --warmup 30 --slices 24 --slice-seconds 4 --blocks 6 --log-every 25 \
   --w2v-preset w2v_paper --w2v-batch-size 64 --w2v-warmup 3 --w2v-steps 10 --w2v-fairseq-updates 50
 echo "== figures: $OUT/training_throughput.json"
 if [ "${GPU_TESTS_FAILED:-0}" = 1 ]; then

@@ -9,9 +9,7 @@ import pytest
 
 from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE
 
-pytestmark = pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
-)
+pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 
 # A "training step" of thirty 5 MiB tensors, allocated, written and freed five times; the page
 # faults of steps 3-5 are printed with whether the thresholds were set.

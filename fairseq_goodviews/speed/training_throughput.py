@@ -451,7 +451,9 @@ def main(argv=None) -> int:
         print(f"{'  + unmasked second pass':<36}{1e3 * step['unmasked']:>10.1f}")
         print(f"{'  cost of the second pass':<36}{step['unmasked'] / step['masked']:>9.2f}x")
     if args.w2v_fairseq_updates > 0:
-        w2v_args = argparse.Namespace(**{**vars(args), "updates": args.w2v_fairseq_updates})
+        w2v_args = argparse.Namespace(
+            **{**vars(args), "updates": args.w2v_fairseq_updates, "batch_size": args.w2v_batch_size}
+        )
         overrides = [
             f"preset={args.w2v_preset}",
             f"task.data={args.data}",
