@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) -m fairseq_goodviews.speed.partner_index --out $(SPEED)
 	$(PY) -m fairseq_goodviews.speed.augmentation --out $(SPEED)
 	$(PY) -m fairseq_goodviews.speed.positives_at_scale --out $(SPEED)
+	$(PY) -m fairseq_goodviews.speed.optimizer_step --out $(SPEED)
 	test -f $(SPEED)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(SPEED)/chapman_src --records 1000 --seed 0 \
 		&& $(PY) manifests/chapman.py $(SPEED)/chapman_src $(SPEED)/chapman --workers 2 --pack )
 	$(PY) -m fairseq_goodviews.speed.training_throughput --data $(SPEED)/chapman --out $(SPEED)

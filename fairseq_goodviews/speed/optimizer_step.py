@@ -1,0 +1,124 @@
+"""Host cost of one optimiser update: fairseq's ``adam`` against ``torch_adam``.
+
+For the parameters of a pretraining preset's encoder (default: the paper's ResNet-18), one update
+is fairseq's gradient norm (``clip_grad_norm`` with ``clip_norm`` 0, as the configs run) and the
+Adam step. Prints, for each optimiser, the arithmetic operator calls one update dispatches
+(counted with ``torch.profiler``; on a GPU each is at least one kernel launch paid on the host, and fairseq's
+trainer waits for the GPU, on the gradient norm's finiteness, just before) and the median host
+time of an update on this CPU, with the real parameter sizes and with one-element parameters
+(the time left when the arithmetic is negligible, as it is on a GPU), side by side in one run.
+
+    python -m fairseq_goodviews.speed.optimizer_step --out DIR [--preset paper]
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from fairseq_goodviews import quiet_fairseq_logging
+from fairseq_goodviews.evaluation.evaluate import write_json
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "pretraining"
+
+
+def _parameters(preset: str) -> list[torch.Tensor]:
+    from fairseq.dataclass.utils import merge_with_parent
+
+    from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
+    from fairseq_goodviews.table1.plan import compose
+
+    cfg = compose(CONFIG_DIR.parent, CONFIG_DIR.name, "simclr", [f"preset={preset}", "task.data=unused"])
+    torch.manual_seed(0)
+    return list(Resnet1dModel.build_model(merge_with_parent(Resnet1dConfig(), cfg.model)).parameters())
+
+
+def _optimisers(params: list[torch.Tensor]) -> dict[str, Any]:
+    from fairseq.optim.adam import FairseqAdam
+
+    from fairseq_goodviews.optim.torch_adam import TorchAdam
+
+    settings = {"lr": [1e-4], "adam_betas": [0.9, 0.999], "adam_eps": 1e-8, "weight_decay": 0.0}
+    fairseq_cfg = {**settings, "use_old_adam": False, "fp16_adam_stats": False, "tpu": False}
+    return {
+        "fairseq adam": FairseqAdam(OmegaConf.create(fairseq_cfg), params),
+        "torch_adam": TorchAdam(OmegaConf.create({**settings, "implementation": "auto"}), params),
+    }
+
+
+def _update(optimizer) -> Callable[[], None]:
+    def update() -> None:
+        optimizer.clip_grad_norm(0.0)
+        optimizer.step()
+
+    return update
+
+
+def operator_calls(update: Callable[[], None]) -> int:
+    """Arithmetic operator calls one ``update()`` dispatches: top-level ``aten::`` ops, without the
+    ones that only make a view (``detach``) or convert nothing (``to`` the tensor's own device and type)."""
+    update()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        update()
+    events = [e for e in profile.events() if e.name.startswith("aten::")]
+    nested = {id(child) for e in events for child in e.cpu_children}
+    no_op = lambda e: e.name == "aten::detach" or (e.name == "aten::to" and not e.cpu_children)  # noqa: E731
+    return sum(1 for e in events if id(e) not in nested and not no_op(e))
+
+
+def median_ms(update: Callable[[], None], repeats: int) -> float:
+    for _ in range(5):
+        update()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        update()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--preset", default="paper", help="the pretraining preset whose ResNet's parameters are used")
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args(argv)
+    quiet_fairseq_logging()
+    torch.set_num_threads(1)
+    shapes = [p.shape for p in _parameters(args.preset)]
+    result: dict[str, Any] = {"preset": args.preset, "parameter_tensors": len(shapes), "optimisers": {}}
+    for size in ("real", "one-element"):
+        for name in ("fairseq adam", "torch_adam"):
+            params = [torch.nn.Parameter(torch.randn(s if size == "real" else (1,))) for s in shapes]
+            for p in params:
+                p.grad = torch.randn_like(p)
+            update = _update(_optimisers(params)[name])
+            entry = result["optimisers"].setdefault(name, {})
+            if size == "real":
+                entry["operator_calls_per_update"] = operator_calls(update)
+            entry[f"host_ms_{size}"] = median_ms(update, args.repeats)
+    print(f"one update (gradient norm + Adam step), {len(shapes)} parameter tensors of the {args.preset} ResNet:")
+    print(f"{'optimiser':<16}{'operator calls':>16}{'ms, real sizes':>16}{'ms, 1 element':>16}")
+    for name, entry in result["optimisers"].items():
+        print(
+            f"{name:<16}{entry['operator_calls_per_update']:>16}{entry['host_ms_real']:>16.2f}"
+            f"{entry['host_ms_one-element']:>16.2f}"
+        )
+    fairseq, torch_adam = result["optimisers"]["fairseq adam"], result["optimisers"]["torch_adam"]
+    print(
+        f"fairseq adam / torch_adam: {fairseq['operator_calls_per_update'] / torch_adam['operator_calls_per_update']:.0f}x "
+        f"the operator calls, {fairseq['host_ms_one-element'] / torch_adam['host_ms_one-element']:.1f}x the host time"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "optimizer_step.json", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
