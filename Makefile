@@ -53,7 +53,7 @@ bench: $(STAMP)
 	$(PY) -m fairseq_goodviews.speed.optimizer_step --out $(SPEED)
 	test -f $(SPEED)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(SPEED)/chapman_src --records 1000 --seed 0 \
 		&& $(PY) manifests/chapman.py $(SPEED)/chapman_src $(SPEED)/chapman --workers 2 --pack )
-	$(PY) -m fairseq_goodviews.speed.training_throughput --data $(SPEED)/chapman --out $(SPEED)
+	OMP_NUM_THREADS=1 $(PY) -m fairseq_goodviews.speed.training_throughput --data $(SPEED)/chapman --out $(SPEED)
 
 clean:
 	rm -rf $(VENV) demo_output

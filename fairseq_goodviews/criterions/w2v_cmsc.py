@@ -16,6 +16,7 @@ weighted, in bits per masked step like upstream's ``loss``, and summing to it) a
 unweighted CMSC loss per anchor in nats (comparable with ``multi_positive_infonce``'s loss).
 """
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -93,7 +94,10 @@ class Wav2Vec2CmscCriterion(Wav2vecCriterion):
         if not reduce:
             raise ValueError("wav2vec2_cmsc only computes reduced (summed) losses")
         net_output = model(**sample["net_input"])
-        loss, sample_size, logging_output = super().forward(_PrecomputedOutput(model, net_output), sample, reduce)
+        with warnings.catch_warnings():
+            # upstream logs its penalty terms with float() of tensors that require grad: harmless, said once a run
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+            loss, sample_size, logging_output = super().forward(_PrecomputedOutput(model, net_output), sample, reduce)
         # Upstream counts masked steps as a tensor when the batch brings its own mask_indices.
         sample_size = int(sample_size)
         logging_output.update(sample_size=sample_size, ntokens=sample_size)

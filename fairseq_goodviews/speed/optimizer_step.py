@@ -2,11 +2,12 @@
 
 For the parameters of a pretraining preset's encoder (default: the paper's ResNet-18), one update
 is fairseq's gradient norm (``clip_grad_norm`` with ``clip_norm`` 0, as the configs run) and the
-Adam step. Prints, for each optimiser, the arithmetic operator calls one update dispatches
-(counted with ``torch.profiler``; on a GPU each is at least one kernel launch paid on the host, and fairseq's
-trainer waits for the GPU, on the gradient norm's finiteness, just before) and the median host
-time of an update on this CPU, with the real parameter sizes and with one-element parameters
-(the time left when the arithmetic is negligible, as it is on a GPU), side by side in one run.
+Adam step. Prints, for each optimiser, the operators one update dispatches to a kernel (counted
+by a ``TorchDispatchMode``, views excluded; on a GPU each is at least one kernel launch paid on
+the host, and fairseq's trainer waits for the GPU, on the gradient norm's finiteness, just
+before) and the median host time of an update on this CPU, with the real parameter sizes and with
+one-element parameters (the time left when the arithmetic is negligible, as it is on a GPU), side
+by side in one run.
 
     python -m fairseq_goodviews.speed.optimizer_step --out DIR [--preset paper]
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 from omegaconf import OmegaConf
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.evaluation.evaluate import write_json
@@ -60,16 +62,25 @@ def _update(optimizer) -> Callable[[], None]:
     return update
 
 
+class _OperatorCount(TorchDispatchMode):
+    """Counts the operators dispatched to a kernel: aten ops that compute (not views; no profiler marks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "aten" and not func.is_view:
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
 def operator_calls(update: Callable[[], None]) -> int:
-    """Arithmetic operator calls one ``update()`` dispatches: top-level ``aten::`` ops, without the
-    ones that only make a view (``detach``) or convert nothing (``to`` the tensor's own device and type)."""
+    """Operators one ``update()`` dispatches to a kernel (aten ops, views excluded)."""
     update()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+    with _OperatorCount() as count:
         update()
-    events = [e for e in profile.events() if e.name.startswith("aten::")]
-    nested = {id(child) for e in events for child in e.cpu_children}
-    no_op = lambda e: e.name == "aten::detach" or (e.name == "aten::to" and not e.cpu_children)  # noqa: E731
-    return sum(1 for e in events if id(e) not in nested and not no_op(e))
+    return count.calls
 
 
 def median_ms(update: Callable[[], None], repeats: int) -> float:
