@@ -4,10 +4,11 @@ For each preparer (chapman, physionet2021, ptbxl, wfdb_dir) the benchmark writes
 fixture data of that layout into a temporary folder, times reading and parsing every record alone
 (Chapman: the CSV parser; WFDB: ``wfdb.rdrecord`` in physical units), then a full preparation with
 1 and with 2 worker processes (fresh output each time), and for the WFDB preparers also 1 worker
-without the automatic wave attributes, to show what they cost. It prints the figures side by side
-as ratios (preparation time / parsing time; 2-worker speed-up) and writes them as JSON.
+without the automatic wave attributes, to show what they cost; ``--repeats`` rounds of all of
+them, interleaved, and the median of each. It prints the figures side by side as ratios
+(preparation time / parsing time; 2-worker speed-up) and writes them as JSON.
 
-    python -m fairseq_goodviews.speed.preprocessing --out DIR [--records 60]
+    python -m fairseq_goodviews.speed.preprocessing --out DIR [--records 60] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import io
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -94,13 +96,16 @@ def _fixtures(root: Path, records: int, seed: int) -> Dict[str, Dict[str, Any]]:
     }
 
 
-def run_benchmark(records: int = 60, seed: int = 0, work_dir: Optional[str | Path] = None) -> Dict[str, Any]:
-    """Run every measurement; returns the JSON-ready result."""
+def run_benchmark(
+    records: int = 60, seed: int = 0, work_dir: Optional[str | Path] = None, repeats: int = 3
+) -> Dict[str, Any]:
+    """Run every measurement ``repeats`` times, interleaved; returns the JSON-ready result (medians)."""
     from fairseq_goodviews.preprocessing.wave_attributes import load_backend
 
     load_backend()  # imported once here, so no timing below includes it
     results: Dict[str, Any] = {
         "records_requested": records,
+        "repeats": repeats,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "preparers": {},
@@ -111,19 +116,24 @@ def run_benchmark(records: int = 60, seed: int = 0, work_dir: Optional[str | Pat
         for name, fixture in fixtures.items():
             n = fixture["n"]
             fixture["parse"]()  # warm the page cache so every run reads from memory
-            parse = _timed(fixture["parse"])
-            runs: Dict[str, float] = {}
             variants = [("1 worker", 1, True), ("2 workers", 2, True)]
             if name != "chapman":
                 variants.append(("1 worker, no attributes", 1, False))
-            for label, workers, attributes in variants:
-                out = root / "out" / f"{name}-{workers}-{attributes}"
-                options = PrepareOptions(workers=workers, progress=False)
-                runs[label] = _timed(
-                    lambda fixture=fixture, out=out, options=options, attributes=attributes: fixture["prepare"](
-                        out, options, attributes
+            times: Dict[str, List[float]] = {"parse": [], **{label: [] for label, _, _ in variants}}
+            for round_ in range(repeats):  # interleaved, so a change of the machine's load hits every variant
+                times["parse"].append(_timed(fixture["parse"]))
+                for label, workers, attributes in variants:
+                    out = root / "out" / f"{name}-{workers}-{attributes}-{round_}"
+                    options = PrepareOptions(workers=workers, progress=False)
+                    times[label].append(
+                        _timed(
+                            lambda fixture=fixture, out=out, options=options, attributes=attributes: fixture["prepare"](
+                                out, options, attributes
+                            )
+                        )
                     )
-                )
+            parse = statistics.median(times["parse"])
+            runs = {label: statistics.median(times[label]) for label, _, _ in variants}
             results["preparers"][name] = {
                 "records": n,
                 "parse_only_records_per_s": n / parse,
@@ -162,8 +172,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", required=True, help="folder for preprocessing.json")
     parser.add_argument("--records", type=int, default=60, help="synthetic records per preparer (default: 60)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of every timing (median)")
     args = parser.parse_args(argv)
-    results = run_benchmark(args.records, args.seed)
+    results = run_benchmark(args.records, args.seed, repeats=args.repeats)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "preprocessing.json") as handle:
