@@ -39,7 +39,6 @@ import tempfile
 import threading
 import time
 from collections import deque
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,6 @@ from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
 CONFIG_DIR = USER_DIR / "config" / "pretraining"
-_INNER = re.compile(r"^\[(?P<stamp>[\d-]+ [\d:,]+)\]\[train_inner\]\[INFO\] - .*num_updates[= ](?P<n>\d+)")
 _FAIRSEQ_UPDATE = re.compile(r"\[train_inner\].*num_updates[= ](?P<n>\d+)")
 _BARE_UPDATE = re.compile(r"^bare_update (?P<n>\d+)$")
 TARGET_RATIO = 0.95
@@ -85,10 +83,9 @@ def _config(args: argparse.Namespace, name: str, preset: str) -> Any:
     return cfg
 
 
-def fairseq_command(
-    args: argparse.Namespace, workdir: Path, max_update: int, log_interval: int, config: str = "", overrides=None
-) -> list[str]:
-    """``fairseq-hydra-train`` for ``config`` (default: ``--strategy``) without checkpoints or validation."""
+def fairseq_command(args: argparse.Namespace, workdir: Path, config: str = "", overrides=None) -> list[str]:
+    """``fairseq-hydra-train`` for ``config`` (default: ``--strategy``) without checkpoints or validation,
+    logging every ``--log-every`` updates, until stopped."""
     hydra = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or "fairseq-hydra-train"
     return [
         hydra,
@@ -102,36 +99,10 @@ def fairseq_command(
         f"hydra.run.dir={workdir}/hydra",
         "checkpoint.no_save=true",
         "dataset.disable_validation=true",
-        f"common.log_interval={log_interval}",
-        f"optimization.max_update={max_update}",
+        f"common.log_interval={args.log_every}",
+        "optimization.max_update=1000000000",
         "optimization.max_epoch=0",
     ]
-
-
-def fairseq_samples_per_second(
-    args: argparse.Namespace, workdir: Path, config: str = "", overrides: list[str] | None = None
-) -> float:
-    """Samples/s of one ``fairseq-hydra-train`` run between update ``warmup`` and the last one.
-
-    From the trainer's own log timestamps; it logs only at the two updates timed and their
-    common divisors (``log_interval`` = gcd(warmup, updates)), as a real run logs every few
-    hundred updates.
-    """
-    interval = math.gcd(args.warmup, args.updates)
-    cmd = fairseq_command(args, workdir, args.warmup + args.updates, interval, config, overrides)
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    log = result.stdout + result.stderr
-    if result.returncode != 0:
-        raise RuntimeError(f"fairseq-hydra-train failed:\n{log[-3000:]}")
-    stamps: dict[int, datetime] = {}
-    for line in log.splitlines():
-        match = _INNER.match(line)
-        if match:
-            stamps[int(match["n"])] = datetime.strptime(match["stamp"], "%Y-%m-%d %H:%M:%S,%f")
-    first, last = args.warmup, args.warmup + args.updates
-    if first not in stamps or last not in stamps:
-        raise RuntimeError(f"updates {first} and {last} not both logged (dataset too small for the run?)")
-    return args.updates * args.batch_size / (stamps[last] - stamps[first]).total_seconds()
 
 
 def bare_loop(args: argparse.Namespace) -> None:
@@ -233,9 +204,11 @@ class _TrainingProcess:
     def resume(self) -> None:
         os.killpg(self.process.pid, signal.SIGCONT)
 
-    def run_until(self, updates: int, timeout: float) -> None:
-        """Run (alone) until ``updates`` updates are logged, then stop."""
-        deadline = time.perf_counter() + timeout
+    def run_until(self, updates: int, timeout: float, timed: bool = False) -> None:
+        """Run (alone) until ``updates`` updates are logged, then stop; ``timed``: as one more time slice."""
+        start = time.perf_counter()
+        deadline = start + timeout
+        self.resume()
         while self.updates < updates:
             self._check_alive()
             if time.perf_counter() > deadline:
@@ -244,6 +217,8 @@ class _TrainingProcess:
                 )
             time.sleep(0.05)
         self.pause()
+        if timed:
+            self.slices.append((start, time.perf_counter()))
 
     def run_slice(self, seconds: float) -> None:
         self._check_alive()
@@ -298,7 +273,7 @@ def throughput_time_sliced(args: argparse.Namespace) -> dict[str, Any]:
     loops: list[_TrainingProcess] = []
     with tempfile.TemporaryDirectory() as workdir:
         try:
-            runs = [("fairseq", fairseq_command(args, Path(workdir) / "a", 10**9, args.log_every), _FAIRSEQ_UPDATE, {})]
+            runs = [("fairseq", fairseq_command(args, Path(workdir) / "a"), _FAIRSEQ_UPDATE, {})]
             if args.versus == "bare":
                 bare_cmd = [sys.executable, "-m", "fairseq_goodviews.speed.training_throughput", "--bare-child"]
                 bare_cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in _BARE_CHILD_OPTIONS]
@@ -309,7 +284,7 @@ def throughput_time_sliced(args: argparse.Namespace) -> dict[str, Any]:
                 runs.append(
                     (
                         "baseline",
-                        fairseq_command(args, Path(workdir) / "b", 10**9, args.log_every),
+                        fairseq_command(args, Path(workdir) / "b"),
                         _FAIRSEQ_UPDATE,
                         glibc_defaults,
                     )
@@ -451,9 +426,6 @@ def main(argv=None) -> int:
         print(f"{'  + unmasked second pass':<36}{1e3 * step['unmasked']:>10.1f}")
         print(f"{'  cost of the second pass':<36}{step['unmasked'] / step['masked']:>9.2f}x")
     if args.w2v_fairseq_updates > 0:
-        w2v_args = argparse.Namespace(
-            **{**vars(args), "updates": args.w2v_fairseq_updates, "batch_size": args.w2v_batch_size}
-        )
         overrides = [
             f"preset={args.w2v_preset}",
             f"task.data={args.data}",
@@ -462,7 +434,14 @@ def main(argv=None) -> int:
             f"++task.autocast_bf16={str(args.bf16).lower()}",
         ]
         with tempfile.TemporaryDirectory() as workdir:
-            rate = fairseq_samples_per_second(w2v_args, Path(workdir), "w2v_cmsc_rlm", overrides)
+            cmd = fairseq_command(args, Path(workdir), "w2v_cmsc_rlm", overrides)
+            loop = _TrainingProcess("w2v_cmsc_rlm", cmd, _FAIRSEQ_UPDATE, Path(workdir), {})
+            try:
+                loop.run_until(args.warmup, timeout=args.warmup_timeout)
+                loop.run_until(args.warmup + args.w2v_fairseq_updates, timeout=args.warmup_timeout, timed=True)
+            finally:
+                loop.close()
+        rate = loop.samples_per_second(range(1), args.w2v_batch_size)
         result["w2v_cmsc_rlm_fairseq_samples_per_s"] = rate
         print(f"{'W2V+CMSC+RLM fairseq-hydra-train':<36}{rate:>10.1f} samples/s")
     if not args.skip_throughput:

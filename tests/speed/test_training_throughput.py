@@ -31,6 +31,7 @@ def test_time_slices_measure_each_loop_over_its_own_running_time(tmp_path):
         paused_at = loops[0].updates
         time.sleep(0.5)
         assert loops[0].updates == paused_at, "a stopped loop makes no progress"
+        loops[0].run_until(paused_at + 25, timeout=60, timed=True)  # a fixed number of updates, timed
     finally:
         for loop in loops:
             loop.close()
@@ -39,6 +40,7 @@ def test_time_slices_measure_each_loop_over_its_own_running_time(tmp_path):
         # 50 updates/s while running (a little less: printing and waking up cost time); with the
         # other loop's slices counted as its own it would be about half that
         assert 35 < rate <= 51, rate
+    assert 35 < loops[0].samples_per_second(range(4, 5), batch_size=1) <= 51
 
 
 def test_a_loop_that_exits_is_reported_with_its_output(tmp_path):
