@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from fairseq_goodviews.evaluation.evaluate import write_json
+from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.table1.cli import BenchmarkError, run_benchmark, setup_logging
 from fairseq_goodviews.table1.report import DAGGER
 

@@ -13,7 +13,6 @@ as ``challenge_thresholds`` and ``thresholds_from``).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from fairseq_goodviews import quiet_fairseq_logging, register_plugins
 from fairseq_goodviews.criterions.ecg_classification import record_probabilities, split_metrics
 from fairseq_goodviews.evaluation.cinc2021 import choose_thresholds
 from fairseq_goodviews.evaluation.device import add_device_argument, scoring_device, to_device
-from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.io.manifest import ManifestError
 from fairseq_goodviews.labels import LabelSetError
 
@@ -140,23 +139,6 @@ def format_metrics(result: dict[str, Any]) -> str:
         else:
             lines.append(f"{key:>20s}  {value}")
     return "\n".join(lines)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN (an undefined metric) replaced by None, so the JSON is standard."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def write_json(path: str | Path, payload) -> None:
-    """Write ``payload`` as JSON atomically; undefined metrics (NaN) become null."""
-    with atomic_open(path) as handle:
-        json.dump(json_safe(payload), handle, indent=2, sort_keys=True, default=float)
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.evaluation.device import add_device_argument
-from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe, write_json
+from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
+from fairseq_goodviews.io.atomic import json_safe, write_json
 from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
 
 #: Subset name -> comma-separated leads (None = all 12), in the order the table shows them.

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -103,3 +104,20 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     with atomic_path(path) as tmp:
         with open(tmp, mode, **kwargs) as handle:
             yield handle
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN (an undefined metric) replaced by None, so the JSON is standard."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, payload) -> None:
+    """Write ``payload`` as JSON atomically; undefined metrics (NaN) become null."""
+    with atomic_open(path) as handle:
+        json.dump(json_safe(payload), handle, indent=2, sort_keys=True, default=float)

@@ -156,7 +156,7 @@ def _prepare(
     if seconds < MIN_SECONDS:
         return f"record too short ({seconds:.2f} s < {MIN_SECONDS} s) for wave measurements"
     if sample_rate != FS:
-        from fairseq_goodviews.preprocessing.wfdb_reader import resample
+        from fairseq_goodviews.io.signal import resample
 
         finite = resample(finite, sample_rate, FS)
     finite[~present] = 0.0

@@ -52,7 +52,6 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +63,7 @@ from wfdb.io import _signal as wfdb_signal
 from wfdb.io import header as wfdb_header
 
 from fairseq_goodviews.io.records import FLAT_LEAD_MV, EcgRecord, RecordError
+from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing.snomed import dx_to_snomed
 
@@ -262,20 +262,6 @@ def map_channels(names: Sequence[str]) -> tuple[dict[int, int], list[str]]:
         filled.add(slot)
         mapping[channel] = slot
     return mapping, ignored
-
-
-def rational_ratio(source_rate: float, target_rate: float) -> tuple[int, int]:
-    """``(up, down)`` with ``target/source = up/down`` in lowest terms (rates may be non-integer)."""
-    ratio = Fraction(target_rate).limit_denominator(10_000) / Fraction(source_rate).limit_denominator(10_000)
-    return ratio.numerator, ratio.denominator
-
-
-def resample(signal: np.ndarray, source_rate: float, target_rate: float) -> np.ndarray:
-    """Resample ``signal`` [C, T] along time with an anti-aliasing polyphase filter."""
-    up, down = rational_ratio(source_rate, target_rate)
-    if up == down:
-        return signal
-    return scipy.signal.resample_poly(signal, up, down, axis=1, padtype="line")
 
 
 def header_path_of(path: str | Path) -> Path:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from fairseq_goodviews.data import augment as aug
-from fairseq_goodviews.evaluation.evaluate import write_json
+from fairseq_goodviews.io.atomic import write_json
 
 TARGET_MS = 0.5
 LEADS, SAMPLES = 12, 5000

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.evaluation.evaluate import write_json
+from fairseq_goodviews.io.atomic import write_json
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "pretraining"
 
@@ -33,8 +33,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "pretraining"
 def _parameters(preset: str) -> list[torch.Tensor]:
     from fairseq.dataclass.utils import merge_with_parent
 
+    from fairseq_goodviews.config.compose import compose
     from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
-    from fairseq_goodviews.table1.plan import compose
 
     cfg = compose(CONFIG_DIR.parent, CONFIG_DIR.name, "simclr", [f"preset={preset}", "task.data=unused"])
     torch.manual_seed(0)

@@ -38,7 +38,7 @@ import torch
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
-from fairseq_goodviews.evaluation.evaluate import write_json
+from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.speed.partner_index import default_diagnostics
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.attributes import DEFAULT_ATTRIBUTES

@@ -47,8 +47,8 @@ import torch
 from omegaconf import OmegaConf
 
 from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.evaluation.evaluate import write_json
 from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE
+from fairseq_goodviews.io.atomic import write_json
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
 CONFIG_DIR = USER_DIR / "config" / "pretraining"
@@ -75,7 +75,7 @@ def _synchronize(device: torch.device) -> None:
 
 def _config(args: argparse.Namespace, name: str, preset: str) -> Any:
     """The config ``fairseq-hydra-train`` composes for ``name`` with ``preset`` (and the benchmark's data)."""
-    from fairseq_goodviews.table1.plan import compose
+    from fairseq_goodviews.config.compose import compose
 
     cfg = compose(args.config_dir.parent, args.config_dir.name, name, [f"preset={preset}"])
     OmegaConf.update(cfg, "task.data", str(args.data), force_add=True)

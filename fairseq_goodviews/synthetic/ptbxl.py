@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from fairseq_goodviews.io.atomic import atomic_path
-from fairseq_goodviews.preprocessing.wfdb_reader import resample
+from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.synthetic.ecg import CODE_Q, FS, RATE_Q, Targets, _draw, sample_targets, synthesize_record
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb
 

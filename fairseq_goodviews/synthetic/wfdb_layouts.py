@@ -20,8 +20,8 @@ import pandas as pd
 import scipy.io
 import wfdb
 
+from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.preprocessing.wfdb_reader import resample
 from fairseq_goodviews.synthetic.ecg import FS, Targets, synthesize_record
 
 

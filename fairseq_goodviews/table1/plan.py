@@ -8,13 +8,13 @@ that config names. Sizes and schedules are hydra config groups (``config/*/prese
 
 from __future__ import annotations
 
-import copy
-import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from fairseq_goodviews.config import CONFIG_ROOT
+from fairseq_goodviews.config.compose import compose
+from fairseq_goodviews.errors import GoodviewsError
 
 #: The hydra configs of the package; ``--config-root`` points elsewhere.
 DEFAULT_CONFIG_ROOT = CONFIG_ROOT
@@ -51,7 +51,7 @@ ALL_STRATEGIES: tuple[str, ...] = (
 )
 
 
-class BenchmarkError(RuntimeError):
+class BenchmarkError(GoodviewsError, RuntimeError):
     """A benchmark that cannot start or a run that failed; the message says what and where."""
 
 
@@ -171,28 +171,6 @@ class Method:
                 f"(known: {', '.join(FAMILY_PREFIX)})"
             )
         return FAMILY_PREFIX[self.model]
-
-
-def compose(config_root: Path, stage: str, name: str, overrides: Sequence[str] = ()) -> Any:
-    """The config ``fairseq-hydra-train --config-dir ROOT/STAGE --config-name NAME`` would compose
-    (a copy: composing is slow, so each distinct request is composed once per process)."""
-    return copy.deepcopy(_compose(Path(config_root), stage, name, tuple(overrides)))
-
-
-@functools.lru_cache(maxsize=256)
-def _compose(config_root: Path, stage: str, name: str, overrides: tuple[str, ...]) -> Any:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_root / stage), version_base="1.1"):
-            return hydra_compose(config_name=name, overrides=["task.data=/unused", *overrides])
-    except Exception as exc:  # hydra's composition errors name the missing piece: keep its first line
-        raise BenchmarkError(f"{config_root / stage / name}.yaml: {str(exc).splitlines()[0]}") from None
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def schedules(config_root: Path, preset: Preset) -> Dict[str, Dict[str, Any]]:

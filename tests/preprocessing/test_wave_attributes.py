@@ -63,7 +63,7 @@ def test_axis_from_derived_limb_leads_when_i_and_avf_are_missing():
 
 
 def test_other_sample_rates_give_the_same_indices():
-    from fairseq_goodviews.preprocessing.wfdb_reader import resample
+    from fairseq_goodviews.io.signal import resample
 
     signal = ecg_signal(10.0, 500.0, 70.0, seed=3)
     at_500 = compute_wave_attributes(signal, 500.0).values

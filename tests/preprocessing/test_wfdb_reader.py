@@ -12,6 +12,7 @@ import wfdb
 
 from conftest import shared_data
 from fairseq_goodviews.io.records import RecordError
+from fairseq_goodviews.io.signal import rational_ratio
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.wfdb_reader import (
     BadSignalError,
@@ -19,7 +20,6 @@ from fairseq_goodviews.preprocessing.wfdb_reader import (
     find_records,
     map_channels,
     parse_header_comments,
-    rational_ratio,
     read_header_comments,
     read_wfdb,
 )

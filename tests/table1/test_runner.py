@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.table1 import PRESETS, BenchmarkError, run_benchmark
 from fairseq_goodviews.table1.cli import main, prepare_synthetic
 from fairseq_goodviews.table1.execute import Outcome
@@ -27,7 +28,6 @@ from fairseq_goodviews.table1.plan import (
     SUPERVISED,
     build_plan,
     check_applicable,
-    compose,
     describe_method,
 )
 from fairseq_goodviews.table1.report import DAGGER, label_efficiency, markdown, mean_std, summary_rows

@@ -1,0 +1,35 @@
+"""Compose a run's config in-process, as ``fairseq-hydra-train`` would, without starting a run."""
+
+import copy
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fairseq_goodviews.errors import GoodviewsError
+
+
+class ConfigCompositionError(GoodviewsError, RuntimeError):
+    """A config that hydra cannot compose; the message names the yaml and the missing piece."""
+
+
+def compose(config_root: Path, stage: str, name: str, overrides: Sequence[str] = ()) -> Any:
+    """The config ``fairseq-hydra-train --config-dir ROOT/STAGE --config-name NAME`` would compose
+    (a copy: composing is slow, so each distinct request is composed once per process)."""
+    return copy.deepcopy(_compose(Path(config_root), stage, name, tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=256)
+def _compose(config_root: Path, stage: str, name: str, overrides: tuple[str, ...]) -> Any:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_root / stage), version_base="1.1"):
+            return hydra_compose(config_name=name, overrides=["task.data=/unused", *overrides])
+    except Exception as exc:  # hydra's composition errors name the missing piece: keep its first line
+        raise ConfigCompositionError(f"{config_root / stage / name}.yaml: {str(exc).splitlines()[0]}") from None
+    finally:
+        GlobalHydra.instance().clear()
