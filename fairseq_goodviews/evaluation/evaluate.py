@@ -26,7 +26,7 @@ from fairseq_goodviews import quiet_fairseq_logging, register_plugins
 from fairseq_goodviews.criterions.ecg_classification import record_probabilities, split_metrics
 from fairseq_goodviews.evaluation.cinc2021 import choose_thresholds
 from fairseq_goodviews.evaluation.device import add_device_argument, scoring_device, to_device
-from fairseq_goodviews.io.atomic import write_json
+from fairseq_goodviews.io.atomic import atomic_open, write_json
 from fairseq_goodviews.io.manifest import ManifestError
 from fairseq_goodviews.labels import LabelSetError
 
