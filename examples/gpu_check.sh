@@ -89,8 +89,8 @@ fi
 
 if [ -z "${DATA:-}" ]; then
   echo "== ${RECORDS:=600} synthetic Chapman-like records (set DATA to use a prepared manifest folder)"
-  "$PY" "$REPO/manifests/synthetic.py" "$OUT/chapman_src" --records "$RECORDS" --seed 0 --workers "$WORKERS"
-  "$PY" "$REPO/manifests/chapman.py" "$OUT/chapman_src" "$OUT/chapman" --workers "$WORKERS" --no-progress --pack
+  "$PY" -m fairseq_goodviews.cli.synthetic_chapman "$OUT/chapman_src" --records "$RECORDS" --seed 0 --workers "$WORKERS"
+  "$PY" -m fairseq_goodviews.cli.prepare_chapman "$OUT/chapman_src" "$OUT/chapman" --workers "$WORKERS" --no-progress --pack
   DATA="$OUT/chapman"
 fi
 

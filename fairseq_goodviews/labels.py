@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairseq_goodviews.errors import GoodviewsError
+
 CLASS_NAMES: tuple[str, ...] = ("AFIB", "GSVT", "SB", "SR")
 
 # Chapman's 11 rhythm codes -> merged class. ``SA`` is sinus irregularity (the paper's table
@@ -31,7 +33,7 @@ RHYTHM_TO_CLASS: dict[str, str] = {
 }
 
 
-class UnknownRhythmError(ValueError):
+class UnknownRhythmError(GoodviewsError, ValueError):
     """A rhythm code outside the Chapman vocabulary."""
 
 
@@ -78,7 +80,7 @@ PTBXL_TASKS: tuple[str, ...] = ("all", "diagnostic", "subdiagnostic", "superdiag
 SCP_STATEMENTS = "scp_statements.csv"
 
 
-class LabelSetError(ValueError):
+class LabelSetError(GoodviewsError, ValueError):
     """A label set that cannot be built (missing statement table, unknown task, ...)."""
 
 

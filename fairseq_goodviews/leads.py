@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from fairseq_goodviews.errors import GoodviewsError
+
 CANONICAL_LEADS: tuple[str, ...] = (
     "I",
     "II",
@@ -61,7 +63,7 @@ _ALIASES = {
 }
 
 
-class UnknownLeadError(ValueError):
+class UnknownLeadError(GoodviewsError, ValueError):
     """A lead name that is not one of the 12 standard leads (or a known alias)."""
 
 

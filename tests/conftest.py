@@ -128,5 +128,12 @@ def one_thread():
 
 
 HAS_GPU = torch.cuda.is_available()
+
+
+def console_script(name: str) -> str:
+    """The installed ``goodviews-*`` command ``name`` of this environment (what a user runs)."""
+    return str(Path(sys.executable).parent / name)
+
+
 # The devices a device-parametrised test runs on: the CPU always, the GPU where one is visible.
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")])]

@@ -13,8 +13,10 @@ from typing import Any
 
 import torch
 
+from fairseq_goodviews.errors import GoodviewsError
 
-class DeviceError(ValueError):
+
+class DeviceError(GoodviewsError, ValueError):
     """A ``--device`` that cannot be used here; the message names it and why."""
 
 

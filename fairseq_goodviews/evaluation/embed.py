@@ -21,23 +21,20 @@ in their canonical slots, as in training.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.evaluation.device import DeviceError, add_device_argument, scoring_device
+from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.evaluation.device import scoring_device
 from fairseq_goodviews.io.atomic import atomic_path
-from fairseq_goodviews.io.manifest import ManifestError, read_manifest
-from fairseq_goodviews.io.records import RecordError
-from fairseq_goodviews.leads import CANONICAL_LEADS, UnknownLeadError, parse_leads
+from fairseq_goodviews.io.manifest import read_manifest
+from fairseq_goodviews.leads import CANONICAL_LEADS, parse_leads
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GoodviewsError, ValueError):
     """A checkpoint that cannot give an encoder; the message names the file and the problem."""
 
 
@@ -189,32 +186,3 @@ def embed_split(
             sample_size=crop,
         )
     return len(entries)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="goodviews-embed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="any checkpoint of this project (pretraining, probe, fine-tune)")
-    parser.add_argument("--data", required=True, help="prepared manifest folder")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--out", required=True, help="output .npz (embedding [N, D], record [N])")
-    parser.add_argument("--sample-size", type=int, help="samples per centred crop (default: the checkpoint's crop)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    add_device_argument(parser)
-    args = parser.parse_args(argv)
-    quiet_fairseq_logging()
-    try:
-        n = embed_split(
-            args.checkpoint, args.data, args.split, args.out, args.sample_size, args.batch_size, args.device
-        )
-    except (CheckpointError, DeviceError, ManifestError, RecordError, UnknownLeadError, FileNotFoundError) as exc:
-        print(f"goodviews-embed: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"goodviews-embed: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    print(f"{n} embeddings of {Path(args.data) / args.split}.tsv written to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

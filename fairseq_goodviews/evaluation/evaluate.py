@@ -12,8 +12,6 @@ label set, with per-class thresholds chosen on ``--threshold-split`` (default va
 as ``challenge_thresholds`` and ``thresholds_from``).
 """
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +20,11 @@ import torch
 from fairseq import checkpoint_utils, tasks
 from omegaconf import open_dict
 
-from fairseq_goodviews import quiet_fairseq_logging, register_plugins
+from fairseq_goodviews import register_plugins
 from fairseq_goodviews.criterions.ecg_classification import record_probabilities, split_metrics
 from fairseq_goodviews.evaluation.cinc2021 import choose_thresholds
-from fairseq_goodviews.evaluation.device import add_device_argument, scoring_device, to_device
-from fairseq_goodviews.io.atomic import atomic_open, write_json
-from fairseq_goodviews.io.manifest import ManifestError
-from fairseq_goodviews.labels import LabelSetError
+from fairseq_goodviews.evaluation.device import scoring_device, to_device
+from fairseq_goodviews.io.atomic import atomic_open
 
 
 def load_classifier(
@@ -139,43 +135,3 @@ def format_metrics(result: dict[str, Any]) -> str:
         else:
             lines.append(f"{key:>20s}  {value}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("checkpoint", help="a checkpoint written by fairseq-hydra-train for ecg_classification")
-    parser.add_argument("--data", help="manifest folder (default: the one the checkpoint was trained on)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--leads", help="comma-separated leads to keep, e.g. I,II,V2 (default: all 12)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument(
-        "--threshold-split",
-        default="valid",
-        help="split whose predictions choose the CinC 2021 per-class thresholds (default: valid)",
-    )
-    parser.add_argument("--json", help="write the metrics here as JSON")
-    parser.add_argument("--predictions", help="write every record's class probabilities here as CSV")
-    add_device_argument(parser)
-    args = parser.parse_args(argv)
-    quiet_fairseq_logging()
-    try:
-        result = evaluate_checkpoint(
-            args.checkpoint,
-            args.data,
-            args.split,
-            args.leads,
-            args.batch_size,
-            threshold_split=args.threshold_split,
-            predictions=args.predictions,
-            device=args.device,
-        )
-    except (FileNotFoundError, ValueError, ManifestError, LabelSetError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(format_metrics(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,9 +29,6 @@ the encoder's ``encode`` output (before any projection or classification head).
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +39,14 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_curve
 
-from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.evaluation.device import DeviceError, add_device_argument, scoring_device
-from fairseq_goodviews.evaluation.embed import CheckpointError, embed_records, load_encoder
-from fairseq_goodviews.io.atomic import atomic_open
-from fairseq_goodviews.io.manifest import ManifestError, read_metadata
-from fairseq_goodviews.io.records import RecordError
-from fairseq_goodviews.leads import UnknownLeadError, parse_leads
+from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.evaluation.device import scoring_device
+from fairseq_goodviews.evaluation.embed import embed_records, load_encoder
+from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.leads import parse_leads
 
 
-class IdentificationError(ValueError):
+class IdentificationError(GoodviewsError, ValueError):
     """Data or a checkpoint that the identification protocol cannot use; the message names it."""
 
 
@@ -210,53 +205,3 @@ def identify(
         }
     )
     return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="goodviews-identify", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "checkpoint", help="any checkpoint of this project (pretraining, classification, identification)"
-    )
-    parser.add_argument(
-        "--data", required=True, help="manifest folder with <split>.tsv and <split>.csv (patient_id column)"
-    )
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--leads", help="comma-separated leads to keep, e.g. I,II,V2 (default: all 12)")
-    parser.add_argument("--sample-size", type=int, help="samples per centred crop (default: the checkpoint task's)")
-    parser.add_argument("--distractors", action="store_true", help="add single-record patients to the gallery")
-    parser.add_argument(
-        "--standardize",
-        metavar="SPLIT",
-        nargs="?",
-        const="train",
-        help="standardise embeddings with this split's statistics (default when given: train)",
-    )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--json", help="write the metrics here as JSON")
-    add_device_argument(parser)
-    args = parser.parse_args(argv)
-    quiet_fairseq_logging()
-    try:
-        result = identify(
-            args.checkpoint,
-            args.data,
-            args.split,
-            args.leads,
-            args.sample_size,
-            args.distractors,
-            args.standardize,
-            args.batch_size,
-            args.device,
-        )
-    except (IdentificationError, CheckpointError, DeviceError, ManifestError, RecordError, UnknownLeadError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    for key, value in result.items():
-        print(f"{key:>22s}  {value:.4f}" if isinstance(value, float) else f"{key:>22s}  {value}")
-    if args.json:
-        with atomic_open(args.json) as handle:
-            json.dump(result, handle, indent=2, sort_keys=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,17 +14,11 @@ valid split with the same leads); ``--json OUT`` also writes every metric of eve
 ``{"checkpoint": ..., "split": ..., "subsets": [{"name": ..., "leads": [...], "metrics": {...}}, ...]}``.
 """
 
-import argparse
-import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.evaluation.device import add_device_argument
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
-from fairseq_goodviews.io.atomic import json_safe, write_json
 from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
 
 #: Subset name -> comma-separated leads (None = all 12), in the order the table shows them.
@@ -71,40 +65,3 @@ def format_table(results: Mapping[str, Mapping], columns: Sequence[str] | None =
         values = [entry["metrics"].get(c, math.nan) for c in columns]
         lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>11.4f}" for v in values))
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Score a classifier checkpoint with the CinC 2021 lead sets (12; 6 limb; 4 = I, II, III, V2; "
-        "3 = I, II, V2; 2 = I, II) and 1 lead (II)."
-    )
-    parser.add_argument("checkpoint", help="a linear-probe or fine-tuned ecg_classification checkpoint")
-    parser.add_argument("--data", help="manifest folder (default: the one the checkpoint was trained on)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--json", help="also write every metric of every subset as JSON here ('-': stdout)")
-    add_device_argument(parser)
-    args = parser.parse_args(argv)
-    quiet_fairseq_logging()
-    try:
-        results = evaluate_lead_subsets(
-            args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device
-        )
-    except (FileNotFoundError, ValueError) as exc:  # ManifestError and LabelSetError are ValueErrors
-        parser.exit(2, f"error: {exc}\n")
-    print(f"{args.checkpoint} on split {args.split!r}")
-    print(format_table(results))
-    payload = {
-        "checkpoint": str(args.checkpoint),
-        "split": args.split,
-        "subsets": [{"name": name, **entry} for name, entry in results.items()],
-    }
-    if args.json == "-":
-        print(json.dumps(json_safe(payload), indent=2, sort_keys=True, default=float))
-    elif args.json:
-        write_json(args.json, payload)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from fairseq_goodviews.errors import GoodviewsError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class OutputPathError(OSError):
+class OutputPathError(GoodviewsError, OSError):
     """An output folder that cannot be created or written; the message names it."""
 
     def __init__(self, path: str | Path, problem: str):

@@ -13,6 +13,7 @@ from typing import List, Sequence, Tuple
 
 import pandas as pd
 
+from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.atomic import atomic_open
 
 # The eleven numeric wave attributes of Chapman's Diagnostics.xlsx, stored as ``attr_<name>``.
@@ -47,7 +48,7 @@ METADATA_COLUMNS: tuple[str, ...] = (
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(GoodviewsError, ValueError):
     """A manifest or metadata table that cannot be used; the message names the file."""
 
 

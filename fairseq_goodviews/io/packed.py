@@ -29,14 +29,12 @@ training log says so.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
@@ -298,7 +296,7 @@ class PackedRecords:
         return np.array(self.data[offset : offset + N_LEADS * n_samples]).reshape(N_LEADS, n_samples)
 
 
-def _split_manifests(manifest_dir: Path, splits: Sequence[str] | None) -> List[Path]:
+def split_manifests(manifest_dir: Path, splits: Sequence[str] | None) -> List[Path]:
     if splits:
         paths = [manifest_dir / f"{split}.tsv" for split in splits]
         missing = [p for p in paths if not p.is_file()]
@@ -310,25 +308,3 @@ def _split_manifests(manifest_dir: Path, splits: Sequence[str] | None) -> List[P
     if not paths:
         raise ManifestError(f"{manifest_dir}: no {', '.join(s + '.tsv' for s in DEFAULT_SPLITS)}")
     return paths
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="manifests/pack.py",
-        description="Pack each split's .mat records into <split>.packed.npy + <split>.packed_index.npy "
-        "beside its manifest; training uses a pack while it matches the manifest.",
-    )
-    parser.add_argument("manifest_dir", type=Path, help="folder with <split>.tsv manifests")
-    parser.add_argument(
-        "--splits",
-        type=lambda s: [x for x in s.split(",") if x],
-        help="comma-separated splits (default: whichever of train,valid,test exist)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        for manifest in _split_manifests(args.manifest_dir, args.splits):
-            print(pack_line(manifest.stem, write_pack(manifest)))
-    except (ManifestError, RecordError, OSError) as exc:  # OSError: OutputPathError, one line
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0

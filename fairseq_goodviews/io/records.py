@@ -7,7 +7,7 @@ Keys: ``feats`` float32 [12, T] in millivolts (canonical lead order, absent lead
 its numeric forms: ``label`` (logical multi-hot [1, K] over the comma-separated
 ``label_classes``) and ``patient_id`` (an integer), with our string forms under ``label_name``
 and ``patient``. Files written before that hold the strings under ``label`` and ``patient_id``;
-the fairseq-signals importer (:mod:`fairseq_goodviews.preprocessing.fairseq_signals`) reads both.
+the fairseq-signals importer (:mod:`fairseq_goodviews.interop.fairseq_signals_data`) reads both.
 
 Reading has two paths. ``scipy.io.loadmat`` is general but slow for what the training loop does
 per sample: its time goes to per-variable machinery rather than to the bytes. So
@@ -41,6 +41,7 @@ from typing import Any, Dict, FrozenSet, List, Tuple
 import numpy as np
 import scipy.io
 
+from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.leads import CANONICAL_LEADS
 
@@ -56,7 +57,7 @@ LABEL_CLASSES_KEY = "label_classes"  # the class of each position of ``label``, 
 PATIENT_KEY = "patient"  # the patient id as a string (the metadata table's ``patient_id``)
 
 
-class RecordError(ValueError):
+class RecordError(GoodviewsError, ValueError):
     """A record that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str):

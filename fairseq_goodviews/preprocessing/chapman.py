@@ -18,7 +18,6 @@ reports such records in ``skipped.csv``.
 
 from __future__ import annotations
 
-import argparse
 import codecs
 import os
 from collections.abc import Iterable, Sequence
@@ -44,9 +43,7 @@ from fairseq_goodviews.preprocessing.pipeline import (
     PrepareResult,
     Skipped,
     SourceItem,
-    add_pipeline_arguments,
     is_valid_key,
-    options_from_args,
     prepare,
 )
 
@@ -305,32 +302,3 @@ def prepare_chapman(
     return prepare(
         items, ChapmanConverter(), out_dir, options=options, skipped=skipped, source="chapman", config=config
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Prepare the Chapman/Shaoxing 12-lead ECG database: one .mat per record, "
-        "patient-wise stratified splits, fairseq manifests, skip report."
-    )
-    parser.add_argument("src_dir", help="folder with Diagnostics.xlsx and ECGDataDenoised/ (or ECGData/)")
-    parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
-    parser.add_argument(
-        "--min-age", type=float, default=None, help="keep patients at least this old (the paper's cohort: 18)"
-    )
-    parser.add_argument("--exclude", default=None, help="text file of FileNames to leave out")
-    parser.add_argument("--raw", action="store_true", help="use ECGData/ instead of ECGDataDenoised/")
-    add_pipeline_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        exclude = read_exclude_file(args.exclude) if args.exclude else ()
-        prepare_chapman(
-            args.src_dir,
-            args.out_dir,
-            min_age=args.min_age,
-            exclude=exclude,
-            raw=args.raw,
-            options=options_from_args(args),
-        )
-    except PrepareError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    return 0

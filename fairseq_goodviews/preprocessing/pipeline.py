@@ -50,7 +50,6 @@ string forms are kept as ``label_name`` (the table's ``label``) and ``patient`` 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import functools
@@ -71,6 +70,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir
 from fairseq_goodviews.io.manifest import ManifestError, write_manifest
 from fairseq_goodviews.io.packed import pack_line, remove_pack, write_pack
@@ -116,7 +116,7 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _IDENTITY_COLUMNS = ("path", "n_samples", "record_id", "segment", "patient_id")
 
 
-class PrepareError(RuntimeError):
+class PrepareError(GoodviewsError, RuntimeError):
     """Preparation cannot proceed (bad input, nothing to write, OUT in use)."""
 
 
@@ -889,53 +889,3 @@ def _summary_line(result: PrepareResult, source: str) -> str:
     if result.reused:
         line += f"; {result.reused} reused from an earlier run"
     return line
-
-
-# ---------------------------------------------------------------------------------------------
-# command-line helpers for preparers
-
-
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options every preparer shares (workers, seed, splits, segmentation, progress, packing)."""
-    group = parser.add_argument_group("pipeline")
-    group.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default: 0)")
-    group.add_argument(
-        "--split",
-        type=float,
-        nargs=3,
-        metavar=("TRAIN", "VALID", "TEST"),
-        default=(0.6, 0.2, 0.2),
-        help="patient-wise split fractions (default: 0.6 0.2 0.2)",
-    )
-    group.add_argument(
-        "--segment-samples",
-        type=int,
-        default=None,
-        help="cut records into non-overlapping segments of this many samples",
-    )
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
-    group.add_argument(
-        "--overwrite", action="store_true", help="replace the manifests of a folder prepared with other options"
-    )
-    group.add_argument(
-        "--pack",
-        action="store_true",
-        help="then pack each split into <split>.packed.npy beside its manifest, the fastest record path "
-        "for training (as much disk again as the records; without it, outdated packs are removed)",
-    )
-
-
-def options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOptions:
-    """:class:`PrepareOptions` from arguments added by :func:`add_pipeline_arguments`."""
-    values = dict(
-        workers=args.workers,
-        seed=args.seed,
-        split_fractions=tuple(args.split),
-        segment_samples=args.segment_samples,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-        pack=args.pack,
-    )
-    values.update(overrides)
-    return PrepareOptions(**values)

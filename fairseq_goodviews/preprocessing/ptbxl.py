@@ -42,8 +42,6 @@ from fairseq_goodviews.preprocessing.wfdb_dir import (
     WfdbConverter,
     converter_config,
     record_keys,
-    run_wfdb_preparer,
-    wfdb_preparer_parser,
 )
 
 DATABASE = "ptbxl_database.csv"
@@ -192,23 +190,3 @@ def prepare_ptbxl(
     items, skipped, facts = ptbxl_items(src_dir)
     config = {"src_dir": str(Path(src_dir).resolve()), **converter_config(converter), **facts}
     return prepare(items, converter, out_dir, options=options, skipped=skipped, source="ptbxl", config=config)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = wfdb_preparer_parser(
-        "Prepare PTB-XL (ptbxl_database.csv + 500 Hz WFDB records): one .mat per record "
-        "at --target-rate, the published folds (1-8 train, 9 valid, 10 test), SCP codes "
-        "and rhythm classes, fairseq manifests, skip report.",
-        "PTB-XL folder (with ptbxl_database.csv and records500/)",
-    )
-    return run_wfdb_preparer(
-        parser,
-        argv,
-        lambda args, converter, options: prepare_ptbxl(
-            args.src_dir, args.out_dir, converter=converter, options=options
-        ),
-    )
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -26,7 +26,7 @@ principal component. neurokit2's per-beat wavelet delineations of one lead (``me
 "neurokit_dwt"`` and ``"neurokit_cwt"``) are kept for comparison; on the real Chapman records with
 GE MUSE measurements they err more on every fiducial than the median beat, so the median beat is
 the default for QRS onset, QRS offset and T end alike
-(``python -m fairseq_goodviews.preprocessing.validate_attributes`` reports all three).
+(``python -m fairseq_goodviews.evaluation.validate_attributes`` reports all three).
 
 Attributes are measured on the first ``window_seconds`` (default 10 s, Chapman's length) so that
 ``QRSCount`` is comparable across sources and the cost is bounded for long recordings. Nothing here

@@ -14,11 +14,10 @@ the picklable :class:`WfdbConverter` and the command-line options of the reader.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,6 @@ from fairseq_goodviews.preprocessing.pipeline import (
     Skipped,
     SkipRecord,
     SourceItem,
-    add_pipeline_arguments,
-    options_from_args,
     prepare,
 )
 from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes, load_backend
@@ -47,7 +44,6 @@ from fairseq_goodviews.preprocessing.wfdb_reader import (
     DEFAULT_MAX_RATE,
     DEFAULT_MIN_RATE,
     DEFAULT_TARGET_RATE,
-    FLAT_LEADS_MODES,
     BadSignalError,
     MissingFileError,
     find_records,
@@ -176,77 +172,10 @@ def wfdb_dir_items(
     return items, skipped, facts
 
 
-def add_wfdb_arguments(parser: argparse.ArgumentParser) -> None:
-    """Reader options shared by the WFDB preparers (rate, segments in seconds, flat leads, attributes)."""
-    group = parser.add_argument_group("WFDB reading")
-    group.add_argument(
-        "--target-rate",
-        type=float,
-        default=DEFAULT_TARGET_RATE,
-        help="resample every record to this rate in Hz (default: 500)",
-    )
-    group.add_argument(
-        "--min-rate",
-        type=float,
-        default=DEFAULT_MIN_RATE,
-        help="skip records sampled below this rate in Hz (default: 100)",
-    )
-    group.add_argument(
-        "--max-rate",
-        type=float,
-        default=DEFAULT_MAX_RATE,
-        help="skip records whose header gives a rate above this in Hz (default: 20000)",
-    )
-    group.add_argument(
-        "--segment-seconds",
-        type=float,
-        default=None,
-        help="cut records into non-overlapping segments of this many seconds "
-        "(e.g. 5 or 10; the remainder is dropped; segments keep record_id)",
-    )
-    group.add_argument(
-        "--flat-leads",
-        choices=FLAT_LEADS_MODES,
-        default=DEFAULT_FLAT_LEADS,
-        help="a flat lead (e.g. recorded as zeros) is marked absent and reported (absent, "
-        "default) or skips the record (error)",
-    )
-    group.add_argument(
-        "--no-attributes",
-        action="store_true",
-        help="do not measure the wave attributes (faster; attr_* columns stay empty)",
-    )
-
-
 def quiet_file_logging() -> None:
     """Keep wfdb's file system layer (fsspec) from logging every file it opens: importing fairseq
     sets the root logger to DEBUG, which would print three lines per record."""
     logging.getLogger("fsspec").setLevel(logging.WARNING)
-
-
-def converter_from_args(args: argparse.Namespace) -> WfdbConverter:
-    if args.target_rate <= 0:
-        raise PrepareError(f"--target-rate must be positive, got {args.target_rate:g}")
-    if args.max_rate <= args.min_rate:
-        raise PrepareError(f"--max-rate ({args.max_rate:g}) must be above --min-rate ({args.min_rate:g})")
-    return WfdbConverter(
-        target_rate=args.target_rate,
-        min_rate=args.min_rate,
-        max_rate=args.max_rate,
-        flat_leads=args.flat_leads,
-        attributes=not args.no_attributes,
-    )
-
-
-def wfdb_options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOptions:
-    """Pipeline options, with ``--segment-seconds`` turned into samples at ``--target-rate``."""
-    if args.segment_seconds is not None:
-        if args.segment_samples is not None:
-            raise PrepareError("give --segment-seconds or --segment-samples, not both")
-        if args.segment_seconds <= 0:
-            raise PrepareError(f"--segment-seconds must be positive, got {args.segment_seconds:g}")
-        overrides["segment_samples"] = round(args.segment_seconds * args.target_rate)
-    return options_from_args(args, **overrides)
 
 
 def converter_config(converter: WfdbConverter) -> Mapping[str, Any]:
@@ -298,62 +227,3 @@ def prepare_wfdb_dir(
     return prepare(
         items, converter, out_dir, options=options, skipped=skipped, source="wfdb_dir", config=config, labels="cinc2021"
     )
-
-
-def wfdb_preparer_parser(description: str, src_help: str) -> argparse.ArgumentParser:
-    """The command line of a WFDB preparer: ``SRC_DIR OUT_DIR`` (its own options are added after)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("src_dir", help=src_help)
-    parser.add_argument("out_dir", help="output folder (records/, train/valid/test .tsv and .csv)")
-    return parser
-
-
-def run_wfdb_preparer(
-    parser: argparse.ArgumentParser,
-    argv: Sequence[str] | None,
-    prepare_with: Callable[[argparse.Namespace, WfdbConverter, PrepareOptions], PrepareResult],
-) -> int:
-    """Add the shared WFDB and pipeline options, parse, prepare, print the summary; a
-    :class:`PrepareError` is one line on stderr and exit status 2."""
-    add_wfdb_arguments(parser)
-    add_pipeline_arguments(parser)
-    args = parser.parse_args(argv)
-    quiet_file_logging()
-    try:
-        result = prepare_with(args, converter_from_args(args), wfdb_options_from_args(args))
-    except PrepareError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(summarise_channels(result))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = wfdb_preparer_parser(
-        "Prepare any folder of WFDB records (any lead names, order, subset or rate): "
-        "one .mat per record at --target-rate, splits, fairseq manifests, skip report.",
-        "folder searched recursively for WFDB records (.hea)",
-    )
-    parser.add_argument(
-        "--source-name", default=None, help="value of the 'source' column (default: the name of SRC_DIR)"
-    )
-    parser.add_argument(
-        "--patient-from-folder",
-        action="store_true",
-        help="patient id = the record's folder name when the header gives none",
-    )
-    return run_wfdb_preparer(
-        parser,
-        argv,
-        lambda args, converter, options: prepare_wfdb_dir(
-            args.src_dir,
-            args.out_dir,
-            converter=converter,
-            source_name=args.source_name,
-            patient_from_folder=args.patient_from_folder,
-            options=options,
-        ),
-    )
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,10 +14,7 @@ row (rhythm, conditions, rate, QRS duration, QT, axes).
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
@@ -32,7 +29,6 @@ import pandas as pd
 
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
-from fairseq_goodviews.labels import RHYTHM_TO_CLASS
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.synthetic.ecg import synthesize_record, targets_from_row
 
@@ -168,51 +164,3 @@ def generate_chapman(
     ]
     _write_diagnostics(out / DIAGNOSTICS_NAME, as_written)
     return table
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python manifests/synthetic.py OUT_DIR --records N --seed S ...``."""
-    parser = argparse.ArgumentParser(
-        prog="manifests/synthetic.py",
-        description="Write a synthetic Chapman/Shaoxing database (Diagnostics.xlsx + ECGDataDenoised/*.csv).",
-    )
-    parser.add_argument("out_dir", help="output folder (created if missing)")
-    parser.add_argument(
-        "--records",
-        type=int,
-        default=None,
-        help="number of records; with --from-diagnostics, the first N rows (default: all)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--from-diagnostics",
-        dest="diagnostics",
-        default=None,
-        metavar="PATH",
-        help="synthesise one waveform per row of this Diagnostics.xlsx and keep its rows",
-    )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--header", action="store_true", help="write the lead names as the first CSV row")
-    args = parser.parse_args(argv)
-    if args.records is None and args.diagnostics is None:
-        parser.error("--records is required unless --from-diagnostics is given")
-    started = time.perf_counter()
-    try:
-        table = generate_chapman(
-            args.out_dir,
-            args.records,
-            seed=args.seed,
-            diagnostics=args.diagnostics,
-            workers=args.workers,
-            header=args.header,
-        )
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - started
-    classes = table["Rhythm"].map(RHYTHM_TO_CLASS).value_counts().to_dict()
-    print(
-        f"wrote {len(table)} records to {args.out_dir} in {elapsed:.1f} s "
-        f"({60.0 * len(table) / max(elapsed, 1e-9):.0f} records/min); classes {classes}"
-    )
-    return 0

@@ -37,12 +37,9 @@ Every file is a function of ``seed`` alone.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import math
-import sys
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -370,32 +367,3 @@ def generate_ptbxl(
     _write_table(out / STATEMENTS, statements, index=True)
     _write_table(out / DATABASE, table)
     return table
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m fairseq_goodviews.synthetic.ptbxl OUT_DIR --patients N ...``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m fairseq_goodviews.synthetic.ptbxl",
-        description="Write a synthetic multi-visit PTB-XL folder (ptbxl_database.csv, scp_statements.csv, "
-        "records500/, records100/).",
-    )
-    parser.add_argument("out_dir", help="output folder (created if missing)")
-    parser.add_argument("--patients", type=int, required=True, help="number of patients")
-    parser.add_argument("--min-visits", type=int, default=1, help="fewest ECGs per patient (default 1)")
-    parser.add_argument("--max-visits", type=int, default=4, help="most ECGs per patient (default 4)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="record length (default 10 s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    args = parser.parse_args(argv)
-    try:
-        table = generate_ptbxl(
-            args.out_dir, args.patients, visits=(args.min_visits, args.max_visits), seed=args.seed, seconds=args.seconds
-        )
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(table)} ECGs of {table['patient_id'].nunique()} patients to {args.out_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,6 +12,7 @@ from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from fairseq_goodviews.data.ecg_dataset import EcgPretrainingDataset, EcgRecordSource
+from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.base import ALL
@@ -59,7 +60,7 @@ class EcgPretrainingConfig(FairseqDataclass):
     seed: int = II("common.seed")
 
 
-class NoPositivesError(ValueError):
+class NoPositivesError(GoodviewsError, ValueError):
     """A strategy whose anchors can have no positive on the data (PCLR on one ECG per patient)."""
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import FINETUNE_CONFIGS, HAS_GPU, PRETRAIN_CONFIGS, hydra_train
-from fairseq_goodviews.evaluation.embed import CheckpointError, load_encoder, main
+from fairseq_goodviews.cli.embed import main
+from fairseq_goodviews.evaluation.embed import CheckpointError, load_encoder
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, load_classifier, predict
 from fairseq_goodviews.io.records import read_record
 

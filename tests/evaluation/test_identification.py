@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import shared_data
+from fairseq_goodviews.cli.identify import main
 from fairseq_goodviews.evaluation.identification import (
     IdentificationError,
     equal_error_rate,
     gallery_probe_split,
-    main,
     retrieval_metrics,
     standardizer,
 )

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from conftest import FINETUNE_CONFIGS, PRETRAIN_CONFIGS, hydra_train
+from fairseq_goodviews.cli.lead_subsets import main
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
-from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS, format_table, main
+from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS, format_table
 
 PRETRAIN = PRETRAIN_CONFIGS
 FINETUNE = FINETUNE_CONFIGS
@@ -147,7 +148,7 @@ def test_multi_label_table_shows_the_tasks_own_metrics():
 def test_missing_or_wrong_checkpoint_is_a_clear_error(tmp_path, capsys):
     import pytest
 
-    from fairseq_goodviews.evaluation.lead_subsets import main
+    from fairseq_goodviews.cli.lead_subsets import main
 
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "missing.pt")])

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairseq_goodviews.cli.pack import main
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.io.atomic import OutputPathError
 from fairseq_goodviews.io.manifest import write_manifest
-from fairseq_goodviews.io.packed import PackedRecords, main, pack_paths, pack_problem, write_pack
+from fairseq_goodviews.io.packed import PackedRecords, pack_paths, pack_problem, write_pack
 from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record, write_record
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

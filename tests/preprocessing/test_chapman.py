@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import console_script
+from fairseq_goodviews.cli.prepare_chapman import main
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES, read_manifest, read_metadata
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.labels import rhythm_class
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.chapman import (
     chapman_cohort,
-    main,
     prepare_chapman,
     read_chapman_csv,
     read_diagnostics,
@@ -249,8 +249,7 @@ def test_cli_from_repo_root(tmp_path):
     exclude.write_text("r7\n")
     result = subprocess.run(
         [
-            sys.executable,
-            "manifests/chapman.py",
+            console_script("goodviews-prepare-chapman"),
             str(src),
             str(tmp_path / "out"),
             "--min-age",
@@ -281,12 +280,9 @@ def test_cli_from_repo_root(tmp_path):
 
 
 def test_cli_errors_name_the_file(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        main([str(tmp_path / "nowhere"), str(tmp_path / "out")])
-    assert info.value.code == 2
+    assert main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
     assert "nowhere/Diagnostics.xlsx: Chapman metadata file not found" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main([str(tmp_path), str(tmp_path / "out"), "--exclude", str(tmp_path / "missing.txt")])
+    assert main([str(tmp_path), str(tmp_path / "out"), "--exclude", str(tmp_path / "missing.txt")]) == 2
     assert "missing.txt: exclude file not found" in capsys.readouterr().err
 
 

@@ -8,18 +8,25 @@ import json
 import logging
 import resource
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from conftest import console_script
+from fairseq_goodviews.cli import (
+    import_fairseq_signals,
+    prepare_chapman,
+    prepare_physionet2021,
+    prepare_ptbxl,
+    prepare_wfdb_dir,
+)
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.io.manifest import read_manifest
 from fairseq_goodviews.io.packed import PackedRecords, pack_paths, pack_problem
 from fairseq_goodviews.io.records import read_record
-from fairseq_goodviews.preprocessing import chapman, fairseq_signals, physionet2021, ptbxl, wfdb_dir
+from fairseq_goodviews.preprocessing.chapman import prepare_chapman as prepare_chapman_library
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
 from fairseq_goodviews.synthetic.chapman import generate_chapman
 
@@ -36,7 +43,7 @@ def chapman_src(tmp_path_factory) -> Path:
 
 
 def run_chapman(src: Path, out: Path, *args: str) -> None:
-    assert chapman.main([str(src), str(out), "--no-progress", *args]) == 0
+    assert prepare_chapman.main([str(src), str(out), "--no-progress", *args]) == 0
 
 
 def pack_files(out: Path) -> list[str]:
@@ -59,7 +66,9 @@ def assert_packs_equal_the_records(out: Path, splits=SPLITS) -> None:
             assert pack.sample_rates[i] == record.sample_rate
 
 
-@pytest.mark.parametrize("module", [chapman, physionet2021, ptbxl, wfdb_dir, fairseq_signals])
+@pytest.mark.parametrize(
+    "module", [prepare_chapman, prepare_physionet2021, prepare_ptbxl, prepare_wfdb_dir, import_fairseq_signals]
+)
 def test_every_preparer_offers_pack(module, capsys):
     with pytest.raises(SystemExit) as info:
         module.main(["--help"])
@@ -134,7 +143,7 @@ def test_a_pack_that_cannot_be_written_is_one_line_and_leaves_no_pack(chapman_sr
 
     rerun = ("--no-progress", "--pack", "--overwrite", "--seed", "3")
     result = subprocess.run(
-        [sys.executable, "manifests/chapman.py", str(chapman_src), str(out), *rerun],
+        [console_script("goodviews-prepare-chapman"), str(chapman_src), str(out), *rerun],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -160,7 +169,7 @@ def test_no_room_for_the_pack_is_found_before_writing(chapman_src, tmp_path, mon
     with pytest.raises(
         PrepareError, match=r"^--pack: .*: cannot write train\.packed\.npy: it needs 1\.6 MiB, 1\.0 MiB"
     ):
-        chapman.prepare_chapman(chapman_src, out, options=PrepareOptions(progress=False, pack=True))
+        prepare_chapman_library(chapman_src, out, options=PrepareOptions(progress=False, pack=True))
     assert pack_files(out) == [] and (out / "train.tsv").is_file()
 
 
@@ -169,13 +178,15 @@ def test_the_fairseq_signals_importer_packs_and_removes_outdated_packs(chapman_s
     run_chapman(chapman_src, prepared)
     capsys.readouterr()
     out = tmp_path / "imported"
-    assert fairseq_signals.main([str(prepared), str(out), "--no-progress", "--pack"]) == 0
+    assert import_fairseq_signals.main([str(prepared), str(out), "--no-progress", "--pack"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines[2:]] == list(SPLITS)
     assert_packs_equal_the_records(out)
     report = json.loads((out / "prepare_report.json").read_text())
     assert list(report["packed"]) == list(SPLITS)
 
-    assert fairseq_signals.main([str(prepared), str(out), "--no-progress", "--overwrite", "--splits", "train"]) == 0
+    assert (
+        import_fairseq_signals.main([str(prepared), str(out), "--no-progress", "--overwrite", "--splits", "train"]) == 0
+    )
     assert "removed the packs of test, train, valid" in capsys.readouterr().out
     assert pack_files(out) == []

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairseq_goodviews.cli.prepare_physionet2021 import main
 from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.physionet2021 import (
     SNOMED_RHYTHMS,
-    main,
     parse_subsets,
     physionet2021_items,
     prepare_physionet2021,
@@ -162,9 +162,7 @@ def test_bad_inputs_are_reported(tmp_path):
 
 def test_cli_empty_directory_and_segments(tree, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "empty"), str(tmp_path / "out0"), "--no-progress"])
-    assert exit_info.value.code == 2
+    assert main([str(tmp_path / "empty"), str(tmp_path / "out0"), "--no-progress"]) == 2
     assert "empty: no WFDB records (.hea files) found" in capsys.readouterr().err
 
     out = tmp_path / "out"
@@ -210,7 +208,7 @@ def test_sigkill_mid_run_then_rerun_gives_identical_manifests(tmp_path):
     script = (  # the command-line entry point, without importing fairseq (not needed here, slow)
         "import sys; sys.modules['fairseq'] = None; "
         f"sys.path.insert(0, {str(REPO)!r}); "
-        "from fairseq_goodviews.preprocessing.physionet2021 import main; "
+        "from fairseq_goodviews.cli.prepare_physionet2021 import main; "
         f"main([{str(src)!r}, {str(out)!r}, '--no-progress'])"
     )
     process = subprocess.Popen(

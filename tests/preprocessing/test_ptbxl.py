@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from fairseq_goodviews.cli.prepare_ptbxl import main
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.ptbxl import (
     REQUIRED_COLUMNS,
-    main,
     parse_scp_codes,
     prepare_ptbxl,
     rhythm_from_scp,

@@ -23,6 +23,7 @@ import scipy.signal
 import wfdb
 
 from conftest import REPO_ROOT, shared_data
+from fairseq_goodviews.cli import prepare_physionet2021
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing import physionet2021, ptbxl, wfdb_dir
@@ -359,11 +360,12 @@ def test_output_path_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
     blocker = tmp_path / "out"
     blocker.write_text("not a folder\n")
     for out in (blocker, blocker / "sub"):
-        with pytest.raises(SystemExit) as exit_:
-            physionet2021.main([str(src), str(out), "--no-attributes", "--no-progress"])
-        assert exit_.value.code == 2
+        assert prepare_physionet2021.main([str(src), str(out), "--no-attributes", "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"error: {out}: the output folder ") and "is a file, not a folder" in err
+        assert (
+            err.startswith(f"goodviews-prepare-physionet2021: error: {out}: the output folder ")
+            and "is a file, not a folder" in err
+        )
         assert "\n" not in err
     assert blocker.read_text() == "not a folder\n" and sorted(tmp_path.iterdir()) == [blocker]
 

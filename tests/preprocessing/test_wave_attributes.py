@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from conftest import shared_data
-from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
-from fairseq_goodviews.preprocessing.validate_attributes import (
+from fairseq_goodviews.evaluation.validate_attributes import (
     REAL_RECORD_DIR,
     attribute_errors,
     validate_attributes,
     validate_real,
 )
+from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes, reported_qonset
 from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
 from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal
@@ -213,7 +213,7 @@ def test_heart_rate_within_2_bpm_at_every_rate(rhythm, rate):
 
 
 def test_validation_command_names_a_missing_reference(tmp_path, capsys):
-    from fairseq_goodviews.preprocessing.validate_attributes import main
+    from fairseq_goodviews.cli.validate_attributes import main
 
     assert main(["--records", "0", "--real", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip()

@@ -7,7 +7,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,11 @@ import pandas as pd
 import pytest
 from scipy.signal import butter, filtfilt, find_peaks
 
+from conftest import console_script
+from fairseq_goodviews.cli.synthetic_chapman import main as synthetic_chapman_main
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.synthetic import chapman, ecg
+from fairseq_goodviews.synthetic import ecg
 from fairseq_goodviews.synthetic.chapman import COLUMNS, generate_chapman, write_signal_csv
 from fairseq_goodviews.synthetic.ecg import FS, N_SAMPLES, Targets, sample_targets, synthesize_record
 
@@ -291,7 +292,7 @@ def test_calibration_constants_come_from_the_real_file():
 
 def test_command_line(tmp_path):
     out = tmp_path / "cli"
-    command = [sys.executable, "manifests/synthetic.py", str(out), "--records", "2", "--seed", "4"]
+    command = [console_script("goodviews-synthetic-chapman"), str(out), "--records", "2", "--seed", "4"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "wrote 2 records" in done.stdout
@@ -301,7 +302,7 @@ def test_command_line(tmp_path):
 
 def test_command_line_needs_a_record_count(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        chapman.main([str(tmp_path)])
+        synthetic_chapman_main([str(tmp_path)])
     assert "--records is required" in capsys.readouterr().err
 
 

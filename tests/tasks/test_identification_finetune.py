@@ -66,7 +66,7 @@ SMALL_ENCODER = ["task.sample_size=1000", "dataset.batch_size=16", "dataset.num_
 
 
 def _identify(checkpoint: Path, data: Path, out: Path, *extra: str) -> dict:
-    from fairseq_goodviews.evaluation.identification import main
+    from fairseq_goodviews.cli.identify import main
 
     assert main([str(checkpoint), "--data", str(data), "--split", "test", "--json", str(out), *extra]) == 0
     return json.loads(out.read_text())

@@ -16,10 +16,11 @@ import scipy.io
 from fairseq_signals_layout import ecg, write_fs_folder
 
 from conftest import FINETUNE_CONFIGS, hydra_train
-from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
+from fairseq_goodviews.cli.import_fairseq_signals import main
+from fairseq_goodviews.cli.lead_subsets import main as lead_subsets_main
+from fairseq_goodviews.interop.fairseq_signals_data import import_fairseq_signals
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import EcgRecord, write_record
-from fairseq_goodviews.preprocessing.fairseq_signals import import_fairseq_signals, main
 from fairseq_goodviews.preprocessing.pipeline import PrepareOptions, SourceItem, prepare
 
 

@@ -42,7 +42,6 @@ command runs in.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import multiprocessing
@@ -594,55 +593,3 @@ def summary(report: Mapping[str, Any], out_dir: str | Path) -> list[str]:
     else:
         label_line = "labels: none in the files (for pretraining)"
     return [line, label_line, *pack_report_lines(Path(out_dir), report)]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Import a fairseq-signals manifest folder (<split>.tsv + .mat records): write our "
-        "manifests and metadata tables for it, reading the records where they are (no signal is copied)."
-    )
-    parser.add_argument("src_dir", help="the fairseq-signals manifest folder (train.tsv, valid.tsv, ...)")
-    parser.add_argument("out_dir", help="output folder (<split>.tsv and .csv, skipped.csv, prepare_report.json)")
-    parser.add_argument(
-        "--splits", default=None, help="comma-separated splits to import (default: every <split>.tsv of SRC_DIR)"
-    )
-    parser.add_argument(
-        "--label-names", default=None, help="text file of class names, one per line in label order (default: class_<i>)"
-    )
-    parser.add_argument(
-        "--sample-rate",
-        type=float,
-        default=DEFAULT_SAMPLE_RATE,
-        help="the rate the records must have, Hz; others are skipped (default: 500)",
-    )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--overwrite", action="store_true", help="replace the manifests of a prepared folder")
-    parser.add_argument(
-        "--pack",
-        action="store_true",
-        help="then pack each split into <split>.packed.npy beside its manifest, the fastest record path "
-        "for training (as much disk again as the records; without it, outdated packs are removed)",
-    )
-    args = parser.parse_args(argv)
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
-    try:
-        report = import_fairseq_signals(
-            args.src_dir,
-            args.out_dir,
-            splits=splits,
-            label_names=args.label_names,
-            sample_rate=args.sample_rate,
-            workers=args.workers,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-            pack=args.pack,
-        )
-    except PrepareError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print("\n".join(summary(report, args.out_dir)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -29,11 +29,12 @@ import torch.nn.functional as F
 from fairseq_signals_layout import write_fs_folder
 
 from conftest import FINETUNE_CONFIGS, hydra_train
+from fairseq_goodviews.cli.import_fairseq_signals import main as fs_folder_main
+from fairseq_goodviews.cli.import_fairseq_signals_checkpoint import main
+from fairseq_goodviews.cli.lead_subsets import main as lead_subsets_main
 from fairseq_goodviews.evaluation.embed import load_encoder
-from fairseq_goodviews.evaluation.import_fairseq_signals import PROG, ImportCheckpointError, import_checkpoint, main
 from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS
-from fairseq_goodviews.evaluation.lead_subsets import main as lead_subsets_main
-from fairseq_goodviews.preprocessing.fairseq_signals import main as fs_folder_main
+from fairseq_goodviews.interop.fairseq_signals_checkpoint import PROG, ImportCheckpointError, import_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

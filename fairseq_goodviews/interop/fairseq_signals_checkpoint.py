@@ -1,7 +1,7 @@
 """Import a fairseq-signals wav2vec 2.0 checkpoint (W2V, W2V+CMSC, W2V+CMSC+RLM; ECG-FM's) as ours.
 
     goodviews-import-fairseq-signals-checkpoint IN OUT
-    python -m fairseq_goodviews.evaluation.import_fairseq_signals IN OUT   (a source checkout)
+    python -m fairseq_goodviews.interop.fairseq_signals_checkpoint IN OUT   (a source checkout)
 
 `fairseq-signals <https://github.com/Jwoo5/fairseq-signals>`_ saves what its ``Trainer.state_dict``
 returns: ``{"args": None, "cfg": {"model": {"_name": "wav2vec2" | "wav2vec2_cmsc", ...}, "task":
@@ -44,12 +44,10 @@ is one error line naming the file and the problem; nothing is written then.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import math
 import pickle
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,11 +55,9 @@ from typing import Any
 
 import torch
 
-from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.io.atomic import OutputPathError, atomic_path
+from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.leads import CANONICAL_LEADS
-
-PROG = "goodviews-import-fairseq-signals-checkpoint"
 
 #: fairseq-signals model names this importer reads (its ``@register_model`` names).
 SUPPORTED_MODELS = ("wav2vec2", "wav2vec2_cmsc")
@@ -165,7 +161,7 @@ OPTIONAL_PARAMETERS = {"mask_emb": "trained without masking (apply_mask=false)"}
 DROPPED = "optimiser state, learning-rate scheduler state, training progress and meters (extra_state)"
 
 
-class ImportCheckpointError(ValueError):
+class ImportCheckpointError(GoodviewsError, ValueError):
     """A file that cannot be imported; the message is one line naming the file and the problem."""
 
 
@@ -555,42 +551,3 @@ def import_checkpoint(
         widened=widened,
         num_updates=num_updates,
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", metavar="IN", help="a fairseq-signals wav2vec2 / wav2vec2_cmsc checkpoint (.pt)")
-    parser.add_argument("out", metavar="OUT", help="the wav2vec2_ecg checkpoint to write (.pt)")
-    parser.add_argument(
-        "--sample-size",
-        type=int,
-        help="crop the encoder expects, in samples (default: the task's max_sample_size, else 2500 for "
-        "wav2vec2_cmsc and 5000 for wav2vec2)",
-    )
-    parser.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="load IN with full pickle (arbitrary code can run): only for a file you trust whose extra "
-        "Python objects safe loading refuses",
-    )
-    args = parser.parse_args(argv)
-    quiet_fairseq_logging()
-    if args.sample_size is not None and args.sample_size <= 0:
-        parser.error("--sample-size must be a positive number of samples")
-    try:
-        report = import_checkpoint(args.source, args.out, args.sample_size, args.trust_pickle)
-    except ImportCheckpointError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except OutputPathError as exc:  # names the folder and the problem
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the disk, while writing
-        print(f"{PROG}: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    print("\n".join(report.lines()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,17 +14,13 @@ and median absolute error, the bias, the largest error and the fraction within
 :data:`TOLERANCES`. Axis errors are circular (359 deg vs 1 deg is 2 deg). Synthetic results are
 broken down by merged rhythm class as well.
 
-    python -m fairseq_goodviews.preprocessing.validate_attributes --records 300 \
+    python -m fairseq_goodviews.evaluation.validate_attributes --records 300 \
         --real ../shared/data --out attr.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -35,10 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
-from fairseq_goodviews.preprocessing.wave_attributes import METHODS, compute_wave_attributes
+from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes
 
 # Agreement counted as correct (units of each attribute: bpm, ms, degrees, beats, samples at 500 Hz).
 TOLERANCES: dict[str, float] = {
@@ -204,47 +199,3 @@ def format_report(report: dict[str, Any], title: str) -> str:
                 f"{row['tolerance']:>7g}{row['within_tolerance']:>8.1%}"
             )
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Measure the automatic wave attributes on real records with "
-        "GE MUSE measurements and on synthetic records with known "
-        "values; report the errors as JSON."
-    )
-    parser.add_argument("--records", type=int, default=200, help="synthetic records (default: 200; 0: none)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--real",
-        default=os.environ.get("GOODVIEWS_SHARED_DATA"),
-        metavar="DATA_DIR",
-        help="shared data folder holding real/ and chapman/Diagnostics.xlsx "
-        "(default: $GOODVIEWS_SHARED_DATA; without it, no real records)",
-    )
-    parser.add_argument(
-        "--method", choices=(*METHODS, "all"), default="all", help="delineation method(s) to validate (default: all)"
-    )
-    parser.add_argument("--out", default="attribute_validation.json", help="JSON report path")
-    args = parser.parse_args(argv)
-    methods = METHODS if args.method == "all" else (args.method,)
-    report: dict[str, Any] = {}
-    if args.real:
-        try:
-            report["real"] = validate_real(args.real, methods)
-        except (FileNotFoundError, KeyError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(format_report(report["real"], f"{len(report['real']['records'])} real records vs GE MUSE"))
-    if args.records > 0:
-        report["synthetic"] = validate_attributes(args.records, seed=args.seed, workers=args.workers, methods=methods)
-        print(format_report(report["synthetic"], f"{args.records} synthetic records vs true fiducials"))
-    with atomic_open(args.out) as handle:
-        json.dump(report, handle, indent=2)
-        handle.write("\n")
-    print(f"written: {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

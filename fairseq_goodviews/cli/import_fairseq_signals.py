@@ -1,0 +1,60 @@
+"""goodviews-import-fairseq-signals: list a fairseq-signals folder as manifests and metadata of this plugin."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fairseq_goodviews.cli.runner import run_command
+from fairseq_goodviews.interop.fairseq_signals_data import DEFAULT_SAMPLE_RATE, import_fairseq_signals, summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="goodviews-import-fairseq-signals",
+        description="Import a fairseq-signals manifest folder (<split>.tsv + .mat records): write our "
+        "manifests and metadata tables for it, reading the records where they are (no signal is copied).",
+    )
+    parser.add_argument("src_dir", help="the fairseq-signals manifest folder (train.tsv, valid.tsv, ...)")
+    parser.add_argument("out_dir", help="output folder (<split>.tsv and .csv, skipped.csv, prepare_report.json)")
+    parser.add_argument(
+        "--splits", default=None, help="comma-separated splits to import (default: every <split>.tsv of SRC_DIR)"
+    )
+    parser.add_argument(
+        "--label-names", default=None, help="text file of class names, one per line in label order (default: class_<i>)"
+    )
+    parser.add_argument(
+        "--sample-rate",
+        type=float,
+        default=DEFAULT_SAMPLE_RATE,
+        help="the rate the records must have, Hz; others are skipped (default: 500)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace the manifests of a prepared folder")
+    parser.add_argument(
+        "--pack",
+        action="store_true",
+        help="then pack each split into <split>.packed.npy beside its manifest, the fastest record path "
+        "for training (as much disk again as the records; without it, outdated packs are removed)",
+    )
+
+    def import_(args: argparse.Namespace) -> None:
+        splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+        report = import_fairseq_signals(
+            args.src_dir,
+            args.out_dir,
+            splits=splits,
+            label_names=args.label_names,
+            sample_rate=args.sample_rate,
+            workers=args.workers,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            pack=args.pack,
+        )
+        print("\n".join(summary(report, args.out_dir)))
+
+    return run_command(parser, import_, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
