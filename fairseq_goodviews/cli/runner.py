@@ -14,9 +14,9 @@ def run_command(
 ) -> int:
     """Parse ``argv`` with ``parser`` and run ``body(args)``; its return value is the exit status (None = 0).
 
-    A :class:`GoodviewsError`, or an ``OSError`` naming a file (missing input, unwritable output),
-    prints ``<prog>: error: <message>`` on stderr and returns 2; anything else is a bug and keeps
-    its traceback.
+    A :class:`GoodviewsError` or an ``OSError`` (a missing input, an unwritable output, a full
+    disk: the message names the file where the system gave one) prints ``<prog>: error: <message>``
+    on stderr and returns 2; anything else is a bug and keeps its traceback.
     """
     args = parser.parse_args(argv)
     try:
@@ -25,7 +25,7 @@ def run_command(
         return _fail(parser.prog, str(error))
     except OSError as error:
         if error.filename is None:
-            raise
+            return _fail(parser.prog, str(error))
         return _fail(parser.prog, f"{error.filename}: {error.strerror or error}")
     return 0 if status is None else int(status)
 

@@ -11,7 +11,7 @@ from fairseq_goodviews.synthetic.chapman import generate_chapman
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python manifests/synthetic.py OUT_DIR --records N --seed S ...``."""
+    """Command line: ``goodviews-synthetic-chapman OUT_DIR --records N --seed S ...``."""
     parser = argparse.ArgumentParser(
         prog="goodviews-synthetic-chapman",
         description="Write a synthetic Chapman/Shaoxing database (Diagnostics.xlsx + ECGDataDenoised/*.csv).",

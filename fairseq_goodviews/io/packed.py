@@ -15,7 +15,7 @@ reference of ``fairseq_goodviews.speed.record_loading``, whose array has this sa
 the difference between missing and meeting the 0.9 target.
 
 The ``.mat`` files stay the source of truth (a pack takes as much disk again): a pack is only
-used while it matches its manifest, and ``python manifests/pack.py MANIFEST_DIR`` rebuilds it.
+used while it matches its manifest, and ``goodviews-pack MANIFEST_DIR`` rebuilds it.
 A preparer run with ``--pack`` packs every split it writes; without it, a preparer removes the
 packs of the manifests it rewrites (they no longer match).
 
@@ -245,8 +245,7 @@ class PackedRecords:
         problem = pack_problem(manifest_path)
         if problem is not None:
             logger.warning(
-                "not using the pack of %s: %s; reading the .mat files instead "
-                "(rebuild it with: python manifests/pack.py %s)",
+                "not using the pack of %s: %s; reading the .mat files instead (rebuild it with: goodviews-pack %s)",
                 manifest_path,
                 problem,
                 Path(manifest_path).parent,

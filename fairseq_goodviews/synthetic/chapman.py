@@ -31,6 +31,7 @@ from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.synthetic.ecg import synthesize_record, targets_from_row
+from fairseq_goodviews.synthetic.errors import SyntheticDataError
 
 COLUMNS: tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender", *ATTRIBUTE_NAMES)
 DIAGNOSTICS_NAME = "Diagnostics.xlsx"
@@ -76,7 +77,7 @@ def _read_diagnostics_rows(path: Path, n_records: int | None) -> tuple[list[tupl
         rows = book.worksheets[0].iter_rows(values_only=True)
         header = tuple(str(c).strip() if c is not None else "" for c in next(rows, ()))
         if header[: len(COLUMNS)] != COLUMNS:
-            raise ValueError(f"{path}: expected the columns {', '.join(COLUMNS)}; found {', '.join(header)}")
+            raise SyntheticDataError(f"{path}: expected the columns {', '.join(COLUMNS)}; found {', '.join(header)}")
         raw = []
         for row in rows:
             if n_records is not None and len(raw) >= n_records:
@@ -125,14 +126,14 @@ def generate_chapman(
     the files do not depend on it.
     """
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise SyntheticDataError(f"seed must be >= 0, got {seed}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise SyntheticDataError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
     (out / SIGNAL_DIR).mkdir(parents=True, exist_ok=True)
     if diagnostics is None:
         if n_records is None or n_records < 1:
-            raise ValueError(f"n_records must be a positive integer, got {n_records!r}")
+            raise SyntheticDataError(f"n_records must be a positive integer, got {n_records!r}")
         items: list[tuple[int, Mapping[str, Any] | None]] = [(i, None) for i in range(n_records)]
         raw, table = None, None
     else:

@@ -49,6 +49,7 @@ import pandas as pd
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.synthetic.ecg import CODE_Q, FS, RATE_Q, Targets, _draw, sample_targets, synthesize_record
+from fairseq_goodviews.synthetic.errors import SyntheticDataError
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb
 
 DATABASE = "ptbxl_database.csv"
@@ -307,11 +308,11 @@ def generate_ptbxl(
     Each patient has between ``visits[0]`` and ``visits[1]`` ECGs (inclusive) of ``seconds`` s.
     """
     if n_patients < 1:
-        raise ValueError(f"n_patients must be at least 1, got {n_patients}")
+        raise SyntheticDataError(f"n_patients must be at least 1, got {n_patients}")
     if not 1 <= visits[0] <= visits[1]:
-        raise ValueError(f"visits must be (min, max) with 1 <= min <= max, got {visits}")
+        raise SyntheticDataError(f"visits must be (min, max) with 1 <= min <= max, got {visits}")
     if seconds < 1.0:
-        raise ValueError(f"seconds must be at least 1, got {seconds}")
+        raise SyntheticDataError(f"seconds must be at least 1, got {seconds}")
     out = Path(out_dir)
     folds = np.random.default_rng([seed, 10]).permutation(n_patients) % 10 + 1
     rows = []

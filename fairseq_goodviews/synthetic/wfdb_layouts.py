@@ -23,6 +23,7 @@ import wfdb
 from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.synthetic.ecg import FS, Targets, synthesize_record
+from fairseq_goodviews.synthetic.errors import SyntheticDataError
 
 
 def ecg_signal(
@@ -96,7 +97,7 @@ def write_wfdb(
         )
         return record.with_suffix(".hea")
     if storage != "mat":
-        raise ValueError(f"storage must be 'dat' or 'mat', got {storage!r}")
+        raise SyntheticDataError(f"storage must be 'dat' or 'mat', got {storage!r}")
     scipy.io.savemat(str(record) + ".mat", {"val": digital}, format="4")
     fs_text = f"{fs:g}"
     lines = [f"{record.name} {len(names)} {fs_text} {digital.shape[1]}"]

@@ -133,10 +133,9 @@ def _write_split(root, patient_ids, with_patient_column=True):
 
 
 def _run_main(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in argv])
-    assert exit_info.value.code == 2
+    assert main([str(a) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
+    assert err.startswith("goodviews-identify: error: ")
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     return err
 

@@ -34,7 +34,7 @@ from fairseq_goodviews.cli.import_fairseq_signals_checkpoint import main
 from fairseq_goodviews.cli.lead_subsets import main as lead_subsets_main
 from fairseq_goodviews.evaluation.embed import load_encoder
 from fairseq_goodviews.evaluation.lead_subsets import LEAD_SUBSETS
-from fairseq_goodviews.interop.fairseq_signals_checkpoint import PROG, ImportCheckpointError, import_checkpoint
+from fairseq_goodviews.interop.fairseq_signals_checkpoint import ImportCheckpointError, import_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -611,7 +611,7 @@ def _fails(args, tmp_path, capsys) -> str:
     assert main([str(a) for a in args]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
-    assert captured.err.startswith(f"{PROG}: error: ")
+    assert captured.err.startswith("goodviews-import-fairseq-signals-checkpoint: error: ")
     assert not (tmp_path / "ours.pt").exists()
     return captured.err
 

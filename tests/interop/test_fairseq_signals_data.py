@@ -161,12 +161,11 @@ def test_unusable_records_are_skipped_with_the_file_and_the_reason(tmp_path, cap
 
 
 def _error(capsys, *argv) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main([*argv, "--no-progress"])
-    assert exit_info.value.code == 2
+    assert main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
+    assert err.startswith("goodviews-import-fairseq-signals: error: ")
     assert len(err.splitlines()) == 1, err
-    return err
+    return err.removeprefix("goodviews-import-fairseq-signals: ")
 
 
 def test_bad_folders_are_one_line_naming_the_file(tmp_path, capsys):

@@ -5,13 +5,13 @@ import logging
 import os
 import pickle
 import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import console_script
 from fairseq_goodviews.cli.pack import main
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.io.atomic import OutputPathError
@@ -82,14 +82,14 @@ def test_cli_packs_each_split(tmp_path, capsys):
     assert pack_problem(tmp_path / "valid.tsv") is None and pack_problem(tmp_path / "train.tsv") is not None
     assert main([str(tmp_path)]) == 0  # default: whichever of train, valid, test exist
     assert pack_problem(tmp_path / "train.tsv") is None
-    assert main([str(tmp_path), "--splits", "test"]) == 1
+    assert main([str(tmp_path), "--splits", "test"]) == 2
     assert "test.tsv: manifest not found" in capsys.readouterr().err
 
 
-def test_manifests_pack_script(tmp_path):
+def test_pack_console_script(tmp_path):
     _dataset(tmp_path)
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "manifests", "pack.py"), str(tmp_path), "--splits", "train"],
+        [console_script("goodviews-pack"), str(tmp_path), "--splits", "train"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -181,7 +181,7 @@ def test_a_stale_pack_is_not_used(tmp_path, caplog, change):
     with caplog.at_level(logging.WARNING, logger="fairseq_goodviews.io.packed"):
         source = EcgRecordSource(manifest, 500.0)
     assert source.pack is None
-    assert "not using the pack" in caplog.text and "manifests/pack.py" in caplog.text
+    assert "not using the pack" in caplog.text and "goodviews-pack" in caplog.text
     if expected is not None:
         np.testing.assert_array_equal(source.load(2, LENGTHS[2], None)[0], expected)
         write_pack(manifest)
@@ -200,9 +200,9 @@ def test_no_pack_is_silent(tmp_path, caplog):
 def test_no_room_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
     _dataset(tmp_path)
     monkeypatch.setattr("shutil.disk_usage", lambda path: SimpleNamespace(total=1 << 30, free=50_000))
-    assert main([str(tmp_path)]) == 1
+    assert main([str(tmp_path)]) == 2
     assert capsys.readouterr().err == (
-        f"error: {tmp_path}: cannot write train.packed.npy: it needs 0.5 MiB, 0.0 MiB are free\n"
+        f"goodviews-pack: error: {tmp_path}: cannot write train.packed.npy: it needs 0.5 MiB, 0.0 MiB are free\n"
     )
     assert not any(".packed" in p.name for p in tmp_path.iterdir())
 

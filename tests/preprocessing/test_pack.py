@@ -152,7 +152,7 @@ def test_a_pack_that_cannot_be_written_is_one_line_and_leaves_no_pack(chapman_sr
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == (
-        f"error: --pack: {out}: cannot write train.packed.npy (File too large); the records and manifests "
+        f"goodviews-prepare-chapman: error: --pack: {out}: cannot write train.packed.npy (File too large); the records and manifests "
         f"are written and training reads the .mat files (goodviews-pack {out} packs them once this is fixed)\n"
     )
     assert pack_files(out) == []  # neither the new nor the old packs, nor a temporary file

@@ -60,9 +60,7 @@ def test_prepares_with_published_folds(tmp_path):
 def test_missing_column_names_the_file_and_column(tmp_path, capsys):
     columns = [c for c in REQUIRED_COLUMNS if c != "scp_codes"]
     database = write_ptbxl_tree(tmp_path / "src", n_records=2, seconds=3.0, database_columns=columns)
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "src"), str(tmp_path / "out"), "--no-progress"])
-    assert exit_info.value.code == 2
+    assert main([str(tmp_path / "src"), str(tmp_path / "out"), "--no-progress"]) == 2
     assert f"{database}: missing column(s) scp_codes" in capsys.readouterr().err
 
 

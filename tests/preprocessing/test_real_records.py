@@ -47,7 +47,10 @@ def real() -> Path:
 
 
 def real_headers() -> list[Path]:
-    return sorted(real().rglob("*.hea"))
+    """Every real record with its signal file (MIMIC-IV-ECG's ``headers_only`` sample has none)."""
+    return sorted(
+        h for h in real().rglob("*.hea") if h.with_suffix(".dat").is_file() or h.with_suffix(".mat").is_file()
+    )
 
 
 def copy_record(header: Path, folder: Path) -> Path:
@@ -380,7 +383,7 @@ def test_read_only_output_folder_is_a_one_line_error_with_nothing_written():
         command = [
             sys.executable,
             "-m",
-            "fairseq_goodviews.preprocessing.wfdb_dir",
+            "fairseq_goodviews.cli.prepare_wfdb_dir",
             str(real() / "physionet2021_reduced_leads"),
             str(out),
             "--no-attributes",
@@ -394,7 +397,7 @@ def test_read_only_output_folder_is_a_one_line_error_with_nothing_written():
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(base), timeout=120)
         assert done.returncode == 2, done.stderr
         last = done.stderr.strip().splitlines()[-1]
-        assert last == f"error: {out}: cannot write to the output folder (permission denied)"
+        assert last == f"goodviews-prepare-wfdb-dir: error: {out}: cannot write to the output folder (permission denied)"
         assert "Traceback" not in done.stderr
         assert list(out.iterdir()) == []
     finally:
@@ -421,7 +424,10 @@ def test_every_preparer_writes_every_usable_real_record(tmp_path):
     }
     written = {name: result.records for name, result in runs.items()}
     assert written == {"physionet2021": 13, "physionet2020": 2, "reduced": 2, "wfdb_dir": 29, "ptbxl": 12}
-    assert all(not r.skipped for name, r in runs.items() if name != "ptbxl")
+    assert all(not r.skipped for name, r in runs.items() if name not in ("ptbxl", "wfdb_dir"))
+    # the MIMIC-IV-ECG sample is headers only: each of its records is reported as a skip, not read
+    assert {Path(s.file).parts[-5] for s in runs["wfdb_dir"].skipped} == {"files"}
+    assert len(runs["wfdb_dir"].skipped) == len(list((real() / "mimic_iv_ecg").rglob("*.hea")))
     # the PTB-XL table lists 500 records of which 12 were downloaded: the rest are missing files
     assert {s.category for s in runs["ptbxl"].skipped} == {"missing_file"} and len(runs["ptbxl"].skipped) == 488
     table = pd.concat(runs["physionet2021"].splits.values()).set_index("record_id")

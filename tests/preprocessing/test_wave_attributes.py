@@ -217,5 +217,9 @@ def test_validation_command_names_a_missing_reference(tmp_path, capsys):
 
     assert main(["--records", "0", "--real", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "Diagnostics.xlsx" in err and len(err.splitlines()) == 1
+    assert (
+        err.startswith("goodviews-validate-attributes: error: ")
+        and "Diagnostics.xlsx" in err
+        and len(err.splitlines()) == 1
+    )
     assert not (tmp_path / "r.json").exists()

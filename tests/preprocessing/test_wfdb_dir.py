@@ -109,9 +109,8 @@ def test_empty_or_missing_directory(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PrepareError, match="empty: no WFDB records"):
         prepare_wfdb_dir(tmp_path / "empty", tmp_path / "out", options=QUIET)
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "missing"), str(tmp_path / "out"), "--no-progress"])
-    assert exit_info.value.code == 2 and "missing: not a directory" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing"), str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "missing: not a directory" in capsys.readouterr().err
 
 
 def test_workers_and_segments(tree, tmp_path):
@@ -125,5 +124,4 @@ def test_workers_and_segments(tree, tmp_path):
     pd.testing.assert_frame_equal(first, second)
     assert len(first) == 12 and (first["n_samples"] == 500).all() and (first["sample_rate"] == 250.0).all()
     assert all(sorted(s) == [0, 1] for _, s in first.groupby("record_id")["segment"])
-    with pytest.raises(SystemExit):
-        main([str(tree), str(tmp_path / "x"), "--segment-seconds", "2", "--segment-samples", "100"])
+    assert main([str(tree), str(tmp_path / "x"), "--segment-seconds", "2", "--segment-samples", "100"]) == 2
