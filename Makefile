@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHELL := /bin/bash
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo test test-fast lint format perf clean
 
 setup: $(STAMP)
 
@@ -41,19 +41,19 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Speed and memory benchmarks (fairseq_goodviews/speed; not the Table 1 benchmark, which is
+# Speed and memory benchmarks, "perf" (fairseq_goodviews/perf; not the Table 1 benchmark, which is
 # goodviews-benchmark): each prints its ratios side by side in one run and writes JSON.
-SPEED := demo_output/speed
-bench: $(STAMP)
-	$(PY) -m fairseq_goodviews.speed.record_loading --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.preprocessing --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.partner_index --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.augmentation --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.positives_at_scale --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.optimizer_step --out $(SPEED)
-	test -f $(SPEED)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(SPEED)/chapman_src --records 1000 --seed 0 \
-		&& $(PY) manifests/chapman.py $(SPEED)/chapman_src $(SPEED)/chapman --workers 2 --pack )
-	OMP_NUM_THREADS=1 $(PY) -m fairseq_goodviews.speed.training_throughput --data $(SPEED)/chapman --out $(SPEED)
+PERF := demo_output/perf
+perf: $(STAMP)
+	$(PY) -m fairseq_goodviews.perf.record_loading --out $(PERF)
+	$(PY) -m fairseq_goodviews.perf.preprocessing --out $(PERF)
+	$(PY) -m fairseq_goodviews.perf.partner_index --out $(PERF)
+	$(PY) -m fairseq_goodviews.perf.augmentation --out $(PERF)
+	$(PY) -m fairseq_goodviews.perf.positives_at_scale --out $(PERF)
+	$(PY) -m fairseq_goodviews.perf.optimizer_step --out $(PERF)
+	test -f $(PERF)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(PERF)/chapman_src --records 1000 --seed 0 \
+		&& $(PY) manifests/chapman.py $(PERF)/chapman_src $(PERF)/chapman --workers 2 --pack )
+	OMP_NUM_THREADS=1 $(PY) -m fairseq_goodviews.perf.training_throughput --data $(PERF)/chapman --out $(PERF)
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -11,7 +11,7 @@ file (DESIGN.md §5: at least 0.9x the records/s of a plain memory-mapped array)
 Why per-record blocks rather than one [12, total_samples] array: a record's 12 lead rows then lie
 next to each other instead of ``total_samples`` apart. Copying 2,000 [12, 5000] records out of
 a [12, total_samples] array measured 1.3-1.5x slower than out of per-record blocks (0.7-0.8x the
-reference of ``fairseq_goodviews.speed.record_loading``, whose array has this same layout):
+reference of ``fairseq_goodviews.perf.record_loading``, whose array has this same layout):
 the difference between missing and meeting the 0.9 target.
 
 The ``.mat`` files stay the source of truth (a pack takes as much disk again): a pack is only

@@ -17,7 +17,7 @@ measurements of the real Chapman ``Diagnostics.xlsx`` when ``--diagnostics`` (or
 ``$GOODVIEWS_SHARED_DATA/chapman/Diagnostics.xlsx``) exists, drawn with replacement; else
 standard-normal vectors (the JSON says which).
 
-    python -m fairseq_goodviews.speed.positives_at_scale --out DIR [--views 8192 16384] [--world 64]
+    python -m fairseq_goodviews.perf.positives_at_scale --out DIR [--views 8192 16384] [--world 64]
 """
 
 import argparse
@@ -39,7 +39,7 @@ import torch
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
 from fairseq_goodviews.io.atomic import write_json
-from fairseq_goodviews.speed.partner_index import default_diagnostics
+from fairseq_goodviews.perf.partner_index import default_diagnostics
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.attributes import DEFAULT_ATTRIBUTES
 from fairseq_goodviews.strategies.base import ALL
@@ -135,7 +135,7 @@ def _run_one(args: argparse.Namespace, strategy_name: str, views: int, variant: 
     cmd = [
         sys.executable,
         "-m",
-        "fairseq_goodviews.speed.positives_at_scale",
+        "fairseq_goodviews.perf.positives_at_scale",
         "--one",
         strategy_name,
         str(views),

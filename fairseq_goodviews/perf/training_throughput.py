@@ -23,7 +23,7 @@ run there, synchronised before each clock reading; ``--bf16`` runs every loop un
 autocast (``task.autocast_bf16=true`` for fairseq). ``--w2v-fairseq-updates`` adds the
 samples/s of ``w2v_cmsc_rlm`` trained through ``fairseq-hydra-train``.
 
-    python -m fairseq_goodviews.speed.training_throughput --data MANIFEST_DIR --out DIR
+    python -m fairseq_goodviews.perf.training_throughput --data MANIFEST_DIR --out DIR
 """
 
 import argparse
@@ -275,7 +275,7 @@ def throughput_time_sliced(args: argparse.Namespace) -> dict[str, Any]:
         try:
             runs = [("fairseq", fairseq_command(args, Path(workdir) / "a"), _FAIRSEQ_UPDATE, {})]
             if args.versus == "bare":
-                bare_cmd = [sys.executable, "-m", "fairseq_goodviews.speed.training_throughput", "--bare-child"]
+                bare_cmd = [sys.executable, "-m", "fairseq_goodviews.perf.training_throughput", "--bare-child"]
                 bare_cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in _BARE_CHILD_OPTIONS]
                 bare_cmd += [f"--out={workdir}"] + (["--bf16"] if args.bf16 else [])
                 runs.append(("baseline", bare_cmd, _BARE_UPDATE, {}))

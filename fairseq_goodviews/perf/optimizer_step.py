@@ -9,7 +9,7 @@ before) and the median host time of an update on this CPU, with the real paramet
 one-element parameters (the time left when the arithmetic is negligible, as it is on a GPU), side
 by side in one run.
 
-    python -m fairseq_goodviews.speed.optimizer_step --out DIR [--preset paper]
+    python -m fairseq_goodviews.perf.optimizer_step --out DIR [--preset paper]
 """
 
 import argparse

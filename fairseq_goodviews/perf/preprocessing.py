@@ -8,7 +8,7 @@ without the automatic wave attributes, to show what they cost; ``--repeats`` rou
 them, interleaved, and the median of each. It prints the figures side by side as ratios
 (preparation time / parsing time; 2-worker speed-up) and writes them as JSON.
 
-    python -m fairseq_goodviews.speed.preprocessing --out DIR [--records 60] [--repeats 3]
+    python -m fairseq_goodviews.perf.preprocessing --out DIR [--records 60] [--repeats 3]
 """
 
 from __future__ import annotations

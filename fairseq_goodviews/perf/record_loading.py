@@ -31,7 +31,7 @@ milliseconds apart: that keeps the load of a shared machine out of the ratios.
 Targets (DESIGN.md §5): ``read_record`` >= 0.5, packed >= 0.9. Results go to
 ``DIR/record_loading.json``.
 
-    python -m fairseq_goodviews.speed.record_loading --out DIR [--data MANIFEST_DIR] [--records 2000]
+    python -m fairseq_goodviews.perf.record_loading --out DIR [--data MANIFEST_DIR] [--records 2000]
 """
 
 from __future__ import annotations

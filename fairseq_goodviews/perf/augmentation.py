@@ -7,7 +7,7 @@ Prints, per view, the median wall time and the median CPU time of this thread (t
 depends much less on other processes of a shared machine) beside the target of 0.5 ms, in one
 process with one torch thread, as a data-loading worker runs.
 
-    python -m fairseq_goodviews.speed.augmentation --out DIR [--repeats 300]
+    python -m fairseq_goodviews.perf.augmentation --out DIR [--repeats 300]
 """
 
 import argparse

@@ -22,7 +22,7 @@ candidates (of the up to ``max_candidates`` nearest records within the radius, t
 the share of anchors with a partner within the radius (found vs true) and how often the
 nearest-neighbour fallback is the true nearest neighbour.
 
-    python -m fairseq_goodviews.speed.partner_index --out DIR [--records 1000000] [--threads 2] [--distribution normal]
+    python -m fairseq_goodviews.perf.partner_index --out DIR [--records 1000000] [--threads 2] [--distribution normal]
 """
 
 import argparse
