@@ -41,19 +41,20 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Speed and memory benchmarks, "perf" (fairseq_goodviews/perf; not the Table 1 benchmark, which is
-# goodviews-benchmark): each prints its ratios side by side in one run and writes JSON.
+# Speed and memory benchmarks, "perf" (goodviews-perf, fairseq_goodviews/perf; not the Table 1
+# benchmark, which is goodviews-benchmark): each prints its ratios side by side in one run and
+# writes JSON under demo_output/perf.
 PERF := demo_output/perf
 perf: $(STAMP)
-	$(PY) -m fairseq_goodviews.perf.record_loading --out $(PERF)
-	$(PY) -m fairseq_goodviews.perf.preprocessing --out $(PERF)
-	$(PY) -m fairseq_goodviews.perf.partner_index --out $(PERF)
-	$(PY) -m fairseq_goodviews.perf.augmentation --out $(PERF)
-	$(PY) -m fairseq_goodviews.perf.positives_at_scale --out $(PERF)
-	$(PY) -m fairseq_goodviews.perf.optimizer_step --out $(PERF)
-	test -f $(PERF)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(PERF)/chapman_src --records 1000 --seed 0 \
-		&& $(PY) manifests/chapman.py $(PERF)/chapman_src $(PERF)/chapman --workers 2 --pack )
-	OMP_NUM_THREADS=1 $(PY) -m fairseq_goodviews.perf.training_throughput --data $(PERF)/chapman --out $(PERF)
+	$(VENV)/bin/goodviews-perf record-loading --out $(PERF)
+	$(VENV)/bin/goodviews-perf preprocessing --out $(PERF)
+	$(VENV)/bin/goodviews-perf partner-index --out $(PERF)
+	$(VENV)/bin/goodviews-perf augmentation --out $(PERF)
+	$(VENV)/bin/goodviews-perf positives-at-scale --out $(PERF)
+	$(VENV)/bin/goodviews-perf optimizer-step --out $(PERF)
+	test -f $(PERF)/chapman/train.tsv || ( $(VENV)/bin/goodviews-synthetic-chapman $(PERF)/chapman_src --records 1000 --seed 0 \
+		&& $(VENV)/bin/goodviews-prepare-chapman $(PERF)/chapman_src $(PERF)/chapman --workers 2 --pack )
+	OMP_NUM_THREADS=1 $(VENV)/bin/goodviews-perf training-throughput --data $(PERF)/chapman --out $(PERF)
 
 clean:
 	rm -rf $(VENV) demo_output
