@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHELL := /bin/bash
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo test test-fast lint format perf clean
 
 setup: $(STAMP)
 
@@ -42,19 +42,20 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Speed and memory benchmarks (fairseq_goodviews/speed; not the Table 1 benchmark, which is
-# goodviews-benchmark): each prints its ratios side by side in one run and writes JSON.
-SPEED := demo_output/speed
-bench: $(STAMP)
-	$(PY) -m fairseq_goodviews.speed.record_loading --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.preprocessing --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.partner_index --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.augmentation --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.positives_at_scale --out $(SPEED)
-	$(PY) -m fairseq_goodviews.speed.optimizer_step --out $(SPEED)
-	test -f $(SPEED)/chapman/train.tsv || ( $(PY) manifests/synthetic.py $(SPEED)/chapman_src --records 1000 --seed 0 \
-		&& $(PY) manifests/chapman.py $(SPEED)/chapman_src $(SPEED)/chapman --workers 2 --pack )
-	OMP_NUM_THREADS=1 $(PY) -m fairseq_goodviews.speed.training_throughput --data $(SPEED)/chapman --out $(SPEED)
+# Speed and memory benchmarks, "perf" (goodviews-perf, fairseq_goodviews/perf; not the Table 1
+# benchmark, which is goodviews-benchmark): each prints its ratios side by side in one run and
+# writes JSON under demo_output/perf.
+PERF := demo_output/perf
+perf: $(STAMP)
+	$(VENV)/bin/goodviews-perf record-loading --out $(PERF)
+	$(VENV)/bin/goodviews-perf preprocessing --out $(PERF)
+	$(VENV)/bin/goodviews-perf partner-index --out $(PERF)
+	$(VENV)/bin/goodviews-perf augmentation --out $(PERF)
+	$(VENV)/bin/goodviews-perf positives-at-scale --out $(PERF)
+	$(VENV)/bin/goodviews-perf optimizer-step --out $(PERF)
+	test -f $(PERF)/chapman/train.tsv || ( $(VENV)/bin/goodviews-synthetic-chapman $(PERF)/chapman_src --records 1000 --seed 0 \
+		&& $(VENV)/bin/goodviews-prepare-chapman $(PERF)/chapman_src $(PERF)/chapman --workers 2 --pack )
+	OMP_NUM_THREADS=1 $(VENV)/bin/goodviews-perf training-throughput --data $(PERF)/chapman --out $(PERF)
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -34,6 +34,7 @@ setup(
         "console_scripts": [
             "goodviews-evaluate=fairseq_goodviews.cli.evaluate:main",
             "goodviews-benchmark=fairseq_goodviews.table1.cli:main",
+            "goodviews-perf=fairseq_goodviews.cli.perf:main",
             "goodviews-lead-subsets=fairseq_goodviews.cli.lead_subsets:main",
             "goodviews-identify=fairseq_goodviews.cli.identify:main",
             "goodviews-embed=fairseq_goodviews.cli.embed:main",

@@ -95,7 +95,7 @@ if [ -z "${DATA:-}" ]; then
 fi
 
 echo "== 1-GPU pretraining, bf16: $STRATEGY (paper ResNet) vs a bare loop; W2V+CMSC+RLM (paper model)"
-"$PY" -m fairseq_goodviews.speed.training_throughput --data "$DATA" --out "$OUT" \
+"$OUT/venv/bin/goodviews-perf" training-throughput --data "$DATA" --out "$OUT" \
   --device cuda --bf16 --workers "$WORKERS" \
   --strategy "$STRATEGY" --preset paper --batch-size 64 --sample-size 5000 \
   --warmup 30 --slices 24 --slice-seconds 4 --blocks 6 --log-every 25 \

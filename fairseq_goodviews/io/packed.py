@@ -6,12 +6,12 @@ order, each as its own row-major [12, T] block: record ``i`` is
 ``<split>.packed_index.npy`` holds a single structured value with each record's offset, length,
 sample rate and lead-present mask, plus what the pack was built from. A training process then
 reads a crop with one slice copy out of the page cache instead of opening and parsing a ``.mat``
-file (DESIGN.md §5: at least 0.9x the records/s of a plain memory-mapped array).
+file (target: at least 0.9x the records/s of a plain memory-mapped array).
 
 Why per-record blocks rather than one [12, total_samples] array: a record's 12 lead rows then lie
 next to each other instead of ``total_samples`` apart. Copying 2,000 [12, 5000] records out of
 a [12, total_samples] array measured 1.3-1.5x slower than out of per-record blocks (0.7-0.8x the
-reference of ``fairseq_goodviews.speed.record_loading``, whose array has this same layout):
+reference of ``fairseq_goodviews.perf.record_loading``, whose array has this same layout):
 the difference between missing and meeting the 0.9 target.
 
 The ``.mat`` files stay the source of truth (a pack takes as much disk again): a pack is only

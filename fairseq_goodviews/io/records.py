@@ -25,7 +25,7 @@ by the walker itself, since scipy crashes on some of those.
 
 How fast each path reads, against one memory-mapped array and the packed format
 (:mod:`fairseq_goodviews.io.packed`, the training default when present), is measured by
-``python -m fairseq_goodviews.speed.record_loading``; the figures are in the README.
+``goodviews-perf record-loading``; the figures are in the README.
 """
 
 from __future__ import annotations

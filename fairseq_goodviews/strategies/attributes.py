@@ -30,7 +30,7 @@ pair in blocks (exact). Above, it is an inverted-file index: k-means cells of ab
 ``index_cell_size`` records (fitted on a sample, seeded), each record compared with the members of
 its ``index_probes`` nearest cells. Every stored candidate is verified exactly (distance <= h),
 but a record within h in an unprobed cell is missed: the benchmark
-(:mod:`fairseq_goodviews.speed.partner_index`) reports the recall (1,000,000 random 10-d
+(:mod:`fairseq_goodviews.perf.partner_index`) reports the recall (1,000,000 random 10-d
 records: 73% of the up to 32 nearest records within h found, the true nearest neighbour for 85%;
 raise ``index_probes`` for more). Every cell is first compared with its own members; a record
 then only takes, from the other cells it probes, pairs no farther than its current

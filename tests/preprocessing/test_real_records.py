@@ -397,7 +397,9 @@ def test_read_only_output_folder_is_a_one_line_error_with_nothing_written():
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(base), timeout=120)
         assert done.returncode == 2, done.stderr
         last = done.stderr.strip().splitlines()[-1]
-        assert last == f"goodviews-prepare-wfdb-dir: error: {out}: cannot write to the output folder (permission denied)"
+        assert (
+            last == f"goodviews-prepare-wfdb-dir: error: {out}: cannot write to the output folder (permission denied)"
+        )
         assert "Traceback" not in done.stderr
         assert list(out.iterdir()) == []
     finally:

@@ -5,18 +5,16 @@ fixture data of that layout into a temporary folder, times reading and parsing e
 (Chapman: the CSV parser; WFDB: ``wfdb.rdrecord`` in physical units), then a full preparation with
 1 and with 2 worker processes (fresh output each time), and for the WFDB preparers also 1 worker
 without the automatic wave attributes, to show what they cost; ``--repeats`` rounds of all of
-them, interleaved, and the median of each. It prints the figures side by side as ratios
-(preparation time / parsing time; 2-worker speed-up) and writes them as JSON.
+them, interleaved, and the median of each. The figures are reported side by side as ratios
+(preparation time / parsing time; 2-worker speed-up).
 
-    python -m fairseq_goodviews.speed.preprocessing --out DIR [--records 60] [--repeats 3]
+    goodviews-perf preprocessing --out DIR [--records 60] [--repeats 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import json
 import os
 import platform
 import statistics
@@ -25,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
 
 
@@ -96,9 +93,7 @@ def _fixtures(root: Path, records: int, seed: int) -> Dict[str, Dict[str, Any]]:
     }
 
 
-def run_benchmark(
-    records: int = 60, seed: int = 0, work_dir: Optional[str | Path] = None, repeats: int = 3
-) -> Dict[str, Any]:
+def run(*, records: int, seed: int, repeats: int, work_dir: Optional[str | Path] = None) -> Dict[str, Any]:
     """Run every measurement ``repeats`` times, interleaved; returns the JSON-ready result (medians)."""
     from fairseq_goodviews.preprocessing.wave_attributes import load_backend
 
@@ -144,7 +139,8 @@ def run_benchmark(
     return results
 
 
-def format_results(results: Dict[str, Any]) -> str:
+def format_result(results: Dict[str, Any]) -> str:
+    """Per preparer: records/s of parsing alone and of each preparation, with time ratios and the 2-worker speed-up."""
     lines = [f"preprocessing benchmark ({results['cpus']} CPUs; records/s, and time relative to parsing alone)"]
     header = (
         f"{'preparer':<14}{'n':>5}{'parse':>9}{'1 worker':>10}{'ratio':>7}{'2 workers':>11}{'ratio':>7}"
@@ -165,25 +161,3 @@ def format_results(results: Dict[str, Any]) -> str:
             f"{row['2-worker speed-up']:>10.2f}{no_attr_text}"
         )
     return "\n".join(lines)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Records/second of every preparer beside parsing alone.")
-    parser.add_argument("--out", required=True, help="folder for preprocessing.json")
-    parser.add_argument("--records", type=int, default=60, help="synthetic records per preparer (default: 60)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of every timing (median)")
-    args = parser.parse_args(argv)
-    results = run_benchmark(args.records, args.seed, repeats=args.repeats)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / "preprocessing.json") as handle:
-        json.dump(results, handle, indent=2)
-        handle.write("\n")
-    print(format_results(results))
-    print(f"written: {out / 'preprocessing.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

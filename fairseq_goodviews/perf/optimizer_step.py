@@ -2,19 +2,17 @@
 
 For the parameters of a pretraining preset's encoder (default: the paper's ResNet-18), one update
 is fairseq's gradient norm (``clip_grad_norm`` with ``clip_norm`` 0, as the configs run) and the
-Adam step. Prints, for each optimiser, the operators one update dispatches to a kernel (counted
+Adam step. Measured, for each optimiser: the operators one update dispatches to a kernel (counted
 by a ``TorchDispatchMode``, views excluded; on a GPU each is at least one kernel launch paid on
 the host, and fairseq's trainer waits for the GPU, on the gradient norm's finiteness, just
 before) and the median host time of an update on this CPU, with the real parameter sizes and with
 one-element parameters (the time left when the arithmetic is negligible, as it is on a GPU), side
 by side in one run.
 
-    python -m fairseq_goodviews.speed.optimizer_step --out DIR [--preset paper]
+    goodviews-perf optimizer-step --out DIR [--preset paper]
 """
 
-import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +21,6 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
-
-from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.io.atomic import write_json
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "pretraining"
 
@@ -84,6 +79,7 @@ def operator_calls(update: Callable[[], None]) -> int:
 
 
 def median_ms(update: Callable[[], None], repeats: int) -> float:
+    """Median host milliseconds of ``update()`` over ``repeats`` calls, after five untimed ones."""
     for _ in range(5):
         update()
     times = []
@@ -94,42 +90,46 @@ def median_ms(update: Callable[[], None], repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--preset", default="paper", help="the pretraining preset whose ResNet's parameters are used")
-    parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args(argv)
-    quiet_fairseq_logging()
+def run(preset: str, repeats: int) -> dict[str, Any]:
+    """Operator calls and median host ms (``repeats`` updates) of each optimiser's update, with one torch thread.
+
+    The process's torch thread count is set back afterwards.
+    """
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    shapes = [p.shape for p in _parameters(args.preset)]
-    result: dict[str, Any] = {"preset": args.preset, "parameter_tensors": len(shapes), "optimisers": {}}
-    for size in ("real", "one-element"):
-        for name in ("fairseq adam", "torch_adam"):
-            params = [torch.nn.Parameter(torch.randn(s if size == "real" else (1,))) for s in shapes]
-            for p in params:
-                p.grad = torch.randn_like(p)
-            update = _update(_optimisers(params)[name])
-            entry = result["optimisers"].setdefault(name, {})
-            if size == "real":
-                entry["operator_calls_per_update"] = operator_calls(update)
-            entry[f"host_ms_{size}"] = median_ms(update, args.repeats)
-    print(f"one update (gradient norm + Adam step), {len(shapes)} parameter tensors of the {args.preset} ResNet:")
-    print(f"{'optimiser':<16}{'operator calls':>16}{'ms, real sizes':>16}{'ms, 1 element':>16}")
+    try:
+        shapes = [p.shape for p in _parameters(preset)]
+        result: dict[str, Any] = {"preset": preset, "parameter_tensors": len(shapes), "optimisers": {}}
+        for size in ("real", "one-element"):
+            for name in ("fairseq adam", "torch_adam"):
+                params = [torch.nn.Parameter(torch.randn(s if size == "real" else (1,))) for s in shapes]
+                for p in params:
+                    p.grad = torch.randn_like(p)
+                update = _update(_optimisers(params)[name])
+                entry = result["optimisers"].setdefault(name, {})
+                if size == "real":
+                    entry["operator_calls_per_update"] = operator_calls(update)
+                entry[f"host_ms_{size}"] = median_ms(update, repeats)
+    finally:
+        torch.set_num_threads(threads)
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """Both optimisers side by side, and fairseq's ``adam`` over ``torch_adam`` in calls and host time."""
+    lines = [
+        f"one update (gradient norm + Adam step), {result['parameter_tensors']} parameter tensors "
+        f"of the {result['preset']} ResNet:",
+        f"{'optimiser':<16}{'operator calls':>16}{'ms, real sizes':>16}{'ms, 1 element':>16}",
+    ]
     for name, entry in result["optimisers"].items():
-        print(
+        lines.append(
             f"{name:<16}{entry['operator_calls_per_update']:>16}{entry['host_ms_real']:>16.2f}"
             f"{entry['host_ms_one-element']:>16.2f}"
         )
     fairseq, torch_adam = result["optimisers"]["fairseq adam"], result["optimisers"]["torch_adam"]
-    print(
+    lines.append(
         f"fairseq adam / torch_adam: {fairseq['operator_calls_per_update'] / torch_adam['operator_calls_per_update']:.0f}x "
         f"the operator calls, {fairseq['host_ms_one-element'] / torch_adam['host_ms_one-element']:.1f}x the host time"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "optimizer_step.json", result)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return "\n".join(lines)

@@ -3,26 +3,25 @@
 Times each transform of :mod:`fairseq_goodviews.data.augment` (and random lead masking, and the
 composition of the six independent transforms as one view with every probability at 1) on a real record when
 ``--record`` (or the shared data's PhysioNet 2021 Chapman record) exists, else on random data.
-Prints, per view, the median wall time and the median CPU time of this thread (the CPU time
+Reports, per view, the median wall time and the median CPU time of this thread (the CPU time
 depends much less on other processes of a shared machine) beside the target of 0.5 ms, in one
 process with one torch thread, as a data-loading worker runs.
 
-    python -m fairseq_goodviews.speed.augmentation --out DIR [--repeats 300]
+    goodviews-perf augmentation --out DIR [--repeats 300]
 """
 
-import argparse
 import os
 import statistics
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from fairseq_goodviews.data import augment as aug
-from fairseq_goodviews.io.atomic import write_json
+from fairseq_goodviews.perf import PerfSettingsError
 
 TARGET_MS = 0.5
 LEADS, SAMPLES = 12, 5000
@@ -30,6 +29,7 @@ SHARED_RECORD = "real/physionet2021/training/chapman_shaoxing/g1/JS01048.hea"
 
 
 def default_record() -> Path | None:
+    """The shared data's PhysioNet 2021 Chapman record, if ``$GOODVIEWS_SHARED_DATA`` has it."""
     shared = os.environ.get("GOODVIEWS_SHARED_DATA")
     path = Path(shared) / SHARED_RECORD if shared else None
     return path if path is not None and path.is_file() else None
@@ -43,11 +43,12 @@ def view(record: Path | None) -> np.ndarray:
 
     signal = wfdb.rdrecord(str(record.with_suffix(""))).p_signal
     if signal.shape[0] < SAMPLES or signal.shape[1] != LEADS:
-        raise ValueError(f"{record}: need {LEADS} leads x {SAMPLES} samples, got {signal.shape}")
+        raise PerfSettingsError(f"{record}: need {LEADS} leads x {SAMPLES} samples, got {signal.shape}")
     return np.ascontiguousarray(signal[:SAMPLES].T, dtype=np.float32)
 
 
 def transforms(x: np.ndarray, rng: np.random.Generator) -> dict[str, Callable[[], np.ndarray]]:
+    """Each timed transform of ``x`` as a call, with the default settings (the composition: every probability 1)."""
     cfg = aug.AugmentationConfig()
     every = aug.AugmentationConfig(
         jitter_prob=1, scaling_prob=1, flip_prob=1, permute_prob=1, time_warp_prob=1, magnitude_warp_prob=1
@@ -66,41 +67,43 @@ def transforms(x: np.ndarray, rng: np.random.Generator) -> dict[str, Callable[[]
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path, help="folder for augmentation.json")
-    parser.add_argument("--repeats", type=int, default=300, help="timed views per transform")
-    parser.add_argument("--record", type=Path, default=default_record(), help="WFDB header of a real 12-lead record")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    x = view(args.record)
+def run(repeats: int, record: Path | None) -> dict[str, Any]:
+    """Median wall and CPU time per view of every transform, ``repeats`` views each, with one torch thread.
+
+    The process's torch thread count is set back afterwards.
+    """
+    x = view(record)
     rng = np.random.default_rng(0)
     rows = {}
-    print(f"{'transform':<20}{'wall ms/view':>14}{'CPU ms/view':>13}   target < {TARGET_MS} ms")
-    for name, transform in transforms(x, rng).items():
-        out = transform()
-        if out.dtype != np.float32 or out.shape != x.shape:
-            raise RuntimeError(f"{name} returned {out.dtype} {out.shape}, expected float32 {x.shape}")
-        wall, cpu = [], []
-        for _ in range(args.repeats):
-            start_wall, start_cpu = time.perf_counter(), time.thread_time()
-            transform()
-            wall.append(time.perf_counter() - start_wall)
-            cpu.append(time.thread_time() - start_cpu)
-        rows[name] = {"wall_ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu)}
-        verdict = "ok" if name == "all_six_composed" or rows[name]["cpu_ms"] < TARGET_MS else "OVER"
-        print(f"{name:<20}{rows[name]['wall_ms']:>14.3f}{rows[name]['cpu_ms']:>13.3f}   {verdict}")
-    result = {
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, transform in transforms(x, rng).items():
+            out = transform()
+            if out.dtype != np.float32 or out.shape != x.shape:
+                raise RuntimeError(f"{name} returned {out.dtype} {out.shape}, expected float32 {x.shape}")
+            wall, cpu = [], []
+            for _ in range(repeats):
+                start_wall, start_cpu = time.perf_counter(), time.thread_time()
+                transform()
+                wall.append(time.perf_counter() - start_wall)
+                cpu.append(time.thread_time() - start_cpu)
+            rows[name] = {"wall_ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu)}
+    finally:
+        torch.set_num_threads(threads)
+    return {
         "per_view": rows,
         "target_ms": TARGET_MS,
         "view": f"{LEADS} leads x {SAMPLES} samples float32",
-        "data": f"real: {args.record}" if args.record else "synthetic: N(0, 1)",
-        "repeats": args.repeats,
+        "data": f"real: {record}" if record else "synthetic: N(0, 1)",
+        "repeats": repeats,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "augmentation.json", result)
-    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def format_result(result: dict[str, Any]) -> str:
+    """The per-view times beside the target; the composition of all six has no target of its own."""
+    lines = [f"{'transform':<20}{'wall ms/view':>14}{'CPU ms/view':>13}   target < {result['target_ms']} ms"]
+    for name, row in result["per_view"].items():
+        verdict = "ok" if name == "all_six_composed" or row["cpu_ms"] < result["target_ms"] else "OVER"
+        lines.append(f"{name:<20}{row['wall_ms']:>14.3f}{row['cpu_ms']:>13.3f}   {verdict}")
+    return "\n".join(lines)

@@ -1,8 +1,8 @@
 """Partner index of the ``attributes`` strategy (radius mode) on 1,000,000 records.
 
 Builds :func:`~fairseq_goodviews.strategies.attributes.build_partner_index` over ``--records``
-standardised attribute vectors, as the strategy does for a training split, and prints the build
-time and peak memory beside their targets (DESIGN.md section 5: < 60 s on 2 cores, < 2 GB).
+standardised attribute vectors, as the strategy does for a training split, and reports the build
+time and peak memory beside their targets (< 60 s on 2 cores, < 2 GB).
 
 The vectors (``--distribution``): ``chapman`` (the default when the file exists) draws rows of the
 real Chapman ``Diagnostics.xlsx`` (``--diagnostics``, default the shared data's) with replacement,
@@ -22,15 +22,11 @@ candidates (of the up to ``max_candidates`` nearest records within the radius, t
 the share of anchors with a partner within the radius (found vs true) and how often the
 nearest-neighbour fallback is the true nearest neighbour.
 
-    python -m fairseq_goodviews.speed.partner_index --out DIR [--records 1000000] [--threads 2] [--distribution normal]
+    goodviews-perf partner-index --out DIR [--records 1000000] [--threads 2] [--distribution normal]
 """
 
-import argparse
-import json
 import os
 import platform
-import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.perf import PerfSettingsError
+from fairseq_goodviews.perf.memory import peak_rss_mib
 from fairseq_goodviews.strategies.attributes import (
     DEFAULT_ATTRIBUTES,
     AttributeScaler,
@@ -50,11 +47,6 @@ from fairseq_goodviews.strategies.attributes import (
 
 TARGET_SECONDS = 60.0
 TARGET_MEMORY_MB = 2048.0
-
-
-def _rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def default_diagnostics() -> Path | None:
@@ -105,63 +97,68 @@ def check_against_brute_force(
     }
 
 
-def main(argv=None) -> int:
-    defaults = AttributesConfig()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path, help="folder for partner_index.json")
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument(
-        "--distribution",
-        choices=("chapman", "normal"),
-        default="chapman" if default_diagnostics() else "normal",
-        help="real Chapman attribute rows (default when the file exists) or standard-normal vectors",
-    )
-    parser.add_argument("--diagnostics", type=Path, default=default_diagnostics(), help="Chapman Diagnostics.xlsx")
-    parser.add_argument(
-        "--dim", type=int, default=10, help="normal: vector dimension (default: the attribute vector's)"
-    )
-    parser.add_argument("--radius", type=float, default=defaults.radius)
-    parser.add_argument("--max-candidates", type=int, default=defaults.max_candidates)
-    parser.add_argument("--exact-below", type=int, default=defaults.exact_below)
-    parser.add_argument("--cell-size", type=int, default=defaults.index_cell_size)
-    parser.add_argument("--probes", type=int, default=defaults.index_probes)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--check", type=int, default=500, help="anchors compared with every record exactly")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+QUALITY = ("candidate_recall", "anchors_with_partner_true", "anchors_with_partner_found", "nearest_neighbour_recall")
 
-    rng = np.random.default_rng(args.seed)
-    if args.distribution == "chapman":
-        if args.diagnostics is None or not args.diagnostics.is_file():
-            parser.error(
-                f"--distribution chapman needs --diagnostics (Chapman Diagnostics.xlsx), got {args.diagnostics}"
+
+def run(
+    *,
+    records: int,
+    distribution: str,
+    diagnostics: Path | None,
+    dim: int,
+    radius: float,
+    max_candidates: int,
+    exact_below: int,
+    cell_size: int,
+    probes: int,
+    threads: int,
+    check: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Build the index over ``records`` vectors (``chapman`` rows of ``diagnostics``, or ``normal`` of ``dim``
+    dimensions); its build time and memory beside the targets, and its recall on ``check`` anchors."""
+    rng = np.random.default_rng(seed)
+    if distribution == "chapman":
+        if diagnostics is None or not diagnostics.is_file():
+            raise PerfSettingsError(
+                f"--distribution chapman needs --diagnostics (Chapman Diagnostics.xlsx), got {diagnostics}"
             )
-        vectors = chapman_vectors(args.diagnostics, args.records, rng)
+        vectors = chapman_vectors(diagnostics, records, rng)
     else:
-        vectors = rng.standard_normal((args.records, args.dim), dtype=np.float32)
-    rss_before = _rss_mb()
+        vectors = rng.standard_normal((records, dim), dtype=np.float32)
+    rss_before = peak_rss_mib()
     start, cpu_start = time.perf_counter(), time.process_time()
     index = build_partner_index(
         vectors,
-        args.radius,
-        args.max_candidates,
-        exact_below=args.exact_below,
-        cell_size=args.cell_size,
-        probes=args.probes,
-        seed=args.seed,
-        threads=args.threads,
+        radius,
+        max_candidates,
+        exact_below=exact_below,
+        cell_size=cell_size,
+        probes=probes,
+        seed=seed,
+        threads=threads,
     )
     build_s = time.perf_counter() - start
     build_cpu_s = time.process_time() - cpu_start
-    peak_mb = _rss_mb()
-    quality = check_against_brute_force(
-        vectors, index, args.radius, rng.choice(len(vectors), size=min(args.check, len(vectors)), replace=False)
-    )
-    result: dict[str, Any] = {
+    peak_mb = peak_rss_mib()
+    anchors = rng.choice(len(vectors), size=min(check, len(vectors)), replace=False)
+    settings = {
+        "records": records,
+        "distribution": distribution,
+        "diagnostics": diagnostics,
+        "dim": dim,
+        "radius": radius,
+        "max_candidates": max_candidates,
+        "exact_below": exact_below,
+        "cell_size": cell_size,
+        "probes": probes,
+        "threads": threads,
+        "check": check,
+        "seed": seed,
+    }
+    return {
         "records": len(vectors),
-        "distribution": f"real Chapman rows from {args.diagnostics}"
-        if args.distribution == "chapman"
-        else "standard normal",
+        "distribution": f"real Chapman rows from {diagnostics}" if distribution == "chapman" else "standard normal",
         "build_s": build_s,
         "target_build_s": TARGET_SECONDS,
         "build_cpu_s": build_cpu_s,
@@ -171,22 +168,21 @@ def main(argv=None) -> int:
         "target_memory_mb": TARGET_MEMORY_MB,
         "exact_index": index.exact,
         "records_with_partner_within_radius": float((index.n_within > 0).mean()),
-        **quality,
-        "settings": {k: str(v) for k, v in vars(args).items() if k != "out"},
+        **check_against_brute_force(vectors, index, radius, anchors),
+        "settings": {key: str(value) for key, value in settings.items()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
     }
-    print(f"{'partner index, ' + format(args.records, ',') + ' records':<40}{'measured':>12}{'target':>12}")
-    print(f"{'build time, s':<40}{build_s:>12.1f}{'< ' + format(TARGET_SECONDS, 'g'):>12}")
-    print(f"{'  CPU time, all threads, s':<40}{build_cpu_s:>12.1f}")
-    print(f"{'peak memory (process RSS), MiB':<40}{peak_mb:>12.0f}{'< ' + format(TARGET_MEMORY_MB, 'g'):>12}")
-    print(f"{'  of which the build, MiB':<40}{peak_mb - rss_before:>12.0f}")
-    for key, value in quality.items():
-        print(f"{key.replace('_', ' '):<40}{value:>12.3f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(args.out / "partner_index.json") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True, default=float)
-    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def format_result(result: dict[str, Any]) -> str:
+    """Build time and peak memory beside their targets, then the recall figures."""
+    records, peak_mb = result["records"], result["peak_rss_mb"]
+    lines = [
+        f"{'partner index, ' + format(records, ',') + ' records':<40}{'measured':>12}{'target':>12}",
+        f"{'build time, s':<40}{result['build_s']:>12.1f}{'< ' + format(result['target_build_s'], 'g'):>12}",
+        f"{'  CPU time, all threads, s':<40}{result['build_cpu_s']:>12.1f}",
+        f"{'peak memory (process RSS), MiB':<40}{peak_mb:>12.0f}{'< ' + format(result['target_memory_mb'], 'g'):>12}",
+        f"{'  of which the build, MiB':<40}{result['build_rss_increase_mb']:>12.0f}",
+    ]
+    lines += [f"{key.replace('_', ' '):<40}{result[key]:>12.3f}" for key in QUALITY]
+    return "\n".join(lines)

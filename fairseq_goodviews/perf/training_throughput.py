@@ -23,10 +23,9 @@ run there, synchronised before each clock reading; ``--bf16`` runs every loop un
 autocast (``task.autocast_bf16=true`` for fairseq). ``--w2v-fairseq-updates`` adds the
 samples/s of ``w2v_cmsc_rlm`` trained through ``fairseq-hydra-train``.
 
-    python -m fairseq_goodviews.speed.training_throughput --data MANIFEST_DIR --out DIR
+    goodviews-perf training-throughput --data MANIFEST_DIR --out DIR
 """
 
-import argparse
 import math
 import os
 import re
@@ -39,6 +38,8 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,8 @@ import scipy.stats
 import torch
 from omegaconf import OmegaConf
 
-from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE
-from fairseq_goodviews.io.atomic import write_json
+from fairseq_goodviews.perf import PerfSettingsError
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
 CONFIG_DIR = USER_DIR / "config" / "pretraining"
@@ -57,7 +57,35 @@ _BARE_UPDATE = re.compile(r"^bare_update (?P<n>\d+)$")
 TARGET_RATIO = 0.95
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
+@dataclass(frozen=True)
+class ThroughputArgs:
+    """The benchmark's settings: the options of ``goodviews-perf training-throughput`` (``--out`` aside)."""
+
+    data: Path
+    config_dir: Path
+    strategy: str
+    preset: str
+    batch_size: int
+    sample_size: int
+    workers: int
+    warmup: int
+    slices: int
+    slice_seconds: float
+    blocks: int
+    log_every: int
+    warmup_timeout: float
+    versus: str
+    w2v_preset: str
+    w2v_batch_size: int
+    w2v_warmup: int
+    w2v_steps: int
+    skip_throughput: bool
+    w2v_fairseq_updates: int
+    device: str
+    bf16: bool
+
+
+def _overrides(args: ThroughputArgs) -> list[str]:
     return [
         f"preset={args.preset}",
         f"task.data={args.data}",
@@ -73,7 +101,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _config(args: argparse.Namespace, name: str, preset: str) -> Any:
+def _config(args: ThroughputArgs, name: str, preset: str) -> Any:
     """The config ``fairseq-hydra-train`` composes for ``name`` with ``preset`` (and the benchmark's data)."""
     from fairseq_goodviews.config.compose import compose
 
@@ -83,7 +111,7 @@ def _config(args: argparse.Namespace, name: str, preset: str) -> Any:
     return cfg
 
 
-def fairseq_command(args: argparse.Namespace, workdir: Path, config: str = "", overrides=None) -> list[str]:
+def fairseq_command(args: ThroughputArgs, workdir: Path, config: str = "", overrides=None) -> list[str]:
     """``fairseq-hydra-train`` for ``config`` (default: ``--strategy``) without checkpoints or validation,
     logging every ``--log-every`` updates, until stopped."""
     hydra = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or "fairseq-hydra-train"
@@ -105,7 +133,7 @@ def fairseq_command(args: argparse.Namespace, workdir: Path, config: str = "", o
     ]
 
 
-def bare_loop(args: argparse.Namespace) -> None:
+def bare_loop(args: ThroughputArgs) -> None:
     """The same model, data, loss and optimiser in a plain loop over a torch DataLoader.
 
     Prints ``bare_update N`` every ``--log-every`` updates, until killed (the benchmark's child).
@@ -265,17 +293,15 @@ _BARE_CHILD_OPTIONS = (
 BASELINES = {"bare": "bare PyTorch loop", "glibc-defaults": "fairseq-hydra-train, glibc malloc defaults"}
 
 
-def throughput_time_sliced(args: argparse.Namespace) -> dict[str, Any]:
+def throughput_time_sliced(args: ThroughputArgs) -> dict[str, Any]:
     """fairseq-hydra-train and the ``--versus`` baseline, warmed up one at a time, then alternating
     ``--slices`` slices each; the ratio fairseq / baseline and its spread."""
-    if args.slices < args.blocks or args.blocks < 1:
-        raise ValueError(f"--slices ({args.slices}) must be at least --blocks ({args.blocks}) >= 1")
     loops: list[_TrainingProcess] = []
     with tempfile.TemporaryDirectory() as workdir:
         try:
             runs = [("fairseq", fairseq_command(args, Path(workdir) / "a"), _FAIRSEQ_UPDATE, {})]
             if args.versus == "bare":
-                bare_cmd = [sys.executable, "-m", "fairseq_goodviews.speed.training_throughput", "--bare-child"]
+                bare_cmd = [sys.executable, "-m", "fairseq_goodviews.cli.perf", "training-throughput", "--bare-child"]
                 bare_cmd += [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in _BARE_CHILD_OPTIONS]
                 bare_cmd += [f"--out={workdir}"] + (["--bf16"] if args.bf16 else [])
                 runs.append(("baseline", bare_cmd, _BARE_UPDATE, {}))
@@ -325,7 +351,7 @@ def throughput_time_sliced(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def w2v_step_seconds(args: argparse.Namespace) -> dict[str, float]:
+def w2v_step_seconds(args: ThroughputArgs) -> dict[str, float]:
     """Median seconds of one W2V+CMSC training step per ``cmsc_pass``, interleaved on the same batches."""
     from fairseq.dataclass.utils import merge_with_parent
 
@@ -365,66 +391,28 @@ def w2v_step_seconds(args: argparse.Namespace) -> dict[str, float]:
     return {variant: statistics.median(values) for variant, values in times.items()}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, type=Path, help="prepared manifest folder")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument(
-        "--config-dir", type=Path, default=CONFIG_DIR, help="the pretraining configs (default: the plugin's)"
-    )
-    parser.add_argument("--strategy", default="simclr")
-    parser.add_argument("--preset", default="cpu_small")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--sample-size", type=int, default=2500)
-    parser.add_argument("--workers", type=int, default=1, help="data-loading worker processes (both loops)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed updates of each loop before the slices")
-    parser.add_argument("--slices", type=int, default=60, help="time slices of each loop, alternating")
-    parser.add_argument("--slice-seconds", type=float, default=2.0, help="length of one time slice")
-    parser.add_argument("--blocks", type=int, default=10, help="blocks of consecutive slices for the spread")
-    parser.add_argument("--log-every", type=int, default=5, help="updates between two logged updates (both loops)")
-    parser.add_argument("--warmup-timeout", type=float, default=900.0, help="seconds allowed for start-up and warm-up")
-    parser.add_argument(
-        "--versus",
-        choices=sorted(BASELINES),
-        default="bare",
-        help="the throughput baseline: the bare PyTorch loop, or fairseq-hydra-train with glibc's malloc defaults",
-    )
-    parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--w2v-preset", default="w2v_cpu_small")
-    parser.add_argument("--w2v-batch-size", type=int, default=8)
-    parser.add_argument("--w2v-warmup", type=int, default=2)
-    parser.add_argument("--w2v-steps", type=int, default=8, help="timed steps per cmsc_pass (0: skip)")
-    parser.add_argument("--skip-throughput", action="store_true", help="only the W2V+CMSC step")
-    parser.add_argument(
-        "--w2v-fairseq-updates",
-        type=int,
-        default=0,
-        help="also train w2v_cmsc_rlm (--w2v-preset) this many timed updates through fairseq-hydra-train",
-    )
-    parser.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="device of the bare loop and the W2V+CMSC step (fairseq-hydra-train picks its own)",
-    )
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every loop (task.autocast_bf16=true)")
-    args = parser.parse_args(argv)
-    quiet_fairseq_logging()
-    if args.bare_child:
-        bare_loop(args)
-        return 0
-    args.data, args.config_dir = args.data.resolve(), args.config_dir.resolve()
+def run(args: ThroughputArgs, report: Callable[[str], None]) -> dict[str, Any]:
+    """The W2V+CMSC step, the W2V+CMSC+RLM rate and the throughput ratio, each as ``args`` asks.
+
+    ``report`` receives each one's figures as text as soon as they are measured.
+    """
+    if not args.skip_throughput and (args.slices < args.blocks or args.blocks < 1):
+        raise PerfSettingsError(f"--slices ({args.slices}) must be at least --blocks ({args.blocks}) >= 1")
+    args = replace(args, data=args.data.resolve(), config_dir=args.config_dir.resolve())
     result: dict[str, Any] = {
-        "settings": {k: str(v) for k, v in vars(args).items() if k != "out"},
+        "settings": {k: str(v) for k, v in asdict(args).items()},
         "torch_threads": torch.get_num_threads(),
         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
     }
     if args.w2v_steps > 0:
         step = w2v_step_seconds(args)
         result["w2v_cmsc_step_seconds"] = {**step, "unmasked_over_masked": step["unmasked"] / step["masked"]}
-        print(f"{'W2V+CMSC step (' + args.w2v_preset + ')':<36}{'ms/step':>10}")
-        print(f"{'  one masked pass (default)':<36}{1e3 * step['masked']:>10.1f}")
-        print(f"{'  + unmasked second pass':<36}{1e3 * step['unmasked']:>10.1f}")
-        print(f"{'  cost of the second pass':<36}{step['unmasked'] / step['masked']:>9.2f}x")
+        report(
+            f"{'W2V+CMSC step (' + args.w2v_preset + ')':<36}{'ms/step':>10}\n"
+            f"{'  one masked pass (default)':<36}{1e3 * step['masked']:>10.1f}\n"
+            f"{'  + unmasked second pass':<36}{1e3 * step['unmasked']:>10.1f}\n"
+            f"{'  cost of the second pass':<36}{step['unmasked'] / step['masked']:>9.2f}x"
+        )
     if args.w2v_fairseq_updates > 0:
         overrides = [
             f"preset={args.w2v_preset}",
@@ -443,31 +431,30 @@ def main(argv=None) -> int:
                 loop.close()
         rate = loop.samples_per_second(range(1), args.w2v_batch_size)
         result["w2v_cmsc_rlm_fairseq_samples_per_s"] = rate
-        print(f"{'W2V+CMSC+RLM fairseq-hydra-train':<36}{rate:>10.1f} samples/s")
+        report(f"{'W2V+CMSC+RLM fairseq-hydra-train':<36}{rate:>10.1f} samples/s")
     if not args.skip_throughput:
-        baseline = BASELINES[args.versus]
-        print(
-            f"training throughput, {args.strategy}/{args.preset}, fairseq-hydra-train vs {baseline}: "
-            f"{args.slices} alternating slices of {args.slice_seconds:g} s each",
-            flush=True,
+        report(
+            f"training throughput, {args.strategy}/{args.preset}, fairseq-hydra-train vs {BASELINES[args.versus]}: "
+            f"{args.slices} alternating slices of {args.slice_seconds:g} s each"
         )
         throughput = throughput_time_sliced(args)
         result.update(throughput)
-        for index, block in enumerate(throughput["blocks"]):
-            print(
-                f"  block {index + 1}: fairseq {block['fairseq']:.1f}, baseline {block['baseline']:.1f} samples/s, "
-                f"ratio {block['ratio']:.3f}"
-            )
-        goal = f" (goal >= {TARGET_RATIO})" if args.versus == "bare" else ""
-        print(f"{'loop':<44}{'samples/s':>12}")
-        print(f"{'fairseq-hydra-train':<44}{throughput['fairseq_samples_per_s']:>12.1f}")
-        print(f"{baseline:<44}{throughput['baseline_samples_per_s']:>12.1f}")
-        print(f"{'ratio' + goal:<44}{throughput['ratio']:>12.3f} +- {throughput['ratio_spread']:.3f} (95% CI)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "training_throughput" + ("" if args.versus == "bare" else "_vs_" + args.versus.replace("-", "_"))
-    write_json(args.out / f"{name}.json", result)
-    return 0
+        report(format_throughput(throughput, args.versus))
+    return result
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def format_throughput(throughput: dict[str, Any], versus: str) -> str:
+    """Each block's rates and ratio, then both loops' samples/s and the ratio with its 95% interval."""
+    lines = [
+        f"  block {index + 1}: fairseq {block['fairseq']:.1f}, baseline {block['baseline']:.1f} samples/s, "
+        f"ratio {block['ratio']:.3f}"
+        for index, block in enumerate(throughput["blocks"])
+    ]
+    goal = f" (goal >= {TARGET_RATIO})" if versus == "bare" else ""
+    lines += [
+        f"{'loop':<44}{'samples/s':>12}",
+        f"{'fairseq-hydra-train':<44}{throughput['fairseq_samples_per_s']:>12.1f}",
+        f"{BASELINES[versus]:<44}{throughput['baseline_samples_per_s']:>12.1f}",
+        f"{'ratio' + goal:<44}{throughput['ratio']:>12.3f} +- {throughput['ratio_spread']:.3f} (95% CI)",
+    ]
+    return "\n".join(lines)

@@ -28,17 +28,15 @@ the readers taking turns in a rotating order, each on a different chunk (so none
 the CPU cache that another just read). A reader's ratio to the reference is the median, over all
 these time slots, of its records/s divided by the reference's in the same slot, measured
 milliseconds apart: that keeps the load of a shared machine out of the ratios.
-Targets (DESIGN.md §5): ``read_record`` >= 0.5, packed >= 0.9. Results go to
-``DIR/record_loading.json``.
+Targets: ``read_record`` >= 0.5x and the packed reader >= 0.9x the records/s of the memory-mapped
+array. Results go to ``DIR/record_loading.json``.
 
-    python -m fairseq_goodviews.speed.record_loading --out DIR [--data MANIFEST_DIR] [--records 2000]
+    goodviews-perf record-loading --out DIR [--data MANIFEST_DIR] [--records 2000]
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import platform
 import time
@@ -56,6 +54,8 @@ from fairseq_goodviews.io.records import N_LEADS, EcgRecord, read_record, write_
 
 TARGETS = {"read_record": 0.5, "packed": 0.9}
 REFERENCE = "memmap .npy"
+#: A reader: record index -> its float32 array.
+Reader = Callable[[int], np.ndarray]
 
 
 def synthetic_records(out_dir: Path, n_records: int, n_samples: int, seed: int) -> Path:
@@ -89,9 +89,7 @@ def bench_manifest(source: Path, work: Path, n_records: int) -> Path:
     return work / "bench.tsv"
 
 
-def time_rounds(
-    readers: Dict[str, Callable[[int], np.ndarray]], order: np.ndarray, rounds: int, chunk: int
-) -> Dict[str, List[float]]:
+def time_rounds(readers: Dict[str, Reader], order: np.ndarray, rounds: int, chunk: int) -> Dict[str, List[float]]:
     """Records/s of each reader in every time slot of every round, after one untimed warm-up pass.
 
     ``order`` is cut into chunks of ``chunk`` records. In each time slot every reader reads one
@@ -138,53 +136,43 @@ def summarise(rates: Dict[str, List[float]]) -> Dict[str, Dict[str, Any]]:
     return summary
 
 
-def print_table(title: str, summary: Dict[str, Dict[str, Any]], targets: Dict[str, float]) -> None:
-    print(f"\n{title}")
-    print(f"  {'reader':<26}{'records/s':>10}{'x memmap':>10}  {'(quartiles)':<13} target")
+def format_table(title: str, summary: Dict[str, Dict[str, Any]], targets: Dict[str, float]) -> str:
+    """One table of :func:`summarise`'s figures, each reader's ratio beside its target (if it has one)."""
+    lines = [f"\n{title}", f"  {'reader':<26}{'records/s':>10}{'x memmap':>10}  {'(quartiles)':<13} target"]
     for name, row in summary.items():
         target = targets.get(name)
         verdict = "" if target is None else f">= {target:.1f} {'met' if row['ratio_to_memmap'] >= target else 'MISSED'}"
         low, high = row["ratio_quartiles"]
-        print(
+        lines.append(
             f"  {name:<26}{row['records_per_s']:>10.0f}{row['ratio_to_memmap']:>10.2f}  "
             f"({low:.2f}-{high:.2f})   {verdict}"
         )
+    return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for the JSON result and work files")
-    parser.add_argument("--data", type=Path, help="manifest folder to read (default: write synthetic records)")
-    parser.add_argument("--split", default="train", help="split of --data to read")
-    parser.add_argument("--records", type=int, default=2000)
-    parser.add_argument("--samples", type=int, default=5000, help="length of synthetic records")
-    parser.add_argument("--sample-size", type=int, default=5000, help="crop length for EcgRecordSource.load")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--chunk", type=int, default=25, help="records read by one reader before the next one's turn")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def _source_manifest(work: Path, data: Path | None, split: str, records: int, samples: int, seed: int) -> Path:
+    """``split`` of the manifest folder ``data``; without one, synthetic records under ``work/data``
+    (those of an earlier run are reused when their number and length are the same)."""
+    if data is not None:
+        return data / f"{split}.tsv"
+    source = work / "data" / "train.tsv"
+    if not source.is_file() or [n for _, n in read_manifest(source)[1]] != [samples] * records:
+        source = synthetic_records(work / "data", records, samples, seed)
+    return source
 
+
+def _readers(manifest: Path, sample_size: int) -> tuple[Dict[str, Reader], Dict[str, Reader]]:
+    """The whole-record readers and the ``EcgRecordSource.load`` loaders of the records of ``manifest``
+    (packed beside it), by name; each table has the :data:`REFERENCE` entry."""
     from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 
-    work = args.out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    if args.data is None:
-        data = work / "data"
-        source = data / "train.tsv"
-        if not source.is_file() or [n for _, n in read_manifest(source)[1]] != [args.samples] * args.records:
-            source = synthetic_records(data, args.records, args.samples, args.seed)
-    else:
-        source = args.data / f"{args.split}.tsv"
-    manifest = bench_manifest(source, work, args.records)
     root, entries = read_manifest(manifest)
     paths = [str(root / rel) for rel, _ in entries]
-    pack_summary = write_pack(manifest)
     pack = PackedRecords(*pack_paths(manifest))
     # Each record's block in the pack's data file, from the manifest (write_pack checked the lengths).
     lengths = np.array([n for _, n in entries], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths * N_LEADS)[:-1]])
     reference = np.load(pack_paths(manifest)[0], mmap_mode="r")
-    sample_size = args.sample_size
     mat_source = EcgRecordSource(manifest, float(pack.sample_rates[0]), use_pack=False)
     packed_source = EcgRecordSource(manifest, float(pack.sample_rates[0]))
     if packed_source.pack is None:
@@ -230,44 +218,71 @@ def main(argv: Sequence[str] | None = None) -> int:
         "packed": lambda i: packed_source.load(i, sample_size, None)[0],
         REFERENCE: crop_reference,
     }
-    for i in range(min(len(paths), 20)):
-        for table in (readers, loaders):
+    return readers, loaders
+
+
+def _check_agreement(tables: Sequence[Dict[str, Reader]], n_records: int) -> None:
+    """Every reader returns the reference's array on the first ``n_records`` records (the bytes-only one aside)."""
+    for i in range(n_records):
+        for table in tables:
             expected = table[REFERENCE](i)
             for name, read in table.items():
                 if name != ".mat bytes only" and not np.array_equal(read(i), expected):
                     raise AssertionError(f"{name} disagrees with the reference on record {i}")
 
-    order = np.random.default_rng(args.seed).permutation(len(paths))
-    read_summary = summarise(time_rounds(readers, order, args.rounds, args.chunk))
-    load_summary = summarise(time_rounds(loaders, order, args.rounds, args.chunk))
-    load_targets = {"read_record (.mat)": TARGETS["read_record"], "packed": TARGETS["packed"]}
-    print(
-        f"{len(paths)} records of {int(np.median(lengths))} samples (median), {args.rounds} rounds of "
-        f"chunks of {args.chunk}; x memmap: median and quartiles of slot-by-slot ratios to the reference"
-    )
-    print_table("Whole record as a float32 [12, T] array (the DESIGN.md §5 targets):", read_summary, TARGETS)
-    print_table(
-        f"EcgRecordSource.load: C-contiguous centred crop of {sample_size} samples:", load_summary, load_targets
-    )
-    result = {
+
+def run(
+    *,
+    work: Path,
+    data: Path | None,
+    split: str,
+    records: int,
+    samples: int,
+    sample_size: int,
+    rounds: int,
+    chunk: int,
+    seed: int,
+) -> Dict[str, Any]:
+    """Time every reader and loader on the first ``records`` records of ``data`` (or of synthetic ones of
+    ``samples`` samples), packed under ``work``; each one's records/s and ratio to the reference."""
+    work.mkdir(parents=True, exist_ok=True)
+    source = _source_manifest(work, data, split, records, samples, seed)
+    manifest = bench_manifest(source, work, records)
+    pack_summary = write_pack(manifest)
+    readers, loaders = _readers(manifest, sample_size)
+    lengths = [n for _, n in read_manifest(manifest)[1]]
+    _check_agreement((readers, loaders), min(len(lengths), 20))
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    return {
         "benchmark": "record_loading",
-        "records": len(paths),
+        "records": len(lengths),
         "median_samples": int(np.median(lengths)),
         "sample_size": sample_size,
-        "rounds": args.rounds,
-        "chunk": args.chunk,
+        "rounds": rounds,
+        "chunk": chunk,
         "data": str(source),
         "targets": TARGETS,
-        "whole_record": read_summary,
-        "dataset_load": load_summary,
+        "whole_record": summarise(time_rounds(readers, order, rounds, chunk)),
+        "dataset_load": summarise(time_rounds(loaders, order, rounds, chunk)),
         "pack": pack_summary,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
-    with atomic_open(args.out / "record_loading.json") as handle:
-        json.dump(result, handle, indent=2)
-    print(f"\nwrote {args.out / 'record_loading.json'}")
-    return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def format_result(result: Dict[str, Any]) -> str:
+    """Both tables: whole records, then ``EcgRecordSource.load`` crops, each reader's ratio beside its target."""
+    load_targets = {"read_record (.mat)": TARGETS["read_record"], "packed": TARGETS["packed"]}
+    return "\n".join(
+        [
+            f"{result['records']} records of {result['median_samples']} samples (median), {result['rounds']} rounds "
+            f"of chunks of {result['chunk']}; x memmap: median and quartiles of slot-by-slot ratios to the reference",
+            format_table(
+                "Whole record as a float32 [12, T] array (targets: x memmap):", result["whole_record"], TARGETS
+            ),
+            format_table(
+                f"EcgRecordSource.load: C-contiguous centred crop of {result['sample_size']} samples:",
+                result["dataset_load"],
+                load_targets,
+            ),
+        ]
+    )

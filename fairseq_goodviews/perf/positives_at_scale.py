@@ -17,18 +17,15 @@ measurements of the real Chapman ``Diagnostics.xlsx`` when ``--diagnostics`` (or
 ``$GOODVIEWS_SHARED_DATA/chapman/Diagnostics.xlsx``) exists, drawn with replacement; else
 standard-normal vectors (the JSON says which).
 
-    python -m fairseq_goodviews.speed.positives_at_scale --out DIR [--views 8192 16384] [--world 64]
+    goodviews-perf positives-at-scale --out DIR [--views 8192 16384] [--world 64]
 """
 
-import argparse
 import json
-import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,28 +33,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
-from fairseq_goodviews.io.atomic import write_json
-from fairseq_goodviews.speed.partner_index import default_diagnostics
+from fairseq_goodviews.perf import PerfSettingsError
+from fairseq_goodviews.perf.memory import peak_rss_mib, rss_mib
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.attributes import DEFAULT_ATTRIBUTES
-from fairseq_goodviews.strategies.base import ALL
+from fairseq_goodviews.strategies.base import ALL, PositiveStrategy
 
 STRATEGIES = ("attributes", "cmsc")
 EMBEDDING_DIM = 128
 TEMPERATURE = 0.07
-
-
-def _rss_mb() -> float:
-    """Current resident set size of this process, MiB."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def attribute_table(diagnostics: Path | None, records: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -73,7 +58,9 @@ def attribute_table(diagnostics: Path | None, records: int, rng: np.random.Gener
     return pd.DataFrame({f"attr_{name}": rng.normal(size=records) for name in DEFAULT_ATTRIBUTES})
 
 
-def _meta(strategy_name: str, views: int, diagnostics: Path | None, seed: int):
+def _meta(
+    strategy_name: str, views: int, diagnostics: Path | None, seed: int
+) -> tuple[PositiveStrategy, dict[str, torch.Tensor]]:
     """The strategy and the gathered metadata of ``views`` views (two per record, as a batch has them)."""
     rng = np.random.default_rng(seed)
     records = views // 2
@@ -108,7 +95,7 @@ def measure(
     offset = (world // 2) * local  # a worker in the middle of the global batch
     candidates = torch.randn(views, EMBEDDING_DIM, requires_grad=True)
     rows = slice(offset, offset + local)
-    baseline = _rss_mb()
+    baseline = rss_mib()
     times: list[float] = []
     positives = 0
     for _ in range(repeats):
@@ -126,91 +113,68 @@ def measure(
         "local_views": local,
         "variant": variant,
         "seconds_per_step": statistics.median(times),
-        "peak_memory_increase_mib": _peak_rss_mb() - baseline,
+        "peak_memory_increase_mib": peak_rss_mib() - baseline,
         "positives": positives,
     }
 
 
-def _run_one(args: argparse.Namespace, strategy_name: str, views: int, variant: str) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "fairseq_goodviews.speed.positives_at_scale",
-        "--one",
-        strategy_name,
-        str(views),
-        variant,
-        "--world",
-        str(args.world),
-        "--repeats",
-        str(args.repeats),
-    ]
-    if args.diagnostics is not None:
-        cmd += ["--diagnostics", str(args.diagnostics)]
+def _measure_in_child(
+    strategy_name: str, views: int, variant: str, world: int, repeats: int, diagnostics: Path | None
+) -> dict[str, Any]:
+    """:func:`measure` in a fresh process (``goodviews-perf positives-at-scale --one``), so its peak memory is its own."""
+    cmd = [sys.executable, "-m", "fairseq_goodviews.cli.perf", "positives-at-scale", "--one", strategy_name]
+    cmd += [str(views), variant, "--world", str(world), "--repeats", str(repeats)]
+    if diagnostics is not None:
+        cmd += ["--diagnostics", str(diagnostics)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for positives_at_scale.json")
-    parser.add_argument("--views", type=int, nargs="+", default=[8192, 16384], help="global views N")
-    parser.add_argument("--world", type=int, default=64, help="simulated workers (the local batch is N / world)")
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    parser.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (median)")
-    parser.add_argument(
-        "--diagnostics",
-        type=Path,
-        default=default_diagnostics(),
-        help="Chapman Diagnostics.xlsx for real attribute vectors (default: the shared data's, if set)",
-    )
-    parser.add_argument("--one", nargs=3, metavar=("STRATEGY", "N", "VARIANT"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    quiet_fairseq_logging()
-    if args.one:
-        strategy_name, views, variant = args.one
-        print(json.dumps(measure(strategy_name, int(views), args.world, variant, args.repeats, args.diagnostics)))
-        return 0
-    if args.out is None:
-        parser.error("--out is required")
-    if any(n % args.world or n // args.world < 1 for n in args.views):
-        parser.error(f"every --views value must be a positive multiple of --world ({args.world})")
+def run(
+    *,
+    strategies: Sequence[str],
+    views: Sequence[int],
+    world: int,
+    repeats: int,
+    diagnostics: Path | None,
+    report: Callable[[str], None],
+) -> dict[str, Any]:
+    """Old against new relation for every strategy and N, each measurement in its own process.
 
+    ``report`` receives a header line, then one line per (strategy, N) as soon as both are measured.
+    """
+    if any(n % world or n // world < 1 for n in views):
+        raise PerfSettingsError(f"every --views value must be a positive multiple of --world ({world})")
     rows = []
-    print(
+    report(
         f"{'strategy':<12}{'N':>7}{'n':>5}  {'old s/step':>11}{'new s/step':>11}{'speed-up':>9}"
         f"  {'old MiB':>9}{'new MiB':>9}"
     )
-    for strategy_name in args.strategies:
-        for views in args.views:
-            old, new = (_run_one(args, strategy_name, views, variant) for variant in ("old", "new"))
+    for strategy_name in strategies:
+        for n in views:
+            old, new = (
+                _measure_in_child(strategy_name, n, variant, world, repeats, diagnostics) for variant in ("old", "new")
+            )
             if old["positives"] != new["positives"]:
                 raise RuntimeError(
-                    f"{strategy_name} N={views}: old and new relations differ "
+                    f"{strategy_name} N={n}: old and new relations differ "
                     f"({old['positives']} vs {new['positives']} positives)"
                 )
             rows += [old, new]
-            print(
-                f"{strategy_name:<12}{views:>7}{old['local_views']:>5}  {old['seconds_per_step']:>11.4f}"
+            report(
+                f"{strategy_name:<12}{n:>7}{old['local_views']:>5}  {old['seconds_per_step']:>11.4f}"
                 f"{new['seconds_per_step']:>11.4f}{old['seconds_per_step'] / new['seconds_per_step']:>8.1f}x"
                 f"  {old['peak_memory_increase_mib']:>9.0f}{new['peak_memory_increase_mib']:>9.0f}"
             )
-    result = {
+    return {
         "measurements": rows,
-        "attribute_vectors": f"real: {args.diagnostics}" if args.diagnostics else "synthetic: standard normal",
+        "attribute_vectors": f"real: {diagnostics}" if diagnostics else "synthetic: standard normal",
         "settings": {
-            "world": args.world,
-            "repeats": args.repeats,
+            "world": world,
+            "repeats": repeats,
             "embedding_dim": EMBEDDING_DIM,
             "torch_threads": torch.get_num_threads(),
         },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "positives_at_scale.json", result)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fairseq_goodviews.speed.training_throughput import _BARE_UPDATE, _TrainingProcess
+from fairseq_goodviews.perf.training_throughput import _BARE_UPDATE, _TrainingProcess
 
 # A stand-in training loop: one "update" every 20 ms of its own running time.
 TICKING_LOOP = """
