@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.evaluation.device import add_device_argument
+from fairseq_goodviews.cli.scoring_options import add_device_argument
 from fairseq_goodviews.evaluation.embed import embed_split
 
 

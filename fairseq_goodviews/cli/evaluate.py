@@ -5,7 +5,7 @@ import sys
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.evaluation.device import add_device_argument
+from fairseq_goodviews.cli.scoring_options import add_device_argument
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, format_metrics
 from fairseq_goodviews.io.atomic import write_json
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.evaluation.device import add_device_argument
+from fairseq_goodviews.cli.scoring_options import add_device_argument
 from fairseq_goodviews.evaluation.identification import identify
 from fairseq_goodviews.io.atomic import write_json
 

@@ -6,7 +6,7 @@ import sys
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.evaluation.device import add_device_argument
+from fairseq_goodviews.cli.scoring_options import add_device_argument
 from fairseq_goodviews.evaluation.lead_subsets import evaluate_lead_subsets, format_table
 from fairseq_goodviews.io.atomic import json_safe, write_json
 

@@ -8,7 +8,6 @@ wherever the forward pass ran.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import torch
@@ -43,11 +42,3 @@ def to_device(sample: Any, device: torch.device) -> Any:
     from fairseq.utils import apply_to_sample
 
     return apply_to_sample(lambda tensor: tensor.to(device, non_blocking=True), sample)
-
-
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="where the forward passes run: cpu, cuda, cuda:N (default: the GPU when one is visible, else cpu)",
-    )
