@@ -6,6 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
 from fairseq_goodviews.errors import GoodviewsError
 
 
@@ -21,10 +25,6 @@ def compose(config_root: Path, stage: str, name: str, overrides: Sequence[str] =
 
 @functools.lru_cache(maxsize=256)
 def _compose(config_root: Path, stage: str, name: str, overrides: tuple[str, ...]) -> Any:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_root / stage), version_base="1.1"):

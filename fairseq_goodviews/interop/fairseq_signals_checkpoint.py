@@ -53,9 +53,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from fairseq.dataclass.utils import merge_with_parent
+from omegaconf import OmegaConf
 
 from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel, parse_conv_layers
+
+try:
+    from numpy._core.multiarray import scalar
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import scalar
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.leads import CANONICAL_LEADS
 
@@ -218,12 +227,6 @@ def _summarise_renames(renamed: Mapping[str, str]) -> str:
 
 def _numpy_scalar_globals() -> list:
     """numpy scalars and dtypes (meters in ``extra_state`` may hold them): safe to unpickle."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
     dtypes = {type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)}
     allowed: list = [
         (scalar, "numpy.core.multiarray.scalar"),
@@ -270,16 +273,11 @@ def _as_dict(node: Any) -> dict[str, Any] | None:
         return None
     if isinstance(node, Mapping):
         return dict(node)
-    try:  # an OmegaConf node (a checkpoint loaded by fairseq's or fairseq-signals' own loader)
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(node):
-            try:
-                return OmegaConf.to_container(node, resolve=True)
-            except Exception:  # an interpolation that does not resolve: keep it as text
-                return OmegaConf.to_container(node, resolve=False)
-    except ImportError:
-        pass
+    if OmegaConf.is_config(node):  # a checkpoint loaded by fairseq's or fairseq-signals' own loader
+        try:
+            return OmegaConf.to_container(node, resolve=True)
+        except Exception:  # an interpolation that does not resolve: keep it as text
+            return OmegaConf.to_container(node, resolve=False)
     return None
 
 
@@ -345,8 +343,6 @@ def _option(model_cfg: Mapping[str, Any], name: str, where: Path) -> Any:
 
 def convert_model_config(model_cfg: Mapping[str, Any], task_cfg: Mapping[str, Any], where: Path) -> dict[str, Any]:
     """Our ``wav2vec2_ecg`` options (``_name`` included) for a fairseq-signals model config."""
-    from fairseq_goodviews.models.wav2vec2_ecg import parse_conv_layers
-
     name = model_cfg.get("_name")
     if name == "wav2vec2_ecg":
         raise ImportCheckpointError(f"{where}: already a checkpoint of this plugin (model wav2vec2_ecg)")
@@ -427,11 +423,6 @@ def our_key(key: str) -> str:
 
 def build_model(model_cfg: Mapping[str, Any], where: Path):
     """Our ``Wav2Vec2EcgModel`` for ``model_cfg`` (deterministic initialisation) and its full config."""
-    from fairseq.dataclass.utils import merge_with_parent
-    from omegaconf import OmegaConf
-
-    from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel
-
     try:
         cfg = merge_with_parent(Wav2Vec2EcgConfig(), OmegaConf.create(dict(model_cfg)))
         with torch.random.fork_rng():

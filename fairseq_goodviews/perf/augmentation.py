@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import wfdb
 
 from fairseq_goodviews.data import augment as aug
 from fairseq_goodviews.perf import PerfSettingsError
@@ -39,7 +40,6 @@ def view(record: Path | None) -> np.ndarray:
     """[12, 5000] float32: the record's first 5,000 samples in mV, or N(0, 1) samples."""
     if record is None:
         return np.random.default_rng(0).normal(size=(LEADS, SAMPLES)).astype(np.float32)
-    import wfdb
 
     signal = wfdb.rdrecord(str(record.with_suffix(""))).p_signal
     if signal.shape[0] < SAMPLES or signal.shape[1] != LEADS:

@@ -19,17 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fairseq.dataclass.utils import merge_with_parent
+from fairseq.optim.adam import FairseqAdam
 from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from fairseq_goodviews.config.compose import compose
+from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
+from fairseq_goodviews.optim.torch_adam import TorchAdam
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "pretraining"
 
 
 def _parameters(preset: str) -> list[torch.Tensor]:
-    from fairseq.dataclass.utils import merge_with_parent
-
-    from fairseq_goodviews.config.compose import compose
-    from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
 
     cfg = compose(CONFIG_DIR.parent, CONFIG_DIR.name, "simclr", [f"preset={preset}", "task.data=unused"])
     torch.manual_seed(0)
@@ -37,9 +39,6 @@ def _parameters(preset: str) -> list[torch.Tensor]:
 
 
 def _optimisers(params: list[torch.Tensor]) -> dict[str, Any]:
-    from fairseq.optim.adam import FairseqAdam
-
-    from fairseq_goodviews.optim.torch_adam import TorchAdam
 
     settings = {"lr": [1e-4], "adam_betas": [0.9, 0.999], "adam_eps": 1e-8, "weight_decay": 0.0}
     fairseq_cfg = {**settings, "use_old_adam": False, "fp16_adam_stats": False, "tpu": False}

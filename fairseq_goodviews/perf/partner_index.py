@@ -37,6 +37,7 @@ import torch
 
 from fairseq_goodviews.perf import PerfSettingsError
 from fairseq_goodviews.perf.memory import peak_rss_mib
+from fairseq_goodviews.preprocessing.chapman import read_diagnostics
 from fairseq_goodviews.strategies.attributes import (
     DEFAULT_ATTRIBUTES,
     AttributeScaler,
@@ -59,7 +60,6 @@ def default_diagnostics() -> Path | None:
 def chapman_vectors(diagnostics: Path, records: int, rng: np.random.Generator) -> np.ndarray:
     """[records, 10] float32 standardised vectors of real Chapman rows drawn with replacement, each value
     moved uniformly within half a unit; rows without any attribute are left out."""
-    from fairseq_goodviews.preprocessing.chapman import read_diagnostics
 
     real = read_diagnostics(diagnostics)
     values = np.stack(

@@ -36,6 +36,7 @@ import torch
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
 from fairseq_goodviews.perf import PerfSettingsError
 from fairseq_goodviews.perf.memory import peak_rss_mib, rss_mib
+from fairseq_goodviews.preprocessing.chapman import read_diagnostics
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.attributes import DEFAULT_ATTRIBUTES
 from fairseq_goodviews.strategies.base import ALL, PositiveStrategy
@@ -48,8 +49,6 @@ TEMPERATURE = 0.07
 def attribute_table(diagnostics: Path | None, records: int, rng: np.random.Generator) -> pd.DataFrame:
     """``records`` rows with the strategy's ``attr_*`` columns: real Chapman rows drawn with replacement, or N(0, 1)."""
     if diagnostics is not None:
-        from fairseq_goodviews.preprocessing.chapman import read_diagnostics
-
         real = read_diagnostics(diagnostics)
         rows = rng.integers(0, len(real), records)
         return pd.DataFrame(

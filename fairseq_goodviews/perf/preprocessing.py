@@ -23,7 +23,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import wfdb
+
+from fairseq_goodviews.preprocessing import chapman, physionet2021, ptbxl, wfdb_dir
 from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+from fairseq_goodviews.preprocessing.wave_attributes import load_backend
+from fairseq_goodviews.synthetic.chapman import SIGNAL_DIR, generate_chapman
+from fairseq_goodviews.synthetic.wfdb_layouts import (
+    write_physionet2021_tree,
+    write_ptbxl_tree,
+    write_wfdb_dir_tree,
+)
 
 
 def _timed(function: Callable[[], Any]) -> float:
@@ -34,7 +44,6 @@ def _timed(function: Callable[[], Any]) -> float:
 
 
 def _parse_wfdb(headers: Sequence[Path]) -> None:
-    import wfdb
 
     for header in headers:
         wfdb.rdrecord(str(header.with_suffix("")))
@@ -42,13 +51,6 @@ def _parse_wfdb(headers: Sequence[Path]) -> None:
 
 def _fixtures(root: Path, records: int, seed: int) -> Dict[str, Dict[str, Any]]:
     """Synthetic data of each layout; per preparer: source folder, parse-only function, preparer."""
-    from fairseq_goodviews.preprocessing import chapman, physionet2021, ptbxl, wfdb_dir
-    from fairseq_goodviews.synthetic.chapman import SIGNAL_DIR, generate_chapman
-    from fairseq_goodviews.synthetic.wfdb_layouts import (
-        write_physionet2021_tree,
-        write_ptbxl_tree,
-        write_wfdb_dir_tree,
-    )
 
     table = generate_chapman(root / "chapman", records, seed=seed, workers=2)
     csvs = [root / "chapman" / SIGNAL_DIR / f"{name}.csv" for name in table["FileName"]]
@@ -95,7 +97,6 @@ def _fixtures(root: Path, records: int, seed: int) -> Dict[str, Dict[str, Any]]:
 
 def run(*, records: int, seed: int, repeats: int, work_dir: Optional[str | Path] = None) -> Dict[str, Any]:
     """Run every measurement ``repeats`` times, interleaved; returns the JSON-ready result (medians)."""
-    from fairseq_goodviews.preprocessing.wave_attributes import load_backend
 
     load_backend()  # imported once here, so no timing below includes it
     results: Dict[str, Any] = {

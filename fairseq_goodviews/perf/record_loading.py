@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
+from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import read_manifest, write_manifest
 from fairseq_goodviews.io.packed import PackedRecords, pack_paths, write_pack
@@ -164,7 +165,6 @@ def _source_manifest(work: Path, data: Path | None, split: str, records: int, sa
 def _readers(manifest: Path, sample_size: int) -> tuple[Dict[str, Reader], Dict[str, Reader]]:
     """The whole-record readers and the ``EcgRecordSource.load`` loaders of the records of ``manifest``
     (packed beside it), by name; each table has the :data:`REFERENCE` entry."""
-    from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 
     root, entries = read_manifest(manifest)
     paths = [str(root / rel) for rel, _ in entries]

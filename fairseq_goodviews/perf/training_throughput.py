@@ -45,10 +45,18 @@ from typing import Any
 
 import scipy.stats
 import torch
+from fairseq.dataclass.utils import merge_with_parent
 from omegaconf import OmegaConf
 
+from fairseq_goodviews.config.compose import compose
+from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
+from fairseq_goodviews.criterions.w2v_cmsc import Wav2Vec2CmscCriterion
 from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE
+from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
+from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel
+from fairseq_goodviews.optim.torch_adam import adam_betas, build_adamw
 from fairseq_goodviews.perf import PerfSettingsError
+from fairseq_goodviews.tasks.ecg_pretraining import EcgPretrainingConfig, EcgPretrainingTask
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
 CONFIG_DIR = USER_DIR / "config" / "pretraining"
@@ -103,7 +111,6 @@ def _synchronize(device: torch.device) -> None:
 
 def _config(args: ThroughputArgs, name: str, preset: str) -> Any:
     """The config ``fairseq-hydra-train`` composes for ``name`` with ``preset`` (and the benchmark's data)."""
-    from fairseq_goodviews.config.compose import compose
 
     cfg = compose(args.config_dir.parent, args.config_dir.name, name, [f"preset={preset}"])
     OmegaConf.update(cfg, "task.data", str(args.data), force_add=True)
@@ -138,12 +145,6 @@ def bare_loop(args: ThroughputArgs) -> None:
 
     Prints ``bare_update N`` every ``--log-every`` updates, until killed (the benchmark's child).
     """
-    from fairseq.dataclass.utils import merge_with_parent
-
-    from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
-    from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
-    from fairseq_goodviews.optim.torch_adam import adam_betas, build_adamw
-    from fairseq_goodviews.tasks.ecg_pretraining import EcgPretrainingConfig, EcgPretrainingTask
 
     cfg = _config(args, args.strategy, args.preset)
     OmegaConf.update(cfg, "task.sample_size", args.sample_size, force_add=True)
@@ -353,11 +354,6 @@ def throughput_time_sliced(args: ThroughputArgs) -> dict[str, Any]:
 
 def w2v_step_seconds(args: ThroughputArgs) -> dict[str, float]:
     """Median seconds of one W2V+CMSC training step per ``cmsc_pass``, interleaved on the same batches."""
-    from fairseq.dataclass.utils import merge_with_parent
-
-    from fairseq_goodviews.criterions.w2v_cmsc import Wav2Vec2CmscCriterion
-    from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel
-    from fairseq_goodviews.tasks.ecg_pretraining import EcgPretrainingConfig, EcgPretrainingTask
 
     cfg = _config(args, "w2v_cmsc_rlm", args.w2v_preset)
     task = EcgPretrainingTask(merge_with_parent(EcgPretrainingConfig(), cfg.task))
