@@ -70,7 +70,7 @@ from fairseq_goodviews.io.records import (
     read_record,
 )
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.preprocessing.pipeline import (
+from fairseq_goodviews.preprocessing.items import (
     BAD_SIGNAL,
     DUPLICATE,
     FILTERED,
@@ -80,14 +80,16 @@ from fairseq_goodviews.preprocessing.pipeline import (
     UNREADABLE,
     PrepareError,
     Skipped,
-    check_same_preparation,
-    metadata_table,
+)
+from fairseq_goodviews.preprocessing.journal import check_same_preparation
+from fairseq_goodviews.preprocessing.report import (
     pack_report_lines,
     pack_splits,
     remove_outdated_packs,
     write_report,
     write_skipped,
 )
+from fairseq_goodviews.preprocessing.splits import metadata_table
 from fairseq_goodviews.preprocessing.wfdb_dir import record_keys
 
 SOURCE = "fairseq_signals"
@@ -473,7 +475,7 @@ def import_fairseq_signals(
     """Write our manifests and metadata tables for the fairseq-signals folder ``src_dir`` into
     ``out_dir`` (see the module's notes); return the report (also ``prepare_report.json``).
     With ``pack``, each split is then packed; without it, the packs of rewritten splits are
-    removed (:func:`~fairseq_goodviews.preprocessing.pipeline.pack_splits`).
+    removed (:func:`~fairseq_goodviews.preprocessing.report.pack_splits`).
 
     Raises :class:`PrepareError` (one line naming the file and the problem) for a folder that
     cannot be converted; records that cannot be used are skipped and listed in ``skipped.csv``.

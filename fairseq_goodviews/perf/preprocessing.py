@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+from fairseq_goodviews.preprocessing.items import PrepareOptions
 
 
 def _timed(function: Callable[[], Any]) -> float:

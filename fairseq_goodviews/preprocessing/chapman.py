@@ -32,7 +32,7 @@ from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.io.records import EcgRecord, RecordError
 from fairseq_goodviews.labels import UnknownRhythmError, rhythm_class
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
-from fairseq_goodviews.preprocessing.pipeline import (
+from fairseq_goodviews.preprocessing.items import (
     DUPLICATE,
     FILTERED,
     MISSING_FILE,
@@ -44,8 +44,8 @@ from fairseq_goodviews.preprocessing.pipeline import (
     Skipped,
     SourceItem,
     is_valid_key,
-    prepare,
 )
+from fairseq_goodviews.preprocessing.pipeline import prepare
 
 SAMPLE_RATE = 500.0
 N_SAMPLES = 5000
