@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions, PrepareResult
+from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions, PrepareResult
 from fairseq_goodviews.preprocessing.wfdb_dir import (
     WfdbConverter,
     quiet_file_logging,

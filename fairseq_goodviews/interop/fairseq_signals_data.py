@@ -46,7 +46,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -58,6 +57,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from fairseq_goodviews.interop.fairseq_signals_labels import Labels, decide_labels, probe_overrides, read_label_names
 from fairseq_goodviews.io.atomic import OutputPathError, ensure_writable_dir
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest, write_manifest
 from fairseq_goodviews.io.records import (
@@ -70,7 +70,7 @@ from fairseq_goodviews.io.records import (
     read_record,
 )
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.preprocessing.pipeline import (
+from fairseq_goodviews.preprocessing.items import (
     BAD_SIGNAL,
     DUPLICATE,
     FILTERED,
@@ -80,14 +80,16 @@ from fairseq_goodviews.preprocessing.pipeline import (
     UNREADABLE,
     PrepareError,
     Skipped,
-    check_same_preparation,
-    metadata_table,
+)
+from fairseq_goodviews.preprocessing.journal import check_same_preparation
+from fairseq_goodviews.preprocessing.report import (
     pack_report_lines,
     pack_splits,
     remove_outdated_packs,
     write_report,
     write_skipped,
 )
+from fairseq_goodviews.preprocessing.splits import metadata_table
 from fairseq_goodviews.preprocessing.wfdb_dir import record_keys
 
 SOURCE = "fairseq_signals"
@@ -96,7 +98,6 @@ _SEX = {"0": "M", "1": "F", "m": "M", "male": "M", "f": "F", "female": "F"}
 # Keys of a record file that become no column of their own (they are read into the columns below).
 _CONSUMED = SIGNAL_KEYS | {"label", "patient_id", "age", "sex", LABEL_NAME_KEY, LABEL_CLASSES_KEY, PATIENT_KEY}
 _COLUMNS = ("path", "n_samples", "record_id", "segment", "patient_id", "age", "sex", "label", "labels", "source")
-_BAD_NAME = re.compile(r"[\s,]")
 
 
 @dataclass(frozen=True)
@@ -260,34 +261,6 @@ def _read_all(entries: Sequence[_Entry], sample_rate: float, workers: int, progr
 # the folder
 
 
-def read_label_names(path: str | Path) -> list[str]:
-    """Class names, one per line in label order (blank lines ignored); :class:`PrepareError`
-    naming the file and line for a name that cannot be a class name of ours."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise PrepareError(f"{path}: label names file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PrepareError(f"{path}: cannot read the label names ({type(exc).__name__}: {exc})") from None
-    names: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        name = line.strip()
-        if not name:
-            continue
-        if _BAD_NAME.search(name):
-            raise PrepareError(
-                f"{path}:{number}: class name {name!r} has a space or comma (the labels column is "
-                "space-separated and task.classes comma-separated)"
-            )
-        if name in names:
-            raise PrepareError(f"{path}:{number}: class name {name!r} is listed twice")
-        names.append(name)
-    if not names:
-        raise PrepareError(f"{path}: no class names in the file")
-    return names
-
-
 def _split_order(path: Path) -> tuple[int, str]:
     """train, valid, test first (as the other preparers write them), then the others by name."""
     return (SPLITS.index(path.stem) if path.stem in SPLITS else len(SPLITS), path.stem)
@@ -346,60 +319,7 @@ def _entries(manifests: Mapping[str, Path]) -> list[_Entry]:
     ]
 
 
-@dataclass
-class _Labels:
-    kind: str  # "index", "multi_hot", "name" or "none"
-    classes: list[str]
-
-
-def _decide_labels(results: Sequence[dict], entries: Sequence[_Entry], names: list[str] | None) -> _Labels:
-    """One label form and class list for the folder; :class:`PrepareError` when the files disagree."""
-    first: dict[str, str] = {}
-    sizes: dict[int, str] = {}
-    largest = -1
-    file_classes = set()
-    named: set[str] = set()
-    for result, entry in zip(results, entries, strict=True):
-        label = result.get("label")
-        if "row" not in result or label is None:
-            continue
-        kind = next(iter(label))
-        first.setdefault(kind, entry.file)
-        if kind == "multi_hot":
-            sizes.setdefault(label["size"], entry.file)
-            file_classes.add(result["classes"])
-        elif kind == "index":
-            largest = max(largest, label["index"])
-        elif label["name"]:
-            named.add(label["name"])
-    if len(first) > 1:
-        described = {"index": "a class index", "multi_hot": "a multi-hot vector", "name": "a class name"}
-        (a, file_a), (b, file_b) = sorted(first.items())[:2]
-        raise PrepareError(
-            f"{file_a} holds {described[a]} as 'label' and {file_b} {described[b]}: a folder must use one form"
-        )
-    kind = next(iter(first), "none")
-    if kind == "index" and names is not None and len(names) == 1 and largest <= 1:
-        return _Labels("binary", names)  # 0/1: a single class absent or present
-    if kind == "multi_hot":
-        if len(sizes) > 1:
-            (k1, f1), (k2, f2) = sorted(sizes.items())[:2]
-            raise PrepareError(f"the label vectors have {k1} positions in {f1} and {k2} in {f2}")
-        size = next(iter(sizes))
-        if names is not None and len(names) != size:
-            raise PrepareError(
-                f"--label-names lists {len(names)} classes, the label vectors of {first['multi_hot']} {size}"
-            )
-        if names is None and len(file_classes) == 1 and None not in file_classes:
-            listed = next(iter(file_classes)).split(",")
-            names = listed if len(listed) == size else None
-        return _Labels("multi_hot", names or [f"class_{i}" for i in range(size)])
-    if kind == "index":
-        return _Labels("index", names or [f"class_{i}" for i in range(largest + 1)])
-    return _Labels(kind, names or sorted(named))
-
-
-def _label_names(label: Mapping[str, Any] | None, labels: _Labels) -> list[str]:
+def _label_names(label: Mapping[str, Any] | None, labels: Labels) -> list[str]:
     """The class names of one record's label; raises :class:`_Skip` for an index out of range."""
     if label is None:
         return []
@@ -415,18 +335,6 @@ def _label_names(label: Mapping[str, Any] | None, labels: _Labels) -> list[str]:
     if index >= len(labels.classes):
         raise _Skip(f"class index {index}, but --label-names lists {len(labels.classes)} classes", UNKNOWN_LABEL)
     return [labels.classes[index]]
-
-
-def probe_overrides(table: pd.DataFrame, classes: Sequence[str]) -> list[str]:
-    """The hydra overrides that probe the converted folder: a multi-label task when a record has
-    several classes, else the ``label`` column; empty without labels."""
-    if not classes or not table["labels"].astype(bool).any():
-        return []
-    # Quoted: hydra reads an unquoted comma-separated value as a sweep.
-    overrides = [f"task.classes='{','.join(classes)}'"]
-    if table["labels"].str.split().str.len().max() > 1:
-        overrides = ["task.label_type=multi", "task.label_set=labels", *overrides]
-    return overrides
 
 
 def _remove_stale_splits(out_dir: Path, previous: Iterable[str], written: Iterable[str]) -> None:
@@ -458,6 +366,63 @@ def _check_out_dir(out_dir: Path, src_dir: Path, overwrite: bool) -> list[str]:
         return manifests
 
 
+def _rows_by_split(
+    entries: Sequence[_Entry], results: Sequence[dict[str, Any]], labels: Labels, splits: Iterable[str]
+) -> tuple[dict[str, list[dict[str, Any]]], list[Skipped]]:
+    """The metadata rows of the usable records by split, and the skipped ones (unreadable, listed
+    twice, a label outside the classes)."""
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in splits}
+    skipped: list[Skipped] = []
+    seen: dict[str, str] = {}
+    for entry, result in zip(entries, results, strict=True):
+        try:
+            if entry.file in seen:
+                raise _Skip(f"{entry.where} lists the file {seen[entry.file]} lists too", DUPLICATE)
+            seen[entry.file] = entry.where
+            if "skip" in result:
+                raise _Skip(*result["skip"])
+            label = _label_names(result["label"], labels)
+        except _Skip as skip:
+            skipped.append(Skipped(entry.key, entry.file, skip.reason, skip.category))
+            continue
+        row = dict(result["row"])
+        row["labels"] = " ".join(label)
+        row["label"] = label[0] if len(label) == 1 else ""
+        rows[entry.split].append(row)
+    return rows, skipped
+
+
+def _report(
+    entries: Sequence[_Entry],
+    tables: Mapping[str, pd.DataFrame],
+    skipped: Sequence[Skipped],
+    roots: Mapping[str, str],
+    labels: Labels,
+    empty: list[str],
+    options: dict[str, Any],
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """The content of ``prepare_report.json`` before the packs and probe overrides are added."""
+    return {
+        "source": SOURCE,
+        "source_records": len(entries),
+        "written_records": sum(len(t) for t in tables.values()),
+        "skipped": len(skipped),
+        "skipped_by_category": dict(sorted(Counter(s.category for s in skipped).items())),
+        "written_with_notes": {
+            "flat_leads": int(sum(t["flat_leads"].notna().sum() for t in tables.values() if "flat_leads" in t))
+        },
+        "splits": {
+            name: {"records": len(t), "patients": int(t["patient_id"].nunique()), "root": roots[name]}
+            for name, t in tables.items()
+        },
+        "labels": {"form": labels.kind, "classes": labels.classes},
+        "empty_manifests": empty,
+        "options": options,
+        "config": config,
+    }
+
+
 def import_fairseq_signals(
     src_dir: str | Path,
     out_dir: str | Path,
@@ -473,7 +438,7 @@ def import_fairseq_signals(
     """Write our manifests and metadata tables for the fairseq-signals folder ``src_dir`` into
     ``out_dir`` (see the module's notes); return the report (also ``prepare_report.json``).
     With ``pack``, each split is then packed; without it, the packs of rewritten splits are
-    removed (:func:`~fairseq_goodviews.preprocessing.pipeline.pack_splits`).
+    removed (:func:`~fairseq_goodviews.preprocessing.report.pack_splits`).
 
     Raises :class:`PrepareError` (one line naming the file and the problem) for a folder that
     cannot be converted; records that cannot be used are skipped and listed in ``skipped.csv``.
@@ -499,46 +464,12 @@ def import_fairseq_signals(
     check_same_preparation(out_dir, SOURCE, options, config, overwrite)
 
     results = _read_all(entries, float(sample_rate), workers, progress)
-    labels = _decide_labels(results, entries, names)
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in manifests}
-    skipped: list[Skipped] = []
-    seen: dict[str, str] = {}
-    for entry, result in zip(entries, results, strict=True):
-        try:
-            if entry.file in seen:
-                raise _Skip(f"{entry.where} lists the file {seen[entry.file]} lists too", DUPLICATE)
-            seen[entry.file] = entry.where
-            if "skip" in result:
-                raise _Skip(*result["skip"])
-            label = _label_names(result["label"], labels)
-        except _Skip as skip:
-            skipped.append(Skipped(entry.key, entry.file, skip.reason, skip.category))
-            continue
-        row = dict(result["row"])
-        row["labels"] = " ".join(label)
-        row["label"] = label[0] if len(label) == 1 else ""
-        rows[entry.split].append(row)
+    labels = decide_labels(results, [entry.file for entry in entries], names)
+    rows, skipped = _rows_by_split(entries, results, labels, manifests)
 
     roots = {entry.split: entry.root for entry in entries}
     tables = {name: metadata_table(part) for name, part in rows.items() if part}
-    report: dict[str, Any] = {
-        "source": SOURCE,
-        "source_records": len(entries),
-        "written_records": sum(len(t) for t in tables.values()),
-        "skipped": len(skipped),
-        "skipped_by_category": dict(sorted(Counter(s.category for s in skipped).items())),
-        "written_with_notes": {
-            "flat_leads": int(sum(t["flat_leads"].notna().sum() for t in tables.values() if "flat_leads" in t))
-        },
-        "splits": {
-            name: {"records": len(t), "patients": int(t["patient_id"].nunique()), "root": roots[name]}
-            for name, t in tables.items()
-        },
-        "labels": {"form": labels.kind, "classes": labels.classes},
-        "empty_manifests": empty,
-        "options": options,
-        "config": config,
-    }
+    report = _report(entries, tables, skipped, roots, labels, empty, options, config)
     write_skipped(out_dir / "skipped.csv", skipped)
     if not tables:
         write_report(out_dir, report)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import wfdb
 
 from fairseq_goodviews.preprocessing import chapman, physionet2021, ptbxl, wfdb_dir
-from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+from fairseq_goodviews.preprocessing.items import PrepareOptions
 from fairseq_goodviews.preprocessing.wave_attributes import load_backend
 from fairseq_goodviews.synthetic.chapman import SIGNAL_DIR, generate_chapman
 from fairseq_goodviews.synthetic.wfdb_layouts import (

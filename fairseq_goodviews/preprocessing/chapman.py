@@ -32,7 +32,7 @@ from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.io.records import EcgRecord, RecordError
 from fairseq_goodviews.labels import UnknownRhythmError, rhythm_class
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
-from fairseq_goodviews.preprocessing.pipeline import (
+from fairseq_goodviews.preprocessing.items import (
     DUPLICATE,
     FILTERED,
     MISSING_FILE,
@@ -44,8 +44,8 @@ from fairseq_goodviews.preprocessing.pipeline import (
     Skipped,
     SourceItem,
     is_valid_key,
-    prepare,
 )
+from fairseq_goodviews.preprocessing.pipeline import prepare
 
 SAMPLE_RATE = 500.0
 N_SAMPLES = 5000
@@ -204,14 +204,7 @@ def chapman_items(
     src_dir = Path(src_dir)
     diagnostics_path = src_dir / DIAGNOSTICS
     table = read_diagnostics(diagnostics_path)
-    signal_dir = src_dir / (RAW_DIR if raw else DENOISED_DIR)
-    if not signal_dir.is_dir():
-        other = src_dir / (DENOISED_DIR if raw else RAW_DIR)
-        hint = f" (found {other.name}/: {'drop' if raw else 'use'} --raw)" if other.is_dir() else ""
-        raise PrepareError(f"{signal_dir}: signal folder not found{hint}")
-    available = {entry.name for entry in os.scandir(signal_dir) if entry.name.endswith(".csv")}
-    if not available:
-        raise PrepareError(f"{signal_dir}: the signal folder is empty (no .csv files)")
+    signal_dir, available = _signal_files(src_dir, raw)
 
     excluded = set(exclude)
     kept = chapman_cohort(table, min_age=min_age, exclude=excluded)
@@ -262,16 +255,7 @@ def chapman_items(
         if f"{name}.csv" not in available:
             skipped.append(Skipped(name, file, f"no {name}.csv in {signal_dir}", MISSING_FILE))
             continue
-        meta: dict[str, Any] = {
-            "age": _value(row.PatientAge),
-            "sex": _SEX.get(str(row.Gender).strip().upper(), ""),
-            "rhythm": row.Rhythm.strip(),
-            "beat": row.Beat.strip() if isinstance(row.Beat, str) else "",
-            "label": label,
-            "source": "chapman",
-        }
-        meta.update((f"attr_{n}", _value(getattr(row, n))) for n in ATTRIBUTE_NAMES)
-        items.append(SourceItem(key=name, patient_id=name, meta=meta, source=csv_path))
+        items.append(SourceItem(key=name, patient_id=name, meta=_item_meta(row, label), source=csv_path))
     facts = {
         "diagnostics_rows": len(table),
         "csv_files": len(available),
@@ -279,6 +263,34 @@ def chapman_items(
         "exclude_not_in_metadata": len(excluded - set(table["FileName"].dropna())),
     }
     return items, skipped, facts
+
+
+def _signal_files(src_dir: Path, raw: bool) -> tuple[Path, set[str]]:
+    """The signal folder (raw or denoised) and the names of its ``.csv`` files; a missing or
+    empty folder is a :class:`PrepareError` (naming the other folder when only that exists)."""
+    signal_dir = src_dir / (RAW_DIR if raw else DENOISED_DIR)
+    if not signal_dir.is_dir():
+        other = src_dir / (DENOISED_DIR if raw else RAW_DIR)
+        hint = f" (found {other.name}/: {'drop' if raw else 'use'} --raw)" if other.is_dir() else ""
+        raise PrepareError(f"{signal_dir}: signal folder not found{hint}")
+    available = {entry.name for entry in os.scandir(signal_dir) if entry.name.endswith(".csv")}
+    if not available:
+        raise PrepareError(f"{signal_dir}: the signal folder is empty (no .csv files)")
+    return signal_dir, available
+
+
+def _item_meta(row: Any, label: str) -> dict[str, Any]:
+    """The metadata-table columns of one spreadsheet row (a ``Diagnostics.xlsx`` tuple)."""
+    meta: dict[str, Any] = {
+        "age": _value(row.PatientAge),
+        "sex": _SEX.get(str(row.Gender).strip().upper(), ""),
+        "rhythm": row.Rhythm.strip(),
+        "beat": row.Beat.strip() if isinstance(row.Beat, str) else "",
+        "label": label,
+        "source": "chapman",
+    }
+    meta.update((f"attr_{n}", _value(getattr(row, n))) for n in ATTRIBUTE_NAMES)
+    return meta
 
 
 def prepare_chapman(

@@ -36,7 +36,7 @@ from typing import Any
 
 from fairseq_goodviews.io.records import RecordError
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS, dominant_rhythm
-from fairseq_goodviews.preprocessing.pipeline import (
+from fairseq_goodviews.preprocessing.items import (
     FILTERED,
     MISSING_FILE,
     PrepareError,
@@ -44,8 +44,8 @@ from fairseq_goodviews.preprocessing.pipeline import (
     PrepareResult,
     Skipped,
     SourceItem,
-    prepare,
 )
+from fairseq_goodviews.preprocessing.pipeline import prepare
 from fairseq_goodviews.preprocessing.wfdb_dir import (
     WfdbConverter,
     age_value,

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS, dominant_rhythm
-from fairseq_goodviews.preprocessing.pipeline import (
+from fairseq_goodviews.preprocessing.items import (
     DUPLICATE,
     UNREADABLE,
     PrepareError,
@@ -36,8 +36,8 @@ from fairseq_goodviews.preprocessing.pipeline import (
     PrepareResult,
     Skipped,
     SourceItem,
-    prepare,
 )
+from fairseq_goodviews.preprocessing.pipeline import prepare
 from fairseq_goodviews.preprocessing.wfdb_dir import (
     WfdbConverter,
     converter_config,

@@ -27,7 +27,7 @@ import numpy as np
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.io.records import EcgRecord, RecordError
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.preprocessing.pipeline import (
+from fairseq_goodviews.preprocessing.items import (
     BAD_SIGNAL,
     MISSING_FILE,
     PrepareError,
@@ -36,8 +36,8 @@ from fairseq_goodviews.preprocessing.pipeline import (
     Skipped,
     SkipRecord,
     SourceItem,
-    prepare,
 )
+from fairseq_goodviews.preprocessing.pipeline import prepare
 from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes, load_backend
 from fairseq_goodviews.preprocessing.wfdb_reader import (
     DEFAULT_FLAT_LEADS,

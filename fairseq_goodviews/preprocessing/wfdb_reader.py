@@ -46,26 +46,22 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.io
-import scipy.signal
 import wfdb
 from wfdb.io import _header as wfdb_header_fields
-from wfdb.io import _signal as wfdb_signal
 from wfdb.io import header as wfdb_header
 
 from fairseq_goodviews.io.records import FLAT_LEAD_MV, EcgRecord, RecordError
 from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing.snomed import dx_to_snomed
+from fairseq_goodviews.preprocessing.wfdb_signals import NAME_WITH_EXTENSION, read_dat, read_mat, verify_checksums
 
 N_LEADS = len(CANONICAL_LEADS)
 DEFAULT_TARGET_RATE = 500.0
@@ -113,7 +109,6 @@ _PATIENT_KEYS = ("patient", "patient id", "patient_id", "patientid", "subject", 
 # Comment keys that may come without a colon (GE MUSE exports: ``# age 71``, ``# sex M``).
 _BARE_KEYS = ("age", "sex", "gender")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_NAME_WITH_EXTENSION = re.compile(r"^(?P<name>[^\s/.]+)\.(?:mat|dat|hea)(?=[\s/]|$)", re.IGNORECASE)
 _LEAD_PREFIX = re.compile(r"^(?:(?:ecg|ekg)[\s_:-]*)?(?:lead[\s_:-]*)?", re.IGNORECASE)
 
 FLAT_LEADS_MODES = ("absent", "error")
@@ -308,7 +303,7 @@ def parse_header_text(text: str, header_path: str | Path) -> wfdb.Record:
     lines, comments = wfdb_header.parse_header_content(text)
     if not lines:
         raise RecordError(header_path, "malformed header: no record line")
-    record_line = _NAME_WITH_EXTENSION.sub(r"\g<name>", lines[0], count=1)
+    record_line = NAME_WITH_EXTENSION.sub(r"\g<name>", lines[0], count=1)
     try:
         record_fields = wfdb_header_fields._parse_record_line(record_line)
         signal_fields = wfdb_header_fields._parse_signal_lines(lines[1:]) if len(lines) > 1 else {}
@@ -340,120 +335,6 @@ def read_header(path: str | Path) -> wfdb.Record:
     """Read and check a WFDB header (see :func:`parse_header_text`); errors name the file."""
     header_path = header_path_of(path)
     return parse_header_text(_read_header_text(header_path), header_path)
-
-
-def _read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) -> dict[int, np.ndarray]:
-    """Digital samples [T] of ``channels`` (header indices) from a PhysioNet-style ``.mat`` file.
-
-    Read with :func:`scipy.io.loadmat`, so any MAT layout (v4 as PhysioNet ships, v5 as MATLAB and
-    scipy save by default) gives the stored values; the array must be ``val`` (or the file's
-    only 2-D numeric array) of shape [signals in this file, ``sig_len``] holding whole numbers in
-    the format's digital range. Invalid samples come back as NaN.
-    """
-    in_file = [c for c in range(header.n_sig) if header.file_name[c] == header.file_name[channels[0]]]
-    if any((header.samps_per_frame[c] or 1) != 1 for c in in_file):
-        raise RecordError(signal_path, "multi-frequency signals in a .mat file are not supported")
-    try:
-        content = scipy.io.loadmat(str(signal_path))
-    except NotImplementedError:
-        raise RecordError(signal_path, "unreadable .mat file (MATLAB v7.3/HDF5 layout; save it as v4 or v5)") from None
-    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, ... for garbled files
-        raise RecordError(signal_path, f"unreadable .mat file ({type(exc).__name__}: {exc})") from None
-    arrays = {
-        k: v
-        for k, v in content.items()
-        if not k.startswith("__") and isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind in "iuf"
-    }
-    if "val" in arrays:
-        values = arrays["val"]
-    elif len(arrays) == 1:
-        values = next(iter(arrays.values()))
-    else:
-        raise RecordError(signal_path, f"no signal array 'val' (variables: {', '.join(sorted(arrays)) or 'none'})")
-    expected = (len(in_file), int(header.sig_len))
-    if values.shape != expected:
-        raise RecordError(
-            signal_path,
-            f"signal array of shape {list(values.shape)}, but the header describes "
-            f"{expected[0]} signals x {expected[1]} samples",
-        )
-    values = values.astype(np.float64)
-    finite = np.isfinite(values)
-    if not np.array_equal(values[finite], np.round(values[finite])):
-        raise RecordError(
-            signal_path,
-            "holds non-integer values, not the digital units the header's gain "
-            f"({header.adc_gain[channels[0]]:g}/{header.units[channels[0]]}) converts",
-        )
-    out = {}
-    for row, channel in enumerate(in_file):
-        if channel in channels:
-            low, high = wfdb_signal._digi_bounds(str(header.fmt[channel]))
-            column = values[row]
-            if (column[np.isfinite(column)] < low).any() or (column[np.isfinite(column)] > high).any():
-                raise RecordError(
-                    signal_path,
-                    f"values outside the {header.fmt[channel]}-format digital range "
-                    f"[{low}, {high}] in signal {header.sig_name[channel]!r}",
-                )
-            invalid = wfdb_signal.INVALID_SAMPLE_VALUE.get(str(header.fmt[channel]))
-            if invalid is not None:
-                column = np.where(column == invalid, np.nan, column)
-            out[channel] = column
-    return out
-
-
-def _read_dat(
-    header_path: Path, header_text: str, header: wfdb.Record, channels: Sequence[int]
-) -> dict[int, np.ndarray]:
-    """Digital samples [T * samples per frame] of ``channels`` from WFDB binary signal files (wfdb).
-
-    A header that needed correcting is read from a corrected copy beside links to its signal
-    files in a temporary folder, so wfdb reads exactly what :func:`parse_header_text` parsed.
-    """
-    record_name = header_path.with_suffix("")
-    with contextlib.ExitStack() as stack:
-        lines = wfdb_header.parse_header_content(header_text)[0]
-        if _NAME_WITH_EXTENSION.match(lines[0]):
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="goodviews-hea-")))
-            corrected = header_text.replace(lines[0], _NAME_WITH_EXTENSION.sub(r"\g<name>", lines[0], count=1), 1)
-            (folder / header_path.name).write_text(corrected)
-            for name in {str(header.file_name[c]) for c in channels}:
-                (folder / name).symlink_to((header_path.parent / name).resolve())
-            record_name = folder / header_path.stem
-        try:
-            read = wfdb.rdrecord(str(record_name), channels=list(channels), physical=False, smooth_frames=False)
-        except Exception as exc:  # truncated or garbled signal files surface as ValueError, EOFError, ...
-            files = sorted({str(header.file_name[c]) for c in channels})
-            where = header_path.parent / files[0] if len(files) == 1 else header_path
-            raise RecordError(where, f"unreadable signal file ({type(exc).__name__}: {exc})") from None
-    out = {}
-    for column, channel in enumerate(channels):
-        samples = np.asarray(read.e_d_signal[column], dtype=np.float64)
-        invalid = wfdb_signal.INVALID_SAMPLE_VALUE.get(str(header.fmt[channel]))
-        if invalid is not None:
-            samples[samples == invalid] = np.nan
-        out[channel] = samples
-    return out
-
-
-def _verify_checksums(header: wfdb.Record, header_path: Path, digital: dict[int, np.ndarray]) -> None:
-    """Compare each signal's 16-bit sum of its stored samples (invalid ones as the format's
-    invalid value) with the header's checksum. A checksum of 0 counts as not given: converters
-    write 0 as a placeholder, and a true sum of 0 (1 in 65,536) only goes unchecked."""
-    for channel, samples in digital.items():
-        expected = header.checksum[channel] if header.checksum else None
-        if expected is None or expected == 0:
-            continue
-        invalid = wfdb_signal.INVALID_SAMPLE_VALUE.get(str(header.fmt[channel])) or 0
-        total = int(np.where(np.isnan(samples), invalid, samples).sum())
-        if (total - expected) % 65536:
-            name = header.sig_name[channel]
-            raise RecordError(
-                header_path.parent / str(header.file_name[channel]),
-                f"checksum mismatch in signal {name!r}: the samples sum to {total % 65536}, the header "
-                f"({header_path.name}) says {expected % 65536}; the file is not what its header describes",
-            )
 
 
 def repair_invalid_samples(signal: np.ndarray, rate: float) -> tuple[np.ndarray, int, str]:
@@ -518,85 +399,13 @@ def read_wfdb(
     if not mapping:
         raise BadSignalError(header_path, "no ECG lead among channels " + ",".join(names))
     channels = sorted(mapping)
-    rates = {c: float(header.fs) * (header.samps_per_frame[c] or 1) for c in channels}
-    for channel, rate in rates.items():
-        what = "" if rate == header.fs else f" (lead {names[channel]!r})"
-        if not math.isfinite(rate) or rate <= 0:
-            raise RecordError(header_path, f"unsupported sample rate {rate:g} Hz{what}")
-        if rate < min_rate:
-            raise RecordError(header_path, f"unsupported sample rate {rate:g} Hz{what} (minimum {min_rate:g} Hz)")
-        if rate > max_rate:
-            raise RecordError(header_path, f"implausible sample rate {rate:g} Hz{what} (maximum {max_rate:g} Hz)")
-    units = list(header.units or [""] * len(names))
-    factors = {}
-    for channel in channels:
-        unit = (units[channel] or "").strip().lower()
-        if unit not in _UNIT_TO_MV:
-            raise RecordError(header_path, f"lead {names[channel]!r} has unit {units[channel]!r}, not a voltage")
-        factors[channel] = _UNIT_TO_MV[unit]
-
-    by_file: dict[str, list[int]] = {}
-    for channel in channels:
-        by_file.setdefault(str(header.file_name[channel]), []).append(channel)
-    digital: dict[int, np.ndarray] = {}
-    for name, file_channels in sorted(by_file.items()):
-        signal_path = header_path.parent / name
-        if not signal_path.is_file():
-            raise MissingFileError(signal_path, f"signal file not found (named by {header_path.name})")
-        if signal_path.suffix.lower() == ".mat":
-            digital.update(_read_mat(signal_path, header, file_channels))
-        else:
-            digital.update(_read_dat(header_path, header_text, header, file_channels))
-    for channel in channels:
-        expected = int(header.sig_len) * (header.samps_per_frame[channel] or 1)
-        if digital[channel].shape[0] != expected:
-            signal_path = header_path.parent / str(header.file_name[channel])
-            raise RecordError(
-                signal_path,
-                f"truncated signal file: {digital[channel].shape[0]} of {expected} "
-                f"samples of signal {names[channel]!r}",
-            )
-    _verify_checksums(header, header_path, digital)
-
-    leads: dict[int, np.ndarray] = {}
-    repaired: list[str] = []
-    for channel in channels:
-        slot = mapping[channel]
-        samples, count, problem = repair_invalid_samples(digital[channel], rates[channel])
-        if problem:
-            raise BadSignalError(header_path, f"lead {CANONICAL_LEADS[slot]}: {problem}")
-        if count:
-            repaired.append(f"{CANONICAL_LEADS[slot]}:{count}")
-        baseline = header.baseline[channel] if header.baseline and header.baseline[channel] is not None else 0
-        leads[slot] = (samples - baseline) / float(header.adc_gain[channel]) * factors[channel]
-
-    for slot, signal in leads.items():
-        spread = float(np.percentile(np.abs(signal - np.median(signal)), 95))
-        if spread > MAX_PLAUSIBLE_MV:
-            raise BadSignalError(
-                header_path,
-                f"lead {CANONICAL_LEADS[slot]}: implausible amplitude (95% of samples within "
-                f"{spread:.3g} mV of the median, more than {MAX_PLAUSIBLE_MV:g} mV); check the gain "
-                "and units in the header",
-            )
-
-    flat_names = [CANONICAL_LEADS[s] for s in sorted(leads) if np.ptp(leads[s]) < FLAT_LEAD_MV]
-    if flat_names:
-        if flat_leads == "error" or len(flat_names) == len(leads):
-            raise BadSignalError(header_path, "flat lead(s) " + ",".join(flat_names))
-        for name in flat_names:
-            del leads[CANONICAL_LEADS.index(name)]
-
-    resampled = {
-        slot: resample(signal[None, :], rates[_channel_of(mapping, slot)], target_rate)[0]
-        for slot, signal in leads.items()
-    }
-    n_samples = min(len(s) for s in resampled.values())
-    feats = np.zeros((N_LEADS, n_samples), dtype=np.float64)
-    lead_present = np.zeros(N_LEADS, dtype=bool)
-    for slot, signal in resampled.items():
-        feats[slot] = signal[:n_samples]
-        lead_present[slot] = True
+    rates = _channel_rates(header, header_path, names, channels, min_rate, max_rate)
+    factors = _unit_factors(header, header_path, names, channels)
+    digital = _read_digital(header, header_path, header_text, names, channels)
+    leads, repaired = _leads_in_mv(header, header_path, digital, mapping, rates, factors)
+    _check_amplitudes(header_path, leads)
+    flat_names = _drop_flat_leads(header_path, leads, flat_leads)
+    feats, lead_present = _canonical_layout(leads, mapping, rates, target_rate)
     ecg_rates = sorted(set(rates.values()))
     source_rate = ecg_rates[0] if len(ecg_rates) == 1 else max(ecg_rates)
     info = parse_header_comments(header.comments or [])
@@ -619,6 +428,140 @@ def read_wfdb(
         flat_leads=flat_names,
         repaired_samples=repaired,
     )
+
+
+def _channel_rates(
+    header: wfdb.Record,
+    header_path: Path,
+    names: Sequence[str],
+    channels: Sequence[int],
+    min_rate: float,
+    max_rate: float,
+) -> dict[int, float]:
+    """Each ECG channel's rate (frame rate x samples per frame); one outside [``min_rate``,
+    ``max_rate``] (or not a positive number) is a :class:`RecordError`."""
+    rates = {c: float(header.fs) * (header.samps_per_frame[c] or 1) for c in channels}
+    for channel, rate in rates.items():
+        what = "" if rate == header.fs else f" (lead {names[channel]!r})"
+        if not math.isfinite(rate) or rate <= 0:
+            raise RecordError(header_path, f"unsupported sample rate {rate:g} Hz{what}")
+        if rate < min_rate:
+            raise RecordError(header_path, f"unsupported sample rate {rate:g} Hz{what} (minimum {min_rate:g} Hz)")
+        if rate > max_rate:
+            raise RecordError(header_path, f"implausible sample rate {rate:g} Hz{what} (maximum {max_rate:g} Hz)")
+    return rates
+
+
+def _unit_factors(
+    header: wfdb.Record, header_path: Path, names: Sequence[str], channels: Sequence[int]
+) -> dict[int, float]:
+    """Each ECG channel's factor from its physical unit to millivolts; a unit that is not a
+    voltage is a :class:`RecordError`."""
+    units = list(header.units or [""] * len(names))
+    factors = {}
+    for channel in channels:
+        unit = (units[channel] or "").strip().lower()
+        if unit not in _UNIT_TO_MV:
+            raise RecordError(header_path, f"lead {names[channel]!r} has unit {units[channel]!r}, not a voltage")
+        factors[channel] = _UNIT_TO_MV[unit]
+    return factors
+
+
+def _read_digital(
+    header: wfdb.Record, header_path: Path, header_text: str, names: Sequence[str], channels: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """The digital samples of ``channels`` from their signal files, checked for missing files,
+    truncation and the header's checksums."""
+    by_file: dict[str, list[int]] = {}
+    for channel in channels:
+        by_file.setdefault(str(header.file_name[channel]), []).append(channel)
+    digital: dict[int, np.ndarray] = {}
+    for name, file_channels in sorted(by_file.items()):
+        signal_path = header_path.parent / name
+        if not signal_path.is_file():
+            raise MissingFileError(signal_path, f"signal file not found (named by {header_path.name})")
+        if signal_path.suffix.lower() == ".mat":
+            digital.update(read_mat(signal_path, header, file_channels))
+        else:
+            digital.update(read_dat(header_path, header_text, header, file_channels))
+    for channel in channels:
+        expected = int(header.sig_len) * (header.samps_per_frame[channel] or 1)
+        if digital[channel].shape[0] != expected:
+            signal_path = header_path.parent / str(header.file_name[channel])
+            raise RecordError(
+                signal_path,
+                f"truncated signal file: {digital[channel].shape[0]} of {expected} "
+                f"samples of signal {names[channel]!r}",
+            )
+    verify_checksums(header, header_path, digital)
+    return digital
+
+
+def _leads_in_mv(
+    header: wfdb.Record,
+    header_path: Path,
+    digital: dict[int, np.ndarray],
+    mapping: dict[int, int],
+    rates: dict[int, float],
+    factors: dict[int, float],
+) -> tuple[dict[int, np.ndarray], list[str]]:
+    """Each lead slot's signal in millivolts, with a handful of invalid samples repaired; and the
+    repairs as ``lead:count`` entries."""
+    leads: dict[int, np.ndarray] = {}
+    repaired: list[str] = []
+    for channel in sorted(mapping):
+        slot = mapping[channel]
+        samples, count, problem = repair_invalid_samples(digital[channel], rates[channel])
+        if problem:
+            raise BadSignalError(header_path, f"lead {CANONICAL_LEADS[slot]}: {problem}")
+        if count:
+            repaired.append(f"{CANONICAL_LEADS[slot]}:{count}")
+        baseline = header.baseline[channel] if header.baseline and header.baseline[channel] is not None else 0
+        leads[slot] = (samples - baseline) / float(header.adc_gain[channel]) * factors[channel]
+    return leads, repaired
+
+
+def _check_amplitudes(header_path: Path, leads: dict[int, np.ndarray]) -> None:
+    """Refuse a lead whose signal spreads implausibly far from its median (a wrong gain or unit)."""
+    for slot, signal in leads.items():
+        spread = float(np.percentile(np.abs(signal - np.median(signal)), 95))
+        if spread > MAX_PLAUSIBLE_MV:
+            raise BadSignalError(
+                header_path,
+                f"lead {CANONICAL_LEADS[slot]}: implausible amplitude (95% of samples within "
+                f"{spread:.3g} mV of the median, more than {MAX_PLAUSIBLE_MV:g} mV); check the gain "
+                "and units in the header",
+            )
+
+
+def _drop_flat_leads(header_path: Path, leads: dict[int, np.ndarray], flat_leads: str) -> list[str]:
+    """Remove flat leads from ``leads`` and return their names; refuse them instead with
+    ``flat_leads="error"``, or when no lead would be left."""
+    flat_names = [CANONICAL_LEADS[s] for s in sorted(leads) if np.ptp(leads[s]) < FLAT_LEAD_MV]
+    if flat_names:
+        if flat_leads == "error" or len(flat_names) == len(leads):
+            raise BadSignalError(header_path, "flat lead(s) " + ",".join(flat_names))
+        for name in flat_names:
+            del leads[CANONICAL_LEADS.index(name)]
+    return flat_names
+
+
+def _canonical_layout(
+    leads: dict[int, np.ndarray], mapping: dict[int, int], rates: dict[int, float], target_rate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The leads resampled to ``target_rate`` in the 12 canonical slots (cut to the shortest),
+    and which slots hold a lead."""
+    resampled = {
+        slot: resample(signal[None, :], rates[_channel_of(mapping, slot)], target_rate)[0]
+        for slot, signal in leads.items()
+    }
+    n_samples = min(len(s) for s in resampled.values())
+    feats = np.zeros((N_LEADS, n_samples), dtype=np.float64)
+    lead_present = np.zeros(N_LEADS, dtype=bool)
+    for slot, signal in resampled.items():
+        feats[slot] = signal[:n_samples]
+        lead_present[slot] = True
+    return feats, lead_present
 
 
 def _channel_of(mapping: dict[int, int], slot: int) -> int:

@@ -95,7 +95,7 @@ def split_for_seed(prepared: Path, out: Path, seed: int) -> Path:
     import pandas as pd
 
     from fairseq_goodviews.io.manifest import read_manifest, read_metadata, write_manifest
-    from fairseq_goodviews.preprocessing.pipeline import assign_splits
+    from fairseq_goodviews.preprocessing.splits import assign_splits
 
     folder = out / "data" / f"split-s{seed}"
     marker = folder / "split.json"
@@ -133,7 +133,7 @@ def split_for_seed(prepared: Path, out: Path, seed: int) -> Path:
 def prepare_synthetic_ptbxl(out: Path, n_patients: int, seed: int = 0, workers: int = 1) -> Path:
     """A synthetic multi-visit PTB-XL-layout set (``n_patients``, 1-4 ECGs each) through the real
     PTB-XL preparer, once, under ``OUT/data/ptbxl`` (with its ``scp_statements.csv``)."""
-    from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+    from fairseq_goodviews.preprocessing.items import PrepareOptions
     from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
     from fairseq_goodviews.synthetic.ptbxl import generate_ptbxl
 

@@ -93,7 +93,7 @@ def test_retrieval_metrics_reject_probes_without_a_gallery_entry():
 def test_protocol_on_real_ptbxl_patients(tmp_path):
     """PTB-XL ecg_id 17, 18 and 20 are three ECGs of patient 13619 (fold 9); the other nine real
     records are one ECG each of nine patients (folds 2-8)."""
-    from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+    from fairseq_goodviews.preprocessing.items import PrepareOptions
     from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
     from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 

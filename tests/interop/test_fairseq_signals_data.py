@@ -21,7 +21,8 @@ from fairseq_goodviews.cli.lead_subsets import main as lead_subsets_main
 from fairseq_goodviews.interop.fairseq_signals_data import import_fairseq_signals
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import EcgRecord, write_record
-from fairseq_goodviews.preprocessing.pipeline import PrepareOptions, SourceItem, prepare
+from fairseq_goodviews.preprocessing.items import PrepareOptions, SourceItem
+from fairseq_goodviews.preprocessing.pipeline import prepare
 
 
 def convert(src: Path, out: Path, **kwargs) -> dict:

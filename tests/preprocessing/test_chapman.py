@@ -24,7 +24,7 @@ from fairseq_goodviews.preprocessing.chapman import (
     read_diagnostics,
     read_exclude_file,
 )
-from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
+from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = ",".join(CANONICAL_LEADS) + "\n"

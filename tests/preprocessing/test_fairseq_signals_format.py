@@ -14,8 +14,8 @@ from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.labels import CLASS_NAMES
 from fairseq_goodviews.preprocessing.chapman import prepare_chapman
+from fairseq_goodviews.preprocessing.items import PrepareOptions
 from fairseq_goodviews.preprocessing.physionet2021 import prepare_physionet2021
-from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
 from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 from fairseq_goodviews.synthetic.chapman import generate_chapman

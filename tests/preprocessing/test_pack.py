@@ -27,7 +27,7 @@ from fairseq_goodviews.io.manifest import read_manifest
 from fairseq_goodviews.io.packed import PackedRecords, pack_paths, pack_problem
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.preprocessing.chapman import prepare_chapman as prepare_chapman_library
-from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
+from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions
 from fairseq_goodviews.synthetic.chapman import generate_chapman
 
 REPO = Path(__file__).resolve().parents[2]

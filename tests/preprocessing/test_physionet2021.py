@@ -18,6 +18,7 @@ from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES, CINC2021
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS
+from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.physionet2021 import (
     SNOMED_RHYTHMS,
     parse_subsets,
@@ -27,7 +28,6 @@ from fairseq_goodviews.preprocessing.physionet2021 import (
     subset_of,
     subset_of_record,
 )
-from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_physionet2021_tree, write_wfdb
 

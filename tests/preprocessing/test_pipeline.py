@@ -18,16 +18,9 @@ import pytest
 
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record
-from fairseq_goodviews.preprocessing.pipeline import (
-    PrepareError,
-    PrepareOptions,
-    Skipped,
-    SkipRecord,
-    SourceItem,
-    assign_splits,
-    patient_numbers,
-    prepare,
-)
+from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions, Skipped, SkipRecord, SourceItem
+from fairseq_goodviews.preprocessing.pipeline import prepare
+from fairseq_goodviews.preprocessing.splits import assign_splits, patient_numbers
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = ("AFIB", "GSVT", "SB", "SR")

@@ -7,7 +7,7 @@ import pytest
 
 from fairseq_goodviews.cli.prepare_ptbxl import main
 from fairseq_goodviews.io.manifest import read_metadata
-from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
+from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.ptbxl import (
     REQUIRED_COLUMNS,
     parse_scp_codes,

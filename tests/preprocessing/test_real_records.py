@@ -27,7 +27,7 @@ from fairseq_goodviews.cli import prepare_physionet2021
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing import physionet2021, ptbxl, wfdb_dir
-from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+from fairseq_goodviews.preprocessing.items import PrepareOptions
 from fairseq_goodviews.preprocessing.snomed import dx_to_snomed
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 from fairseq_goodviews.preprocessing.wfdb_reader import (

@@ -11,7 +11,7 @@ from fairseq_goodviews.cli.prepare_wfdb_dir import main
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.preprocessing.pipeline import PrepareError, PrepareOptions
+from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter, prepare_wfdb_dir
 from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_wfdb, write_wfdb_dir_tree
 

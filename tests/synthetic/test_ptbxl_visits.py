@@ -13,7 +13,7 @@ import wfdb
 
 from fairseq_goodviews.cli.synthetic_ptbxl import main
 from fairseq_goodviews.io.manifest import read_metadata
-from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+from fairseq_goodviews.preprocessing.items import PrepareOptions
 from fairseq_goodviews.preprocessing.ptbxl import REQUIRED_COLUMNS, prepare_ptbxl
 from fairseq_goodviews.synthetic.ptbxl import generate_ptbxl, scp_statements
 

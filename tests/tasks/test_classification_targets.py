@@ -13,8 +13,8 @@ from conftest import shared_data
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, write_record
 from fairseq_goodviews.labels import LabelSetError
+from fairseq_goodviews.preprocessing.items import PrepareOptions
 from fairseq_goodviews.preprocessing.physionet2021 import prepare_physionet2021
-from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
 from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
 from fairseq_goodviews.tasks.ecg_classification import EcgClassificationConfig, EcgClassificationTask
 

@@ -135,7 +135,7 @@ def test_identify_runs_on_real_ptbxl_records(trained):
     """Real PTB-XL records through the real preparer: patient 13619's ECGs 18 and 20 are the probes,
     its ECG 17 and the nine single-ECG patients the gallery (distractor variant)."""
     from fairseq_goodviews.io.manifest import read_metadata
-    from fairseq_goodviews.preprocessing.pipeline import PrepareOptions
+    from fairseq_goodviews.preprocessing.items import PrepareOptions
     from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
     from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter
 
