@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset
 
-from fairseq_goodviews.data.augment import random_lead_mask
 from fairseq_goodviews.io.manifest import read_manifest
 from fairseq_goodviews.io.packed import PackedRecords
 from fairseq_goodviews.io.records import RecordError, read_record
+from fairseq_goodviews.strategies.augment import random_lead_mask
 from fairseq_goodviews.strategies.base import PositiveStrategy, View
 
 logger = logging.getLogger(__name__)
