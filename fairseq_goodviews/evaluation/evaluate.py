@@ -23,12 +23,12 @@ from fairseq import checkpoint_utils, tasks
 from omegaconf import open_dict
 
 from fairseq_goodviews import quiet_fairseq_logging, register_plugins
-from fairseq_goodviews.criterions.ecg_classification import record_probabilities, split_metrics
-from fairseq_goodviews.evaluation.cinc2021 import choose_thresholds
 from fairseq_goodviews.evaluation.device import add_device_argument, scoring_device, to_device
 from fairseq_goodviews.io.atomic import atomic_open, write_json
 from fairseq_goodviews.io.manifest import ManifestError
 from fairseq_goodviews.labels import LabelSetError
+from fairseq_goodviews.scoring.cinc2021 import choose_thresholds
+from fairseq_goodviews.scoring.classification import record_probabilities, split_metrics
 
 
 def load_classifier(
@@ -112,13 +112,13 @@ def evaluate_checkpoint(
     if predictions is not None:
         write_predictions(predictions, list(task.dataset(split).source.paths), probs, targets, list(task.class_names))
     thresholds, thresholds_from = None, None
-    if task.label_set == "cinc2021":
+    if task.label_set.challenge_scored:
         if (Path(task.cfg.data) / f"{threshold_split}.tsv").is_file():
             valid_probs, valid_targets = predict(model, task, threshold_split, batch_size, num_workers)
             thresholds, thresholds_from = choose_thresholds(valid_probs, valid_targets), threshold_split
         else:
             thresholds_from = f"0.5 for every class (no {threshold_split} split in {task.cfg.data})"
-    result = split_metrics(probs, targets, task.class_names, task.label_set, thresholds)
+    result = split_metrics(probs, targets, task.class_names, task.label_set.challenge_scored, thresholds)
     result["dropped_unlabelled"] = task.dropped.get(split, 0)
     if thresholds_from is not None:
         result["thresholds_from"] = thresholds_from

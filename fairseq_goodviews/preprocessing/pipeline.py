@@ -42,7 +42,7 @@ converter returns) goes into the ``.mat`` file and its scalar values into the ta
 The record files hold the label and the patient in the numeric forms fairseq-signals' readers
 take, so its fine-tuning and identification datasets read a prepared folder as it is:
 ``label`` is a multi-hot logical vector over the classes named in ``label_classes`` (the
-preparer's :class:`~fairseq_goodviews.labels.RecordLabels`: the four rhythm classes, or the 26
+preparer's :class:`~fairseq_goodviews.labels.LabelSet`: the four rhythm classes, or the 26
 CinC 2021 classes for WFDB sources), ``patient_id`` an integer (:func:`patient_numbers`). Our
 string forms are kept as ``label_name`` (the table's ``label``) and ``patient`` (the table's
 ``patient_id``).
@@ -83,7 +83,7 @@ from fairseq_goodviews.io.records import (
     RecordError,
     write_record,
 )
-from fairseq_goodviews.labels import RecordLabels, record_labels
+from fairseq_goodviews.labels import LabelSet, label_set
 
 try:  # advisory lock against two runs writing the same OUT (released when a process dies)
     import fcntl
@@ -225,7 +225,7 @@ class _Job:
     records_dir: str
     segment_samples: int | None
     convert_id: str
-    record_labels: RecordLabels
+    record_labels: LabelSet
     # The integer each patient id gets in the record files (fairseq-signals' ``patient_id``).
     patient_numbers: Mapping[str, int]
 
@@ -590,7 +590,7 @@ def prepare(
     files); they appear in ``skipped.csv`` with the converter's rejections. ``source`` names the
     dataset in messages and the report; ``config`` (JSON-serialisable) records the preparer's
     own options and facts in the report. ``labels`` names the label vector every record file
-    gets (:func:`~fairseq_goodviews.labels.record_labels`: ``rhythm`` or ``cinc2021``).
+    gets (:func:`~fairseq_goodviews.labels.label_set`: ``rhythm`` or ``cinc2021``).
 
     On a re-run into the same ``out_dir`` a record is converted again only if its item (key,
     patient, meta, source), the converter (a dataclass converter by its fields, a function by
@@ -620,7 +620,7 @@ def prepare(
         str(records_dir),
         options.segment_samples,
         _describe_converter(convert),
-        record_labels(labels),
+        label_set(labels),
         patient_numbers(item.patient_id or item.key for item in items),
     )
 

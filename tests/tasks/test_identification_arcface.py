@@ -13,15 +13,11 @@ from omegaconf import OmegaConf
 
 from fairseq_goodviews.criterions.arcface import ArcFaceCriterion, additive_angular_margin
 from fairseq_goodviews.evaluation.embed import EcgEncoder, embed_records
-from fairseq_goodviews.evaluation.identification import (
-    IdentificationError,
-    gallery_probe_split,
-    retrieval_metrics,
-)
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, read_record, write_record
 from fairseq_goodviews.models.ecg_classifier import build_encoder
 from fairseq_goodviews.models.ecg_identifier import EcgIdentifier, EcgIdentifierConfig
+from fairseq_goodviews.scoring.retrieval import IdentificationError, gallery_probe_split, retrieval_metrics
 from fairseq_goodviews.tasks.ecg_identification import EcgIdentificationConfig, EcgIdentificationTask
 
 TINY_RESNET = {"_name": "resnet1d", "base_width": 8, "layers": [1, 1, 1, 1], "embedding_dim": 16}
