@@ -14,6 +14,7 @@ as ``challenge_thresholds`` and ``thresholds_from``).
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,16 @@ from fairseq_goodviews.evaluation.device import add_device_argument, scoring_dev
 from fairseq_goodviews.io.atomic import atomic_open, write_json
 from fairseq_goodviews.io.manifest import ManifestError
 from fairseq_goodviews.labels import LabelSetError
+from fairseq_goodviews.leads import lead_names, parse_leads
 from fairseq_goodviews.scoring.cinc2021 import choose_thresholds
 from fairseq_goodviews.scoring.classification import record_probabilities, split_metrics
 
 
 def load_classifier(
-    checkpoint: str | Path, data: str | None = None, leads: str | None = None, device: str | None = None
+    checkpoint: str | Path, data: str | None = None, leads: Sequence[int] | None = None, device: str | None = None
 ):
-    """(model, task) of a classification checkpoint, in eval mode, on ``device`` (see :func:`scoring_device`)."""
+    """(model, task) of a classification checkpoint, in eval mode, on ``device`` (see :func:`scoring_device`),
+    keeping the leads at the canonical slots ``leads`` (None: all 12)."""
     target = scoring_device(device)
     register_plugins()
     if not Path(checkpoint).is_file():
@@ -49,7 +52,7 @@ def load_classifier(
             cfg.model.standardize_features = False  # a probe trained before feature standardisation
         if data is not None:
             cfg.task.data = str(data)
-        cfg.task.leads = leads
+        cfg.task.leads = None if leads is None else lead_names(leads)
     task = tasks.setup_task(cfg.task)
     model = task.build_model(cfg.model)
     model.load_state_dict(state["model"], strict=True)
@@ -98,7 +101,7 @@ def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
     split: str = "test",
-    leads: str | None = None,
+    leads: Sequence[int] | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     threshold_split: str = "valid",
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
             args.checkpoint,
             args.data,
             args.split,
-            args.leads,
+            parse_leads(args.leads),
             args.batch_size,
             threshold_split=args.threshold_split,
             predictions=args.predictions,

@@ -35,7 +35,7 @@ from fairseq_goodviews.evaluation.embed import CheckpointError, embed_records, l
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import ManifestError, read_metadata
 from fairseq_goodviews.io.records import RecordError
-from fairseq_goodviews.leads import UnknownLeadError, parse_leads
+from fairseq_goodviews.leads import UnknownLeadError, lead_names, parse_leads
 from fairseq_goodviews.scoring.retrieval import (
     IdentificationError,
     gallery_probe_split,
@@ -48,21 +48,21 @@ def identify(
     checkpoint: str | Path,
     data: str | Path,
     split: str = "test",
-    leads: str | None = None,
+    leads: Sequence[int] | None = None,
     sample_size: int | None = None,
     distractors: bool = False,
     standardize_split: str | None = None,
     batch_size: int = 64,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``.
+    """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``, with the
+    leads outside ``leads`` (canonical slot indices; None: all 12) zero-filled.
 
     With ``standardize_split`` (e.g. ``train``), every embedding dimension is standardised with the
     mean and standard deviation over that split's records before the cosine similarities, as the
     linear probes standardise their inputs with training statistics (as the linear probes do): an untrained
     encoder's embeddings share a large common component that raw cosines barely look past.
     """
-    parse_leads(leads)
     scoring_device(device)  # an unusable device is reported before any work
     table = read_metadata(data, split, required=("patient_id",))
     where = str(Path(data) / f"{split}.csv")
@@ -85,7 +85,7 @@ def identify(
             "distractors": distractors,
             "standardized_with": standardize_split or "none",
             "split": split,
-            "leads": leads or "all",
+            "leads": "all" if leads is None else ",".join(lead_names(leads)),
             "sample_size": crop,
             "checkpoint_task": model.task_name,
         }
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.checkpoint,
             args.data,
             args.split,
-            args.leads,
+            None if args.leads is None else parse_leads(args.leads),
             args.sample_size,
             args.distractors,
             args.standardize,

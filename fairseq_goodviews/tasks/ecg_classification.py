@@ -232,12 +232,12 @@ class EcgClassificationTask(EcgTask):
 
     def __init__(self, cfg: EcgClassificationConfig):
         super().__init__(cfg)
+        self.leads = parse_leads(cfg.leads)
         self.thresholds = ChallengeThresholds()
         self.dropped: dict[str, int] = {}
 
     @classmethod
     def setup_task(cls, cfg: EcgClassificationConfig, **kwargs) -> "EcgClassificationTask":
-        parse_leads(cfg.leads)
         task = cls(cfg)
         if not task.class_names:  # an unusable label set stops here, before any model is built
             raise LabelSetError(f"task.classes is empty: {cfg.classes!r}")
@@ -322,7 +322,7 @@ class EcgClassificationTask(EcgTask):
             source,
             targets,
             self.cfg.sample_size,
-            parse_leads(self.cfg.leads),
+            self.leads,
             self.cfg.seed,
             random_crop=split == "train",
             whole_record=self.cfg.whole_record,

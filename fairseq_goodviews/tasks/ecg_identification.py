@@ -59,10 +59,10 @@ class EcgIdentificationTask(EcgTask):
     def __init__(self, cfg: EcgIdentificationConfig, num_patients: int):
         super().__init__(cfg)
         self.num_patients = num_patients
+        self.leads = parse_leads(cfg.leads)
 
     @classmethod
     def setup_task(cls, cfg: EcgIdentificationConfig, **kwargs) -> "EcgIdentificationTask":
-        parse_leads(cfg.leads)
         _, labels = patient_labels(read_metadata(cfg.data, "train", required=("patient_id",))["patient_id"])
         num_patients = int(labels.max()) + 1 if labels.size else 0
         if num_patients < 2:
@@ -81,7 +81,7 @@ class EcgIdentificationTask(EcgTask):
         full[known] = labels
         source = EcgRecordSource(Path(self.cfg.data) / f"{split}.tsv", self.cfg.sample_rate)
         dataset = EcgClassificationDataset(
-            source, full, self.cfg.sample_size, parse_leads(self.cfg.leads), self.cfg.seed, random_crop=split == "train"
+            source, full, self.cfg.sample_size, self.leads, self.cfg.seed, random_crop=split == "train"
         )
         if len(known) < len(table):
             dataset.keep_only(known)
