@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from fairseq_goodviews.errors import GoodviewsError
 
 CANONICAL_LEADS: tuple[str, ...] = (
@@ -93,3 +95,17 @@ def parse_leads(leads: str | Sequence[str] | None) -> list[int]:
     if not names:
         raise UnknownLeadError("empty lead list")
     return sorted({lead_index(n) for n in names})
+
+
+def lead_names(indices: Sequence[int]) -> list[str]:
+    """Canonical names of lead slot ``indices``, in the order given."""
+    return [CANONICAL_LEADS[i] for i in indices]
+
+
+def lead_keep_mask(indices: Sequence[int] | None, n_leads: int = len(CANONICAL_LEADS)) -> np.ndarray:
+    """bool [n_leads]: True at the slots ``indices`` (None: every slot), the leads a lead subset keeps."""
+    if indices is None:
+        return np.ones(n_leads, dtype=bool)
+    keep = np.zeros(n_leads, dtype=bool)
+    keep[list(indices)] = True
+    return keep

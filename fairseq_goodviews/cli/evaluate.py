@@ -8,6 +8,7 @@ from fairseq_goodviews.cli.runner import run_command
 from fairseq_goodviews.cli.scoring_options import add_device_argument
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, format_metrics
 from fairseq_goodviews.io.atomic import write_json
+from fairseq_goodviews.leads import parse_leads
 
 
 def main(argv=None) -> int:
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
             args.checkpoint,
             args.data,
             args.split,
-            args.leads,
+            parse_leads(args.leads),
             args.batch_size,
             threshold_split=args.threshold_split,
             predictions=args.predictions,

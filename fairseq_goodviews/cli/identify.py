@@ -9,6 +9,7 @@ from fairseq_goodviews.cli.runner import run_command
 from fairseq_goodviews.cli.scoring_options import add_device_argument
 from fairseq_goodviews.evaluation.identification import identify
 from fairseq_goodviews.io.atomic import write_json
+from fairseq_goodviews.leads import parse_leads
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.checkpoint,
             args.data,
             args.split,
-            args.leads,
+            None if args.leads is None else parse_leads(args.leads),
             args.sample_size,
             args.distractors,
             args.standardize,

@@ -20,7 +20,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging.meters import Meter
 
-from fairseq_goodviews.evaluation.identification import gallery_probe_split, retrieval_metrics
+from fairseq_goodviews.scoring.retrieval import gallery_probe_split, retrieval_metrics
 
 
 @dataclass

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset
 
-from fairseq_goodviews.data.augment import random_lead_mask
 from fairseq_goodviews.io.manifest import read_manifest
 from fairseq_goodviews.io.packed import PackedRecords
 from fairseq_goodviews.io.records import RecordError, read_record
+from fairseq_goodviews.leads import lead_keep_mask
+from fairseq_goodviews.strategies.augment import random_lead_mask
 from fairseq_goodviews.strategies.base import PositiveStrategy, View
 
 logger = logging.getLogger(__name__)
@@ -205,8 +206,7 @@ class EcgClassificationDataset(_CroppedRecordDataset):
     ):
         super().__init__(source, sample_size, seed)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.keep = np.zeros(12, dtype=bool)
-        self.keep[list(leads)] = True
+        self.keep = lead_keep_mask(leads)
         self.random_crop = random_crop
 
     def keep_only(self, indices: np.ndarray) -> None:

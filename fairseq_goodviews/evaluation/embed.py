@@ -31,7 +31,7 @@ from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.evaluation.device import scoring_device
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.manifest import read_manifest
-from fairseq_goodviews.leads import CANONICAL_LEADS, parse_leads
+from fairseq_goodviews.leads import lead_keep_mask, lead_names, parse_leads
 
 
 class CheckpointError(GoodviewsError, ValueError):
@@ -41,8 +41,9 @@ class CheckpointError(GoodviewsError, ValueError):
 class EcgEncoder(torch.nn.Module):
     """The encoder of a checkpoint: [B, 12, T] signals in mV (canonical lead order) -> [B, D].
 
-    ``leads`` are the lead names it was trained on (the others are zero-filled before encoding),
-    ``sample_rate`` the rate its records must have, ``sample_size`` its training crop in samples.
+    ``lead_indices`` are the canonical slots of the leads it was trained on (None: all 12; the
+    others are zero-filled before encoding) and ``leads`` their names, ``sample_rate`` the rate
+    its records must have, ``sample_size`` its training crop in samples.
     """
 
     def __init__(
@@ -51,17 +52,17 @@ class EcgEncoder(torch.nn.Module):
         task_name: str,
         sample_rate: float,
         sample_size: int,
-        leads: Sequence[str] = CANONICAL_LEADS,
+        lead_indices: Sequence[int] | None = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.task_name = task_name
         self.sample_rate = sample_rate
         self.sample_size = sample_size
-        self.leads = list(leads)
-        keep = torch.zeros(len(CANONICAL_LEADS), 1, dtype=torch.bool)
-        keep[parse_leads(self.leads)] = True
-        self.register_buffer("lead_mask", keep, persistent=False)
+        keep = lead_keep_mask(lead_indices)
+        self.lead_indices = [int(i) for i in keep.nonzero()[0]]
+        self.leads = lead_names(self.lead_indices)
+        self.register_buffer("lead_mask", torch.from_numpy(keep)[:, None], persistent=False)
 
     def forward(self, signals: torch.Tensor) -> torch.Tensor:
         """[B, 12, T] -> [B, D] float32."""
@@ -122,13 +123,12 @@ def load_encoder(checkpoint: str | Path, device: str | None = None) -> EcgEncode
     if encoder is None or not hasattr(encoder, "encode"):
         raise CheckpointError(f"{path}: model {name!r} has no encoder with an encode() method")
     task_cfg = cfg.get("task") or {}
-    leads = [CANONICAL_LEADS[i] for i in parse_leads(task_cfg.get("leads"))]
     wrapped = EcgEncoder(
         encoder,
         str(task_cfg.get("_name")),
         float(task_cfg.get("sample_rate", 500.0)),
         int(task_cfg.get("sample_size", 5000)),
-        leads,
+        parse_leads(task_cfg.get("leads")),
     )
     return wrapped.to(target).eval()
 
@@ -138,18 +138,18 @@ def embed_records(
     manifest: str | Path,
     indices: np.ndarray,
     sample_size: int,
-    leads: str | None = None,
+    leads: Sequence[int] | None = None,
     batch_size: int = 64,
 ) -> np.ndarray:
     """Embeddings [len(indices), D] of centred ``sample_size`` crops of manifest rows ``indices``.
 
-    Leads outside ``leads`` are zero-filled in their canonical slots (the lead-subset convention).
+    Leads outside ``leads`` (canonical slot indices; None: all 12) are zero-filled in their
+    slots (the lead-subset convention).
     """
     from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 
     source = EcgRecordSource(manifest, model.sample_rate)
-    keep = np.zeros(len(CANONICAL_LEADS), dtype=bool)
-    keep[parse_leads(leads)] = True
+    keep = lead_keep_mask(leads)
     out = []
     for start in range(0, len(indices), batch_size):
         batch = []
@@ -175,7 +175,7 @@ def embed_split(
     manifest = Path(data) / f"{split}.tsv"
     root, entries = read_manifest(manifest)
     crop = sample_size or encoder.sample_size
-    embeddings = embed_records(encoder, manifest, np.arange(len(entries)), crop, ",".join(encoder.leads), batch_size)
+    embeddings = embed_records(encoder, manifest, np.arange(len(entries)), crop, encoder.lead_indices, batch_size)
     with atomic_path(Path(out)) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,

@@ -12,6 +12,7 @@ label set, with per-class thresholds chosen on ``--threshold-split`` (default va
 as ``challenge_thresholds`` and ``thresholds_from``).
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,18 @@ from fairseq import checkpoint_utils, tasks
 from omegaconf import open_dict
 
 from fairseq_goodviews import register_plugins
-from fairseq_goodviews.criterions.ecg_classification import record_probabilities, split_metrics
-from fairseq_goodviews.evaluation.cinc2021 import choose_thresholds
 from fairseq_goodviews.evaluation.device import scoring_device, to_device
 from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.leads import lead_names
+from fairseq_goodviews.scoring.cinc2021 import choose_thresholds
+from fairseq_goodviews.scoring.classification import record_probabilities, split_metrics
 
 
 def load_classifier(
-    checkpoint: str | Path, data: str | None = None, leads: str | None = None, device: str | None = None
+    checkpoint: str | Path, data: str | None = None, leads: Sequence[int] | None = None, device: str | None = None
 ):
-    """(model, task) of a classification checkpoint, in eval mode, on ``device`` (see :func:`scoring_device`)."""
+    """(model, task) of a classification checkpoint, in eval mode, on ``device`` (see :func:`scoring_device`),
+    keeping the leads at the canonical slots ``leads`` (None: all 12)."""
     target = scoring_device(device)
     register_plugins()
     if not Path(checkpoint).is_file():
@@ -45,7 +48,7 @@ def load_classifier(
             cfg.model.standardize_features = False  # a probe trained before feature standardisation
         if data is not None:
             cfg.task.data = str(data)
-        cfg.task.leads = leads
+        cfg.task.leads = None if leads is None else lead_names(leads)
     task = tasks.setup_task(cfg.task)
     model = task.build_model(cfg.model)
     model.load_state_dict(state["model"], strict=True)
@@ -94,7 +97,7 @@ def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
     split: str = "test",
-    leads: str | None = None,
+    leads: Sequence[int] | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     threshold_split: str = "valid",
@@ -108,13 +111,13 @@ def evaluate_checkpoint(
     if predictions is not None:
         write_predictions(predictions, list(task.dataset(split).source.paths), probs, targets, list(task.class_names))
     thresholds, thresholds_from = None, None
-    if task.label_set == "cinc2021":
+    if task.label_set.challenge_scored:
         if (Path(task.cfg.data) / f"{threshold_split}.tsv").is_file():
             valid_probs, valid_targets = predict(model, task, threshold_split, batch_size, num_workers)
             thresholds, thresholds_from = choose_thresholds(valid_probs, valid_targets), threshold_split
         else:
             thresholds_from = f"0.5 for every class (no {threshold_split} split in {task.cfg.data})"
-    result = split_metrics(probs, targets, task.class_names, task.label_set, thresholds)
+    result = split_metrics(probs, targets, task.class_names, task.label_set.challenge_scored, thresholds)
     result["dropped_unlabelled"] = task.dropped.get(split, 0)
     if thresholds_from is not None:
         result["thresholds_from"] = thresholds_from

@@ -1,18 +1,9 @@
 """Patient identification by retrieval: ``goodviews-identify CHECKPOINT --data DIR --split test --json OUT``.
 
-Protocol (Oh et al., CHIL 2022, second downstream task). Within one split, the
-patients with at least two records take part: each one's first record in manifest order is its
-gallery entry and its other records are probes. Every probe is compared with every gallery entry
-by the cosine similarity of the encoder's embeddings (a centred crop of ``sample_size`` samples
-per record). Metrics:
-
-- ``top1`` / ``top5``: fraction of probes whose own patient's gallery entry is among the 1 / 5
-  most similar gallery entries. Ties count against the probe (a gallery entry scoring exactly
-  as high as the true one ranks before it), so a constant encoder scores 0, not 1.
-- ``eer``: equal error rate of the verification scores, genuine pairs (probe, its patient's
-  gallery entry) against impostor pairs (probe, any other gallery entry): the point where the
-  false-accept and false-reject rates of a similarity threshold are equal, linearly
-  interpolated between the two neighbouring thresholds of the ROC curve.
+The gallery/probe protocol of Oh et al. (CHIL 2022, second downstream task) and its metrics
+(``top1``, ``top5``, ``eer``) are those of :mod:`fairseq_goodviews.scoring.retrieval`, within
+one split, with gallery and probes in manifest order; the embedding of a record is the
+encoder's embedding of a centred crop of ``sample_size`` samples.
 
 With ``--standardize`` the embeddings are standardised per dimension with the statistics of the
 ``train`` split (or another named split) before the cosines; see :func:`identify`.
@@ -30,153 +21,41 @@ the encoder's ``encode`` output (before any projection or classification head).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
-from sklearn.metrics import roc_curve
 
-from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.evaluation.device import scoring_device
 from fairseq_goodviews.evaluation.embed import embed_records, load_encoder
 from fairseq_goodviews.io.manifest import read_metadata
-from fairseq_goodviews.leads import parse_leads
-
-
-class IdentificationError(GoodviewsError, ValueError):
-    """Data or a checkpoint that the identification protocol cannot use; the message names it."""
-
-
-@dataclass
-class GalleryProbe:
-    """Indices into a split's records: gallery entries, probes, and the patient of each."""
-
-    gallery: np.ndarray
-    probe: np.ndarray
-    gallery_patients: np.ndarray
-    probe_patients: np.ndarray
-
-
-def gallery_probe_split(patient_ids: Sequence[Any], distractors: bool = False, where: str = "split") -> GalleryProbe:
-    """First record of each patient with >= 2 records = gallery, the others = probes.
-
-    ``patient_ids`` lists the patient of each record in manifest order (None/NaN: no patient,
-    left out). With ``distractors`` the single-record patients join the gallery. Raises
-    :class:`IdentificationError` (naming ``where``) when fewer than two patients have two records
-    in total over the gallery, or no patient has a probe.
-    """
-    ids = pd.Series(list(patient_ids), dtype=object)
-    known = ids.notna() & (ids.astype(str).str.strip() != "")
-    keys = ids.where(known).astype(str)
-    counts = keys[known].value_counts()
-    repeated = set(counts.index[counts >= 2])
-    if not repeated:
-        raise IdentificationError(
-            f"{where}: no patient has two or more records ({int(known.sum())} records, {len(counts)} patients); "
-            "identification needs a gallery and a probe record per patient"
-        )
-    gallery, probe, seen = [], [], set()
-    for index, (is_known, key) in enumerate(zip(known, keys, strict=True)):
-        if not is_known or (key not in repeated and not distractors):
-            continue
-        (probe if key in seen else gallery).append(index)
-        seen.add(key)
-    if len(gallery) < 2:
-        raise IdentificationError(
-            f"{where}: only one patient ({next(iter(repeated))}) in the gallery; retrieval needs at least two "
-            "(add single-record patients as distractors with --distractors, or use a larger split)"
-        )
-    gallery_idx, probe_idx = np.array(gallery, dtype=np.int64), np.array(probe, dtype=np.int64)
-    return GalleryProbe(gallery_idx, probe_idx, keys.to_numpy()[gallery_idx], keys.to_numpy()[probe_idx])
-
-
-def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
-    """EER of similarity scores: genuine pairs should score higher than impostor pairs.
-
-    The false-reject rate (1 - TPR) and false-accept rate (FPR) of :func:`sklearn.metrics.roc_curve`
-    are followed over the decreasing thresholds until they cross; the EER is their common value
-    at the crossing, linearly interpolated between the two thresholds around it.
-    """
-    genuine, impostor = np.asarray(genuine, dtype=np.float64), np.asarray(impostor, dtype=np.float64)
-    if genuine.size == 0 or impostor.size == 0:
-        raise ValueError("the EER needs at least one genuine and one impostor score")
-    labels = np.r_[np.ones(genuine.size), np.zeros(impostor.size)]
-    fpr, tpr, _ = roc_curve(labels, np.r_[genuine, impostor], drop_intermediate=False)
-    frr = 1.0 - tpr
-    gap = frr - fpr  # starts at 1 (threshold above every score), ends at -1, never increases
-    i = int(np.argmax(gap <= 0))
-    if gap[i] == 0 or i == 0:
-        return float(fpr[i])
-    t = gap[i - 1] / (gap[i - 1] - gap[i])
-    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
-
-
-def retrieval_metrics(
-    gallery: np.ndarray,
-    gallery_patients: Sequence[Any],
-    probes: np.ndarray,
-    probe_patients: Sequence[Any],
-) -> dict[str, float]:
-    """Top-1/top-5 accuracy and EER of cosine retrieval.
-
-    ``gallery`` [G, D] and ``probes`` [P, D] are embeddings; ``gallery_patients`` [G] holds
-    distinct patient ids and every id of ``probe_patients`` [P] must be among them. Top-k with
-    k >= G is 1 by construction.
-    """
-    gallery_patients, probe_patients = np.asarray(gallery_patients), np.asarray(probe_patients)
-    if len(set(gallery_patients.tolist())) != len(gallery_patients):
-        raise ValueError("gallery patients must be distinct")
-    position = {p: i for i, p in enumerate(gallery_patients.tolist())}
-    missing = [p for p in probe_patients.tolist() if p not in position]
-    if missing:
-        raise ValueError(f"probe patient {missing[0]!r} has no gallery entry")
-    g = torch.nn.functional.normalize(torch.as_tensor(np.asarray(gallery, dtype=np.float64)), dim=1)
-    p = torch.nn.functional.normalize(torch.as_tensor(np.asarray(probes, dtype=np.float64)), dim=1)
-    similarity = (p @ g.T).numpy()  # [P, G]
-    truth = np.array([position[q] for q in probe_patients.tolist()], dtype=np.int64)
-    genuine = similarity[np.arange(len(truth)), truth]
-    # Rank of the true entry: the number of other gallery entries scoring at least as high.
-    rank = (similarity >= genuine[:, None]).sum(axis=1) - 1
-    impostor_mask = np.ones_like(similarity, dtype=bool)
-    impostor_mask[np.arange(len(truth)), truth] = False
-    return {
-        "top1": float(np.mean(rank < 1)),
-        "top5": float(np.mean(rank < 5)),
-        "eer": equal_error_rate(genuine, similarity[impostor_mask]),
-        "n_gallery": len(gallery_patients),
-        "n_probe": len(probe_patients),
-        "chance_top1": 1.0 / len(gallery_patients),
-    }
-
-
-def standardizer(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation of embeddings ``fit`` [N, D] (constant dimensions: 1)."""
-    mean, std = fit.mean(axis=0), fit.std(axis=0)
-    return mean, np.where(std > 0, std, 1.0)
+from fairseq_goodviews.leads import lead_names
+from fairseq_goodviews.scoring.retrieval import (
+    gallery_probe_split,
+    retrieval_metrics,
+    standardizer,
+)
 
 
 def identify(
     checkpoint: str | Path,
     data: str | Path,
     split: str = "test",
-    leads: str | None = None,
+    leads: Sequence[int] | None = None,
     sample_size: int | None = None,
     distractors: bool = False,
     standardize_split: str | None = None,
     batch_size: int = 64,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``.
+    """Run the gallery/probe protocol of the module docstring on ``data``'s ``split``, with the
+    leads outside ``leads`` (canonical slot indices; None: all 12) zero-filled.
 
     With ``standardize_split`` (e.g. ``train``), every embedding dimension is standardised with the
     mean and standard deviation over that split's records before the cosine similarities, as the
     linear probes standardise their inputs with training statistics (as the linear probes do): an untrained
     encoder's embeddings share a large common component that raw cosines barely look past.
     """
-    parse_leads(leads)
     scoring_device(device)  # an unusable device is reported before any work
     table = read_metadata(data, split, required=("patient_id",))
     where = str(Path(data) / f"{split}.csv")
@@ -199,7 +78,7 @@ def identify(
             "distractors": distractors,
             "standardized_with": standardize_split or "none",
             "split": split,
-            "leads": leads or "all",
+            "leads": "all" if leads is None else ",".join(lead_names(leads)),
             "sample_size": crop,
             "checkpoint_task": model.task_name,
         }

@@ -19,16 +19,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
-from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS
+from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS, lead_names, parse_leads
 
-#: Subset name -> comma-separated leads (None = all 12), in the order the table shows them.
-LEAD_SUBSETS: dict[str, str | None] = {
+#: Subset name -> canonical slots of its leads (None = all 12), in the order the table shows them.
+LEAD_SUBSETS: dict[str, list[int] | None] = {
     "12 leads": None,
-    "6 limb leads": ",".join(LIMB_LEADS),
-    "4 leads (I, II, III, V2)": "I,II,III,V2",
-    "3 leads (I, II, V2)": "I,II,V2",
-    "2 leads (I, II)": "I,II",
-    "1 lead (II)": "II",
+    "6 limb leads": parse_leads(LIMB_LEADS),
+    "4 leads (I, II, III, V2)": parse_leads("I,II,III,V2"),
+    "3 leads (I, II, V2)": parse_leads("I,II,V2"),
+    "2 leads (I, II)": parse_leads("I,II"),
+    "1 lead (II)": parse_leads("II"),
 }
 TABLE_METRICS: Sequence[str] = ("macro_auroc", "macro_auprc", "accuracy", "macro_f1")
 MULTI_LABEL_TABLE_METRICS: Sequence[str] = ("macro_auroc", "macro_auprc", "f_max", "challenge_score")
@@ -45,7 +45,7 @@ def evaluate_lead_subsets(
     checkpoint: str | Path,
     data: str | None = None,
     split: str = "test",
-    subsets: Mapping[str, str | None] = LEAD_SUBSETS,
+    subsets: Mapping[str, Sequence[int] | None] = LEAD_SUBSETS,
     batch_size: int = 64,
     device: str | None = None,
 ) -> dict[str, dict]:
@@ -53,7 +53,7 @@ def evaluate_lead_subsets(
     results = {}
     for name, leads in subsets.items():
         metrics = evaluate_checkpoint(checkpoint, data, split, leads, batch_size, device=device)
-        results[name] = {"leads": list(CANONICAL_LEADS) if leads is None else leads.split(","), "metrics": metrics}
+        results[name] = {"leads": list(CANONICAL_LEADS) if leads is None else lead_names(leads), "metrics": metrics}
     return results
 
 

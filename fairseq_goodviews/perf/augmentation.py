@@ -1,6 +1,6 @@
 """Cost of one augmented view: every transform on a 5,000-sample 12-lead float32 view.
 
-Times each transform of :mod:`fairseq_goodviews.data.augment` (and random lead masking, and the
+Times each transform of :mod:`fairseq_goodviews.strategies.augment` (and random lead masking, and the
 composition of the six independent transforms as one view with every probability at 1) on a real record when
 ``--record`` (or the shared data's PhysioNet 2021 Chapman record) exists, else on random data.
 Reports, per view, the median wall time and the median CPU time of this thread (the CPU time
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import wfdb
 
-from fairseq_goodviews.data import augment as aug
 from fairseq_goodviews.perf import PerfSettingsError
+from fairseq_goodviews.strategies import augment as aug
 
 TARGET_MS = 0.5
 LEADS, SAMPLES = 12, 5000

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from fairseq_goodviews.io.records import RecordError
-from fairseq_goodviews.labels import RHYTHM_TO_CLASS, dominant_rhythm
+from fairseq_goodviews.labels import CINC2021_LABEL_SET, RHYTHM_TO_CLASS, dominant_rhythm
 from fairseq_goodviews.preprocessing.items import (
     FILTERED,
     MISSING_FILE,
@@ -223,5 +223,5 @@ def prepare_physionet2021(
         skipped=skipped,
         source="physionet2021",
         config=config,
-        labels="cinc2021",
+        labels=CINC2021_LABEL_SET,
     )

@@ -42,7 +42,7 @@ converter returns) goes into the ``.mat`` file and its scalar values into the ta
 The record files hold the label and the patient in the numeric forms fairseq-signals' readers
 take, so its fine-tuning and identification datasets read a prepared folder as it is:
 ``label`` is a multi-hot logical vector over the classes named in ``label_classes`` (the
-preparer's :class:`~fairseq_goodviews.labels.RecordLabels`: the four rhythm classes, or the 26
+preparer's :class:`~fairseq_goodviews.labels.LabelSet`: the four rhythm classes, or the 26
 CinC 2021 classes for WFDB sources), ``patient_id`` an integer (:func:`~.splits.patient_numbers`). Our
 string forms are kept as ``label_name`` (the table's ``label``) and ``patient`` (the table's
 ``patient_id``).
@@ -62,7 +62,7 @@ import pandas as pd
 from fairseq_goodviews.io.atomic import OutputPathError, ensure_writable_dir
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord
-from fairseq_goodviews.labels import record_labels
+from fairseq_goodviews.labels import label_set
 from fairseq_goodviews.preprocessing.items import (
     JOURNAL,
     RECORDS_DIR,
@@ -112,7 +112,7 @@ def prepare(
     files); they appear in ``skipped.csv`` with the converter's rejections. ``source`` names the
     dataset in messages and the report; ``config`` (JSON-serialisable) records the preparer's
     own options and facts in the report. ``labels`` names the label vector every record file
-    gets (:func:`~fairseq_goodviews.labels.record_labels`: ``rhythm`` or ``cinc2021``).
+    gets (:func:`~fairseq_goodviews.labels.label_set`: ``rhythm`` or ``cinc2021``).
 
     On a re-run into the same ``out_dir`` a record is converted again only if its item (key,
     patient, meta, source), the converter (a dataclass converter by its fields, a function by
@@ -133,7 +133,7 @@ def prepare(
         str(records_dir),
         options.segment_samples,
         describe_converter(convert),
-        record_labels(labels),
+        label_set(labels),
         patient_numbers(item.patient_id or item.key for item in items),
     )
 

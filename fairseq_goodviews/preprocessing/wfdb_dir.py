@@ -26,6 +26,7 @@ import numpy as np
 
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.io.records import EcgRecord, RecordError
+from fairseq_goodviews.labels import CINC2021_LABEL_SET
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.items import (
     BAD_SIGNAL,
@@ -225,5 +226,12 @@ def prepare_wfdb_dir(
         **facts,
     }
     return prepare(
-        items, converter, out_dir, options=options, skipped=skipped, source="wfdb_dir", config=config, labels="cinc2021"
+        items,
+        converter,
+        out_dir,
+        options=options,
+        skipped=skipped,
+        source="wfdb_dir",
+        config=config,
+        labels=CINC2021_LABEL_SET,
     )

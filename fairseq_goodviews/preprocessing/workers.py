@@ -32,7 +32,7 @@ from fairseq_goodviews.io.records import (
     RecordError,
     write_record,
 )
-from fairseq_goodviews.labels import RecordLabels
+from fairseq_goodviews.labels import LabelSet
 from fairseq_goodviews.preprocessing.items import (
     BAD_SIGNAL,
     ERROR,
@@ -54,7 +54,7 @@ class Job:
     records_dir: str
     segment_samples: int | None
     convert_id: str
-    record_labels: RecordLabels
+    record_labels: LabelSet
     # The integer each patient id gets in the record files (fairseq-signals' ``patient_id``).
     patient_numbers: Mapping[str, int]
 

@@ -1,4 +1,5 @@
-"""Every module in this folder registers one positive-pair strategy; importing the package loads them all.
+"""Every module in this folder but ``base`` and ``augment`` (the view transforms) registers one
+positive-pair strategy; importing the package loads them all.
 
 Strategies outside the package register the same way from any installed distribution that names
 their module in the ``fairseq_goodviews.strategies`` entry-point group, e.g. in its pyproject.toml::
@@ -26,7 +27,7 @@ from fairseq_goodviews.strategies.base import (  # noqa: F401
 ENTRY_POINT_GROUP = "fairseq_goodviews.strategies"
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
+    if _module.name not in ("base", "augment"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 for _entry in entry_points(group=ENTRY_POINT_GROUP):

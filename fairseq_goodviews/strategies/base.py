@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fairseq_goodviews.data.augment import AugmentationConfig, augment
+from fairseq_goodviews.strategies.augment import AugmentationConfig, augment
 
 #: Every row of the relation (a single process, or a test that wants the whole [N, N] matrix).
 ALL = slice(None)

@@ -14,7 +14,7 @@ from typing import List
 import numpy as np
 import pandas as pd
 
-from fairseq_goodviews.data.augment import PAPER_TRANSFORMS, apply_transform
+from fairseq_goodviews.strategies.augment import PAPER_TRANSFORMS, apply_transform
 from fairseq_goodviews.strategies.base import PositiveStrategy, StrategyConfig, View, register_strategy
 
 POLICIES = ("paper", "independent")

@@ -4,53 +4,52 @@ Two kinds of target, chosen by ``label_type``:
 
 - ``single``: one class per record from the ``label`` column (Chapman's four merged rhythm
   classes by default, ``classes``), softmax + cross-entropy;
-- ``multi``: a multi-hot target per record, sigmoid + BCE, from ``label_set``:
-  ``cinc2021`` (the 26 scored PhysioNet/CinC 2021 classes, from the SNOMED ``dx`` column, the
-  equivalent pairs merged), ``ptbxl_<task>`` with ``<task>`` one of all, diagnostic,
-  subdiagnostic, superdiagnostic, form, rhythm (from the ``scp_codes`` column and PTB-XL's
-  ``scp_statements.csv``) or ``labels`` (the class names of ``classes`` in the space-separated
-  ``labels`` column, as the fairseq-signals importer writes it).
+- ``multi``: a multi-hot target per record, sigmoid + BCE, from the multi-label set named by
+  ``label_set`` (:mod:`fairseq_goodviews.labels.label_set`: the CinC 2021 classes of the ``dx``
+  column, a PTB-XL statement task of the ``scp_codes`` column, or the ``classes`` among the
+  names of the ``labels`` column).
 
 Records with none of the task's labels are dropped (``unlabelled=drop``, counted in the log per
 split) or refused (``unlabelled=error``). Training draws one random crop of ``sample_size``
 samples per record; the other splits score the whole record: the mean of the predictions of
 consecutive crops covering it (``whole_record``). Every record of every split is batched
 (fairseq's ``required_batch_size_multiple`` is not applied to this task).
+
+Validation scores a split as a whole (:mod:`fairseq_goodviews.scoring.classification`): the
+record probabilities of every batch are collected in a meter and the metrics computed once over
+the split. Where the label set is challenge-scored (CinC 2021), the per-class thresholds are
+the task's state: chosen on the ``valid`` split and applied, in the same validation round, to
+the splits scored after it (0.5 for every class until a ``valid`` split has been scored); the
+score logged on ``valid`` itself is therefore in-sample, the one on ``test`` is not.
 """
 
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
+from fairseq import metrics
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging.meters import Meter
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
-from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
 from fairseq_goodviews.io.manifest import read_metadata
-from fairseq_goodviews.labels import (
-    CLASS_NAMES,
-    PTBXL_TASKS,
-    SCP_STATEMENTS,
-    LabelSetError,
-    multi_hot,
-    ptbxl_task_map,
-    read_scp_statements,
-)
+from fairseq_goodviews.labels import CLASS_NAMES, MULTI_LABEL_SETS, RHYTHM_LABEL_SET, LabelSet, LabelSetError
+from fairseq_goodviews.labels import label_set as build_label_set
+from fairseq_goodviews.labels.ptbxl import SCP_STATEMENTS
 from fairseq_goodviews.leads import parse_leads
+from fairseq_goodviews.scoring.cinc2021 import ChallengeThresholds
+from fairseq_goodviews.scoring.classification import split_metrics
 from fairseq_goodviews.tasks.base import EcgTask, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
-
-LABEL_SETS = ("cinc2021", "labels", *(f"ptbxl_{t}" for t in PTBXL_TASKS))
-# The metadata column each multi-label set reads (ptbxl_*: scp_codes).
-LABEL_SET_COLUMNS = {"cinc2021": "dx", "labels": "labels"}
 
 
 @dataclass
@@ -165,19 +164,80 @@ class LabelledRecordDataset(EcgClassificationDataset):
         }
 
 
+class ScoreMeter(Meter):
+    """The record probabilities and targets of every batch of one split, and their metrics over
+    the split (:func:`~fairseq_goodviews.scoring.classification.split_metrics`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        self.probs: list[np.ndarray] = []
+        self.targets: list[np.ndarray] = []
+        self.split: str | None = None
+        self.label_set: LabelSet | None = None
+        self.thresholds: ChallengeThresholds | None = None
+        self._metrics: dict[str, Any] | None = None
+
+    def update(
+        self,
+        probs: np.ndarray,
+        targets: np.ndarray,
+        split: str | None,
+        label_set: LabelSet,
+        thresholds: ChallengeThresholds,
+    ) -> None:
+        """Add a batch: ``probs`` [n, K] and ``targets`` ([n] or [n, K]) of its records, scored with
+        ``label_set`` and, where it is challenge-scored, the task's ``thresholds``."""
+        self.probs.append(probs)
+        self.targets.append(targets)
+        self.split, self.label_set, self.thresholds = split, label_set, thresholds
+        self._metrics = None
+
+    def state_dict(self) -> dict:
+        """Scores belong to one pass over a split and are not carried into checkpoints.
+
+        (fairseq saves meter states in checkpoints, and numpy arrays there would make them
+        unloadable with torch's safe ``weights_only`` loading.)
+        """
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.reset()
+
+    def metrics(self) -> dict[str, Any]:
+        if self._metrics is None:
+            probs, targets = np.concatenate(self.probs), np.concatenate(self.targets)
+            scored = self.label_set.challenge_scored
+            thresholds = self.thresholds.for_split(self.split, probs, targets) if scored else None
+            result = split_metrics(probs, targets, self.label_set.classes, scored, thresholds)
+            for name, value in result.pop("per_class_auroc", {}).items():
+                result[f"auroc_{name}"] = value
+            self._metrics = result
+        return self._metrics
+
+    @property
+    def smoothed_value(self) -> float:
+        return self.metrics()["macro_auroc"]
+
+
+def _derived(key: str):
+    return lambda meters: meters["_scores"].metrics()[key]
+
+
 @register_task("ecg_classification", dataclass=EcgClassificationConfig)
 class EcgClassificationTask(EcgTask):
     cfg: EcgClassificationConfig
 
     def __init__(self, cfg: EcgClassificationConfig):
         super().__init__(cfg)
-        self._class_names: list[str] | None = None
-        self._code_to_class: dict[str, int] | None = None
+        self.leads = parse_leads(cfg.leads)
+        self.thresholds = ChallengeThresholds()
         self.dropped: dict[str, int] = {}
 
     @classmethod
     def setup_task(cls, cfg: EcgClassificationConfig, **kwargs) -> "EcgClassificationTask":
-        parse_leads(cfg.leads)
         task = cls(cfg)
         if not task.class_names:  # an unusable label set stops here, before any model is built
             raise LabelSetError(f"task.classes is empty: {cfg.classes!r}")
@@ -194,40 +254,28 @@ class EcgClassificationTask(EcgTask):
     def multi_label(self) -> bool:
         return self.cfg.label_type == "multi"
 
-    @property
-    def label_set(self) -> str | None:
-        return self.cfg.label_set if self.multi_label else None
+    @cached_property
+    def label_set(self) -> LabelSet:
+        """The task's label set: the classes ``classes`` of the ``label`` column (label_type=single)
+        or the multi-label set ``label_set``."""
+        classes = [c.strip() for c in self.cfg.classes.split(",") if c.strip()]
+        if not self.multi_label:
+            return build_label_set(RHYTHM_LABEL_SET, classes)
+        if self.cfg.label_set not in MULTI_LABEL_SETS:
+            raise LabelSetError(
+                f"task.label_type=multi needs task.label_set, one of {', '.join(MULTI_LABEL_SETS)} "
+                f"(got {self.cfg.label_set!r})"
+            )
+        return build_label_set(self.cfg.label_set, classes, self._scp_statements_path)
 
     @property
     def class_names(self) -> list[str]:
-        if self._class_names is None:
-            if not self.multi_label:
-                self._class_names = [c.strip() for c in self.cfg.classes.split(",") if c.strip()]
-            else:
-                self._class_names, self._code_to_class = self._multi_label_classes()
-        return self._class_names
+        return list(self.label_set.classes)
 
     @property
     def label_column(self) -> str:
         """The metadata column the targets come from."""
-        if not self.multi_label:
-            return "label"
-        return LABEL_SET_COLUMNS.get(self.cfg.label_set, "scp_codes")
-
-    def _multi_label_classes(self) -> tuple[list[str], dict[str, int]]:
-        label_set = self.cfg.label_set
-        if label_set == "cinc2021":
-            return list(CINC2021_CLASS_NAMES), dict(CINC2021_CODE_TO_CLASS)
-        if label_set == "labels":
-            names = [c.strip() for c in self.cfg.classes.split(",") if c.strip()]
-            return names, {name: i for i, name in enumerate(names)}
-        if label_set not in LABEL_SETS:
-            raise LabelSetError(
-                f"task.label_type=multi needs task.label_set, one of {', '.join(LABEL_SETS)} (got {label_set!r})"
-            )
-        code_to_label = ptbxl_task_map(read_scp_statements(self._scp_statements_path()), label_set[len("ptbxl_") :])
-        names = sorted(set(code_to_label.values()))
-        return names, {code: names.index(label) for code, label in code_to_label.items()}
+        return self.label_set.column
 
     def _scp_statements_path(self) -> Path:
         if self.cfg.scp_statements:
@@ -249,25 +297,11 @@ class EcgClassificationTask(EcgTask):
             "set task.scp_statements to the file that came with your PTB-XL download"
         )
 
-    def targets(self, table, table_name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(targets, labelled mask) of a metadata table: class indices [n] or multi-hot [n, K]."""
-        if not self.multi_label:
-            known = {name: i for i, name in enumerate(self.class_names)}
-            labels = [known.get(label, -1) if isinstance(label, str) else -1 for label in table["label"]]
-            targets = np.array(labels, dtype=np.int64)
-            return targets, targets >= 0
-        column = self.label_column
-        if column not in table.columns:
-            raise LabelSetError(f"{table_name}: no {column!r} column, which label_set {self.cfg.label_set} reads")
-        codes = [str(cell).split() if isinstance(cell, str) else [] for cell in table[column]]
-        targets = multi_hot(codes, self._code_to_class, len(self.class_names))
-        return targets, targets.any(axis=1)
-
     def load_dataset(self, split: str, combine: bool = False, **kwargs) -> None:
         column = self.label_column
         table_name = str(Path(self.cfg.data) / f"{split}.csv")
         table = read_metadata(self.cfg.data, split, required=(column,))
-        targets, labelled = self.targets(table, table_name)
+        targets, labelled = self.label_set.targets(table, table_name)
         unlabelled = np.flatnonzero(~labelled)
         if len(unlabelled) and self.cfg.unlabelled == "error":
             first = table["path"].iloc[unlabelled[0]]
@@ -288,7 +322,7 @@ class EcgClassificationTask(EcgTask):
             source,
             targets,
             self.cfg.sample_size,
-            parse_leads(self.cfg.leads),
+            self.leads,
             self.cfg.seed,
             random_crop=split == "train",
             whole_record=self.cfg.whole_record,
@@ -304,6 +338,33 @@ class EcgClassificationTask(EcgTask):
         remainder records of a split (13 records at batch size 8 and multiple 8 give one batch of 8)."""
         kwargs["required_batch_size_multiple"] = 1
         return super().get_batch_iterator(dataset, **kwargs)
+
+    def reduce_metrics(self, logging_outputs: list[dict[str, Any]], criterion) -> None:
+        """fairseq's reduction (the criterion's loss and accuracy), then the split-level metrics of
+        the validation outputs, which carry every record's ``probs`` and ``targets``: collected in
+        a :class:`ScoreMeter` and computed once over the split (per-batch AUROC would be
+        meaningless), with this task's label set and thresholds."""
+        super().reduce_metrics(logging_outputs, criterion)
+        scored = [log for log in logging_outputs if "probs" in log]
+        if not scored:
+            return
+        for log in scored:
+            metrics.log_custom(
+                ScoreMeter, "_scores", log["probs"], log["targets"], log.get("split"), self.label_set, self.thresholds
+            )
+        if scored[0]["targets"].ndim == 1:
+            keys = ["macro_auroc", "macro_auprc", "macro_f1"]
+            per_class = self.class_names
+        else:
+            keys = ["macro_auroc", "macro_auprc", "f_max", "n_scored_labels"]
+            if self.label_set.challenge_scored:
+                keys.append("challenge_score")
+            # Per-label AUROC only for the labels with both classes in the split (the others are NaN).
+            n = sum(len(log["targets"]) for log in scored)
+            counts = sum(log["targets"].sum(axis=0) for log in scored)
+            per_class = [c for c, count in zip(self.class_names, counts, strict=True) if 0 < count < n]
+        for key in ("n", *keys, *(f"auroc_{c}" for c in per_class)):
+            metrics.log_derived(key, _derived(key))
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 Training: every record of the ``train`` split is labelled with its patient (one class per
 training patient; records without a patient id are left out and counted in the log), random
 crops of ``sample_size`` samples. Validation splits hold other patients, so they are scored by
-the gallery/probe protocol of :mod:`fairseq_goodviews.evaluation.identification` (top-1, top-5,
+the gallery/probe protocol of :mod:`fairseq_goodviews.scoring.retrieval` (top-1, top-5,
 EER over the whole split, centred crops); a validation split without two patients with two
 records is refused when it is loaded, naming its table.
 """
@@ -19,9 +19,9 @@ from fairseq.tasks import register_task
 from omegaconf import II, MISSING, open_dict
 
 from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
-from fairseq_goodviews.evaluation.identification import gallery_probe_split
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.leads import parse_leads
+from fairseq_goodviews.scoring.retrieval import gallery_probe_split
 from fairseq_goodviews.tasks.base import EcgTask, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ class EcgIdentificationTask(EcgTask):
     def __init__(self, cfg: EcgIdentificationConfig, num_patients: int):
         super().__init__(cfg)
         self.num_patients = num_patients
+        self.leads = parse_leads(cfg.leads)
 
     @classmethod
     def setup_task(cls, cfg: EcgIdentificationConfig, **kwargs) -> "EcgIdentificationTask":
-        parse_leads(cfg.leads)
         _, labels = patient_labels(read_metadata(cfg.data, "train", required=("patient_id",))["patient_id"])
         num_patients = int(labels.max()) + 1 if labels.size else 0
         if num_patients < 2:
@@ -81,7 +81,7 @@ class EcgIdentificationTask(EcgTask):
         full[known] = labels
         source = EcgRecordSource(Path(self.cfg.data) / f"{split}.tsv", self.cfg.sample_rate)
         dataset = EcgClassificationDataset(
-            source, full, self.cfg.sample_size, parse_leads(self.cfg.leads), self.cfg.seed, random_crop=split == "train"
+            source, full, self.cfg.sample_size, self.leads, self.cfg.seed, random_crop=split == "train"
         )
         if len(known) < len(table):
             dataset.keep_only(known)

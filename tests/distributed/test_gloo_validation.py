@@ -56,10 +56,7 @@ def test_the_gather_buffer_holds_a_large_cinc2021_validation_batch():
         "sample_size": n,
         "probs": np.random.default_rng(0).random((n, k), dtype=np.float32),
         "targets": np.zeros((n, k), dtype=np.float32),
-        "class_names": [f"{1000000 + i}" for i in range(k)],
         "split": "valid",
-        "label_set": "cinc2021",
-        "threshold_key": "/data/physionet2021|cinc2021",
     }
     # all_gather_list pickles the list of a worker's logging outputs, with a 4-byte header.
     assert len(pickle.dumps([logging_output])) + 4 < size

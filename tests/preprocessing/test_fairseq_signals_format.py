@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import shared_data
-from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.labels import CLASS_NAMES
+from fairseq_goodviews.labels.cinc2021 import CINC2021_CLASS_NAMES
 from fairseq_goodviews.preprocessing.chapman import prepare_chapman
 from fairseq_goodviews.preprocessing.items import PrepareOptions
 from fairseq_goodviews.preprocessing.physionet2021 import prepare_physionet2021
@@ -103,7 +103,7 @@ def test_real_physionet2021_folder_gives_the_26_class_targets_our_task_reads(tmp
     compared = 0
     for split in _splits(out):
         table = read_metadata(out, split)
-        ours, _ = task.targets(table, split)
+        ours, _ = task.label_set.targets(table, split)
         for path, target in zip(table["path"], ours, strict=True):
             np.testing.assert_array_equal(targets[path], target)
             compared += 1

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from fairseq_goodviews.cli.prepare_physionet2021 import main
-from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.records import read_record
+from fairseq_goodviews.labels.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.physionet2021 import (

@@ -13,15 +13,12 @@ from omegaconf import OmegaConf
 
 from fairseq_goodviews.criterions.arcface import ArcFaceCriterion, additive_angular_margin
 from fairseq_goodviews.evaluation.embed import EcgEncoder, embed_records
-from fairseq_goodviews.evaluation.identification import (
-    IdentificationError,
-    gallery_probe_split,
-    retrieval_metrics,
-)
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, read_record, write_record
+from fairseq_goodviews.leads import parse_leads
 from fairseq_goodviews.models.ecg_classifier import build_encoder
 from fairseq_goodviews.models.ecg_identifier import EcgIdentifier, EcgIdentifierConfig
+from fairseq_goodviews.scoring.retrieval import IdentificationError, gallery_probe_split, retrieval_metrics
 from fairseq_goodviews.tasks.ecg_identification import EcgIdentificationConfig, EcgIdentificationTask
 
 TINY_RESNET = {"_name": "resnet1d", "base_width": 8, "layers": [1, 1, 1, 1], "embedding_dim": 16}
@@ -137,7 +134,7 @@ def test_lead_subset_zero_fills_the_other_leads(folder):
     encoder = build_encoder(dict(TINY_RESNET)).eval()
     model = EcgEncoder(encoder, "ecg_pretraining", 500.0, 1000)
     indices = np.arange(3)
-    subset = embed_records(model, folder / "valid.tsv", indices, 1000, leads="I,II", batch_size=2)
+    subset = embed_records(model, folder / "valid.tsv", indices, 1000, leads=parse_leads("I,II"), batch_size=2)
     signals = []
     for i in indices:
         feats = read_record(folder / f"records/valid_{i}.mat").feats[:, 100:1100].copy()  # centred crop

@@ -11,7 +11,7 @@ import pytest
 from conftest import FINETUNE_CONFIGS, hydra_train, write_tiny_dataset
 from fairseq_goodviews.cli.evaluate import main as evaluate_main
 from fairseq_goodviews.cli.lead_subsets import main as lead_subsets_main
-from fairseq_goodviews.evaluation.cinc2021 import CINC2021_CLASS_NAMES
+from fairseq_goodviews.labels.cinc2021 import CINC2021_CLASS_NAMES
 
 FINETUNE = FINETUNE_CONFIGS
 # Rhythm class -> SNOMED code; "RBBB" beats add 59118001 (scored as CRBBB|RBBB).

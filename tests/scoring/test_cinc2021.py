@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 
-from fairseq_goodviews.evaluation.cinc2021 import (
-    CINC2021_CLASS_NAMES,
+from fairseq_goodviews.labels.cinc2021 import CINC2021_CLASS_NAMES, NORMAL_CLASS
+from fairseq_goodviews.scoring.cinc2021 import (
     CINC2021_WEIGHTS,
-    NORMAL_CLASS,
+    ChallengeThresholds,
     challenge_score,
     choose_thresholds,
-    cinc2021_multi_hot,
     modified_confusion,
 )
 
@@ -28,16 +27,6 @@ def test_weight_table_is_the_published_26_class_matrix():
     assert CINC2021_CLASS_NAMES[NORMAL_CLASS] == "NSR"
     af, afl, nsr = (CINC2021_CLASS_NAMES.index(n) for n in ("AF", "AFL", "NSR"))
     assert CINC2021_WEIGHTS[af, afl] == 0.5 and CINC2021_WEIGHTS[af, nsr] == 0.25
-
-
-def test_equivalent_codes_share_a_class_and_unscored_codes_are_ignored():
-    lbbb = cinc2021_multi_hot(["164909002"])
-    assert np.array_equal(lbbb, cinc2021_multi_hot(["733534002"]))
-    assert np.array_equal(cinc2021_multi_hot(["59118001"]), cinc2021_multi_hot(["713427006"]))
-    assert np.array_equal(cinc2021_multi_hot(["284470004"]), cinc2021_multi_hot(["63593006"]))
-    assert np.array_equal(cinc2021_multi_hot(["427172004"]), cinc2021_multi_hot(["17338001"]))
-    assert cinc2021_multi_hot(["428750005", "55827005"]).sum() == 0
-    assert CINC2021_CLASS_NAMES[int(lbbb.argmax())] == "CLBBB|LBBB"
 
 
 def test_perfect_is_one_and_always_normal_is_zero():
@@ -86,3 +75,14 @@ def test_thresholds_chosen_on_valid_recover_a_shifted_decision_rule():
     assert challenge_score(labels, probs >= 0.5) < 0.1
     assert challenge_score(labels, probs >= thresholds) == pytest.approx(1.0)
     assert np.array_equal(thresholds, choose_thresholds(probs, labels))
+
+
+def test_thresholds_chosen_on_valid_apply_to_the_splits_scored_after_it():
+    rng = np.random.default_rng(1)
+    labels = rng.random((40, 26)) < 0.2
+    probs = np.where(labels, rng.uniform(0.3, 0.45, labels.shape), rng.uniform(0.0, 0.25, labels.shape))
+    store = ChallengeThresholds()
+    assert store.for_split("test", probs, labels) is None  # nothing chosen yet: 0.5 for every class
+    chosen = store.for_split("valid", probs, labels)
+    assert np.array_equal(chosen, choose_thresholds(probs, labels))
+    assert store.for_split("test", probs[:5], labels[:5]) is chosen

@@ -1,11 +1,13 @@
-"""Single-label downstream metrics (the paper's macro one-vs-rest AUROC and the rest), hand-computed."""
+"""Single-label downstream metrics (the paper's macro one-vs-rest AUROC and the rest), hand-computed, and the
+record probabilities of crops."""
 
 import math
 
 import numpy as np
 import pytest
+import torch
 
-from fairseq_goodviews.evaluation.metrics import classification_metrics
+from fairseq_goodviews.scoring.classification import classification_metrics, record_probabilities
 
 CLASSES = ["AFIB", "GSVT", "SB", "SR"]
 
@@ -26,3 +28,12 @@ def test_a_class_absent_from_the_split_is_left_out_of_the_macro_average():
     metrics = classification_metrics(probs, np.array([0, 1, 0]), ["a", "b", "c"])
     assert math.isnan(metrics["auroc_c"])
     assert metrics["macro_auroc"] == pytest.approx(np.mean([metrics["auroc_a"], metrics["auroc_b"]]))
+
+
+def test_record_probabilities_average_each_records_crops():
+    logits = torch.tensor([[0.0, 0.0], [2.0, -2.0], [1.0, 1.0]])
+    probs = record_probabilities(logits, torch.tensor([0, 0, 1]), 2, multi_label=True)
+    sig = torch.sigmoid(logits)
+    assert torch.allclose(probs, torch.stack([sig[:2].mean(0), sig[2]]))
+    soft = record_probabilities(logits, torch.tensor([0, 1, 1]), 2, multi_label=False)
+    assert torch.allclose(soft.sum(1), torch.ones(2))

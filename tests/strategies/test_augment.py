@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.interpolate import CubicSpline
 
-from fairseq_goodviews.data.augment import (
+from fairseq_goodviews.strategies.augment import (
     AugmentationConfig,
     augment,
     jitter,

@@ -1,15 +1,12 @@
-"""The PhysioNet/CinC Challenge 2021 label set and challenge score.
+"""The PhysioNet/CinC Challenge 2021 challenge score and the choice of its thresholds.
 
 Facts carried over from the Challenge's published evaluation tables (repository
-``physionetchallenges/evaluation-2021``: ``dx_mapping_scored.csv`` and the final 26-class
-``weights.csv``; Reyna et al., "Will Two Do? Varying Dimensions in Electrocardiography: the
-PhysioNet/Computing in Cardiology Challenge 2021", CinC 2021):
+``physionetchallenges/evaluation-2021``, the final 26-class ``weights.csv``; Reyna et al., "Will
+Two Do? Varying Dimensions in Electrocardiography: the PhysioNet/Computing in Cardiology
+Challenge 2021", CinC 2021), over the classes of :mod:`fairseq_goodviews.labels.cinc2021`:
 
-- 30 scored SNOMED CT codes, four pairs of which are scored as one diagnosis
-  (CLBBB|LBBB, CRBBB|RBBB, PAC|SVPB, PVC|VPB), so 26 classes;
 - the reward matrix ``W`` (1 on the diagonal, partial credit for confusions with a similar
   outcome or treatment off it), :data:`CINC2021_WEIGHTS`;
-- the normal class, sinus rhythm 426783006;
 - the score of binary outputs ``O`` against labels ``L`` (both [n, 26]):
   ``A[j, k] = sum_i L[i, j] O[i, k] / max(1, |L_i or O_i|)``, observed ``= sum(W * A)``, and the
   normalised score ``(observed - inactive) / (correct - inactive)``, where *correct* outputs the
@@ -19,49 +16,13 @@ PhysioNet/Computing in Cardiology Challenge 2021", CinC 2021):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from io import StringIO
 
 import numpy as np
 
-#: (abbreviation, SNOMED CT codes scored as that class) in the order of the official weights.csv.
-CINC2021_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("AF", ("164889003",)),
-    ("AFL", ("164890007",)),
-    ("BBB", ("6374002",)),
-    ("Brady", ("426627000",)),
-    ("CLBBB|LBBB", ("733534002", "164909002")),
-    ("CRBBB|RBBB", ("713427006", "59118001")),
-    ("IAVB", ("270492004",)),
-    ("IRBBB", ("713426002",)),
-    ("LAD", ("39732003",)),
-    ("LAnFB", ("445118002",)),
-    ("LPR", ("164947007",)),
-    ("LQRSV", ("251146004",)),
-    ("LQT", ("111975006",)),
-    ("NSIVCB", ("698252002",)),
-    ("NSR", ("426783006",)),
-    ("PAC|SVPB", ("284470004", "63593006")),
-    ("PR", ("10370003",)),
-    ("PRWP", ("365413008",)),
-    ("PVC|VPB", ("427172004", "17338001")),
-    ("QAb", ("164917005",)),
-    ("RAD", ("47665007",)),
-    ("SA", ("427393009",)),
-    ("SB", ("426177001",)),
-    ("STach", ("427084000",)),
-    ("TAb", ("164934002",)),
-    ("TInv", ("59931005",)),
-)
-CINC2021_CLASS_NAMES: tuple[str, ...] = tuple(name for name, _ in CINC2021_CLASSES)
-#: SNOMED CT code -> class index (both codes of an equivalent pair map to the same class).
-CINC2021_CODE_TO_CLASS: dict[str, int] = {
-    code: index for index, (_, codes) in enumerate(CINC2021_CLASSES) for code in codes
-}
-NORMAL_CODE = "426783006"
-NORMAL_CLASS = CINC2021_CODE_TO_CLASS[NORMAL_CODE]
+from fairseq_goodviews.labels.cinc2021 import NORMAL_CLASS
 
-# The official weights.csv (final 2021 release), rows and columns in CINC2021_CLASSES order.
+# The official weights.csv (final 2021 release), rows and columns in the order of CINC2021_CLASSES.
 _WEIGHTS_CSV = """\
 1.0,0.5,0.475,0.3,0.475,0.4,0.3,0.3,0.35,0.35,0.3,0.425,0.45,0.35,0.25,0.3375,0.375,0.425,0.375,0.4,0.35,0.3,0.3,0.375,0.5,0.5
 0.5,1.0,0.475,0.3,0.475,0.4,0.3,0.3,0.35,0.35,0.3,0.425,0.45,0.35,0.25,0.3375,0.375,0.425,0.375,0.4,0.35,0.3,0.3,0.375,0.5,0.5
@@ -92,16 +53,6 @@ _WEIGHTS_CSV = """\
 """
 CINC2021_WEIGHTS: np.ndarray = np.loadtxt(StringIO(_WEIGHTS_CSV), delimiter=",")
 CINC2021_WEIGHTS.flags.writeable = False
-
-
-def cinc2021_multi_hot(codes: Sequence[str]) -> np.ndarray:
-    """Multi-hot [26] float32 target of a record's SNOMED CT codes (unscored codes are ignored)."""
-    target = np.zeros(len(CINC2021_CLASSES), dtype=np.float32)
-    for code in codes:
-        index = CINC2021_CODE_TO_CLASS.get(str(code).strip())
-        if index is not None:
-            target[index] = 1.0
-    return target
 
 
 def modified_confusion(labels: np.ndarray, outputs: np.ndarray) -> np.ndarray:
@@ -181,3 +132,26 @@ def challenge_metrics(
         "challenge_score": challenge_score(labels, np.asarray(probs) >= thresholds),
         "challenge_thresholds": [float(t) for t in thresholds],
     }
+
+
+#: Split whose predictions choose the thresholds during training.
+THRESHOLD_SPLIT = "valid"
+
+
+class ChallengeThresholds:
+    """Per-class thresholds chosen on one split and applied to the splits scored after it.
+
+    ``thresholds`` [K] is None until the split ``choose_on`` has been scored (the challenge score
+    then applies 0.5 to every class); each scoring of that split chooses them again.
+    """
+
+    def __init__(self, choose_on: str = THRESHOLD_SPLIT) -> None:
+        self.choose_on = choose_on
+        self.thresholds: np.ndarray | None = None
+
+    def for_split(self, split: str | None, probs: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+        """The thresholds [K] to score ``split`` with, chosen first on ``probs`` and ``labels``
+        (both [n, K]) when ``split`` is the split they are chosen on."""
+        if split == self.choose_on:
+            self.thresholds = choose_thresholds(probs, labels)
+        return self.thresholds

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fairseq_goodviews.evaluation.metrics import f_max, multilabel_metrics
+from fairseq_goodviews.scoring.classification import f_max, multilabel_metrics
 
 
 def test_macro_auroc_leaves_out_labels_without_both_classes():

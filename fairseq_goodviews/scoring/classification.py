@@ -1,9 +1,11 @@
-"""Downstream metrics.
+"""Classification metrics of record probabilities.
 
 Single-label (softmax) tasks: macro one-vs-rest AUROC (the paper's), per-class AUROC, macro
 AUPRC, accuracy, macro F1. Multi-label (sigmoid) tasks: macro AUROC and AUPRC over the labels
 with both classes present (the others are listed in ``left_out``), per-label AUROC and the
-sample-wise F-max of the PTB-XL benchmark (Strodthoff et al. 2021, after CAFA).
+sample-wise F-max of the PTB-XL benchmark (Strodthoff et al. 2021, after CAFA), plus the CinC
+2021 challenge score for the label sets it applies to. A record scored from several crops gets
+the mean of its crops' probabilities (:func:`record_probabilities`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+
+from fairseq_goodviews.scoring.cinc2021 import challenge_metrics
 
 #: Decision thresholds over which F-max is taken (0.00, 0.01, ..., 1.00).
 FMAX_THRESHOLDS: np.ndarray = np.linspace(0.0, 1.0, 101)
@@ -103,3 +108,40 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, class_names: Sequ
         "n": len(truth),
         "n_scored_labels": len(aurocs),
     }
+
+
+def record_probabilities(
+    logits: torch.Tensor,
+    crop_record: torch.Tensor | None,
+    n_records: int,
+    multi_label: bool,
+) -> torch.Tensor:
+    """Per-record probabilities [n_records, K] from crop logits [C, K]: the mean over each record's crops.
+
+    ``crop_record`` [C] gives the record of each crop (None: one crop per record, in order).
+    """
+    probs = torch.sigmoid(logits.float()) if multi_label else torch.softmax(logits.float(), dim=1)
+    if crop_record is None or len(crop_record) == n_records:
+        return probs
+    sums = torch.zeros(n_records, probs.shape[1], dtype=probs.dtype, device=probs.device)
+    sums.index_add_(0, crop_record, probs)
+    counts = torch.bincount(crop_record, minlength=n_records).clamp(min=1).to(probs.dtype)
+    return sums / counts[:, None]
+
+
+def split_metrics(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    class_names: Sequence[str],
+    challenge_scored: bool = False,
+    thresholds: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The metrics of record probabilities ``probs`` [n, K] against ``targets`` ([n] class indices
+    or [n, K] multi-hot); with ``challenge_scored`` (multi-hot targets over the CinC 2021 classes)
+    also the challenge score at ``thresholds`` [K] (0.5 for every class if None)."""
+    if targets.ndim == 1:
+        return classification_metrics(probs, targets, class_names)
+    result = multilabel_metrics(probs, targets, class_names)
+    if challenge_scored:
+        result.update(challenge_metrics(probs, targets, thresholds))
+    return result
