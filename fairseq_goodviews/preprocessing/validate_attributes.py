@@ -12,7 +12,9 @@ synthetic records with known values.
 Per attribute: how many records both sides measured, how many the extractor left NaN, the mean
 and median absolute error, the bias, the largest error and the fraction within
 :data:`TOLERANCES`. Axis errors are circular (359 deg vs 1 deg is 2 deg). Synthetic results are
-broken down by merged rhythm class as well.
+broken down by merged rhythm class as well. ``--detector`` picks the R-peak detector the
+attributes are measured from; ``--compare-detectors`` adds the comparison of all of them on every
+real record (:mod:`~fairseq_goodviews.preprocessing.detector_comparison`).
 
     python -m fairseq_goodviews.preprocessing.validate_attributes --records 300 \
         --real ../shared/data --out attr.json
@@ -35,10 +37,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
-from fairseq_goodviews.preprocessing.wave_attributes import METHODS, compute_wave_attributes
+from fairseq_goodviews.preprocessing.wave_attributes import (
+    DEFAULT_R_PEAK_DETECTOR,
+    METHODS,
+    R_PEAK_DETECTORS,
+    compute_wave_attributes,
+    load_backend,
+)
 
 # Agreement counted as correct (units of each attribute: bpm, ms, degrees, beats, samples at 500 Hz).
 TOLERANCES: dict[str, float] = {
@@ -93,12 +102,17 @@ REAL_RECORD_DIR = Path("real") / "physionet2021" / "training" / "chapman_shaoxin
 REAL_DIAGNOSTICS = Path("chapman") / "Diagnostics.xlsx"
 
 
-def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat",)) -> dict[str, Any]:
-    """Measure the real JS records under ``data_root`` (the shared data folder) and compare them
-    with the GE MUSE measurements of their Diagnostics.xlsx rows; raises ``FileNotFoundError``
-    naming the first missing file."""
+def validate_real(
+    data_root: str | Path, methods: Sequence[str] = ("median_beat",), detector: str = DEFAULT_R_PEAK_DETECTOR
+) -> dict[str, Any]:
+    """Measure the real JS records under ``data_root`` (the shared data folder) with the R peaks of
+    ``detector`` and compare them with the GE MUSE measurements of their Diagnostics.xlsx rows;
+    raises ``FileNotFoundError`` naming the first missing file, and, before any work, what
+    :func:`~fairseq_goodviews.preprocessing.wave_attributes.load_backend` raises for the options."""
     from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
 
+    for method in methods:
+        load_backend(detector, method)  # an unknown option or a missing extra fails before any work
     root = Path(data_root)
     diagnostics = root / REAL_DIAGNOSTICS
     if not diagnostics.is_file():
@@ -114,11 +128,15 @@ def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat"
     report: dict[str, Any] = {
         "records": [r for r, _ in records],
         "source": f"GE MUSE measurements in {diagnostics} for the records of {root / REAL_RECORD_DIR}",
+        "detector": detector,
         "methods": {},
     }
     for method in methods:
         predicted = pd.DataFrame(
-            [compute_wave_attributes(r.feats, r.sample_rate, r.lead_present, method=method).values for _, r in records],
+            [
+                compute_wave_attributes(r.feats, r.sample_rate, r.lead_present, method=method, detector=detector).values
+                for _, r in records
+            ],
             columns=list(ATTRIBUTE_NAMES),
         )
         report["methods"][method] = {
@@ -134,12 +152,12 @@ def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat"
     return report
 
 
-def _measure(job: tuple[str, str]) -> dict[str, float]:
-    path, method = job
+def _measure(job: tuple[str, str, str]) -> dict[str, float]:
+    path, method, detector = job
     from fairseq_goodviews.preprocessing.chapman import read_chapman_csv
 
     microvolts = read_chapman_csv(path)
-    return compute_wave_attributes(microvolts / 1000.0, 500.0, method=method).values
+    return compute_wave_attributes(microvolts / 1000.0, 500.0, method=method, detector=detector).values
 
 
 def validate_attributes(
@@ -148,10 +166,14 @@ def validate_attributes(
     workers: int = 1,
     methods: Sequence[str] = ("median_beat",),
     work_dir: str | Path | None = None,
+    detector: str = DEFAULT_R_PEAK_DETECTOR,
 ) -> dict[str, Any]:
-    """Generate, measure, compare; returns the JSON-ready report (see the module docstring)."""
+    """Generate, measure with the R peaks of ``detector``, compare; returns the JSON-ready report
+    (see the module docstring)."""
     from fairseq_goodviews.synthetic.chapman import DIAGNOSTICS_NAME, SIGNAL_DIR, generate_chapman
 
+    for method in methods:
+        load_backend(detector, method)  # an unknown option or a missing extra fails before any work
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         start = time.perf_counter()
         truth = generate_chapman(tmp, n_records, seed=seed, workers=workers)
@@ -162,12 +184,13 @@ def validate_attributes(
             "seed": seed,
             "generator_seconds": round(generated, 2),
             "source": f"synthetic {DIAGNOSTICS_NAME} (fairseq_goodviews.synthetic, true fiducials)",
+            "detector": detector,
             "methods": {},
         }
         classes = truth["Rhythm"].map(RHYTHM_TO_CLASS)
         for method in methods:
             start = time.perf_counter()
-            jobs = [(p, method) for p in paths]
+            jobs = [(p, method, detector) for p in paths]
             if workers > 1:
                 with ProcessPoolExecutor(workers) as pool:
                     values: list[dict[str, float]] = list(pool.map(_measure, jobs, chunksize=8))
@@ -225,19 +248,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--method", choices=(*METHODS, "all"), default="all", help="delineation method(s) to validate (default: all)"
     )
+    parser.add_argument("--detector", choices=R_PEAK_DETECTORS, default=DEFAULT_R_PEAK_DETECTOR, help="R-peak detector")
+    parser.add_argument(
+        "--compare-detectors", action="store_true", help="also compare every R-peak detector on all real records"
+    )
     parser.add_argument("--out", default="attribute_validation.json", help="JSON report path")
     args = parser.parse_args(argv)
     methods = METHODS if args.method == "all" else (args.method,)
     report: dict[str, Any] = {}
     if args.real:
+        from fairseq_goodviews.preprocessing.detector_comparison import compare_detectors, format_comparison
+
         try:
-            report["real"] = validate_real(args.real, methods)
-        except (FileNotFoundError, KeyError) as exc:
+            report["real"] = validate_real(args.real, methods, args.detector)
+            if args.compare_detectors:
+                report["detectors"] = compare_detectors(args.real)
+        except (FileNotFoundError, KeyError, GoodviewsError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(format_report(report["real"], f"{len(report['real']['records'])} real records vs GE MUSE"))
+        if args.compare_detectors:
+            print(format_comparison(report["detectors"]))
     if args.records > 0:
-        report["synthetic"] = validate_attributes(args.records, seed=args.seed, workers=args.workers, methods=methods)
+        report["synthetic"] = validate_attributes(
+            args.records, seed=args.seed, workers=args.workers, methods=methods, detector=args.detector
+        )
         print(format_report(report["synthetic"], f"{args.records} synthetic records vs true fiducials"))
     with atomic_open(args.out) as handle:
         json.dump(report, handle, indent=2)
