@@ -21,15 +21,20 @@ setup(
         "numpy>=1.26",
         "scipy>=1.11",
         "scikit-learn>=1.3",
-        "pandas>=2.0,<3",
+        "pandas>=2.0",
         "openpyxl>=3.1",
         "soundfile",
-        "wfdb>=4.1,<5",
+        "wfdb>=4.2,<5",  # 4.2: XQRS without scipy.signal.ricker (gone in scipy 1.15)
         "tqdm",
         "matplotlib>=3.7",
-        "neurokit2>=0.2.13,<0.3",
     ],
-    extras_require={"test": ["pytest>=7.4"], "dev": ["pytest>=7.4", "ruff", "pre-commit"]},
+    # neurokit2 (which requires pandas<3 and setuptools<82) is the optional R-peak detector and
+    # delineation of the wave attributes; wfdb's XQRS is their default.
+    extras_require={
+        "neurokit2": ["neurokit2>=0.2.13,<0.3"],
+        "test": ["pytest>=7.4"],
+        "dev": ["pytest>=7.4", "ruff", "pre-commit"],
+    },
     entry_points={
         "console_scripts": [
             "goodviews-evaluate=fairseq_goodviews.cli.evaluate:main",

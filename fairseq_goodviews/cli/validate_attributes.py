@@ -7,9 +7,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from fairseq_goodviews.cli.runner import run_command
+from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.evaluation.validate_attributes import format_report, validate_attributes, validate_real
 from fairseq_goodviews.io.atomic import write_json
-from fairseq_goodviews.preprocessing.wave_attributes import METHODS
+from fairseq_goodviews.preprocessing.detector_comparison import compare_detectors, format_comparison
+from fairseq_goodviews.preprocessing.wave_attributes import DEFAULT_R_PEAK_DETECTOR, METHODS, R_PEAK_DETECTORS
+
+
+class ReferenceTableError(GoodviewsError, ValueError):
+    """A reference measurement table without a column the comparison reads."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,17 +38,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--method", choices=(*METHODS, "all"), default="all", help="delineation method(s) to validate (default: all)"
     )
+    parser.add_argument("--detector", choices=R_PEAK_DETECTORS, default=DEFAULT_R_PEAK_DETECTOR, help="R-peak detector")
+    parser.add_argument(
+        "--compare-detectors", action="store_true", help="also compare every R-peak detector on all real records"
+    )
     parser.add_argument("--out", default="attribute_validation.json", help="JSON report path")
 
     def validate(args: argparse.Namespace) -> None:
         methods = METHODS if args.method == "all" else (args.method,)
         report: dict[str, Any] = {}
         if args.real:
-            report["real"] = validate_real(args.real, methods)
+            try:
+                report["real"] = validate_real(args.real, methods, args.detector)
+            except KeyError as exc:  # a reference table without a column the comparison reads
+                raise ReferenceTableError(f"{args.real}: the reference measurements have no column {exc}") from None
             print(format_report(report["real"], f"{len(report['real']['records'])} real records vs GE MUSE"))
+            if args.compare_detectors:
+                report["detectors"] = compare_detectors(args.real)
+                print(format_comparison(report["detectors"]))
         if args.records > 0:
             report["synthetic"] = validate_attributes(
-                args.records, seed=args.seed, workers=args.workers, methods=methods
+                args.records, seed=args.seed, workers=args.workers, methods=methods, detector=args.detector
             )
             print(format_report(report["synthetic"], f"{args.records} synthetic records vs true fiducials"))
         write_json(args.out, report)

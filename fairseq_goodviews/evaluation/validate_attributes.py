@@ -12,9 +12,11 @@ synthetic records with known values.
 Per attribute: how many records both sides measured, how many the extractor left NaN, the mean
 and median absolute error, the bias, the largest error and the fraction within
 :data:`TOLERANCES`. Axis errors are circular (359 deg vs 1 deg is 2 deg). Synthetic results are
-broken down by merged rhythm class as well.
+broken down by merged rhythm class as well. ``--detector`` picks the R-peak detector the
+attributes are measured from; ``--compare-detectors`` adds the comparison of all of them on every
+real record (:mod:`~fairseq_goodviews.preprocessing.detector_comparison`).
 
-    python -m fairseq_goodviews.evaluation.validate_attributes --records 300 \
+    goodviews-validate-attributes --records 300 \
         --real ../shared/data --out attr.json
 """
 
@@ -33,7 +35,11 @@ import pandas as pd
 
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
-from fairseq_goodviews.preprocessing.wave_attributes import compute_wave_attributes
+from fairseq_goodviews.preprocessing.wave_attributes import (
+    DEFAULT_R_PEAK_DETECTOR,
+    compute_wave_attributes,
+    load_backend,
+)
 
 # Agreement counted as correct (units of each attribute: bpm, ms, degrees, beats, samples at 500 Hz).
 TOLERANCES: dict[str, float] = {
@@ -88,12 +94,17 @@ REAL_RECORD_DIR = Path("real") / "physionet2021" / "training" / "chapman_shaoxin
 REAL_DIAGNOSTICS = Path("chapman") / "Diagnostics.xlsx"
 
 
-def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat",)) -> dict[str, Any]:
-    """Measure the real JS records under ``data_root`` (the shared data folder) and compare them
-    with the GE MUSE measurements of their Diagnostics.xlsx rows; raises ``FileNotFoundError``
-    naming the first missing file."""
+def validate_real(
+    data_root: str | Path, methods: Sequence[str] = ("median_beat",), detector: str = DEFAULT_R_PEAK_DETECTOR
+) -> dict[str, Any]:
+    """Measure the real JS records under ``data_root`` (the shared data folder) with the R peaks of
+    ``detector`` and compare them with the GE MUSE measurements of their Diagnostics.xlsx rows;
+    raises ``FileNotFoundError`` naming the first missing file, and, before any work, what
+    :func:`~fairseq_goodviews.preprocessing.wave_attributes.load_backend` raises for the options."""
     from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
 
+    for method in methods:
+        load_backend(detector, method)  # an unknown option or a missing extra fails before any work
     root = Path(data_root)
     diagnostics = root / REAL_DIAGNOSTICS
     if not diagnostics.is_file():
@@ -109,11 +120,15 @@ def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat"
     report: dict[str, Any] = {
         "records": [r for r, _ in records],
         "source": f"GE MUSE measurements in {diagnostics} for the records of {root / REAL_RECORD_DIR}",
+        "detector": detector,
         "methods": {},
     }
     for method in methods:
         predicted = pd.DataFrame(
-            [compute_wave_attributes(r.feats, r.sample_rate, r.lead_present, method=method).values for _, r in records],
+            [
+                compute_wave_attributes(r.feats, r.sample_rate, r.lead_present, method=method, detector=detector).values
+                for _, r in records
+            ],
             columns=list(ATTRIBUTE_NAMES),
         )
         report["methods"][method] = {
@@ -129,12 +144,12 @@ def validate_real(data_root: str | Path, methods: Sequence[str] = ("median_beat"
     return report
 
 
-def _measure(job: tuple[str, str]) -> dict[str, float]:
-    path, method = job
+def _measure(job: tuple[str, str, str]) -> dict[str, float]:
+    path, method, detector = job
     from fairseq_goodviews.preprocessing.chapman import read_chapman_csv
 
     microvolts = read_chapman_csv(path)
-    return compute_wave_attributes(microvolts / 1000.0, 500.0, method=method).values
+    return compute_wave_attributes(microvolts / 1000.0, 500.0, method=method, detector=detector).values
 
 
 def validate_attributes(
@@ -143,10 +158,14 @@ def validate_attributes(
     workers: int = 1,
     methods: Sequence[str] = ("median_beat",),
     work_dir: str | Path | None = None,
+    detector: str = DEFAULT_R_PEAK_DETECTOR,
 ) -> dict[str, Any]:
-    """Generate, measure, compare; returns the JSON-ready report (see the module docstring)."""
+    """Generate, measure with the R peaks of ``detector``, compare; returns the JSON-ready report
+    (see the module docstring)."""
     from fairseq_goodviews.synthetic.chapman import DIAGNOSTICS_NAME, SIGNAL_DIR, generate_chapman
 
+    for method in methods:
+        load_backend(detector, method)  # an unknown option or a missing extra fails before any work
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         start = time.perf_counter()
         truth = generate_chapman(tmp, n_records, seed=seed, workers=workers)
@@ -157,12 +176,13 @@ def validate_attributes(
             "seed": seed,
             "generator_seconds": round(generated, 2),
             "source": f"synthetic {DIAGNOSTICS_NAME} (fairseq_goodviews.synthetic, true fiducials)",
+            "detector": detector,
             "methods": {},
         }
         classes = truth["Rhythm"].map(RHYTHM_TO_CLASS)
         for method in methods:
             start = time.perf_counter()
-            jobs = [(p, method) for p in paths]
+            jobs = [(p, method, detector) for p in paths]
             if workers > 1:
                 with ProcessPoolExecutor(workers) as pool:
                     values: list[dict[str, float]] = list(pool.map(_measure, jobs, chunksize=8))

@@ -15,17 +15,25 @@
   complexes (1:1 conduction); NaN otherwise (atrial fibrillation, flutter, junctional rhythms):
   fibrillatory and flutter rates are not measured.
 
-R peaks come from neurokit2 (``ecg_peaks``, a maintained detector that works offline), run on the
-QRS-band spatial magnitude of all measured leads, then cleaned: weak detections inside an ordinary
-RR interval (T or P waves, which the detector's sinking threshold picks up in bradycardia) are
-dropped, and beats the detector skipped at the record's edges or in long gaps are recovered. The
-delineation is done on the multi-lead median beat, the way ECG carts such as GE MUSE measure:
+R peaks come from one of :data:`R_PEAK_DETECTORS` (``detector=``): wfdb's XQRS
+(``wfdb.processing.xqrs_detect``, the default) or GQRS (``gqrs_detect``), run on the QRS lead (the
+measured leads projected on their first principal direction in the QRS band: the one signed lead
+that carries the most QRS energy, what these single-lead detectors are built for); or neurokit2's
+``ecg_peaks`` (the optional extra ``fairseq_goodviews[neurokit2]``, :class:`MissingExtraError`
+without it), run on the QRS-band spatial magnitude of the measured leads. Every detector's marks
+are moved to the maximum of that magnitude within ``PEAK_SNAP_S``, then cleaned: weak detections
+inside an ordinary RR interval (T or P waves, which an adaptive threshold can pick up in
+bradycardia) are dropped, and beats the detector skipped at the record's edges or in long gaps are
+recovered. ``python -m fairseq_goodviews.evaluation.validate_attributes --compare-detectors``
+measures the detectors against each other and against device measurements.
+
+The delineation is done on the multi-lead median beat, the way ECG carts such as GE MUSE measure:
 global QRS onset/offset from each lead's slope relative to its own QRS (so the slow terminal
 forces of a bundle branch block count), T end by the trapezium-area method on the T wave's
 principal component. neurokit2's per-beat wavelet delineations of one lead (``method=
-"neurokit_dwt"`` and ``"neurokit_cwt"``) are kept for comparison; on the real Chapman records with
-GE MUSE measurements they err more on every fiducial than the median beat, so the median beat is
-the default for QRS onset, QRS offset and T end alike
+"neurokit_dwt"`` and ``"neurokit_cwt"``, which need the neurokit2 extra as well) are kept for
+comparison; on the real Chapman records with GE MUSE measurements they err more on every fiducial
+than the median beat, so the median beat is the default for QRS onset, QRS offset and T end alike
 (``python -m fairseq_goodviews.evaluation.validate_attributes`` reports all three).
 
 Attributes are measured on the first ``window_seconds`` (default 10 s, Chapman's length) so that
@@ -42,11 +50,13 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import scipy.ndimage
 import scipy.signal
 
+from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.io.records import FLAT_LEAD_MV
 from fairseq_goodviews.leads import CANONICAL_LEADS
@@ -57,12 +67,20 @@ R_INDEX = 250  # R peak position in the internal median-beat frame (see reported
 QONSET_INTERCEPT = 233.4
 QONSET_SLOPE = -0.311
 METHODS = ("median_beat", "neurokit_dwt", "neurokit_cwt")
+R_PEAK_DETECTORS = ("xqrs", "gqrs", "neurokit2")
+DEFAULT_R_PEAK_DETECTOR = "xqrs"
+NEUROKIT2_EXTRA = "neurokit2"  # the setup.py extra that installs neurokit2
 MIN_SECONDS = 2.5
+# R-peak detection (see _detect_rpeaks): plausible rates, refractory period, mark-to-peak snap.
+MIN_RATE_BPM = 20.0
+MAX_RATE_BPM = 320.0
+REFRACTORY_S = 0.2
+PEAK_SNAP_S = 0.06
 # Delineation constants (see _drop_spurious, _qrs_bounds and _t_offset).
 SPURIOUS_AMPLITUDE = 0.4
 SPURIOUS_GAP = 1.5
 MISSED_AMPLITUDE = 0.3
-MISSED_EDGE_S = 0.06
+EDGE_S = 0.06  # a QRS peak closer to the window's edge has its complex cut: not counted
 QRS_SLOPE_FRACTION = 0.03
 QRS_QUIET_RUN = 4  # samples
 QRS_LEAD_SHARE = 0.2
@@ -78,6 +96,14 @@ _LEAD = {name: i for i, name in enumerate(CANONICAL_LEADS)}
 _INDEPENDENT = tuple(_LEAD[n] for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"))
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 _AVF_GAIN = math.sqrt(3.0) / 2.0
+
+
+class WaveAttributeOptionError(GoodviewsError, ValueError):
+    """An unknown delineation method or R-peak detector."""
+
+
+class MissingExtraError(GoodviewsError, ImportError):
+    """An option that needs an optional dependency (a setup.py extra) that is not installed."""
 
 
 @dataclass
@@ -101,6 +127,7 @@ class WaveAttributes:
 class _Prepared:
     signal: np.ndarray  # [12, T] at 500 Hz, baseline removed (high-pass), absent leads zero
     detection: np.ndarray  # [T] QRS-band (8-30 Hz) spatial magnitude, for R-peak detection
+    qrs_lead: np.ndarray  # [T] measured leads on their first QRS-band principal direction, in mV
     present: np.ndarray  # [12] bool, usable leads
     measured: np.ndarray  # lead slots the delineation uses (the independent leads present)
 
@@ -111,25 +138,70 @@ def compute_wave_attributes(
     lead_present: np.ndarray | None = None,
     window_seconds: float | None = 10.0,
     method: str = "median_beat",
+    detector: str = DEFAULT_R_PEAK_DETECTOR,
 ) -> WaveAttributes:
-    """Measure the eleven wave attributes; never raises on a bad signal (see the module docstring)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    """Measure the eleven wave attributes with the R peaks of ``detector`` (one of
+    :data:`R_PEAK_DETECTORS`); never raises on a bad signal (see the module docstring).
+
+    Raises :class:`WaveAttributeOptionError` for an unknown ``method`` or ``detector`` and
+    :class:`MissingExtraError` when they need neurokit2 and it is not installed.
+    """
+    load_backend(detector, method)
     result = WaveAttributes()
     try:
         prepared = _prepare(np.asarray(feats, dtype=np.float64), float(sample_rate), lead_present, window_seconds)
         if isinstance(prepared, str):
             result.fail(prepared)
             return result
-        _measure(prepared, method, result)
+        _measure(prepared, method, detector, result)
     except Exception as exc:  # a measurement must never stop a preprocessing run
         result.fail(f"measurement failed ({type(exc).__name__}: {exc})")
     return result
 
 
-def load_backend() -> None:
-    """Import neurokit2 now (about 2 s): call before forking workers so they inherit it."""
-    import neurokit2  # noqa: F401
+def detect_r_peaks(
+    feats: np.ndarray,
+    sample_rate: float,
+    lead_present: np.ndarray | None = None,
+    window_seconds: float | None = 10.0,
+    detector: str = DEFAULT_R_PEAK_DETECTOR,
+) -> np.ndarray | str:
+    """The cleaned R peaks that :func:`compute_wave_attributes` measures from: sample indices at
+    500 Hz in the analysed window, or the reason there are none. A bad signal never raises; an
+    unknown or unavailable ``detector`` raises as in :func:`load_backend`."""
+    load_backend(detector)
+    prepared = _prepare(np.asarray(feats, dtype=np.float64), float(sample_rate), lead_present, window_seconds)
+    return prepared if isinstance(prepared, str) else _detect_rpeaks(prepared, detector)
+
+
+def load_backend(detector: str = DEFAULT_R_PEAK_DETECTOR, method: str = "median_beat") -> None:
+    """Check ``detector`` and ``method`` and import what they need now (neurokit2 takes seconds):
+    call before forking workers so that they inherit it.
+
+    Raises :class:`WaveAttributeOptionError` for an unknown option and :class:`MissingExtraError`
+    naming the extra to install when neurokit2 is needed and missing.
+    """
+    if method not in METHODS:
+        raise WaveAttributeOptionError(f"method must be one of {METHODS}, got {method!r}")
+    if detector not in R_PEAK_DETECTORS:
+        raise WaveAttributeOptionError(f"R-peak detector must be one of {R_PEAK_DETECTORS}, got {detector!r}")
+    import wfdb.processing  # noqa: F401
+
+    if detector == "neurokit2":
+        _neurokit2(f"the R-peak detector {detector!r}")
+    if method.startswith("neurokit_"):
+        _neurokit2(f"the delineation method {method!r}")
+
+
+def _neurokit2(needed_by: str) -> ModuleType:
+    """The neurokit2 module, or :class:`MissingExtraError` saying what needs it and how to install it."""
+    try:
+        import neurokit2
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{needed_by} needs neurokit2, which is not installed: pip install 'fairseq_goodviews[{NEUROKIT2_EXTRA}]'"
+        ) from exc
+    return neurokit2
 
 
 def _prepare(
@@ -165,28 +237,65 @@ def _prepare(
     independent = [i for i in _INDEPENDENT if present[i]]
     measured = np.asarray(independent if len(independent) >= 2 else np.flatnonzero(present))
     qrs_band = scipy.signal.butter(2, [8.0, 30.0], btype="bandpass", fs=FS, output="sos")
-    detection = np.sqrt(np.sum(scipy.signal.sosfiltfilt(qrs_band, finite[measured], axis=1) ** 2, axis=0))
-    return _Prepared(signal=signal, detection=detection, present=present, measured=measured)
+    banded = scipy.signal.sosfiltfilt(qrs_band, finite[measured], axis=1)
+    detection = np.sqrt(np.sum(banded**2, axis=0))
+    direction = np.linalg.svd(banded, full_matrices=False)[0][:, 0]
+    qrs_lead = direction @ signal[measured]
+    if qrs_lead.max() < -qrs_lead.min():
+        qrs_lead = -qrs_lead
+    return _Prepared(signal=signal, detection=detection, qrs_lead=qrs_lead, present=present, measured=measured)
 
 
-def _detect_rpeaks(prepared: _Prepared) -> np.ndarray | str:
-    """R peaks: neurokit2's detector on the QRS-band spatial magnitude of the measured leads,
-    then :func:`_drop_spurious`.
+def _detector_marks(prepared: _Prepared, detector: str) -> np.ndarray:
+    """The detector's own QRS marks (sample indices), before any cleaning.
 
-    The magnitude is positive whatever the QRS polarity of each lead, the 8-30 Hz band keeps
-    tall T waves from being counted, and a 200 ms refractory period (neurokit2's default is
-    300 ms) keeps the fast beats of atrial fibrillation.
+    wfdb's XQRS and GQRS are single-lead detectors with amplitude thresholds in mV: they run on
+    the QRS lead, with the refractory period and rate limits below (their defaults, 200 and
+    214 bpm at most, would miss the beats of a supraventricular tachycardia). neurokit2 runs on
+    the QRS-band magnitude, positive whatever the QRS polarity of each lead, whose 8-30 Hz band
+    keeps tall T waves from being counted.
     """
-    import neurokit2 as nk
+    if detector == "neurokit2":
+        with _quiet():
+            _, info = _neurokit2(f"the R-peak detector {detector!r}").ecg_peaks(
+                prepared.detection, sampling_rate=int(FS), method="neurokit", mindelay=REFRACTORY_S
+            )
+        return np.asarray(info["ECG_R_Peaks"], dtype=int)
+    import wfdb.processing
 
-    with _quiet():
-        _, info = nk.ecg_peaks(prepared.detection, sampling_rate=int(FS), method="neurokit", mindelay=0.2)
-    peaks = _drop_spurious(prepared.detection, np.asarray(info["ECG_R_Peaks"], dtype=int))
+    if detector == "xqrs":
+        conf = wfdb.processing.XQRS.Conf(hr_min=MIN_RATE_BPM, hr_max=60.0 / REFRACTORY_S, ref_period=REFRACTORY_S)
+        marks = wfdb.processing.xqrs_detect(prepared.qrs_lead, FS, conf=conf, verbose=False)
+    else:
+        marks = wfdb.processing.gqrs_detect(prepared.qrs_lead, fs=FS, RRmin=REFRACTORY_S, RRmax=60.0 / MIN_RATE_BPM)
+    return np.asarray(marks, dtype=int)
+
+
+def _snap_to_peaks(detection: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """Each mark moved to the largest sample of ``detection`` within ``PEAK_SNAP_S`` of it (wfdb's
+    detectors mark their filters' peaks, up to tens of ms from the QRS peak); marks that land on
+    the same peak count once, and peaks within ``EDGE_S`` of the window's edges, whose complex the
+    edge cuts, not at all (MUSE counts the complexes that lie whole in the record)."""
+    radius, edge = int(PEAK_SNAP_S * FS), int(EDGE_S * FS)
+    snapped = np.unique(
+        np.asarray(
+            [max(m - radius, 0) + int(np.argmax(detection[max(m - radius, 0) : m + radius + 1])) for m in marks],
+            dtype=int,
+        )
+    )
+    return snapped[(snapped >= edge) & (snapped < len(detection) - edge)]
+
+
+def _detect_rpeaks(prepared: _Prepared, detector: str = DEFAULT_R_PEAK_DETECTOR) -> np.ndarray | str:
+    """R peaks: ``detector``'s marks (:func:`_detector_marks`) on the maxima of the QRS-band
+    magnitude, then :func:`_drop_spurious` and :func:`_recover_missed`."""
+    peaks = _snap_to_peaks(prepared.detection, _detector_marks(prepared, detector))
+    peaks = _drop_spurious(prepared.detection, peaks)
     peaks = _recover_missed(prepared.detection, peaks)
     if len(peaks) < 2:
         return "fewer than two R peaks found"
     rate = 60.0 * FS / np.mean(np.diff(peaks))
-    if not 20.0 <= rate <= 320.0:
+    if not MIN_RATE_BPM <= rate <= MAX_RATE_BPM:
         return f"implausible heart rate {rate:.0f} bpm from the R peaks found"
     return peaks
 
@@ -195,14 +304,14 @@ def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     """Add QRS complexes the detector skipped: its filters need a second or so at the start of
     a record, and a beat can hide in a long gap. In the record's first and last stretches and
     in every gap longer than ``SPURIOUS_GAP`` median RRs, the largest peak of the detection
-    signal at least 0.5 median RR from its neighbours and ``MISSED_EDGE_S`` from the record's
+    signal at least 0.5 median RR from its neighbours and ``EDGE_S`` from the record's
     edges is a beat when it is as strong as ``MISSED_AMPLITUDE`` of the median peak."""
     if len(peaks) < 2:
         return peaks
     typical_rr = float(np.median(np.diff(peaks)))
     threshold = MISSED_AMPLITUDE * float(np.median(detection[peaks]))
     margin = int(0.5 * typical_rr)
-    edge = int(MISSED_EDGE_S * FS)  # a complex cut by the record's edge is not counted
+    edge = int(EDGE_S * FS)  # a complex cut by the record's edge is not counted
     bounds = [(-typical_rr, peaks[0])] + [
         (a, b) for a, b in itertools.pairwise(peaks) if b - a > SPURIOUS_GAP * typical_rr
     ]
@@ -224,12 +333,13 @@ def _recover_missed(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
 def _drop_spurious(detection: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     """Remove detections that are a T or P wave rather than a QRS complex.
 
-    neurokit2's threshold adapts to a moving average of the detection signal; in long RR
-    intervals (bradycardia) it sinks until a T or P wave crosses it. Such a detection is weak
-    (below ``SPURIOUS_AMPLITUDE`` of the 80th percentile of the peaks of the detection signal: a
-    QRS complex, even when T and P waves outnumber the beats at very slow rates) and sits inside an
-    ordinary RR interval: its neighbours are at most ``SPURIOUS_GAP`` median RRs apart. A weak
-    beat between neighbours further apart (a premature beat followed by its pause) is kept.
+    A detector's threshold adapts to the recent signal (neurokit2's to a moving average of the
+    detection signal); in long RR intervals (bradycardia) it sinks until a T or P wave crosses it.
+    Such a detection is weak (below ``SPURIOUS_AMPLITUDE`` of the 80th percentile of the peaks of
+    the detection signal: a QRS complex, even when T and P waves outnumber the beats at very slow
+    rates) and sits inside an ordinary RR interval: its neighbours are at most ``SPURIOUS_GAP``
+    median RRs apart. A weak beat between neighbours further apart (a premature beat followed by
+    its pause) is kept.
     """
     if len(peaks) < 3:
         return peaks
@@ -460,8 +570,7 @@ def _p_wave_consistent(beats: np.ndarray, median: np.ndarray, leads: np.ndarray,
 def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray, method: str) -> tuple[int, int, int] | str:
     """QRS onset/offset and T offset as medians of neurokit2's per-beat wavelet delineation
     (``method``: ``"dwt"`` or ``"cwt"``) of the measured lead with the largest QRS."""
-    import neurokit2 as nk
-
+    nk = _neurokit2(f"the delineation method 'neurokit_{method}'")
     lead = prepared.measured[int(np.argmax(np.ptp(prepared.signal[prepared.measured], axis=1)))]
     with _quiet():
         _, waves = nk.ecg_delineate(prepared.signal[lead], peaks, sampling_rate=int(FS), method=method)
@@ -479,9 +588,9 @@ def _neurokit_bounds(prepared: _Prepared, peaks: np.ndarray, method: str) -> tup
     return (R_INDEX + round(onset), R_INDEX + round(offset), R_INDEX + round(t_end))
 
 
-def _measure(prepared: _Prepared, method: str, result: WaveAttributes) -> None:
+def _measure(prepared: _Prepared, method: str, detector: str, result: WaveAttributes) -> None:
     values = result.values
-    peaks = _detect_rpeaks(prepared)
+    peaks = _detect_rpeaks(prepared, detector)
     if isinstance(peaks, str):
         result.fail(peaks)
         return
