@@ -8,9 +8,9 @@ from typing import Any
 
 from fairseq_goodviews.cli.runner import run_command
 from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.evaluation.detector_comparison import compare_detectors, format_comparison
 from fairseq_goodviews.evaluation.validate_attributes import format_report, validate_attributes, validate_real
 from fairseq_goodviews.io.atomic import write_json
-from fairseq_goodviews.preprocessing.detector_comparison import compare_detectors, format_comparison
 from fairseq_goodviews.preprocessing.wave_attributes import DEFAULT_R_PEAK_DETECTOR, METHODS, R_PEAK_DETECTORS
 
 

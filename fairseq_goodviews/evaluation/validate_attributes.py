@@ -14,7 +14,7 @@ and median absolute error, the bias, the largest error and the fraction within
 :data:`TOLERANCES`. Axis errors are circular (359 deg vs 1 deg is 2 deg). Synthetic results are
 broken down by merged rhythm class as well. ``--detector`` picks the R-peak detector the
 attributes are measured from; ``--compare-detectors`` adds the comparison of all of them on every
-real record (:mod:`~fairseq_goodviews.preprocessing.detector_comparison`).
+real record (:mod:`~fairseq_goodviews.evaluation.detector_comparison`).
 
     goodviews-validate-attributes --records 300 \
         --real ../shared/data --out attr.json

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import shared_data
 from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.evaluation.detector_comparison import compare_records, peak_f1, rate_bounds, summarize
 from fairseq_goodviews.evaluation.validate_attributes import (
     REAL_RECORD_DIR,
     REAL_REFERENCES,
@@ -19,7 +20,6 @@ from fairseq_goodviews.evaluation.validate_attributes import (
     validate_real,
 )
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
-from fairseq_goodviews.preprocessing.detector_comparison import compare_records, peak_f1, rate_bounds, summarize
 from fairseq_goodviews.preprocessing.wave_attributes import (
     DEFAULT_R_PEAK_DETECTOR,
     R_PEAK_DETECTORS,
@@ -230,7 +230,11 @@ def test_validation_command_names_a_missing_reference(tmp_path, capsys):
 
     assert main(["--records", "0", "--real", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("goodviews-validate-attributes: error: ") and "Diagnostics.xlsx" in err and len(err.splitlines()) == 1
+    assert (
+        err.startswith("goodviews-validate-attributes: error: ")
+        and "Diagnostics.xlsx" in err
+        and len(err.splitlines()) == 1
+    )
     assert not (tmp_path / "r.json").exists()
 
 
@@ -303,5 +307,9 @@ def test_validation_command_names_the_missing_extra(tmp_path, capsys, monkeypatc
     argv = ["--records", "0", "--real", str(tmp_path), "--detector", "neurokit2", "--out", str(tmp_path / "r.json")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("goodviews-validate-attributes: error: ") and "fairseq_goodviews[neurokit2]" in err and len(err.splitlines()) == 1
+    assert (
+        err.startswith("goodviews-validate-attributes: error: ")
+        and "fairseq_goodviews[neurokit2]" in err
+        and len(err.splitlines()) == 1
+    )
     assert not (tmp_path / "r.json").exists()
