@@ -72,6 +72,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir
+from fairseq_goodviews.io.locks import exclusive_lock
 from fairseq_goodviews.io.manifest import ManifestError, write_manifest
 from fairseq_goodviews.io.packed import pack_line, remove_pack, write_pack
 from fairseq_goodviews.io.records import (
@@ -84,11 +85,6 @@ from fairseq_goodviews.io.records import (
     write_record,
 )
 from fairseq_goodviews.labels import RecordLabels, record_labels
-
-try:  # advisory lock against two runs writing the same OUT (released when a process dies)
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX
-    fcntl = None
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 RECORDS_DIR = "records"
@@ -404,19 +400,6 @@ def _worker(item: SourceItem) -> str:
 # journal, lock, clean-up
 
 
-@contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with open(state_dir / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PrepareError(f"{state_dir.parent}: another preparation is writing this directory") from None
-        yield
-
-
 def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
     """Entries by key (last wins). A line cut short by a kill is dropped and truncated away."""
     entries: dict[str, dict[str, Any]] = {}
@@ -624,7 +607,7 @@ def prepare(
         patient_numbers(item.patient_id or item.key for item in items),
     )
 
-    with _locked(state_dir):
+    with exclusive_lock(state_dir / "lock", f"another preparation is writing {out_dir}", PrepareError):
         for folder in (records_dir, out_dir, state_dir):
             _remove_temporaries(folder)
         entries, reused = _convert(items, convert, job, options, state_dir / JOURNAL, source)
