@@ -47,7 +47,7 @@ import torch
 from omegaconf import OmegaConf
 
 from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE
+from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE, keep_freed_host_memory
 from fairseq_goodviews.io.atomic import write_json
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
@@ -409,6 +409,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every loop (task.autocast_bf16=true)")
     args = parser.parse_args(argv)
     quiet_fairseq_logging()
+    keep_freed_host_memory()  # the loops timed here train, as fairseq-hydra-train does
     if args.bare_child:
         bare_loop(args)
         return 0
