@@ -4,28 +4,25 @@ fairseq writes a checkpoint atomically (a ``.tmp`` file renamed over the target)
 *copies* it to the other names of the same save (``checkpoint_best.pt``, ``checkpoint_last.pt``)
 with a plain file copy. A run killed during that copy (a SLURM preemption, a time limit) leaves a
 truncated ``checkpoint_last.pt``, and the same command, meant to resume, then fails on it. With
-this plugin loaded, a local copy is written beside its target and renamed over it: a reader sees
-the old file or the new one, never a part.
+this plugin loaded, a local copy is written beside its target and renamed over it
+(:func:`fairseq_goodviews.io.atomic.atomic_path`): a reader sees the old file or the new one,
+never a part.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from typing import Callable
+
+from fairseq_goodviews.io.atomic import atomic_path
 
 _PATCHED = "_goodviews_atomic_copy"
 
 
 def atomic_copy(src_path: str, dst_path: str) -> str:
     """Copy ``src_path`` to ``dst_path`` through a temporary file in the same folder; returns ``dst_path``."""
-    tmp = f"{dst_path}.copy.tmp"
-    try:
+    with atomic_path(dst_path) as tmp:
         shutil.copyfile(src_path, tmp)
-        os.replace(tmp, dst_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return dst_path
 
 

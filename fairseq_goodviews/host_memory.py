@@ -10,16 +10,22 @@ CPU training runs can differ in speed by several percent, and the kernel time of
 several times that of a run whose tensors stay in the heap (README, "Performance").
 
 :func:`keep_freed_host_memory` fixes the thresholds at glibc's largest mmap threshold (32 MiB on
-64-bit systems) and a 1 GiB trim threshold, so a step's tensors are reused from the heap. The
-training tasks call it when fairseq sets them up. It changes nothing where the C library is not
-glibc, where the user set glibc's ``MALLOC_*`` variables or preloads another allocator, or when
-``GOODVIEWS_GLIBC_MALLOC_TUNING=0``.
+64-bit systems) and a 1 GiB trim threshold, so a step's tensors are reused from the heap. Only
+training processes call it: the training tasks when fairseq's training command sets them up
+(:func:`training_process`), and the throughput benchmark's training loops. Evaluation commands
+and a user's own Python session keep glibc's defaults. It changes nothing where the C library is
+not glibc or another allocator is preloaded (an ``LD_PRELOAD`` naming ``malloc``), and the user
+opts out with ``GOODVIEWS_GLIBC_MALLOC_TUNING=0``, with any environment variable whose name starts
+with ``MALLOC_`` (glibc's own malloc settings, such as ``MALLOC_ARENA_MAX``) or with a
+``GLIBC_TUNABLES`` that sets a ``glibc.malloc`` tunable.
 """
 
 import ctypes
 import logging
 import os
 import platform
+import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +33,10 @@ OPT_OUT_VARIABLE = "GOODVIEWS_GLIBC_MALLOC_TUNING"
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's maximum on 64-bit systems (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD_BYTES = 2**30
-_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+USER_SETTINGS_PREFIX = "MALLOC_"  # glibc reads its malloc settings from MALLOC_* variables
+# fairseq's training commands: console scripts, and the modules run by ``python -m`` or torchrun.
+_TRAINING_SCRIPTS = frozenset({"fairseq-hydra-train", "fairseq-train"})
+_TRAINING_MODULES = frozenset({"hydra_train.py", "train.py"})
 
 _applied: bool | None = None
 
@@ -35,14 +44,29 @@ _applied: bool | None = None
 def _reason_to_leave_alone() -> str | None:
     if os.environ.get(OPT_OUT_VARIABLE, "1") == "0":
         return f"{OPT_OUT_VARIABLE}=0"
-    user = [name for name in _USER_SETTINGS if name in os.environ]
+    user = sorted(name for name in os.environ if name.startswith(USER_SETTINGS_PREFIX))
     if user:
         return f"{user[0]} is set"
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return "GLIBC_TUNABLES sets a glibc.malloc tunable"
     if "malloc" in os.environ.get("LD_PRELOAD", ""):
         return "another allocator is preloaded"
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return "the C library is not glibc"
     return None
+
+
+def training_process() -> bool:
+    """Whether this process runs fairseq's training command (``fairseq-hydra-train``, ``fairseq-train``).
+
+    Told by the program it was started as (``sys.argv[0]``), which is the console script, or
+    ``fairseq_cli/hydra_train.py`` (``train.py``) under ``python -m`` or ``torchrun -m``; the
+    processes fairseq spawns for distributed training inherit it.
+    """
+    program = Path(sys.argv[0] if sys.argv else "")
+    return program.name in _TRAINING_SCRIPTS or (
+        program.parent.name == "fairseq_cli" and program.name in _TRAINING_MODULES
+    )
 
 
 def keep_freed_host_memory() -> bool:

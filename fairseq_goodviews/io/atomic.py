@@ -1,5 +1,11 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename over the target.
 
+A written file is durable once the write returns: its data are flushed to the disk (``fsync``)
+before the rename, and its folder after it, so a power loss leaves the previous file or the new
+one, never an empty or partial one, and a manifest, journal or result that says "done" is on the
+disk. The temporary file is created with mode ``0o666`` less the process's umask, as by a plain
+``open``.
+
 A folder that cannot take the file (the path of a folder is a file, no permission, read-only
 file system) raises :class:`OutputPathError`, an :class:`OSError` whose message is one line
 naming the folder and the problem, before anything is written.
@@ -11,15 +17,13 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from fairseq_goodviews.errors import GoodviewsError
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class OutputPathError(GoodviewsError, OSError):
@@ -71,13 +75,39 @@ def ensure_writable_dir(folder: str | Path) -> Path:
     return folder
 
 
+def _create_temporary(folder: Path, name: str) -> Path:
+    """Create an empty, new file beside ``folder / name``; the kernel applies the umask to ``0o666``."""
+    tmp = folder / f".{name}.{secrets.token_hex(8)}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+    return tmp
+
+
+def _fsync(path: Path, flags: int) -> None:
+    """Flush the data of the file or folder at ``path``, opened with ``flags``, to the disk."""
+    fd = os.open(path, flags | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (a rename in it) to the disk; a file system that cannot is left as is."""
+    try:
+        _fsync(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+    """Yield a temporary path beside ``path``; it replaces ``path``, durably, only if the block succeeds.
 
     A crash (or kill) inside the block leaves ``path`` untouched and no partial file under its
-    name; the temporary file is removed on error. A folder that cannot take the file raises
-    :class:`OutputPathError` before the block runs.
+    name; the temporary file is removed on error. After the block the file is flushed to the
+    disk, renamed over ``path``, and the rename flushed too. A folder that cannot take the file
+    raises :class:`OutputPathError` before the block runs.
     """
     path = Path(path)
     folder = path.parent
@@ -86,18 +116,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise OutputPathError(folder, f"cannot write {path.name}: {blocking} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        tmp = _create_temporary(folder, path.name)
     except OSError as exc:
         raise OutputPathError(folder, f"cannot write {path.name} ({describe_os_error(exc)})") from None
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the usual permissions
     try:
-        yield Path(tmp)
+        yield tmp
+        _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_folder(folder)
 
 
 @contextlib.contextmanager

@@ -9,19 +9,20 @@ its numeric forms: ``label`` (logical multi-hot [1, K] over the comma-separated
 and ``patient``. Files written before that hold the strings under ``label`` and ``patient_id``;
 the fairseq-signals importer (:mod:`fairseq_goodviews.interop.fairseq_signals_data`) reads both.
 
+Writing is ``scipy.io.savemat`` (uncompressed, ``oned_as="row"``), in the order the payload lists
+the keys (the signal first), with a fixed header text in place of savemat's creation time, so the
+same record gives the same bytes.
+
 Reading has two paths. ``scipy.io.loadmat`` is general but slow for what the training loop does
 per sample: its time goes to per-variable machinery rather than to the bytes. So
 :func:`read_record` first tries :func:`_read_mat5`, a minimal walker over the MAT-5 layout that
-:func:`write_record` produces: little-endian, uncompressed ``miMATRIX`` elements of numeric
-classes or UTF-8 text. It reads the file with one system call and returns numpy views of the
-bytes, laid out exactly as ``loadmat`` lays them out. Anything valid it does not decode
+savemat writes for the values records hold: little-endian, uncompressed ``miMATRIX`` elements of
+numeric classes or UTF-8 text. It reads the file with one system call and returns numpy views of
+the bytes, laid out exactly as ``loadmat`` lays them out. Anything valid it does not decode
 (compressed elements as fairseq-signals may write them, v4 or v7.3/HDF5 files, big-endian files,
 cells, structs, complex or sparse arrays) is left to ``loadmat``, which stays the general reader.
-Writing has two paths too: :func:`write_record` lays out the bytes ``scipy.io.savemat``
-(uncompressed, ``oned_as="row"``) would write for the value types records hold (numeric arrays
-and scalars, booleans, text) itself, in one buffer, and hands any other value to ``savemat``. A
-layout no writer produces (a truncated file, impossible sizes or types) is reported as unreadable
-by the walker itself, since scipy crashes on some of those.
+A layout no writer produces (a truncated file, impossible sizes or types) is reported as
+unreadable by the walker itself, since scipy crashes on some of those.
 
 How fast each path reads, against one memory-mapped array and the packed format
 (:mod:`fairseq_goodviews.io.packed`, the training default when present), is measured by
@@ -98,8 +99,12 @@ def signal_problems(feats: np.ndarray, lead_present: np.ndarray | None = None) -
     return problems
 
 
+# The header's free text (its first 116 bytes), where savemat writes the time; readers ignore it.
+_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by fairseq_goodviews".ljust(116, b" ")
+
+
 def write_record(path: str | Path, record: EcgRecord) -> None:
-    """Write ``record`` atomically; refuses unusable signals with :class:`RecordError`."""
+    """Write ``record`` atomically with ``scipy.io.savemat``; refuses unusable signals with :class:`RecordError`."""
     feats = np.asarray(record.feats, dtype=np.float32)
     problems = signal_problems(feats, record.lead_present)
     if problems:
@@ -111,100 +116,13 @@ def write_record(path: str | Path, record: EcgRecord) -> None:
     }
     for key, value in record.meta.items():
         payload[key] = "" if value is None else value
-    content = mat5_bytes(payload)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            if content is None:
-                scipy.io.savemat(handle, payload, do_compression=False)
-            else:
-                handle.write(content)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        scipy.io.savemat(handle, payload, do_compression=False, oned_as="row")
+        handle.seek(0)
+        handle.write(_HEADER_TEXT)
 
 
-# --- MAT-5 writer -------------------------------------------------------------------------------
-# The layout savemat writes (see the reader's notes below), for what records hold. Anything else
-# (dicts, lists, object or complex arrays, names savemat skips or rejects) returns None.
-
-_MX_FOR_DTYPE = {
-    "<f8": 6,
-    "<f4": 7,
-    "|i1": 8,
-    "|u1": 9,
-    "<i2": 10,
-    "<u2": 11,
-    "<i4": 12,
-    "<u4": 13,
-    "<i8": 14,
-    "<u8": 15,
-}
-_MI_FOR_DTYPE = {"<f8": 9, "<f4": 7, "|i1": 1, "|u1": 2, "<i2": 3, "<u2": 4, "<i4": 5, "<u4": 6, "<i8": 12, "<u8": 13}
-_FLAG_LOGICAL = 0x0200
-
-
-def _element(mi_type: int, data: bytes) -> bytes:
-    """One data element: the small form for <= 4 bytes, else tag + data padded to 8 bytes."""
-    if len(data) <= 4:
-        return struct.pack("<I", (len(data) << 16) | mi_type) + data.ljust(4, b"\0")
-    return _TAG.pack(mi_type, len(data)) + data + b"\0" * (-len(data) % 8)
-
-
-def _matrix(name: bytes, value: Any) -> bytes | None:
-    """The miMATRIX element of one variable as savemat writes it, or None if it is not a plain value."""
-    if isinstance(value, str):
-        encoded = value.encode("utf-8")
-        dims = (1, len(value)) if value else (0, 0)
-        mx_class, flags, mi_type, data = _MX_CHAR_CLASS, 0, _MI_UTF8, encoded
-    else:
-        if not isinstance(value, (np.ndarray, np.generic, bool, int, float)):
-            return None
-        array = np.asarray(value)
-        if array.ndim > 2 or array.dtype.kind not in "biuf":
-            return None
-        flags = _FLAG_LOGICAL if array.dtype.kind == "b" else 0
-        if flags:
-            array = array.astype(np.uint8)
-        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
-        code = array.dtype.str
-        if code not in _MX_FOR_DTYPE:
-            return None
-        dims = (1, 1) if array.ndim == 0 else (1, array.shape[0]) if array.ndim == 1 else array.shape
-        mx_class, mi_type, data = _MX_FOR_DTYPE[code], _MI_FOR_DTYPE[code], array.tobytes(order="F")
-    body = b"".join(
-        (
-            _TAG.pack(_MI_UINT32, 8) + struct.pack("<II", mx_class | flags, 0),
-            _element(_MI_INT32, struct.pack(f"<{len(dims)}i", *dims)),
-            _element(_MI_INT8, name),
-            _element(mi_type, data),
-        )
-    )
-    return _TAG.pack(_MI_MATRIX, len(body)) + body
-
-
-def mat5_bytes(payload: dict[str, Any]) -> bytes | None:
-    """The file ``scipy.io.savemat(f, payload, do_compression=False)`` writes, or None if a value needs savemat.
-
-    The header's creation text names this module instead of the time; readers ignore it.
-    """
-    parts = [
-        b"MATLAB 5.0 MAT-file, written by fairseq_goodviews".ljust(116, b" ")
-        + b"\0" * 8
-        + struct.pack("<H", 0x0100)
-        + b"IM"
-    ]
-    for name, value in payload.items():
-        try:
-            encoded_name = name.encode("ascii")
-        except UnicodeEncodeError:
-            return None
-        if not encoded_name or name.startswith("_") or len(encoded_name) > 63:
-            return None
-        matrix = _matrix(encoded_name, value)
-        if matrix is None:
-            return None
-        parts.append(matrix)
-    return b"".join(parts)
-
-
-# --- MAT-5 fast path ----------------------------------------------------------------------------
+# --- MAT-5 reader ---------------------------------------------------------------------------------
 # Layout (MathWorks, "MAT-File Format", level 5): a 128-byte header (text, subsystem offset,
 # version 0x0100, endian indicator "IM" when little-endian), then data elements. Each element has
 # an 8-byte tag (uint32 type, uint32 byte count) and its data padded to 8 bytes; an element of at
@@ -361,6 +279,10 @@ def _variable(buf: memoryview, pos: int, end: int, wanted: FrozenSet[str] | None
 
 def _read_mat5(buf: np.ndarray, wanted: FrozenSet[str] | None = None) -> Dict[str, Any] | None:
     """The variables of a MAT-5 file held in ``buf`` (uint8), or None if ``loadmat`` must read it.
+
+    This reader is kept beside ``loadmat`` on purpose: it reads a record several times faster
+    (the training loop reads one per sample), and it reports a damaged file as unreadable where
+    ``loadmat`` crashes the interpreter (see :class:`_Damaged`).
 
     Raises :class:`_Damaged` for a layout no writer produces, a truncated file included: every
     element must lie inside the file. With ``wanted``, the walk stops decoding once every wanted

@@ -51,7 +51,7 @@ from omegaconf import OmegaConf
 from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
 from fairseq_goodviews.criterions.w2v_cmsc import Wav2Vec2CmscCriterion
-from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE
+from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE, keep_freed_host_memory
 from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
 from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel
 from fairseq_goodviews.optim.torch_adam import adam_betas, build_adamw
@@ -144,8 +144,9 @@ def bare_loop(args: ThroughputArgs) -> None:
     """The same model, data, loss and optimiser in a plain loop over a torch DataLoader.
 
     Prints ``bare_update N`` every ``--log-every`` updates, until killed (the benchmark's child).
+    The process is a training process: it keeps freed host memory as fairseq-hydra-train does.
     """
-
+    keep_freed_host_memory()
     cfg = _config(args, args.strategy, args.preset)
     OmegaConf.update(cfg, "task.sample_size", args.sample_size, force_add=True)
     task = EcgPretrainingTask(merge_with_parent(EcgPretrainingConfig(), cfg.task))
@@ -390,8 +391,10 @@ def w2v_step_seconds(args: ThroughputArgs) -> dict[str, float]:
 def run(args: ThroughputArgs, report: Callable[[str], None]) -> dict[str, Any]:
     """The W2V+CMSC step, the W2V+CMSC+RLM rate and the throughput ratio, each as ``args`` asks.
 
-    ``report`` receives each one's figures as text as soon as they are measured.
+    ``report`` receives each one's figures as text as soon as they are measured. This process
+    trains (the W2V step), so it keeps freed host memory as the training processes do.
     """
+    keep_freed_host_memory()
     if not args.skip_throughput and (args.slices < args.blocks or args.blocks < 1):
         raise PerfSettingsError(f"--slices ({args.slices}) must be at least --blocks ({args.blocks}) >= 1")
     args = replace(args, data=args.data.resolve(), config_dir=args.config_dir.resolve())

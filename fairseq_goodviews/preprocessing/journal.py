@@ -10,31 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.preprocessing.items import RECORDS_DIR, STATE_DIR, PrepareError, PrepareOptions, SourceItem
 from fairseq_goodviews.preprocessing.workers import Job, record_fingerprint, run_items
-
-try:  # advisory lock against two runs writing the same OUT (released when a process dies)
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX
-    fcntl = None
-
-
-@contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with open(state_dir / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PrepareError(f"{state_dir.parent}: another preparation is writing this directory") from None
-        yield
 
 
 def _read_journal(path: Path) -> dict[str, dict[str, Any]]:

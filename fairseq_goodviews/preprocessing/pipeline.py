@@ -60,6 +60,7 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from fairseq_goodviews.io.atomic import OutputPathError, ensure_writable_dir
+from fairseq_goodviews.io.locks import exclusive_lock
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord
 from fairseq_goodviews.labels import label_set
@@ -75,7 +76,6 @@ from fairseq_goodviews.preprocessing.items import (
     validate_items,
 )
 from fairseq_goodviews.preprocessing.journal import (
-    _locked,
     check_out_dir,
     check_same_preparation,
     convert_items,
@@ -137,7 +137,7 @@ def prepare(
         patient_numbers(item.patient_id or item.key for item in items),
     )
 
-    with _locked(state_dir):
+    with exclusive_lock(state_dir / "lock", f"another preparation is writing {out_dir}", PrepareError):
         for folder in (records_dir, out_dir, state_dir):
             remove_temporaries(folder)
         entries, reused = convert_items(items, convert, job, options, state_dir / JOURNAL, source)

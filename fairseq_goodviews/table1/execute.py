@@ -12,7 +12,6 @@ A re-run with the same ``OUT`` skips every run that has its ``result.json`` and 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.locks import exclusive_lock
 from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
 
 logger = logging.getLogger("fairseq_goodviews.table1")
@@ -416,11 +416,7 @@ def _metric_note(result: Dict[str, Any]) -> str:
 def exclusive(out: Path) -> Iterator[None]:
     """Hold ``OUT/.lock`` so two benchmarks never train into the same run folders."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BenchmarkError(f"another benchmark is running in {out}") from None
+    with exclusive_lock(out / ".lock", f"another benchmark is running in {out}", BenchmarkError):
         yield
 
 

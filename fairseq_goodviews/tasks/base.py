@@ -8,7 +8,7 @@ from fairseq import checkpoint_utils
 from fairseq.tasks import FairseqTask
 from omegaconf import OmegaConf, open_dict
 
-from fairseq_goodviews.host_memory import keep_freed_host_memory
+from fairseq_goodviews.host_memory import keep_freed_host_memory, training_process
 
 
 def record_pretrained_encoder(cfg) -> None:
@@ -32,13 +32,15 @@ def record_pretrained_encoder(cfg) -> None:
 class EcgTask(FairseqTask):
     """A fairseq task over ECG records: no source or target dictionary, no maximum length.
 
-    Setting one up keeps glibc's freed host memory for reuse in this process
-    (:func:`fairseq_goodviews.host_memory.keep_freed_host_memory`).
+    Setting one up in fairseq's training command keeps glibc's freed host memory for reuse in
+    that process (:func:`fairseq_goodviews.host_memory.keep_freed_host_memory`); elsewhere
+    (evaluation, a Python session) glibc's settings stay as they are.
     """
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        keep_freed_host_memory()
+        if training_process():
+            keep_freed_host_memory()
 
     @property
     def source_dictionary(self):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir
+from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir, write_json
 
 
 def test_atomic_open_replaces_only_on_success(tmp_path):
@@ -25,6 +27,65 @@ def test_atomic_open_replaces_only_on_success(tmp_path):
             handle.write("half")
             raise RuntimeError("killed mid-write")
     assert target.read_text() == "a,b\n" and [p.name for p in target.parent.iterdir()] == ["table.csv"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002])
+def test_files_get_the_permissions_of_a_plain_open(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "w") as handle:
+            handle.write("x")
+        with atomic_open(tmp_path / "atomic.txt") as handle:
+            handle.write("x")
+        write_json(tmp_path / "atomic.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    plain = (tmp_path / "plain.txt").stat().st_mode
+    assert (tmp_path / "atomic.txt").stat().st_mode == plain == 0o100666 & ~umask
+    assert (tmp_path / "atomic.json").stat().st_mode == plain
+
+
+def test_a_failed_write_leaves_no_target_and_no_temporary(tmp_path, monkeypatch):
+    with pytest.raises(RuntimeError):
+        with atomic_open(tmp_path / "result.json") as handle:
+            handle.write('{"half": ')
+            raise RuntimeError("killed mid-write")
+    assert list(tmp_path.iterdir()) == []
+
+    def disk_error(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    (tmp_path / "result.json").write_text("old")
+    monkeypatch.setattr(os, "fsync", disk_error)
+    with pytest.raises(OSError, match="Input/output error"):
+        write_json(tmp_path / "result.json", {"new": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+    assert (tmp_path / "result.json").read_text() == "old"
+
+
+def test_the_file_is_flushed_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    target = tmp_path / "train.tsv"
+    flushed = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        flushed.append((path, os.fstat(fd).st_size, target.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    with atomic_open(target) as handle:
+        handle.write("/data/records\n")
+    (file_path, size, renamed), (folder, _, after_rename) = flushed
+    assert file_path.parent == tmp_path and file_path.name.startswith(".train.tsv.") and not renamed
+    assert size == len("/data/records\n")  # flushed once written in full
+    assert folder == tmp_path and after_rename
+    assert target.read_text() == "/data/records\n"
+
+
+def test_write_json_writes_undefined_metrics_as_null(tmp_path):
+    write_json(tmp_path / "m.json", {"auroc": float("nan"), "per_class": [0.5, float("nan")], "n": 3})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"auroc": None, "per_class": [0.5, None], "n": 3}
 
 
 def test_a_file_where_the_folder_should_be_is_named(tmp_path):

@@ -242,6 +242,9 @@ def test_sigkill_mid_run_then_rerun_is_identical(tmp_path):
             break
         time.sleep(0.02)
     assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+    with pytest.raises(PrepareError) as refused:  # a second preparation into the same folder meanwhile
+        run(items, out)
+    assert str(refused.value) == f"{out / '.prepare' / 'lock'}: another preparation is writing {out}"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.time() + 10
