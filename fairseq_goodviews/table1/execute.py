@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.atomic import atomic_open, json_safe
 from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
 
 logger = logging.getLogger("fairseq_goodviews.table1")
@@ -181,7 +181,7 @@ def score(checkpoint: Path, threads: int, predictions: Path) -> Dict[str, Any]:
     (the report's bootstrap intervals resample them)."""
     import torch
 
-    from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe
+    from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
 
     with _SCORE_LOCK:
         torch.set_num_threads(threads)
@@ -223,7 +223,6 @@ def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, An
     and EER on the PTB-XL folder's test patients, embeddings standardised with its train split."""
     import torch
 
-    from fairseq_goodviews.evaluation.evaluate import json_safe
     from fairseq_goodviews.evaluation.identification import identify
 
     start = time.monotonic()
