@@ -36,7 +36,7 @@ setup(
     entry_points={
         "console_scripts": [
             "goodviews-evaluate=fairseq_goodviews.evaluation.evaluate:main",
-            "goodviews-benchmark=fairseq_goodviews.table1.cli:main",
+            "goodviews-benchmark=fairseq_goodviews.cli.benchmark:main",
             "goodviews-lead-subsets=fairseq_goodviews.evaluation.lead_subsets:main",
             "goodviews-identify=fairseq_goodviews.evaluation.identification:main",
             "goodviews-embed=fairseq_goodviews.evaluation.embed:main",
