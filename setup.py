@@ -9,8 +9,11 @@ setup(
     python_requires=">=3.11,<3.14",
     packages=find_packages(include=["fairseq_goodviews", "fairseq_goodviews.*"])
     + find_namespace_packages(include=["hydra_plugins.*"]),
-    # The hydra configs travel with the package.
-    package_data={"fairseq_goodviews.config": ["*/*.yaml", "*/*/*.yaml"]},
+    # The hydra configs and the synthetic model's calibration tables travel with the package.
+    package_data={
+        "fairseq_goodviews.config": ["*/*.yaml", "*/*/*.yaml"],
+        "fairseq_goodviews.synthetic": ["data/*.json"],
+    },
     # Ranges, so the package installs beside a cluster's own torch; the exact CPU versions of the
     # reproducible environment are pinned in the Makefile and requirements.txt. fairseq-fixed is
     # installed separately with --no-deps (README "Dependencies").
@@ -38,7 +41,7 @@ setup(
     entry_points={
         "console_scripts": [
             "goodviews-evaluate=fairseq_goodviews.cli.evaluate:main",
-            "goodviews-benchmark=fairseq_goodviews.table1.cli:main",
+            "goodviews-benchmark=fairseq_goodviews.cli.benchmark:main",
             "goodviews-perf=fairseq_goodviews.cli.perf:main",
             "goodviews-lead-subsets=fairseq_goodviews.cli.lead_subsets:main",
             "goodviews-identify=fairseq_goodviews.cli.identify:main",

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from fairseq_goodviews.io.atomic import write_json
-from fairseq_goodviews.table1.cli import BenchmarkError, run_benchmark, setup_logging
+from fairseq_goodviews.table1.plan import BenchmarkError
 from fairseq_goodviews.table1.report import DAGGER
+from fairseq_goodviews.table1.run import run_benchmark, setup_logging
 
 
 def table_rows(table: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

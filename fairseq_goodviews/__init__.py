@@ -30,6 +30,8 @@ def quiet_fairseq_logging() -> None:
 def register_plugins() -> None:
     """Register the tasks, criterions, models and optimisers with fairseq (idempotent), and make fairseq's
     checkpoint copies atomic (:mod:`fairseq_goodviews.checkpoint_copies`)."""
+    # Here, not at the top: the plugins import fairseq, which the preprocessing commands and their
+    # worker processes never need (importing the package must stay cheap for them).
     from fairseq_goodviews import criterions, models, optim, tasks  # noqa: F401
     from fairseq_goodviews.checkpoint_copies import make_checkpoint_copies_atomic
 

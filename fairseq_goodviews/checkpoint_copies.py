@@ -32,7 +32,7 @@ def make_checkpoint_copies_atomic() -> None:
     Remote paths (``scheme://``, handled by iopath) keep fairseq's own copy; a local copy replaces
     its target, as fairseq's own local copy does whatever ``overwrite`` says.
     """
-    from fairseq.file_io import PathManager
+    from fairseq.file_io import PathManager  # here: only a process that registers the plugins imports fairseq
 
     original: Callable = PathManager.copy
     if getattr(original, _PATCHED, False):

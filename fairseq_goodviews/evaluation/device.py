@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from fairseq.utils import apply_to_sample
 
 from fairseq_goodviews.errors import GoodviewsError
 
@@ -39,6 +40,5 @@ def scoring_device(name: str | None = None) -> torch.device:
 
 def to_device(sample: Any, device: torch.device) -> Any:
     """Every tensor in a (nested) batch moved to ``device``; other values unchanged."""
-    from fairseq.utils import apply_to_sample
 
     return apply_to_sample(lambda tensor: tensor.to(device, non_blocking=True), sample)

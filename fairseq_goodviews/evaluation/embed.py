@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fairseq import checkpoint_utils
+from fairseq.dataclass.utils import merge_with_parent
+from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
+from omegaconf import open_dict
 
+from fairseq_goodviews import register_plugins
+from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.evaluation.device import scoring_device
 from fairseq_goodviews.io.atomic import atomic_path
@@ -87,12 +93,6 @@ def load_encoder(checkpoint: str | Path, device: str | None = None) -> EcgEncode
     it still exists. :class:`CheckpointError` names the file when it is missing, not a fairseq
     checkpoint, or holds a model without an encoder.
     """
-    from fairseq import checkpoint_utils
-    from fairseq.dataclass.utils import merge_with_parent
-    from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
-    from omegaconf import open_dict
-
-    from fairseq_goodviews import register_plugins
 
     register_plugins()
     target = scoring_device(device)
@@ -146,7 +146,6 @@ def embed_records(
     Leads outside ``leads`` (canonical slot indices; None: all 12) are zero-filled in their
     slots (the lead-subset convention).
     """
-    from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 
     source = EcgRecordSource(manifest, model.sample_rate)
     keep = lead_keep_mask(leads)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from fairseq import checkpoint_utils, tasks
 from omegaconf import open_dict
@@ -79,7 +80,6 @@ def write_predictions(
     path: str | Path, records: list[str], probs: np.ndarray, targets: np.ndarray, class_names: list[str]
 ) -> None:
     """One row per record: its path, its target(s) and the predicted probability of every class."""
-    import pandas as pd
 
     frame = pd.DataFrame({"record": records})
     if targets.ndim == 1:

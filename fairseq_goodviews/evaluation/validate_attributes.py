@@ -35,11 +35,14 @@ import pandas as pd
 
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
+from fairseq_goodviews.preprocessing.chapman import read_chapman_csv
 from fairseq_goodviews.preprocessing.wave_attributes import (
     DEFAULT_R_PEAK_DETECTOR,
     compute_wave_attributes,
     load_backend,
 )
+from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
+from fairseq_goodviews.synthetic.chapman import DIAGNOSTICS_NAME, SIGNAL_DIR, generate_chapman
 
 # Agreement counted as correct (units of each attribute: bpm, ms, degrees, beats, samples at 500 Hz).
 TOLERANCES: dict[str, float] = {
@@ -101,7 +104,6 @@ def validate_real(
     ``detector`` and compare them with the GE MUSE measurements of their Diagnostics.xlsx rows;
     raises ``FileNotFoundError`` naming the first missing file, and, before any work, what
     :func:`~fairseq_goodviews.preprocessing.wave_attributes.load_backend` raises for the options."""
-    from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
 
     for method in methods:
         load_backend(detector, method)  # an unknown option or a missing extra fails before any work
@@ -146,7 +148,6 @@ def validate_real(
 
 def _measure(job: tuple[str, str, str]) -> dict[str, float]:
     path, method, detector = job
-    from fairseq_goodviews.preprocessing.chapman import read_chapman_csv
 
     microvolts = read_chapman_csv(path)
     return compute_wave_attributes(microvolts / 1000.0, 500.0, method=method, detector=detector).values
@@ -162,7 +163,6 @@ def validate_attributes(
 ) -> dict[str, Any]:
     """Generate, measure with the R peaks of ``detector``, compare; returns the JSON-ready report
     (see the module docstring)."""
-    from fairseq_goodviews.synthetic.chapman import DIAGNOSTICS_NAME, SIGNAL_DIR, generate_chapman
 
     for method in methods:
         load_backend(detector, method)  # an unknown option or a missing extra fails before any work

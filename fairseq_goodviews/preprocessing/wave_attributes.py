@@ -59,6 +59,7 @@ import scipy.signal
 from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.io.records import FLAT_LEAD_MV
+from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.leads import CANONICAL_LEADS
 
 FS = 500.0
@@ -196,7 +197,7 @@ def load_backend(detector: str = DEFAULT_R_PEAK_DETECTOR, method: str = "median_
 def _neurokit2(needed_by: str) -> ModuleType:
     """The neurokit2 module, or :class:`MissingExtraError` saying what needs it and how to install it."""
     try:
-        import neurokit2
+        import neurokit2  # an optional extra: imported only when asked for
     except ImportError as exc:
         raise MissingExtraError(
             f"{needed_by} needs neurokit2, which is not installed: pip install 'fairseq_goodviews[{NEUROKIT2_EXTRA}]'"
@@ -228,8 +229,6 @@ def _prepare(
     if seconds < MIN_SECONDS:
         return f"record too short ({seconds:.2f} s < {MIN_SECONDS} s) for wave measurements"
     if sample_rate != FS:
-        from fairseq_goodviews.io.signal import resample
-
         finite = resample(finite, sample_rate, FS)
     finite[~present] = 0.0
     highpass = scipy.signal.butter(2, 0.5, btype="highpass", fs=FS, output="sos")
@@ -261,7 +260,7 @@ def _detector_marks(prepared: _Prepared, detector: str) -> np.ndarray:
                 prepared.detection, sampling_rate=int(FS), method="neurokit", mindelay=REFRACTORY_S
             )
         return np.asarray(info["ECG_R_Peaks"], dtype=int)
-    import wfdb.processing
+    import wfdb.processing  # here: a preparation that measures no attributes does not pay its import
 
     if detector == "xqrs":
         conf = wfdb.processing.XQRS.Conf(hr_min=MIN_RATE_BPM, hr_max=60.0 / REFRACTORY_S, ref_period=REFRACTORY_S)

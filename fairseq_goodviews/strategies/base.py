@@ -252,7 +252,7 @@ def register_strategy_schemas() -> None:
     every option of the strategy is in the composed config (a plain override changes it, a typo
     is an error naming the key) and its defaults are written once, in the dataclass.
     """
-    from hydra.core.config_store import ConfigStore
+    from hydra.core.config_store import ConfigStore  # here: only the fairseq plugins register configs
 
     store = ConfigStore.instance()
     for name, config_class in STRATEGY_DATACLASS_REGISTRY.items():

@@ -30,8 +30,9 @@ import pandas as pd
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.synthetic.ecg import synthesize_record, targets_from_row
+from fairseq_goodviews.synthetic.ecg import synthesize_record
 from fairseq_goodviews.synthetic.errors import SyntheticDataError
+from fairseq_goodviews.synthetic.targets import targets_from_row
 
 COLUMNS: tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender", *ATTRIBUTE_NAMES)
 DIAGNOSTICS_NAME = "Diagnostics.xlsx"

@@ -48,8 +48,11 @@ import pandas as pd
 
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.signal import resample
-from fairseq_goodviews.synthetic.ecg import CODE_Q, FS, RATE_Q, Targets, _draw, sample_targets, synthesize_record
+from fairseq_goodviews.synthetic.dipole import FS
+from fairseq_goodviews.synthetic.distributions import CODE_Q, RATE_Q, draw
+from fairseq_goodviews.synthetic.ecg import synthesize_record
 from fairseq_goodviews.synthetic.errors import SyntheticDataError
+from fairseq_goodviews.synthetic.targets import Targets, sample_targets
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb
 
 DATABASE = "ptbxl_database.csv"
@@ -262,7 +265,7 @@ def _visit_targets(rng: np.random.Generator, base: Targets, codes: frozenset[str
         rhythm = str(rng.choice(_SINUS, p=[0.55, 0.2, 0.2, 0.05]))
     elif rhythm in ("AFIB", "AF") and rng.random() < 0.3:
         rhythm = "SR"  # paroxysmal: in sinus rhythm at this visit
-    rate = _draw(rng, RATE_Q[rhythm])
+    rate = draw(rng, RATE_Q[rhythm])
     if rhythm in ("SB", "SR", "ST"):  # keep the rate inside the rhythm's definition
         rate = float(np.clip(rate, *{"SB": (38, 58), "SR": (61, 99), "ST": (102, 160)}[rhythm]))
     qtc = base.qt / math.sqrt(60.0 / base.rate) + rng.normal(0.0, 8.0)
@@ -329,7 +332,7 @@ def generate_ptbxl(
                 if visit_rng.random() < 0.3:
                     new = str(visit_rng.choice(_NEW_CONDITIONS))
                     if new in _WIDE and not any(c in _WIDE for c in codes):  # the QRS widens for good
-                        qrsd = float(np.clip(_draw(visit_rng, CODE_Q[(new, "QRSDuration")]), 100.0, 190.0))
+                        qrsd = float(np.clip(draw(visit_rng, CODE_Q[(new, "QRSDuration")]), 100.0, 190.0))
                         codes = codes | {new}
                     elif new not in _WIDE:
                         codes = codes | {new}

@@ -22,8 +22,10 @@ import wfdb
 
 from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.synthetic.ecg import FS, Targets, synthesize_record
+from fairseq_goodviews.synthetic.dipole import FS
+from fairseq_goodviews.synthetic.ecg import synthesize_record
 from fairseq_goodviews.synthetic.errors import SyntheticDataError
+from fairseq_goodviews.synthetic.targets import Targets
 
 
 def ecg_signal(

@@ -1,6 +1,9 @@
-"""The Table 1 benchmark of the Good Views paper (``goodviews-benchmark``): plan, execute, report, cli."""
+"""The Table 1 benchmark of the Good Views paper: plan, execute, data, stats, report, run.
 
-from fairseq_goodviews.table1.cli import main, run_benchmark
+Its command, ``goodviews-benchmark``, is :mod:`fairseq_goodviews.cli.benchmark`.
+"""
+
 from fairseq_goodviews.table1.plan import PRESETS, BenchmarkError, Preset
+from fairseq_goodviews.table1.run import run_benchmark
 
-__all__ = ["PRESETS", "BenchmarkError", "Preset", "main", "run_benchmark"]
+__all__ = ["PRESETS", "BenchmarkError", "Preset", "run_benchmark"]

@@ -9,7 +9,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict
 
+import pandas as pd
+
 from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.manifest import read_manifest, read_metadata, write_manifest
+from fairseq_goodviews.preprocessing.chapman import prepare_chapman
+from fairseq_goodviews.preprocessing.items import PrepareOptions
+from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
+from fairseq_goodviews.preprocessing.splits import assign_splits
+from fairseq_goodviews.synthetic.chapman import generate_chapman
+from fairseq_goodviews.synthetic.ptbxl import generate_ptbxl
 from fairseq_goodviews.table1.execute import read_result
 from fairseq_goodviews.table1.plan import BenchmarkError
 
@@ -46,28 +55,12 @@ def _prepared_once(out: Path, name: str, facts: Dict[str, Any], build: Callable[
 def prepare_synthetic(out: Path, n_records: int, seed: int = 0, workers: int = 1) -> Path:
     """``n_records`` synthetic Chapman records prepared (once) under ``OUT/data/chapman``; the raw
     CSVs (about 0.5 MB a record) are deleted afterwards."""
-    from fairseq_goodviews.preprocessing import chapman
-    from fairseq_goodviews.synthetic.chapman import generate_chapman
 
     def build(raw: Path, prepared: Path) -> None:
         logger.info("generating %d synthetic Chapman records in %s", n_records, raw)
         generate_chapman(raw, n_records, seed=seed, workers=workers)
         logger.info("preparing them into %s", prepared)
-        code = chapman.main(
-            [
-                str(raw),
-                str(prepared),
-                "--workers",
-                str(workers),
-                "--seed",
-                str(seed),
-                "--min-age",
-                "18",
-                "--no-progress",
-            ]
-        )
-        if code:
-            raise BenchmarkError(f"the Chapman preparer failed on {raw} (exit {code})")
+        prepare_chapman(raw, prepared, min_age=18, options=PrepareOptions(workers=workers, seed=seed, progress=False))
 
     return _prepared_once(out, "chapman", {"n_records": n_records, "seed": seed}, build)
 
@@ -92,10 +85,6 @@ def split_for_seed(prepared: Path, out: Path, seed: int) -> Path:
     The spread of a strategy over seeds then includes the choice of split, not only training
     noise. Written once; a folder with another source is an error.
     """
-    import pandas as pd
-
-    from fairseq_goodviews.io.manifest import read_manifest, read_metadata, write_manifest
-    from fairseq_goodviews.preprocessing.splits import assign_splits
 
     folder = out / "data" / f"split-s{seed}"
     marker = folder / "split.json"
@@ -133,9 +122,6 @@ def split_for_seed(prepared: Path, out: Path, seed: int) -> Path:
 def prepare_synthetic_ptbxl(out: Path, n_patients: int, seed: int = 0, workers: int = 1) -> Path:
     """A synthetic multi-visit PTB-XL-layout set (``n_patients``, 1-4 ECGs each) through the real
     PTB-XL preparer, once, under ``OUT/data/ptbxl`` (with its ``scp_statements.csv``)."""
-    from fairseq_goodviews.preprocessing.items import PrepareOptions
-    from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
-    from fairseq_goodviews.synthetic.ptbxl import generate_ptbxl
 
     def build(raw: Path, prepared: Path) -> None:
         logger.info("generating %d synthetic PTB-XL patients in %s", n_patients, raw)

@@ -28,7 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from fairseq_goodviews.io.atomic import atomic_open
+import torch
+
+from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
+from fairseq_goodviews.evaluation.identification import identify
+from fairseq_goodviews.io.atomic import atomic_open, json_safe
 from fairseq_goodviews.io.locks import exclusive_lock
 from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
 
@@ -179,9 +183,6 @@ def log_tail(path: Path, lines: int = 40) -> str:
 def score(checkpoint: Path, threads: int, predictions: Path) -> Dict[str, Any]:
     """Test metrics of a downstream checkpoint; every record's probabilities go to ``predictions``
     (the report's bootstrap intervals resample them)."""
-    import torch
-
-    from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, json_safe
 
     with _SCORE_LOCK:
         torch.set_num_threads(threads)
@@ -221,10 +222,6 @@ def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
 def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any]) -> Dict[str, Any]:
     """Frozen-encoder patient identification of a pretrained encoder (no training): top-1, top-5
     and EER on the PTB-XL folder's test patients, embeddings standardised with its train split."""
-    import torch
-
-    from fairseq_goodviews.evaluation.evaluate import json_safe
-    from fairseq_goodviews.evaluation.identification import identify
 
     start = time.monotonic()
     with _SCORE_LOCK:
@@ -257,15 +254,9 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
         pretrain.get("reason") if pretrain and pretrain.get("status") == "not_applicable" else None
     )
     if reason:
-        result = not_applicable_result(spec, reason)
-        with atomic_open(run_dir / "result.json") as handle:
-            json.dump(result, handle, indent=2, sort_keys=True)
-        return result
+        return _write_result(run_dir, not_applicable_result(spec, reason))
     if spec.kind == IDENTIFICATION:
-        result = identification_result(spec, ctx, pretrain)
-        with atomic_open(run_dir / "result.json") as handle:
-            json.dump(result, handle, indent=2, sort_keys=True)
-        return result
+        return _write_result(run_dir, identification_result(spec, ctx, pretrain))
     log = run_dir / "train.log"
     resumed = (run_dir / "ckpt" / "checkpoint_last.pt").is_file()
     cmd = [
@@ -276,22 +267,11 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
         spec.config_name,
         *full_overrides(spec, ctx),
     ]
-    env = dict(os.environ, OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
     if ctx.on_launch is not None:
         ctx.on_launch(cmd)
     start = time.monotonic()
-    with open(log, "a") as handle:
-        handle.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resumed else 'start'}: {' '.join(cmd)}\n")
-        handle.flush()
-        proc = subprocess.Popen(cmd, cwd=run_dir, stdout=handle, stderr=subprocess.STDOUT, env=env)
-        _CHILDREN.add(proc)
-        try:
-            returncode, cpu_time = wait_with_cpu_time(proc)
-        finally:
-            _CHILDREN.discard(proc)
+    cpu_time = _train(spec, cmd, ctx.threads, log, resumed)
     train_time = time.monotonic() - start
-    if returncode != 0:
-        raise BenchmarkError(f"run {spec.run_id} failed (exit {returncode}); log {log}:\n{log_tail(log)}")
     result = base_result(
         spec,
         config=f"{spec.stage}/{spec.config_name}",
@@ -312,30 +292,64 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
             checkpoint=str(checkpoint),
         )
     else:
-        checkpoint = run_dir / "ckpt" / "checkpoint_best.pt"
-        if not checkpoint.is_file():
-            raise BenchmarkError(f"run {spec.run_id}: no {checkpoint} (did validation run?); log {log}")
-        metrics = score(checkpoint, ctx.threads, run_dir / PREDICTIONS)
-        result.update(
-            metrics=metrics,
-            checkpoint=str(checkpoint),
-            wall_time_s=time.monotonic() - start,
-            uses_labels=bool(pretrain and pretrain["uses_labels"]),
-            predictions=str(run_dir / PREDICTIONS),
-            pretrain=None
-            if pretrain is None
-            else {
-                "run_id": pretrain["run_id"],
-                "wall_time_s": pretrain["wall_time_s"],
-                "checkpoint": pretrain["checkpoint"],
-                "overrides": pretrain["overrides"],
-            },
-        )
-        result["total_wall_time_s"] = result["wall_time_s"] + (pretrain["wall_time_s"] if pretrain else 0.0)
-    with atomic_open(run_dir / "result.json") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
+        result.update(_scored(spec, ctx, pretrain, log, start))
+    _write_result(run_dir, result)
     (run_dir / "error.txt").unlink(missing_ok=True)
     return result
+
+
+def _write_result(run_dir: Path, result: Dict[str, Any]) -> Dict[str, Any]:
+    """Write ``result`` as the run's ``result.json``, atomically; returns it."""
+    with atomic_open(run_dir / "result.json") as handle:
+        json.dump(result, handle, indent=2, sort_keys=True)
+    return result
+
+
+def _train(spec: RunSpec, cmd: List[str], threads: int, log: Path, resumed: bool) -> float:
+    """Run the training command ``cmd`` on ``threads`` threads in the run's folder, where its output
+    is appended to ``log``; returns its CPU time (s). A failed run raises :class:`BenchmarkError`."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    with open(log, "a") as handle:
+        handle.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resumed else 'start'}: {' '.join(cmd)}\n")
+        handle.flush()
+        proc = subprocess.Popen(cmd, cwd=log.parent, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        _CHILDREN.add(proc)
+        try:
+            returncode, cpu_time = wait_with_cpu_time(proc)
+        finally:
+            _CHILDREN.discard(proc)
+    if returncode != 0:
+        raise BenchmarkError(f"run {spec.run_id} failed (exit {returncode}); log {log}:\n{log_tail(log)}")
+    return cpu_time
+
+
+def _scored(
+    spec: RunSpec, ctx: Context, pretrain: Optional[Mapping[str, Any]], log: Path, start: float
+) -> Dict[str, Any]:
+    """The result fields of a trained downstream run: test metrics of its best checkpoint, wall time
+    since ``start`` (training and scoring), and its pretraining run's, if any."""
+    run_dir = ctx.run_dir(spec.run_id)
+    checkpoint = run_dir / "ckpt" / "checkpoint_best.pt"
+    if not checkpoint.is_file():
+        raise BenchmarkError(f"run {spec.run_id}: no {checkpoint} (did validation run?); log {log}")
+    metrics = score(checkpoint, ctx.threads, run_dir / PREDICTIONS)
+    wall_time = time.monotonic() - start
+    return {
+        "metrics": metrics,
+        "checkpoint": str(checkpoint),
+        "wall_time_s": wall_time,
+        "uses_labels": bool(pretrain and pretrain["uses_labels"]),
+        "predictions": str(run_dir / PREDICTIONS),
+        "pretrain": None
+        if pretrain is None
+        else {
+            "run_id": pretrain["run_id"],
+            "wall_time_s": pretrain["wall_time_s"],
+            "checkpoint": pretrain["checkpoint"],
+            "overrides": pretrain["overrides"],
+        },
+        "total_wall_time_s": wall_time + (pretrain["wall_time_s"] if pretrain else 0.0),
+    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,12 +9,17 @@ that config names. Sizes and schedules are hydra config groups (``config/*/prese
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from omegaconf import OmegaConf
 
 from fairseq_goodviews.config import CONFIG_ROOT
 from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.strategies import STRATEGY_REGISTRY, build_strategy, strategy_config
 
 #: The hydra configs of the package; ``--config-root`` points elsewhere.
 DEFAULT_CONFIG_ROOT = CONFIG_ROOT
@@ -175,7 +180,6 @@ class Method:
 
 def schedules(config_root: Path, preset: Preset) -> Dict[str, Dict[str, Any]]:
     """The ResNet schedules of ``preset`` as composed (epochs, lr, batch, crop), for the report."""
-    from omegaconf import OmegaConf
 
     def facts(stage: str, name: str, schedule: str) -> Dict[str, Any]:
         cfg = compose(config_root, stage, name, [f"preset={preset.hydra_preset}", f"schedule={schedule}"])
@@ -196,9 +200,6 @@ def schedules(config_root: Path, preset: Preset) -> Dict[str, Dict[str, Any]]:
 
 def describe_method(config_root: Path, name: str) -> Method:
     """A pretraining method from its composed config and its registered strategy class."""
-    from omegaconf import OmegaConf
-
-    from fairseq_goodviews.strategies import STRATEGY_REGISTRY, strategy_config
 
     if not (config_root / "pretraining" / f"{name}.yaml").is_file():
         raise BenchmarkError(f"no pretraining config {name!r} in {config_root / 'pretraining'}")
@@ -227,10 +228,6 @@ def describe_method(config_root: Path, name: str) -> Method:
 def check_applicable(method: Method, config_root: Path, data: Path) -> Method:
     """``method`` with ``not_applicable`` set when no anchor of ``data``'s train split can have a
     positive (the check ``ecg_pretraining`` makes before training, made here without training)."""
-    from omegaconf import OmegaConf
-
-    from fairseq_goodviews.io.manifest import read_metadata
-    from fairseq_goodviews.strategies import build_strategy
 
     node = OmegaConf.select(compose(config_root, "pretraining", method.name), "task.strategy")
     table = read_metadata(str(data), "train")
@@ -273,7 +270,6 @@ def pretrain_overrides(
     preset: Preset, method: Method, config_root: Path, lead_masking: Optional[str]
 ) -> tuple[List[str], float]:
     """The overrides of a pretraining run (seed 0: the plan sets each seed) and its lead masking."""
-    from omegaconf import OmegaConf
 
     hydra_preset, schedule = method.prefix + preset.hydra_preset, method.prefix + preset.pretrain_schedule
     overrides = _common(hydra_preset, schedule, 0)
@@ -316,6 +312,44 @@ def fraction_tag(fraction: float) -> str:
     return f"f{fraction:g}"
 
 
+def _fraction_suffix(fraction: float) -> str:
+    """The run-id suffix of a probe on ``fraction`` of the training labels (none for all of them)."""
+    return "" if fraction == 1.0 else f"-{fraction_tag(fraction)}"
+
+
+def _spec(
+    *,
+    run_id: str,
+    kind: str,
+    method: str,
+    seed: int,
+    config_name: str,
+    overrides: List[str],
+    stage: str = "finetuning",
+    protocol: Optional[str] = None,
+    label_fraction: float = 1.0,
+    pretrain: Optional[RunSpec] = None,
+    lead_mask_prob: Optional[float] = None,
+    dataset: str = MAIN_DATA,
+) -> RunSpec:
+    """One run of the plan; a run on the encoder of ``pretrain`` depends on it and carries its lead
+    masking (``lead_mask_prob`` is that of a pretraining run itself)."""
+    return RunSpec(
+        run_id=run_id,
+        kind=kind,
+        method=method,
+        seed=seed,
+        stage=stage,
+        config_name=config_name,
+        overrides=overrides,
+        protocol=protocol,
+        label_fraction=label_fraction,
+        depends_on=None if pretrain is None else pretrain.run_id,
+        lead_mask_prob=lead_mask_prob if pretrain is None else pretrain.lead_mask_prob,
+        dataset=dataset,
+    )
+
+
 def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptbxl: bool = False) -> List[RunSpec]:
     """Every run of the benchmark, each pretraining run before the runs that depend on it.
 
@@ -325,138 +359,117 @@ def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptb
     plan: List[RunSpec] = []
     fractions = sorted(set(preset.label_fractions) | {1.0})
     variants = [
-        (method, suffix, *pretrain_overrides(preset, method, config_root, masking))
+        (method, method.name + suffix, *pretrain_overrides(preset, method, config_root, masking))
         for method in methods
         for masking, suffix in lead_masking_variants(preset, method)
     ]
     for seed in range(1, preset.seeds + 1):
-        for method, suffix, pretraining, mask_prob in variants:
-            name = method.name + suffix
-            pretrain_id = f"{name}-s{seed}-pretrain"
-            overrides = [o if not o.startswith("common.seed=") else f"common.seed={seed}" for o in pretraining]
-            plan.append(
-                RunSpec(
-                    pretrain_id,
-                    PRETRAIN,
-                    method.name,
-                    seed,
-                    "pretraining",
-                    method.name,
-                    overrides,
-                    lead_mask_prob=mask_prob,
-                )
+        for method, name, pretraining, mask_prob in variants:
+            pretrain = _spec(
+                run_id=f"{name}-s{seed}-pretrain",
+                kind=PRETRAIN,
+                method=method.name,
+                seed=seed,
+                stage="pretraining",
+                config_name=method.name,
+                overrides=[o if not o.startswith("common.seed=") else f"common.seed={seed}" for o in pretraining],
+                lead_mask_prob=mask_prob,
             )
-            for fraction in fractions:
-                kind = PROBE if fraction == 1.0 else LABEL_FRACTION
-                run_id = f"{name}-s{seed}-probe" + ("" if fraction == 1.0 else f"-{fraction_tag(fraction)}")
-                plan.append(
-                    RunSpec(
-                        run_id,
-                        kind,
-                        method.name,
-                        seed,
-                        "finetuning",
-                        "linear_probe",
-                        downstream_overrides(preset, method.prefix, seed, "linear_probe", fraction),
-                        "linear_probe",
-                        fraction,
-                        pretrain_id,
-                        mask_prob,
-                    )
-                )
-            if preset.finetune:
-                plan.append(
-                    RunSpec(
-                        f"{name}-s{seed}-finetune",
-                        FINETUNE,
-                        method.name,
-                        seed,
-                        "finetuning",
-                        "finetune",
-                        downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
-                        "finetune",
-                        1.0,
-                        pretrain_id,
-                        mask_prob,
-                    )
-                )
-            if ptbxl and preset.ptbxl_label_set:
-                plan.append(
-                    RunSpec(
-                        f"{name}-s{seed}-ptbxl-probe",
-                        MULTI_LABEL,
-                        method.name,
-                        seed,
-                        "finetuning",
-                        "linear_probe",
-                        ptbxl_probe_overrides(preset, method.prefix, seed),
-                        "ptbxl_probe",
-                        1.0,
-                        pretrain_id,
-                        mask_prob,
-                        PTBXL_DATA,
-                    )
-                )
-            if ptbxl and preset.identification:
-                plan.append(
-                    RunSpec(
-                        f"{name}-s{seed}-identify",
-                        IDENTIFICATION,
-                        method.name,
-                        seed,
-                        "none",
-                        "",
-                        [],
-                        "identification",
-                        1.0,
-                        pretrain_id,
-                        mask_prob,
-                        PTBXL_DATA,
-                    )
-                )
-        if preset.random_init and ptbxl and preset.ptbxl_label_set:
-            plan.append(
-                RunSpec(
-                    f"random_init-s{seed}-ptbxl-probe",
-                    MULTI_LABEL,
-                    RANDOM_INIT,
-                    seed,
-                    "finetuning",
-                    "linear_probe",
-                    ptbxl_probe_overrides(preset, "", seed),
-                    "ptbxl_probe",
-                    1.0,
-                    dataset=PTBXL_DATA,
-                )
-            )
-        if preset.random_init:
-            for fraction in fractions:
-                kind = RANDOM_INIT if fraction == 1.0 else LABEL_FRACTION
-                run_id = f"random_init-s{seed}" + ("" if fraction == 1.0 else f"-{fraction_tag(fraction)}")
-                plan.append(
-                    RunSpec(
-                        run_id,
-                        kind,
-                        RANDOM_INIT,
-                        seed,
-                        "finetuning",
-                        "linear_probe",
-                        downstream_overrides(preset, "", seed, "linear_probe", fraction),
-                        "linear_probe",
-                        fraction,
-                    )
-                )
-        if preset.supervised:
-            plan.append(
-                RunSpec(
-                    f"supervised-s{seed}",
-                    SUPERVISED,
-                    SUPERVISED,
-                    seed,
-                    "finetuning",
-                    "finetune",
-                    downstream_overrides(preset, "", seed, "finetune", 1.0),
-                    "finetune",
-                )
-            )
+            plan += [pretrain, *_encoder_runs(preset, method, name, pretrain, fractions, ptbxl)]
+        plan += _baseline_runs(preset, seed, fractions, ptbxl)
     return plan
+
+
+def _probes(
+    run: Callable[..., RunSpec],
+    stem: str,
+    kind: str,
+    preset: Preset,
+    prefix: str,
+    seed: int,
+    fractions: Sequence[float],
+) -> List[RunSpec]:
+    """Linear probes on each fraction of the training labels, made by ``run``: run ids
+    ``<stem>[-f<fraction>]``, kind ``kind`` with all the labels, else :data:`LABEL_FRACTION`."""
+    return [
+        run(
+            run_id=f"{stem}{_fraction_suffix(fraction)}",
+            kind=kind if fraction == 1.0 else LABEL_FRACTION,
+            config_name="linear_probe",
+            overrides=downstream_overrides(preset, prefix, seed, "linear_probe", fraction),
+            protocol="linear_probe",
+            label_fraction=fraction,
+        )
+        for fraction in fractions
+    ]
+
+
+def _ptbxl_probe(run: Callable[..., RunSpec], run_id: str, preset: Preset, prefix: str, seed: int) -> RunSpec:
+    """The multi-label linear probe on the PTB-XL-layout folder, made by ``run``."""
+    return run(
+        run_id=run_id,
+        kind=MULTI_LABEL,
+        config_name="linear_probe",
+        overrides=ptbxl_probe_overrides(preset, prefix, seed),
+        protocol="ptbxl_probe",
+        dataset=PTBXL_DATA,
+    )
+
+
+def _encoder_runs(
+    preset: Preset, method: Method, name: str, pretrain: RunSpec, fractions: Sequence[float], ptbxl: bool
+) -> List[RunSpec]:
+    """The downstream runs on the encoder that ``pretrain`` pretrains (``method`` in one lead-masking
+    column; run ids ``<name>-s<seed>-...``)."""
+    seed = pretrain.seed
+    run = partial(_spec, method=method.name, seed=seed, pretrain=pretrain)
+    runs = _probes(run, f"{name}-s{seed}-probe", PROBE, preset, method.prefix, seed, fractions)
+    if preset.finetune:
+        runs.append(
+            run(
+                run_id=f"{name}-s{seed}-finetune",
+                kind=FINETUNE,
+                config_name="finetune",
+                overrides=downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
+                protocol="finetune",
+            )
+        )
+    if ptbxl and preset.ptbxl_label_set:
+        runs.append(_ptbxl_probe(run, f"{name}-s{seed}-ptbxl-probe", preset, method.prefix, seed))
+    if ptbxl and preset.identification:
+        runs.append(
+            run(
+                run_id=f"{name}-s{seed}-identify",
+                kind=IDENTIFICATION,
+                stage="none",
+                config_name="",
+                overrides=[],
+                protocol="identification",
+                dataset=PTBXL_DATA,
+            )
+        )
+    return runs
+
+
+def _baseline_runs(preset: Preset, seed: int, fractions: Sequence[float], ptbxl: bool) -> List[RunSpec]:
+    """The baselines at ``seed``, which pretrain nothing: the random-init frozen encoder's probes and
+    the supervised encoder trained from scratch."""
+    runs: List[RunSpec] = []
+    random_init = partial(_spec, method=RANDOM_INIT, seed=seed)
+    if preset.random_init and ptbxl and preset.ptbxl_label_set:
+        runs.append(_ptbxl_probe(random_init, f"random_init-s{seed}-ptbxl-probe", preset, "", seed))
+    if preset.random_init:
+        runs += _probes(random_init, f"random_init-s{seed}", RANDOM_INIT, preset, "", seed, fractions)
+    if preset.supervised:
+        runs.append(
+            _spec(
+                run_id=f"supervised-s{seed}",
+                kind=SUPERVISED,
+                method=SUPERVISED,
+                seed=seed,
+                config_name="finetune",
+                overrides=downstream_overrides(preset, "", seed, "finetune", 1.0),
+                protocol="finetune",
+            )
+        )
+    return runs

@@ -14,6 +14,7 @@ import json
 import math
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -253,17 +254,40 @@ def _protocol(row: Mapping[str, Any]) -> str:
     return {"linear_probe": "linear probe", "finetune": "fine-tune"}.get(row["protocol"], row["protocol"])
 
 
+def _masking(row: Mapping[str, Any]) -> str:
+    """The lead-masking column of a row, as the tables name it."""
+    return "RLM" if masked(row) else "none"
+
+
 def markdown(
     rows: Sequence[Dict[str, Any]],
     efficiency: Dict[str, Dict[str, Dict[str, Any]]],
     settings: Dict[str, Any],
     failed: Dict[str, str],
 ) -> str:
+    """``results.md``: Table 1, the paired differences, the other downstream tasks and test metrics,
+    the label efficiency and the runs that did not finish."""
     lines = [
         f"# Good Views benchmark ({settings['name']} preset)",
         "",
         _settings_line(settings),
         "",
+        *_table1_lines(rows),
+        *_paired_lines(rows),
+        *_other_task_lines(rows, settings),
+        *_other_metric_lines(rows),
+        *_label_efficiency_lines(rows, efficiency),
+    ]
+    if failed:
+        lines += ["", "## Runs that did not finish", ""]
+        lines += [f"- `{run_id}`: {why.splitlines()[0]}" for run_id, why in sorted(failed.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _table1_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """Table 1 (one line per method and protocol, the two lead-masking columns side by side) and
+    its notes."""
+    lines = [
         "## Table 1: test macro AUROC (%)",
         "",
         "Mean ± std over seeds [95 % interval: Student-t over seeds; one seed: bootstrap over test records].",
@@ -295,11 +319,18 @@ def markdown(
             f"- {DAGGER} Its pretraining read the downstream labels (positives share the rhythm label): "
             "not self-supervised, an upper reference (the paper's Strategy 4)."
         )
-    lines += [
+    return [
+        *lines,
         "- Random-init frozen encoder: the same encoder, never trained, with the same standardised linear probe "
         "(not in the paper).",
         "- Paper: Good Views Table 1 (ResNet-18, 50 epochs, real Chapman data, no lead masking): a reference "
         "measured on other data, not a result of this run.",
+    ]
+
+
+def _paired_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """Paired-bootstrap differences of every linear probe against the random-init encoder and SimCLR."""
+    lines = [
         "",
         "## Paired differences (linear probe, test macro AUROC points)",
         "",
@@ -313,28 +344,39 @@ def markdown(
         if row["protocol"] != "linear_probe" or row["status"] != "ok" or row["method"] == "random_init":
             continue
         lines.append(
-            f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_difference(row.get('vs_random_init'))} "
+            f"| {row['name']} | {_masking(row)} | {_difference(row.get('vs_random_init'))} "
             f"| {_difference(row.get('vs_simclr'))} |"
         )
-    if any(column in row for row in rows for _, _, column in EXTRA_COLUMNS):
-        label_set = settings.get("ptbxl_label_set") or "PTB-XL"
-        lines += [
-            "",
-            f"## The field's other downstream tasks (`{settings.get('ptbxl_data')}`, test split)",
-            "",
-            f"Linear probe on `{label_set}` (multi-label, standardised features): macro AUROC and sample-wise "
-            "F-max (%); patient identification with the frozen encoder (first ECG of each test patient "
-            "the gallery, the others probes; cosine on embeddings standardised with train statistics): "
-            "top-1 accuracy and EER (%). Mean ± std over seeds.",
-            "",
-            "| Method | Lead masking | Macro AUROC | F-max | Identification top-1 | EER |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for row in rows:
-            if row["protocol"] == "linear_probe" and any(column in row for _, _, column in EXTRA_COLUMNS):
-                cells = [_pct(row.get(column)) if column in row else "—" for _, _, column in EXTRA_COLUMNS]
-                lines.append(f"| {row['name']} | {'RLM' if masked(row) else 'none'} | " + " | ".join(cells) + " |")
-    lines += [
+    return lines
+
+
+def _other_task_lines(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any]) -> List[str]:
+    """The multi-label probe and identification columns (:data:`EXTRA_COLUMNS`), if any row has them."""
+    if not any(column in row for row in rows for _, _, column in EXTRA_COLUMNS):
+        return []
+    label_set = settings.get("ptbxl_label_set") or "PTB-XL"
+    lines = [
+        "",
+        f"## The field's other downstream tasks (`{settings.get('ptbxl_data')}`, test split)",
+        "",
+        f"Linear probe on `{label_set}` (multi-label, standardised features): macro AUROC and sample-wise "
+        "F-max (%); patient identification with the frozen encoder (first ECG of each test patient "
+        "the gallery, the others probes; cosine on embeddings standardised with train statistics): "
+        "top-1 accuracy and EER (%). Mean ± std over seeds.",
+        "",
+        "| Method | Lead masking | Macro AUROC | F-max | Identification top-1 | EER |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        if row["protocol"] == "linear_probe" and any(column in row for _, _, column in EXTRA_COLUMNS):
+            cells = [_pct(row.get(column)) if column in row else "—" for _, _, column in EXTRA_COLUMNS]
+            lines.append(f"| {row['name']} | {_masking(row)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _other_metric_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """Accuracy, macro F1 and macro AUPRC of every scored row."""
+    lines = [
         "",
         "## Other test metrics (%)",
         "",
@@ -344,39 +386,52 @@ def markdown(
     for row in rows:
         if row["status"] == "ok":
             lines.append(
-                f"| {row['name']} | {'RLM' if masked(row) else 'none'} | {_protocol(row)} | "
+                f"| {row['name']} | {_masking(row)} | {_protocol(row)} | "
                 f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {_pct(row['macro_auprc'])} |"
             )
+    return lines
+
+
+def _label_efficiency_lines(
+    rows: Sequence[Dict[str, Any]], efficiency: Dict[str, Dict[str, Dict[str, Any]]]
+) -> List[str]:
+    """The linear probes' macro AUROC per fraction of training labels, when there are several."""
     fractions = sorted({float(f) for by_fraction in efficiency.values() for f in by_fraction})
-    if len(fractions) > 1:
-        lines += [
-            "",
-            "## Label efficiency (linear probe macro AUROC, %)",
-            "",
-            "| Method | Lead masking | " + " | ".join(f"{100 * f:g}% labels" for f in fractions) + " |",
-            "| --- | --- |" + " --- |" * len(fractions),
-        ]
-        names = {row["method"]: row["name"] for row in rows}
-        for name, by_fraction in efficiency.items():
-            method = name.split("+")[0]
-            cells = [_pct(by_fraction.get(f"{f:g}")) for f in fractions]
-            lines.append(
-                f"| {names.get(method, method)} | {'RLM' if name.endswith('+rlm') else 'none'} | "
-                + " | ".join(cells)
-                + " |"
-            )
-    if failed:
-        lines += ["", "## Runs that did not finish", ""]
-        lines += [f"- `{run_id}`: {why.splitlines()[0]}" for run_id, why in sorted(failed.items())]
-    return "\n".join(lines) + "\n"
+    if len(fractions) <= 1:
+        return []
+    lines = [
+        "",
+        "## Label efficiency (linear probe macro AUROC, %)",
+        "",
+        "| Method | Lead masking | " + " | ".join(f"{100 * f:g}% labels" for f in fractions) + " |",
+        "| --- | --- |" + " --- |" * len(fractions),
+    ]
+    names = {row["method"]: row["name"] for row in rows}
+    for name, by_fraction in efficiency.items():
+        method = name.split("+")[0]
+        cells = [_pct(by_fraction.get(f"{f:g}")) for f in fractions]
+        lines.append(
+            f"| {names.get(method, method)} | {'RLM' if name.endswith('+rlm') else 'none'} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
 
 
-def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path: Path) -> None:
-    """Two panels: this benchmark's linear probes (both lead-masking columns) and, apart, the paper's."""
+def _pyplot() -> ModuleType:
+    """matplotlib's pyplot on the file-only Agg backend, imported when the first plot is drawn (not at
+    the top: matplotlib costs start-up time and, under fairseq's logging set-up, logs at import)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path: Path) -> None:
+    """Two panels: this benchmark's linear probes (both lead-masking columns) and, apart, the paper's."""
+    plt = _pyplot()
 
     table = [
         r for r in rows if r["status"] == "ok" and (r["protocol"] == "linear_probe" or r["method"] == "supervised")
@@ -431,10 +486,7 @@ def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path
 def plot_label_efficiency(
     efficiency: Dict[str, Dict[str, Dict[str, Any]]], names: Dict[str, str], settings: Mapping[str, Any], path: Path
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
     fractions = sorted({float(f) for by_fraction in efficiency.values() for f in by_fraction})

@@ -215,7 +215,8 @@ def test_error_summary_wraps_angles():
 def test_heart_rate_within_2_bpm_at_every_rate(rhythm, rate):
     """Synthetic records whose rate is known from the beat times (the model's truth): at 30 bpm the
     T and P waves can outnumber the QRS complexes among a detector's marks."""
-    from fairseq_goodviews.synthetic.ecg import Targets, synthesize_record
+    from fairseq_goodviews.synthetic.ecg import synthesize_record
+    from fairseq_goodviews.synthetic.targets import Targets
 
     for seed in range(2):
         targets = Targets(rhythm, frozenset(), 60, bool(seed), rate, 90.0, 420.0 * math.sqrt(60.0 / rate), 50.0, 40.0)

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,11 @@ from conftest import console_script
 from fairseq_goodviews.cli.synthetic_chapman import main as synthetic_chapman_main
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
 from fairseq_goodviews.leads import CANONICAL_LEADS
-from fairseq_goodviews.synthetic import ecg
+from fairseq_goodviews.synthetic import distributions
 from fairseq_goodviews.synthetic.chapman import COLUMNS, generate_chapman, write_signal_csv
-from fairseq_goodviews.synthetic.ecg import FS, N_SAMPLES, Targets, sample_targets, synthesize_record
+from fairseq_goodviews.synthetic.dipole import FS
+from fairseq_goodviews.synthetic.ecg import N_SAMPLES, synthesize_record
+from fairseq_goodviews.synthetic.targets import Targets, sample_targets, targets_from_row
 
 REPO = Path(__file__).resolve().parents[2]
 LIMB = {name: i for i, name in enumerate(CANONICAL_LEADS)}
@@ -256,24 +259,34 @@ def test_unknown_rhythm_and_bad_columns_are_rejected(tmp_path):
         generate_chapman(tmp_path / "out", None, diagnostics=bad)
     row = dict(zip(COLUMNS, ["MUSE_1", "XYZ", "NONE", "50", "MALE"] + [80] * 11, strict=True))
     with pytest.raises(ValueError, match="unknown rhythm"):
-        ecg.targets_from_row(row)
+        targets_from_row(row)
 
 
 def test_sampled_frequencies_follow_the_embedded_calibration():
     rng = np.random.default_rng(0)
     draws = [sample_targets(rng) for _ in range(3000)]
     rhythms = pd.Series([t.rhythm for t in draws])
-    total = sum(ecg.RHYTHM_COUNTS.values())
+    total = sum(distributions.RHYTHM_COUNTS.values())
     for rhythm in ("SB", "SR", "AFIB", "ST"):
-        assert abs((rhythms == rhythm).mean() - ecg.RHYTHM_COUNTS[rhythm] / total) < 0.025
+        assert abs((rhythms == rhythm).mean() - distributions.RHYTHM_COUNTS[rhythm] / total) < 0.025
     none = np.mean([not t.codes for t in draws if t.rhythm == "SB"])
-    sb_none, _ = ecg.CODE_COUNTS["SB"]
-    assert abs(none - sb_none / ecg.RHYTHM_COUNTS["SB"]) < 0.05
+    sb_none, _ = distributions.CODE_COUNTS["SB"]
+    assert abs(none - sb_none / distributions.RHYTHM_COUNTS["SB"]) < 0.05
+
+
+def test_code_counts_are_package_data():
+    """The per-rhythm condition counts ship in the package (``data/code_counts.json``, setup.py's
+    package_data) and load through importlib.resources, one entry per calibrated rhythm."""
+    assert resources.files("fairseq_goodviews.synthetic").joinpath("data", "code_counts.json").is_file()
+    assert list(distributions.CODE_COUNTS) == list(distributions.RHYTHM_COUNTS)
+    for rhythm, (none, counts) in distributions.CODE_COUNTS.items():
+        total = distributions.RHYTHM_COUNTS[rhythm]
+        assert 0 < none <= total and all(0 < n <= total - none for n in counts.values())
 
 
 def test_calibration_constants_come_from_the_real_file():
     real = pd.read_excel(real_diagnostics())
-    assert real["Rhythm"].value_counts().to_dict() == ecg.RHYTHM_COUNTS
+    assert real["Rhythm"].value_counts().to_dict() == distributions.RHYTHM_COUNTS
     rng = np.random.default_rng(1)
     draws = pd.DataFrame(
         [

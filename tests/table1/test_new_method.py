@@ -85,7 +85,7 @@ def test_a_new_strategy_module_and_a_renamed_config_run_through_the_benchmark(tm
         [
             sys.executable,
             "-m",
-            "fairseq_goodviews.table1",
+            "fairseq_goodviews.cli.benchmark",
             "--preset",
             "tiny",
             "--data",

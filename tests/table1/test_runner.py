@@ -15,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fairseq_goodviews.cli.benchmark import main
 from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.table1 import PRESETS, BenchmarkError, run_benchmark
-from fairseq_goodviews.table1.cli import main, prepare_synthetic
+from fairseq_goodviews.table1.data import prepare_synthetic
 from fairseq_goodviews.table1.execute import Outcome
 from fairseq_goodviews.table1.plan import (
     DEFAULT_CONFIG_ROOT,
@@ -68,7 +69,7 @@ def tiny_benchmark(tmp_path_factory, tiny_dataset) -> TinyBenchmark:
     cmd = [
         sys.executable,
         "-m",
-        "fairseq_goodviews.table1",
+        "fairseq_goodviews.cli.benchmark",
         "--preset",
         "tiny",
         "--data",

@@ -1,0 +1,124 @@
+"""``goodviews-benchmark``: reproduce the "Good Views" Table 1.
+
+For every pretraining method and seed the benchmark pretrains an encoder, trains a linear probe
+on it (optionally also a full fine-tune, and probes on 1% / 10% of the training labels), and runs
+the two baselines: the supervised encoder trained from scratch (scored on its own trained head)
+and a random-initialised frozen encoder with a linear probe. Every training is a
+``fairseq-hydra-train`` subprocess on the project's configs, exactly as a user would run it; each
+downstream run is scored on the test split from its best (valid macro AUROC) checkpoint. The
+report (``results.json``, ``results.md``, ``auroc.png``, ``label_efficiency.png``) goes to ``OUT``;
+the same command resumes a killed benchmark.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fairseq_goodviews.cli.runner import run_command
+from fairseq_goodviews.table1.plan import DEFAULT_CONFIG_ROOT, PRESETS
+from fairseq_goodviews.table1.run import run_benchmark, setup_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; its exit status: 0 done, 1 some runs failed, 2 an error, 130 interrupted."""
+    return run_command(_parser(), _benchmark, argv)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command's options; each left out keeps the preset's setting."""
+    parser = argparse.ArgumentParser(
+        prog="goodviews-benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", help="prepared manifest folder ({train,valid,test}.tsv/.csv)")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N",
+        nargs="?",
+        const=0,
+        help="without --data: generate N synthetic Chapman records (default: the preset's "
+        "number) and prepare them in OUT/data",
+    )
+    parser.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS))
+    parser.add_argument("--out", required=True, help="output folder (re-use it to resume)")
+    parser.add_argument("--seeds", type=int, help="number of seeds, 1..N (default: the preset's)")
+    parser.add_argument("--strategies", help="comma-separated pretraining configs (default: the preset's)")
+    parser.add_argument("--finetune", action="store_true", help="also fully fine-tune every pretrained encoder")
+    parser.add_argument(
+        "--label-fractions",
+        help="comma-separated fractions of training labels for the probes, e.g. 0.01,0.1,1.0 (default: the preset's)",
+    )
+    parser.add_argument(
+        "--split-seeds",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-split the data patient-wise with every seed (default: the preset's, on)",
+    )
+    parser.add_argument(
+        "--lead-masking",
+        help="lead-masking columns, e.g. none,rlm (config/pretraining/lead_masking; default: the preset's)",
+    )
+    parser.add_argument(
+        "--ptbxl-data",
+        help="prepared PTB-XL-layout folder for the multi-label probe and the "
+        "identification columns (--synthetic generates one)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report of the runs finished so far in OUT, train nothing (works while the "
+        "benchmark still runs)",
+    )
+    parser.add_argument("--jobs", type=int, help="runs at once; the CPU cores are shared between them")
+    parser.add_argument(
+        "--config-root", default=str(DEFAULT_CONFIG_ROOT), help="folder with pretraining/ and finetuning/ hydra configs"
+    )
+    return parser
+
+
+def _csv(text: str | None, cast: Callable[[str], Any]) -> list[Any] | None:
+    """The items of a comma-separated option, each ``cast``; None when the option was not given."""
+    if text is None:
+        return None
+    return [cast(item.strip()) for item in text.split(",") if item.strip()]
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    """Run (or resume) the benchmark of ``args``; prints where the report is and which runs failed."""
+    setup_logging()
+    try:
+        outcome = run_benchmark(
+            args.out,
+            args.preset,
+            data=args.data,
+            synthetic=args.synthetic,
+            seeds=args.seeds,
+            strategies=_csv(args.strategies, str),
+            finetune=args.finetune or None,
+            label_fractions=_csv(args.label_fractions, float),
+            jobs=args.jobs,
+            split_seeds=args.split_seeds,
+            lead_masking=_csv(args.lead_masking, str),
+            ptbxl_data=args.ptbxl_data,
+            report_only=args.report_only,
+            config_root=args.config_root,
+        )
+    except KeyboardInterrupt:
+        print("goodviews-benchmark: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(
+        f"{len(outcome.results)} runs finished ({len(outcome.launched)} in this invocation); "
+        f"report: {Path(args.out) / 'results.md'}"
+    )
+    if outcome.failed:
+        print(f"{len(outcome.failed)} runs failed or were not run:", file=sys.stderr)
+        for run_id, why in outcome.failed.items():
+            print(f"  {run_id}: {why.splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
