@@ -114,7 +114,7 @@ def _partner_index(args: argparse.Namespace) -> None:
     vectors = _options(args, "records", "distribution", "diagnostics", "dim", "check", "seed")
     sklearn = {
         "sklearn_algorithms": tuple(args.sklearn_algorithm) if args.versus_sklearn else (),
-        **_options(args, "sklearn_anchors", "sklearn_max_output_mib"),
+        **_options(args, "sklearn_anchors", "sklearn_max_output_mib", "sklearn_max_query_s"),
     }
     _report(args.out, partner_index, partner_index.run(**vectors, **index, **sklearn))
 
@@ -162,8 +162,14 @@ def _add_partner_index(subcommands: Subcommands) -> None:
     parser.add_argument(
         "--sklearn-max-output-mib",
         type=float,
-        default=512.0,
-        help="run sklearn's radius query of every record only when its output, estimated from the sample, is smaller",
+        default=1024.0,
+        help="run sklearn's queries of every record only when their output, estimated from the sample, is smaller",
+    )
+    parser.add_argument(
+        "--sklearn-max-query-s",
+        type=float,
+        default=120.0,
+        help="run sklearn's kneighbors of every record only when the sample's time scaled to it is shorter",
     )
 
 

@@ -22,7 +22,7 @@ def test_both_searches_agree_on_a_case_whose_answer_is_known():
     index = build_partner_index(LINE, radius=0.6, max_candidates=4)
     assert [index.candidates[i, : index.n_within[i]].tolist() for i in range(5)] == [[1], [0, 2], [1], [], []]
     for algorithm in partner_index.SKLEARN_ALGORITHMS:
-        result = partner_index.versus_sklearn(LINE, index, 1.0, 0.6, np.arange(5), algorithm, 1, 512.0)
+        result = partner_index.versus_sklearn(LINE, index, 1.0, 0.6, np.arange(5), algorithm, 1, 1024.0)
         assert result["candidate_recall_vs_sklearn"] == 1.0 and result["partner_count_agreement"] == 1.0
         assert result["anchors_with_partner_sklearn"] == 3 / 5 and result["mean_within_radius"] == 4 / 5
         assert result["full_radius_query_measured"] and result["agreement_on"] == "every record"
@@ -32,7 +32,7 @@ def test_a_missed_neighbour_lowers_the_recall_against_sklearn():
     index = build_partner_index(LINE, radius=0.6, max_candidates=4)
     index.candidates[1] = [0, -1, -1, -1]  # record 2 forgotten
     index.n_within[1] = 1
-    result = partner_index.versus_sklearn(LINE, index, 1.0, 0.6, np.arange(5), "kd_tree", 1, 512.0)
+    result = partner_index.versus_sklearn(LINE, index, 1.0, 0.6, np.arange(5), "kd_tree", 1, 1024.0)
     assert result["candidate_recall_vs_sklearn"] == 3 / 4 and result["partner_count_agreement"] == 4 / 5
 
 
@@ -42,6 +42,7 @@ def test_the_full_query_is_skipped_when_its_output_would_be_too_large():
     sample = np.arange(0, 400, 8)
     result = partner_index.versus_sklearn(vectors, index, 1.0, 0.5, sample, "kd_tree", 1, 0.0)
     assert not result["full_radius_query_measured"] and result["full_query_peak_rss_increase_mb"] is None
+    assert not result["full_kneighbors_measured"]
     assert result["radius_query_all_s"] == result["sample_radius_query_s"] * 8
     assert result["agreement_on"] == "50 sampled anchors" and result["candidate_recall_vs_sklearn"] == 1.0
 
@@ -53,7 +54,7 @@ def test_a_real_run_writes_both_timings_the_ratio_and_the_recall(tmp_path, capsy
     versus = result["versus_sklearn"]
     assert versus["anchors"] == 300 and [r["algorithm"] for r in versus["results"]] == ["kd_tree", "ball_tree"]
     for column in versus["results"]:
-        assert column["fit_s"] > 0 and column["radius_query_all_s"] > 0
+        assert column["fit_s"] > 0 and column["radius_query_all_s"] > 0 and column["full_kneighbors_measured"]
         assert column["ratio"] == column["sklearn_s"] / result["build_s"]
         assert column["candidate_recall_vs_sklearn"] == 1.0  # 5,000 records: the index is exact
         assert column["peak_rss_increase_mb"] >= 0 and column["mean_within_radius"] > 1
