@@ -192,10 +192,13 @@ def versus_sklearn(
     query_s = sample_s if whole else full_s if full_s is not None else sample_s * scale
     sklearn_s = fit_s + query_s
     knn_all_s = knn_sample_s * scale
-    knn_measured = whole
+    knn_measured, knn_peak_increase = whole, None
     knn_output_mib = n * k * NEIGHBOUR_BYTES / 2**20
     if not whole and knn_output_mib <= max_output_mib and knn_all_s <= max_query_s:
+        reset_peak_rss()
+        before = rss_mib()
         _, knn_all_s = _timed(lambda: search.kneighbors(n_neighbors=min(k, n - 1)))  # every record, itself left out
+        knn_peak_increase = max(peak_rss_mib() - before, 0.0)
         knn_measured = True
     knn_s = fit_s + knn_all_s
     return {
@@ -209,6 +212,7 @@ def versus_sklearn(
         "sample_kneighbors_s": knn_sample_s,
         "kneighbors_all_s": knn_all_s,
         "full_kneighbors_measured": knn_measured,
+        "full_kneighbors_peak_rss_increase_mb": knn_peak_increase,
         "sklearn_kneighbors_s": knn_s,
         "ratio_kneighbors": knn_s / build_s,
         "peak_rss_increase_mb": peak_increase,
@@ -371,8 +375,13 @@ def format_versus_sklearn(result: dict[str, Any]) -> list[str]:
             ["m" if column["full_kneighbors_measured"] else "s" for column in columns],
         ),
         row("  ratio sklearn / ours", "", each("ratio_kneighbors", ".2f")),
-        row("peak memory increase, MiB", f"{result['build_rss_increase_mb']:.0f}", each("peak_rss_increase_mb", ".0f")),
+        row(
+            "peak memory increase (fit, sample), MiB",
+            f"{result['build_rss_increase_mb']:.0f}",
+            each("peak_rss_increase_mb", ".0f"),
+        ),
         row("  full radius query, MiB", "", each("full_query_peak_rss_increase_mb", ".0f")),
+        row("  full kneighbors query, MiB", "", each("full_kneighbors_peak_rss_increase_mb", ".0f")),
         row("mean records within radius", "", each("mean_within_radius", ".1f")),
         row("recall of sklearn's capped sets", "", each("candidate_recall_vs_sklearn", ".3f")),
         row("partner count agreement", "", each("partner_count_agreement", ".3f")),
