@@ -112,7 +112,11 @@ def _add_preprocessing(subcommands: Subcommands) -> None:
 def _partner_index(args: argparse.Namespace) -> None:
     index = _options(args, "radius", "max_candidates", "exact_below", "cell_size", "probes", "threads")
     vectors = _options(args, "records", "distribution", "diagnostics", "dim", "check", "seed")
-    _report(args.out, partner_index, partner_index.run(**vectors, **index))
+    sklearn = {
+        "sklearn_algorithms": tuple(args.sklearn_algorithm) if args.versus_sklearn else (),
+        **_options(args, "sklearn_anchors", "sklearn_max_output_mib", "sklearn_max_query_s"),
+    }
+    _report(args.out, partner_index, partner_index.run(**vectors, **index, **sklearn))
 
 
 def _add_partner_index(subcommands: Subcommands) -> None:
@@ -139,6 +143,34 @@ def _add_partner_index(subcommands: Subcommands) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--check", type=int, default=500, help="anchors compared with every record exactly")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--versus-sklearn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time scikit-learn's exact radius search of the same vectors beside the index (default: on)",
+    )
+    parser.add_argument(
+        "--sklearn-algorithm",
+        nargs="+",
+        choices=partner_index.SKLEARN_ALGORITHMS,
+        default=list(partner_index.SKLEARN_ALGORITHMS),
+        help="NearestNeighbors algorithms to compare (default: both)",
+    )
+    parser.add_argument(
+        "--sklearn-anchors", type=int, default=2000, help="random anchors both searches answer for (the same sample)"
+    )
+    parser.add_argument(
+        "--sklearn-max-output-mib",
+        type=float,
+        default=1024.0,
+        help="run sklearn's queries of every record only when their output, estimated from the sample, is smaller",
+    )
+    parser.add_argument(
+        "--sklearn-max-query-s",
+        type=float,
+        default=120.0,
+        help="run sklearn's kneighbors of every record only when the sample's time scaled to it is shorter",
+    )
 
 
 def _augmentation(args: argparse.Namespace) -> None:

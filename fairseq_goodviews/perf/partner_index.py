@@ -10,9 +10,10 @@ moves every value uniformly within half a unit (the GE MUSE measurements are int
 spread over their rounding cell instead of piling up as exact duplicates) and encodes them with the
 strategy's own :class:`~fairseq_goodviews.strategies.attributes.AttributeScaler` (the default
 attributes, angles as (cos, sin): 10 dimensions); ``normal`` is standard-normal vectors of
-``--dim`` dimensions. Peak memory is the process's peak resident set size
-(``resource.getrusage``), which includes the input vectors and the imported libraries; the
-increase over the resident size before the build is reported too (``tracemalloc`` cannot see
+``--dim`` dimensions. Peak memory is the process's peak resident set size during the build
+(``resource.getrusage``, restarted before it where the kernel allows), which includes the input
+vectors and the imported libraries; the increase over the resident size before the build is
+reported too (``tracemalloc`` cannot see
 torch's allocations, so it is not used). The build's CPU time (all threads) is printed beside the
 wall time: on a shared machine the wall time depends on the load, the CPU time much less.
 
@@ -22,7 +23,26 @@ candidates (of the up to ``max_candidates`` nearest records within the radius, t
 the share of anchors with a partner within the radius (found vs true) and how often the
 nearest-neighbour fallback is the true nearest neighbour.
 
+**Versus scikit-learn** (``--versus-sklearn``, on by default: it costs a tree build and queries of
+a sample): the same vectors and radius go to ``sklearn.neighbors.NearestNeighbors(radius,
+algorithm, n_jobs=threads)`` (``--sklearn-algorithm``, kd_tree and ball_tree by default), timed in
+the same run after the index. Its ``radius_neighbors`` returns every record within the radius, of
+which the index keeps the up to ``max_candidates`` nearest (ties: lower index) per record; both are
+compared on ``--sklearn-anchors`` random anchors (the same sample for every algorithm): the recall
+of sklearn's exact capped sets by the index and the share of anchors whose partner count agrees.
+The full query over every record is run only where the output estimated from the sample (an
+int64 index and a float64 distance per neighbour, two arrays per record) stays under
+``--sklearn-max-output-mib``; otherwise its time is the sample's scaled to every record, and the
+output says so. ``kneighbors(max_candidates + 1)`` filtered by the radius answers the capped
+question without the full sets: its time is reported too, measured over every record where that
+output fits the same bound and the sample's time scaled to every record is under
+``--sklearn-max-query-s``, scaled from the sample otherwise. Each side's
+peak memory is the increase of the peak resident size over the resident size before it (the peak is
+restarted between them where the kernel allows, see :func:`~fairseq_goodviews.perf.memory.reset_peak_rss`).
+The ratios are sklearn's seconds (fit and query of every record) over the index's build seconds.
+
     goodviews-perf partner-index --out DIR [--records 1000000] [--threads 2] [--distribution normal]
+        [--no-versus-sklearn] [--sklearn-algorithm kd_tree] [--sklearn-anchors 2000]
 """
 
 import os
@@ -34,9 +54,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.neighbors import NearestNeighbors
 
 from fairseq_goodviews.perf import PerfSettingsError
-from fairseq_goodviews.perf.memory import peak_rss_mib
+from fairseq_goodviews.perf.memory import peak_rss_mib, reset_peak_rss, rss_mib
 from fairseq_goodviews.preprocessing.chapman import read_diagnostics
 from fairseq_goodviews.strategies.attributes import (
     DEFAULT_ATTRIBUTES,
@@ -48,6 +69,11 @@ from fairseq_goodviews.strategies.attributes import (
 
 TARGET_SECONDS = 60.0
 TARGET_MEMORY_MB = 2048.0
+SKLEARN_ALGORITHMS = ("kd_tree", "ball_tree")
+#: radius_neighbors' output: an int64 index and a float64 distance per neighbour, and per queried
+#: record two small arrays (their headers, as numpy allocates them).
+NEIGHBOUR_BYTES = 16
+RECORD_BYTES = 2 * 112
 
 
 def default_diagnostics() -> Path | None:
@@ -97,6 +123,108 @@ def check_against_brute_force(
     }
 
 
+def capped_set(distances: np.ndarray, indices: np.ndarray, anchor: int, k: int) -> np.ndarray:
+    """The up to ``k`` nearest of one record's exact neighbours (ties: lower index), the record itself left out."""
+    keep = indices != anchor
+    distances, indices = distances[keep], indices[keep]
+    return indices[np.lexsort((indices, distances))][:k]
+
+
+def agreement_with_exact(
+    index: PartnerIndex, anchors: np.ndarray, distances: np.ndarray, indices: np.ndarray
+) -> dict[str, float]:
+    """Recall by ``index`` of the exact capped sets of ``anchors`` (``radius_neighbors``' object arrays)."""
+    k = index.candidates.shape[1]
+    found = expected = counts_agree = with_partner = 0
+    for anchor, anchor_distances, anchor_indices in zip(anchors, distances, indices, strict=True):
+        exact = capped_set(anchor_distances, anchor_indices, anchor, k)
+        stored = index.candidates[anchor, : index.n_within[anchor]]
+        found += len(np.intersect1d(exact, stored))
+        expected += len(exact)
+        counts_agree += len(exact) == len(stored)
+        with_partner += len(exact) > 0
+    return {
+        "candidate_recall_vs_sklearn": found / max(expected, 1),
+        "partner_count_agreement": counts_agree / max(len(anchors), 1),
+        "anchors_with_partner_sklearn": with_partner / max(len(anchors), 1),
+    }
+
+
+def _timed(call):
+    start = time.perf_counter()
+    value = call()
+    return value, time.perf_counter() - start
+
+
+def versus_sklearn(
+    vectors: np.ndarray,
+    index: PartnerIndex,
+    build_s: float,
+    radius: float,
+    anchors: np.ndarray,
+    algorithm: str,
+    threads: int,
+    max_output_mib: float,
+    max_query_s: float = 120.0,
+) -> dict[str, Any]:
+    """sklearn's exact radius search over ``vectors``: fit and query times, memory, agreement, ratios to ``build_s``."""
+    n, k = len(vectors), index.candidates.shape[1]
+    whole = len(anchors) == n  # the sample is every record: its query is the full one
+    restarted = reset_peak_rss()
+    before = rss_mib()
+    search, fit_s = _timed(lambda: NearestNeighbors(radius=radius, algorithm=algorithm, n_jobs=threads).fit(vectors))
+    (distances, indices), sample_s = _timed(lambda: search.radius_neighbors(vectors[anchors], sort_results=True))
+    _, knn_sample_s = _timed(lambda: search.kneighbors(vectors[anchors], n_neighbors=min(k + 1, n)))
+    peak_increase = max(peak_rss_mib() - before, 0.0)  # the resident size may shrink below the one it started at
+    within = float(np.mean([len(found) for found in indices])) - 1.0  # the anchor itself is among them
+    output_mib = n * (max(within, 0.0) * NEIGHBOUR_BYTES + RECORD_BYTES) / 2**20
+    checked = agreement_with_exact(index, anchors, distances, indices)
+    del distances, indices
+    full_s = full_peak_increase = None
+    if not whole and output_mib <= max_output_mib:
+        reset_peak_rss()
+        before = rss_mib()
+        (distances, indices), full_s = _timed(lambda: search.radius_neighbors(sort_results=True))
+        full_peak_increase = max(peak_rss_mib() - before, 0.0)
+        checked = agreement_with_exact(index, np.arange(n), distances, indices)
+        del distances, indices
+    scale = n / len(anchors)
+    query_s = sample_s if whole else full_s if full_s is not None else sample_s * scale
+    sklearn_s = fit_s + query_s
+    knn_all_s = knn_sample_s * scale
+    knn_measured, knn_peak_increase = whole, None
+    knn_output_mib = n * k * NEIGHBOUR_BYTES / 2**20
+    if not whole and knn_output_mib <= max_output_mib and knn_all_s <= max_query_s:
+        reset_peak_rss()
+        before = rss_mib()
+        _, knn_all_s = _timed(lambda: search.kneighbors(n_neighbors=min(k, n - 1)))  # every record, itself left out
+        knn_peak_increase = max(peak_rss_mib() - before, 0.0)
+        knn_measured = True
+    knn_s = fit_s + knn_all_s
+    return {
+        "algorithm": algorithm,
+        "fit_s": fit_s,
+        "sample_radius_query_s": sample_s,
+        "full_radius_query_measured": whole or full_s is not None,
+        "radius_query_all_s": query_s,
+        "sklearn_s": sklearn_s,
+        "ratio": sklearn_s / build_s,
+        "sample_kneighbors_s": knn_sample_s,
+        "kneighbors_all_s": knn_all_s,
+        "full_kneighbors_measured": knn_measured,
+        "full_kneighbors_peak_rss_increase_mb": knn_peak_increase,
+        "sklearn_kneighbors_s": knn_s,
+        "ratio_kneighbors": knn_s / build_s,
+        "peak_rss_increase_mb": peak_increase,
+        "full_query_peak_rss_increase_mb": full_peak_increase,
+        "peak_restarted": restarted,
+        "mean_within_radius": within,
+        "estimated_full_output_mib": output_mib,
+        "agreement_on": "every record" if whole or full_s is not None else f"{len(anchors)} sampled anchors",
+        **checked,
+    }
+
+
 QUALITY = ("candidate_recall", "anchors_with_partner_true", "anchors_with_partner_found", "nearest_neighbour_recall")
 
 
@@ -114,9 +242,19 @@ def run(
     threads: int,
     check: int,
     seed: int,
+    sklearn_algorithms: tuple[str, ...] = SKLEARN_ALGORITHMS,
+    sklearn_anchors: int = 2000,
+    sklearn_max_output_mib: float = 1024.0,
+    sklearn_max_query_s: float = 120.0,
 ) -> dict[str, Any]:
     """Build the index over ``records`` vectors (``chapman`` rows of ``diagnostics``, or ``normal`` of ``dim``
-    dimensions); its build time and memory beside the targets, and its recall on ``check`` anchors."""
+    dimensions); its build time and memory beside the targets, its recall on ``check`` anchors, and
+    sklearn's exact search of the same vectors beside it (``sklearn_algorithms``; none: not run)."""
+    unknown = [name for name in sklearn_algorithms if name not in SKLEARN_ALGORITHMS]
+    if unknown:
+        raise PerfSettingsError(f"--sklearn-algorithm must be among {', '.join(SKLEARN_ALGORITHMS)}, got {unknown}")
+    if sklearn_algorithms and sklearn_anchors < 1:
+        raise PerfSettingsError(f"--sklearn-anchors must be positive, got {sklearn_anchors}")
     rng = np.random.default_rng(seed)
     if distribution == "chapman":
         if diagnostics is None or not diagnostics.is_file():
@@ -126,7 +264,8 @@ def run(
         vectors = chapman_vectors(diagnostics, records, rng)
     else:
         vectors = rng.standard_normal((records, dim), dtype=np.float32)
-    rss_before = peak_rss_mib()
+    reset_peak_rss()
+    rss_before = rss_mib()
     start, cpu_start = time.perf_counter(), time.process_time()
     index = build_partner_index(
         vectors,
@@ -142,6 +281,17 @@ def run(
     build_cpu_s = time.process_time() - cpu_start
     peak_mb = peak_rss_mib()
     anchors = rng.choice(len(vectors), size=min(check, len(vectors)), replace=False)
+    sample_rng = np.random.default_rng([seed, 1])
+    if sklearn_anchors >= len(vectors):
+        sample = np.arange(len(vectors))
+    else:
+        sample = np.sort(sample_rng.choice(len(vectors), size=sklearn_anchors, replace=False))
+    sklearn_results = [
+        versus_sklearn(
+            vectors, index, build_s, radius, sample, name, threads, sklearn_max_output_mib, sklearn_max_query_s
+        )
+        for name in sklearn_algorithms
+    ]
     settings = {
         "records": records,
         "distribution": distribution,
@@ -155,6 +305,10 @@ def run(
         "threads": threads,
         "check": check,
         "seed": seed,
+        "sklearn_algorithms": list(sklearn_algorithms),
+        "sklearn_anchors": sklearn_anchors,
+        "sklearn_max_output_mib": sklearn_max_output_mib,
+        "sklearn_max_query_s": sklearn_max_query_s,
     }
     return {
         "records": len(vectors),
@@ -169,6 +323,7 @@ def run(
         "exact_index": index.exact,
         "records_with_partner_within_radius": float((index.n_within > 0).mean()),
         **check_against_brute_force(vectors, index, radius, anchors),
+        "versus_sklearn": {"anchors": len(sample), "results": sklearn_results} if sklearn_results else None,
         "settings": {key: str(value) for key, value in settings.items()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
     }
@@ -185,4 +340,59 @@ def format_result(result: dict[str, Any]) -> str:
         f"{'  of which the build, MiB':<40}{result['build_rss_increase_mb']:>12.0f}",
     ]
     lines += [f"{key.replace('_', ' '):<40}{result[key]:>12.3f}" for key in QUALITY]
+    if result.get("versus_sklearn"):
+        lines += ["", *format_versus_sklearn(result)]
     return "\n".join(lines)
+
+
+def format_versus_sklearn(result: dict[str, Any]) -> list[str]:
+    """The index and each sklearn algorithm side by side: seconds, memory, agreement, ratios."""
+    versus = result["versus_sklearn"]
+    columns = versus["results"]
+    fmt = "{:<40}" + "{:>12}" * (1 + len(columns))
+
+    def row(label: str, ours: str, values: list[str]) -> str:
+        return fmt.format(label, ours, *values)
+
+    def each(key: str, spec: str) -> list[str]:
+        return ["-" if column[key] is None else format(column[key], spec) for column in columns]
+
+    lines = [
+        row("versus scikit-learn", "ours", [column["algorithm"] for column in columns]),
+        row("build / fit, s", f"{result['build_s']:.2f}", each("fit_s", ".2f")),
+        row("radius query of every record, s", "(in build)", each("radius_query_all_s", ".2f")),
+        row(
+            "  measured (m) or scaled from sample (s)",
+            "",
+            ["m" if column["full_radius_query_measured"] else "s" for column in columns],
+        ),
+        row("total, s", f"{result['build_s']:.2f}", each("sklearn_s", ".2f")),
+        row("ratio sklearn / ours", "1", each("ratio", ".2f")),
+        row("kneighbors(k+1) instead, total, s", "", each("sklearn_kneighbors_s", ".2f")),
+        row(
+            "  measured (m) or scaled from sample (s)",
+            "",
+            ["m" if column["full_kneighbors_measured"] else "s" for column in columns],
+        ),
+        row("  ratio sklearn / ours", "", each("ratio_kneighbors", ".2f")),
+        row(
+            "peak memory increase (fit, sample), MiB",
+            f"{result['build_rss_increase_mb']:.0f}",
+            each("peak_rss_increase_mb", ".0f"),
+        ),
+        row("  full radius query, MiB", "", each("full_query_peak_rss_increase_mb", ".0f")),
+        row("  full kneighbors query, MiB", "", each("full_kneighbors_peak_rss_increase_mb", ".0f")),
+        row("mean records within radius", "", each("mean_within_radius", ".1f")),
+        row("recall of sklearn's capped sets", "", each("candidate_recall_vs_sklearn", ".3f")),
+        row("partner count agreement", "", each("partner_count_agreement", ".3f")),
+    ]
+    agreement = sorted({column["agreement_on"] for column in columns})
+    scaled = not all(column["full_radius_query_measured"] for column in columns)
+    note = f"compared on {', '.join(agreement)}"
+    if scaled:
+        output = max(column["estimated_full_output_mib"] for column in columns)
+        note += (
+            f"; sklearn's radius query of every record not run (its output, estimated {output:,.0f} MiB, is over"
+            f" --sklearn-max-output-mib): its time is the {versus['anchors']} anchors' scaled to every record"
+        )
+    return [*lines, note]
