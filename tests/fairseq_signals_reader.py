@@ -32,6 +32,17 @@ and reduced to what decides whether a folder loads and what the model receives:
   (0 male, 1 female) as Python scalars, one ``<record>_<i>.mat`` per segment, via
   ``scipy.io.savemat``; ``fairseq_signals/data/ecg/preprocess/manifest.py`` writes the root as
   ``os.path.realpath`` and each path relative to it.
+- ``fairseq_signals/data/ecg/preprocess/convert_to_cmsc_manifest.py`` (what W2V+CMSC pretraining
+  is prepared with): for every ``*.tsv`` of a manifest folder, each line's path is cut at its last
+  ``_`` into the record (the part before) and the segment index (``int`` of the part after, up to
+  the four-character extension: a name it cannot parse raises ``ValueError``); the segments are
+  grouped by record (the record's size is its last line's), sorted, and written as consecutive
+  pairs ``record<TAB>size<TAB>0<TAB>i,j`` after the root and extension lines; a record with one
+  segment is left out, and an odd last one too.
+- ``fairseq_signals/data/ecg/cmsc_ecg_dataset.py``, ``CMSCECGDataset``: every such line must have
+  four fields; ``__getitem__`` reads ``<root>/<record>_<i>.<ext>`` for each segment ``i`` of the
+  line with ``scipy.io.loadmat`` (``feats``, ``curr_sample_rate``, ``patient_id[0, 0]``, with
+  labels ``label``) and tags them ``segment`` 0 and 1 in turn; the collator flattens the pairs.
 """
 
 from __future__ import annotations
@@ -147,3 +158,65 @@ class IdentificationDataset(ManifestDataset):
             "label": torch.cat([s["label"] for s in samples]),
             "patient_id": torch.IntTensor([s["patient_id"] for s in samples]),
         }
+
+
+def cmsc_manifest(manifest_dir: str | Path, dest: str | Path) -> dict[str, list[tuple[str, list[int]]]]:
+    """``convert_to_cmsc_manifest.py``: write ``dest/cmsc/<split>.tsv`` for every manifest of
+    ``manifest_dir``; return each split's lines as (record, segment pair)."""
+    out_dir = Path(dest) / "cmsc"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    converted = {}
+    for manifest in sorted(Path(manifest_dir).glob("*.tsv")):
+        lines = manifest.read_text().splitlines()
+        sizes: dict[str, str] = {}
+        by_record: dict[str, list[int]] = {}
+        for line in lines[1:]:
+            fields = line.strip().split("\t")
+            assert len(fields) == 2, line
+            cut = fields[0].rindex("_")
+            record = fields[0][:cut]
+            sizes[record] = fields[1]
+            by_record.setdefault(record, []).append(int(fields[0][cut + 1 : -4]))
+        pairs = []
+        for record, segments in by_record.items():
+            ordered = sorted(segments)
+            pairs += [(record, ordered[i : i + 2]) for i in range(0, len(ordered) - 1, 2)]
+        body = [f"{record}\t{sizes[record]}\t0\t{','.join(map(str, pair))}" for record, pair in pairs]
+        (out_dir / manifest.name).write_text("\n".join([lines[0].strip(), "mat", *body]) + "\n")
+        converted[manifest.stem] = pairs
+    return converted
+
+
+class CMSCDataset:
+    """``CMSCECGDataset`` with ``label=True``: one item per manifest line, the pair of segments it
+    names, each read from ``<root>/<record>_<i>.<ext>``."""
+
+    def __init__(self, manifest_path: str | Path):
+        self.records: list[str] = []
+        self.segments: list[list[int]] = []
+        with open(manifest_path) as handle:
+            self.root_dir = handle.readline().strip()
+            self.ext = handle.readline().strip()
+            for line in handle:
+                fields = line.strip().split("\t")
+                assert len(fields) == 4, line
+                self.records.append(fields[0])
+                self.segments.append([int(s) for s in fields[3].split(",")])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> list[dict]:
+        views = []
+        for i, segment in enumerate(self.segments[index]):
+            ecg = scipy.io.loadmat(os.path.join(self.root_dir, f"{self.records[index]}_{segment}.{self.ext}"))
+            views.append(
+                {
+                    "id": index,
+                    "source": torch.from_numpy(ecg["feats"]).float(),
+                    "label": torch.from_numpy(ecg["label"]),
+                    "patient_id": ecg["patient_id"][0, 0],
+                    "segment": i % 2,
+                }
+            )
+        return views

@@ -16,7 +16,7 @@ from typing import Any
 
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.preprocessing.items import RECORDS_DIR, STATE_DIR, PrepareError, PrepareOptions, SourceItem
-from fairseq_goodviews.preprocessing.workers import Job, record_fingerprint, run_items
+from fairseq_goodviews.preprocessing.workers import Job, record_fingerprint, rows_named_as_now, run_items
 
 
 def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
@@ -63,8 +63,12 @@ def convert_items(
 ) -> tuple[list[dict[str, Any]], int]:
     """Journal entries of ``items`` in their order (finished ones reused), and how many were reused.
 
-    An entry is appended to the journal as soon as its files are written; at the end the journal
-    is rewritten with the current entries only.
+    A finished entry is reused when its fingerprint is current, its files exist and they are named
+    as this version names them; a record whose files carry an older name (segments once were
+    ``<key>_s<k>.mat``) is converted again, so a folder never mixes both names in its manifests
+    (the old files go when the run completes, :func:`remove_unlisted`). An entry is appended to
+    the journal as soon as its files are written; at the end the journal is rewritten with the
+    current entries only.
     """
     previous = _read_journal(journal_path)
     results: dict[str, dict[str, Any]] = {}
@@ -74,6 +78,7 @@ def convert_items(
         if (
             entry is not None
             and entry.get("fp") == record_fingerprint(item, job)
+            and rows_named_as_now(entry["rows"], item.key, job)
             and all((Path(job.records_dir).parent / row["path"]).is_file() for row in entry["rows"])
         ):
             results[item.key] = entry

@@ -10,7 +10,8 @@ Every preparer (Chapman, PhysioNet 2021, PTB-XL, generic WFDB) does two things o
 
 :func:`prepare` does the rest, identically for every source::
 
-    OUT/records/<key>.mat            one file per record (or <key>_s<k>.mat per segment)
+    OUT/records/<key>.mat            one file per record (or <key>_<k>.mat per segment k, as
+                                     fairseq-signals names them: :func:`~.workers.record_stem`)
     OUT/train.tsv, valid.tsv, ...    manifests (root line = OUT, paths relative to it)
     OUT/train.csv, valid.csv, ...    metadata tables, row for row with the manifests
     OUT/skipped.csv                  key, file, reason, category of every record not written

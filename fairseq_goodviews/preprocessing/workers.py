@@ -2,7 +2,7 @@
 
 :func:`run_items` runs the items in ``options.workers`` processes (or in this one) and yields
 each item's journal line in the items' order; :func:`record_fingerprint` is what a record's files
-depend on (the item, the converter and the segmentation).
+depend on (the item, the converter and the segmentation), :func:`record_stem` how they are named.
 """
 
 from __future__ import annotations
@@ -92,6 +92,23 @@ def record_fingerprint(item: SourceItem, job: Job) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
+def record_stem(key: str, segment: int | None) -> str:
+    """The file stem of a record (``segment`` None) or of one of its segments: ``<key>_<segment>``,
+    the name fairseq-signals' CMSC tools (``convert_to_cmsc_manifest.py``, ``CMSCECGDataset``)
+    split at the last ``_`` into the record and the segment index. The split is unambiguous for
+    keys that themselves end in ``_<digits>``: the segment index never holds a ``_``."""
+    return key if segment is None else f"{key}_{segment}"
+
+
+def rows_named_as_now(rows: list[dict[str, Any]], key: str, job: Job) -> bool:
+    """Whether journal ``rows`` of record ``key`` name the files as :func:`record_stem` does now
+    (a folder prepared by an older version named segments ``<key>_s<segment>``)."""
+    return all(
+        row["path"] == f"{RECORDS_DIR}/{record_stem(key, None if job.segment_samples is None else row['segment'])}.mat"
+        for row in rows
+    )
+
+
 def _plain_or_repr(value: Any) -> Any:
     plain = _plain(value)
     return repr(value) if plain is _NOT_SCALAR else plain
@@ -159,7 +176,7 @@ def _process_item(item: SourceItem, convert: Callable[[SourceItem], EcgRecord], 
     patient_id = item.patient_id or item.key
     file_meta = _file_meta(item, record, patient_id, job)
     for segment, feats_k in segments:
-        stem = item.key if segment is None else f"{item.key}_s{segment}"
+        stem = record_stem(item.key, segment)
         mat_meta = dict(file_meta)
         if segment is not None:
             mat_meta["segment"] = segment

@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
+from fairseq_goodviews.io.packed import pack_problem
 from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record
+from fairseq_goodviews.preprocessing import workers
 from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions, Skipped, SkipRecord, SourceItem
 from fairseq_goodviews.preprocessing.pipeline import prepare
 from fairseq_goodviews.preprocessing.splits import assign_splits, patient_numbers
@@ -323,18 +325,40 @@ def test_segmentation(tmp_path):
     table = pd.concat(result.splits.values())
     assert set(table.loc[table["record_id"] == "rec000", "segment"]) == {0, 1}
     assert (table["n_samples"] == 1000).all()
-    record = read_record(tmp_path / "out" / "records" / "rec001_s1.mat")
+    record = read_record(tmp_path / "out" / "records" / "rec001_1.mat")
     full = Synthetic()(items[1])
     np.testing.assert_array_equal(record.feats, full.feats[:, 1000:2000])
     assert record.meta["record_id"] == "rec001" and record.meta["segment"] == 1
     # segments of one record stay in one split
     assert (table.groupby("record_id")["path"].count() <= 2).all()
     split_of = {row.path: name for name, part in result.splits.items() for row in part.itertuples()}
-    assert split_of["records/rec002_s0.mat"] == split_of["records/rec002_s1.mat"]
+    assert split_of["records/rec002_0.mat"] == split_of["records/rec002_1.mat"]
     skipped = {s.key: s for s in result.skipped}
     assert skipped["short"].category == "too_short"
-    assert skipped["tail_s1"].category == "bad_signal" and "flat lead(s) III" in skipped["tail_s1"].reason
-    assert (tmp_path / "out" / "records" / "tail_s0.mat").exists()
+    assert skipped["tail_1"].category == "bad_signal" and "flat lead(s) III" in skipped["tail_1"].reason
+    assert (tmp_path / "out" / "records" / "tail_0.mat").exists()
+
+
+def test_a_folder_with_the_old_segment_names_is_rewritten_with_the_new_ones(tmp_path, monkeypatch):
+    """Segments were once ``<key>_s<k>.mat``: a re-run converts such records again under the
+    names fairseq-signals reads and removes the old files, so the manifests never mix both."""
+    out = tmp_path / "out"
+    items = make_items(6, n_samples=2000)
+    with monkeypatch.context() as old:
+        old.setattr(workers, "record_stem", lambda key, segment: key if segment is None else f"{key}_s{segment}")
+        run(items, out, segment_samples=1000)
+    assert sorted(p.name for p in (out / "records").glob("rec000_*.mat")) == ["rec000_s0.mat", "rec000_s1.mat"]
+    before = {name: read_metadata(out, name) for name in ("train", "valid", "test")}
+    result = run(items, out, segment_samples=1000, pack=True)
+    assert result.reused == 0 and result.files == 12
+    names = sorted(p.name for p in (out / "records").glob("*.mat"))
+    assert names == [f"rec{i:03d}_{k}.mat" for i in range(6) for k in (0, 1)]
+    for name, table in before.items():
+        after = read_metadata(out, name)
+        assert after["path"].tolist() == [p.replace("_s", "_") for p in table["path"]]
+        pd.testing.assert_frame_equal(after.drop(columns="path"), table.drop(columns="path"))
+        assert pack_problem(out / f"{name}.tsv") is None
+    assert run(items, out, segment_samples=1000, pack=True).reused == 6
 
 
 def test_bad_input_is_refused_with_clear_errors(tmp_path):
