@@ -374,12 +374,8 @@ def test_a_prepared_folder_is_refused_unless_overwrite(tmp_path, capsys):
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.slow
-def test_imported_folder_goes_through_the_linear_probe_and_lead_subsets(tmp_path):
-    src = write_fs_folder(tmp_path / "fs", 40, segments=2, seconds=2.0, splits=(0.6, 0.2, 0.2))
-    report = convert(src, tmp_path / "data")
-    assert report["probe_overrides"][:2] == ["task.label_type=multi", "task.label_set=labels"]
-    save = tmp_path / "probe"
+def _probe_test_line(data: Path, save: Path, overrides: list[str], max_epoch: int) -> str:
+    """Train a small linear probe on an imported folder; its last log line on the test split."""
     run = hydra_train(
         FINETUNE_CONFIGS,
         "linear_probe",
@@ -388,16 +384,24 @@ def test_imported_folder_goes_through_the_linear_probe_and_lead_subsets(tmp_path
             "task.sample_size=1000",
             "dataset.batch_size=8",
             "dataset.num_workers=0",
-            "optimization.max_epoch=3",
-            f"task.data={tmp_path / 'data'}",
+            f"optimization.max_epoch={max_epoch}",
+            f"task.data={data}",
             f"checkpoint.save_dir={save}",
-            *report["probe_overrides"],
+            *overrides,
         ],
-        tmp_path,
+        data.parent,
         env=ENV,
     )
-    log = run.stdout + run.stderr
-    line = re.findall(r"valid on 'test' subset \| .*", log)[-1]
+    return re.findall(r"valid on 'test' subset \| .*", run.stdout + run.stderr)[-1]
+
+
+@pytest.mark.slow
+def test_imported_folder_goes_through_the_linear_probe_and_lead_subsets(tmp_path):
+    src = write_fs_folder(tmp_path / "fs", 40, segments=2, seconds=2.0, splits=(0.6, 0.2, 0.2))
+    report = convert(src, tmp_path / "data")
+    assert report["probe_overrides"][:2] == ["task.label_type=multi", "task.label_set=labels"]
+    save = tmp_path / "probe"
+    line = _probe_test_line(tmp_path / "data", save, report["probe_overrides"], max_epoch=3)
     assert re.search(r"\| n 16 \|", line)  # every test segment scored
     for name in ("class_0", "class_1", "class_2", "class_3"):
         assert re.search(rf"\| auroc_{name} [0-9.]+", line)
@@ -417,23 +421,7 @@ def test_current_pipeline_folder_goes_through_the_linear_probe(tmp_path):
     src, _ = write_fs_pipeline_folder(tmp_path / "fs", 20, segments=2, seconds=2.0, splits=(0.6, 0.2, 0.2))
     report = convert(src, tmp_path / "data")
     assert report["pipeline"]["signal_scale"] == "mV restored from each file's mean and std"
-    run = hydra_train(
-        FINETUNE_CONFIGS,
-        "linear_probe",
-        [
-            "preset=cpu_small",
-            "task.sample_size=1000",
-            "dataset.batch_size=8",
-            "dataset.num_workers=0",
-            "optimization.max_epoch=2",
-            f"task.data={tmp_path / 'data'}",
-            f"checkpoint.save_dir={tmp_path / 'probe'}",
-            *report["probe_overrides"],
-        ],
-        tmp_path,
-        env=ENV,
-    )
-    line = re.findall(r"valid on 'test' subset \| .*", run.stdout + run.stderr)[-1]
+    line = _probe_test_line(tmp_path / "data", tmp_path / "probe", report["probe_overrides"], max_epoch=2)
     assert re.search(r"\| n 8 \|", line)  # every test segment scored
     for name in ("AF", "STach", "SB", "NSR"):
         assert re.search(rf"\| auroc_{name} [0-9.]+", line)
