@@ -23,6 +23,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--label-names", default=None, help="text file of class names, one per line in label order (default: class_<i>)"
     )
     parser.add_argument(
+        "--label-file",
+        default=None,
+        help="fairseq-signals' label array (y.npy, a row per idx) for records that carry an idx but no label "
+        "(default: labels/y.npy of each record's processed root, where there is one)",
+    )
+    parser.add_argument(
+        "--standardised-inputs",
+        action="store_true",
+        help="accept records whose leads are standardised (std about 1) and hold no mean/std to restore "
+        "millivolts: import them as they are, recorded as standardised (refused without it)",
+    )
+    parser.add_argument(
         "--sample-rate",
         type=float,
         default=DEFAULT_SAMPLE_RATE,
@@ -45,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out_dir,
             splits=splits,
             label_names=args.label_names,
+            label_file=args.label_file,
+            standardised_inputs=args.standardised_inputs,
             sample_rate=args.sample_rate,
             workers=args.workers,
             progress=not args.no_progress,

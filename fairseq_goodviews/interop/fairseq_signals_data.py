@@ -11,7 +11,10 @@ dataset as a manifest folder and one ``.mat`` file per record (or per segment)::
                          or a class index), ``patient_id`` (an integer), ``age``, ``sex`` (0
                          male, 1 female); every scalar stored as a [1, 1] array
 
-It has no metadata table. :func:`import_fairseq_signals` writes ours beside the signals:
+That is its older per-dataset layout; its current pipeline keeps the labels and patients outside
+the files, by each file's ``idx``, and stores the leads standardised
+(:mod:`fairseq_goodviews.interop.fairseq_signals_pipeline` reads those back, and decides the signal
+scale). :func:`import_fairseq_signals` writes our tables beside the signals:
 
     OUT/<split>.tsv      root = the manifest's root (absolute), the same relative paths, so the
                          records are read where they are
@@ -58,6 +61,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from fairseq_goodviews.interop.fairseq_signals_labels import Labels, decide_labels, probe_overrides, read_label_names
+from fairseq_goodviews.interop.fairseq_signals_pipeline import (
+    SCALE_MV,
+    PipelineFiles,
+    complete_from_pipeline,
+    looks_standardised,
+    sex_letter,
+    signal_scale,
+)
 from fairseq_goodviews.io.atomic import OutputPathError, ensure_writable_dir
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest, write_manifest
 from fairseq_goodviews.io.records import (
@@ -94,9 +105,17 @@ from fairseq_goodviews.preprocessing.wfdb_dir import record_keys
 
 SOURCE = "fairseq_signals"
 DEFAULT_SAMPLE_RATE = 500.0
-_SEX = {"0": "M", "1": "F", "m": "M", "male": "M", "f": "F", "female": "F"}
 # Keys of a record file that become no column of their own (they are read into the columns below).
-_CONSUMED = SIGNAL_KEYS | {"label", "patient_id", "age", "sex", LABEL_NAME_KEY, LABEL_CLASSES_KEY, PATIENT_KEY}
+_CONSUMED = SIGNAL_KEYS | {
+    "label",
+    "patient_id",
+    "age",
+    "sex",
+    "segment_i",
+    LABEL_NAME_KEY,
+    LABEL_CLASSES_KEY,
+    PATIENT_KEY,
+}
 _COLUMNS = ("path", "n_samples", "record_id", "segment", "patient_id", "age", "sex", "label", "labels", "source")
 
 
@@ -150,11 +169,6 @@ def _patient(meta: Mapping[str, Any]) -> str:
     raise _Skip(f"'patient_id' is not an integer ({np.asarray(value).ravel()[:4].tolist()})")
 
 
-def _sex(value: Any) -> str:
-    plain = _plain(value)
-    return _SEX.get(str(plain).strip().lower(), "") if plain is not None else ""
-
-
 def _raw_label(meta: Mapping[str, Any]) -> dict[str, Any] | None:
     """The file's label, undecoded: a class name (our older files), a class index or a multi-hot
     vector (its positives and length); None without one."""
@@ -203,7 +217,7 @@ def _read(entry: _Entry, sample_rate: float) -> dict[str, Any]:
         meta = record.meta
         label = _raw_label(meta)
         record_id = meta.get("record_id") if isinstance(meta.get("record_id"), str) else ""
-        segment = _plain(meta.get("segment"))
+        segment = _plain(meta.get("segment", meta.get("segment_i")))  # ours, fairseq-signals' current one
         folder = Path(entry.path).parts[0] if len(Path(entry.path).parts) > 1 else ""
         row = {
             **{k: _plain(v) for k, v in meta.items() if k not in _CONSUMED and np.ndim(v) == 0},
@@ -213,14 +227,23 @@ def _read(entry: _Entry, sample_rate: float) -> dict[str, Any]:
             "segment": segment if isinstance(segment, int) else 0,
             "patient_id": _patient(meta) or record_id or entry.key,
             "age": _plain(meta.get("age")),
-            "sex": _sex(meta.get("sex")),
+            "sex": sex_letter(meta.get("sex")),
             "source": _plain(meta.get("source")) or folder or SOURCE,
             "sample_rate": float(record.sample_rate),
         }
         if flat.any():
             row["flat_leads"] = ",".join(np.array(CANONICAL_LEADS)[flat])
         classes = meta.get(LABEL_CLASSES_KEY)
-        return {"row": row, "label": label, "classes": classes if isinstance(classes, str) else None}
+        idx = _plain(meta.get("idx"))
+        return {
+            "row": row,
+            "label": label,
+            "classes": classes if isinstance(classes, str) else None,
+            "idx": idx if isinstance(idx, int) and idx >= 0 else None,
+            "own_patient": bool(_patient(meta)),
+            "restored_mv": record.restored_mv,
+            "standardised_std": None if record.restored_mv else looks_standardised(feats, present & ~flat),
+        }
     except _Skip as skip:
         return {"skip": (skip.reason, skip.category)}
 
@@ -399,6 +422,7 @@ def _report(
     roots: Mapping[str, str],
     labels: Labels,
     empty: list[str],
+    pipeline: dict[str, Any],
     options: dict[str, Any],
     config: dict[str, Any],
 ) -> dict[str, Any]:
@@ -418,6 +442,7 @@ def _report(
         },
         "labels": {"form": labels.kind, "classes": labels.classes},
         "empty_manifests": empty,
+        "pipeline": pipeline,
         "options": options,
         "config": config,
     }
@@ -429,6 +454,8 @@ def import_fairseq_signals(
     *,
     splits: Sequence[str] | None = None,
     label_names: str | Path | None = None,
+    label_file: str | Path | None = None,
+    standardised_inputs: bool = False,
     sample_rate: float = DEFAULT_SAMPLE_RATE,
     workers: int = 1,
     progress: bool = True,
@@ -456,20 +483,24 @@ def import_fairseq_signals(
         ensure_writable_dir(out_dir)
     except OutputPathError as exc:
         raise PrepareError(str(exc)) from None
-    options = {"sample_rate": float(sample_rate), "splits": list(manifests)}
+    options = {"sample_rate": float(sample_rate), "splits": list(manifests), "standardised_inputs": standardised_inputs}
     config: dict[str, Any] = {
         "src_dir": str(src_dir.resolve()),
         "label_names": str(Path(label_names).resolve()) if label_names is not None else None,
+        "label_file": str(Path(label_file).resolve()) if label_file is not None else None,
     }
     check_same_preparation(out_dir, SOURCE, options, config, overwrite)
 
     results = _read_all(entries, float(sample_rate), workers, progress)
-    labels = decide_labels(results, [entry.file for entry in entries], names)
+    files = [entry.file for entry in entries]
+    found = complete_from_pipeline(results, files, label_file, names is not None)
+    pipeline = {**vars(found), "signal_scale": signal_scale(results, files, standardised_inputs)}
+    labels = decide_labels(results, files, names)
     rows, skipped = _rows_by_split(entries, results, labels, manifests)
 
     roots = {entry.split: entry.root for entry in entries}
     tables = {name: metadata_table(part) for name, part in rows.items() if part}
-    report = _report(entries, tables, skipped, roots, labels, empty, options, config)
+    report = _report(entries, tables, skipped, roots, labels, empty, pipeline, options, config)
     write_skipped(out_dir / "skipped.csv", skipped)
     if not tables:
         write_report(out_dir, report)
@@ -523,4 +554,19 @@ def summary(report: Mapping[str, Any], out_dir: str | Path) -> list[str]:
         )
     else:
         label_line = "labels: none in the files (for pretraining)"
-    return [line, label_line, *pack_report_lines(Path(out_dir), report)]
+    return [line, label_line, *_pipeline_lines(report["pipeline"]), *pack_report_lines(Path(out_dir), report)]
+
+
+def _pipeline_lines(pipeline: Mapping[str, Any]) -> list[str]:
+    """What was read from fairseq-signals' pipeline files, and the signal scale when not plain mV."""
+    found = PipelineFiles(**{k: v for k, v in pipeline.items() if k != "signal_scale"})
+    parts = []
+    if found.label_files:
+        parts.append(f"labels by idx from {', '.join(found.label_files)}")
+    if found.patient_tables:
+        parts.append(f"patients from {', '.join(found.patient_tables)}")
+    if found.recordings_as_patients:
+        parts.append(f"{found.recordings_as_patients} records without a patient: their recording (idx) is the patient")
+    if pipeline["signal_scale"] != SCALE_MV:
+        parts.append(f"signals {pipeline['signal_scale']}")
+    return [f"fairseq-signals pipeline: {'; '.join(parts)}"] if parts else []

@@ -25,22 +25,26 @@ def read_label_names(path: str | Path) -> list[str]:
         raise PrepareError(f"{path}: label names file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PrepareError(f"{path}: cannot read the label names ({type(exc).__name__}: {exc})") from None
-    names: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        name = line.strip()
-        if not name:
-            continue
-        if _BAD_NAME.search(name):
-            raise PrepareError(
-                f"{path}:{number}: class name {name!r} has a space or comma (the labels column is "
-                "space-separated and task.classes comma-separated)"
-            )
-        if name in names:
-            raise PrepareError(f"{path}:{number}: class name {name!r} is listed twice")
-        names.append(name)
+    names = [(f"{path}:{number}", line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
     if not names:
         raise PrepareError(f"{path}: no class names in the file")
-    return names
+    return check_class_names(names)
+
+
+def check_class_names(names: Sequence[tuple[str, str]]) -> list[str]:
+    """The names of ``(where, name)`` pairs in order; :class:`PrepareError` naming the place of a
+    name that cannot be a class name of ours (a space or comma) or that is listed twice."""
+    checked: list[str] = []
+    for where, name in names:
+        if _BAD_NAME.search(name):
+            raise PrepareError(
+                f"{where}: class name {name!r} has a space or comma (the labels column is "
+                "space-separated and task.classes comma-separated)"
+            )
+        if name in checked:
+            raise PrepareError(f"{where}: class name {name!r} is listed twice")
+        checked.append(name)
+    return checked
 
 
 @dataclass

@@ -9,6 +9,12 @@ its numeric forms: ``label`` (logical multi-hot [1, K] over the comma-separated
 and ``patient``. Files written before that hold the strings under ``label`` and ``patient_id``;
 the fairseq-signals importer (:mod:`fairseq_goodviews.interop.fairseq_signals_data`) reads both.
 
+fairseq-signals' current preprocessing (``scripts/preprocess/ecg/preprocess.py``) stores each
+lead standardised (mean 0, std 1 over the whole recording) with the recording's per-lead ``mean``
+and ``std`` ([12, 1]) beside ``feats``: :func:`read_record` restores such a file's millivolts,
+``feats * std + mean``, for every reader (training, packs, the importer) and says so in
+:attr:`EcgRecord.restored_mv`.
+
 Writing is ``scipy.io.savemat`` (uncompressed, ``oned_as="row"``), in the order the payload lists
 the keys (the signal first), with a fixed header text in place of savemat's creation time, so the
 same record gives the same bytes.
@@ -51,6 +57,8 @@ N_LEADS = len(CANONICAL_LEADS)
 FLAT_LEAD_MV = 1e-3
 
 SIGNAL_KEYS: FrozenSet[str] = frozenset({"feats", "curr_sample_rate", "lead_present"})
+# fairseq-signals' per-lead statistics of a standardised recording (see the module's notes).
+STANDARDISATION_KEYS: FrozenSet[str] = frozenset({"mean", "std"})
 # Our string forms of the label and the patient, beside fairseq-signals' numeric ``label`` and
 # ``patient_id`` (see the module's notes).
 LABEL_NAME_KEY = "label_name"  # the record's class name (the metadata table's ``label``)
@@ -73,6 +81,8 @@ class EcgRecord:
     sample_rate: float
     lead_present: np.ndarray = field(default_factory=lambda: np.ones(N_LEADS, dtype=bool))
     meta: Dict[str, Any] = field(default_factory=dict)
+    # True when ``feats`` was stored standardised and restored to mV from the file's mean and std.
+    restored_mv: bool = False
 
     @property
     def n_samples(self) -> int:
@@ -362,7 +372,7 @@ def read_record(path: str | Path, with_meta: bool = True) -> EcgRecord:
     need C order copy the part they use.
     """
     try:
-        mat = _read_fast(path, None if with_meta else SIGNAL_KEYS)
+        mat = _read_fast(path, None if with_meta else SIGNAL_KEYS | STANDARDISATION_KEYS)
     except _Damaged as exc:
         raise RecordError(path, f"unreadable .mat file (damaged MAT-5 layout: {exc})") from None
     if mat is None:
@@ -378,9 +388,13 @@ def read_record(path: str | Path, with_meta: bool = True) -> EcgRecord:
     feats = mat["feats"]
     if not isinstance(feats, np.ndarray) or feats.dtype.kind not in "biuf":
         raise RecordError(path, "unreadable .mat file ('feats' is not a numeric array)")
-    feats = feats.astype(np.float32, copy=False)
     if feats.ndim != 2 or feats.shape[0] != N_LEADS:
         raise RecordError(path, f"'feats' has shape {list(feats.shape)}, expected [{N_LEADS}, T]")
+    statistics = _standardisation(mat)
+    if statistics is not None:
+        mean, std = statistics
+        feats = feats * std + mean  # in float64, as the statistics were stored
+    feats = feats.astype(np.float32, copy=False)
     sample_rate = 500.0
     if "curr_sample_rate" in mat:
         try:
@@ -394,7 +408,22 @@ def read_record(path: str | Path, with_meta: bool = True) -> EcgRecord:
         lead_present = lead_present.reshape(-1).astype(bool)
     else:
         lead_present = np.ones(N_LEADS, bool)
+    consumed = SIGNAL_KEYS | (STANDARDISATION_KEYS if statistics is not None else frozenset())
     meta = {}
     if with_meta:
-        meta = {k: _scalar(v) for k, v in mat.items() if not k.startswith("__") and k not in SIGNAL_KEYS}
-    return EcgRecord(feats=feats, sample_rate=sample_rate, lead_present=lead_present, meta=meta)
+        meta = {k: _scalar(v) for k, v in mat.items() if not k.startswith("__") and k not in consumed}
+    return EcgRecord(
+        feats=feats, sample_rate=sample_rate, lead_present=lead_present, meta=meta, restored_mv=statistics is not None
+    )
+
+
+def _standardisation(mat: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray] | None:
+    """fairseq-signals' per-lead ``mean`` and ``std`` as float64 [12, 1] columns, when the file
+    holds both as 12 numbers each; None otherwise."""
+    columns = []
+    for key in ("mean", "std"):
+        value = mat.get(key)
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf" or value.size != N_LEADS:
+            return None
+        columns.append(value.reshape(N_LEADS, 1).astype(np.float64))
+    return columns[0], columns[1]

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
-from fairseq_signals_layout import ecg, write_fs_folder
+from fairseq_signals_layout import ecg, write_fs_folder, write_fs_pipeline_folder
 
 from conftest import FINETUNE_CONFIGS, hydra_train
 from fairseq_goodviews.cli.import_fairseq_signals import main
 from fairseq_goodviews.cli.lead_subsets import main as lead_subsets_main
 from fairseq_goodviews.interop.fairseq_signals_data import import_fairseq_signals
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
-from fairseq_goodviews.io.records import EcgRecord, write_record
+from fairseq_goodviews.io.records import EcgRecord, read_record, write_record
 from fairseq_goodviews.preprocessing.items import PrepareOptions, SourceItem
 from fairseq_goodviews.preprocessing.pipeline import prepare
 
@@ -161,6 +161,114 @@ def test_unusable_records_are_skipped_with_the_file_and_the_reason(tmp_path, cap
     assert len(all_rows(tmp_path / "out")) == 4
 
 
+def test_current_pipeline_folder_imports_labels_patients_and_millivolts(tmp_path, capsys):
+    """fairseq-signals' current layout: labels in labels/y.npy and patients in meta.csv by each
+    file's idx, leads standardised with the recording's mean and std beside them."""
+    src, signals = write_fs_pipeline_folder(tmp_path / "fs", 10, segments=2)
+    out = tmp_path / "ours"
+    assert main([str(src), str(out), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        "labels: 4 classes from multi-hot vectors; probe with task.label_type=multi task.label_set=labels "
+        "\"task.classes='AF,STach,SB,NSR'\""
+    )
+    processed = (tmp_path / "fs" / "mimic_iv_ecg").resolve()
+    assert lines[2] == (
+        f"fairseq-signals pipeline: labels by idx from {processed / 'labels' / 'y.npy'}; patients from "
+        f"{processed / 'meta.csv'} (subject_id); signals mV restored from each file's mean and std"
+    )
+    rows = all_rows(out)
+    assert len(rows) == 20
+    row = rows.loc["mimic_iv_ecg_R005_1.mat"]  # class 5 % 4 = 1, and 2 as every third record
+    assert row["labels"] == "STach SB" and row["idx"] == 105 and row["segment"] == 1
+    assert row["patient_id"] == "5002" and row["age"] == 45 and row["sex"] == "M"
+    assert rows.loc["mimic_iv_ecg_R004_0.mat", "label"] == "AF" and rows.loc["mimic_iv_ecg_R004_0.mat", "sex"] == "F"
+    assert rows.loc["mimic_iv_ecg_R004_0.mat", "patient_id"] == rows.loc["mimic_iv_ecg_R005_0.mat", "patient_id"]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["splits"]["train"]["patients"] == 3 and report["pipeline"]["recordings_as_patients"] == 0
+    assert report["pipeline"]["signal_scale"] == "mV restored from each file's mean and std"
+    root, entries = read_manifest(out / "valid.tsv")
+    for path, _ in entries:  # what training reads: the millivolts, not the standardised leads
+        assert np.abs(read_record(root / path, with_meta=False).feats - signals[path]).max() < 1e-5
+
+
+def test_standardised_leads_without_mean_and_std_are_refused_unless_accepted(tmp_path, capsys):
+    src, signals = write_fs_pipeline_folder(tmp_path / "fs", 6, statistics=False, patient_column=None, segments=1)
+    segmented = (tmp_path / "fs" / "mimic_iv_ecg" / "segmented").resolve()
+    error = _error(capsys, str(src), str(tmp_path / "out"))
+    assert error.startswith(f"error: {segmented / 'mimic_iv_ecg_R000_0.mat'}: its leads look standardised (median")
+    assert error.endswith(
+        "as do 6 of the 6 records without them: pass --standardised-inputs to import them as standardised inputs"
+    )
+    assert not (tmp_path / "out" / "train.tsv").exists()
+    assert main([str(src), str(tmp_path / "out"), "--no-progress", "--standardised-inputs"]) == 0
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[2]
+        .endswith(
+            "6 records without a patient: their recording (idx) is the patient; "
+            "signals standardised (accepted with --standardised-inputs)"
+        )
+    )
+    report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
+    assert report["pipeline"]["signal_scale"] == "standardised (accepted with --standardised-inputs)"
+    assert report["options"]["standardised_inputs"] is True
+    rows = all_rows(tmp_path / "out")
+    assert rows.loc["mimic_iv_ecg_R003_0.mat", "patient_id"] == "idx103"
+    # Millivolt files of the same layout (no mean/std, leads far below std 1) import as they are.
+    for name, mv in signals.items():
+        scipy.io.savemat(segmented / name, {"feats": mv, "idx": 100 + int(name[14:17]), "curr_sample_rate": 500})
+    assert convert(src, tmp_path / "mv")["pipeline"]["signal_scale"] == "mV"
+
+
+def test_recordings_are_the_patients_when_the_pipeline_records_none(tmp_path, capsys):
+    """PhysioNet 2021's meta.csv has no patient column: the segments of one recording share it."""
+    src, _ = write_fs_pipeline_folder(tmp_path / "fs", 6, patient_column=None, label_def=False)
+    names = tmp_path / "names.txt"
+    names.write_text("IAVB\nAF\nAFL\nBrady\n")
+    report = convert(src, tmp_path / "out", label_names=names)
+    rows = all_rows(tmp_path / "out")
+    assert rows.loc["mimic_iv_ecg_R001_0.mat", "patient_id"] == rows.loc["mimic_iv_ecg_R001_1.mat", "patient_id"]
+    assert rows["patient_id"].nunique() == 6 and rows.loc["mimic_iv_ecg_R002_1.mat", "labels"] == "AFL Brady"
+    assert report["pipeline"]["recordings_as_patients"] == 12 and report["pipeline"]["patient_tables"] == []
+    # Without label_def.csv nor --label-names the classes are numbered; --label-file names another array.
+    other = tmp_path / "y_other.npy"
+    np.save(other, np.eye(2)[np.arange(200) % 2])
+    report = convert(src, tmp_path / "other", label_file=other)
+    assert report["labels"]["classes"] == ["class_0", "class_1"] and report["pipeline"]["label_files"] == [str(other)]
+    assert all_rows(tmp_path / "other").loc["mimic_iv_ecg_R001_0.mat", "labels"] == "class_1"  # idx 101: odd
+
+
+def test_label_arrays_that_do_not_fit_are_one_line_or_skipped_records(tmp_path, capsys):
+    src, _ = write_fs_pipeline_folder(tmp_path / "fs", 5, segments=1, splits=(1.0, 0.0, 0.0))
+    labels = tmp_path / "fs" / "mimic_iv_ecg" / "labels"
+    out = str(tmp_path / "out")
+    np.save(labels / "y.npy", np.full((105, 4), 0.5))
+    assert _error(capsys, str(src), out) == (
+        f"error: {(labels / 'y.npy').resolve()}: holds values other than 0 and 1 (not classification labels)"
+    )
+    (labels / "y.npy").write_bytes(b"not numpy")
+    assert "y.npy: not a .npy label array" in _error(capsys, str(src), out)
+    assert _error(capsys, str(src), out, "--label-file", str(tmp_path / "nope.npy")) == (
+        f"error: {tmp_path / 'nope.npy'}: label file not found"
+    )
+    np.save(labels / "y.npy", np.eye(4)[np.arange(103) % 4])  # rows for idx 0..102 only
+    pd.DataFrame({"name": ["AF", "ST ach", "SB", "NSR"]}).to_csv(labels / "label_def.csv", index=False)
+    assert _error(capsys, str(src), out) == (
+        f"error: {(labels / 'label_def.csv').resolve()}:3: class name 'ST ach' has a space or comma (the labels "
+        "column is space-separated and task.classes comma-separated); pass --label-names to name the classes"
+    )
+    names = tmp_path / "names.txt"
+    names.write_text("AF\nSTach\nSB\nNSR\n")
+    convert(src, Path(out), label_names=names)
+    skipped = pd.read_csv(Path(out) / "skipped.csv")
+    assert sorted(skipped["key"]) == ["mimic_iv_ecg_R003_0", "mimic_iv_ecg_R004_0"]
+    assert set(skipped["category"]) == {"unknown_label"}
+    assert skipped["reason"].iloc[0].startswith("idx 103 has no row in ") and skipped["reason"].iloc[0].endswith(
+        "y.npy (103 rows)"
+    )
+
+
 def _error(capsys, *argv) -> str:
     assert main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
@@ -266,12 +374,8 @@ def test_a_prepared_folder_is_refused_unless_overwrite(tmp_path, capsys):
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.slow
-def test_imported_folder_goes_through_the_linear_probe_and_lead_subsets(tmp_path):
-    src = write_fs_folder(tmp_path / "fs", 40, segments=2, seconds=2.0, splits=(0.6, 0.2, 0.2))
-    report = convert(src, tmp_path / "data")
-    assert report["probe_overrides"][:2] == ["task.label_type=multi", "task.label_set=labels"]
-    save = tmp_path / "probe"
+def _probe_test_line(data: Path, save: Path, overrides: list[str], max_epoch: int) -> str:
+    """Train a small linear probe on an imported folder; its last log line on the test split."""
     run = hydra_train(
         FINETUNE_CONFIGS,
         "linear_probe",
@@ -280,16 +384,24 @@ def test_imported_folder_goes_through_the_linear_probe_and_lead_subsets(tmp_path
             "task.sample_size=1000",
             "dataset.batch_size=8",
             "dataset.num_workers=0",
-            "optimization.max_epoch=3",
-            f"task.data={tmp_path / 'data'}",
+            f"optimization.max_epoch={max_epoch}",
+            f"task.data={data}",
             f"checkpoint.save_dir={save}",
-            *report["probe_overrides"],
+            *overrides,
         ],
-        tmp_path,
+        data.parent,
         env=ENV,
     )
-    log = run.stdout + run.stderr
-    line = re.findall(r"valid on 'test' subset \| .*", log)[-1]
+    return re.findall(r"valid on 'test' subset \| .*", run.stdout + run.stderr)[-1]
+
+
+@pytest.mark.slow
+def test_imported_folder_goes_through_the_linear_probe_and_lead_subsets(tmp_path):
+    src = write_fs_folder(tmp_path / "fs", 40, segments=2, seconds=2.0, splits=(0.6, 0.2, 0.2))
+    report = convert(src, tmp_path / "data")
+    assert report["probe_overrides"][:2] == ["task.label_type=multi", "task.label_set=labels"]
+    save = tmp_path / "probe"
+    line = _probe_test_line(tmp_path / "data", save, report["probe_overrides"], max_epoch=3)
     assert re.search(r"\| n 16 \|", line)  # every test segment scored
     for name in ("class_0", "class_1", "class_2", "class_3"):
         assert re.search(rf"\| auroc_{name} [0-9.]+", line)
@@ -301,3 +413,15 @@ def test_imported_folder_goes_through_the_linear_probe_and_lead_subsets(tmp_path
     payload = json.loads(subsets.read_text())
     assert [len(s["leads"]) for s in payload["subsets"]] == [12, 6, 4, 3, 2, 1]
     assert all(0.0 <= s["metrics"]["macro_auroc"] <= 1.0 for s in payload["subsets"])
+
+
+@pytest.mark.slow
+def test_current_pipeline_folder_goes_through_the_linear_probe(tmp_path):
+    """The folder the issue's probe failed on (no record had a label): labels from y.npy by idx."""
+    src, _ = write_fs_pipeline_folder(tmp_path / "fs", 20, segments=2, seconds=2.0, splits=(0.6, 0.2, 0.2))
+    report = convert(src, tmp_path / "data")
+    assert report["pipeline"]["signal_scale"] == "mV restored from each file's mean and std"
+    line = _probe_test_line(tmp_path / "data", tmp_path / "probe", report["probe_overrides"], max_epoch=2)
+    assert re.search(r"\| n 8 \|", line)  # every test segment scored
+    for name in ("AF", "STach", "SB", "NSR"):
+        assert re.search(rf"\| auroc_{name} [0-9.]+", line)

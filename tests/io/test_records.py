@@ -73,3 +73,28 @@ def test_reads_fairseq_signals_files_as_its_preprocessing_writes_them(tmp_path, 
     assert record.sample_rate == 500.0 and record.lead_present.all()
     assert record.meta["age"] == 61 and record.meta["sex"] == 1 and record.meta["patient_id"] == 4242
     assert record.meta["label"].shape == (26,) and np.flatnonzero(record.meta["label"]).tolist() == [3, 14]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("with_meta", [True, False])
+def test_standardised_leads_with_their_mean_and_std_read_back_in_millivolts(tmp_path, compressed, with_meta):
+    """fairseq-signals' current preprocess.py stores each lead as (x - mean) / std with the
+    recording's mean and std [12, 1] beside it: every reader gets x back, in mV."""
+    rng = np.random.default_rng(1)
+    mv = rng.normal(0, 0.2, (12, 1000)) + rng.normal(0, 0.3, (12, 1))
+    mean, std = mv.mean(axis=1, keepdims=True), mv.std(axis=1, keepdims=True)
+    payload = {"feats": (mv - mean) / std, "mean": mean, "std": std, "idx": 7, "curr_sample_rate": 500}
+    scipy.io.savemat(str(tmp_path / "s.mat"), payload, do_compression=compressed)
+    record = read_record(tmp_path / "s.mat", with_meta=with_meta)
+    assert record.restored_mv and np.abs(record.feats - mv).max() < 1e-6
+    assert record.feats.dtype == np.float32 and record.feats.shape == (12, 1000)
+    if with_meta:
+        assert set(record.meta) == {"idx"}  # mean and std are spent on the signal
+
+
+def test_a_mean_or_std_that_is_not_one_value_a_lead_leaves_the_signal_as_stored(tmp_path):
+    feats = np.random.default_rng(2).normal(0, 1, (12, 300))
+    scipy.io.savemat(str(tmp_path / "s.mat"), {"feats": feats, "mean": np.zeros((12, 1)), "std": 2.0})
+    record = read_record(tmp_path / "s.mat")
+    assert not record.restored_mv and np.allclose(record.feats, feats, atol=1e-6)
+    assert record.meta["std"] == 2.0 and record.meta["mean"].shape == (12,)
