@@ -13,7 +13,9 @@ embedding per record of the split (``embedding`` [N, D] float32, ``record`` [N] 
 paths as in the manifest, ``leads``, ``sample_size``).
 
 Any checkpoint serves: pretraining (ResNet or wav2vec 2.0), a linear probe or fine-tune of
-``ecg_classification``, an ArcFace fine-tune of ``ecg_identification``. The embedding is the
+``ecg_classification`` (single- or multi-label), an ArcFace fine-tune of ``ecg_identification``.
+The fields that size a head (class or patient count) come from the weights' shapes, so a
+checkpoint whose saved config kept a stale default still loads. The embedding is the
 encoder's ``encode`` output: before any projection or classification head, with no masking and
 no augmentation. Leads the checkpoint was not trained on (a lead-subset fine-tune) are zero-filled
 in their canonical slots, as in training.
