@@ -145,6 +145,12 @@ def test_a_checkpoint_with_a_stale_class_count_loads_by_its_heads_shape(checkpoi
     argv = [str(stale), "--data", str(tiny_dataset), "--split", "test"]
     assert main([*argv, "--out", str(tmp_path / "emb.npz")]) == 0
     assert identify_main([*argv, "--json", str(tmp_path / "identify.json")]) == 0
+    # goodviews-evaluate rebuilds the task, whose label set gives the same count
+    scored, fresh = (
+        evaluate_checkpoint(stale, device="cpu"),
+        evaluate_checkpoint(checkpoints["multi_probe"], device="cpu"),
+    )
+    assert (scored["n"], scored["macro_auroc"]) == (fresh["n"], fresh["macro_auroc"])
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_dataset, capsys):
