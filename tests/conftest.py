@@ -90,6 +90,23 @@ def write_tiny_dataset(root: Path, n_per_split=(48, 16, 16), sample_size: int = 
     return root
 
 
+#: Rhythm class -> CinC 2021 SNOMED code; "RBBB" beats add 59118001 (scored as CRBBB|RBBB).
+DX = {"AFIB": "164889003", "GSVT": "427084000", "SB": "426177001", "SR": "426783006"}
+
+
+def add_dx_column(root: Path) -> Path:
+    """Give every split of a :func:`write_tiny_dataset` folder the ``dx`` column of the CinC 2021
+    label set: the SNOMED code of its rhythm class, and RBBB's where its beat is one."""
+    for split in ("train", "valid", "test"):
+        table = pd.read_csv(root / f"{split}.csv", keep_default_na=False)
+        table["dx"] = [
+            DX[label] + (" 59118001" if beat == "RBBB" else "")
+            for label, beat in zip(table["label"], table["beat"], strict=True)
+        ]
+        table.to_csv(root / f"{split}.csv", index=False)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny"))

@@ -13,7 +13,9 @@ embedding per record of the split (``embedding`` [N, D] float32, ``record`` [N] 
 paths as in the manifest, ``leads``, ``sample_size``).
 
 Any checkpoint serves: pretraining (ResNet or wav2vec 2.0), a linear probe or fine-tune of
-``ecg_classification``, an ArcFace fine-tune of ``ecg_identification``. The embedding is the
+``ecg_classification`` (single- or multi-label), an ArcFace fine-tune of ``ecg_identification``.
+The fields that size a head (class or patient count) come from the weights' shapes, so a
+checkpoint whose saved config kept a stale default still loads. The embedding is the
 encoder's ``encode`` output: before any projection or classification head, with no masking and
 no augmentation. Leads the checkpoint was not trained on (a lead-subset fine-tune) are zero-filled
 in their canonical slots, as in training.
@@ -29,7 +31,7 @@ import torch
 from fairseq import checkpoint_utils
 from fairseq.dataclass.utils import merge_with_parent
 from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from fairseq_goodviews import register_plugins
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
@@ -38,6 +40,7 @@ from fairseq_goodviews.evaluation.device import scoring_device
 from fairseq_goodviews.io.atomic import atomic_path
 from fairseq_goodviews.io.manifest import read_manifest
 from fairseq_goodviews.leads import lead_keep_mask, lead_names, parse_leads
+from fairseq_goodviews.models.ecg_classifier import config_matching_weights
 
 
 class CheckpointError(GoodviewsError, ValueError):
@@ -114,7 +117,8 @@ def load_encoder(checkpoint: str | Path, device: str | None = None) -> EcgEncode
         if model_cfg.get("model_path") and not Path(model_cfg.model_path).is_file():
             # The weights below include the pretrained encoder's; its config must then be in model_cfg.
             model_cfg.model_path = None
-    model = MODEL_REGISTRY[name].build_model(merge_with_parent(MODEL_DATACLASS_REGISTRY[name](), model_cfg), task=None)
+    built_cfg = OmegaConf.create(config_matching_weights(model_cfg, state["model"]))
+    model = MODEL_REGISTRY[name].build_model(merge_with_parent(MODEL_DATACLASS_REGISTRY[name](), built_cfg), task=None)
     try:
         model.load_state_dict(state["model"], strict=True)
     except RuntimeError as exc:

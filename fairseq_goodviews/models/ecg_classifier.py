@@ -13,6 +13,7 @@ With ``model_path`` the encoder is rebuilt from that checkpoint's own model conf
 ``freeze_encoder`` is set). A frozen encoder also keeps its batch-norm statistics fixed.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -69,12 +70,27 @@ def build_encoder(encoder_cfg: Any) -> BaseFairseqModel:
     return model
 
 
+def config_matching_weights(model_cfg: Any, weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """A checkpoint's model config as a plain dict, with the fields that size its weights read from them.
+
+    A task fills some model fields in at build time (the class count of a classifier, the patient
+    count of an identifier; each model class names its own in ``fields_from_weights``). A
+    checkpoint written before its task recorded them keeps the default in its saved config; the
+    shapes of its weights are the truth.
+    """
+    raw = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    fields_from_weights = getattr(MODEL_REGISTRY.get(raw.get("_name")), "fields_from_weights", None)
+    if fields_from_weights is not None:
+        raw.update(fields_from_weights(weights))
+    return raw
+
+
 def load_pretrained_encoder(path: str) -> tuple[BaseFairseqModel, dict[str, Any]]:
     """The pretrained model of a checkpoint and its model config (as a plain dict)."""
     state = checkpoint_utils.load_checkpoint_to_cpu(path)
     if state.get("cfg") is None or "model" not in state:
         raise ValueError(f"{path}: not a fairseq checkpoint with a model config")
-    encoder_cfg = OmegaConf.to_container(state["cfg"]["model"], resolve=True)
+    encoder_cfg = config_matching_weights(state["cfg"]["model"], state["model"])
     model = build_encoder(encoder_cfg)
     model.load_state_dict(state["model"], strict=True)
     return model, encoder_cfg
@@ -112,6 +128,13 @@ class EcgClassifier(BaseFairseqModel):
             encoder.eval()
             embedding_dim = encoder.encode(probe).shape[-1]
         return cls(cfg, encoder, embedding_dim)
+
+    @staticmethod
+    def fields_from_weights(weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """The config fields that ``weights`` (a state dict of this model) fix: ``num_classes``,
+        the head's rows."""
+        head = weights.get("head.weight")
+        return {} if head is None else {"num_classes": int(head.shape[0])}
 
     def train(self, mode: bool = True) -> "EcgClassifier":
         super().train(mode)

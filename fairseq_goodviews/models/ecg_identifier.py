@@ -7,6 +7,7 @@ embedding is used (:mod:`fairseq_goodviews.evaluation.identification`), since te
 not training patients.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,13 @@ class EcgIdentifier(BaseFairseqModel):
             encoder.eval()
             embedding_dim = encoder.encode(torch.zeros(2, getattr(encoder.cfg, "in_leads", 12), 1000)).shape[-1]
         return cls(cfg, encoder, embedding_dim)
+
+    @staticmethod
+    def fields_from_weights(weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """The config fields that ``weights`` (a state dict of this model) fix: ``num_patients``,
+        the prototypes' rows."""
+        prototypes = weights.get("prototypes")
+        return {} if prototypes is None else {"num_patients": int(prototypes.shape[0])}
 
     def encode(self, source: torch.Tensor) -> torch.Tensor:
         """[B, 12, T] -> [B, D]: the encoder's embedding (what identification retrieves with)."""

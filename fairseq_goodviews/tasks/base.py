@@ -6,9 +6,10 @@ import torch
 import torch.distributed as dist
 from fairseq import checkpoint_utils
 from fairseq.tasks import FairseqTask
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from fairseq_goodviews.host_memory import keep_freed_host_memory, training_process
+from fairseq_goodviews.models.ecg_classifier import config_matching_weights
 
 
 def record_pretrained_encoder(cfg) -> None:
@@ -26,7 +27,7 @@ def record_pretrained_encoder(cfg) -> None:
     if state.get("cfg") is None or state["cfg"].get("model") is None:
         raise ValueError(f"{cfg.model_path}: not a fairseq checkpoint with a model config")
     with open_dict(cfg):
-        cfg.encoder = OmegaConf.to_container(state["cfg"]["model"], resolve=True)
+        cfg.encoder = config_matching_weights(state["cfg"]["model"], state["model"])
 
 
 class EcgTask(FairseqTask):

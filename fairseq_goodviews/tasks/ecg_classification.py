@@ -37,7 +37,7 @@ from fairseq import metrics
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging.meters import Meter
 from fairseq.tasks import register_task
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, open_dict
 
 from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
 from fairseq_goodviews.io.manifest import read_metadata
@@ -244,9 +244,12 @@ class EcgClassificationTask(EcgTask):
         return task
 
     def build_model(self, cfg, from_checkpoint: bool = False):
-        """Write the pretrained encoder's config into ``cfg`` (the run's saved model config) before
-        building, so the checkpoint rebuilds without the pretraining checkpoint whatever the
-        encoder's architecture (an imported one need not be the preset's encoder)."""
+        """Write the class count and the pretrained encoder's config into ``cfg`` (the run's saved
+        model config) before building, so the checkpoint records the model it holds: it rebuilds
+        without the task's label set or the pretraining checkpoint, whatever the number of classes
+        and the encoder's architecture (an imported one need not be the preset's encoder)."""
+        with open_dict(cfg):
+            cfg.num_classes = len(self.class_names)
         record_pretrained_encoder(cfg)
         return super().build_model(cfg, from_checkpoint)
 

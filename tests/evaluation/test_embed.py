@@ -1,14 +1,19 @@
-"""Encoders outside fairseq: load_encoder and goodviews-embed, on a probe and a pretraining checkpoint."""
+"""Encoders outside fairseq: load_encoder, goodviews-embed and goodviews-identify, on every kind of checkpoint."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
+from fairseq import checkpoint_utils
 
-from conftest import FINETUNE_CONFIGS, HAS_GPU, PRETRAIN_CONFIGS, hydra_train
+from conftest import FINETUNE_CONFIGS, HAS_GPU, PRETRAIN_CONFIGS, add_dx_column, hydra_train, write_tiny_dataset
 from fairseq_goodviews.cli.embed import main
+from fairseq_goodviews.cli.identify import main as identify_main
 from fairseq_goodviews.evaluation.embed import CheckpointError, load_encoder
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, load_classifier, predict
 from fairseq_goodviews.io.records import read_record
+from fairseq_goodviews.labels.cinc2021 import CINC2021_CLASS_NAMES
 
 SMALL = [
     "preset=cpu_small",
@@ -17,11 +22,21 @@ SMALL = [
     "dataset.num_workers=0",
     "optimization.max_epoch=1",
 ]
+#: The task each kind of checkpoint of the ``checkpoints`` fixture comes from.
+KINDS = {
+    "pretrain": "ecg_pretraining",
+    "probe": "ecg_classification",
+    "multi_probe": "ecg_classification",
+    "identification": "ecg_identification",
+}
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tiny_dataset, tmp_path_factory):
+    """One checkpoint of each kind: SimCLR pretraining, a single-label lead-subset probe of it, a
+    multi-label (CinC 2021, 26 classes) probe of a random encoder, an ArcFace fine-tune of it."""
     tmp = tmp_path_factory.mktemp("embed")
+    pretrained = tmp / "pre" / "checkpoint_last.pt"
     hydra_train(
         PRETRAIN_CONFIGS, "simclr", [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={tmp / 'pre'}"], tmp
     )
@@ -33,11 +48,39 @@ def checkpoints(tiny_dataset, tmp_path_factory):
             f"task.data={tiny_dataset}",
             "task.leads=[I,II,V2]",
             f"checkpoint.save_dir={tmp / 'probe'}",
-            f"model.model_path={tmp / 'pre' / 'checkpoint_last.pt'}",
+            f"model.model_path={pretrained}",
         ],
         tmp,
     )
-    return {"pretrain": tmp / "pre" / "checkpoint_last.pt", "probe": tmp / "probe" / "checkpoint_best.pt"}
+    hydra_train(
+        FINETUNE_CONFIGS,
+        "linear_probe",
+        [
+            *SMALL,
+            f"task.data={add_dx_column(write_tiny_dataset(tmp / 'dx'))}",
+            "task.label_type=multi",
+            "task.label_set=cinc2021",
+            f"checkpoint.save_dir={tmp / 'multi_probe'}",
+        ],
+        tmp,
+    )
+    hydra_train(
+        FINETUNE_CONFIGS,
+        "identification",
+        [
+            *SMALL[1:],
+            f"task.data={tiny_dataset}",
+            f"checkpoint.save_dir={tmp / 'identification'}",
+            f"model.model_path={pretrained}",
+        ],
+        tmp,
+    )
+    return {
+        "pretrain": pretrained,
+        "probe": tmp / "probe" / "checkpoint_best.pt",
+        "multi_probe": tmp / "multi_probe" / "checkpoint_last.pt",
+        "identification": tmp / "identification" / "checkpoint_last.pt",
+    }
 
 
 @pytest.mark.slow
@@ -65,6 +108,49 @@ def test_goodviews_embed_writes_one_embedding_per_record(checkpoints, tiny_datas
     assert saved["embedding"].shape == (n_test, 128) and len(saved["record"]) == n_test
     assert saved["record"][0] == "records/test_000.mat" and int(saved["sample_size"]) == 1000
     assert f"{n_test} embeddings" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_embed_and_identify_take_the_encoder_of_every_kind_of_checkpoint(checkpoints, tiny_dataset, tmp_path, kind):
+    emb, metrics = tmp_path / "emb.npz", tmp_path / "identify.json"
+    argv = [str(checkpoints[kind]), "--data", str(tiny_dataset), "--split", "test"]
+    assert main([*argv, "--out", str(emb)]) == 0
+    assert np.load(emb)["embedding"].shape == (16, 128)
+    assert identify_main([*argv, "--json", str(metrics)]) == 0
+    result = json.loads(metrics.read_text())
+    assert result["checkpoint_task"] == KINDS[kind] and (result["n_gallery"], result["n_probe"]) == (8, 8)
+
+
+@pytest.mark.slow
+def test_checkpoints_record_the_class_and_patient_counts_their_task_built(checkpoints):
+    multi = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoints["multi_probe"]))
+    assert multi["cfg"].model.num_classes == len(CINC2021_CLASS_NAMES) == multi["model"]["head.weight"].shape[0]
+    identification = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoints["identification"]))
+    # 48 training records, two per patient
+    assert identification["cfg"].model.num_patients == 24 == identification["model"]["prototypes"].shape[0]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_with_a_stale_class_count_loads_by_its_heads_shape(checkpoints, tiny_dataset, tmp_path):
+    """Checkpoints written before the task recorded the class count keep the default (4) in their
+    saved model config whatever their head's size: the head's shape decides."""
+    saved = torch.load(checkpoints["multi_probe"], map_location="cpu", weights_only=False)
+    saved["cfg"]["model"]["num_classes"] = 4
+    stale = tmp_path / "stale.pt"
+    torch.save(saved, stale)
+    x = torch.from_numpy(read_record(tiny_dataset / "records" / "test_000.mat").feats[None, :, :1000])
+    with torch.no_grad():
+        assert torch.equal(load_encoder(stale, "cpu")(x), load_encoder(checkpoints["multi_probe"], "cpu")(x))
+    argv = [str(stale), "--data", str(tiny_dataset), "--split", "test"]
+    assert main([*argv, "--out", str(tmp_path / "emb.npz")]) == 0
+    assert identify_main([*argv, "--json", str(tmp_path / "identify.json")]) == 0
+    # goodviews-evaluate rebuilds the task, whose label set gives the same count
+    scored, fresh = (
+        evaluate_checkpoint(stale, device="cpu"),
+        evaluate_checkpoint(checkpoints["multi_probe"], device="cpu"),
+    )
+    assert (scored["n"], scored["macro_auroc"]) == (fresh["n"], fresh["macro_auroc"])
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_dataset, capsys):

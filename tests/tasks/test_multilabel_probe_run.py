@@ -5,31 +5,22 @@ import math
 import os
 import re
 
-import pandas as pd
 import pytest
 
-from conftest import FINETUNE_CONFIGS, hydra_train, write_tiny_dataset
+from conftest import FINETUNE_CONFIGS, add_dx_column, hydra_train, write_tiny_dataset
 from fairseq_goodviews.cli.evaluate import main as evaluate_main
 from fairseq_goodviews.cli.lead_subsets import main as lead_subsets_main
 from fairseq_goodviews.labels.cinc2021 import CINC2021_CLASS_NAMES
 
 FINETUNE = FINETUNE_CONFIGS
-# Rhythm class -> SNOMED code; "RBBB" beats add 59118001 (scored as CRBBB|RBBB).
-DX = {"AFIB": "164889003", "GSVT": "427084000", "SB": "426177001", "SR": "426783006"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
 def multilabel_dataset(tmp_path_factory):
-    root = write_tiny_dataset(tmp_path_factory.mktemp("tiny_dx"), n_per_split=(48, 13, 13), sample_size=1500)
-    for split in ("train", "valid", "test"):
-        table = pd.read_csv(root / f"{split}.csv", keep_default_na=False)
-        table["dx"] = [
-            DX[label] + (" 59118001" if beat == "RBBB" else "")
-            for label, beat in zip(table["label"], table["beat"], strict=True)
-        ]
-        table.to_csv(root / f"{split}.csv", index=False)
-    return root
+    return add_dx_column(
+        write_tiny_dataset(tmp_path_factory.mktemp("tiny_dx"), n_per_split=(48, 13, 13), sample_size=1500)
+    )
 
 
 @pytest.mark.slow
