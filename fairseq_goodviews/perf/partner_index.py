@@ -228,6 +228,35 @@ def versus_sklearn(
 QUALITY = ("candidate_recall", "anchors_with_partner_true", "anchors_with_partner_found", "nearest_neighbour_recall")
 
 
+def _check_sklearn_settings(algorithms: tuple[str, ...], anchors: int) -> None:
+    """:class:`PerfSettingsError` for an unknown scikit-learn algorithm or a sample of no anchors."""
+    unknown = [name for name in algorithms if name not in SKLEARN_ALGORITHMS]
+    if unknown:
+        raise PerfSettingsError(f"--sklearn-algorithm must be among {', '.join(SKLEARN_ALGORITHMS)}, got {unknown}")
+    if algorithms and anchors < 1:
+        raise PerfSettingsError(f"--sklearn-anchors must be positive, got {anchors}")
+
+
+def _vectors(
+    distribution: str, diagnostics: Path | None, records: int, dim: int, rng: np.random.Generator
+) -> np.ndarray:
+    """float32 [records, D]: attribute vectors of real Chapman rows (``chapman``) or standard normal ones."""
+    if distribution != "chapman":
+        return rng.standard_normal((records, dim), dtype=np.float32)
+    if diagnostics is None or not diagnostics.is_file():
+        raise PerfSettingsError(
+            f"--distribution chapman needs --diagnostics (Chapman Diagnostics.xlsx), got {diagnostics}"
+        )
+    return chapman_vectors(diagnostics, records, rng)
+
+
+def _sklearn_sample(n_records: int, anchors: int, seed: int) -> np.ndarray:
+    """The sorted anchors both sides are queried on: every record when ``anchors`` covers them all."""
+    if anchors >= n_records:
+        return np.arange(n_records)
+    return np.sort(np.random.default_rng([seed, 1]).choice(n_records, size=anchors, replace=False))
+
+
 def run(
     *,
     records: int,
@@ -250,20 +279,10 @@ def run(
     """Build the index over ``records`` vectors (``chapman`` rows of ``diagnostics``, or ``normal`` of ``dim``
     dimensions); its build time and memory beside the targets, its recall on ``check`` anchors, and
     sklearn's exact search of the same vectors beside it (``sklearn_algorithms``; none: not run)."""
-    unknown = [name for name in sklearn_algorithms if name not in SKLEARN_ALGORITHMS]
-    if unknown:
-        raise PerfSettingsError(f"--sklearn-algorithm must be among {', '.join(SKLEARN_ALGORITHMS)}, got {unknown}")
-    if sklearn_algorithms and sklearn_anchors < 1:
-        raise PerfSettingsError(f"--sklearn-anchors must be positive, got {sklearn_anchors}")
+    settings = {name: str(value) for name, value in locals().items()}  # every parameter, as run
+    _check_sklearn_settings(sklearn_algorithms, sklearn_anchors)
     rng = np.random.default_rng(seed)
-    if distribution == "chapman":
-        if diagnostics is None or not diagnostics.is_file():
-            raise PerfSettingsError(
-                f"--distribution chapman needs --diagnostics (Chapman Diagnostics.xlsx), got {diagnostics}"
-            )
-        vectors = chapman_vectors(diagnostics, records, rng)
-    else:
-        vectors = rng.standard_normal((records, dim), dtype=np.float32)
+    vectors = _vectors(distribution, diagnostics, records, dim, rng)
     reset_peak_rss()
     rss_before = rss_mib()
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -281,35 +300,13 @@ def run(
     build_cpu_s = time.process_time() - cpu_start
     peak_mb = peak_rss_mib()
     anchors = rng.choice(len(vectors), size=min(check, len(vectors)), replace=False)
-    sample_rng = np.random.default_rng([seed, 1])
-    if sklearn_anchors >= len(vectors):
-        sample = np.arange(len(vectors))
-    else:
-        sample = np.sort(sample_rng.choice(len(vectors), size=sklearn_anchors, replace=False))
+    sample = _sklearn_sample(len(vectors), sklearn_anchors, seed)
     sklearn_results = [
         versus_sklearn(
             vectors, index, build_s, radius, sample, name, threads, sklearn_max_output_mib, sklearn_max_query_s
         )
         for name in sklearn_algorithms
     ]
-    settings = {
-        "records": records,
-        "distribution": distribution,
-        "diagnostics": diagnostics,
-        "dim": dim,
-        "radius": radius,
-        "max_candidates": max_candidates,
-        "exact_below": exact_below,
-        "cell_size": cell_size,
-        "probes": probes,
-        "threads": threads,
-        "check": check,
-        "seed": seed,
-        "sklearn_algorithms": list(sklearn_algorithms),
-        "sklearn_anchors": sklearn_anchors,
-        "sklearn_max_output_mib": sklearn_max_output_mib,
-        "sklearn_max_query_s": sklearn_max_query_s,
-    }
     return {
         "records": len(vectors),
         "distribution": f"real Chapman rows from {diagnostics}" if distribution == "chapman" else "standard normal",
@@ -324,7 +321,7 @@ def run(
         "records_with_partner_within_radius": float((index.n_within > 0).mean()),
         **check_against_brute_force(vectors, index, radius, anchors),
         "versus_sklearn": {"anchors": len(sample), "results": sklearn_results} if sklearn_results else None,
-        "settings": {key: str(value) for key, value in settings.items()},
+        "settings": settings,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
     }
 
