@@ -98,6 +98,21 @@ def read_manifest(path: str | Path) -> Tuple[Path, List[Tuple[str, int]]]:
     return root, entries
 
 
+#: Columns read as text whatever their cells look like: identifiers, codes and class names.
+TEXT_COLUMNS: tuple[str, ...] = (
+    "path",
+    "record_id",
+    "patient_id",
+    "label",
+    "labels",
+    "dx",
+    "dx_unknown",
+    "scp_codes",
+    "rhythm",
+    "beat",
+)
+
+
 def read_metadata(manifest_dir: str | Path, split: str, required: Sequence[str] = ()) -> pd.DataFrame:
     """Read ``<split>.csv`` and check it lines up with ``<split>.tsv``.
 
@@ -108,10 +123,10 @@ def read_metadata(manifest_dir: str | Path, split: str, required: Sequence[str] 
     csv_path = manifest_dir / f"{split}.csv"
     if not csv_path.is_file():
         raise ManifestError(f"{csv_path}: metadata table not found (it is written beside {split}.tsv)")
-    # Only empty cells are missing: an id such as "NA" or "nan" stays a string.
-    table = pd.read_csv(
-        csv_path, dtype={"record_id": str, "patient_id": str, "path": str}, keep_default_na=False, na_values=[""]
-    )
+    # Only empty cells are missing: an id such as "NA" or "nan" stays a string, and so does a column
+    # of codes or class names whose every cell happens to be one number (a split where each record
+    # has a single SNOMED code would otherwise read as integers and match no label).
+    table = pd.read_csv(csv_path, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False, na_values=[""])
     missing = [c for c in ("path", *required) if c not in table.columns]
     if missing:
         raise ManifestError(f"{csv_path}: missing column(s) {', '.join(missing)}")

@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest, read_metadata, write_manifest
+from fairseq_goodviews.labels import label_set
 
 
 def test_manifest_and_metadata_round_trip(tmp_path):
@@ -33,3 +34,16 @@ def test_malformed_line_is_reported_with_line_number(tmp_path):
     (tmp_path / "valid.tsv").write_text(f"{tmp_path}\na.mat\t12\nb.mat twelve\n")
     with pytest.raises(ManifestError, match=r"valid\.tsv:3"):
         read_manifest(tmp_path / "valid.tsv")
+
+
+def test_codes_stay_text_when_every_record_has_one(tmp_path):
+    """A split whose records each carry one SNOMED code (427084000 = STach, a scored CinC class)
+    reads its ``dx`` as text, so the label set finds the class instead of reading integers."""
+    table = pd.DataFrame({"path": ["a.mat", "b.mat"], "n_samples": [5000, 5000], "dx": ["427084000", "426783006"]})
+    write_manifest(tmp_path, "valid", tmp_path, table)
+    back = read_metadata(tmp_path, "valid")
+    assert back["dx"].tolist() == ["427084000", "426783006"]
+    cinc = label_set("cinc2021")
+    targets, labelled = cinc.targets(back, "valid.csv")
+    assert labelled.all()
+    assert targets[0, cinc.classes.index("STach")] == 1.0 and targets[1, cinc.classes.index("NSR")] == 1.0
