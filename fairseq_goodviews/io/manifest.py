@@ -8,6 +8,7 @@ records without opening every ``.mat``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -117,12 +118,14 @@ def read_metadata(manifest_dir: str | Path, split: str, required: Sequence[str] 
     """Read ``<split>.csv`` and check it lines up with ``<split>.tsv``.
 
     ``required`` names columns the caller needs (e.g. ``age`` and ``sex`` for demographics); a
-    missing column raises :class:`ManifestError` naming the file and the column.
+    missing column raises :class:`ManifestError` naming the file and the column. A missing
+    ``<split>.csv`` in a prepared folder (one with ``prepare_report.json``) is a split the
+    preparation never wrote: the error says so and names the splits its report lists.
     """
     manifest_dir = Path(manifest_dir)
     csv_path = manifest_dir / f"{split}.csv"
     if not csv_path.is_file():
-        raise ManifestError(f"{csv_path}: metadata table not found (it is written beside {split}.tsv)")
+        raise ManifestError(_missing_split(manifest_dir, split, csv_path))
     # Only empty cells are missing: an id such as "NA" or "nan" stays a string, and so does a column
     # of codes or class names whose every cell happens to be one number (a split where each record
     # has a single SNOMED code would otherwise read as integers and match no label).
@@ -134,3 +137,17 @@ def read_metadata(manifest_dir: str | Path, split: str, required: Sequence[str] 
     if len(entries) != len(table) or any(p != e[0] for p, e in zip(table["path"], entries, strict=True)):
         raise ManifestError(f"{csv_path}: rows do not match {split}.tsv line for line")
     return table
+
+
+def _missing_split(manifest_dir: Path, split: str, csv_path: Path) -> str:
+    """Why ``<split>.csv`` is missing: a split its preparation never wrote (``prepare_report.json``
+    lists the splits it wrote), else a metadata table not found."""
+    try:
+        splits = json.loads((manifest_dir / "prepare_report.json").read_text())["splits"]
+    except (OSError, ValueError, TypeError, KeyError):  # no report, or not one a preparation wrote
+        return f"{csv_path}: metadata table not found (it is written beside {split}.tsv)"
+    listed = ", ".join(splits) or "none"
+    return (
+        f"{manifest_dir} has no {split} split: its prepare_report.json lists {listed} "
+        f"(no record of the source fell in {split}; see the preparation's warning, or name one of these splits)"
+    )

@@ -8,6 +8,8 @@ Layout read::
     SRC/records500/...         the WFDB records named by filename_hr
 
 Splits are the published patient-wise folds: 1-8 train, 9 valid, 10 test (``split`` column).
+A split with no record (a partial download, e.g. no fold 10) is not written, and the preparer
+prints a warning naming it and its folds (:func:`missing_split_warning`); the others are.
 ``scp_codes`` becomes a space-separated code list (``scp_codes`` column; every statement
 whatever its likelihood, since PTB-XL gives rhythm statements likelihood 0); the rhythm
 statements map to Chapman's codes and the four classes (:data:`SCP_RHYTHMS`: AFIB, AFLT -> AFIB;
@@ -21,7 +23,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +186,37 @@ def prepare_ptbxl(
     converter: WfdbConverter | None = None,
     options: PrepareOptions | None = None,
 ) -> PrepareResult:
-    """Prepare a PTB-XL folder into ``out_dir`` with its published folds (see :func:`~.pipeline.prepare`)."""
+    """Prepare a PTB-XL folder into ``out_dir`` with its published folds (see :func:`~.pipeline.prepare`);
+    print :func:`missing_split_warning` when a published split has no record."""
     converter = converter or WfdbConverter()
     options = dataclasses.replace(options or PrepareOptions(), split_column="split")
     items, skipped, facts = ptbxl_items(src_dir)
     config = {"src_dir": str(Path(src_dir).resolve()), **converter_config(converter), **facts}
-    return prepare(items, converter, out_dir, options=options, skipped=skipped, source="ptbxl", config=config)
+    result = prepare(items, converter, out_dir, options=options, skipped=skipped, source="ptbxl", config=config)
+    warning = missing_split_warning(result.splits)
+    if warning:
+        print(warning)
+    return result
+
+
+def missing_split_warning(written: Collection[str]) -> str | None:
+    """The warning line on the published splits with no record, naming each with its folds and
+    the splits to name instead (``written``: the splits that have one); None when all three do."""
+    published = list(dict.fromkeys(FOLD_SPLITS.values()))
+    missing = [name for name in published if name not in written]
+    have = [name for name in published if name in written]
+    if not missing:
+        return None
+    where = ", ".join(f"{_folds_of(name)} (the {name} split)" for name in missing)
+    files = ", ".join(f"{name}.tsv/.csv" for name in missing)
+    return (
+        f"warning: ptbxl: no record in {where}, so {files} {'was' if len(missing) == 1 else 'were'} not written (add those folds' records "
+        f"to prepare it); where a command takes a split, name one written: {', '.join(have)} "
+        f"(e.g. goodviews-evaluate --split {have[-1]})"
+    )
+
+
+def _folds_of(split: str) -> str:
+    """``"folds 1-8"``, ``"fold 10"``: the published folds of ``split``."""
+    folds = [fold for fold, name in FOLD_SPLITS.items() if name == split]
+    return f"folds {folds[0]}-{folds[-1]}" if len(folds) > 1 else f"fold {folds[0]}"

@@ -1,3 +1,5 @@
+import re
+
 import pandas as pd
 import pytest
 
@@ -47,3 +49,16 @@ def test_codes_stay_text_when_every_record_has_one(tmp_path):
     targets, labelled = cinc.targets(back, "valid.csv")
     assert labelled.all()
     assert targets[0, cinc.classes.index("STach")] == 1.0 and targets[1, cinc.classes.index("NSR")] == 1.0
+
+
+def test_missing_table_says_whether_the_preparation_wrote_the_split(tmp_path):
+    with pytest.raises(ManifestError, match=r"test\.csv: metadata table not found \(it is written beside test\.tsv\)"):
+        read_metadata(tmp_path, "test")
+    (tmp_path / "prepare_report.json").write_text("not json")
+    with pytest.raises(ManifestError, match="metadata table not found"):
+        read_metadata(tmp_path, "test")
+    (tmp_path / "prepare_report.json").write_text('{"splits": {"train": {"records": 3}}}')
+    with pytest.raises(
+        ManifestError, match=f"^{re.escape(str(tmp_path))} has no test split: its prepare_report.json lists train "
+    ):
+        read_metadata(tmp_path, "test")

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 from fairseq_goodviews.cli.prepare_ptbxl import main
-from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.io.manifest import ManifestError, read_metadata
 from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions
 from fairseq_goodviews.preprocessing.ptbxl import (
     REQUIRED_COLUMNS,
+    missing_split_warning,
     parse_scp_codes,
     prepare_ptbxl,
     rhythm_from_scp,
@@ -55,6 +56,31 @@ def test_prepares_with_published_folds(tmp_path):
     assert list(rows["label"][:4]) == ["SR", "SB", "GSVT", "AFIB"]
     assert (rows["source"] == "ptb-xl").all() and (rows["n_samples"] == 1500).all()
     assert rows["attr_VentricularRate"].notna().all()
+
+
+def test_missing_fold_10_writes_the_other_splits_and_says_so(tmp_path, capsys):
+    write_ptbxl_tree(tmp_path / "src", n_records=9, seconds=3.0)  # folds 1-9: no test record
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "src"), str(out), "--no-progress", "--no-attributes"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "warning: ptbxl: no record in fold 10 (the test split), so test.tsv/.csv was not written "
+        "(add those folds' records to prepare it); where a command takes a split, name one written: "
+        "train, valid (e.g. goodviews-evaluate --split valid)"
+    ) in printed
+    assert len(read_metadata(out, "train")) == 8 and len(read_metadata(out, "valid")) == 1
+    assert not (out / "test.tsv").exists()
+    with pytest.raises(ManifestError) as caught:
+        read_metadata(out, "test")
+    assert str(caught.value).startswith(f"{out} has no test split: its prepare_report.json lists train, valid")
+
+
+def test_missing_split_warning_names_every_missing_split():
+    assert missing_split_warning({"train", "valid", "test"}) is None
+    warning = missing_split_warning({"train"})
+    assert "no record in fold 9 (the valid split), fold 10 (the test split)" in warning
+    assert "valid.tsv/.csv, test.tsv/.csv were not written" in warning and "--split train" in warning
+    assert "folds 1-8 (the train split)" in missing_split_warning({"valid", "test"})
 
 
 def test_missing_column_names_the_file_and_column(tmp_path, capsys):
