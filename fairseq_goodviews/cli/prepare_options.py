@@ -20,19 +20,24 @@ from fairseq_goodviews.preprocessing.wfdb_reader import (
 )
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options every preparer shares (workers, seed, splits, segmentation, progress, packing)."""
+def add_pipeline_arguments(parser: argparse.ArgumentParser, *, split_options: bool = True) -> None:
+    """Add the options every preparer shares (workers, seed, splits, segmentation, progress, packing).
+
+    ``split_options=False`` leaves out ``--seed`` and ``--split``, which only act on the random
+    split assignment: a preparer with published splits (PTB-XL's folds) does not offer them.
+    """
     group = parser.add_argument_group("pipeline")
     group.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default: 0)")
-    group.add_argument(
-        "--split",
-        type=float,
-        nargs=3,
-        metavar=("TRAIN", "VALID", "TEST"),
-        default=(0.6, 0.2, 0.2),
-        help="patient-wise split fractions (default: 0.6 0.2 0.2)",
-    )
+    if split_options:
+        group.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default: 0)")
+        group.add_argument(
+            "--split",
+            type=float,
+            nargs=3,
+            metavar=("TRAIN", "VALID", "TEST"),
+            default=(0.6, 0.2, 0.2),
+            help="patient-wise split fractions (default: 0.6 0.2 0.2)",
+        )
     group.add_argument(
         "--segment-samples",
         type=int,
@@ -52,16 +57,17 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOptions:
-    """:class:`PrepareOptions` from arguments added by :func:`add_pipeline_arguments`."""
-    values = dict(
+    """:class:`PrepareOptions` from arguments added by :func:`add_pipeline_arguments` (without its
+    split options, the seed and split fractions keep their defaults)."""
+    values: dict[str, Any] = dict(
         workers=args.workers,
-        seed=args.seed,
-        split_fractions=tuple(args.split),
         segment_samples=args.segment_samples,
         progress=not args.no_progress,
         overwrite=args.overwrite,
         pack=args.pack,
     )
+    if "split" in args:
+        values.update(seed=args.seed, split_fractions=tuple(args.split))
     values.update(overrides)
     return PrepareOptions(**values)
 
@@ -145,11 +151,14 @@ def run_wfdb_preparer(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None,
     prepare_with: Callable[[argparse.Namespace, WfdbConverter, PrepareOptions], PrepareResult],
+    *,
+    split_options: bool = True,
 ) -> int:
-    """Add the shared WFDB and pipeline options, parse, prepare and print the summary (through
-    :func:`run_command`: a :class:`PrepareError` is one line on stderr and exit status 2)."""
+    """Add the shared WFDB and pipeline options (``split_options``: see :func:`add_pipeline_arguments`),
+    parse, prepare and print the summary (through :func:`run_command`: a :class:`PrepareError` is
+    one line on stderr and exit status 2)."""
     add_wfdb_arguments(parser)
-    add_pipeline_arguments(parser)
+    add_pipeline_arguments(parser, split_options=split_options)
 
     def prepare(args: argparse.Namespace) -> None:
         quiet_file_logging()

@@ -21,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda args, converter, options: prepare_ptbxl(
             args.src_dir, args.out_dir, converter=converter, options=options
         ),
+        split_options=False,  # the published folds are the splits
     )
 
 

@@ -83,6 +83,18 @@ def test_missing_split_warning_names_every_missing_split():
     assert "folds 1-8 (the train split)" in missing_split_warning({"valid", "test"})
 
 
+def test_help_offers_no_split_options(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--split " not in help_text and "--seed" not in help_text
+    assert "--segment-seconds" in help_text and "--workers" in help_text
+    with pytest.raises(SystemExit):
+        main(["src", "out", "--seed", "3"])
+    assert "unrecognized arguments: --seed 3" in capsys.readouterr().err
+
+
 def test_missing_column_names_the_file_and_column(tmp_path, capsys):
     columns = [c for c in REQUIRED_COLUMNS if c != "scp_codes"]
     database = write_ptbxl_tree(tmp_path / "src", n_records=2, seconds=3.0, database_columns=columns)
