@@ -1,4 +1,5 @@
-"""What every label table shares: its error and the multi-hot coding of per-record code lists."""
+"""What every label table shares: its error, the class list its messages show, and the multi-hot coding of
+per-record code lists."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ import numpy as np
 
 from fairseq_goodviews.errors import GoodviewsError
 
+#: How many class names a message lists before it counts the rest.
+LISTED_CLASSES = 10
+
 
 class LabelSetError(GoodviewsError, ValueError):
     """A label set that cannot be built (missing statement table, unknown task, ...)."""
+
+
+def listed_classes(classes: Sequence[str], limit: int = LISTED_CLASSES) -> str:
+    """The class names for a message: all of them, or the first ``limit`` and how many more."""
+    shown = ", ".join(classes[:limit])
+    return shown if len(classes) <= limit else f"{shown} and {len(classes) - limit} more"
 
 
 def multi_hot(code_lists: Sequence[Iterable[str]], code_to_class: Mapping[str, int], n_classes: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairseq_goodviews.labels.base import LabelSetError, multi_hot
+from fairseq_goodviews.labels.base import LabelSetError, listed_classes, multi_hot
 from fairseq_goodviews.labels.cinc2021 import CINC2021_CLASS_NAMES, CINC2021_CODE_TO_CLASS
 from fairseq_goodviews.labels.ptbxl import PTBXL_TASKS, ptbxl_task_map, read_scp_statements
 from fairseq_goodviews.labels.rhythm import CLASS_NAMES
@@ -68,6 +68,12 @@ class LabelSet:
     multi_label: bool = True
     challenge_scored: bool = False
 
+    @property
+    def description(self) -> str:
+        """``"label set rhythm (4 classes: AFIB, GSVT, SB, SR)"``, for messages; a long class list
+        is cut to its first names and a count (:func:`~.base.listed_classes`)."""
+        return f"label set {self.name} ({len(self.classes)} classes: {listed_classes(self.classes)})"
+
     def vector(self, meta: Mapping[str, object]) -> np.ndarray:
         """bool [K] of one record's metadata: the classes of the codes in its ``column`` value
         (missing or unknown values: all zeros), the ``label`` vector a preparer writes into the
@@ -80,7 +86,7 @@ class LabelSet:
         True where a record has one of the classes. :class:`LabelSetError` (naming ``where``) if
         the table lacks ``column``."""
         if self.column not in table.columns:
-            raise LabelSetError(f"{where}: no {self.column!r} column, which label_set {self.name} reads")
+            raise LabelSetError(f"{where}: no {self.column!r} column, which the {self.description} reads")
         if not self.multi_label:
             indices = [self.code_to_class.get(cell, -1) if isinstance(cell, str) else -1 for cell in table[self.column]]
             targets = np.array(indices, dtype=np.int64)

@@ -310,7 +310,7 @@ class EcgClassificationTask(EcgTask):
             first = table["path"].iloc[unlabelled[0]]
             raise LabelSetError(
                 f"{table_name}: {len(unlabelled)} record(s) with none of the task's {len(self.class_names)} labels "
-                f"(first: {first}); set task.unlabelled=drop to leave them out"
+                f"(first: {first}; the {self.label_set.description}); set task.unlabelled=drop to leave them out"
             )
         source = EcgRecordSource(Path(self.cfg.data) / f"{split}.tsv", self.cfg.sample_rate)
         keep = np.flatnonzero(labelled)
@@ -319,7 +319,10 @@ class EcgClassificationTask(EcgTask):
             targets = targets[keep]
         self.dropped[split] = len(unlabelled)
         if not len(keep):
-            raise LabelSetError(f"{table_name}: none of its {len(table)} record(s) has one of the task's labels")
+            raise LabelSetError(
+                f"{table_name}: none of its {len(table)} record(s) has one of the task's labels "
+                f"(the {self.label_set.description})"
+            )
         logger.info("%s: %d records with labels, %d without (dropped)", split, len(keep), len(unlabelled))
         dataset = LabelledRecordDataset(
             source,

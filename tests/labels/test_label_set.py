@@ -29,8 +29,20 @@ def test_cinc2021_set_reads_the_dx_codes_and_is_challenge_scored():
     assert [CINC2021_CLASS_NAMES[k] for k in np.flatnonzero(targets[0])] == ["AF", "CRBBB|RBBB"]
     assert labelled.tolist() == [True, False, False]
     assert np.array_equal(cinc.vector({"dx": "164889003 59118001"}), targets[0] > 0)
-    with pytest.raises(LabelSetError, match=r"t\.csv: no 'dx' column, which label_set cinc2021 reads"):
+    first_ten = ", ".join(CINC2021_CLASS_NAMES[:10])
+    with pytest.raises(LabelSetError) as caught:
         cinc.targets(pd.DataFrame({"label": ["SB"]}), "t.csv")
+    assert str(caught.value) == (
+        f"t.csv: no 'dx' column, which the label set cinc2021 (26 classes: {first_ten} and 16 more) reads"
+    )
+
+
+def test_description_lists_a_short_set_whole_and_a_long_one_cut():
+    assert label_set("rhythm").description == "label set rhythm (4 classes: AFIB, GSVT, SB, SR)"
+    ten = [f"c{i}" for i in range(10)]
+    assert label_set("labels", ten).description == f"label set labels (10 classes: {', '.join(ten)})"
+    eleven = label_set("labels", [*ten, "c10"]).description
+    assert eleven == f"label set labels (11 classes: {', '.join(ten)} and 1 more)"
 
 
 def test_labels_set_needs_its_class_names():

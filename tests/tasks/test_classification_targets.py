@@ -129,8 +129,20 @@ def test_unlabelled_records_are_dropped_and_counted_or_refused(ptbxl, caplog):
     assert "train: 1 records with labels, 8 without (dropped)" in caplog.text
 
     strict = _task(ptbxl, label_type="multi", label_set="ptbxl_form", unlabelled="error")
-    with pytest.raises(LabelSetError, match=r"train\.csv: 8 record\(s\) with none of the task's 19 labels"):
+    with pytest.raises(LabelSetError, match=r"train\.csv: 8 record\(s\) with none of the task's 19 labels") as caught:
         strict.load_dataset("train")
+    classes = ", ".join(strict.class_names[:10])
+    assert f"the label set ptbxl_form (19 classes: {classes} and 9 more))" in str(caught.value)
+
+
+def test_a_split_without_any_of_the_tasks_labels_names_the_set_s_classes(ptbxl):
+    task = _task(ptbxl, classes="GSVT,SB")  # the rhythm classes no valid record has
+    with pytest.raises(LabelSetError) as caught:
+        task.load_dataset("valid")
+    assert str(caught.value) == (
+        f"{ptbxl / 'valid.csv'}: none of its 3 record(s) has one of the task's labels "
+        "(the label set rhythm (2 classes: GSVT, SB))"
+    )
 
 
 def test_single_label_split_with_an_unlabelled_record_still_loads(physionet, tmp_path):
