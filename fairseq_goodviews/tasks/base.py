@@ -1,15 +1,37 @@
 """What every task of the project shares: ECG signals have no token dictionaries or length limits."""
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from fairseq import checkpoint_utils
+from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask
-from omegaconf import open_dict
+from omegaconf import II, open_dict
 
 from fairseq_goodviews.host_memory import keep_freed_host_memory, training_process
 from fairseq_goodviews.models.ecg_classifier import config_matching_weights
+from fairseq_goodviews.tasks.fingerprint import RUN_SETTINGS, check_run_fingerprint
+
+
+@dataclass
+class EcgRunConfig(FairseqDataclass):
+    """The options every task config shares: where its run saves, and how it starts over there."""
+
+    fresh_run: bool = field(
+        default=False,
+        metadata={
+            "help": "start over when checkpoint.save_dir holds another run (its fingerprint differs): its "
+            "checkpoints move to an earlier_run_<n>/ folder inside it; the same run resumes either way"
+        },
+    )
+    save_dir: str = II("checkpoint.save_dir")
+    run_settings: Any = field(
+        default_factory=lambda: dict(RUN_SETTINGS),
+        metadata={"help": "the settings outside the task that define the run (its fingerprint); not an option"},
+    )
 
 
 def record_pretrained_encoder(cfg) -> None:
@@ -34,14 +56,17 @@ class EcgTask(FairseqTask):
     """A fairseq task over ECG records: no source or target dictionary, no maximum length.
 
     Setting one up in fairseq's training command keeps glibc's freed host memory for reuse in
-    that process (:func:`fairseq_goodviews.host_memory.keep_freed_host_memory`); elsewhere
-    (evaluation, a Python session) glibc's settings stay as they are.
+    that process (:func:`fairseq_goodviews.host_memory.keep_freed_host_memory`) and checks, before
+    fairseq loads a checkpoint, that the save folder holds no other run
+    (:func:`fairseq_goodviews.tasks.fingerprint.check_run_fingerprint`); elsewhere (evaluation, a
+    Python session) neither happens.
     """
 
     def __init__(self, cfg):
         super().__init__(cfg)
         if training_process():
             keep_freed_host_memory()
+            check_run_fingerprint(cfg)
 
     @property
     def source_dictionary(self):

@@ -34,7 +34,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from fairseq import metrics
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.logging.meters import Meter
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING, open_dict
@@ -47,13 +47,13 @@ from fairseq_goodviews.labels.ptbxl import SCP_STATEMENTS
 from fairseq_goodviews.leads import parse_leads
 from fairseq_goodviews.scoring.cinc2021 import ChallengeThresholds
 from fairseq_goodviews.scoring.classification import split_metrics
-from fairseq_goodviews.tasks.base import EcgTask, record_pretrained_encoder
+from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class EcgClassificationConfig(FairseqDataclass):
+class EcgClassificationConfig(EcgRunConfig):
     data: str = field(default=MISSING, metadata={"help": "folder with <split>.tsv manifests and <split>.csv metadata"})
     label_type: ChoiceEnum(["single", "multi"]) = field(
         default="single", metadata={"help": "single: one class per record (softmax); multi: multi-hot labels (sigmoid)"}

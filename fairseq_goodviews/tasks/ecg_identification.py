@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING, open_dict
 
@@ -22,13 +21,13 @@ from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgReco
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.leads import parse_leads
 from fairseq_goodviews.scoring.retrieval import gallery_probe_split
-from fairseq_goodviews.tasks.base import EcgTask, record_pretrained_encoder
+from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class EcgIdentificationConfig(FairseqDataclass):
+class EcgIdentificationConfig(EcgRunConfig):
     data: str = field(
         default=MISSING, metadata={"help": "folder with <split>.tsv manifests and <split>.csv metadata (patient_id)"}
     )

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from fairseq.dataclass import FairseqDataclass
 from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
@@ -16,7 +15,7 @@ from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.base import ALL
-from fairseq_goodviews.tasks.base import EcgTask
+from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ LABEL_COLUMNS = ("rhythm", "beat", "label", "dx")
 
 
 @dataclass
-class EcgPretrainingConfig(FairseqDataclass):
+class EcgPretrainingConfig(EcgRunConfig):
     data: str = field(default=MISSING, metadata={"help": "folder with <split>.tsv manifests and <split>.csv metadata"})
     strategy: Any = field(
         default_factory=lambda: {"_name": "simclr"},
