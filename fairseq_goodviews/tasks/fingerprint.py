@@ -41,8 +41,15 @@ RUN_SETTINGS = {
     "common.seed": "${common.seed}",
 }
 #: Fingerprint keys that may change on resumption: where the run saves and how it is started over,
-#: and the wall-clock limit of one job.
-IGNORED = ("task.save_dir", "task.fresh_run", "task.run_settings", "optimization.stop_time_hours")
+#: and when it stops (more epochs or updates continue the same run; the wall-clock limit of one job).
+IGNORED = (
+    "task.save_dir",
+    "task.fresh_run",
+    "task.run_settings",
+    "optimization.max_epoch",
+    "optimization.max_update",
+    "optimization.stop_time_hours",
+)
 #: The data folder's files that define its records and labels (never the packs).
 DATA_FILES = ("*.tsv", "*.csv", "*.json")
 
@@ -110,6 +117,19 @@ def _set_aside(folder: Path) -> Path:
     return aside
 
 
+def read_fingerprint(path: Path) -> dict[str, Any] | None:
+    """The recorded fingerprint (None: the folder has none); :class:`RunFingerprintError` if damaged."""
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFingerprintError(f"{path}: unreadable run fingerprint ({exc}); delete it to resume") from None
+    if not isinstance(recorded, dict):
+        raise RunFingerprintError(f"{path}: not a run fingerprint (a JSON object); delete it to resume")
+    return recorded
+
+
 def check_run_fingerprint(task_cfg: DictConfig) -> None:
     """Refuse a run whose save folder holds another run; record the fingerprint of a new one.
 
@@ -118,10 +138,12 @@ def check_run_fingerprint(task_cfg: DictConfig) -> None:
     checkpoints aside first (the same run resumes, ``fresh_run`` or not); the others
     wait for it, so none of them loads a checkpoint that is being moved.
     """
+    if not isinstance(task_cfg, DictConfig):  # a task built in code, not by a hydra-composed run
+        return
     folder = Path(task_cfg.save_dir)
     path = folder / FINGERPRINT_FILE
     fingerprint = run_fingerprint(task_cfg)
-    old = json.loads(path.read_text()) if path.is_file() else None
+    old = read_fingerprint(path)
     changed = differences(old, fingerprint) if old is not None else []
     if changed and not task_cfg.fresh_run:
         raise RunFingerprintError(
