@@ -287,7 +287,9 @@ def _variable(buf: memoryview, pos: int, end: int, wanted: FrozenSet[str] | None
     return name, np.frombuffer(buf, dtype, size, data).reshape(dims[::-1]).T
 
 
-def _read_mat5(buf: np.ndarray, wanted: FrozenSet[str] | None = None) -> Dict[str, Any] | None:
+def _read_mat5(
+    buf: np.ndarray, wanted: FrozenSet[str] | None = None, also: FrozenSet[str] = frozenset()
+) -> Dict[str, Any] | None:
     """The variables of a MAT-5 file held in ``buf`` (uint8), or None if ``loadmat`` must read it.
 
     This reader is kept beside ``loadmat`` on purpose: it reads a record several times faster
@@ -298,7 +300,9 @@ def _read_mat5(buf: np.ndarray, wanted: FrozenSet[str] | None = None) -> Dict[st
     element must lie inside the file. With ``wanted``, the walk stops decoding once every wanted
     variable is found (our writer puts them first) and steps over the others, checking only their
     extent. (So a wanted name written twice would give the first where loadmat keeps the last;
-    neither savemat nor MATLAB writes such files.)
+    neither savemat nor MATLAB writes such files.) ``also`` names variables decoded when met before
+    the walk stops; they do not keep it going (fairseq-signals' ``mean`` and ``std``: its files hold
+    no ``lead_present``, so their walk reaches every variable, while ours stop after the signal).
     """
     if not _FAST_PATH_POSSIBLE or len(buf) < _HEADER_BYTES:
         return None
@@ -309,6 +313,7 @@ def _read_mat5(buf: np.ndarray, wanted: FrozenSet[str] | None = None) -> Dict[st
     if header[:8] not in (b"\0" * 8, b" " * 8) or header[8:] != b"\0\x01IM":
         return None
     variables: Dict[str, Any] = {}
+    decoded = None if wanted is None else wanted | also
     missing = len(wanted) if wanted is not None else -1
     pos = _HEADER_BYTES
     try:
@@ -323,9 +328,10 @@ def _read_mat5(buf: np.ndarray, wanted: FrozenSet[str] | None = None) -> Dict[st
             if missing:
                 if kind == _MI_COMPRESSED:
                     return None
-                name, value = _variable(buf, pos + 8, pos + 8 + count, wanted)
+                name, value = _variable(buf, pos + 8, pos + 8 + count, decoded)
                 if value is not None:
-                    missing -= name not in variables
+                    if wanted is not None and name in wanted and name not in variables:
+                        missing -= 1
                     variables[name] = value
             pos += 8 + count
     except (_Unsupported, ValueError, struct.error):
@@ -333,8 +339,10 @@ def _read_mat5(buf: np.ndarray, wanted: FrozenSet[str] | None = None) -> Dict[st
     return variables
 
 
-def _read_fast(path: str | Path, wanted: FrozenSet[str] | None) -> Dict[str, Any] | None:
-    """Read ``path`` with one system call and walk it; None if ``loadmat`` has to read it.
+def _read_fast(
+    path: str | Path, wanted: FrozenSet[str] | None, also: FrozenSet[str] = frozenset()
+) -> Dict[str, Any] | None:
+    """Read ``path`` with one system call and walk it (:func:`_read_mat5`); None if ``loadmat`` has to read it.
 
     Raises :class:`RecordError` if the file does not exist, :class:`_Damaged` if it is damaged.
     """
@@ -353,7 +361,7 @@ def _read_fast(path: str | Path, wanted: FrozenSet[str] | None) -> Dict[str, Any
         return None
     finally:
         os.close(fd)
-    return _read_mat5(buf, wanted)
+    return _read_mat5(buf, wanted, also)
 
 
 def _scalar(value: Any) -> Any:
@@ -372,7 +380,7 @@ def read_record(path: str | Path, with_meta: bool = True) -> EcgRecord:
     need C order copy the part they use.
     """
     try:
-        mat = _read_fast(path, None if with_meta else SIGNAL_KEYS | STANDARDISATION_KEYS)
+        mat = _read_fast(path, None if with_meta else SIGNAL_KEYS, also=STANDARDISATION_KEYS)
     except _Damaged as exc:
         raise RecordError(path, f"unreadable .mat file (damaged MAT-5 layout: {exc})") from None
     if mat is None:
