@@ -380,7 +380,7 @@ def read_record(path: str | Path, with_meta: bool = True) -> EcgRecord:
     need C order copy the part they use.
     """
     try:
-        mat = _read_fast(path, None if with_meta else SIGNAL_KEYS, also=STANDARDISATION_KEYS)
+        mat = _read_fast(path, None if with_meta else SIGNAL_KEYS, STANDARDISATION_KEYS)
     except _Damaged as exc:
         raise RecordError(path, f"unreadable .mat file (damaged MAT-5 layout: {exc})") from None
     if mat is None:
