@@ -4,6 +4,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from fairseq_goodviews.cli.prepare_options import add_run_arguments
 from fairseq_goodviews.cli.runner import run_command
 from fairseq_goodviews.interop.fairseq_signals_data import DEFAULT_SAMPLE_RATE, import_fairseq_signals, summary
 
@@ -40,15 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_SAMPLE_RATE,
         help="the rate the records must have, Hz; others are skipped (default: 500)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--overwrite", action="store_true", help="replace the manifests of a prepared folder")
-    parser.add_argument(
-        "--pack",
-        action="store_true",
-        help="then pack each split into <split>.packed.npy beside its manifest, the fastest record path "
-        "for training (as much disk again as the records; without it, outdated packs are removed)",
-    )
+    add_run_arguments(parser)
 
     def import_(args: argparse.Namespace) -> None:
         splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None

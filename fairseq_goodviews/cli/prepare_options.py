@@ -27,7 +27,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, split_options: bo
     split assignment: a preparer with published splits (PTB-XL's folds) does not offer them.
     """
     group = parser.add_argument_group("pipeline")
-    group.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    add_run_arguments(group)
     if split_options:
         group.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default: 0)")
         group.add_argument(
@@ -44,11 +44,16 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, split_options: bo
         default=None,
         help="cut records into non-overlapping segments of this many samples",
     )
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
-    group.add_argument(
+
+
+def add_run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How any preparation runs, the fairseq-signals import included: workers, progress, overwrite, packing."""
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace the manifests of a folder prepared with other options"
     )
-    group.add_argument(
+    parser.add_argument(
         "--pack",
         action="store_true",
         help="then pack each split into <split>.packed.npy beside its manifest, the fastest record path "
