@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.labels import RHYTHM_TO_CLASS
 from fairseq_goodviews.preprocessing.chapman import read_chapman_csv
@@ -97,6 +98,23 @@ REAL_RECORD_DIR = Path("real") / "physionet2021" / "training" / "chapman_shaoxin
 REAL_DIAGNOSTICS = Path("chapman") / "Diagnostics.xlsx"
 
 
+class ReferenceTableError(GoodviewsError, ValueError):
+    """A reference measurement table without a column or row the comparison reads; names the file."""
+
+
+def _reference_measurements(diagnostics: Path) -> pd.DataFrame:
+    """The device's attributes of the reference records, one row each in :data:`REAL_REFERENCES` order."""
+    table = pd.read_excel(diagnostics)
+    missing = [c for c in ("FileName", *ATTRIBUTE_NAMES) if c not in table.columns]
+    if missing:
+        raise ReferenceTableError(f"{diagnostics}: the reference measurements have no column(s) {', '.join(missing)}")
+    table = table.set_index("FileName")
+    absent = [name for name in REAL_REFERENCES.values() if name not in table.index]
+    if absent:
+        raise ReferenceTableError(f"{diagnostics}: no row for the reference record(s) {', '.join(absent)}")
+    return table.loc[list(REAL_REFERENCES.values()), list(ATTRIBUTE_NAMES)].reset_index(drop=True).astype(float)
+
+
 def validate_real(
     data_root: str | Path, methods: Sequence[str] = ("median_beat",), detector: str = DEFAULT_R_PEAK_DETECTOR
 ) -> dict[str, Any]:
@@ -111,14 +129,13 @@ def validate_real(
     diagnostics = root / REAL_DIAGNOSTICS
     if not diagnostics.is_file():
         raise FileNotFoundError(f"{diagnostics}: no Chapman Diagnostics.xlsx with the reference measurements")
-    table = pd.read_excel(diagnostics).set_index("FileName")
+    truth = _reference_measurements(diagnostics)
     records = []
     for record, _file_name in REAL_REFERENCES.items():
         header = root / REAL_RECORD_DIR / f"{record}.hea"
         if not header.is_file():
             raise FileNotFoundError(f"{header}: reference record missing")
         records.append((record, read_wfdb(header.with_suffix("")).record))
-    truth = table.loc[list(REAL_REFERENCES.values()), list(ATTRIBUTE_NAMES)].reset_index(drop=True).astype(float)
     report: dict[str, Any] = {
         "records": [r for r, _ in records],
         "source": f"GE MUSE measurements in {diagnostics} for the records of {root / REAL_RECORD_DIR}",

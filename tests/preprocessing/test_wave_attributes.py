@@ -7,6 +7,7 @@ import math
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import shared_data
@@ -224,6 +225,22 @@ def test_heart_rate_within_2_bpm_at_every_rate(rhythm, rate):
         values = compute_wave_attributes(microvolts.T / 1000.0, 500.0).values
         assert abs(values["VentricularRate"] - row["VentricularRate"]) <= 2, (rhythm, rate, seed)
         assert abs(values["QRSCount"] - row["QRSCount"]) <= 1, (rhythm, rate, seed)
+
+
+def test_a_reference_table_without_a_column_is_one_line_naming_it(tmp_path, capsys):
+    from fairseq_goodviews.cli.validate_attributes import main
+
+    (tmp_path / "real").symlink_to(shared_data() / "real")
+    (tmp_path / "chapman").mkdir()
+    table = pd.read_excel(shared_data() / "chapman" / "Diagnostics.xlsx").drop(columns=["QTInterval"])
+    table.to_excel(tmp_path / "chapman" / "Diagnostics.xlsx", index=False)
+    assert main(["--records", "0", "--real", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"goodviews-validate-attributes: error: {tmp_path / 'chapman' / 'Diagnostics.xlsx'}: "
+        "the reference measurements have no column(s) QTInterval"
+    )
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_validation_command_names_a_missing_reference(tmp_path, capsys):
