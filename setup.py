@@ -52,10 +52,12 @@ setup(
             "goodviews-prepare-physionet2021=fairseq_goodviews.cli.prepare_physionet2021:main",
             "goodviews-prepare-ptbxl=fairseq_goodviews.cli.prepare_ptbxl:main",
             "goodviews-prepare-wfdb-dir=fairseq_goodviews.cli.prepare_wfdb_dir:main",
+            "goodviews-prepare-mimic-iv-ecg=fairseq_goodviews.cli.prepare_mimic_iv_ecg:main",
             "goodviews-import-fairseq-signals=fairseq_goodviews.cli.import_fairseq_signals:main",
             "goodviews-pack=fairseq_goodviews.cli.pack:main",
             "goodviews-synthetic-chapman=fairseq_goodviews.cli.synthetic_chapman:main",
             "goodviews-synthetic-ptbxl=fairseq_goodviews.cli.synthetic_ptbxl:main",
+            "goodviews-synthetic-mimic-iv-ecg=fairseq_goodviews.cli.synthetic_mimic_iv_ecg:main",
         ]
     },
 )
