@@ -50,6 +50,19 @@ class PrepareError(GoodviewsError, RuntimeError):
     """Preparation cannot proceed (bad input, nothing to write, OUT in use)."""
 
 
+def read_source_table(path: Path, required: Sequence[str], what: str, **read_csv: Any) -> pd.DataFrame:
+    """A source collection's CSV table (``read_csv`` passed to :func:`pandas.read_csv`);
+    :class:`PrepareError` naming the file when it is unreadable or lacks a ``required`` column."""
+    try:
+        table = pd.read_csv(path, **read_csv)
+    except Exception as exc:  # pandas raises several types for garbled files
+        raise PrepareError(f"{path}: cannot read the {what} ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise PrepareError(f"{path}: missing column(s) {', '.join(missing)}")
+    return table
+
+
 class SkipRecord(Exception):
     """Raised by a converter to reject one record; it is listed in ``skipped.csv``."""
 

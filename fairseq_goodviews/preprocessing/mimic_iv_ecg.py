@@ -58,6 +58,7 @@ from fairseq_goodviews.preprocessing.items import (
     Skipped,
     SkipRecord,
     SourceItem,
+    read_source_table,
 )
 from fairseq_goodviews.preprocessing.median_beat import reported_qonset
 from fairseq_goodviews.preprocessing.pipeline import prepare
@@ -89,18 +90,6 @@ NOT_MEASURED = 29999
 SOURCE = "mimic-iv-ecg"
 _MS_PER_SAMPLE = 2.0  # Chapman's median-beat frame is sampled at 500 Hz
 _NOT_MEASURED_REASON = f"not measured by the cart ({NOT_MEASURED} or blank)"
-
-
-def _read_table(path: Path, required: tuple[str, ...], what: str) -> pd.DataFrame:
-    """A MIMIC-IV-ECG table as strings; :class:`PrepareError` naming the file if it is unreadable or lacks a column."""
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises several types for garbled files
-        raise PrepareError(f"{path}: cannot read the {what} ({type(exc).__name__}: {exc})") from None
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise PrepareError(f"{path}: missing column(s) {', '.join(missing)}")
-    return table
 
 
 def _integer(text: Any) -> int | None:
@@ -266,7 +255,9 @@ def _by_study(table: pd.DataFrame) -> dict[int, dict[str, Any]]:
 
 
 def _optional_table(path: Path, required: tuple[str, ...], what: str) -> dict[int, dict[str, Any]]:
-    return _by_study(_read_table(path, required, what)) if path.is_file() else {}
+    return (
+        _by_study(read_source_table(path, required, what, dtype=str, keep_default_na=False)) if path.is_file() else {}
+    )
 
 
 def mimic_items(src_dir: str | Path) -> tuple[list[SourceItem], list[Skipped], dict[str, Any]]:
@@ -277,7 +268,7 @@ def mimic_items(src_dir: str | Path) -> tuple[list[SourceItem], list[Skipped], d
     record_list = src_dir / RECORD_LIST
     if not record_list.is_file():
         raise PrepareError(f"{record_list}: MIMIC-IV-ECG record list not found")
-    table = _read_table(record_list, RECORD_LIST_COLUMNS, "record list")
+    table = read_source_table(record_list, RECORD_LIST_COLUMNS, "record list", dtype=str, keep_default_na=False)
     if table.empty:
         raise PrepareError(f"{record_list}: the table has no rows")
     measurements = _optional_table(src_dir / MEASUREMENTS, MEASUREMENTS_KEY_COLUMNS, "machine measurements")

@@ -38,6 +38,7 @@ from fairseq_goodviews.preprocessing.items import (
     PrepareResult,
     Skipped,
     SourceItem,
+    read_source_table,
 )
 from fairseq_goodviews.preprocessing.pipeline import prepare
 from fairseq_goodviews.preprocessing.wfdb_dir import (
@@ -78,13 +79,7 @@ def read_database(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise PrepareError(f"{path}: PTB-XL database table not found")
-    try:
-        table = pd.read_csv(path, dtype={"filename_hr": str, "scp_codes": str})
-    except Exception as exc:  # pandas raises several types for garbled files
-        raise PrepareError(f"{path}: cannot read the table ({type(exc).__name__}: {exc})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise PrepareError(f"{path}: missing column(s) {', '.join(missing)}")
+    table = read_source_table(path, REQUIRED_COLUMNS, "table", dtype={"filename_hr": str, "scp_codes": str})
     if table.empty:
         raise PrepareError(f"{path}: the table has no rows")
     return table
