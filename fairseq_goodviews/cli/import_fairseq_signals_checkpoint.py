@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.interop.fairseq_signals_checkpoint import import_checkpoint
+from fairseq_goodviews.interop.fairseq_signals_checkpoint import INPUT_NORMALISATIONS, import_checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +22,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wav2vec2_cmsc and 5000 for wav2vec2)",
     )
     parser.add_argument(
+        "--input-normalisation",
+        choices=INPUT_NORMALISATIONS,
+        default="none",
+        help="how the checkpoint's training inputs were normalised, applied by the imported model to every "
+        "input: per_lead_standardise (each lead at mean 0, std 1: fairseq-signals' preprocessing, which "
+        "ECG-FM's checkpoints expect) or none (signals in mV; default)",
+    )
+    parser.add_argument(
         "--trust-pickle",
         action="store_true",
         help="load IN with full pickle (arbitrary code can run): only for a file you trust whose extra "
@@ -32,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sample_size is not None and args.sample_size <= 0:
             parser.error("--sample-size must be a positive number of samples")
         quiet_fairseq_logging()
-        report = import_checkpoint(args.source, args.out, args.sample_size, args.trust_pickle)
+        report = import_checkpoint(args.source, args.out, args.sample_size, args.trust_pickle, args.input_normalisation)
         print("\n".join(report.lines()))
 
     return run_command(parser, import_, argv)

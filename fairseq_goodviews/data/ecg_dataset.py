@@ -92,6 +92,27 @@ class EcgRecordSource:
         return feats, lead_present
 
 
+def centred_crop(signal: np.ndarray, sample_size: int) -> np.ndarray:
+    """The centred ``sample_size`` crop of ``signal`` [C, L] -> [C, sample_size], zero-padded at its
+    end when the signal is shorter: what :meth:`EcgRecordSource.load` gives without a generator."""
+    start, length = EcgRecordSource._window(signal.shape[1], sample_size, None)
+    crop = signal[:, start : start + length]
+    return np.pad(crop, ((0, 0), (0, sample_size - length))) if length < sample_size else crop
+
+
+def covering_crops(signal: np.ndarray, sample_size: int) -> np.ndarray:
+    """Consecutive ``sample_size`` crops covering ``signal`` [C, L] -> [n, C, sample_size]: from the
+    start, the last one aligned to the signal's end; a signal no longer than one crop is one crop,
+    zero-padded at its end. A record scored (or embedded) as a whole is the mean over these."""
+    length = signal.shape[1]
+    if length <= sample_size:
+        return centred_crop(signal, sample_size)[None]
+    starts = list(range(0, length - sample_size + 1, sample_size))
+    if starts[-1] + sample_size < length:
+        starts.append(length - sample_size)
+    return np.stack([signal[:, s : s + sample_size] for s in starts])
+
+
 class _CroppedRecordDataset(FairseqDataset):
     """Fixed-size crops of a manifest's records, shuffled per epoch with ``(seed, epoch)``.
 

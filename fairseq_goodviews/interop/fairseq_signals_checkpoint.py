@@ -37,9 +37,17 @@ Both frameworks compute the unmasked forward the same way: multi-lead convolutio
 (post- or pre-layer-norm, GELU feed-forward). (With padded batches fairseq-signals zeroes padded
 steps after adding the positional convolution, upstream before; ``encode`` pads nothing.)
 
+* **Input normalisation.** A checkpoint does not record how its training data were
+  preprocessed, so ``input_normalisation`` says it: ``per_lead_standardise`` (each lead of each
+  input at mean 0, std 1; fairseq-signals' preprocessing scripts, ``scripts/preprocess/ecg``,
+  standardise each lead of each recording so, and ECG-FM's data preparation is that pipeline) or
+  ``none`` (signals in mV, the default). It lands in the model config, where ``wav2vec2_ecg``
+  applies it to every input (:func:`~fairseq_goodviews.models.wav2vec2_ecg.standardise_leads`).
+
 Anything that cannot be mapped (another model, ``extractor_mode``, lead count, activation,
-input quantisation, normalised or filtered input, a parameter or shape our model does not have)
-is one error line naming the file and the problem; nothing is written then.
+input quantisation, filtered input, fairseq-signals' ``normalize`` (each lead z-normalised with
+a dataset mean and std read from files the checkpoint does not hold), a parameter or shape our
+model does not have) is one error line naming the file and the problem; nothing is written then.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ from fairseq_goodviews.leads import CANONICAL_LEADS
 
 #: fairseq-signals model names this importer reads (its ``@register_model`` names).
 SUPPORTED_MODELS = ("wav2vec2", "wav2vec2_cmsc")
+#: What the imported model does to its input first (``Wav2Vec2EcgConfig.input_normalisation``).
+INPUT_NORMALISATIONS = ("none", "per_lead_standardise")
 
 #: fairseq-signals' defaults (its ``ECGTransformerConfig``/``ConvTransformerConfig``,
 #: ``TransformerConfig`` and ``Wav2Vec2Config``) of every model option the import reads, for a
@@ -206,6 +216,13 @@ class ImportReport:
             + (f" ({len(renamed)} renamed: {_summarise_renames(renamed)})" if renamed else "")
             + (f", {len(self.widened)} widened to float32" if self.widened else "")
             + f"; task: {self.task_cfg['sample_rate']:g} Hz, {self.task_cfg['sample_size']}-sample crops",
+            f"input normalisation: {cfg['input_normalisation']}"
+            + (
+                " (each lead of each input standardised by the model)"
+                if cfg["input_normalisation"] == "per_lead_standardise"
+                else " (signals in mV; ECG-FM and other checkpoints trained on fairseq-signals' preprocessed "
+                "folders expect --input-normalisation per_lead_standardise)"
+            ),
         ]
         if self.initialised:
             lines.append(
@@ -341,8 +358,15 @@ def _option(model_cfg: Mapping[str, Any], name: str, where: Path) -> Any:
     return value
 
 
-def convert_model_config(model_cfg: Mapping[str, Any], task_cfg: Mapping[str, Any], where: Path) -> dict[str, Any]:
-    """Our ``wav2vec2_ecg`` options (``_name`` included) for a fairseq-signals model config."""
+def convert_model_config(
+    model_cfg: Mapping[str, Any], task_cfg: Mapping[str, Any], where: Path, input_normalisation: str = "none"
+) -> dict[str, Any]:
+    """Our ``wav2vec2_ecg`` options (``_name`` included) for a fairseq-signals model config whose
+    inputs were normalised as ``input_normalisation`` says (one of :data:`INPUT_NORMALISATIONS`)."""
+    if input_normalisation not in INPUT_NORMALISATIONS:
+        raise ImportCheckpointError(
+            f"{where}: input normalisation {input_normalisation!r} is not one of {', '.join(INPUT_NORMALISATIONS)}"
+        )
     name = model_cfg.get("_name")
     if name == "wav2vec2_ecg":
         raise ImportCheckpointError(f"{where}: already a checkpoint of this plugin (model wav2vec2_ecg)")
@@ -365,9 +389,16 @@ def convert_model_config(model_cfg: Mapping[str, Any], task_cfg: Mapping[str, An
         )
     if model_cfg.get("quantize_input"):
         raise ImportCheckpointError(f"{where}: quantize_input=true (quantised transformer inputs) is not supported")
-    for key, meaning in (("normalize", "inputs normalised per record"), ("filter", "inputs band-pass filtered")):
-        if task_cfg.get(key) or model_cfg.get(key):
-            raise ImportCheckpointError(f"{where}: {key}=true ({meaning}); this plugin feeds raw signals in mV")
+    if task_cfg.get("normalize") or model_cfg.get("normalize"):
+        raise ImportCheckpointError(
+            f"{where}: normalize=true (each lead z-normalised with a dataset mean and std read from the files "
+            "task.mean_path and task.std_path, which the checkpoint does not hold); --input-normalisation "
+            "standardises each input's own leads, which is not the same"
+        )
+    if task_cfg.get("filter") or model_cfg.get("filter"):
+        raise ImportCheckpointError(
+            f"{where}: filter=true (inputs band-pass filtered); this plugin feeds unfiltered signals"
+        )
     try:
         parse_conv_layers(options["conv_feature_layers"])
     except ValueError as exc:
@@ -381,7 +412,13 @@ def convert_model_config(model_cfg: Mapping[str, Any], task_cfg: Mapping[str, An
             f"{where}: trained on leads_to_load={leads_to_load!r}; only checkpoints of all 12 leads in canonical order are read"
         )
     ours = {key: value for key, value in options.items() if key != "in_d"}
-    return {"_name": "wav2vec2_ecg", "in_leads": options["in_d"], "quantize_input": False, **ours}
+    return {
+        "_name": "wav2vec2_ecg",
+        "in_leads": options["in_d"],
+        "quantize_input": False,
+        "input_normalisation": input_normalisation,
+        **ours,
+    }
 
 
 def _leads_list(value: Any) -> list:
@@ -483,9 +520,14 @@ def _num_updates(state: Mapping[str, Any]) -> int | None:
 
 
 def import_checkpoint(
-    source: str | Path, out: str | Path, sample_size: int | None = None, trust_pickle: bool = False
+    source: str | Path,
+    out: str | Path,
+    sample_size: int | None = None,
+    trust_pickle: bool = False,
+    input_normalisation: str = "none",
 ) -> ImportReport:
-    """Rewrite the fairseq-signals checkpoint ``source`` as our checkpoint ``out`` (written atomically).
+    """Rewrite the fairseq-signals checkpoint ``source`` as our checkpoint ``out`` (written atomically),
+    its model applying ``input_normalisation`` to every input (see the module's notes).
 
     Relative paths are relative to the current folder. Raises :class:`ImportCheckpointError` (a
     one-line message naming the file) for anything that cannot be mapped; nothing is written then.
@@ -497,7 +539,7 @@ def import_checkpoint(
         raise ImportCheckpointError(f"{out}: is the checkpoint being imported; name another file")
     state = read_checkpoint(source, trust_pickle)
     model_cfg, task_cfg, weights = checkpoint_parts(state, source)
-    ours = convert_model_config(model_cfg, task_cfg, source)
+    ours = convert_model_config(model_cfg, task_cfg, source, input_normalisation)
     name = str(model_cfg["_name"])
     task = convert_task_config(name, task_cfg, sample_size, source)
     model, full_cfg = build_model(ours, source)

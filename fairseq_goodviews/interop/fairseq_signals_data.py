@@ -49,6 +49,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -104,6 +105,8 @@ from fairseq_goodviews.preprocessing.splits import metadata_table
 from fairseq_goodviews.preprocessing.wfdb_dir import record_keys
 
 SOURCE = "fairseq_signals"
+# A segment file's name: its record's name, an underscore, the segment's number.
+_SEGMENT_NAME = re.compile(r"^(.+)_(\d+)$")
 DEFAULT_SAMPLE_RATE = 500.0
 # Keys of a record file that become no column of their own (they are read into the columns below).
 _CONSUMED = SIGNAL_KEYS | {
@@ -235,12 +238,15 @@ def _read(entry: _Entry, sample_rate: float) -> dict[str, Any]:
             row["flat_leads"] = ",".join(np.array(CANONICAL_LEADS)[flat])
         classes = meta.get(LABEL_CLASSES_KEY)
         idx = _plain(meta.get("idx"))
+        segment_i = _plain(meta.get("segment_i"))
         return {
             "row": row,
             "label": label,
             "classes": classes if isinstance(classes, str) else None,
             "idx": idx if isinstance(idx, int) and idx >= 0 else None,
             "own_patient": bool(_patient(meta)),
+            "own_record": bool(record_id),
+            "segment_i": segment_i if isinstance(segment_i, int) and segment_i >= 0 else None,
             "restored_mv": record.restored_mv,
             "standardised_std": None if record.restored_mv else looks_standardised(feats, present & ~flat),
         }
@@ -340,6 +346,60 @@ def _entries(manifests: Mapping[str, Path]) -> list[_Entry]:
         _Entry(split, str(root), path, n_samples, where, key_of[file])
         for (split, root, path, n_samples, where), file in zip(listed, files, strict=True)
     ]
+
+
+def _segments_by_name(files: Iterable[Path]) -> dict[Path, tuple[Path, int]]:
+    """``{file: (record, i)}`` for the files named ``<record>_<i>`` in a folder where the numbers
+    of every such name's record run 0 .. n-1, as fairseq-signals numbers a record's segments (in a
+    folder of records whose names merely end in a number, they do not)."""
+    by_folder: dict[Path, dict[Path, dict[int, Path]]] = {}
+    for file in set(files):
+        match = _SEGMENT_NAME.match(file.name)
+        if match:
+            record = file.parent / match.group(1)
+            by_folder.setdefault(file.parent, {}).setdefault(record, {})[int(match.group(2))] = file
+    found = {}
+    for records in by_folder.values():
+        if all(sorted(numbers) == list(range(len(numbers))) for numbers in records.values()):
+            found.update({file: (record, i) for record, numbers in records.items() for i, file in numbers.items()})
+    return found
+
+
+def _group_segments(entries: Sequence[_Entry], results: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Give the segment files of one source record that record's ``record_id`` and ``segment``, and,
+    where the file names no patient, the record as patient (in place). A file's record is its name
+    without ``_<segment_i>`` where it holds ``segment_i`` (fairseq-signals' current pipeline),
+    else as :func:`_segments_by_name` finds it; files of ours keep their own. Returns the counts
+    for the report: segment files, their records, and records with segments in several splits."""
+    by_name = _segments_by_name(Path(entry.file).with_suffix("") for entry in entries)
+    groups: list[tuple[Path, int] | None] = []
+    for entry, result in zip(entries, results, strict=True):
+        file, segment = Path(entry.file).with_suffix(""), result.get("segment_i")
+        if "row" not in result or result["own_record"]:
+            groups.append(None)
+        elif segment is not None and file.name.endswith(f"_{segment}") and len(file.name) > len(f"_{segment}"):
+            groups.append((file.with_name(file.name[: -len(f"_{segment}")]), segment))
+        else:
+            groups.append(by_name.get(file))
+    records = list(dict.fromkeys(group[0] for group in groups if group is not None))
+    if not records:
+        return {"files": 0, "records": 0, "records_in_several_splits": 0}
+    common = Path(os.path.commonpath([str(record.parent) for record in records]))
+    key_of = dict(zip(records, record_keys(records, common), strict=True))
+    splits: dict[Path, set[str]] = {}
+    for entry, result, group in zip(entries, results, groups, strict=True):
+        if group is None:
+            continue
+        row, key = result["row"], key_of[group[0]]
+        row["record_id"], row["segment"] = key, group[1]
+        if not result["own_patient"]:
+            row["patient_id"] = key
+        splits.setdefault(group[0], set()).add(entry.split)
+    return {
+        "files": sum(group is not None for group in groups),
+        "records": len(records),
+        "records_in_several_splits": sum(len(names) > 1 for names in splits.values()),
+    }
 
 
 def _label_names(label: Mapping[str, Any] | None, labels: Labels) -> list[str]:
@@ -493,6 +553,7 @@ def import_fairseq_signals(
 
     results = _read_all(entries, float(sample_rate), workers, progress)
     files = [entry.file for entry in entries]
+    segments = _group_segments(entries, results)
     found = complete_from_pipeline(results, files, label_file, names is not None)
     pipeline = {**vars(found), "signal_scale": signal_scale(results, files, standardised_inputs)}
     labels = decide_labels(results, files, names)
@@ -501,6 +562,7 @@ def import_fairseq_signals(
     roots = {entry.split: entry.root for entry in entries}
     tables = {name: metadata_table(part) for name, part in rows.items() if part}
     report = _report(entries, tables, skipped, roots, labels, empty, pipeline, options, config)
+    report["segments"] = segments
     write_skipped(out_dir / "skipped.csv", skipped)
     if not tables:
         write_report(out_dir, report)
@@ -554,7 +616,26 @@ def summary(report: Mapping[str, Any], out_dir: str | Path) -> list[str]:
         )
     else:
         label_line = "labels: none in the files (for pretraining)"
-    return [line, label_line, *_pipeline_lines(report["pipeline"]), *pack_report_lines(Path(out_dir), report)]
+    return [
+        line,
+        label_line,
+        *_pipeline_lines(report["pipeline"]),
+        *_segment_lines(report["segments"]),
+        *pack_report_lines(Path(out_dir), report),
+    ]
+
+
+def _segment_lines(segments: Mapping[str, int]) -> list[str]:
+    """How many segment files were found to be parts of how many records."""
+    if not segments["files"]:
+        return []
+    line = (
+        f"segments: {segments['files']} files are segments of {segments['records']} records "
+        "(record_id is the record, and the patient where none is given)"
+    )
+    if segments["records_in_several_splits"]:
+        line += f"; {segments['records_in_several_splits']} records have segments in several splits"
+    return [line]
 
 
 def _pipeline_lines(pipeline: Mapping[str, Any]) -> list[str]:

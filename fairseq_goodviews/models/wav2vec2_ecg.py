@@ -6,7 +6,10 @@ quantiser, ``compute_mask_indices`` masking, negative sampling, logits, perplexi
 penalties are upstream code) and swaps its single-channel feature extractor for
 :class:`MultiLeadFeatureExtractor`, fairseq's ``ConvFeatureExtractionModel`` whose first layer
 takes every lead as an input channel (``in_leads``; absent leads arrive zero-filled in their
-canonical slots, so the input is always ``[B, in_leads, T]``).
+canonical slots, so the input is always ``[B, in_leads, T]``). With ``input_normalisation=
+per_lead_standardise`` (checkpoints imported from fairseq-signals, whose preprocessing
+standardises the leads) that extractor first standardises each lead of each input
+(:func:`standardise_leads`), so every caller of the model feeds it millivolts alike.
 
 Two representations come out of one forward:
 
@@ -42,6 +45,10 @@ MAX_CONV_LAYERS = 64
 
 ConvLayer = Tuple[int, int, int]
 CMSC_PASS_CHOICES = ChoiceEnum(["masked", "unmasked"])
+INPUT_NORMALISATION_CHOICES = ChoiceEnum(["none", "per_lead_standardise"])
+#: A lead whose std over the input is at most this fraction of its mean's magnitude (float
+#: rounding of a constant lead) has no variation: it is zeroed, as an all-zero lead.
+CONSTANT_LEAD_STD = 1e-6
 
 
 @dataclass
@@ -72,6 +79,15 @@ class Wav2Vec2EcgConfig(Wav2Vec2Config):
         metadata={
             "help": "which pass the CMSC embedding pools: 'masked' = the transformer output of the one "
             "wav2vec 2.0 pass (fairseq-signals); 'unmasked' = a second, unmasked pass (about 2x the cost)"
+        },
+    )
+    input_normalisation: INPUT_NORMALISATION_CHOICES = field(
+        default="none",
+        metadata={
+            "help": "what the model does to its input first: 'none' = signals in mV as they come (this "
+            "plugin's models); 'per_lead_standardise' = each lead of each input at mean 0, std 1 over its "
+            "present samples, absent (all-zero) leads and trailing zero padding left out and kept at zero "
+            "(the inputs of fairseq-signals' preprocessing, which ECG-FM's checkpoints expect)"
         },
     )
 
@@ -132,20 +148,50 @@ def _with_literal_conv_layers(cfg: Any, layers: List[ConvLayer]) -> Any:
     return dataclasses.replace(cfg, conv_feature_layers=literal)
 
 
-class MultiLeadFeatureExtractor(ConvFeatureExtractionModel):
-    """fairseq's wav2vec 2.0 convolutional stack with ``in_leads`` input channels: [B, leads, T] -> [B, C, T']."""
+def standardise_leads(x: torch.Tensor) -> torch.Tensor:
+    """[B, leads, T] -> [B, leads, T]: each lead of each input at mean 0 and std 1 over its samples
+    up to the input's last non-zero time step; the all-zero steps after it are padding (this
+    plugin zero-pads short records at their end) and stay zero. A lead without variation there
+    (an absent, zero-filled lead; a constant one, see :data:`CONSTANT_LEAD_STD`) becomes zero."""
+    steps = torch.arange(x.shape[-1], device=x.device)
+    last = torch.where((x != 0).any(dim=1), steps, -1).amax(dim=1, keepdim=True)  # [B, 1]
+    valid = (steps <= last).unsqueeze(1).to(x.dtype)  # [B, 1, T]
+    count = valid.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    mean = (x * valid).sum(dim=-1, keepdim=True) / count
+    centred = (x - mean) * valid
+    std = (centred.pow(2).sum(dim=-1, keepdim=True) / count).sqrt()
+    varies = std > CONSTANT_LEAD_STD * mean.abs()
+    return torch.where(varies, centred / torch.where(varies, std, torch.ones_like(std)), torch.zeros_like(x))
 
-    def __init__(self, in_leads: int, conv_layers: List[ConvLayer], mode: str = "default", conv_bias: bool = False):
+
+class MultiLeadFeatureExtractor(ConvFeatureExtractionModel):
+    """fairseq's wav2vec 2.0 convolutional stack with ``in_leads`` input channels: [B, leads, T] -> [B, C, T'].
+
+    With ``input_normalisation="per_lead_standardise"`` its input first goes through
+    :func:`standardise_leads`, so every pass of the model (pretraining, ``encode``) sees it.
+    """
+
+    def __init__(
+        self,
+        in_leads: int,
+        conv_layers: List[ConvLayer],
+        mode: str = "default",
+        conv_bias: bool = False,
+        input_normalisation: str = "none",
+    ):
         super().__init__(conv_layers, dropout=0.0, mode=mode, conv_bias=conv_bias)
         dim, kernel, stride = conv_layers[0]
         first = nn.Conv1d(in_leads, dim, kernel, stride=stride, bias=conv_bias)
         nn.init.kaiming_normal_(first.weight)
         self.conv_layers[0][0] = first
         self.in_leads = in_leads
+        self.standardise = str(input_normalisation) == "per_lead_standardise"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.in_leads:
             raise ValueError(f"expected input [batch, {self.in_leads} leads, time], got {tuple(x.shape)}")
+        if self.standardise:
+            x = standardise_leads(x)
         for conv in self.conv_layers:
             x = conv(x)
         return x
@@ -165,7 +211,11 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
         self.conv_spec = conv_layers
         self.cmsc_pass = cfg.cmsc_pass
         self.feature_extractor = MultiLeadFeatureExtractor(
-            cfg.in_leads, conv_layers, mode=cfg.extractor_mode, conv_bias=cfg.conv_bias
+            cfg.in_leads,
+            conv_layers,
+            mode=cfg.extractor_mode,
+            conv_bias=cfg.conv_bias,
+            input_normalisation=cfg.input_normalisation,
         )
 
     @classmethod

@@ -39,7 +39,7 @@ from fairseq.logging.meters import Meter
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING, open_dict
 
-from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
+from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource, covering_crops
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.labels import CLASS_NAMES, MULTI_LABEL_SETS, RHYTHM_LABEL_SET, LabelSet, LabelSetError
 from fairseq_goodviews.labels import label_set as build_label_set
@@ -137,10 +137,7 @@ class LabelledRecordDataset(EcgClassificationDataset):
             signal, _ = self.source.load(index, self.sample_size, rng)
             return signal[None]
         signal, _ = self.source.load(index, length, None)
-        starts = list(range(0, length - self.sample_size + 1, self.sample_size))
-        if starts[-1] + self.sample_size < length:
-            starts.append(length - self.sample_size)
-        return np.stack([signal[:, s : s + self.sample_size] for s in starts])
+        return covering_crops(signal, self.sample_size)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         crops = self._crops(index)

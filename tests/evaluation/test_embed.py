@@ -1,19 +1,33 @@
 """Encoders outside fairseq: load_encoder, goodviews-embed and goodviews-identify, on every kind of checkpoint."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from conftest import FINETUNE_CONFIGS, HAS_GPU, PRETRAIN_CONFIGS, add_dx_column, hydra_train, write_tiny_dataset
+from conftest import (
+    FINETUNE_CONFIGS,
+    HAS_GPU,
+    PRETRAIN_CONFIGS,
+    add_dx_column,
+    hydra_train,
+    shared_data,
+    write_tiny_dataset,
+)
 from fairseq_goodviews.cli.embed import main
 from fairseq_goodviews.cli.identify import main as identify_main
 from fairseq_goodviews.evaluation.embed import CheckpointError, load_encoder
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, load_classifier, predict
-from fairseq_goodviews.io.records import read_record
+from fairseq_goodviews.io.records import EcgRecord, read_record, write_record
+from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.labels.cinc2021 import CINC2021_CLASS_NAMES
+from fairseq_goodviews.preprocessing.items import PrepareOptions
+from fairseq_goodviews.preprocessing.wfdb_dir import WfdbConverter, prepare_wfdb_dir
+from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
 
 SMALL = [
     "preset=cpu_small",
@@ -32,14 +46,20 @@ KINDS = {
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tiny_dataset, tmp_path_factory):
-    """One checkpoint of each kind: SimCLR pretraining, a single-label lead-subset probe of it, a
-    multi-label (CinC 2021, 26 classes) probe of a random encoder, an ArcFace fine-tune of it."""
-    tmp = tmp_path_factory.mktemp("embed")
-    pretrained = tmp / "pre" / "checkpoint_last.pt"
+def pretrained(tiny_dataset, tmp_path_factory):
+    """One epoch of SimCLR (ResNet, 1000-sample crops at 500 Hz) on the tiny dataset; its last checkpoint."""
+    tmp = tmp_path_factory.mktemp("embed_pre")
     hydra_train(
         PRETRAIN_CONFIGS, "simclr", [*SMALL, f"task.data={tiny_dataset}", f"checkpoint.save_dir={tmp / 'pre'}"], tmp
     )
+    return tmp / "pre" / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(pretrained, tiny_dataset, tmp_path_factory):
+    """One checkpoint of each kind: SimCLR pretraining, a single-label lead-subset probe of it, a
+    multi-label (CinC 2021, 26 classes) probe of a random encoder, an ArcFace fine-tune of it."""
+    tmp = tmp_path_factory.mktemp("embed")
     hydra_train(
         FINETUNE_CONFIGS,
         "linear_probe",
@@ -180,3 +200,110 @@ def test_scoring_on_the_gpu_matches_the_cpu(checkpoints, tiny_dataset):
     cpu = evaluate_checkpoint(checkpoints["probe"], device="cpu")
     gpu = evaluate_checkpoint(checkpoints["probe"], device="cuda")
     assert abs(cpu["macro_auroc"] - gpu["macro_auroc"]) < 0.02
+
+
+# -- goodviews-embed on whole records, lead subsets and raw WFDB / .mat records --
+
+#: Real PhysioNet/CinC 2021 records: 8,500 samples (not a multiple of the 1,000-sample crop), 5,000,
+#: and a Georgia header naming its record with the signal file's extension.
+REAL = ("cpsc_2018/g1/A1041", "cpsc_2018/g1/A0689", "georgia/g1/E00271")
+
+
+def real_records(folder: Path) -> Path:
+    """Copies of the :data:`REAL` records (header and signal) in ``folder``, or a skip naming the variable."""
+    training = shared_data() / "real" / "physionet2021" / "training"
+    folder.mkdir(parents=True)
+    for record in REAL:
+        for suffix in (".hea", ".mat"):
+            shutil.copy(training / f"{record}{suffix}", folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_raw_wfdb_records_embed_as_they_do_after_preparation(pretrained, tmp_path, capsys):
+    src = real_records(tmp_path / "raw")
+    prepared = tmp_path / "prepared"
+    prepare_wfdb_dir(
+        src,
+        prepared,
+        converter=WfdbConverter(attributes=False),
+        options=PrepareOptions(progress=False, split_fractions=(1.0,), split_names=("test",)),
+    )
+    (src / "broken.hea").write_text("not a header\n")
+    capsys.readouterr()
+    assert main([str(pretrained), "--data", str(src), "--out", str(tmp_path / "raw.npz")]) == 0
+    printed = capsys.readouterr()
+    assert printed.err.startswith(f"skipped {src / 'broken.hea'}: ") and len(printed.err.splitlines()) == 1
+    assert printed.out.startswith(f"3 embeddings of the records under {src} (crop whole, 1 skipped) written to")
+    assert main([str(pretrained), "--data", str(prepared), "--out", str(tmp_path / "prepared.npz")]) == 0
+    raw, ready = np.load(tmp_path / "raw.npz"), np.load(tmp_path / "prepared.npz")
+    assert list(raw["record"]) == ["A0689", "A1041", "E00271"] and str(raw["root"]) == str(src)
+    assert str(raw["crop"]) == str(ready["crop"]) == "whole"
+    by_name = {Path(name).stem: row for name, row in zip(ready["record"], ready["embedding"], strict=True)}
+    np.testing.assert_allclose(raw["embedding"], np.stack([by_name[n] for n in raw["record"]]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_whole_records_are_the_mean_over_their_crops_and_centre_is_one_crop(pretrained, tmp_path):
+    src = real_records(tmp_path / "raw")
+    record = src / "A1041.hea"
+    argv = [str(pretrained), str(record), str(src / "E00271.mat")]
+    assert main([*argv, "--out", str(tmp_path / "whole.npz")]) == 0
+    assert main([*argv, "--crop", "centre", "--out", str(tmp_path / "centre.npz")]) == 0
+    whole, centre = np.load(tmp_path / "whole.npz"), np.load(tmp_path / "centre.npz")
+    assert list(whole["record"]) == [str(record), str(src / "E00271.mat")] and str(centre["crop"]) == "centre"
+    encoder = load_encoder(pretrained, "cpu")
+    signal = read_wfdb(src / "A1041").record.feats
+    assert signal.shape == (12, 8500)
+    starts = [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 7500]  # the last one ends with the record
+    crops = torch.from_numpy(np.stack([signal[:, s : s + 1000] for s in starts]))
+    by_hand = encoder.embed(crops).mean(dim=0).numpy()
+    np.testing.assert_allclose(whole["embedding"][0], by_hand, rtol=1e-4, atol=1e-5)
+    middle = encoder.embed(torch.from_numpy(signal[None, :, 3750:4750].copy()))[0].numpy()
+    np.testing.assert_allclose(centre["embedding"][0], middle, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(whole["embedding"], centre["embedding"], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_leads_zero_fill_the_others_and_mat_records_are_resampled(pretrained, tiny_dataset, tmp_path):
+    feats = read_record(tiny_dataset / "records" / "test_000.mat").feats
+    slow = tmp_path / "at_250_hz.mat"
+    write_record(slow, EcgRecord(feats[:, ::2].copy(), 250.0))
+    argv = [str(pretrained), str(slow), "--crop", "centre"]
+    assert main([*argv, "--leads", "I,II,V2", "--out", str(tmp_path / "subset.npz")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "all.npz")]) == 0
+    subset, every = np.load(tmp_path / "subset.npz"), np.load(tmp_path / "all.npz")
+    assert list(subset["leads"]) == ["I", "II", "V2"] and len(every["leads"]) == 12
+    at_500 = resample(feats[:, ::2].copy(), 250.0, 500.0).astype(np.float32)
+    kept = at_500.copy()
+    kept[[2, 3, 4, 5, 6, 8, 9, 10, 11]] = 0.0
+    encoder = load_encoder(pretrained, "cpu")
+    for saved, signal in ((subset, kept), (every, at_500)):
+        expected = encoder.embed(torch.from_numpy(signal[None]))[0].numpy()
+        np.testing.assert_allclose(saved["embedding"][0], expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(subset["embedding"], every["embedding"], atol=1e-3)
+
+
+def test_records_to_embed_that_cannot_be_found_are_one_line_errors(tmp_path, tiny_dataset, capsys):
+    out, ckpt = str(tmp_path / "e.npz"), str(tmp_path / "never_loaded.pt")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        (ckpt, "--out", out): "give either a folder (--data) or record files, not both and not neither",
+        (ckpt, str(tmp_path / "a.mat"), "--data", str(tiny_dataset), "--out", out): "not both",
+        (ckpt, "--data", str(tmp_path / "missing"), "--out", out): f"{tmp_path / 'missing'}: not found",
+        (
+            ckpt,
+            "--data",
+            str(tiny_dataset),
+            "--split",
+            "nope",
+            "--out",
+            out,
+        ): f"{tiny_dataset / 'nope.tsv'}: manifest not found",
+        (ckpt, "--data", str(tmp_path / "empty"), "--out", out): f"{tmp_path / 'empty'}: no WFDB records (.hea)",
+    }
+    for argv, message in cases.items():
+        assert main(list(argv)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("goodviews-embed: error: ") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "e.npz").exists()

@@ -515,6 +515,32 @@ def test_forward_matches_an_independent_fairseq_signals_reference(variant, tmp_p
     assert not torch.allclose(other["x"], reference["x"], atol=1e-2)
 
 
+def test_per_lead_standardisation_is_recorded_and_applied_by_every_loader(tmp_path, capsys):
+    """ECG-FM's inputs are standardised leads: imported so, the model standardises every input
+    itself, so the gain and offset of each lead do not change the embedding."""
+    model_cfg, weights = write_fs_checkpoint(tmp_path / "fs.pt")
+    argv = [str(tmp_path / "fs.pt"), "--sample-size", str(T)]
+    assert main([*argv, str(tmp_path / "std.pt"), "--input-normalisation", "per_lead_standardise"]) == 0
+    assert "input normalisation: per_lead_standardise (each lead of each input standardised" in capsys.readouterr().out
+    assert main([*argv, str(tmp_path / "mv.pt")]) == 0
+    assert "input normalisation: none (signals in mV; ECG-FM" in capsys.readouterr().out
+    saved = torch.load(tmp_path / "std.pt", weights_only=True)["cfg"]["model"]
+    assert saved["input_normalisation"] == "per_lead_standardise"
+    x = signals(2)
+    # per lead: its own gain (fairseq-signals' group-normed first layer would absorb one gain for all)
+    gain_offset = torch.linspace(0.5, 10.0, 12)[None, :, None] * x + torch.linspace(-3.0, 5.0, 12)[None, :, None]
+    standardised, plain = load_encoder(tmp_path / "std.pt", "cpu"), load_encoder(tmp_path / "mv.pt", "cpu")
+    torch.testing.assert_close(standardised.embed(gain_offset), standardised.embed(x), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(plain.embed(gain_offset), plain.embed(x), atol=1e-2)
+    # what fairseq-signals' model computes on the leads standardised as its preprocessing does
+    z = (x - x.mean(dim=-1, keepdim=True)) / x.std(dim=-1, unbiased=False, keepdim=True)
+    reference = fs_forward(weights, model_cfg, z)["x"].mean(dim=1)
+    torch.testing.assert_close(standardised.embed(x), reference, atol=2e-5, rtol=1e-4)
+    # probes and fine-tunes (model.model_path=) rebuild the encoder with it
+    assert our_model(tmp_path / "std.pt").feature_extractor.standardise
+    assert not our_model(tmp_path / "mv.pt").feature_extractor.standardise
+
+
 # -- (iii) our loaders take it --
 
 
@@ -623,7 +649,8 @@ def _fails(args, tmp_path, capsys) -> str:
         ({"extractor_mode": "group_norm_all"}, "model option extractor_mode='group_norm_all' is not supported"),
         ({"activation_fn": "relu"}, "activation_fn='relu'"),
         ({"quantize_input": True}, "quantize_input=true"),
-        ({"normalize": True}, "normalize=true (inputs normalised per record)"),
+        ({"normalize": True}, "normalize=true (each lead z-normalised with a dataset mean and std read from"),
+        ({"filter": True}, "filter=true (inputs band-pass filtered)"),
         ({"conv_feature_layers": "[(24, 2)] * 4"}, "invalid conv_feature_layers"),
         ({"encoder_attention_heads": 5}, "the model config does not build here"),
         ({"_name": "ecg_transformer_classifier"}, "model 'ecg_transformer_classifier' is not a fairseq-signals"),

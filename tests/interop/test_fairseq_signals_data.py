@@ -45,6 +45,10 @@ def test_multi_hot_folder_becomes_ours_without_copying_a_signal(tmp_path, capsys
         "labels: 4 classes from multi-hot vectors; probe with task.label_type=multi task.label_set=labels "
         "\"task.classes='class_0,class_1,class_2,class_3'\""
     )
+    assert (
+        lines[2]
+        == "segments: 20 files are segments of 10 records (record_id is the record, and the patient where none is given)"
+    )
     assert not list(out.rglob("*.mat"))
     for split in ("train", "valid", "test"):
         root, entries = read_manifest(out / f"{split}.tsv")
@@ -53,7 +57,8 @@ def test_multi_hot_folder_becomes_ours_without_copying_a_signal(tmp_path, capsys
         assert [f"{p}\t{n}" for p, n in entries] == theirs[1:]
     rows = all_rows(out)
     row = rows.loc["georgia/R005_1.mat"]
-    assert row["record_id"] == "R005_1" and row["patient_id"] == "1002" and row["age"] == 35
+    # the segment files <record>_<i> of the older layout are segments of their record
+    assert row["record_id"] == "R005" and row["segment"] == 1 and row["patient_id"] == "1002" and row["age"] == 35
     assert row["sex"] == "F" and row["source"] == "georgia" and row["sample_rate"] == 500.0
     assert row["labels"] == "class_1 class_2" and pd.isna(row["label"])  # two classes: no single label
     row = rows.loc["cpsc_2018/R004_0.mat"]
@@ -237,6 +242,43 @@ def test_recordings_are_the_patients_when_the_pipeline_records_none(tmp_path, ca
     report = convert(src, tmp_path / "other", label_file=other)
     assert report["labels"]["classes"] == ["class_0", "class_1"] and report["pipeline"]["label_files"] == [str(other)]
     assert all_rows(tmp_path / "other").loc["mimic_iv_ecg_R001_0.mat", "labels"] == "class_1"  # idx 101: odd
+
+
+def test_segment_files_of_one_record_share_its_record_id_and_patient(tmp_path, capsys):
+    """Segment files <record>_<i>.mat without a patient (a folder derived from the older layout,
+    its patient ids dropped) are one record and one patient; names that merely end in a number
+    (not numbered 0 .. n-1) stay records of their own; the current pipeline's files say their
+    segment_i."""
+    src = write_fs_folder(tmp_path / "fs", 6, segments=3)
+    root = Path((src / "train.tsv").read_text().splitlines()[0])
+    for file in root.rglob("*.mat"):
+        data = {k: v for k, v in scipy.io.loadmat(file).items() if not k.startswith("__") and k != "patient_id"}
+        scipy.io.savemat(file, data)
+    (root / "ptb").mkdir()
+    for number in (17, 42):
+        scipy.io.savemat(
+            root / "ptb" / f"S0001_{number}.mat",
+            {"feats": ecg(np.random.default_rng(number), 70, 1000), "curr_sample_rate": 500},
+        )
+    with (src / "train.tsv").open("a") as manifest:
+        manifest.write("ptb/S0001_17.mat\t1000\nptb/S0001_42.mat\t1000\n")
+    assert main([str(src), str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "segments: 18 files are segments of 6 records" in capsys.readouterr().out
+    rows = all_rows(tmp_path / "out")
+    record = rows.loc[["cpsc_2018/R000_0.mat", "cpsc_2018/R000_1.mat", "cpsc_2018/R000_2.mat"]]
+    assert set(record["record_id"]) == set(record["patient_id"]) == {"R000"}
+    assert record["segment"].tolist() == [0, 1, 2]
+    assert rows["patient_id"].nunique() == 6 + 2 and rows.loc["ptb/S0001_42.mat", "record_id"] == "S0001_42"
+    assert rows.loc["ptb/S0001_17.mat", "patient_id"] == "S0001_17"
+    report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
+    assert report["segments"] == {"files": 18, "records": 6, "records_in_several_splits": 0}
+    # the current pipeline: each file holds its segment_i
+    src, _ = write_fs_pipeline_folder(tmp_path / "pipeline", 4, patient_column=None, segments=2)
+    convert(src, tmp_path / "pipeline_out")
+    rows = all_rows(tmp_path / "pipeline_out")
+    assert rows.loc["mimic_iv_ecg_R001_1.mat", "record_id"] == rows.loc["mimic_iv_ecg_R001_0.mat", "record_id"]
+    assert rows.loc["mimic_iv_ecg_R001_1.mat", "record_id"] == "mimic_iv_ecg_R001"
+    assert rows.loc["mimic_iv_ecg_R001_1.mat", "segment"] == 1
 
 
 def test_label_arrays_that_do_not_fit_are_one_line_or_skipped_records(tmp_path, capsys):

@@ -9,7 +9,12 @@ from fairseq.modules import GumbelVectorQuantizer
 from omegaconf import OmegaConf
 
 from conftest import W2V_TINY
-from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel, parse_conv_layers
+from fairseq_goodviews.models.wav2vec2_ecg import (
+    Wav2Vec2EcgConfig,
+    Wav2Vec2EcgModel,
+    parse_conv_layers,
+    standardise_leads,
+)
 
 SMALL = W2V_TINY
 T = 800  # samples: 50 latent steps at the 16-sample stride
@@ -179,3 +184,27 @@ def test_masking_is_reproducible_from_the_torch_seed(channel_prob):
     assert torch.equal(first[1], second[1]) and torch.equal(first[0], second[0])
     assert first[1].any() and not torch.equal(first[1], other[1])
     assert not torch.equal(first[1][0], first[1][1])  # rows get their own spans
+
+
+def test_lead_standardisation_leaves_out_absent_leads_and_padding():
+    x = torch.randn(2, 12, T, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    x[:, 3] = 0.0  # absent
+    x[:, 5] = 2.5  # constant
+    x[1, :, 300:] = 0.0  # a 300-sample record zero-padded to T
+    out = standardise_leads(x)
+    assert torch.equal(out[:, 3], torch.zeros(2, T)) and torch.equal(out[:, 5], torch.zeros(2, T))
+    assert torch.equal(out[1, :, 300:], torch.zeros(12, T - 300))
+    for row, length in ((0, T), (1, 300)):
+        present = x[row, :, :length].double()
+        leads = [i for i in range(12) if i not in (3, 5)]
+        mean, std = present[leads].mean(dim=1, keepdim=True), present[leads].std(dim=1, unbiased=False, keepdim=True)
+        torch.testing.assert_close(
+            out[row, leads, :length].double(), (present[leads] - mean) / std, atol=1e-5, rtol=1e-5
+        )
+    # the model applies it to every pass: a lead's gain and offset no longer matter, padding still does
+    model = small_model(input_normalisation="per_lead_standardise").eval()
+    scaled = (x * torch.linspace(0.5, 7.0, 12)[None, :, None] + 4.0) * (x != 0)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(scaled), model.encode(x), atol=1e-4, rtol=1e-4)
+        plain = small_model().eval()
+        assert not torch.allclose(plain.encode(scaled), plain.encode(x), atol=1e-2)
