@@ -35,7 +35,8 @@ class Interval:
 
     low: float
     high: float
-    #: ``bootstrap_records`` (every record its own unit) or ``bootstrap_patients``.
+    #: ``bootstrap_records`` (every record its own unit) or ``bootstrap_patients`` (patients given;
+    #: a record without one is a unit of its own).
     method: str
     #: Units resampled (records or patients).
     n: int
@@ -97,7 +98,7 @@ def bootstrap_intervals(
         raise ValueError(f"replicates must be positive, got {replicates}")
     units = unit_codes(groups, n)
     n_units = int(units.max(initial=-1)) + 1
-    method = "bootstrap_records" if n_units == n else "bootstrap_patients"
+    method = "bootstrap_records" if groups is None else "bootstrap_patients"
     rng = np.random.default_rng(seed)
     values: dict[str, list[np.ndarray]] = {}
     for start in range(0, replicates, CHUNK):
