@@ -5,7 +5,7 @@ import sys
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.cli.scoring_options import add_device_argument
+from fairseq_goodviews.cli.scoring_options import add_bootstrap_arguments, add_device_argument, print_warnings
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint, format_metrics
 from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.leads import parse_leads
@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", help="write the metrics here as JSON")
     parser.add_argument("--predictions", help="write every record's class probabilities here as CSV")
+    add_bootstrap_arguments(parser)
     add_device_argument(parser)
 
     def evaluate(args: argparse.Namespace) -> None:
@@ -38,8 +39,11 @@ def main(argv=None) -> int:
             threshold_split=args.threshold_split,
             predictions=args.predictions,
             device=args.device,
+            bootstrap=args.bootstrap,
+            seed=args.bootstrap_seed,
         )
         print(format_metrics(result))
+        print_warnings(parser.prog, result["warnings"])
         if args.json:
             write_json(args.json, result)
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from fairseq_goodviews import quiet_fairseq_logging
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.cli.scoring_options import add_device_argument
-from fairseq_goodviews.evaluation.identification import identify
+from fairseq_goodviews.cli.scoring_options import add_bootstrap_arguments, add_device_argument, print_warnings
+from fairseq_goodviews.evaluation.identification import format_identification, identify
 from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.leads import parse_leads
 
@@ -20,7 +20,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data", required=True, help="manifest folder with <split>.tsv and <split>.csv (patient_id column)"
     )
-    parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="split to identify in, or several pooled: train,valid or all (default: test)",
+    )
     parser.add_argument("--leads", help="comma-separated leads to keep, e.g. I,II,V2 (default: all 12)")
     parser.add_argument("--sample-size", type=int, help="samples per centred crop (default: the checkpoint task's)")
     parser.add_argument("--distractors", action="store_true", help="add single-record patients to the gallery")
@@ -33,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", help="write the metrics here as JSON")
+    add_bootstrap_arguments(parser)
     add_device_argument(parser)
 
     def identify_patients(args: argparse.Namespace) -> None:
@@ -47,9 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.standardize,
             args.batch_size,
             args.device,
+            args.bootstrap,
+            args.bootstrap_seed,
         )
-        for key, value in result.items():
-            print(f"{key:>22s}  {value:.4f}" if isinstance(value, float) else f"{key:>22s}  {value}")
+        print(format_identification(result))
+        print_warnings(parser.prog, result["warnings"])
         if args.json:
             write_json(args.json, result)
 

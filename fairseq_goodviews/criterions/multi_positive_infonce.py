@@ -4,11 +4,14 @@
 similarities ``s``, computed in log space and in float32 whatever the autocast precision of the
 model (bf16 logits would round similarities at temperature 0.07). Self-similarity is excluded
 from both sums (masked, not zeroed). Anchors without any positive contribute nothing (and no
-NaN gradient) and are counted. With several workers the embeddings (with gradient) and the view
+NaN gradient) and are counted; where no anchor of the logged batches has one, the loss cannot be
+measured and is logged as inf (with no weight), so that a validation split without pairs never
+scores 0 and becomes fairseq's best checkpoint. With several workers the embeddings (with gradient) and the view
 metadata are gathered, so every anchor is contrasted with the global batch; each worker builds
 only its own anchors' rows of the relation.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -82,7 +85,8 @@ class MultiPositiveInfoNceCriterion(FairseqCriterion):
     def reduce_metrics(logging_outputs) -> None:
         total = lambda key: sum(log.get(key, 0) for log in logging_outputs)  # noqa: E731
         with_positive = total("anchors_with_positive")
-        metrics.log_scalar("loss", total("loss") / max(with_positive, 1), with_positive, round=3)
+        loss = total("loss") / with_positive if with_positive else math.inf
+        metrics.log_scalar("loss", loss, with_positive, round=3)
         metrics.log_scalar("positives_per_anchor", total("positives") / max(with_positive, 1), round=2)
         metrics.log_scalar("anchors_without_positive", total("anchors_without_positive"), round=0)
         metrics.log_scalar("items_without_partner", total("items_without_partner"), round=0)

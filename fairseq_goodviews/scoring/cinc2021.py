@@ -16,6 +16,7 @@ Challenge 2021", CinC 2021), over the classes of :mod:`fairseq_goodviews.labels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from io import StringIO
 
 import numpy as np
@@ -88,6 +89,40 @@ def challenge_score(
     if correct == baseline:
         return 0.0
     return (observed - baseline) / (correct - baseline)
+
+
+def challenge_statistic(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    thresholds: np.ndarray | None = None,
+    weights: np.ndarray = CINC2021_WEIGHTS,
+    normal_class: int = NORMAL_CLASS,
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """``challenge_score`` of ``probs >= thresholds`` (both fixed; 0.5 for every class if None)
+    against ``labels`` [n, 26] as a function of record weights [b, n] -> [b] (bootstrap replicates).
+
+    Every sum of the score is over records: record i adds ``(L_i W) . O_i / max(1, |L_i or O_i|)``
+    to the observed, correct and inactive totals, so a replicate's totals are weighted sums.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    thresholds = np.full(labels.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    outputs = np.asarray(probs) >= thresholds
+    inactive = np.zeros_like(labels)
+    inactive[:, normal_class] = True
+    rewards = labels.astype(np.float64) @ weights  # [n, K]: reward of each output class for each record
+
+    def per_record(chosen: np.ndarray) -> np.ndarray:
+        return (rewards * chosen).sum(axis=1) / np.maximum(np.logical_or(labels, chosen).sum(axis=1), 1.0)
+
+    observed, correct, baseline = per_record(outputs), per_record(labels), per_record(inactive)
+
+    def statistic(record_weights: np.ndarray) -> dict[str, np.ndarray]:
+        o, c, b = record_weights @ observed, record_weights @ correct, record_weights @ baseline
+        span = c - b
+        measurable = np.abs(span) > 1e-12 * np.maximum(np.abs(c), 1.0)
+        return {"challenge_score": np.divide(o - b, span, out=np.zeros_like(span), where=measurable)}
+
+    return statistic
 
 
 #: Candidate thresholds searched per class.

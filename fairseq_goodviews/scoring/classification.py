@@ -10,14 +10,14 @@ the mean of its crops' probabilities (:func:`record_probabilities`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-from fairseq_goodviews.scoring.cinc2021 import challenge_metrics
+from fairseq_goodviews.scoring.cinc2021 import challenge_metrics, challenge_statistic
 
 #: Decision thresholds over which F-max is taken (0.00, 0.01, ..., 1.00).
 FMAX_THRESHOLDS: np.ndarray = np.linspace(0.0, 1.0, 101)
@@ -145,3 +145,166 @@ def split_metrics(
     if challenge_scored:
         result.update(challenge_metrics(probs, targets, thresholds))
     return result
+
+
+# Weighted forms of the metrics above, vectorised over bootstrap replicates: ``weights`` [b, n]
+# says how often each record is in each replicate (see :mod:`fairseq_goodviews.scoring.bootstrap`).
+# With every weight 1 they equal the metrics above.
+
+Statistic = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+class RankedScores:
+    """The scores [n] of one class sorted once, with their ties grouped, for weighted AUROC and AUPRC."""
+
+    def __init__(self, scores: np.ndarray, positive: np.ndarray):
+        scores = np.asarray(scores, dtype=np.float64)
+        self.order = np.argsort(scores, kind="stable")
+        ordered = scores[self.order]
+        self.starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        self.positive = np.asarray(positive, dtype=bool)[self.order]
+
+    def tie_weights(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positive and negative weight of each distinct score, ascending: two [b, G]."""
+        ordered = weights[:, self.order]
+        positive = np.add.reduceat(ordered * self.positive, self.starts, axis=1)
+        negative = np.add.reduceat(ordered * ~self.positive, self.starts, axis=1)
+        return positive, negative
+
+    def auroc(self, weights: np.ndarray) -> np.ndarray:
+        """Weighted AUROC [b] (ties count one half); NaN where a replicate lacks either class."""
+        positive, negative = self.tie_weights(weights)
+        below = np.cumsum(negative, axis=1) - negative
+        pairs = positive.sum(axis=1) * negative.sum(axis=1)
+        wins = (positive * (below + 0.5 * negative)).sum(axis=1)
+        return np.divide(wins, pairs, out=np.full(len(weights), np.nan), where=pairs > 0)
+
+    def average_precision(self, weights: np.ndarray) -> np.ndarray:
+        """Weighted average precision [b] (sklearn's step sum over the distinct thresholds);
+        NaN where a replicate has no positive record."""
+        positive, negative = (w[:, ::-1] for w in self.tie_weights(weights))
+        true_positives, false_positives = np.cumsum(positive, axis=1), np.cumsum(negative, axis=1)
+        predicted = true_positives + false_positives
+        precision = np.divide(true_positives, predicted, out=np.zeros_like(predicted), where=predicted > 0)
+        total = positive.sum(axis=1)
+        return np.divide((positive * precision).sum(axis=1), total, out=np.full(len(weights), np.nan), where=total > 0)
+
+
+def _defined_mean(columns: list[np.ndarray], size: int) -> np.ndarray:
+    """Mean over the defined (finite) entries of each replicate of per-class values [b] (NaN if none)."""
+    if not columns:
+        return np.full(size, np.nan)
+    stacked = np.stack(columns, axis=1)
+    defined = np.isfinite(stacked)
+    count = defined.sum(axis=1)
+    total = np.where(defined, stacked, 0.0).sum(axis=1)
+    return np.divide(total, count, out=np.full(size, np.nan), where=count > 0)
+
+
+def _weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Weighted mean [b, ...] of per-record ``values`` [n, ...] under ``weights`` [b, n]."""
+    total = weights.sum(axis=1)
+    return (weights @ values) / total.reshape(-1, *([1] * (values.ndim - 1)))
+
+
+def classification_statistic(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> Statistic:
+    """The metrics of :func:`classification_metrics` (``accuracy``, ``macro_f1``, ``macro_auroc``,
+    ``macro_auprc``, ``auroc_<class>``) as functions of record weights [b, n] -> [b]."""
+    probs = np.asarray(probs, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.int64)
+    n_classes = probs.shape[1]
+    predictions = probs.argmax(axis=1)
+    correct = (predictions == targets).astype(np.float64)
+    true = np.eye(n_classes, dtype=np.float64)[targets]
+    predicted = np.eye(n_classes, dtype=np.float64)[predictions]
+    hits = true * predicted
+    ranked = {
+        name: RankedScores(probs[:, k], targets == k)
+        for k, name in enumerate(class_names)
+        if 0 < (targets == k).sum() < len(targets)
+    }
+
+    def statistic(weights: np.ndarray) -> dict[str, np.ndarray]:
+        tp, n_true, n_predicted = weights @ hits, weights @ true, weights @ predicted
+        denominator = n_true + n_predicted
+        f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+        aurocs = {name: r.auroc(weights) for name, r in ranked.items()}
+        auprcs = [r.average_precision(weights) for r in ranked.values()]
+        return {
+            "accuracy": _weighted_mean(weights, correct),
+            "macro_f1": f1.mean(axis=1),
+            **{f"auroc_{name}": value for name, value in aurocs.items()},
+            "macro_auroc": _defined_mean(list(aurocs.values()), len(weights)),
+            "macro_auprc": _defined_mean(auprcs, len(weights)),
+        }
+
+    return statistic
+
+
+def multilabel_statistic(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> Statistic:
+    """The metrics of :func:`multilabel_metrics` (``macro_auroc``, ``macro_auprc``, ``f_max``,
+    ``per_class_auroc/<label>``) as functions of record weights [b, n] -> [b]."""
+    probs = np.asarray(probs, dtype=np.float64)
+    truth = np.asarray(targets) > 0.5
+    ranked = {
+        name: RankedScores(probs[:, k], truth[:, k])
+        for k, name in enumerate(class_names)
+        if 0 < truth[:, k].sum() < len(truth)
+    }
+    # Per record and F-max threshold [n, T]: its precision (where it predicts a label) and recall.
+    labelled = truth.any(axis=1)
+    n_true = np.maximum(truth.sum(axis=1), 1)
+    precision_cols, recall_cols, covered_cols = [], [], []
+    for t in FMAX_THRESHOLDS:
+        predicted = probs >= t
+        n_predicted = predicted.sum(axis=1)
+        hits = (predicted & truth).sum(axis=1)
+        covered_cols.append(n_predicted > 0)
+        precision_cols.append(hits / np.maximum(n_predicted, 1))
+        recall_cols.append(np.where(labelled, hits / n_true, 0.0))
+    precision_per_record = np.stack(precision_cols, axis=1)
+    recall_per_record = np.stack(recall_cols, axis=1)
+    covered = np.stack(covered_cols, axis=1).astype(np.float64)
+
+    def f_max_of(weights: np.ndarray) -> np.ndarray:
+        covered_weight = weights @ covered
+        labelled_weight = (weights @ labelled.astype(np.float64))[:, None]
+        precision = np.divide(
+            weights @ precision_per_record, covered_weight, out=np.zeros_like(covered_weight), where=covered_weight > 0
+        )
+        recall = np.divide(
+            weights @ recall_per_record, labelled_weight, out=np.zeros_like(covered_weight), where=labelled_weight > 0
+        )
+        both = precision + recall
+        f = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
+        return f.max(axis=1)
+
+    def statistic(weights: np.ndarray) -> dict[str, np.ndarray]:
+        aurocs = {name: r.auroc(weights) for name, r in ranked.items()}
+        auprcs = [r.average_precision(weights) for r in ranked.values()]
+        return {
+            "macro_auroc": _defined_mean(list(aurocs.values()), len(weights)),
+            "macro_auprc": _defined_mean(auprcs, len(weights)),
+            "f_max": f_max_of(weights),
+            **{f"per_class_auroc/{name}": value for name, value in aurocs.items()},
+        }
+
+    return statistic
+
+
+def split_statistic(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    class_names: Sequence[str],
+    challenge_scored: bool = False,
+    thresholds: np.ndarray | None = None,
+) -> Statistic:
+    """The metrics of :func:`split_metrics` as functions of record weights [b, n] -> [b]; the
+    challenge score keeps ``thresholds`` [K] fixed (they are not chosen again per replicate)."""
+    if targets.ndim == 1:
+        return classification_statistic(probs, targets, class_names)
+    metrics = multilabel_statistic(probs, targets, class_names)
+    if not challenge_scored:
+        return metrics
+    challenge = challenge_statistic(probs, targets, thresholds)
+    return lambda weights: {**metrics(weights), **challenge(weights)}

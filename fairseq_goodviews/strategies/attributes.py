@@ -398,6 +398,9 @@ class Attributes(PositiveStrategy):
     paper_row = "Strategy 5"
     paper_auroc = (94.2, 0.3)
     cross_record = True
+    partner_advice = (
+        "more records, a larger task.strategy.radius (or fewer n_clusters), or task.strategy.no_partner=nearest"
+    )
     cfg: AttributesConfig
 
     def __init__(self, cfg: AttributesConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
@@ -474,18 +477,25 @@ class Attributes(PositiveStrategy):
         distance = torch.cdist(vectors[rows], vectors, compute_mode="donot_use_mm_for_euclid_dist")
         return (distance <= self.cfg.radius) | same(meta["record"], rows) | same(meta["item"], rows)
 
+    def _nearest_fallback(self) -> np.ndarray:
+        """[n] records with nobody within the radius that get their nearest neighbour as partner."""
+        within = self.partner_index.n_within > 0
+        return ~within & (self.partner_index.nearest >= 0) & (self.cfg.no_partner == "nearest")
+
+    def records_without_partner(self) -> int:
+        if self.cfg.mode == "kmeans":
+            return int((self.groups.group_size() < 2).sum())
+        return int(((self.partner_index.n_within == 0) & ~self._nearest_fallback()).sum())
+
     def describe(self) -> Dict[str, Any]:
         facts = {**super().describe(), "mode": self.cfg.mode, "records_without_attributes": int((~self.known).sum())}
+        facts["records_without_partner"] = self.records_without_partner()
         if self.cfg.mode == "kmeans":
-            sizes = self.groups.group_size()
-            return {**facts, "clusters": self.groups.n_groups, "records_without_partner": int((sizes < 2).sum())}
-        within = self.partner_index.n_within > 0
-        fallback = ~within & (self.partner_index.nearest >= 0) & (self.cfg.no_partner == "nearest")
+            return {**facts, "clusters": self.groups.n_groups}
         return {
             **facts,
             "radius": self.cfg.radius,
             "exact_index": self.partner_index.exact,
-            "records_with_partner_within_radius": int(within.sum()),
-            "nearest_fallbacks": int(fallback.sum()),
-            "records_without_partner": int((~within & ~fallback).sum()),
+            "records_with_partner_within_radius": int((self.partner_index.n_within > 0).sum()),
+            "nearest_fallbacks": int(self._nearest_fallback().sum()),
         }

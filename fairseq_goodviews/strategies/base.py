@@ -66,6 +66,8 @@ class PositiveStrategy:
     #: Positives are other records of the same patient: the strategy needs data with several
     #: records per patient (on one-ECG-per-patient data no anchor can have a positive).
     needs_repeat_patients: bool = False
+    #: What gives more records a partner (a cross-record strategy's advice when most have none).
+    partner_advice: str = ""
 
     @classmethod
     def table_name(cls) -> str:
@@ -116,6 +118,10 @@ class PositiveStrategy:
     def no_positive_reason(self) -> Optional[str]:
         """Why no anchor of the loaded split can have a positive, or None when some can."""
         return None
+
+    def records_without_partner(self) -> int:
+        """Records of the loaded split that get no partner (0 unless the strategy is cross-record)."""
+        return 0
 
     def describe(self) -> Dict[str, Any]:
         """Facts to log with the results (e.g. that the strategy uses labels)."""
@@ -218,13 +224,15 @@ class GroupStrategy(PositiveStrategy):
             return None
         return f"no record shares its {' and '.join(self.keys)} with another record"
 
+    def records_without_partner(self) -> int:
+        return int((self.partner_index.group_size() < 2).sum())
+
     def describe(self) -> Dict[str, Any]:
-        sizes = self.partner_index.group_size()
         return {
             **super().describe(),
             "groups": self.partner_index.n_groups,
-            "records_without_group": int((sizes == 0).sum()),
-            "records_without_partner": int((sizes < 2).sum()),
+            "records_without_group": int((self.partner_index.group_size() == 0).sum()),
+            "records_without_partner": self.records_without_partner(),
         }
 
 

@@ -51,6 +51,7 @@ class Demographics(GroupStrategy):
     paper_row = "Strategy 3"
     paper_auroc = (88.1, 1.3)
     required_columns = ("age", "sex")
+    partner_advice = "more records, or coarser age groups (fewer, wider task.strategy.age_bins)"
     cfg: DemographicsConfig
 
     def group_keys(self, table: pd.DataFrame, fit_table: pd.DataFrame) -> Dict[str, np.ndarray]:

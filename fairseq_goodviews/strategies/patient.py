@@ -12,7 +12,7 @@ A record without a partner (alone, or with a missing ``patient_id``) is counted 
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,7 @@ class Patient(GroupStrategy):
     display_name = "Patient (PCLR)"
     required_columns = ("patient_id",)
     needs_repeat_patients = True
+    partner_advice = "data with several ECGs per patient (or same_recording=true on segmented records)"
     cfg: PatientConfig
 
     def __init__(self, cfg: PatientConfig, table: pd.DataFrame, fit_table: pd.DataFrame, seed: int):
@@ -93,8 +94,7 @@ class Patient(GroupStrategy):
             return "every patient has a single record (one ECG per patient)"
         return None
 
-    def describe(self) -> Dict[str, Any]:
-        facts = super().describe()
-        if not self.cfg.same_recording:
-            facts["records_without_partner"] = int((self._other_recordings == 0).sum())
-        return facts
+    def records_without_partner(self) -> int:
+        if self.cfg.same_recording:
+            return super().records_without_partner()
+        return int((self._other_recordings == 0).sum())

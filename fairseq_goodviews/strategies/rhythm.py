@@ -52,6 +52,7 @@ class Rhythm(GroupStrategy):
     paper_row = "Strategy 4"
     paper_auroc = (99.3, 0.0)
     uses_labels = True
+    partner_advice = "more records, or coarser groups (task.strategy.match_beat=false)"
     cfg: RhythmConfig
 
     def group_keys(self, table: pd.DataFrame, fit_table: pd.DataFrame) -> Dict[str, np.ndarray]:

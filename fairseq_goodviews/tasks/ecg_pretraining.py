@@ -14,7 +14,7 @@ from fairseq_goodviews.data.ecg_dataset import EcgPretrainingDataset, EcgRecordS
 from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.strategies import build_strategy
-from fairseq_goodviews.strategies.base import ALL
+from fairseq_goodviews.strategies.base import ALL, PositiveStrategy
 from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask
 
 logger = logging.getLogger(__name__)
@@ -56,11 +56,53 @@ class EcgPretrainingConfig(EcgRunConfig):
             "contrastive logits and loss stay float32, the weights and optimiser float32"
         },
     )
+    max_without_partner: float = field(
+        default=0.5,
+        metadata={
+            "help": "cross-record strategies: stop before training when more than this fraction of the training "
+            "records has no partner (their anchors would have no positive)"
+        },
+    )
     seed: int = II("common.seed")
 
 
 class NoPositivesError(GoodviewsError, ValueError):
     """A strategy whose anchors can have no positive on the data (PCLR on one ECG per patient)."""
+
+
+class TooFewPartnersError(GoodviewsError, ValueError):
+    """A cross-record strategy under which most training records have no partner."""
+
+
+def check_partners(strategy: PositiveStrategy, split: str, where: str, max_without_partner: float) -> None:
+    """Stop (train) or warn (other splits) when a cross-record strategy leaves records without a partner.
+
+    On ``train``, more than ``max_without_partner`` of the records without one raises
+    :class:`TooFewPartnersError` naming the strategy, the count and what would help. On another
+    split, no record with a partner means its contrastive loss cannot be measured: a warning
+    says so (the criterion logs it as inf, so it never becomes the best checkpoint).
+    """
+    if not strategy.cross_record or not len(strategy.table):
+        return
+    n = len(strategy.table)
+    without = strategy.records_without_partner()
+    name = strategy.cfg._name
+    if split == "train" and without > max_without_partner * n:
+        raise TooFewPartnersError(
+            f"{where}: strategy {name!r} finds no partner for {without} of its {n} records "
+            f"({100 * without / n:.0f} %, more than task.max_without_partner={max_without_partner:g}), so most "
+            f"anchors would have no positive; use {strategy.partner_advice}"
+        )
+    if split != "train" and without == n:
+        logger.warning(
+            "%s: strategy %r finds no partner for any of its %d records: the %s loss cannot be measured "
+            "(logged as inf, never the best checkpoint; use checkpoint_last.pt or %s)",
+            where,
+            name,
+            n,
+            split,
+            strategy.partner_advice,
+        )
 
 
 @register_task("ecg_pretraining", dataclass=EcgPretrainingConfig)
@@ -93,6 +135,7 @@ class EcgPretrainingTask(EcgTask):
                     f"strategy {strategy.cfg._name!r} cannot pretrain on {self.cfg.data}: {reason}, so no "
                     "anchor can have a positive"
                 )
+        check_partners(strategy, split, str(Path(self.cfg.data) / f"{split}.csv"), self.cfg.max_without_partner)
         self._strategy = self._strategy or strategy
         if strategy.uses_labels:
             logger.warning("strategy %s reads downstream labels: its results are label-using", strategy.cfg._name)

@@ -41,11 +41,13 @@ RUN_SETTINGS = {
     "common.seed": "${common.seed}",
 }
 #: Fingerprint keys that may change on resumption: where the run saves and how it is started over,
-#: and when it stops (more epochs or updates continue the same run; the wall-clock limit of one job).
+#: when it stops (more epochs or updates continue the same run; the wall-clock limit of one job),
+#: and the partner check before training (it changes no step of the run).
 IGNORED = (
     "task.save_dir",
     "task.fresh_run",
     "task.run_settings",
+    "task.max_without_partner",
     "optimization.max_epoch",
     "optimization.max_update",
     "optimization.stop_time_hours",

@@ -91,3 +91,22 @@ def test_local_rows_against_the_global_batch_give_the_global_loss_rows():
     full, full_count = multi_positive_info_nce(z, z, positive, 0, 0.1)
     local, local_count = multi_positive_info_nce(z[4:7], z, positive[4:7], 4, 0.1)
     assert torch.allclose(local, full[4:7]) and torch.equal(local_count, full_count[4:7])
+
+
+def test_a_loss_without_any_anchor_with_a_positive_is_logged_as_unmeasured_not_zero():
+    """A validation split without pairs must not log 0 (fairseq would keep it as the best loss)."""
+    from fairseq import metrics
+
+    from fairseq_goodviews.criterions.multi_positive_infonce import MultiPositiveInfoNceCriterion
+
+    no_pairs = {"loss": 0.0, "anchors_with_positive": 0, "anchors_without_positive": 8, "positives": 0, "views": 8}
+    with_pairs = {**no_pairs, "loss": 6.0, "anchors_with_positive": 4, "anchors_without_positive": 4}
+    with metrics.aggregate(new_root=True) as unmeasured:
+        MultiPositiveInfoNceCriterion.reduce_metrics([no_pairs])
+        MultiPositiveInfoNceCriterion.reduce_metrics([no_pairs])
+    assert unmeasured.get_smoothed_values()["loss"] == math.inf
+    with metrics.aggregate(new_root=True) as mixed:  # batches without pairs carry no weight
+        MultiPositiveInfoNceCriterion.reduce_metrics([no_pairs])
+        MultiPositiveInfoNceCriterion.reduce_metrics([with_pairs])
+        MultiPositiveInfoNceCriterion.reduce_metrics([no_pairs])
+    assert mixed.get_smoothed_values()["loss"] == 1.5

@@ -30,9 +30,25 @@ def test_protocol_refuses_splits_without_repeat_patients():
         IdentificationError, match=r"t.csv: no patient has two or more records \(3 records, 3 patients\)"
     ):
         gallery_probe_split(["a", "b", "c"], where="t.csv")
-    with pytest.raises(IdentificationError, match=r"only one patient \(a\) in the gallery"):
-        gallery_probe_split(["a", "b", "a"])
+    with pytest.raises(
+        IdentificationError,
+        match=r"only one patient \(a\) has two or more records \(3 records, 2 patients\); retrieval needs at least "
+        r"two in the gallery; --distractors would add its 1 single-record patient\(s\) to the gallery; pool$",
+    ):
+        gallery_probe_split(["a", "b", "a"], advice="pool")
     assert gallery_probe_split(["a", "b", "a"], distractors=True).gallery_patients.tolist() == ["a", "b"]
+
+
+def test_the_advice_never_suggests_distractors_when_they_are_given_or_cannot_help():
+    with pytest.raises(IdentificationError) as given:
+        gallery_probe_split(["a", "a", "a"], distractors=True, advice="pool the splits")
+    with pytest.raises(IdentificationError) as no_singles:
+        gallery_probe_split(["a", "a"])
+    with pytest.raises(IdentificationError) as none_repeated:
+        gallery_probe_split(["a", "b"], advice="pool the splits")
+    assert "--distractors" not in str(given.value) and str(given.value).endswith("; pool the splits")
+    assert "--distractors" not in str(no_singles.value)
+    assert "--distractors" not in str(none_repeated.value) and "pool the splits" in str(none_repeated.value)
 
 
 def test_retrieval_metrics_worked_example():

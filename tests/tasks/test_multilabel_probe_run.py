@@ -24,7 +24,7 @@ def multilabel_dataset(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multilabel_dataset, tmp_path):
+def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multilabel_dataset, tmp_path, capsys):
     save = tmp_path / "probe"
     run = hydra_train(
         FINETUNE,
@@ -54,8 +54,27 @@ def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multil
     logged_test_auroc = float(re.findall(r"valid on 'test' subset \| .*?macro_auroc ([0-9.]+)", log)[-1])
 
     out = tmp_path / "metrics.json"
+    capsys.readouterr()
     assert evaluate_main([str(save / "checkpoint_last.pt"), "--split", "test", "--json", str(out)]) == 0
+    printed = capsys.readouterr()
     result = json.loads(out.read_text())
+    # How sure: 95 % intervals beside the plain numbers, warnings on stderr and in the JSON.
+    for key in ("macro_auroc", "macro_auprc", "f_max", "challenge_score", "per_class_auroc/AF"):
+        interval = result["intervals"][key]
+        assert (interval["method"], interval["n"], interval["replicates"]) == ("bootstrap_patients", 7, 1000)
+        assert interval["interval"][0] <= interval["interval"][1]
+    assert re.search(r"macro_auroc  [0-9.]+ \[[0-9.]+, [0-9.]+\]", printed.out)
+    assert result["warnings"][0].startswith("only 13 records scored (fewer than 30)")
+    assert "fewer than 10 positive records for AF (" in result["warnings"][1]
+    assert "goodviews-evaluate: warning: only 13 records scored" in printed.err
+    assert list(result["challenge_thresholds"]) == list(CINC2021_CLASS_NAMES)  # thresholds by class name
+    assert re.search(r"\n +AF  0\.[0-9]+", printed.out)
+    fitted_on_test = tmp_path / "fitted_on_test.json"
+    argv = [str(save / "checkpoint_last.pt"), "--split", "test", "--threshold-split", "test", "--bootstrap", "0"]
+    assert evaluate_main([*argv, "--json", str(fitted_on_test)]) == 0
+    optimistic = json.loads(fitted_on_test.read_text())
+    assert "intervals" not in optimistic
+    assert optimistic["warnings"][-1].startswith("the challenge thresholds were fitted on the scored split (test)")
     assert {"macro_auroc", "per_class_auroc", "macro_auprc", "f_max", "challenge_score", "left_out"} <= set(result)
     assert result["n"] == 13 and result["thresholds_from"] == "valid"
     assert set(result["per_class_auroc"]) == set(CINC2021_CLASS_NAMES)
