@@ -525,7 +525,7 @@ def auroc_figure(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any]):
     ours.set_title(
         f"This benchmark ({settings['name']} preset): {_data_name(settings)}, task {settings['task']}", fontsize=9
     )
-    low = min([100 * r["macro_auroc"]["mean"] for r in table] + [50.0])
+    low = min([100 * min(r["macro_auroc"]["mean"], *(r["ci95"] or [])) for r in table] + [50.0])
     ours.set_xlim(max(0.0, low - 5), 100)
     if ours.get_legend_handles_labels()[0]:
         ours.legend(loc="lower right", fontsize=8)
