@@ -8,6 +8,10 @@ and a random-initialised frozen encoder with a linear probe. Every training is a
 downstream run is scored on the test split from its best (valid macro AUROC) checkpoint. The
 report (``results.json``, ``results.md``, ``auroc.png``, ``label_efficiency.png``) goes to ``OUT``;
 the same command resumes a killed benchmark.
+
+The downstream task (``--task``) is what the probes and baselines learn: Chapman's four rhythm
+classes (``rhythm4``), the CinC 2021 classes (``cinc2021``, multi-label) or a PTB-XL statement
+set (``ptbxl_<set>``, multi-label); by default the task of the preparer that wrote ``--data``.
 """
 
 import argparse
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fairseq_goodviews.cli.runner import run_command
+from fairseq_goodviews.table1.downstream import TASKS
 from fairseq_goodviews.table1.plan import DEFAULT_CONFIG_ROOT, PRESETS
 from fairseq_goodviews.table1.run import run_benchmark, setup_logging
 
@@ -42,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         "number) and prepare them in OUT/data",
     )
     parser.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS))
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        help="downstream task of the probes and baselines (default: the task of the preparer that wrote "
+        "the data - Chapman rhythm4, PhysioNet 2021 cinc2021, PTB-XL ptbxl_superdiagnostic - else the "
+        "first the data supports)",
+    )
     parser.add_argument("--out", required=True, help="output folder (re-use it to resume)")
     parser.add_argument("--seeds", type=int, help="number of seeds, 1..N (default: the preset's)")
     parser.add_argument("--strategies", help="comma-separated pretraining configs (default: the preset's)")
@@ -102,6 +114,7 @@ def _benchmark(args: argparse.Namespace) -> int:
             split_seeds=args.split_seeds,
             lead_masking=_csv(args.lead_masking, str),
             ptbxl_data=args.ptbxl_data,
+            task=args.task,
             report_only=args.report_only,
             config_root=args.config_root,
         )

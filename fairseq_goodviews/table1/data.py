@@ -1,4 +1,5 @@
-"""The data of a Table 1 benchmark: synthetic records prepared once, and one split per seed."""
+"""The data of a Table 1 benchmark: synthetic records prepared once, one split per seed, and the
+downstream task the data supports."""
 
 from __future__ import annotations
 
@@ -7,23 +8,30 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import pandas as pd
 
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata, write_manifest
+from fairseq_goodviews.labels.base import LabelSetError
+from fairseq_goodviews.labels.label_set import LabelSet, label_set
+from fairseq_goodviews.labels.ptbxl import SCP_STATEMENTS
 from fairseq_goodviews.preprocessing.chapman import prepare_chapman
 from fairseq_goodviews.preprocessing.items import PrepareOptions
 from fairseq_goodviews.preprocessing.ptbxl import prepare_ptbxl
 from fairseq_goodviews.preprocessing.splits import assign_splits
 from fairseq_goodviews.synthetic.chapman import generate_chapman
 from fairseq_goodviews.synthetic.ptbxl import generate_ptbxl
+from fairseq_goodviews.table1.downstream import PREPARER_TASKS, TASKS, label_set_name
 from fairseq_goodviews.table1.execute import read_result
 from fairseq_goodviews.table1.plan import BenchmarkError
 
 logger = logging.getLogger("fairseq_goodviews.table1")
 SPLITS = ("train", "valid", "test")
+#: Files of a prepared folder that its per-seed splits carry along: the preparation's report (the
+#: source folder, the preparer) and PTB-XL's statement table (the ``ptbxl_*`` label sets).
+SIDE_FILES = ("prepare_report.json", SCP_STATEMENTS)
 
 
 def _prepared_once(out: Path, name: str, facts: Dict[str, Any], build: Callable[[Path, Path], None]) -> Path:
@@ -105,8 +113,9 @@ def split_for_seed(prepared: Path, out: Path, seed: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         write_manifest(folder, split, root, table[assigned == split])
-    if (prepared / "prepare_report.json").is_file():
-        shutil.copyfile(prepared / "prepare_report.json", folder / "prepare_report.json")
+    for name in SIDE_FILES:
+        if (prepared / name).is_file():
+            shutil.copyfile(prepared / name, folder / name)
     with atomic_open(marker) as handle:
         json.dump(
             {
@@ -130,3 +139,69 @@ def prepare_synthetic_ptbxl(out: Path, n_patients: int, seed: int = 0, workers: 
         shutil.copyfile(raw / "scp_statements.csv", prepared / "scp_statements.csv")
 
     return _prepared_once(out, "ptbxl", {"n_patients": n_patients, "seed": seed}, build)
+
+
+def _report(data: Path) -> Dict[str, Any]:
+    """``data``'s ``prepare_report.json`` (empty without one; a damaged one only loses detection)."""
+    report = data / "prepare_report.json"
+    try:
+        content = json.loads(report.read_text()) if report.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _scp_statements(data: Path) -> Path:
+    """PTB-XL's statement table of ``data``: beside it, else in the folder its report says it was
+    prepared from (the classification task looks in the same two places)."""
+    src_dir = (_report(data).get("config") or {}).get("src_dir")
+    candidates = [data / SCP_STATEMENTS, *([Path(src_dir) / SCP_STATEMENTS] if src_dir else [])]
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is None:
+        raise LabelSetError(f"no {SCP_STATEMENTS} at {' or '.join(map(str, candidates))}")
+    return found
+
+
+def _why_unsupported(data: Path, train: pd.DataFrame, task: str) -> Optional[str]:
+    """Why the prepared folder ``data`` (its train split's metadata ``train``) cannot support
+    ``task`` (None: some train record has a label of the task's set)."""
+    try:
+        labels: LabelSet = label_set(label_set_name(task), scp_statements=lambda: _scp_statements(data))
+        _, labelled = labels.targets(train, str(data / "train.csv"))
+    except LabelSetError as exc:
+        return str(exc)
+    return None if labelled.any() else f"no train record has a label of the {labels.description}"
+
+
+def supported_tasks(data: Path) -> Dict[str, Optional[str]]:
+    """Every task (:data:`~fairseq_goodviews.table1.downstream.TASKS` order) -> why ``data`` cannot
+    support it (None: it can)."""
+    train = read_metadata(data, "train")
+    return {task: _why_unsupported(data, train, task) for task in TASKS}
+
+
+def choose_task(data: Path, requested: Optional[str]) -> tuple[str, str]:
+    """The downstream task of a benchmark on the prepared folder ``data``, and how it was chosen.
+
+    ``requested`` (``--task``) must be a task the folder supports; without it, the task of the
+    preparer that wrote the folder (``prepare_report.json``'s ``source``) when the folder supports
+    it, else the first task it supports. Otherwise :class:`BenchmarkError`, one line naming
+    ``data`` and the tasks it supports.
+    """
+    if requested is not None and requested not in TASKS:
+        raise BenchmarkError(f"unknown --task {requested!r}; choose from {', '.join(TASKS)}")
+    why_not = supported_tasks(data)
+    supported = [task for task, why in why_not.items() if why is None]
+    if requested is not None:
+        if requested not in supported:
+            raise BenchmarkError(
+                f"{data} cannot support --task {requested} ({why_not[requested]}); "
+                f"it supports {', '.join(supported) or 'no benchmark task'}"
+            )
+        return requested, "--task"
+    if not supported:
+        raise BenchmarkError(f"{data}: no train record has labels of any benchmark task ({', '.join(TASKS)})")
+    source = _report(data).get("source")
+    if PREPARER_TASKS.get(source) in supported:
+        return PREPARER_TASKS[source], f"detected: the task of the data's preparer ({source})"
+    return supported[0], "detected: the first task the data supports"

@@ -20,6 +20,7 @@ from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.strategies import STRATEGY_REGISTRY, build_strategy, strategy_config
+from fairseq_goodviews.table1.downstream import task_overrides
 
 #: The hydra configs of the package; ``--config-root`` points elsewhere.
 DEFAULT_CONFIG_ROOT = CONFIG_ROOT
@@ -78,6 +79,9 @@ class Preset:
     #: segments (CMSC) gets a crop that many times longer, so every view is as long as the
     #: downstream input. Off: every strategy gets the schedule's crop (the paper's 10 s records).
     crop_per_view: bool = False
+    #: The downstream task of the probes and baselines (:data:`~.downstream.TASKS`); None: the
+    #: one the data supports, chosen when the benchmark starts (:func:`~.data.choose_task`).
+    task: Optional[str] = None
     #: Lead-masking columns of the table (``config/pretraining/lead_masking``): ``none`` is the
     #: paper's protocol, ``rlm`` random lead masking. A method whose config masks leads by
     #: definition (W2V+CMSC+RLM) runs once, in its own column.
@@ -288,7 +292,14 @@ def lead_masking_variants(preset: Preset, method: Method) -> List[tuple[Optional
     return [(name, "" if name == "none" else f"+{name}") for name in preset.lead_masking]
 
 
-def downstream_overrides(preset: Preset, prefix: str, seed: int, protocol: str, fraction: float) -> List[str]:
+def downstream_overrides(
+    preset: Preset, prefix: str, seed: int, protocol: str, fraction: float, task: Optional[str] = None
+) -> List[str]:
+    """The overrides of a downstream run on ``task`` (default: the preset's), best checkpoint by
+    valid macro AUROC."""
+    task = task or preset.task
+    if task is None:
+        raise BenchmarkError(f"preset {preset.name!r} names no downstream task (run_benchmark chooses one)")
     schedule = preset.probe_schedule if protocol == "linear_probe" else preset.finetune_schedule
     # The test split is scored once, from the best checkpoint, after training: validating on it
     # every epoch as well would only cost time.
@@ -296,16 +307,13 @@ def downstream_overrides(preset: Preset, prefix: str, seed: int, protocol: str, 
         *_common(prefix + preset.hydra_preset, schedule, seed),
         f"task.train_fraction={fraction}",
         "dataset.valid_subset=valid",
+        *task_overrides(task),
     ]
 
 
 def ptbxl_probe_overrides(preset: Preset, prefix: str, seed: int) -> List[str]:
-    """A linear probe on the PTB-XL label set: multi-label, best checkpoint by valid macro AUROC."""
-    return [
-        *downstream_overrides(preset, prefix, seed, "linear_probe", 1.0),
-        "task.label_type=multi",
-        f"task.label_set={preset.ptbxl_label_set}",
-    ]
+    """A linear probe on the PTB-XL label set of the PTB-XL-layout folder (multi-label)."""
+    return downstream_overrides(preset, prefix, seed, "linear_probe", 1.0, task=preset.ptbxl_label_set)
 
 
 def fraction_tag(fraction: float) -> str:

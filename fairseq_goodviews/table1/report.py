@@ -3,9 +3,11 @@
 Rows are (method, lead masking, protocol): every Good Views strategy appears without lead masking
 (the paper's protocol) and with random lead masking (RLM); a method that masks leads by definition
 (W2V+CMSC+RLM) appears once. Each row carries the test macro AUROC over seeds (mean, std, a 95 %
-interval: Student-t over seeds, or the run's bootstrap interval for a single seed) and, for the
-linear probes, paired-bootstrap differences against the random-init baseline and against SimCLR
-in the same column, on the same test records (:mod:`fairseq_goodviews.table1.stats`).
+interval: Student-t over seeds, or the run's bootstrap interval for a single seed; the plots draw
+the same interval), the downstream task's other metrics (:func:`~.downstream.task_metrics`) and,
+for the linear probes, paired-bootstrap differences against the random-init baseline and against
+SimCLR in the same column, on the same test records (:mod:`fairseq_goodviews.table1.stats`). The
+paper's figures appear only beside its own task, ``rhythm4``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from fairseq_goodviews.io.atomic import atomic_open, atomic_path
+from fairseq_goodviews.table1.downstream import CHALLENGE_METRIC, RHYTHM4, describe_task, task_metrics
 from fairseq_goodviews.table1.stats import (
     Predictions,
     bootstrap_auroc,
@@ -34,7 +37,15 @@ BASELINES: Dict[str, Dict[str, Any]] = {
     "supervised": {"table_name": "Supervised baseline", "paper_auroc": (81.4, 1.3)},
     "random_init": {"table_name": "Random-init frozen encoder", "paper_auroc": None},
 }
-METRICS = ("macro_auroc", "accuracy", "macro_f1", "macro_auprc")
+#: Column names of the metrics in the tables.
+METRIC_NAMES = {
+    "macro_auroc": "Macro AUROC",
+    "accuracy": "Accuracy",
+    "macro_f1": "Macro F1",
+    "macro_auprc": "Macro AUPRC",
+    "f_max": "F-max",
+    CHALLENGE_METRIC: "Challenge score",
+}
 #: The methods every probe row is compared with (paired, same seed, same lead-masking column).
 REFERENCES = ("random_init", "simclr")
 #: The other downstream tasks, as extra columns of each linear-probe row: (protocol, metric, column).
@@ -45,6 +56,8 @@ EXTRA_COLUMNS = (
     ("identification", "eer", "identification_eer"),
 )
 TABLE_PROTOCOLS = ("linear_probe", "finetune")
+#: The interval of every Table 1 cell and of every bar and point of the plots.
+INTERVAL = "95 % interval: Student-t over seeds; one seed: bootstrap over test records"
 DAGGER = "\u2020"
 
 Methods = Optional[Mapping[str, Mapping[str, Any]]]
@@ -89,7 +102,8 @@ def _read_predictions(result: Mapping[str, Any]) -> Optional[Predictions]:
 
 
 def _interval(scored: Sequence[Mapping[str, Any]]) -> Optional[List[float]]:
-    """95 % interval of the mean test AUROC: over seeds, or the single run's bootstrap interval."""
+    """95 % interval of the mean test AUROC: over seeds, or the single run's bootstrap interval
+    (None without runs, or for one run without its predictions)."""
     if len(scored) > 1:
         return mean_interval([r["metrics"].get("macro_auroc") for r in scored])
     pred = _read_predictions(scored[0]) if scored else None
@@ -108,13 +122,14 @@ def _paired(runs: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, 
     return paired_difference(pairs) if pairs else None
 
 
-def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> List[Dict[str, Any]]:
+def summary_rows(results: Sequence[Dict[str, Any]], task: str, methods: Methods = None) -> List[Dict[str, Any]]:
     """One row per (method, lead masking, protocol) over seeds, from the downstream runs with all
-    training labels.
+    training labels, with the metrics of the downstream ``task``.
 
     ``methods`` (name -> ``table_name``, ``paper_auroc``) describes the pretraining methods; a
     method that was not applicable to the data gets a row with ``status`` and ``reason`` and no
-    metrics. Order: linear probes and the supervised baseline (Table 1), then full fine-tunes.
+    metrics. The paper's AUROC is filled in for ``rhythm4`` only (the task it was measured on).
+    Order: linear probes and the supervised baseline (Table 1), then full fine-tunes.
     """
     groups: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
     extra: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
@@ -154,10 +169,10 @@ def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> 
         }
         if not scored:
             row["reason"] = runs[0]["reason"]
-        for metric in METRICS:
+        for metric in task_metrics(task):
             row[metric] = mean_std([r["metrics"].get(metric) for r in scored])
         row["ci95"] = _interval(scored)
-        paper = catalogue.get(method, {}).get("paper_auroc")
+        paper = catalogue.get(method, {}).get("paper_auroc") if task == RHYTHM4 else None
         if paper and not rlm and (protocol == "linear_probe" or method == "supervised"):
             row["paper_auroc"] = {"mean": paper[0] / 100, "std": paper[1] / 100}
         if protocol == "linear_probe":
@@ -177,17 +192,19 @@ def summary_rows(results: Sequence[Dict[str, Any]], methods: Methods = None) -> 
 def label_efficiency(
     results: Sequence[Dict[str, Any]], methods: Methods = None
 ) -> Dict[str, Dict[str, Dict[str, Any]]]:
-    """variant (``simclr``, ``simclr+rlm``) -> fraction (as text) -> macro AUROC over seeds, for the
-    linear-probe runs."""
-    groups: Dict[str, Dict[float, List[float]]] = {}
+    """variant (``simclr``, ``simclr+rlm``) -> fraction (as text) -> macro AUROC over seeds (mean,
+    std, n, and ``ci95``, the interval Table 1 gives), for the linear-probe runs."""
+    groups: Dict[str, Dict[float, List[Dict[str, Any]]]] = {}
     for result in results:
         if result.get("metrics") is None or result.get("protocol") != "linear_probe":
             continue
-        groups.setdefault(variant(result), {}).setdefault(result["label_fraction"], []).append(
-            result["metrics"].get("macro_auroc")
-        )
+        groups.setdefault(variant(result), {}).setdefault(result["label_fraction"], []).append(result)
+
+    def point(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        return {**mean_std([r["metrics"].get("macro_auroc") for r in runs]), "ci95": _interval(runs)}
+
     return {
-        name: {f"{fraction:g}": mean_std(values) for fraction, values in sorted(by_fraction.items())}
+        name: {f"{fraction:g}": point(runs) for fraction, runs in sorted(by_fraction.items())}
         for name, by_fraction in sorted(
             groups.items(), key=lambda item: (_order(item[0].split("+")[0], methods), item[0])
         )
@@ -216,7 +233,7 @@ def _cell(row: Optional[Mapping[str, Any]]) -> str:
 
 
 def _difference(compared: Optional[Mapping[str, Any]]) -> str:
-    if not compared or compared.get("ci95") is None:
+    if not compared or compared.get("ci95") is None or compared.get("difference") is None:
         return "—"
     low, high = compared["ci95"]
     mark = " *" if compared["excludes_zero"] else ""
@@ -270,12 +287,14 @@ def markdown(
     lines = [
         f"# Good Views benchmark ({settings['name']} preset)",
         "",
+        f"Downstream task {describe_task(settings['task'])} ({settings['task_chosen_by']}).",
+        "",
         _settings_line(settings),
         "",
-        *_table1_lines(rows),
+        *_table1_lines(rows, settings["task"]),
         *_paired_lines(rows),
         *_other_task_lines(rows, settings),
-        *_other_metric_lines(rows),
+        *_other_metric_lines(rows, settings["task"]),
         *_label_efficiency_lines(rows, efficiency),
     ]
     if failed:
@@ -284,16 +303,18 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def _table1_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
-    """Table 1 (one line per method and protocol, the two lead-masking columns side by side) and
-    its notes."""
+def _table1_lines(rows: Sequence[Dict[str, Any]], task: str) -> List[str]:
+    """Table 1 on ``task`` (one line per method and protocol, the two lead-masking columns side by
+    side, and the paper's figure on its own task) and its notes."""
+    paper = task == RHYTHM4
     lines = [
-        "## Table 1: test macro AUROC (%)",
+        f"## Table 1: test macro AUROC (%), task `{task}`",
         "",
-        "Mean ± std over seeds [95 % interval: Student-t over seeds; one seed: bootstrap over test records].",
+        f"Mean ± std over seeds [{INTERVAL}].",
         "",
-        "| Method | Protocol | Seeds | No lead masking (paper's protocol) | With random lead masking | Paper |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Method | Protocol | Seeds | No lead masking (paper's protocol) | With random lead masking |"
+        + (" Paper |" if paper else ""),
+        "| --- | --- | --- | --- | --- |" + (" --- |" if paper else ""),
     ]
     by_key = {(row["method"], masked(row), row["protocol"]): row for row in rows}
     not_applicable: List[Mapping[str, Any]] = []
@@ -308,24 +329,33 @@ def _table1_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
             rlm_cell = "—"
         else:
             rlm_cell = _cell(rlm)
-        lines.append(
-            f"| {name} | {_protocol(first)} | {len(first['seeds'])} | {_cell(plain)} | {rlm_cell} | "
-            f"{_pct(first['paper_auroc']) if first['paper_auroc'] else '—'} |"
-        )
+        line = f"| {name} | {_protocol(first)} | {len(first['seeds'])} | {_cell(plain)} | {rlm_cell} |"
+        if paper:
+            line += f" {_pct(first['paper_auroc']) if first['paper_auroc'] else '—'} |"
+        lines.append(line)
     lines.append("")
     lines += [f"- [{i}] n/a: not trained, {row['reason']}." for i, row in enumerate(not_applicable, 1)]
     if any(row["uses_labels"] for row in rows):
         lines.append(
-            f"- {DAGGER} Its pretraining read the downstream labels (positives share the rhythm label): "
-            "not self-supervised, an upper reference (the paper's Strategy 4)."
+            f"- {DAGGER} Its pretraining read the rhythm labels (positives share the rhythm label): not "
+            + (
+                "self-supervised, an upper reference (the paper's Strategy 4)."
+                if paper
+                else f"self-supervised; the rhythm labels are not the `{task}` labels the probes learn."
+            )
         )
-    return [
-        *lines,
+    lines.append(
         "- Random-init frozen encoder: the same encoder, never trained, with the same standardised linear probe "
-        "(not in the paper).",
-        "- Paper: Good Views Table 1 (ResNet-18, 50 epochs, real Chapman data, no lead masking): a reference "
-        "measured on other data, not a result of this run.",
-    ]
+        "(not in the paper)."
+    )
+    if paper:
+        lines.append(
+            "- Paper: Good Views Table 1 (ResNet-18, 50 epochs, real Chapman data, no lead masking): a reference "
+            "measured on other data, not a result of this run."
+        )
+    else:
+        lines.append(f"- The paper's Table 1 measured Chapman's `{RHYTHM4}` task, not `{task}`: no paper column.")
+    return lines
 
 
 def _paired_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
@@ -374,21 +404,27 @@ def _other_task_lines(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any
     return lines
 
 
-def _other_metric_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
-    """Accuracy, macro F1 and macro AUPRC of every scored row."""
+def _metric_cell(metric: str, stat: Optional[Dict[str, Any]]) -> str:
+    """A metric over seeds: in %, but the challenge score on its own scale (at most 1)."""
+    if metric != CHALLENGE_METRIC or not stat or stat.get("mean") is None:
+        return _pct(stat)
+    return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat.get("n", 2) > 1 else "")
+
+
+def _other_metric_lines(rows: Sequence[Dict[str, Any]], task: str) -> List[str]:
+    """The task's other metrics (:func:`~.downstream.task_metrics` after macro AUROC) of every scored row."""
+    metrics = task_metrics(task)[1:]
     lines = [
         "",
-        "## Other test metrics (%)",
+        "## Other test metrics (%" + ("; the challenge score as is" if CHALLENGE_METRIC in metrics else "") + ")",
         "",
-        "| Method | Lead masking | Protocol | Accuracy | Macro F1 | Macro AUPRC |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Method | Lead masking | Protocol | " + " | ".join(METRIC_NAMES[m] for m in metrics) + " |",
+        "| --- | --- | --- |" + " --- |" * len(metrics),
     ]
     for row in rows:
         if row["status"] == "ok":
-            lines.append(
-                f"| {row['name']} | {_masking(row)} | {_protocol(row)} | "
-                f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} | {_pct(row['macro_auprc'])} |"
-            )
+            cells = [_metric_cell(metric, row[metric]) for metric in metrics]
+            lines.append(f"| {row['name']} | {_masking(row)} | {_protocol(row)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -429,19 +465,45 @@ def _pyplot() -> ModuleType:
     return plt
 
 
-def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path: Path) -> None:
-    """Two panels: this benchmark's linear probes (both lead-masking columns) and, apart, the paper's."""
+def _error_bar(mean: float, ci95: Optional[Sequence[float]]) -> tuple[float, float]:
+    """(below, above) ``mean`` to the ends of its interval ``ci95``, in % (none without one; a
+    bootstrap interval need not contain the full set's value: that side is drawn empty)."""
+    if ci95 is None:
+        return 0.0, 0.0
+    return max(0.0, 100 * (mean - ci95[0])), max(0.0, 100 * (ci95[1] - mean))
+
+
+def _errors(points: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """matplotlib's asymmetric error bars [2, n] of ``points`` (each with ``mean`` and ``ci95``)."""
+    return np.array([_error_bar(p["mean"], p["ci95"]) for p in points]).reshape(-1, 2).T
+
+
+def _data_name(settings: Mapping[str, Any]) -> str:
+    return Path(str(settings["data"])).name
+
+
+def auroc_figure(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any]):
+    """This benchmark's linear probes (both lead-masking columns; each bar the mean test macro
+    AUROC with Table 1's 95 % interval) and, in a panel apart, the paper's on its own task."""
     plt = _pyplot()
 
     table = [
-        r for r in rows if r["status"] == "ok" and (r["protocol"] == "linear_probe" or r["method"] == "supervised")
+        r
+        for r in rows
+        if r["status"] == "ok"
+        and r["macro_auroc"]["mean"] is not None
+        and (r["protocol"] == "linear_probe" or r["method"] == "supervised")
     ]
     methods = list(dict.fromkeys(r["method"] for r in table))
     names = {r["method"]: r["name"] for r in table}
-    y = np.arange(len(methods))
-    fig, (ours, paper) = plt.subplots(
-        1, 2, figsize=(11, 0.5 * len(methods) + 2), sharey=True, gridspec_kw={"width_ratios": [3, 1.2]}
-    )
+    reported = [(methods.index(r["method"]), r["paper_auroc"]) for r in table if r["paper_auroc"]]
+    height = 0.5 * len(methods) + 2
+    if reported:
+        fig, (ours, paper) = plt.subplots(
+            1, 2, figsize=(11, height), sharey=True, gridspec_kw={"width_ratios": [3, 1.2]}
+        )
+    else:
+        fig, ours = plt.subplots(figsize=(8, height))
     for offset, rlm, color, label in (
         (-0.2, False, "#1f77b4", "no lead masking"),
         (0.2, True, "#ff7f0e", "random lead masking"),
@@ -452,19 +514,21 @@ def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path
                 [i + offset for i, _ in points],
                 [100 * r["macro_auroc"]["mean"] for _, r in points],
                 height=0.38,
-                xerr=[100 * r["macro_auroc"]["std"] for _, r in points],
+                xerr=_errors([{"mean": r["macro_auroc"]["mean"], "ci95": r["ci95"]} for _, r in points]),
                 color=color,
                 capsize=2,
                 label=label,
             )
-    ours.set_yticks(y, [names[m] for m in methods])
+    ours.set_yticks(np.arange(len(methods)), [names[m] for m in methods])
     ours.invert_yaxis()
-    ours.set_xlabel(f"test macro AUROC (%), mean ± std over {settings['seeds']} seed(s)")
-    ours.set_title(f"This benchmark ({settings['name']} preset): {Path(str(settings['data'])).name}", fontsize=9)
-    low = min([100 * r["macro_auroc"]["mean"] for r in table] + [50.0])
+    ours.set_xlabel(f"test macro AUROC (%): mean [{INTERVAL}]", fontsize=8)
+    ours.set_title(
+        f"This benchmark ({settings['name']} preset): {_data_name(settings)}, task {settings['task']}", fontsize=9
+    )
+    low = min([100 * min(r["macro_auroc"]["mean"], *(r["ci95"] or [])) for r in table] + [50.0])
     ours.set_xlim(max(0.0, low - 5), 100)
-    ours.legend(loc="lower right", fontsize=8)
-    reported = [(methods.index(r["method"]), r["paper_auroc"]) for r in table if r["paper_auroc"]]
+    if ours.get_legend_handles_labels()[0]:
+        ours.legend(loc="lower right", fontsize=8)
     if reported:
         paper.errorbar(
             [100 * p["mean"] for _, p in reported],
@@ -474,30 +538,32 @@ def plot_auroc(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any], path
             markersize=5,
             capsize=3,
         )
-    paper.set_xlim(75, 100)
-    paper.set_xlabel("macro AUROC (%), mean ± std, 5 runs")
-    paper.set_title("Paper's Table 1 (real Chapman,\nResNet-18, 50 epochs): not this data", fontsize=9)
+        paper.set_xlim(75, 100)
+        paper.set_xlabel("macro AUROC (%), mean ± std, 5 runs")
+        paper.set_title("Paper's Table 1 (real Chapman,\nResNet-18, 50 epochs): not this data", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_label_efficiency(
-    efficiency: Dict[str, Dict[str, Dict[str, Any]]], names: Dict[str, str], settings: Mapping[str, Any], path: Path
-) -> None:
+def label_efficiency_figure(
+    efficiency: Dict[str, Dict[str, Dict[str, Any]]], names: Dict[str, str], settings: Mapping[str, Any]
+):
+    """The linear probes' mean test macro AUROC per fraction of training labels, each point with
+    Table 1's 95 % interval; the title explains only the line styles of variants that ran."""
     plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
     fractions = sorted({float(f) for by_fraction in efficiency.values() for f in by_fraction})
+    drawn = []
     for name, by_fraction in efficiency.items():
         points = sorted((float(f), s) for f, s in by_fraction.items() if s["mean"] is not None)
         if not points:
             continue
+        drawn.append(name)
         ax.errorbar(
             [100 * f for f, _ in points],
             [100 * s["mean"] for _, s in points],
-            yerr=[100 * s["std"] for _, s in points],
+            yerr=_errors([s for _, s in points]),
             marker="o",
             capsize=3,
             linestyle=":" if name.endswith("+rlm") else "--" if name == "random_init" else "-",
@@ -507,18 +573,32 @@ def plot_label_efficiency(
     ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}%" for f in fractions])
     ax.minorticks_off()
     ax.set_xlabel("training labels used by the linear probe (%, stratified subset)")
-    ax.set_ylabel(f"test macro AUROC (%), mean ± std over {settings['seeds']} seed(s)")
+    ax.set_ylabel(f"test macro AUROC (%): mean\n[{INTERVAL}]", fontsize=8)
+    styles = [
+        *(["dotted: with random lead masking"] if any(n.endswith("+rlm") for n in drawn) else []),
+        *(["dashed: random-init encoder"] if "random_init" in drawn else []),
+    ]
     ax.set_title(
-        f"Label efficiency on {Path(str(settings['data'])).name} ({settings['name']} preset); "
-        "dotted: with random lead masking",
+        "; ".join(
+            [
+                f"Label efficiency on {_data_name(settings)}, task {settings['task']} ({settings['name']} preset)",
+                *styles,
+            ]
+        ),
         fontsize=9,
     )
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if drawn:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` as a PNG at ``path`` (atomically) and free it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -526,7 +606,7 @@ def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str
     results = [outcome.results[spec.run_id] for spec in plan if spec.run_id in outcome.results]
     methods = settings.get("methods")
     downstream = [r for r in results if r.get("protocol") is not None]
-    rows = summary_rows(downstream, methods)
+    rows = summary_rows(downstream, settings["task"], methods)
     efficiency = label_efficiency(downstream, methods)
     payload = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -537,7 +617,7 @@ def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str
         "paper_auroc": {
             method: {"mean": info["paper_auroc"][0] / 100, "std": info["paper_auroc"][1] / 100}
             for method, info in _catalogue(methods).items()
-            if info.get("paper_auroc")
+            if info.get("paper_auroc") and settings["task"] == RHYTHM4
         },
         "failed": outcome.failed,
     }
@@ -545,11 +625,11 @@ def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str
         json.dump(payload, handle, indent=2, sort_keys=True, allow_nan=False)
     with atomic_open(out / "results.md") as handle:
         handle.write(markdown(rows, efficiency, settings, outcome.failed))
-    plot_auroc(rows, settings, out / "auroc.png")
+    save_figure(auroc_figure(rows, settings), out / "auroc.png")
     names = {}
     for name in efficiency:
         method = name.split("+")[0]
         uses = any(r["uses_labels"] for r in rows if r["method"] == method)
         names[name] = display_name(method, uses, methods) + (" + RLM" if name.endswith("+rlm") else "")
-    plot_label_efficiency(efficiency, names, settings, out / "label_efficiency.png")
+    save_figure(label_efficiency_figure(efficiency, names, settings), out / "label_efficiency.png")
     return payload

@@ -7,6 +7,7 @@ and ``examples/demo.py`` run; the same call on the same ``out`` resumes a killed
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -15,7 +16,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fairseq_goodviews import quiet_fairseq_logging
-from fairseq_goodviews.table1.data import check_data, prepare_synthetic, prepare_synthetic_ptbxl, split_for_seed
+from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.table1.data import (
+    check_data,
+    choose_task,
+    prepare_synthetic,
+    prepare_synthetic_ptbxl,
+    split_for_seed,
+)
+from fairseq_goodviews.table1.downstream import RHYTHM4
 from fairseq_goodviews.table1.execute import (
     Context,
     Outcome,
@@ -54,11 +63,16 @@ def run_benchmark(
     split_seeds: Optional[bool] = None,
     lead_masking: Optional[Sequence[str]] = None,
     ptbxl_data: Optional[str | Path] = None,
+    task: Optional[str] = None,
     report_only: bool = False,
     config_root: str | Path = DEFAULT_CONFIG_ROOT,
     on_launch: Optional[Callable[[List[str]], None]] = None,
 ) -> Outcome:
-    """Run (or finish) a benchmark in ``out`` and write its report; returns what happened."""
+    """Run (or finish) a benchmark in ``out`` and write its report; returns what happened.
+
+    ``task`` is the downstream task (``rhythm4``, ``cinc2021``, ``ptbxl_<set>``); without it (and
+    without one in ``preset``) the one the data supports (:func:`~.data.choose_task`).
+    """
 
     preset = _customised(
         preset,
@@ -69,6 +83,7 @@ def run_benchmark(
         jobs=jobs,
         split_seeds=split_seeds,
         lead_masking=None if lead_masking is None else tuple(lead_masking),
+        task=task,
     )
     out = Path(out).resolve()
     config_root = Path(config_root).resolve()
@@ -78,7 +93,12 @@ def run_benchmark(
     # A report of the finished runs may be written while the benchmark itself still runs.
     lock = contextlib.nullcontext() if report_only else exclusive(out)
     with lock, terminate_children_on_signal():
-        data, ptbxl = _prepared_data(out, preset, data, synthetic, ptbxl_data, cpus)
+        data = _main_data(out, preset, data, synthetic, cpus)
+        chosen, how = choose_task(data, preset.task)
+        preset = replace(preset, task=chosen)
+        _keep_task(out, chosen)
+        logger.info("downstream task %s (%s)", chosen, how)
+        ptbxl = _ptbxl_data(out, preset, synthetic, ptbxl_data, cpus)
         methods = _applicable(methods, config_root, data)
         by_seed = {
             seed: split_for_seed(data, out, seed) if preset.split_seeds else data for seed in range(1, preset.seeds + 1)
@@ -100,6 +120,7 @@ def run_benchmark(
         outcome = run_plan(plan, ctx, execute=not report_only)
         settings = {
             **asdict(preset),
+            "task_chosen_by": how,
             "strategies": present,
             "skipped_strategies": missing,
             "methods": {m.name: asdict(m) for m in methods},
@@ -131,6 +152,20 @@ def _customised(preset: str | Preset, **changes: Any) -> Preset:
     return preset
 
 
+def _keep_task(out: Path, task: str) -> None:
+    """Record ``task`` as the downstream task of ``out`` (``OUT/task.json``), or refuse another:
+    the finished runs of one task must not be reported as another's. Runs from before the
+    benchmark had a task option were all ``rhythm4``."""
+    marker = out / "task.json"
+    recorded = read_result(marker)
+    before = recorded.get("task") if recorded else (RHYTHM4 if (out / "runs").is_dir() else None)
+    if before is not None and before != task:
+        raise BenchmarkError(f"{out} holds runs of task {before}, not {task}: use another --out or --task {before}")
+    if recorded is None:
+        with atomic_open(marker) as handle:
+            json.dump({"task": task}, handle)
+
+
 def _configured_strategies(preset: Preset, config_root: Path) -> tuple[List[str], List[str]]:
     """The preset's strategies that have a pretraining config in ``config_root``, and those that do
     not (skipped with a warning, unless no config of that name exists anywhere); checks that
@@ -152,29 +187,29 @@ def _configured_strategies(preset: Preset, config_root: Path) -> tuple[List[str]
     return present, missing
 
 
-def _prepared_data(
-    out: Path,
-    preset: Preset,
-    data: Optional[str | Path],
-    synthetic: Optional[int],
-    ptbxl_data: Optional[str | Path],
-    cpus: int,
-) -> tuple[Path, Optional[Path]]:
-    """The benchmark's prepared folder and its PTB-XL-layout folder (None without one): the given
-    ones, or with ``synthetic`` both generated and prepared in ``out``."""
+def _main_data(out: Path, preset: Preset, data: Optional[str | Path], synthetic: Optional[int], cpus: int) -> Path:
+    """The benchmark's prepared folder: ``data``, or with ``synthetic`` records generated and
+    prepared in ``out``."""
     if data is None:
         if synthetic is None:
             raise BenchmarkError("give --data MANIFEST_DIR or --synthetic N")
         data = prepare_synthetic(out, synthetic or preset.synthetic_records, workers=cpus)
-        if ptbxl_data is None and (preset.ptbxl_label_set or preset.identification):
-            ptbxl_data = prepare_synthetic_ptbxl(out, preset.synthetic_ptbxl_patients, workers=cpus)
     elif synthetic is not None:
         raise BenchmarkError("give either --data or --synthetic, not both")
-    prepared = check_data(Path(data))
-    ptbxl = check_data(Path(ptbxl_data)) if ptbxl_data is not None else None
-    if ptbxl is None and (preset.ptbxl_label_set or preset.identification):
+    return check_data(Path(data))
+
+
+def _ptbxl_data(
+    out: Path, preset: Preset, synthetic: Optional[int], ptbxl_data: Optional[str | Path], cpus: int
+) -> Optional[Path]:
+    """The PTB-XL-layout folder of the multi-label and identification columns: ``ptbxl_data``, or
+    with ``synthetic`` one generated and prepared in ``out``; None without one."""
+    wanted = bool(preset.ptbxl_label_set or preset.identification)
+    if ptbxl_data is None and synthetic is not None and wanted:
+        ptbxl_data = prepare_synthetic_ptbxl(out, preset.synthetic_ptbxl_patients, workers=cpus)
+    if ptbxl_data is None and wanted:
         logger.warning("no PTB-XL-layout folder (--ptbxl-data): no multi-label and identification columns")
-    return prepared, ptbxl
+    return check_data(Path(ptbxl_data)) if ptbxl_data is not None else None
 
 
 def _applicable(methods: Sequence[Method], config_root: Path, data: Path) -> List[Method]:

@@ -49,6 +49,16 @@ class Predictions:
         )
 
 
+def finite_mean(values: np.ndarray, axis: int) -> np.ndarray:
+    """The mean of the finite entries of ``values`` along ``axis``; NaN where there is none (a
+    resample that lost every scored class, a replicate no seed could score), without numpy's
+    "Mean of empty slice" warning."""
+    finite = np.isfinite(values)
+    sums = np.where(finite, values, 0.0).sum(axis=axis)
+    counts = finite.sum(axis=axis)
+    return np.divide(sums, counts, out=np.full(np.shape(sums), np.nan), where=counts > 0)
+
+
 def macro_auroc(probs: np.ndarray, targets: np.ndarray) -> float:
     """Mean one-vs-rest AUROC over the classes that have both positives and negatives (NaN if none)."""
     scores = [
@@ -93,7 +103,7 @@ def bootstrap_macro_auroc(pred: Predictions, counts: np.ndarray) -> np.ndarray:
     if not columns:
         return np.full(len(counts), np.nan)
     per_class = np.stack([weighted_auroc(pred.probs[:, k], pred.targets[:, k], counts) for k in columns], axis=1)
-    return np.nanmean(per_class, axis=1)
+    return finite_mean(per_class, axis=1)
 
 
 def bootstrap_auroc(pred: Predictions, n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
@@ -125,7 +135,9 @@ def paired_difference(
     """Macro AUROC of A minus B, averaged over seeds, with its paired-bootstrap 95 % interval.
 
     ``pairs`` maps each seed to the (A, B) predictions of that seed's split; each seed's test
-    records are resampled once per replicate and both methods scored on the same resample.
+    records are resampled once per replicate and both methods scored on the same resample. A seed
+    whose test records give either method no macro AUROC is left out of the difference (None if
+    every seed is).
     """
     rng = np.random.default_rng(seed)
     observed, replicates = [], []
@@ -134,10 +146,10 @@ def paired_difference(
         observed.append(macro_auroc(a.probs, a.targets) - macro_auroc(b.probs, b.targets))
         counts = resample_counts(len(a.records), rng, n_bootstrap)
         replicates.append(bootstrap_macro_auroc(a, counts) - bootstrap_macro_auroc(b, counts))
-    mean_replicates = np.nanmean(np.asarray(replicates), axis=0)
-    interval = percentile_interval(mean_replicates)
+    interval = percentile_interval(finite_mean(np.asarray(replicates), axis=0))
+    scored = np.isfinite(observed)
     return {
-        "difference": float(np.mean(observed)),
+        "difference": float(np.mean(np.asarray(observed)[scored])) if scored.any() else None,
         "ci95": interval,
         "seeds": sorted(pairs),
         "excludes_zero": bool(interval is not None and (interval[0] > 0 or interval[1] < 0)),

@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import add_dx_column
 from fairseq_goodviews.cli.benchmark import main
 from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.table1 import PRESETS, BenchmarkError, run_benchmark
@@ -22,7 +23,9 @@ from fairseq_goodviews.table1.data import prepare_synthetic
 from fairseq_goodviews.table1.execute import Outcome
 from fairseq_goodviews.table1.plan import (
     DEFAULT_CONFIG_ROOT,
+    IDENTIFICATION,
     LABEL_FRACTION,
+    MULTI_LABEL,
     PRETRAIN,
     PROBE,
     RANDOM_INIT,
@@ -208,7 +211,7 @@ def _composed(spec):
 
 
 def test_plan_orders_dependencies_and_follows_the_preset():
-    preset = PRESETS["tiny"]
+    preset = replace(PRESETS["tiny"], task="rhythm4")
     plan = build_plan(preset, _methods("simclr", "rhythm"), DEFAULT_CONFIG_ROOT)
     position = {spec.run_id: i for i, spec in enumerate(plan)}
     assert len(position) == len(plan)
@@ -224,10 +227,48 @@ def test_plan_orders_dependencies_and_follows_the_preset():
     assert composed.optimization.max_epoch == 1 and composed.dataset.required_batch_size_multiple == 1
 
 
+def test_every_downstream_run_learns_the_benchmarks_task():
+    preset = replace(PRESETS["tiny"], task="cinc2021", seeds=1, lead_masking=("none",))
+    plan = build_plan(preset, _methods("simclr"), DEFAULT_CONFIG_ROOT, ptbxl=True)
+    downstream = [spec for spec in plan if spec.kind not in (PRETRAIN, IDENTIFICATION)]
+    assert {spec.kind for spec in downstream} == {PROBE, LABEL_FRACTION, RANDOM_INIT, SUPERVISED, MULTI_LABEL}
+    for spec in downstream:
+        task = _composed(spec).task
+        expected = "ptbxl_superdiagnostic" if spec.protocol == "ptbxl_probe" else "cinc2021"
+        assert (task.label_type, task.label_set) == ("multi", expected), spec.run_id
+    paper = build_plan(replace(preset, task="rhythm4"), _methods("simclr"), DEFAULT_CONFIG_ROOT)
+    probe = _composed(next(spec for spec in paper if spec.kind == PROBE)).task
+    assert (probe.label_type, probe.label_set, probe.classes) == ("single", None, "AFIB,GSVT,SB,SR")
+    with pytest.raises(BenchmarkError, match="names no downstream task"):
+        build_plan(PRESETS["tiny"], _methods("simclr"), DEFAULT_CONFIG_ROOT)
+
+
+def test_a_task_the_data_cannot_support_is_one_line_before_any_training(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--synthetic", "40", "--preset", "tiny", "--seeds", "1", "--strategies", "simclr", "--out", str(out)]
+    assert main([*argv, "--task", "cinc2021"]) == 2
+    *progress, error = capsys.readouterr().err.splitlines()  # progress: the synthetic data prepared
+    assert not any("error" in line or "Traceback" in line for line in progress)
+    assert error.startswith(f"goodviews-benchmark: error: {out / 'data' / 'chapman'} cannot support --task cinc2021 (")
+    assert "no 'dx' column" in error and error.endswith("; it supports rhythm4")
+    assert not (out / "runs").exists() and not (out / "data" / "ptbxl").exists()
+
+
+def test_runs_of_one_task_are_not_reported_as_anothers(tmp_path, tiny_dataset):
+    with_dx = add_dx_column(shutil.copytree(tiny_dataset, tmp_path / "dx"))
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)  # runs of a benchmark from before --task: all rhythm4
+    with pytest.raises(BenchmarkError, match=rf"^{out} holds runs of task rhythm4, not cinc2021: use another --out"):
+        run_benchmark(out, "tiny", data=with_dx)
+
+
 def test_time_segment_strategies_pretrain_on_longer_crops():
     cmsc, simclr = _methods("cmsc", "simclr")
     assert cmsc.crop_segments == 2 and simclr.crop_segments == 1
-    plan = {spec.run_id: _composed(spec) for spec in build_plan(PRESETS["demo"], [cmsc, simclr], DEFAULT_CONFIG_ROOT)}
+    plan = {
+        spec.run_id: _composed(spec)
+        for spec in build_plan(replace(PRESETS["demo"], task="rhythm4"), [cmsc, simclr], DEFAULT_CONFIG_ROOT)
+    }
     size = plan["simclr-s1-pretrain"].task.sample_size
     assert size == 1250
     assert plan["cmsc-s1-pretrain"].task.sample_size == 2 * size
@@ -235,7 +276,7 @@ def test_time_segment_strategies_pretrain_on_longer_crops():
 
 
 def test_paper_preset_has_the_papers_settings():
-    paper = PRESETS["paper"]
+    paper = replace(PRESETS["paper"], task="rhythm4")
     (simclr,) = _methods("simclr")
     plan = {spec.run_id: _composed(spec) for spec in build_plan(paper, [simclr], DEFAULT_CONFIG_ROOT)}
     pretrain, probe = plan["simclr-s1-pretrain"], plan["simclr-s1-probe"]
@@ -271,7 +312,7 @@ def test_summary_statistics_skip_undefined_metrics():
         }
         for seed, fraction, auroc in ((1, 1.0, 0.8), (2, 1.0, 0.9), (1, 0.01, 0.6))
     ]
-    (row,) = summary_rows(results)
+    (row,) = summary_rows(results, "rhythm4")
     assert row["macro_auroc"]["mean"] == pytest.approx(0.85) and row["seeds"] == [1, 2]
     assert row["macro_auprc"]["n"] == 0
     assert label_efficiency(results)["simclr"]["0.01"]["mean"] == pytest.approx(0.6)
@@ -334,11 +375,13 @@ def test_a_method_that_cannot_learn_on_the_data_is_na_with_its_reason(tiny_datas
             "lead_mask_prob": 0.0,
         }
     ]
-    (row,) = summary_rows(results, {"patient": {"table_name": "Patient (PCLR)", "paper_auroc": None}})
+    (row,) = summary_rows(results, "rhythm4", {"patient": {"table_name": "Patient (PCLR)", "paper_auroc": None}})
     assert (row["status"], row["reason"], row["macro_auroc"]["mean"]) == ("not_applicable", reason, None)
     facts = {"schedule": "tiny", "max_epoch": 1, "lr": 0.01, "batch_size": 16, "sample_size": 500}
     settings = {
         "name": "tiny",
+        "task": "rhythm4",
+        "task_chosen_by": "--task",
         "data": str(single),
         "seeds": 1,
         "hydra_preset": "cpu_small",
@@ -383,3 +426,30 @@ def test_multi_label_and_identification_columns_on_a_multi_visit_ptbxl_set(tmp_p
     assert simclr["ptbxl_macro_auroc"]["n"] == 1 and simclr["identification_top1"]["n"] == 1
     assert "ptbxl_macro_auroc" in rows[("random_init", "linear_probe")]
     assert "The field's other downstream tasks" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_cinc2021_benchmark_trains_scores_and_reports_that_task(tmp_path, tiny_dataset, capsys):
+    with_dx = add_dx_column(shutil.copytree(tiny_dataset, tmp_path / "dx"))
+    out = tmp_path / "bench"
+    argv = ["--preset", "tiny", "--data", str(with_dx), "--out", str(out), "--seeds", "1", "--strategies", "simclr"]
+    argv += ["--lead-masking", "none", "--label-fractions", "1.0", "--task", "cinc2021"]
+    assert main(argv) == 0, capsys.readouterr().err
+    payload = json.loads((out / "results.json").read_text())
+    assert (payload["benchmark"]["task"], payload["benchmark"]["task_chosen_by"]) == ("cinc2021", "--task")
+    runs = {r["run_id"]: r for r in payload["runs"]}
+    assert set(runs) == {"simclr-s1-pretrain", "simclr-s1-probe", "random_init-s1", "supervised-s1"}
+    for run_id in ("simclr-s1-probe", "random_init-s1", "supervised-s1"):
+        run = runs[run_id]
+        assert {"task.label_type=multi", "task.label_set=cinc2021"} <= set(run["overrides"])
+        assert finite(run["metrics"]["challenge_score"]) and finite(run["metrics"]["f_max"])
+        predictions = pd.read_csv(run["predictions"])
+        assert {"target_AF", "prob_CRBBB|RBBB"} <= set(predictions.columns)
+    rows = {r["method"]: r for r in payload["table"]}
+    assert rows["simclr"]["paper_auroc"] is None and rows["simclr"]["challenge_score"]["n"] == 1
+    assert payload["paper_auroc"] == {}
+    text = (out / "results.md").read_text()
+    assert "Downstream task `cinc2021`: the 26 scored PhysioNet/CinC 2021 classes" in text and "Challenge score" in text
+    assert json.loads((out / "task.json").read_text()) == {"task": "cinc2021"}
+    with pytest.raises(BenchmarkError, match="holds runs of task cinc2021, not rhythm4"):
+        run_benchmark(out, "tiny", data=with_dx, task="rhythm4", report_only=True)

@@ -1,0 +1,167 @@
+"""The report of finished runs, without training: no warnings on degenerate test sets, the task in
+every file, and plots whose intervals and titles say what the table says and what ran."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from matplotlib.container import ErrorbarContainer
+
+from fairseq_goodviews.evaluation.evaluate import write_predictions
+from fairseq_goodviews.table1.execute import Outcome
+from fairseq_goodviews.table1.plan import PROBE, RANDOM_INIT
+from fairseq_goodviews.table1.report import (
+    auroc_figure,
+    label_efficiency,
+    label_efficiency_figure,
+    summary_rows,
+    write_report,
+)
+from fairseq_goodviews.table1.stats import Predictions, bootstrap_auroc, macro_auroc, percentile_interval
+
+CLASSES = ["AFIB", "GSVT", "SB", "SR"]
+FACTS = {"schedule": "tiny", "max_epoch": 1, "lr": 0.01, "batch_size": 16, "sample_size": 500}
+
+
+def _settings(tmp_path: Path, task: str = "rhythm4", seeds: int = 1) -> dict:
+    return {
+        "name": "tiny",
+        "task": task,
+        "task_chosen_by": "--task",
+        "data": str(tmp_path / "prepared"),
+        "seeds": seeds,
+        "split_seeds": True,
+        "hydra_preset": "cpu_small",
+        "jobs": 1,
+        "schedules": {"pretraining": FACTS, "linear_probe": FACTS, "finetune": FACTS},
+        "methods": {"simclr": {"table_name": "Strategy 2 (SimCLR)", "paper_auroc": [89.6, 0.6]}},
+    }
+
+
+def _run(tmp_path: Path, strategy: str, seed: int, targets: np.ndarray, signal: float, **fields) -> dict:
+    """A finished linear probe with its test predictions on records r0..r{n-1} (``targets``: class
+    indices [n]); the probabilities lean towards the target by ``signal``."""
+    rng = np.random.default_rng(seed)
+    probs = rng.random((len(targets), len(CLASSES))) + signal * np.eye(len(CLASSES))[targets]
+    probs /= probs.sum(axis=1, keepdims=True)
+    fraction = fields.get("label_fraction", 1.0)
+    lead_mask_prob = fields.get("lead_mask_prob", 0.0)
+    path = tmp_path / f"{strategy}-{lead_mask_prob}-s{seed}-f{fraction}.csv"
+    write_predictions(path, [f"r{i}" for i in range(len(targets))], probs, targets, CLASSES)
+    pred = Predictions.read(path)
+    return {
+        "run_id": f"{strategy}-{lead_mask_prob}-s{seed}-f{fraction}",
+        "strategy": strategy,
+        "protocol": "linear_probe",
+        "kind": RANDOM_INIT if strategy == "random_init" else PROBE,
+        "seed": seed,
+        "label_fraction": fraction,
+        "lead_mask_prob": lead_mask_prob,
+        "uses_labels": False,
+        "status": "ok",
+        "wall_time_s": 1.0,
+        "predictions": str(path),
+        "metrics": {"macro_auroc": macro_auroc(pred.probs, pred.targets), "accuracy": 0.5, "macro_f1": 0.4},
+    }
+
+
+def _report(tmp_path: Path, results: list[dict], settings: dict) -> dict:
+    plan = [SimpleNamespace(run_id=r["run_id"]) for r in results]
+    outcome = Outcome(results={r["run_id"]: r for r in results}, failed={})
+    return write_report(tmp_path, plan, outcome, settings)
+
+
+def test_a_report_on_degenerate_test_sets_warns_nothing(tmp_path):
+    # One AFIB record among SRs: a resample that misses it has no class with both kinds of record,
+    # so its macro AUROC (and the paired difference of that replicate) is undefined.
+    lone = np.array([0] + [3] * 11)
+    results = [
+        _run(tmp_path, "simclr", 1, lone, 1.0),
+        _run(tmp_path, "random_init", 1, lone, 0.0),
+        _run(tmp_path, "simclr", 1, lone, 1.0, label_fraction=0.1),
+        {
+            **_run(tmp_path, "simclr", 1, np.full(12, 3), 1.0, lead_mask_prob=0.5),  # one class: no AUROC
+            "metrics": {"macro_auroc": None, "accuracy": 1.0, "macro_f1": 1.0},  # as json_safe writes NaN
+        },
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        payload = _report(tmp_path, results, _settings(tmp_path))
+    rows = {(r["method"], r["lead_mask_prob"]): r for r in payload["table"]}
+    replicates = bootstrap_auroc(Predictions.read(results[0]["predictions"]))
+    assert np.isnan(replicates).any() and np.isfinite(replicates).any()
+    assert rows[("simclr", 0.0)]["ci95"] == percentile_interval(replicates)
+    assert rows[("simclr", 0.5)]["macro_auroc"]["mean"] is None
+    compared = rows[("simclr", 0.0)]["vs_random_init"]
+    assert compared["ci95"] is not None and compared["difference"] == pytest.approx(
+        results[0]["metrics"]["macro_auroc"] - results[1]["metrics"]["macro_auroc"]
+    )
+    assert json.loads((tmp_path / "results.json").read_text())["benchmark"]["task"] == "rhythm4"
+
+
+def _bar_extents(ax) -> list[tuple[float, float]]:
+    """(low, high) of every horizontal error bar drawn on ``ax``."""
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    (segments,) = bars.lines[2]
+    return [(float(s[0][0]), float(s[1][0])) for s in segments.get_segments()]
+
+
+def test_one_seed_bars_show_the_tables_bootstrap_interval_and_only_rhythm4_has_the_papers_panel(tmp_path):
+    targets = np.arange(40) % 4
+    results = [_run(tmp_path, "simclr", 1, targets, 0.5)]
+    rows = summary_rows(results, "rhythm4", _settings(tmp_path)["methods"])
+    low, high = rows[0]["ci95"]
+    assert low < rows[0]["macro_auroc"]["mean"] < high
+    fig = auroc_figure(rows, _settings(tmp_path))
+    assert _bar_extents(fig.axes[0]) == [pytest.approx((100 * low, 100 * high))]
+    assert len(fig.axes) == 2 and "Paper's Table 1" in fig.axes[1].get_title()
+    assert "task rhythm4" in fig.axes[0].get_title()
+
+    other = summary_rows(results, "cinc2021", _settings(tmp_path)["methods"])
+    assert other[0]["paper_auroc"] is None
+    assert len(auroc_figure(other, _settings(tmp_path, "cinc2021")).axes) == 1
+
+
+def test_several_seeds_bars_show_the_tables_t_interval(tmp_path):
+    targets = np.arange(40) % 4
+    results = [_run(tmp_path, "simclr", seed, targets, 0.2 * seed) for seed in (1, 2, 3)]
+    (row,) = summary_rows(results, "rhythm4")
+    low, high = row["ci95"]
+    assert high - low > 0
+    (extent,) = _bar_extents(auroc_figure([row], _settings(tmp_path, seeds=3)).axes[0])
+    assert extent == pytest.approx((100 * low, 100 * high))
+
+
+def test_label_efficiency_title_names_only_the_variants_that_ran(tmp_path):
+    targets = np.arange(40) % 4
+    plain = [_run(tmp_path, "simclr", 1, targets, 0.5, label_fraction=fraction) for fraction in (0.1, 1.0)] + [
+        _run(tmp_path, "random_init", 1, targets, 0.1, label_fraction=fraction) for fraction in (0.1, 1.0)
+    ]
+    efficiency = label_efficiency(plain)
+    point = efficiency["simclr"]["1"]
+    assert point["ci95"] == percentile_interval(bootstrap_auroc(Predictions.read(plain[1]["predictions"])))
+    title = label_efficiency_figure(efficiency, {}, _settings(tmp_path)).axes[0].get_title()
+    assert "random lead masking" not in title and "dashed: random-init encoder" in title
+
+    masked = [_run(tmp_path, "simclr", 1, targets, 0.5, label_fraction=f, lead_mask_prob=0.5) for f in (0.1, 1.0)]
+    title = label_efficiency_figure(label_efficiency(plain + masked), {}, _settings(tmp_path)).axes[0].get_title()
+    assert "dotted: with random lead masking" in title and "task rhythm4" in title
+
+
+def test_a_multi_label_task_is_named_and_reported_with_its_metrics(tmp_path):
+    targets = np.arange(40) % 4
+    run = _run(tmp_path, "simclr", 1, targets, 0.5)
+    run["metrics"] = {"macro_auroc": 0.8, "macro_auprc": 0.5, "f_max": 0.6, "challenge_score": 0.42}
+    _report(tmp_path, [run], _settings(tmp_path, "cinc2021"))
+    text = (tmp_path / "results.md").read_text()
+    assert "Downstream task `cinc2021`: the 26 scored PhysioNet/CinC 2021 classes" in text
+    assert "## Table 1: test macro AUROC (%), task `cinc2021`" in text
+    assert "| Paper |" not in text and "no paper column" in text
+    assert "| Macro AUPRC | F-max | Challenge score |" in text and "| 50.0 | 60.0 | 0.420 |" in text
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["paper_auroc"] == {} and payload["table"][0]["challenge_score"]["mean"] == 0.42
