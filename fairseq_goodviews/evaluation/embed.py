@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils
 from fairseq.dataclass.utils import merge_with_parent
 from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
 from omegaconf import OmegaConf, open_dict
@@ -46,16 +45,13 @@ from fairseq_goodviews.data.ecg_dataset import EcgRecordSource, centred_crop, co
 from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.evaluation.device import scoring_device
 from fairseq_goodviews.io.atomic import atomic_path
+from fairseq_goodviews.io.checkpoints import CheckpointError, read_checkpoint
 from fairseq_goodviews.io.manifest import read_manifest
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.leads import lead_keep_mask, lead_names, parse_leads
 from fairseq_goodviews.models.ecg_classifier import config_matching_weights
 from fairseq_goodviews.preprocessing.wfdb_reader import read_wfdb
-
-
-class CheckpointError(GoodviewsError, ValueError):
-    """A checkpoint that cannot give an encoder; the message names the file and the problem."""
 
 
 class EmbedInputError(GoodviewsError, ValueError):
@@ -119,15 +115,8 @@ def load_encoder(checkpoint: str | Path, device: str | None = None) -> EcgEncode
     register_plugins()
     target = scoring_device(device)
     path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    except Exception as exc:  # torch and pickle raise many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path}: not a readable fairseq checkpoint ({type(exc).__name__})") from None
-    cfg = state.get("cfg") if isinstance(state, dict) else None
-    if cfg is None or cfg.get("model") is None or "model" not in state:
-        raise CheckpointError(f"{path}: not a fairseq checkpoint with a model config")
+    state = read_checkpoint(path)
+    cfg = state["cfg"]
     model_cfg = cfg.model
     name = model_cfg.get("_name")
     if name not in MODEL_REGISTRY:

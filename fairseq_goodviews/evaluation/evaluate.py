@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from fairseq import checkpoint_utils, tasks
+from fairseq import tasks
 from omegaconf import open_dict
 
 from fairseq_goodviews import register_plugins
 from fairseq_goodviews.evaluation.device import scoring_device, to_device
 from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.checkpoints import CheckpointError, read_checkpoint
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.leads import lead_names
 from fairseq_goodviews.scoring.bootstrap import MIN_RECORDS, bootstrap_intervals, intervals_note, with_interval
@@ -44,12 +45,12 @@ def load_classifier(
     keeping the leads at the canonical slots ``leads`` (None: all 12)."""
     target = scoring_device(device)
     register_plugins()
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
-    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
-    cfg = state.get("cfg")
-    if cfg is None or cfg.get("task", {}).get("_name") != "ecg_classification":
-        raise ValueError(f"{checkpoint}: not a checkpoint of an ecg_classification run (linear probe or fine-tune)")
+    state = read_checkpoint(checkpoint)
+    cfg = state["cfg"]
+    if (cfg.get("task") or {}).get("_name") != "ecg_classification":
+        raise CheckpointError(
+            f"{checkpoint}: not a checkpoint of an ecg_classification run (linear probe or fine-tune)"
+        )
     with open_dict(cfg):
         cfg.model.model_path = None
         if cfg.model.get("freeze_encoder") and not any(k.startswith("feature_norm.") for k in state["model"]):

@@ -54,27 +54,21 @@ from __future__ import annotations
 
 import ast
 import math
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from fairseq.dataclass.utils import merge_with_parent
 from omegaconf import OmegaConf
 
 from fairseq_goodviews.errors import GoodviewsError
-from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel, parse_conv_layers
-
-try:
-    from numpy._core.multiarray import scalar
-except ImportError:  # numpy < 2
-    from numpy.core.multiarray import scalar
 from fairseq_goodviews.io.atomic import atomic_path
+from fairseq_goodviews.io.checkpoints import CheckpointError, read_torch_file
 from fairseq_goodviews.leads import CANONICAL_LEADS
+from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel, parse_conv_layers
 
 #: fairseq-signals model names this importer reads (its ``@register_model`` names).
 SUPPORTED_MODELS = ("wav2vec2", "wav2vec2_cmsc")
@@ -242,42 +236,18 @@ def _summarise_renames(renamed: Mapping[str, str]) -> str:
     return ", ".join(dict.fromkeys(parts))
 
 
-def _numpy_scalar_globals() -> list:
-    """numpy scalars and dtypes (meters in ``extra_state`` may hold them): safe to unpickle."""
-    dtypes = {type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)}
-    allowed: list = [
-        (scalar, "numpy.core.multiarray.scalar"),
-        (scalar, "numpy._core.multiarray.scalar"),
-        np.dtype,
-    ]
-    for dtype in dtypes:
-        allowed += [dtype, (dtype, f"numpy.dtypes.{dtype.__name__}")]
-    return allowed
-
-
 def read_checkpoint(path: Path, trust_pickle: bool = False) -> dict[str, Any]:
     """The dict a checkpoint file holds, loaded with torch's safe ``weights_only`` unpickler
     (plus numpy scalars) unless ``trust_pickle``."""
-    if not path.exists():
-        raise ImportCheckpointError(f"{path}: checkpoint not found")
-    if not path.is_file():
-        raise ImportCheckpointError(f"{path}: not a file")
     try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
-            state = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as exc:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if refused:
-            raise ImportCheckpointError(
-                f"{path}: safe loading refuses the Python object {refused.group(1)} in the file; "
-                "if you trust the file, run again with --trust-pickle"
-            ) from None
-        raise ImportCheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise ImportCheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, Mapping):
-        raise ImportCheckpointError(f"{path}: not a fairseq-signals checkpoint (it holds a {type(state).__name__})")
-    return dict(state)
+        return read_torch_file(
+            path,
+            "fairseq-signals checkpoint",
+            trust_pickle=trust_pickle,
+            refusal_hint="if you trust the file, run again with --trust-pickle",
+        )
+    except CheckpointError as exc:
+        raise ImportCheckpointError(str(exc)) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,11 +8,14 @@ fraction of their scale, would be out of reach of the probe's optimiser, and a r
 baseline would be handicapped by feature scale rather than by what its features contain.
 
 With ``model_path`` the encoder is rebuilt from that checkpoint's own model config and weights
-(any registered model exposing ``encode(source) -> [B, D]``); without it, from ``encoder``
+(any registered model exposing ``encode(source) -> [B, D]``), or, for a downstream checkpoint (a
+linear probe, fine-tune or identification fine-tune: a model with an ``encoder`` inside), from
+the encoder it holds, without its head; without it, from ``encoder``
 (random initialisation: the supervised baseline, or the random frozen-encoder baseline when
 ``freeze_encoder`` is set). A frozen encoder also keeps its batch-norm statistics fixed.
 """
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -20,11 +23,15 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fairseq import checkpoint_utils
 from fairseq.dataclass import FairseqDataclass
 from fairseq.dataclass.utils import merge_with_parent
 from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY, BaseFairseqModel, register_model
 from omegaconf import DictConfig, OmegaConf
+
+from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.io.checkpoints import read_checkpoint
+
+logger = logging.getLogger(__name__)
 
 #: Variance floor of the probe's feature standardisation. Batch norm's usual 1e-5 would exceed the
 #: between-record variance of an untrained encoder's features and flatten them.
@@ -55,18 +62,25 @@ class EcgClassifierConfig(FairseqDataclass):
     )
 
 
-def build_encoder(encoder_cfg: Any) -> BaseFairseqModel:
-    """Build a registered model from a ``{_name: ..., ...}`` config node."""
+class EncoderError(GoodviewsError, ValueError):
+    """An encoder config or checkpoint that gives no encoder; the message names where it came from."""
+
+
+def build_encoder(encoder_cfg: Any, where: str = "model.encoder") -> BaseFairseqModel:
+    """Build a registered model from a ``{_name: ..., ...}`` config node; ``where`` names its origin in errors."""
     raw = (
         OmegaConf.to_container(encoder_cfg, resolve=True) if isinstance(encoder_cfg, DictConfig) else dict(encoder_cfg)
     )
     name = raw.get("_name")
     if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown encoder model {name!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}")
+        raise EncoderError(f"{where}: unknown encoder model {name!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}")
     cfg = merge_with_parent(MODEL_DATACLASS_REGISTRY[name](), OmegaConf.create(raw))
     model = MODEL_REGISTRY[name].build_model(cfg, task=None)
     if not hasattr(model, "encode"):
-        raise ValueError(f"model {name!r} has no encode(source) method and cannot serve as an encoder")
+        raise EncoderError(
+            f"{where}: model {name!r} has no encode(source) method and holds no encoder; give a pretraining "
+            "checkpoint, or a probe or fine-tune of one"
+        )
     return model
 
 
@@ -85,14 +99,41 @@ def config_matching_weights(model_cfg: Any, weights: Mapping[str, torch.Tensor])
     return raw
 
 
-def load_pretrained_encoder(path: str) -> tuple[BaseFairseqModel, dict[str, Any]]:
-    """The pretrained model of a checkpoint and its model config (as a plain dict)."""
-    state = checkpoint_utils.load_checkpoint_to_cpu(path)
-    if state.get("cfg") is None or "model" not in state:
-        raise ValueError(f"{path}: not a fairseq checkpoint with a model config")
-    encoder_cfg = config_matching_weights(state["cfg"]["model"], state["model"])
-    model = build_encoder(encoder_cfg)
-    model.load_state_dict(state["model"], strict=True)
+def checkpoint_encoder(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor], str | None]:
+    """The encoder config (a plain dict) and weights of a checkpoint's model, and the model it came out of.
+
+    A pretraining checkpoint's model is the encoder (third item None). A downstream checkpoint
+    (``ecg_classifier``, ``ecg_identifier``: a model whose config has an ``encoder`` node and whose
+    weights hold ``encoder.*``) gives the encoder inside it, without its head; the third item then
+    names that model.
+    """
+    model_cfg = config_matching_weights(state["cfg"]["model"], state["model"])
+    inner = model_cfg.get("encoder")
+    prefix = "encoder."
+    if isinstance(inner, Mapping) and any(key.startswith(prefix) for key in state["model"]):
+        weights = {key[len(prefix) :]: value for key, value in state["model"].items() if key.startswith(prefix)}
+        return config_matching_weights(inner, weights), weights, model_cfg.get("_name")
+    return model_cfg, dict(state["model"]), None
+
+
+def load_pretrained_encoder(path: str, option: str = "model.model_path") -> tuple[BaseFairseqModel, dict[str, Any]]:
+    """The encoder of the checkpoint at ``path`` (given as ``option``) and its model config (a plain dict):
+    a pretraining checkpoint's model, or the encoder inside a probe or fine-tune (:func:`checkpoint_encoder`)."""
+    where = f"{option}={path}"
+    encoder_cfg, weights, taken_from = checkpoint_encoder(read_checkpoint(path, option))
+    if taken_from is not None:
+        logger.info(
+            "%s: an %s checkpoint; its encoder (%s) is loaded, not its head",
+            where,
+            taken_from,
+            encoder_cfg.get("_name"),
+        )
+    model = build_encoder(encoder_cfg, where)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise EncoderError(f"{where}: the weights do not match the model config ({first})") from None
     return model, encoder_cfg
 
 

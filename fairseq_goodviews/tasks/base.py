@@ -1,18 +1,20 @@
 """What every task of the project shares: ECG signals have no token dictionaries or length limits."""
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from fairseq import checkpoint_utils
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask
 from omegaconf import II, open_dict
 
+from fairseq_goodviews.errors import GoodviewsError, relative_path_note
 from fairseq_goodviews.host_memory import keep_freed_host_memory, training_process
-from fairseq_goodviews.models.ecg_classifier import config_matching_weights
+from fairseq_goodviews.io.checkpoints import read_checkpoint
+from fairseq_goodviews.models.ecg_classifier import checkpoint_encoder
 from fairseq_goodviews.tasks.fingerprint import RUN_SETTINGS, check_run_fingerprint
 
 
@@ -34,8 +36,61 @@ class EcgRunConfig(FairseqDataclass):
     )
 
 
+class DataFolderError(GoodviewsError, ValueError):
+    """A ``task.data`` that is not a prepared folder; the message says what it is and what to run."""
+
+
+#: A raw database's marker file -> what the folder holds, and the command that prepares it.
+RAW_MARKERS = {
+    "Diagnostics.xlsx": ("the raw Chapman/Shaoxing database", "goodviews-prepare-chapman"),
+    "ptbxl_database.csv": ("the raw PTB-XL database", "goodviews-prepare-ptbxl"),
+}
+
+
+def _raw_database(folder: Path) -> tuple[str, str] | None:
+    """(what ``folder`` holds, the command that prepares it) for a raw database, else None.
+
+    WFDB records (a ``.hea`` header anywhere under it) go to PhysioNet 2021's preparer when the
+    header lists ``#Dx`` diagnoses, else to the generic one.
+    """
+    for marker, found in RAW_MARKERS.items():
+        if (folder / marker).is_file():
+            return found
+    header = next(folder.rglob("*.hea"), None)
+    if header is None:
+        return None
+    diagnosed = re.search(r"^#\s*Dx", header.read_text(errors="replace"), re.MULTILINE)
+    return "WFDB records", "goodviews-prepare-physionet2021" if diagnosed else "goodviews-prepare-wfdb-dir"
+
+
+def check_data_folder(data: str, option: str = "task.data") -> None:
+    """Refuse, in one line, a data folder that does not exist or was never prepared.
+
+    A folder with no ``<split>.tsv`` manifest is not prepared: the message names the preparer to
+    run when it holds a raw database (Chapman's ``Diagnostics.xlsx``, PTB-XL's
+    ``ptbxl_database.csv``, WFDB ``.hea`` headers).
+    """
+    folder = Path(data)
+    where = f"{option}={data}"
+    if not folder.exists():
+        raise DataFolderError(f"{where}: no such folder{relative_path_note(folder)}")
+    if not folder.is_dir():
+        raise DataFolderError(f"{where}: a file, not a folder of prepared records")
+    if any(folder.glob("*.tsv")):
+        return
+    raw = _raw_database(folder)
+    if raw is None:
+        raise DataFolderError(
+            f"{where}: not a prepared folder (no train.tsv); prepare the database with a goodviews-prepare-* command"
+        )
+    kind, command = raw
+    raise DataFolderError(
+        f"{where}: not a prepared folder (no train.tsv); it holds {kind}: run {command} {data} OUT first"
+    )
+
+
 def record_pretrained_encoder(cfg) -> None:
-    """Write the model config of ``cfg.model_path``'s checkpoint into ``cfg.encoder`` (when set).
+    """Write the encoder config of ``cfg.model_path``'s checkpoint into ``cfg.encoder`` (when set).
 
     ``cfg`` is a downstream run's model config, saved in every checkpoint: with the pretrained
     encoder's own config in it, the checkpoint rebuilds without the pretraining checkpoint, whatever
@@ -43,13 +98,9 @@ def record_pretrained_encoder(cfg) -> None:
     """
     if not cfg.get("model_path"):
         return
-    if not Path(cfg.model_path).is_file():
-        raise FileNotFoundError(f"{cfg.model_path}: pretraining checkpoint not found (model.model_path)")
-    state = checkpoint_utils.load_checkpoint_to_cpu(cfg.model_path)
-    if state.get("cfg") is None or state["cfg"].get("model") is None:
-        raise ValueError(f"{cfg.model_path}: not a fairseq checkpoint with a model config")
+    encoder_cfg, _, _ = checkpoint_encoder(read_checkpoint(cfg.model_path, "model.model_path"))
     with open_dict(cfg):
-        cfg.encoder = config_matching_weights(state["cfg"]["model"], state["model"])
+        cfg.encoder = encoder_cfg
 
 
 class EcgTask(FairseqTask):

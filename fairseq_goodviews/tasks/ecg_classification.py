@@ -47,7 +47,7 @@ from fairseq_goodviews.labels.ptbxl import SCP_STATEMENTS
 from fairseq_goodviews.leads import parse_leads
 from fairseq_goodviews.scoring.cinc2021 import ChallengeThresholds
 from fairseq_goodviews.scoring.classification import split_metrics
-from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask, record_pretrained_encoder
+from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask, check_data_folder, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +235,7 @@ class EcgClassificationTask(EcgTask):
 
     @classmethod
     def setup_task(cls, cfg: EcgClassificationConfig, **kwargs) -> "EcgClassificationTask":
+        check_data_folder(cfg.data)
         task = cls(cfg)
         if not task.class_names:  # an unusable label set stops here, before any model is built
             raise LabelSetError(f"task.classes is empty: {cfg.classes!r}")

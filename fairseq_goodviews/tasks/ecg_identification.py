@@ -18,10 +18,10 @@ from fairseq.tasks import register_task
 from omegaconf import II, MISSING, open_dict
 
 from fairseq_goodviews.data.ecg_dataset import EcgClassificationDataset, EcgRecordSource
-from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.io.manifest import ManifestError, read_metadata
 from fairseq_goodviews.leads import parse_leads
 from fairseq_goodviews.scoring.retrieval import gallery_probe_split
-from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask, record_pretrained_encoder
+from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask, check_data_folder, record_pretrained_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,11 @@ class EcgIdentificationTask(EcgTask):
 
     @classmethod
     def setup_task(cls, cfg: EcgIdentificationConfig, **kwargs) -> "EcgIdentificationTask":
+        check_data_folder(cfg.data)
         _, labels = patient_labels(read_metadata(cfg.data, "train", required=("patient_id",))["patient_id"])
         num_patients = int(labels.max()) + 1 if labels.size else 0
         if num_patients < 2:
-            raise ValueError(
+            raise ManifestError(
                 f"{Path(cfg.data) / 'train.csv'}: identification needs at least two training patients, "
                 f"found {num_patients}"
             )

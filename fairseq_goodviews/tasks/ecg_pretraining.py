@@ -15,7 +15,7 @@ from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import read_metadata
 from fairseq_goodviews.strategies import build_strategy
 from fairseq_goodviews.strategies.base import ALL, PositiveStrategy
-from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask
+from fairseq_goodviews.tasks.base import EcgRunConfig, EcgTask, check_data_folder
 
 logger = logging.getLogger(__name__)
 
@@ -113,28 +113,42 @@ class EcgPretrainingTask(EcgTask):
         super().__init__(cfg)
         self._fit_table = None
         self._strategy = None
+        self._checked_train_strategy = None
 
     @classmethod
     def setup_task(cls, cfg: EcgPretrainingConfig, **kwargs) -> "EcgPretrainingTask":
-        return cls(cfg)
+        """The task, once its data folder is prepared and its strategy finds positives on the training
+        split (:class:`NoPositivesError` otherwise): both are refused before any model is built."""
+        check_data_folder(cfg.data)
+        task = cls(cfg)
+        task._checked_train_strategy = task._train_strategy()
+        return task
 
     def _train_table(self):
         if self._fit_table is None:
             self._fit_table = read_metadata(self.cfg.data, "train")
         return self._fit_table
 
-    def load_dataset(self, split: str, combine: bool = False, **kwargs) -> None:
-        table = read_metadata(self.cfg.data, split)
-        if split != "train":
-            table = table.drop(columns=[c for c in LABEL_COLUMNS if c in table.columns])
+    def _train_strategy(self):
+        """The strategy over the training split; :class:`NoPositivesError` when no anchor can have a positive."""
+        table = read_metadata(self.cfg.data, "train")
         strategy = build_strategy(self.cfg.strategy, table, self._train_table(), self.cfg.seed)
+        reason = strategy.no_positive_reason()
+        if reason is not None:
+            raise NoPositivesError(
+                f"strategy {strategy.cfg._name!r} cannot pretrain on {self.cfg.data}: {reason}, so no "
+                "anchor can have a positive"
+            )
+        return strategy
+
+    def load_dataset(self, split: str, combine: bool = False, **kwargs) -> None:
         if split == "train":
-            reason = strategy.no_positive_reason()
-            if reason is not None:
-                raise NoPositivesError(
-                    f"strategy {strategy.cfg._name!r} cannot pretrain on {self.cfg.data}: {reason}, so no "
-                    "anchor can have a positive"
-                )
+            # The strategy setup_task checked, used once (a later load builds a fresh one).
+            strategy, self._checked_train_strategy = self._checked_train_strategy or self._train_strategy(), None
+        else:
+            table = read_metadata(self.cfg.data, split)
+            table = table.drop(columns=[c for c in LABEL_COLUMNS if c in table.columns])
+            strategy = build_strategy(self.cfg.strategy, table, self._train_table(), self.cfg.seed)
         check_partners(strategy, split, str(Path(self.cfg.data) / f"{split}.csv"), self.cfg.max_without_partner)
         self._strategy = self._strategy or strategy
         if strategy.uses_labels:

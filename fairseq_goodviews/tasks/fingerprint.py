@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
-from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
 from fairseq_goodviews.errors import GoodviewsError
@@ -56,12 +55,8 @@ IGNORED = (
 DATA_FILES = ("*.tsv", "*.csv", "*.json")
 
 
-class RunFingerprintError(GoodviewsError, CompactHydraException):
-    """A save folder that holds another run's checkpoints (its fingerprint differs).
-
-    A :class:`hydra.errors.CompactHydraException` too: ``fairseq-hydra-train`` prints its message
-    alone, one line, without a traceback (``HYDRA_FULL_ERROR=1`` shows it).
-    """
+class RunFingerprintError(GoodviewsError):
+    """A save folder that holds another run's checkpoints (its fingerprint differs)."""
 
 
 def data_digest(data: str | Path) -> str:

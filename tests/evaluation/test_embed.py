@@ -179,7 +179,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, tiny_dataset, capsys):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     out = tmp_path / "e.npz"
     assert main([str(tmp_path / "junk.pt"), "--data", str(tiny_dataset), "--out", str(out)]) == 2
-    assert "junk.pt: not a readable fairseq checkpoint" in capsys.readouterr().err and not out.exists()
+    assert "junk.pt: not a fairseq checkpoint (not a PyTorch file)" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.slow

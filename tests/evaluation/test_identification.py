@@ -49,10 +49,12 @@ def test_cli_errors_are_one_line_and_name_the_file(tmp_path, capsys):
     assert f"{ckpt}: checkpoint not found" in _run_main(capsys, ckpt, "--data", data, "--json", out_json)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
-    assert f"{garbage}: not a readable fairseq checkpoint" in _run_main(capsys, garbage, "--data", data)
+    assert f"{garbage}: not a fairseq checkpoint (not a PyTorch file)" in _run_main(capsys, garbage, "--data", data)
     weights_only = tmp_path / "weights.pt"
     torch.save({"model": {}}, weights_only)
-    assert f"{weights_only}: not a readable fairseq checkpoint" in _run_main(capsys, weights_only, "--data", data)
+    assert f"{weights_only}: not a fairseq checkpoint (no 'cfg'; it holds 'model')" in _run_main(
+        capsys, weights_only, "--data", data
+    )
     assert "unknown lead name 'V7'" in _run_main(capsys, garbage, "--data", data, "--leads", "I,V7")
     assert not out_json.exists(), "an error must not leave a JSON file"
 

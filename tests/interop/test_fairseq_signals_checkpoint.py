@@ -694,7 +694,9 @@ def test_files_that_are_not_fairseq_signals_checkpoints_are_one_line_errors(tmp_
     out = tmp_path / "ours.pt"
     assert "missing.pt: checkpoint not found" in _fails([tmp_path / "missing.pt", out], tmp_path, capsys)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    assert "junk.pt: not a PyTorch checkpoint" in _fails([tmp_path / "junk.pt", out], tmp_path, capsys)
+    assert "junk.pt: not a fairseq-signals checkpoint (not a PyTorch file)" in _fails(
+        [tmp_path / "junk.pt", out], tmp_path, capsys
+    )
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     assert "tensor.pt: not a fairseq-signals checkpoint (it holds a Tensor)" in _fails(
         [tmp_path / "tensor.pt", out], tmp_path, capsys

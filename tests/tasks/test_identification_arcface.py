@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from fairseq_goodviews.criterions.arcface import ArcFaceCriterion, additive_angular_margin
 from fairseq_goodviews.evaluation.embed import EcgEncoder, embed_records
+from fairseq_goodviews.io.checkpoints import CheckpointError
 from fairseq_goodviews.io.manifest import write_manifest
 from fairseq_goodviews.io.records import EcgRecord, read_record, write_record
 from fairseq_goodviews.leads import parse_leads
@@ -151,5 +152,5 @@ def test_missing_pretraining_checkpoint_is_named(folder):
     task = EcgIdentificationTask.setup_task(EcgIdentificationConfig(data=str(folder), sample_size=1000, seed=1))
     cfg = _model_cfg()
     cfg.model_path = str(folder / "gone.pt")
-    with pytest.raises(FileNotFoundError, match=r"gone.pt: pretraining checkpoint not found \(model.model_path\)"):
+    with pytest.raises(CheckpointError, match=r"^model.model_path=.*gone.pt: checkpoint not found$"):
         task.build_model(cfg)
