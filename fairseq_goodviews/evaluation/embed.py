@@ -323,6 +323,7 @@ def write_embeddings(
     and named in :attr:`Embedded.skipped`. ``leads`` defaults to the checkpoint's leads; naming
     one it was not trained on is an :class:`EmbedInputError`, as is no record to embed.
     """
+    scoring_device(device)  # an unusable --device is named before any file is read
     given = _input(data, split, records)
     encoder = load_encoder(checkpoint, device)
     if leads is None:

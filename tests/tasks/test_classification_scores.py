@@ -38,7 +38,7 @@ def _score(task, split: str, probs: np.ndarray, targets: np.ndarray) -> dict:
 
 def _task(tmp_path, **overrides) -> EcgClassificationTask:
     cfg = EcgClassificationConfig(data=str(tmp_path), seed=1, label_type="multi", **overrides)
-    return EcgClassificationTask.setup_task(cfg)
+    return EcgClassificationTask(cfg)  # scoring only: no data folder to check
 
 
 def test_test_split_is_scored_with_the_thresholds_chosen_on_valid(tmp_path):
