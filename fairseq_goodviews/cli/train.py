@@ -76,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(available_configs())
         + ". Example: goodviews-train pretraining/simclr task.data=data/chapman preset=cpu_small",
     )
-    parser.add_argument("config", nargs="?", help="the config, as stage/name (pretraining/simclr, finetuning/linear_probe)")
+    parser.add_argument(
+        "config", nargs="?", help="the config, as stage/name (pretraining/simclr, finetuning/linear_probe)"
+    )
     parser.add_argument(
         "overrides",
         nargs=argparse.REMAINDER,

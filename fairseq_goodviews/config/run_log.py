@@ -43,4 +43,3 @@ class FairseqBookkeeping(logging.Filter):
         if isinstance(record.msg, torch.nn.Module):
             return False
         return not (isinstance(record.msg, str) and record.msg.startswith(BOOKKEEPING[record.name]))
-
