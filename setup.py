@@ -40,6 +40,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            "goodviews-train=fairseq_goodviews.cli.train:main",
             "goodviews-evaluate=fairseq_goodviews.cli.evaluate:main",
             "goodviews-benchmark=fairseq_goodviews.cli.benchmark:main",
             "goodviews-perf=fairseq_goodviews.cli.perf:main",

@@ -7,11 +7,9 @@ set -euo pipefail
 STRATEGY=${1:?strategy config name, e.g. simclr}
 DATA=${2:?manifest folder}
 shift 2
-REPO=$(cd "$(dirname "$0")/.." && pwd)
 NGPU=${NGPU:-$(nvidia-smi -L | wc -l)}
-exec torchrun --standalone --nproc_per_node="$NGPU" "$(command -v fairseq-hydra-train)" \
-  --config-dir "$REPO/fairseq_goodviews/config/pretraining" --config-name "$STRATEGY" \
-  task.data="$DATA" common.user_dir="$REPO/fairseq_goodviews" \
+exec torchrun --standalone --nproc_per_node="$NGPU" "$(command -v goodviews-train)" "pretraining/$STRATEGY" \
+  task.data="$DATA" \
   checkpoint.save_dir="${SAVE_DIR:-checkpoints/$STRATEGY}" \
   distributed_training.distributed_world_size="$NGPU" \
   distributed_training.distributed_init_method=env:// \

@@ -34,9 +34,14 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's maximum on 64-bit systems (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD_BYTES = 2**30
 USER_SETTINGS_PREFIX = "MALLOC_"  # glibc reads its malloc settings from MALLOC_* variables
-# fairseq's training commands: console scripts, and the modules run by ``python -m`` or torchrun.
-_TRAINING_SCRIPTS = frozenset({"fairseq-hydra-train", "fairseq-train"})
-_TRAINING_MODULES = frozenset({"hydra_train.py", "train.py"})
+# fairseq's training commands and goodviews-train: console scripts, and the modules run by
+# ``python -m`` or torchrun (the last parts of their paths).
+_TRAINING_SCRIPTS = frozenset({"fairseq-hydra-train", "fairseq-train", "goodviews-train"})
+_TRAINING_MODULES = (
+    ("fairseq_cli", "hydra_train.py"),
+    ("fairseq_cli", "train.py"),
+    ("fairseq_goodviews", "cli", "train.py"),
+)
 
 _applied: bool | None = None
 
@@ -57,16 +62,15 @@ def _reason_to_leave_alone() -> str | None:
 
 
 def training_process() -> bool:
-    """Whether this process runs fairseq's training command (``fairseq-hydra-train``, ``fairseq-train``).
+    """Whether this process runs a training command (``fairseq-hydra-train``, ``fairseq-train``,
+    ``goodviews-train``).
 
     Told by the program it was started as (``sys.argv[0]``), which is the console script, or
-    ``fairseq_cli/hydra_train.py`` (``train.py``) under ``python -m`` or ``torchrun -m``; the
-    processes fairseq spawns for distributed training inherit it.
+    ``fairseq_cli/hydra_train.py`` (``train.py``, or this package's ``cli/train.py``) under
+    ``python -m`` or ``torchrun -m``; the processes fairseq spawns for distributed training inherit it.
     """
     program = Path(sys.argv[0] if sys.argv else "")
-    return program.name in _TRAINING_SCRIPTS or (
-        program.parent.name == "fairseq_cli" and program.name in _TRAINING_MODULES
-    )
+    return program.name in _TRAINING_SCRIPTS or any(program.parts[-len(m) :] == m for m in _TRAINING_MODULES)
 
 
 def keep_freed_host_memory() -> bool:

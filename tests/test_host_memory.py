@@ -99,6 +99,9 @@ def test_building_a_task_in_the_training_command_keeps_freed_memory(tmp_path):
         ("/venv/bin/fairseq-train", True),
         ("/venv/lib/python3.11/site-packages/fairseq_cli/hydra_train.py", True),  # python -m, torchrun -m
         ("/venv/lib/python3.11/site-packages/fairseq_cli/train.py", True),
+        ("/venv/bin/goodviews-train", True),
+        ("/venv/lib/python3.11/site-packages/fairseq_goodviews/cli/train.py", True),  # python -m
+        ("/home/me/cli/train.py", False),
         ("/venv/bin/goodviews-evaluate", False),
         ("/venv/lib/python3.11/site-packages/fairseq_cli/validate.py", False),
         ("/home/me/train.py", False),

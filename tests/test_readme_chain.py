@@ -1,8 +1,8 @@
-"""The README's chain, run as written: relative paths, from a fresh folder laid out like the clone.
+"""The README's chain, run as written: relative paths, from a fresh folder that is not the clone.
 
 The commands are read from the README's ``readme-chain`` block; only the sizes change (fewer
-records, one epoch). The folder holds a link to the clone's ``fairseq_goodviews`` and nothing else
-(``.venv/bin/<command>`` runs the console script of the interpreter running the tests), so every
+records, one epoch). The folder starts empty (``.venv/bin/<command>`` runs the console script of
+the interpreter running the tests, and the training configs come from the package), so every
 relative path resolves against the folder the commands start in, as they do for a user. The same
 pretraining command run again resumes its own run.
 """
@@ -31,9 +31,8 @@ def readme_chain() -> list[str]:
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     venv_bin = str(Path(sys.executable).parent)
-    # The package is imported from the folder's own link, as from a clone's root (fairseq refuses a
-    # user_dir whose package was imported from another path).
-    env = dict(os.environ, PATH=os.pathsep.join([venv_bin, os.environ.get("PATH", "")]), PYTHONPATH=str(cwd))
+    # The package under test is the clone's (the environment may hold another install of it).
+    env = dict(os.environ, PATH=os.pathsep.join([venv_bin, os.environ.get("PATH", "")]), PYTHONPATH=str(REPO_ROOT))
     if command[0].startswith(".venv/bin/"):
         command = [str(Path(venv_bin) / Path(command[0]).name), *command[1:]]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
@@ -42,7 +41,6 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_readme_chain_runs_as_written_with_relative_paths(tmp_path):
-    (tmp_path / "fairseq_goodviews").symlink_to(REPO_ROOT / "fairseq_goodviews")
     small = {"--records": "80"}
     lines = readme_chain()
     assert len(lines) == 6
@@ -52,7 +50,7 @@ def test_readme_chain_runs_as_written_with_relative_paths(tmp_path):
     for line in lines:
         command = shlex.split(line)
         command = [small.get(previous, word) for previous, word in zip(["", *command[:-1]], command, strict=True)]
-        if "fairseq-hydra-train" in command[0]:
+        if command[0].endswith("goodviews-train"):
             command += ["optimization.max_epoch=1", "dataset.num_workers=0", "task.sample_size=1000"]
         outputs.append(run(command, tmp_path))
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from fairseq import metrics
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask
 from omegaconf import II, open_dict
@@ -142,6 +143,18 @@ class EcgTask(FairseqTask):
     def build_criterion(self, cfg, from_checkpoint: bool = False):
         self._criterion = super().build_criterion(cfg, from_checkpoint)
         return self._criterion
+
+    def reduce_metrics(self, logging_outputs: list[dict[str, Any]], criterion) -> None:
+        """The criterion's metrics, with the batch counted in records: ``bsz`` (records per batch)
+        and, in training, ``rps`` (records per second); fairseq's words per batch and per second
+        (``wpb``, ``wps``, from ``ntokens``) are not logged."""
+        records = sum(log.get("nsentences", 0) for log in logging_outputs)
+        metrics.log_scalar("bsz", records, priority=190, round=1)
+        # fairseq's train step logs into its "train" aggregator; validation into a fresh root one,
+        # where a rate would time the whole validation's first batch only.
+        if any(aggregator is metrics.get_meters("train") for aggregator in metrics.get_active_aggregators()):
+            metrics.log_speed("rps", records, priority=90, round=1)
+        criterion.__class__.reduce_metrics(logging_outputs)
 
     def begin_valid_epoch(self, epoch, model):
         """Refuse, in one line, a validation that fairseq could only gather on GPUs.

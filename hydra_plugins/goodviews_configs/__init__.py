@@ -3,11 +3,15 @@
 Hydra imports every module under ``hydra_plugins`` when it starts (``fairseq-hydra-train``
 included), before it composes a config. This plugin
 
+- imports ``fairseq_goodviews`` (for its strategies), which registers the package's tasks,
+  criterions and models with fairseq once fairseq is imported: training needs no
+  ``common.user_dir``;
 - appends ``pkg://fairseq_goodviews.config`` to the config search path, so the encoder
   architectures in ``config/encoder/`` serve the pretraining and the fine-tuning configs alike;
 - stores every registered strategy's config dataclass as ``strategy/<name>`` in hydra's
   ConfigStore, so that a strategy config selects its schema (``/strategy@task.strategy: simclr``)
   and every documented strategy option is a plain override (``task.strategy.jitter_sigma=0.05``);
+- leaves out the warnings and debug lines that say nothing to a user of the configs;
 - stops ``fairseq-hydra-train`` with one line listing the available configs when
   ``--config-name`` names none of this plugin's config folder (fairseq would otherwise compose its
   bare schema under that name and fail on an unrelated key).
@@ -66,6 +70,12 @@ class GoodviewsSearchPathPlugin(SearchPathPlugin):
             message=r"\s*'[^']*' is validated against ConfigStore schema with the same name",
             category=UserWarning,
         )
+        # A module of fairseq sets the root logger to DEBUG when fairseq is imported, which would
+        # open every training run with hydra's own debug lines.
+        if "fairseq" in sys.modules and logging.getLogger().level == logging.DEBUG:
+            logging.getLogger().setLevel(logging.INFO)
+        # The data loader's page-locked memory only matters with a GPU; fairseq asks for it everywhere.
+        warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true but no accelerator is found")
         search_path.append(provider="fairseq_goodviews", path="pkg://fairseq_goodviews.config")
         # Hydra loads this plugin for every application in the environment: a broken strategy
         # module must not stop those, so the error is reported here and the strategy configs then

@@ -31,9 +31,11 @@ def test_every_pretraining_config_composes_with_its_strategy_schema(name):
     cfg = composed(PRETRAIN_CONFIGS, name, "preset=cpu_small" if name != "w2v_cmsc_rlm" else "preset=w2v_cpu_small")
     assert cfg.task._name == "ecg_pretraining" and cfg.task.strategy._name in STRATEGY_REGISTRY
     assert cfg.criterion._name and cfg.optimizer._name == "torch_adam" and cfg.model._name
-    assert cfg.common.log_format == "simple" and cfg.dataset.required_batch_size_multiple == 1
+    # a progress bar on a terminal (fairseq logs plain lines when stderr is not one)
+    assert cfg.common.log_format == "tqdm" and cfg.dataset.required_batch_size_multiple == 1
     assert OmegaConf.to_container(cfg.checkpoint)["save_dir"] == "checkpoints/${hydra:job.config_name}"
-    assert cfg.hydra.run.dir == "."  # relative paths mean the folder the command started in
+    # relative paths mean the folder the command started in: no run folder, no change of folder
+    assert cfg.hydra.run.dir == "." and cfg.hydra.job.chdir is False
 
 
 def test_strategy_options_are_plain_overrides_and_a_typo_is_an_error():

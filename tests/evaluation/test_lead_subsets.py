@@ -70,6 +70,7 @@ def test_rlm_pretrained_model_probed_on_one_lead_end_to_end(pretrained, tiny_dat
             *FINETUNE_SMALL,
             f"task.data={tiny_dataset}",
             "+task.leads=II",
+            "dataset.valid_subset='valid,test'",  # the test metrics logged, to compare with goodviews-evaluate's
             f"model.model_path={pretrained}",
             f"checkpoint.save_dir={probe}",
         ],

@@ -429,6 +429,7 @@ def _probe_test_line(data: Path, save: Path, overrides: list[str], max_epoch: in
             f"optimization.max_epoch={max_epoch}",
             f"task.data={data}",
             f"checkpoint.save_dir={save}",
+            "dataset.valid_subset='valid,test'",  # the test line this helper returns
             *overrides,
         ],
         data.parent,

@@ -39,6 +39,7 @@ def test_multi_label_probe_logs_and_writes_auroc_fmax_and_challenge_score(multil
             f"checkpoint.save_dir={save}",
             "task.label_type=multi",
             "task.label_set=cinc2021",
+            "dataset.valid_subset='valid,test'",  # test scored in validation too, to compare with goodviews-evaluate
         ],
         tmp_path,
         env=ENV,

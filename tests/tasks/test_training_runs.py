@@ -44,6 +44,7 @@ def test_pretrain_two_epochs_then_linear_probe_loads_the_encoder(tiny_dataset, t
             f"checkpoint.save_dir={probe}",
             f"model.model_path={ckpt / 'checkpoint_last.pt'}",
             "optimization.max_epoch=2",
+            "dataset.valid_subset='valid,test'",
         ],
         tmp_path,
     )
