@@ -8,7 +8,13 @@ from typing import Any
 
 from fairseq_goodviews.cli.runner import run_command
 from fairseq_goodviews.evaluation.detector_comparison import compare_detectors, format_comparison
-from fairseq_goodviews.evaluation.validate_attributes import format_report, validate_attributes, validate_real
+from fairseq_goodviews.evaluation.validate_attributes import (
+    RECORD_COLUMN,
+    format_report,
+    validate_attributes,
+    validate_real,
+    validate_reference,
+)
 from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.preprocessing.wave_attributes import DEFAULT_R_PEAK_DETECTOR, METHODS, R_PEAK_DETECTORS
 
@@ -31,6 +37,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(default: $GOODVIEWS_SHARED_DATA; without it, no real records)",
     )
     parser.add_argument(
+        "--reference",
+        metavar="CSV",
+        help=f"your own device measurements: a CSV with a {RECORD_COLUMN} column (WFDB record path or name) "
+        "and any of rate/VentricularRate, qrs_duration/QRSDuration, qt/QTInterval, qtc/QTCorrected, "
+        "r_axis/RAxis, t_axis/TAxis, optionally rhythm/Rhythm (docs/data.md)",
+    )
+    parser.add_argument(
+        "--records-dir",
+        metavar="DIR",
+        help=f"folder the {RECORD_COLUMN} column of --reference is relative to (default: the CSV's folder)",
+    )
+    parser.add_argument(
         "--method", choices=(*METHODS, "all"), default="all", help="delineation method(s) to validate (default: all)"
     )
     parser.add_argument("--detector", choices=R_PEAK_DETECTORS, default=DEFAULT_R_PEAK_DETECTOR, help="R-peak detector")
@@ -48,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.compare_detectors:
                 report["detectors"] = compare_detectors(args.real)
                 print(format_comparison(report["detectors"]))
+        if args.reference:
+            report["reference"] = validate_reference(args.reference, args.records_dir, methods, args.detector)
+            print(
+                format_report(report["reference"], f"{len(report['reference']['records'])} records vs {args.reference}")
+            )
         if args.records > 0:
             report["synthetic"] = validate_attributes(
                 args.records, seed=args.seed, workers=args.workers, methods=methods, detector=args.detector

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import scipy.ndimage
+import scipy.signal
 
 from fairseq_goodviews.leads import CANONICAL_LEADS
 
@@ -27,8 +28,15 @@ QRS_LEAD_SHARE = 0.2
 QRS_END_LEVEL = 0.3
 QRS_SEARCH = 110  # samples searched on either side of the steepest QRS point
 T_REFERENCE_S = 0.15
+ST_SEGMENT_S = 0.04  # the T wave is looked for (and its axis taken) this long after the QRS end
 QTC_LIMIT_S = 0.70
 NEXT_QRS_MARGIN_S = 0.04
+P_PEAK_WINDOW_S = (0.16, 0.03)  # the P peak is searched this long to this short before the QRS onset
+P_MIN_MV = 0.04  # spatial magnitude of the smallest P wave taken for one
+P_ONSET_LEVEL = 0.2  # P onset: where the magnitude falls below this share of the P peak
+P_MAX_HALF_S = 0.1  # the P onset lies at most this long before the P peak
+T_MIN_S = 0.08  # the shortest stretch a next-P bound may leave the T wave (see t_offset)
+P_TROUGH = 1.2  # the previous T wave rises this many times above the trough before a P wave
 _LEAD = {name: i for i, name in enumerate(CANONICAL_LEADS)}
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 _AVF_GAIN = math.sqrt(3.0) / 2.0
@@ -153,7 +161,46 @@ def qrs_bounds(median: np.ndarray) -> tuple[int, int] | str:
     return int(np.sort(onsets)[min(1, len(onsets) - 1)]), int(np.sort(offsets)[::-1][min(1, len(offsets) - 1)])
 
 
-def t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str:
+def p_onset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | None:
+    """P-wave onset of the median beat ([leads, FRAME], measured leads, baseline-corrected at the
+    PR segment; QRS from ``q_on`` to ``q_off``, mean RR ``rr`` in s), or None when no P wave shows
+    before the QRS.
+
+    The P peak is the largest local maximum of the spatial magnitude from ``P_PEAK_WINDOW_S[0]`` to
+    ``P_PEAK_WINDOW_S[1]`` before the QRS onset (a local maximum, so that the descending limb of the
+    previous T wave, which enters the window at fast rates, does not count). The onset is the last
+    sample before the peak where the magnitude is below ``P_ONSET_LEVEL`` of the peak's, or, when
+    the previous T wave runs into the P wave, the lowest point between them. A P wave is a wave of
+    its own: between the previous beat's QRS and the onset, the previous T wave must rise
+    ``P_TROUGH`` times above the onset's magnitude; otherwise the wave before the QRS is the
+    previous T wave itself (a QT as long as the RR, with no P wave of its own to see).
+    """
+    lo, hi = q_on - int(P_PEAK_WINDOW_S[0] * FS), q_on - int(P_PEAK_WINDOW_S[1] * FS)
+    if lo < 1:
+        return None
+    magnitude = np.sqrt(np.sum(median[:, :hi] ** 2, axis=0))
+    maxima = lo + scipy.signal.find_peaks(magnitude[lo:hi])[0]
+    if not len(maxima):
+        return None
+    peak = int(maxima[np.argmax(magnitude[maxima])])
+    if magnitude[peak] < P_MIN_MV:
+        return None
+    start = max(peak - int(P_MAX_HALF_S * FS), 0)
+    below = np.flatnonzero(magnitude[start:peak] <= P_ONSET_LEVEL * magnitude[peak])
+    onset = start + int(below[-1]) if len(below) else start + int(np.argmin(magnitude[start:peak]))
+    previous_t = magnitude[max(t_wave_start(q_off) - int(rr * FS), 0) : onset]
+    if len(previous_t) and previous_t.max() < P_TROUGH * magnitude[onset]:
+        return None
+    return onset
+
+
+def t_wave_start(q_off: int) -> int:
+    """Where the T wave is looked for: ``ST_SEGMENT_S`` after the QRS end, past the ST segment,
+    which an elevation would make the T peak and a depression would turn the T axis."""
+    return q_off + int(ST_SEGMENT_S * FS)
+
+
+def t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float, p_on: int | None = None) -> int | str:
     """T-wave end by the trapezium-area method (Vazquez-Seisdedos et al. 2011) on the T wave's
     principal component.
 
@@ -165,15 +212,28 @@ def t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str:
     baseline level after the T wave, which the tangent method needs. Values beyond the PR-segment
     baseline on the far side count as the baseline, so that a following wave of the opposite
     polarity (often the next P wave at fast rates) does not drag the end later. Searched after the J point,
-    up to a QTc of ``QTC_LIMIT_S`` and ``NEXT_QRS_MARGIN_S`` before the next QRS.
+    up to a QTc of ``QTC_LIMIT_S``, ``NEXT_QRS_MARGIN_S`` before the next QRS and, when the beat has a
+    P wave starting at ``p_on`` (:func:`p_onset`), up to the next beat's P onset, one RR later: at fast
+    rates the next P wave follows the T wave closely and would otherwise pass for its descending limb.
+    A bound that leaves the T wave less than ``T_MIN_S`` is ignored.
     """
     end = int(min(FRAME - 1, q_on + (rr - NEXT_QRS_MARGIN_S) * FS, q_on + QTC_LIMIT_S * math.sqrt(rr) * FS))
-    start = q_off + int(0.04 * FS)  # past the ST segment, which an elevation would make the "peak"
+    start = t_wave_start(q_off)
+    if p_on is not None and p_on + int(rr * FS) >= start + T_MIN_S * FS:
+        end = min(end, p_on + int(rr * FS))
+    found = _trapezium_end(median, start, end)
+    return found if isinstance(found, str) else found[0]
+
+
+def _trapezium_end(median: np.ndarray, start: int, end: int) -> tuple[int, np.ndarray] | str:
+    """The trapezium T end searched from ``start`` to ``end`` (see :func:`t_offset`) and the T
+    wave (its principal component from ``start`` to ``end``, as a share of its peak); or why there
+    is none."""
     if end - start < 8:
         return "RR too short to find the T wave"
     segment = median[:, start : end + 1]
     direction = np.linalg.svd(segment - segment.mean(axis=1, keepdims=True), full_matrices=False)[0][:, 0]
-    wave = direction @ median[:, start : end + 1]
+    wave = direction @ segment
     if wave.max() < -wave.min():
         wave = -wave
     top = int(np.argmax(wave))
@@ -186,7 +246,7 @@ def t_offset(median: np.ndarray, q_on: int, q_off: int, rr: float) -> int | str:
     xr = min(len(wave) - 1, xm + int(T_REFERENCE_S * FS))
     xi = np.arange(xm, xr + 1)
     area = (wave[xm] - np.maximum(wave[xi], 0.0)) * (2 * xr - xi - xm)
-    return start + xm + int(np.argmax(area))
+    return start + xm + int(np.argmax(area)), wave / wave[top]
 
 
 def frontal_leads(median: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:

@@ -30,7 +30,10 @@ measures the detectors against each other and against device measurements.
 The delineation is done on the multi-lead median beat, the way ECG carts such as GE MUSE measure:
 global QRS onset/offset from each lead's slope relative to its own QRS (so the slow terminal
 forces of a bundle branch block count), T end by the trapezium-area method on the T wave's
-principal component. neurokit2's per-beat wavelet delineations of one lead (``method=
+principal component, searched no later than the next beat's P onset (one RR after the median
+beat's own P onset, where a P wave precedes every QRS) nor the next QRS. The T axis is taken over
+the T wave, from ``ST_SEGMENT_S`` after the QRS end, so that an ST depression or elevation does
+not turn it. neurokit2's per-beat wavelet delineations of one lead (``method=
 "neurokit_dwt"`` and ``"neurokit_cwt"``, which need the neurokit2 extra as well) are kept for
 comparison; on the real Chapman records with GE MUSE measurements they err more on every fiducial
 than the median beat, so the median beat is the default for QRS onset, QRS offset and T end alike
@@ -71,11 +74,13 @@ from fairseq_goodviews.preprocessing.median_beat import (
     frontal_leads,
     isoelectric_level,
     nanmedian_beat,
+    p_onset,
     p_wave_consistent,
     qrs_bounds,
     reported_qonset,
     smooth_beat,
     t_offset,
+    t_wave_start,
 )
 
 METHODS = ("median_beat", "neurokit_dwt", "neurokit_cwt")
@@ -406,6 +411,7 @@ def _measure(prepared: _Prepared, method: str, detector: str, result: WaveAttrib
             return
         q_on, q_off, t_off = bounds
         median = median - isoelectric_level(median, q_on)
+        p_wave = p_wave_consistent(beats, median, prepared.measured, q_on)
     else:
         qrs = qrs_bounds(median[prepared.measured])
         if isinstance(qrs, str):
@@ -413,7 +419,9 @@ def _measure(prepared: _Prepared, method: str, detector: str, result: WaveAttrib
             return
         q_on, q_off = qrs
         median = median - isoelectric_level(median, q_on)
-        t_end = t_offset(median[prepared.measured], q_on, q_off, rr)
+        measured = median[prepared.measured]
+        p_wave = p_wave_consistent(beats, median, prepared.measured, q_on)
+        t_end = t_offset(measured, q_on, q_off, rr, p_onset(measured, q_on, q_off, rr) if p_wave else None)
         if isinstance(t_end, str):
             result.fail(t_end, ("TOffset", "QTInterval", "QTCorrected", "TAxis"))
         else:
@@ -433,9 +441,9 @@ def _measure(prepared: _Prepared, method: str, detector: str, result: WaveAttrib
         lead_i, avf = frontal
         values["RAxis"] = float(round(frontal_axis(lead_i, avf, q_on, q_off)))
         if t_off is not None:
-            values["TAxis"] = float(round(frontal_axis(lead_i, avf, q_off, t_off)))
+            values["TAxis"] = float(round(frontal_axis(lead_i, avf, t_wave_start(q_off), t_off)))
 
-    if p_wave_consistent(beats, median, prepared.measured, q_on):
+    if p_wave:
         values["AtrialRate"] = values["VentricularRate"]
     else:
         result.fail(

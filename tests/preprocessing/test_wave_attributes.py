@@ -153,6 +153,45 @@ def test_errors_against_the_ge_muse_measurements_of_real_records():
     assert overall["RAxis"]["mae"] <= 10
 
 
+@pytest.mark.parametrize("rate", [130.0, 150.0])
+def test_t_end_stops_at_the_next_p_wave_at_fast_rates(rate):
+    """Sinus tachycardia with a long QT (QTc 480 ms), where the next P wave follows the T wave
+    closely: the T end is not taken on the P wave (the generator lets the true T end run up to
+    40 ms into the next P wave; the measured one stays before the true one and within 30 ms of the
+    P onset), nor past the next QRS."""
+    from fairseq_goodviews.synthetic.ecg import synthesize_record
+    from fairseq_goodviews.synthetic.patient import draw_patient
+    from fairseq_goodviews.synthetic.targets import Targets
+
+    rr_ms = 60000.0 / rate
+    for seed in range(4):
+        targets = Targets(
+            "ST", frozenset(), 50, bool(seed % 2), rate, 90.0, 480.0 * math.sqrt(rr_ms / 1000), 60.0, 50.0
+        )
+        row, microvolts = synthesize_record(seed, 0, targets, patient_seed=(seed,))
+        next_p_onset = rr_ms - 1000.0 * draw_patient(np.random.default_rng([seed]), targets).pr
+        qt = compute_wave_attributes(microvolts.T / 1000.0, 500.0).values["QTInterval"]
+        assert row["QTInterval"] - 30 <= qt <= row["QTInterval"] + 4, (rate, seed)
+        assert qt <= next_p_onset + 30 and qt <= rr_ms - 40, (rate, seed)
+
+
+@pytest.mark.parametrize("conduction", ["RBBB", "LBBB"])
+def test_wide_qrs_of_bundle_branch_blocks(conduction):
+    """Synthetic bundle branch blocks (QRS 150-160 ms, RBBB with its terminal R' in V1): the QRS
+    duration within 25 ms of the true one on every record and 12 ms on average."""
+    from fairseq_goodviews.synthetic.ecg import synthesize_record
+    from fairseq_goodviews.synthetic.targets import Targets
+
+    errors = []
+    for seed in range(5):
+        targets = Targets(
+            "SR", frozenset({conduction}), 60, bool(seed % 2), 75.0, 155.0, 420.0 * math.sqrt(0.8), 50.0, 40.0
+        )
+        row, microvolts = synthesize_record(seed, 75, targets)
+        errors.append(compute_wave_attributes(microvolts.T / 1000.0, 500.0).values["QRSDuration"] - row["QRSDuration"])
+    assert max(np.abs(errors)) <= 25 and np.mean(np.abs(errors)) <= 12, errors
+
+
 def _slowed(signal: np.ndarray, peaks: np.ndarray, extra: int) -> np.ndarray:
     """The record with ``extra`` samples of flat TP segment inserted three quarters into every RR
     interval: the same real beats at a lower rate."""
