@@ -23,6 +23,8 @@ import pandas as pd
 from scipy import stats
 
 from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.scoring.bootstrap import resampling_weights
+from fairseq_goodviews.scoring.classification import RankedScores
 
 #: Bootstrap replicates per interval, and the seed that makes every report reproducible.
 N_BOOTSTRAP = 1000
@@ -96,46 +98,19 @@ def macro_auroc(probs: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def resample_counts(n: int, rng: np.random.Generator, n_bootstrap: int) -> np.ndarray:
-    """How often each of ``n`` records is drawn in each of ``n_bootstrap`` resamples [n_bootstrap, n]."""
-    draws = rng.integers(0, n, size=(n_bootstrap, n))
-    counts = np.zeros((n_bootstrap, n), dtype=np.float64)
-    np.add.at(counts, (np.arange(n_bootstrap)[:, None], draws), 1.0)
-    return counts
-
-
-def weighted_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUROC of ``scores`` [n] for binary ``labels`` [n] under each row of record weights [B, n].
-
-    The Mann-Whitney statistic with weights (ties count one half): for integer weights it equals
-    the AUROC of the resample that repeats each record that many times. NaN where a resample has
-    no positive or no negative.
-    """
-    _, group = np.unique(scores, return_inverse=True)  # tie groups, in increasing score order
-    one_hot = np.zeros((len(scores), group.max() + 1))
-    one_hot[np.arange(len(scores)), group] = 1.0
-    positive = labels.astype(bool)
-    pos = weights[:, positive] @ one_hot[positive]  # [B, G] positive weight per tie group
-    neg = weights[:, ~positive] @ one_hot[~positive]
-    below = np.cumsum(neg, axis=1) - neg
-    pairs = pos.sum(axis=1) * neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, np.nan)
-
-
 def bootstrap_macro_auroc(pred: Predictions, counts: np.ndarray) -> np.ndarray:
     """Macro one-vs-rest AUROC of each resample [B] (classes without both kinds left out, as in
     :func:`macro_auroc`; a class present on the full set can vanish from a resample)."""
     columns = [k for k in range(pred.targets.shape[1]) if 0 < pred.targets[:, k].sum() < len(pred.targets)]
     if not columns:
         return np.full(len(counts), np.nan)
-    per_class = np.stack([weighted_auroc(pred.probs[:, k], pred.targets[:, k], counts) for k in columns], axis=1)
+    per_class = np.stack([RankedScores(pred.probs[:, k], pred.targets[:, k]).auroc(counts) for k in columns], axis=1)
     return finite_mean(per_class, axis=1)
 
 
 def bootstrap_auroc(pred: Predictions, n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """Macro AUROC of ``n_bootstrap`` resamples of the test records [n_bootstrap]."""
-    counts = resample_counts(len(pred.records), np.random.default_rng(seed), n_bootstrap)
+    counts = resampling_weights(np.arange(len(pred.records)), n_bootstrap, np.random.default_rng(seed))
     return bootstrap_macro_auroc(pred, counts)
 
 

@@ -12,8 +12,6 @@ from fairseq_goodviews.table1.stats import (
     macro_auroc,
     mean_interval,
     paired_difference,
-    resample_counts,
-    weighted_auroc,
 )
 
 
@@ -22,18 +20,6 @@ def predictions(seed: int, n: int = 120, signal: float = 1.0) -> Predictions:
     labels = np.arange(n) % 3
     probs = rng.random((n, 3)) + signal * np.eye(3)[labels]
     return Predictions(np.array([f"r{i}" for i in range(n)]), probs / probs.sum(1, keepdims=True), np.eye(3)[labels])
-
-
-def test_weighted_auroc_is_the_auroc_of_the_resample_ties_included():
-    rng = np.random.default_rng(0)
-    scores = np.round(rng.random(60), 1)  # many ties
-    labels = (rng.random(60) < 0.4).astype(int)
-    counts = resample_counts(60, rng, 20)
-    fast = weighted_auroc(scores, labels, counts)
-    for b in range(20):
-        index = np.repeat(np.arange(60), counts[b].astype(int))
-        assert fast[b] == pytest.approx(roc_auc_score(labels[index], scores[index]))
-    assert weighted_auroc(scores, labels, np.ones((1, 60)))[0] == pytest.approx(roc_auc_score(labels, scores))
 
 
 def test_macro_auroc_is_sklearns_ties_included():
