@@ -389,7 +389,7 @@ def test_a_method_that_cannot_learn_on_the_data_is_na_with_its_reason(tiny_datas
         "schedules": {"pretraining": facts, "linear_probe": facts, "finetune": facts},
     }
     text = markdown([row], {}, settings, {})
-    assert "| Patient (PCLR) [1] | linear probe | 1 | n/a |" in text
+    assert "| Patient (PCLR) [1] | ResNet-1D | linear probe | 1 | n/a |" in text
     assert f"- [1] n/a: not trained, {reason}." in text
 
 
