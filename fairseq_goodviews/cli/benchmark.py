@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         help="write the report of the runs finished so far in OUT, train nothing (works while the "
         "benchmark still runs)",
     )
+    parser.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="set aside and redo the finished runs in OUT whose settings differ from this command's "
+        "(without it such runs stop the benchmark, naming what differs)",
+    )
     parser.add_argument("--jobs", type=int, help="runs at once; the CPU cores are shared between them")
     parser.add_argument(
         "--config-root", default=str(DEFAULT_CONFIG_ROOT), help="folder with pretraining/ and finetuning/ hydra configs"
@@ -116,6 +122,7 @@ def _benchmark(args: argparse.Namespace) -> int:
             ptbxl_data=args.ptbxl_data,
             task=args.task,
             report_only=args.report_only,
+            rerun_changed=args.rerun_changed,
             config_root=args.config_root,
         )
     except KeyboardInterrupt:

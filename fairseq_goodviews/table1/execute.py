@@ -35,6 +35,7 @@ from fairseq_goodviews.evaluation.identification import identify
 from fairseq_goodviews.io.atomic import atomic_open, json_safe
 from fairseq_goodviews.io.locks import exclusive_lock
 from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
+from fairseq_goodviews.table1.resume import changed_runs, planned_settings, refuse_changed, run_schedule, set_aside
 
 logger = logging.getLogger("fairseq_goodviews.table1")
 
@@ -60,6 +61,10 @@ class Context:
     threads: int = 1
     #: Called with each launched command (tests count launches through it).
     on_launch: Optional[Callable[[List[str]], None]] = None
+    #: Set aside and redo finished runs whose settings differ from the plan's (else: stop).
+    rerun_changed: bool = False
+    #: Every planned run's settings (:func:`~fairseq_goodviews.table1.resume.planned_settings`).
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def data_for(self, spec: RunSpec) -> Path:
         if spec.dataset == PTBXL_DATA:
@@ -113,6 +118,8 @@ def full_overrides(spec: RunSpec, ctx: Context) -> List[str]:
     ]
     if spec.depends_on:
         overrides.append(f"model.model_path={hydra_path(ctx.pretrain_checkpoint(spec.depends_on))}")
+    if ctx.rerun_changed:  # checkpoints of another run in a run's folder are set aside, not resumed
+        overrides.append("task.fresh_run=true")
     return overrides
 
 
@@ -200,8 +207,8 @@ def read_result(path: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-def base_result(spec: RunSpec, **fields: Any) -> Dict[str, Any]:
-    """The fields every ``result.json`` has, plus ``fields``."""
+def base_result(spec: RunSpec, settings: Mapping[str, Any], **fields: Any) -> Dict[str, Any]:
+    """The fields every ``result.json`` has (``settings``: what the run is), plus ``fields``."""
     return {
         "run_id": spec.run_id,
         "kind": spec.kind,
@@ -210,13 +217,18 @@ def base_result(spec: RunSpec, **fields: Any) -> Dict[str, Any]:
         "protocol": spec.protocol,
         "label_fraction": spec.label_fraction,
         "lead_mask_prob": spec.lead_mask_prob,
+        "encoder": spec.encoder,
+        "settings": settings,
+        "schedule": run_schedule(settings),
         **fields,
     }
 
 
-def not_applicable_result(spec: RunSpec, reason: str) -> Dict[str, Any]:
+def not_applicable_result(spec: RunSpec, settings: Mapping[str, Any], reason: str) -> Dict[str, Any]:
     """The result of a run that was not trained because its method cannot learn on the data."""
-    return base_result(spec, status="not_applicable", reason=reason, metrics=None, uses_labels=False, wall_time_s=0.0)
+    return base_result(
+        spec, settings, status="not_applicable", reason=reason, metrics=None, uses_labels=False, wall_time_s=0.0
+    )
 
 
 def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any]) -> Dict[str, Any]:
@@ -235,6 +247,7 @@ def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, An
         )
     return base_result(
         spec,
+        ctx.settings[spec.run_id],
         status="ok",
         metrics=json_safe(metrics),
         uses_labels=bool(pretrain.get("uses_labels")),
@@ -254,7 +267,7 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
         pretrain.get("reason") if pretrain and pretrain.get("status") == "not_applicable" else None
     )
     if reason:
-        return _write_result(run_dir, not_applicable_result(spec, reason))
+        return _write_result(run_dir, not_applicable_result(spec, ctx.settings[spec.run_id], reason))
     if spec.kind == IDENTIFICATION:
         return _write_result(run_dir, identification_result(spec, ctx, pretrain))
     log = run_dir / "train.log"
@@ -274,6 +287,7 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
     train_time = time.monotonic() - start
     result = base_result(
         spec,
+        ctx.settings[spec.run_id],
         config=f"{spec.stage}/{spec.config_name}",
         overrides=full_overrides(spec, ctx),
         resumed=resumed,
@@ -369,11 +383,26 @@ def run_plan(plan: Sequence[RunSpec], ctx: Context, execute: bool = True) -> Out
     """Run every unfinished run of ``plan``, ``ctx.jobs`` at a time, dependencies first; without
     ``execute``, only collect the finished ones (the unfinished are reported as not run yet)."""
     outcome = Outcome(results={}, failed={})
-    pending: List[RunSpec] = []
+    ctx.settings = planned_settings(plan, ctx.config_root, ctx.data_for, ctx.identification_crop)
+    finished = {}
     for spec in plan:
         done = read_result(ctx.run_dir(spec.run_id) / "result.json")
         if done is not None:
-            outcome.results[spec.run_id] = done
+            finished[spec.run_id] = done
+    changed = changed_runs(finished, ctx.settings)
+    if changed and not (execute and ctx.rerun_changed):
+        refuse_changed(ctx.out / "runs", changed)
+    for run_id in sorted(changed):
+        logger.info(
+            "%s: made with other settings (%s); set aside in %s",
+            run_id,
+            "; ".join(changed[run_id][:3]),
+            set_aside(ctx.run_dir(run_id)),
+        )
+    pending: List[RunSpec] = []
+    for spec in plan:
+        if spec.run_id in finished and spec.run_id not in changed:
+            outcome.results[spec.run_id] = finished[spec.run_id]
         else:
             pending.append(spec)
     if not execute:

@@ -28,6 +28,8 @@ DEFAULT_CONFIG_ROOT = CONFIG_ROOT
 #: Hydra presets and schedules of an encoder family other than the ResNet carry its prefix
 #: (``config/pretraining/preset/w2v_cpu_small.yaml``); keyed by the registered model name.
 FAMILY_PREFIX: Dict[str, str] = {"resnet1d": "", "wav2vec2_ecg": "w2v_"}
+#: The encoder family of the baselines that name none (the supervised baseline, the first random init).
+DEFAULT_ENCODER = "resnet1d"
 
 # Kinds of run (the ``kind`` field of every result).
 PRETRAIN = "pretrain"
@@ -264,6 +266,8 @@ class RunSpec:
     lead_mask_prob: Optional[float] = None
     #: The prepared folder the run reads (:data:`MAIN_DATA` or :data:`PTBXL_DATA`).
     dataset: str = MAIN_DATA
+    #: The registered model of the encoder the run trains or probes (its family).
+    encoder: str = DEFAULT_ENCODER
 
 
 def _common(hydra_preset: str, schedule: str, seed: int) -> List[str]:
@@ -339,6 +343,7 @@ def _spec(
     pretrain: Optional[RunSpec] = None,
     lead_mask_prob: Optional[float] = None,
     dataset: str = MAIN_DATA,
+    encoder: str = DEFAULT_ENCODER,
 ) -> RunSpec:
     """One run of the plan; a run on the encoder of ``pretrain`` depends on it and carries its lead
     masking (``lead_mask_prob`` is that of a pretraining run itself)."""
@@ -355,6 +360,7 @@ def _spec(
         depends_on=None if pretrain is None else pretrain.run_id,
         lead_mask_prob=lead_mask_prob if pretrain is None else pretrain.lead_mask_prob,
         dataset=dataset,
+        encoder=encoder if pretrain is None else pretrain.encoder,
     )
 
 
@@ -366,6 +372,10 @@ def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptb
     """
     plan: List[RunSpec] = []
     fractions = sorted(set(preset.label_fractions) | {1.0})
+    # every family gets its own random-init baseline: a method is compared with its own architecture
+    families = list(dict.fromkeys([DEFAULT_ENCODER, *(method.model for method in methods)]))
+    for method in methods:
+        method.prefix  # noqa: B018 - a family without benchmark presets is a BenchmarkError here
     variants = [
         (method, method.name + suffix, *pretrain_overrides(preset, method, config_root, masking))
         for method in methods
@@ -382,10 +392,18 @@ def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptb
                 config_name=method.name,
                 overrides=[o if not o.startswith("common.seed=") else f"common.seed={seed}" for o in pretraining],
                 lead_mask_prob=mask_prob,
+                encoder=method.model,
             )
             plan += [pretrain, *_encoder_runs(preset, method, name, pretrain, fractions, ptbxl)]
-        plan += _baseline_runs(preset, seed, fractions, ptbxl)
+        plan += _baseline_runs(preset, seed, fractions, ptbxl, families)
     return plan
+
+
+def random_init_stem(encoder: str) -> str:
+    """The run-id stem of ``encoder``'s random-init baseline: ``random_init`` for the ResNet (as
+    before there were several), ``random_init_w2v`` for wav2vec 2.0."""
+    prefix = FAMILY_PREFIX[encoder]
+    return RANDOM_INIT + (f"_{prefix.rstrip('_')}" if prefix else "")
 
 
 def _probes(
@@ -459,15 +477,18 @@ def _encoder_runs(
     return runs
 
 
-def _baseline_runs(preset: Preset, seed: int, fractions: Sequence[float], ptbxl: bool) -> List[RunSpec]:
-    """The baselines at ``seed``, which pretrain nothing: the random-init frozen encoder's probes and
-    the supervised encoder trained from scratch."""
+def _baseline_runs(
+    preset: Preset, seed: int, fractions: Sequence[float], ptbxl: bool, families: Sequence[str]
+) -> List[RunSpec]:
+    """The baselines at ``seed``, which pretrain nothing: each encoder family's random-init frozen
+    encoder, probed as its pretrained encoders are, and the supervised encoder trained from scratch."""
     runs: List[RunSpec] = []
-    random_init = partial(_spec, method=RANDOM_INIT, seed=seed)
-    if preset.random_init and ptbxl and preset.ptbxl_label_set:
-        runs.append(_ptbxl_probe(random_init, f"random_init-s{seed}-ptbxl-probe", preset, "", seed))
-    if preset.random_init:
-        runs += _probes(random_init, f"random_init-s{seed}", RANDOM_INIT, preset, "", seed, fractions)
+    for encoder in families if preset.random_init else ():
+        random_init = partial(_spec, method=RANDOM_INIT, seed=seed, encoder=encoder)
+        stem, prefix = f"{random_init_stem(encoder)}-s{seed}", FAMILY_PREFIX[encoder]
+        if ptbxl and preset.ptbxl_label_set:
+            runs.append(_ptbxl_probe(random_init, f"{stem}-ptbxl-probe", preset, prefix, seed))
+        runs += _probes(random_init, stem, RANDOM_INIT, preset, prefix, seed, fractions)
     if preset.supervised:
         runs.append(
             _spec(

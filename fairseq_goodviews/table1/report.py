@@ -5,9 +5,13 @@ Rows are (method, lead masking, protocol): every Good Views strategy appears wit
 (W2V+CMSC+RLM) appears once. Each row carries the test macro AUROC over seeds (mean, std, a 95 %
 interval: Student-t over seeds, or the run's bootstrap interval for a single seed; the plots draw
 the same interval), the downstream task's other metrics (:func:`~.downstream.task_metrics`) and,
-for the linear probes, paired-bootstrap differences against the random-init baseline and against
-SimCLR in the same column, on the same test records (:mod:`fairseq_goodviews.table1.stats`). The
-paper's figures appear only beside its own task, ``rhythm4``.
+for the linear probes, paired differences against the random-init baseline of the method's own
+encoder family and against SimCLR in the same column when it has the same encoder (never a
+comparison that changes the architecture and the method at once): the Student-t interval of the
+per-seed differences, or with one seed the paired bootstrap of its test records, labelled as
+conditional on the one trained model (:mod:`fairseq_goodviews.table1.stats`). Each row names its
+encoder and the schedules it ran, read from its runs' composed configs. The paper's figures appear
+only beside its own task, ``rhythm4``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ import numpy as np
 
 from fairseq_goodviews.io.atomic import atomic_open, atomic_path
 from fairseq_goodviews.table1.downstream import CHALLENGE_METRIC, RHYTHM4, describe_task, task_metrics
+from fairseq_goodviews.table1.plan import DEFAULT_ENCODER, FAMILY_PREFIX, RANDOM_INIT, BenchmarkError, random_init_stem
+from fairseq_goodviews.table1.resume import schedule_text
 from fairseq_goodviews.table1.stats import (
+    RECORDS_ONE_SEED,
+    DifferentTestRecordsError,
     Predictions,
     bootstrap_auroc,
     mean_interval,
@@ -31,11 +39,17 @@ from fairseq_goodviews.table1.stats import (
     percentile_interval,
 )
 
-#: The baselines: their table names and the paper's Table 1 macro AUROC (%) where it has one.
+#: The encoder families as the tables name them.
+ENCODER_NAMES = {"resnet1d": "ResNet-1D", "wav2vec2_ecg": "wav2vec 2.0"}
+#: The baselines: their table names and the paper's Table 1 macro AUROC (%) where it has one; one
+#: random-init baseline per encoder family (``random_init``, ``random_init_w2v``).
 #: Pretraining methods describe themselves (``settings["methods"]``, from their strategy class).
 BASELINES: Dict[str, Dict[str, Any]] = {
     "supervised": {"table_name": "Supervised baseline", "paper_auroc": (81.4, 1.3)},
-    "random_init": {"table_name": "Random-init frozen encoder", "paper_auroc": None},
+    **{
+        random_init_stem(encoder): {"table_name": f"Random-init frozen {ENCODER_NAMES[encoder]}", "paper_auroc": None}
+        for encoder in FAMILY_PREFIX
+    },
 }
 #: Column names of the metrics in the tables.
 METRIC_NAMES = {
@@ -46,8 +60,9 @@ METRIC_NAMES = {
     "f_max": "F-max",
     CHALLENGE_METRIC: "Challenge score",
 }
-#: The methods every probe row is compared with (paired, same seed, same lead-masking column).
-REFERENCES = ("random_init", "simclr")
+#: The methods every probe row is compared with (paired, same seed, same encoder family; SimCLR in
+#: the same lead-masking column): ``vs_random_init`` is the row's own family's random init.
+REFERENCES = (RANDOM_INIT, "simclr")
 #: The other downstream tasks, as extra columns of each linear-probe row: (protocol, metric, column).
 EXTRA_COLUMNS = (
     ("ptbxl_probe", "macro_auroc", "ptbxl_macro_auroc"),
@@ -82,9 +97,23 @@ def masked(result: Mapping[str, Any]) -> bool:
     return bool(result.get("lead_mask_prob") or 0.0)
 
 
+def encoder_of(result: Mapping[str, Any]) -> str:
+    """The encoder family of a run or row (runs from before families were recorded: the ResNet)."""
+    return result.get("encoder") or DEFAULT_ENCODER
+
+
+def row_method(result: Mapping[str, Any]) -> str:
+    """A run's method in the tables: its strategy, or its family's random init (``random_init_w2v``)."""
+    return random_init_stem(encoder_of(result)) if result["strategy"] == RANDOM_INIT else result["strategy"]
+
+
+def is_random_init(method: str) -> bool:
+    return method in {random_init_stem(encoder) for encoder in FAMILY_PREFIX}
+
+
 def variant(result: Mapping[str, Any]) -> str:
     """``simclr`` or ``simclr+rlm``: a method in one lead-masking column."""
-    return result["strategy"] + ("+rlm" if masked(result) else "")
+    return row_method(result) + ("+rlm" if masked(result) else "")
 
 
 def mean_std(values: Sequence[float]) -> Dict[str, Any]:
@@ -111,13 +140,18 @@ def _interval(scored: Sequence[Mapping[str, Any]]) -> Optional[List[float]]:
 
 
 def _paired(runs: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
-    """Paired-bootstrap difference of ``runs`` minus ``reference`` over their common seeds."""
+    """Paired difference of ``runs`` minus ``reference`` over their common seeds; runs of one seed
+    that scored different test records stop the report in one line naming them."""
     by_seed = {r["seed"]: r for r in reference}
     pairs = {}
     for run in runs:
         other = by_seed.get(run["seed"])
         mine, theirs = _read_predictions(run), _read_predictions(other) if other else None
         if mine is not None and theirs is not None:
+            try:
+                mine.aligned_with(theirs)
+            except DifferentTestRecordsError as exc:
+                raise BenchmarkError(f"runs {run['run_id']} and {other['run_id']}: {exc}") from None
             pairs[run["seed"]] = (mine, theirs)
     return paired_difference(pairs) if pairs else None
 
@@ -129,18 +163,20 @@ def summary_rows(results: Sequence[Dict[str, Any]], task: str, methods: Methods 
     ``methods`` (name -> ``table_name``, ``paper_auroc``) describes the pretraining methods; a
     method that was not applicable to the data gets a row with ``status`` and ``reason`` and no
     metrics. The paper's AUROC is filled in for ``rhythm4`` only (the task it was measured on).
-    Order: linear probes and the supervised baseline (Table 1), then full fine-tunes.
+    Order: linear probes and the supervised baseline (Table 1), then full fine-tunes. ``results``
+    may hold the pretraining runs too: their schedules fill the rows' ``pretrain_schedule``.
     """
+    by_id = {r["run_id"]: r for r in results if "run_id" in r}
     groups: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
     extra: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
     for result in results:
         if result.get("protocol") not in TABLE_PROTOCOLS or result.get("label_fraction", 1.0) != 1.0:
             if result.get("metrics") is not None and result.get("protocol") in {c[0] for c in EXTRA_COLUMNS}:
-                extra.setdefault((result["strategy"], masked(result), result["protocol"]), []).append(result)
+                extra.setdefault((row_method(result), masked(result), result["protocol"]), []).append(result)
             continue
         if result.get("metrics") is None and result.get("status") != "not_applicable":
             continue
-        groups.setdefault((result["strategy"], masked(result), result["protocol"]), []).append(result)
+        groups.setdefault((row_method(result), masked(result), result["protocol"]), []).append(result)
     catalogue = _catalogue(methods)
 
     def section(key: tuple[str, bool, str]) -> tuple[int, tuple[int, str], bool]:
@@ -154,9 +190,13 @@ def summary_rows(results: Sequence[Dict[str, Any]], task: str, methods: Methods 
     for (method, rlm, protocol), runs in sorted(groups.items(), key=lambda item: section(item[0])):
         uses_labels = any(r["uses_labels"] for r in runs)
         scored = [r for r in runs if r.get("metrics") is not None]
+        pretrain = by_id.get(((runs[0].get("pretrain") or {}).get("run_id")) or "", {})
         row: Dict[str, Any] = {
             "method": method,
-            "strategy": method,
+            "strategy": runs[0]["strategy"],
+            "encoder": encoder_of(runs[0]),
+            "schedule": runs[0].get("schedule"),
+            "pretrain_schedule": pretrain.get("schedule"),
             "name": display_name(method, uses_labels, methods),
             "protocol": protocol,
             "kind": runs[0]["kind"],
@@ -181,10 +221,12 @@ def summary_rows(results: Sequence[Dict[str, Any]], task: str, methods: Methods 
                 if runs_of_task:
                     row[column] = mean_std([r["metrics"].get(metric) for r in runs_of_task])
         if protocol == "linear_probe" and scored:
-            for reference in REFERENCES:
-                if reference != method:
-                    compared = _paired(scored, scored_runs(reference, rlm and reference != "random_init", protocol))
-                    row[f"vs_{reference}"] = compared
+            own_random_init = random_init_stem(row["encoder"])
+            if method != own_random_init:
+                row["vs_random_init"] = _paired(scored, scored_runs(own_random_init, False, protocol))
+            simclr = scored_runs("simclr", rlm, protocol)
+            if method != "simclr" and simclr and all(encoder_of(r) == row["encoder"] for r in simclr):
+                row["vs_simclr"] = _paired(scored, simclr)
         rows.append(row)
     return rows
 
@@ -237,7 +279,8 @@ def _difference(compared: Optional[Mapping[str, Any]]) -> str:
         return "—"
     low, high = compared["ci95"]
     mark = " *" if compared["excludes_zero"] else ""
-    return f"{100 * compared['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark}"
+    one_seed = " (1 seed)" if compared.get("interval") == RECORDS_ONE_SEED else ""
+    return f"{100 * compared['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark}{one_seed}"
 
 
 def _schedule_text(facts: Mapping[str, Any]) -> str:
@@ -292,6 +335,7 @@ def markdown(
         _settings_line(settings),
         "",
         *_table1_lines(rows, settings["task"]),
+        *_schedule_lines(rows),
         *_paired_lines(rows),
         *_other_task_lines(rows, settings),
         *_other_metric_lines(rows, settings["task"]),
@@ -312,9 +356,9 @@ def _table1_lines(rows: Sequence[Dict[str, Any]], task: str) -> List[str]:
         "",
         f"Mean ± std over seeds [{INTERVAL}].",
         "",
-        "| Method | Protocol | Seeds | No lead masking (paper's protocol) | With random lead masking |"
+        "| Method | Encoder | Protocol | Seeds | No lead masking (paper's protocol) | With random lead masking |"
         + (" Paper |" if paper else ""),
-        "| --- | --- | --- | --- | --- |" + (" --- |" if paper else ""),
+        "| --- | --- | --- | --- | --- | --- |" + (" --- |" if paper else ""),
     ]
     by_key = {(row["method"], masked(row), row["protocol"]): row for row in rows}
     not_applicable: List[Mapping[str, Any]] = []
@@ -329,7 +373,8 @@ def _table1_lines(rows: Sequence[Dict[str, Any]], task: str) -> List[str]:
             rlm_cell = "—"
         else:
             rlm_cell = _cell(rlm)
-        line = f"| {name} | {_protocol(first)} | {len(first['seeds'])} | {_cell(plain)} | {rlm_cell} |"
+        encoder = ENCODER_NAMES.get(first["encoder"], first["encoder"])
+        line = f"| {name} | {encoder} | {_protocol(first)} | {len(first['seeds'])} | {_cell(plain)} | {rlm_cell} |"
         if paper:
             line += f" {_pct(first['paper_auroc']) if first['paper_auroc'] else '—'} |"
         lines.append(line)
@@ -345,8 +390,9 @@ def _table1_lines(rows: Sequence[Dict[str, Any]], task: str) -> List[str]:
             )
         )
     lines.append(
-        "- Random-init frozen encoder: the same encoder, never trained, with the same standardised linear probe "
-        "(not in the paper)."
+        "- Random-init frozen: each encoder family's encoder, never trained, with the same standardised linear probe "
+        "and schedule as that family's pretrained encoders (not in the paper); every method is compared with its "
+        "own family's."
     )
     if paper:
         lines.append(
@@ -358,20 +404,43 @@ def _table1_lines(rows: Sequence[Dict[str, Any]], task: str) -> List[str]:
     return lines
 
 
+def _schedule_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """The schedule every row ran, from its runs' composed configs (records per update are
+    records per worker x workers x update_freq)."""
+    lines = [
+        "",
+        "## Schedules (from each row's composed configs)",
+        "",
+        "| Method | Encoder | Lead masking | Protocol | Pretraining | Downstream |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        lines.append(
+            f"| {row['name']} | {ENCODER_NAMES.get(row['encoder'], row['encoder'])} | {_masking(row)} | "
+            f"{_protocol(row)} | {schedule_text(row.get('pretrain_schedule'))} | {schedule_text(row.get('schedule'))} |"
+        )
+    return lines
+
+
 def _paired_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
     """Paired-bootstrap differences of every linear probe against the random-init encoder and SimCLR."""
     lines = [
         "",
         "## Paired differences (linear probe, test macro AUROC points)",
         "",
-        "Difference of means over seeds [95 % paired-bootstrap interval on the same test records]; "
-        "* marks an interval that excludes 0. SimCLR is compared within the same lead-masking column.",
+        "Mean of the per-seed differences [95 % interval: Student-t over the seeds' differences, which holds "
+        "the training randomness, the split and the test records; (1 seed): the paired bootstrap of that seed's "
+        "test records, conditional on the one pair of trained models]; * marks an interval that excludes 0. Each "
+        "method is compared with its own encoder family's random init, and with SimCLR (same lead-masking column) "
+        "only when it has SimCLR's encoder.",
         "",
         "| Method | Lead masking | vs random-init encoder | vs SimCLR |",
         "| --- | --- | --- | --- |",
     ]
     for row in rows:
-        if row["protocol"] != "linear_probe" or row["status"] != "ok" or row["method"] == "random_init":
+        if row["protocol"] != "linear_probe" or row["status"] != "ok" or is_random_init(row["method"]):
             continue
         lines.append(
             f"| {row['name']} | {_masking(row)} | {_difference(row.get('vs_random_init'))} "
@@ -566,7 +635,7 @@ def label_efficiency_figure(
             yerr=_errors([s for _, s in points]),
             marker="o",
             capsize=3,
-            linestyle=":" if name.endswith("+rlm") else "--" if name == "random_init" else "-",
+            linestyle=":" if name.endswith("+rlm") else "--" if is_random_init(name) else "-",
             label=names.get(name, name),
         )
     ax.set_xscale("log")
@@ -576,7 +645,7 @@ def label_efficiency_figure(
     ax.set_ylabel(f"test macro AUROC (%): mean\n[{INTERVAL}]", fontsize=8)
     styles = [
         *(["dotted: with random lead masking"] if any(n.endswith("+rlm") for n in drawn) else []),
-        *(["dashed: random-init encoder"] if "random_init" in drawn else []),
+        *(["dashed: random-init encoders"] if any(is_random_init(n) for n in drawn) else []),
     ]
     ax.set_title(
         "; ".join(
@@ -606,7 +675,7 @@ def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str
     results = [outcome.results[spec.run_id] for spec in plan if spec.run_id in outcome.results]
     methods = settings.get("methods")
     downstream = [r for r in results if r.get("protocol") is not None]
-    rows = summary_rows(downstream, settings["task"], methods)
+    rows = summary_rows(results, settings["task"], methods)
     efficiency = label_efficiency(downstream, methods)
     payload = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

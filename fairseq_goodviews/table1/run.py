@@ -65,13 +65,16 @@ def run_benchmark(
     ptbxl_data: Optional[str | Path] = None,
     task: Optional[str] = None,
     report_only: bool = False,
+    rerun_changed: bool = False,
     config_root: str | Path = DEFAULT_CONFIG_ROOT,
     on_launch: Optional[Callable[[List[str]], None]] = None,
 ) -> Outcome:
     """Run (or finish) a benchmark in ``out`` and write its report; returns what happened.
 
     ``task`` is the downstream task (``rhythm4``, ``cinc2021``, ``ptbxl_<set>``); without it (and
-    without one in ``preset``) the one the data supports (:func:`~.data.choose_task`).
+    without one in ``preset``) the one the data supports (:func:`~.data.choose_task`). A finished
+    run made with other settings than the plan's stops the benchmark before anything runs
+    (:mod:`~.resume`), unless ``rerun_changed`` sets it aside and redoes it.
     """
 
     preset = _customised(
@@ -114,6 +117,7 @@ def run_benchmark(
             jobs=preset.jobs,
             threads=max(1, cpus // max(1, preset.jobs)),
             on_launch=on_launch,
+            rerun_changed=rerun_changed,
         )
         plan = build_plan(preset, methods, config_root, ptbxl=ptbxl is not None)
         start = time.monotonic()

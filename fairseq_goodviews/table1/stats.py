@@ -1,11 +1,16 @@
-"""Uncertainty of Table 1: bootstrap intervals of a run's test AUROC and paired-bootstrap differences.
+"""Uncertainty of Table 1: bootstrap intervals of a run's test AUROC and paired differences.
 
 A run's predictions (``test_predictions.csv``: one row per test record, its target(s) and every
 class's probability) are resampled with replacement; the macro one-vs-rest AUROC of each
-replicate gives a percentile interval. Two methods trained and tested on the same split (the
-same seed) are compared on the same resampled records (paired), so the interval of their
-difference excludes the test set's own sampling noise that both share. Over several seeds the
-difference of each replicate is averaged over seeds (each seed resampled independently).
+replicate gives a percentile interval.
+
+Two methods trained and tested on the same split (the same seed) are compared pairwise. With two
+or more seeds the difference is the mean of the per-seed differences with a Student-t interval
+over seeds (``t_over_seeds``): every seed trains new models (and, with split seeds, draws a new
+split), so the spread of the per-seed differences holds the training randomness, the split and
+the test records' sampling alike. With one seed there is nothing to measure the training
+randomness with: the interval is the paired bootstrap of that seed's test records
+(``records_one_seed``), conditional on the two trained models, and says so.
 """
 
 from __future__ import annotations
@@ -16,11 +21,21 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.metrics import roc_auc_score
+
+from fairseq_goodviews.errors import GoodviewsError
+from fairseq_goodviews.scoring.bootstrap import resampling_weights
+from fairseq_goodviews.scoring.classification import RankedScores
 
 #: Bootstrap replicates per interval, and the seed that makes every report reproducible.
 N_BOOTSTRAP = 1000
 BOOTSTRAP_SEED = 0
+#: How a paired difference's interval was made (``interval`` in ``results.json``).
+T_OVER_SEEDS = "t_over_seeds"
+RECORDS_ONE_SEED = "records_one_seed"
+
+
+class DifferentTestRecordsError(GoodviewsError, ValueError):
+    """Two runs compared pairwise scored different test records."""
 
 
 class Predictions:
@@ -41,8 +56,14 @@ class Predictions:
         return cls(frame["record"].astype(str).to_numpy(), frame[prob_columns].to_numpy(np.float64), targets)
 
     def aligned_with(self, other: Predictions) -> Tuple[Predictions, Predictions]:
-        """Both restricted to their common records, in one order (a paired comparison)."""
+        """Both in one record order (a paired comparison); :class:`DifferentTestRecordsError` unless
+        both scored the same records."""
         common, mine, theirs = np.intersect1d(self.records, other.records, return_indices=True)
+        if len(common) != len(self.records) or len(common) != len(other.records):
+            raise DifferentTestRecordsError(
+                f"a paired comparison needs the same test records: {len(self.records)} and {len(other.records)} "
+                f"records, {len(common)} in common"
+            )
         return (
             Predictions(common, self.probs[mine], self.targets[mine]),
             Predictions(common, other.probs[theirs], other.targets[theirs]),
@@ -60,40 +81,21 @@ def finite_mean(values: np.ndarray, axis: int) -> np.ndarray:
 
 
 def macro_auroc(probs: np.ndarray, targets: np.ndarray) -> float:
-    """Mean one-vs-rest AUROC over the classes that have both positives and negatives (NaN if none)."""
-    scores = [
-        roc_auc_score(targets[:, k], probs[:, k])
-        for k in range(targets.shape[1])
-        if 0 < targets[:, k].sum() < len(targets)
-    ]
-    return float(np.mean(scores)) if scores else float("nan")
+    """Mean one-vs-rest AUROC over the classes that have both positives and negatives (NaN if none).
 
-
-def resample_counts(n: int, rng: np.random.Generator, n_bootstrap: int) -> np.ndarray:
-    """How often each of ``n`` records is drawn in each of ``n_bootstrap`` resamples [n_bootstrap, n]."""
-    draws = rng.integers(0, n, size=(n_bootstrap, n))
-    counts = np.zeros((n_bootstrap, n), dtype=np.float64)
-    np.add.at(counts, (np.arange(n_bootstrap)[:, None], draws), 1.0)
-    return counts
-
-
-def weighted_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUROC of ``scores`` [n] for binary ``labels`` [n] under each row of record weights [B, n].
-
-    The Mann-Whitney statistic with weights (ties count one half): for integer weights it equals
-    the AUROC of the resample that repeats each record that many times. NaN where a resample has
-    no positive or no negative.
+    Each class's AUROC is the Mann-Whitney statistic from average ranks (ties count one half),
+    which is what ``sklearn.metrics.roc_auc_score`` computes, without its per-call validation
+    (the seed simulations call this thousands of times).
     """
-    _, group = np.unique(scores, return_inverse=True)  # tie groups, in increasing score order
-    one_hot = np.zeros((len(scores), group.max() + 1))
-    one_hot[np.arange(len(scores)), group] = 1.0
-    positive = labels.astype(bool)
-    pos = weights[:, positive] @ one_hot[positive]  # [B, G] positive weight per tie group
-    neg = weights[:, ~positive] @ one_hot[~positive]
-    below = np.cumsum(neg, axis=1) - neg
-    pairs = pos.sum(axis=1) * neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, np.nan)
+    scores = []
+    for k in range(targets.shape[1]):
+        positive = targets[:, k].astype(bool)
+        n_pos = int(positive.sum())
+        n_neg = len(positive) - n_pos
+        if n_pos and n_neg:
+            ranks = stats.rankdata(probs[:, k])
+            scores.append((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 def bootstrap_macro_auroc(pred: Predictions, counts: np.ndarray) -> np.ndarray:
@@ -102,13 +104,13 @@ def bootstrap_macro_auroc(pred: Predictions, counts: np.ndarray) -> np.ndarray:
     columns = [k for k in range(pred.targets.shape[1]) if 0 < pred.targets[:, k].sum() < len(pred.targets)]
     if not columns:
         return np.full(len(counts), np.nan)
-    per_class = np.stack([weighted_auroc(pred.probs[:, k], pred.targets[:, k], counts) for k in columns], axis=1)
+    per_class = np.stack([RankedScores(pred.probs[:, k], pred.targets[:, k]).auroc(counts) for k in columns], axis=1)
     return finite_mean(per_class, axis=1)
 
 
 def bootstrap_auroc(pred: Predictions, n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """Macro AUROC of ``n_bootstrap`` resamples of the test records [n_bootstrap]."""
-    counts = resample_counts(len(pred.records), np.random.default_rng(seed), n_bootstrap)
+    counts = resampling_weights(np.arange(len(pred.records)), n_bootstrap, np.random.default_rng(seed))
     return bootstrap_macro_auroc(pred, counts)
 
 
@@ -132,25 +134,35 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> Optional[List
 def paired_difference(
     pairs: Mapping[int, Tuple[Predictions, Predictions]], n_bootstrap: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED
 ) -> Dict[str, object]:
-    """Macro AUROC of A minus B, averaged over seeds, with its paired-bootstrap 95 % interval.
+    """Macro AUROC of A minus B, averaged over seeds, with its 95 % interval.
 
-    ``pairs`` maps each seed to the (A, B) predictions of that seed's split; each seed's test
-    records are resampled once per replicate and both methods scored on the same resample. A seed
-    whose test records give either method no macro AUROC is left out of the difference (None if
-    every seed is).
+    ``pairs`` maps each seed to the (A, B) predictions of that seed's split, which must cover the
+    same records. A seed whose test records give either method no macro AUROC is left out. Two or
+    more scored seeds: the Student-t interval of the per-seed differences (``t_over_seeds``). One:
+    the percentile interval of the paired bootstrap of its test records, both methods scored on the
+    same resamples (``records_one_seed``). None: no difference (``difference`` None).
     """
-    rng = np.random.default_rng(seed)
-    observed, replicates = [], []
+    observed, aligned = [], []
     for _, (a, b) in sorted(pairs.items()):
         a, b = a.aligned_with(b)
-        observed.append(macro_auroc(a.probs, a.targets) - macro_auroc(b.probs, b.targets))
-        counts = resample_counts(len(a.records), rng, n_bootstrap)
-        replicates.append(bootstrap_macro_auroc(a, counts) - bootstrap_macro_auroc(b, counts))
-    interval = percentile_interval(finite_mean(np.asarray(replicates), axis=0))
-    scored = np.isfinite(observed)
+        difference = macro_auroc(a.probs, a.targets) - macro_auroc(b.probs, b.targets)
+        if np.isfinite(difference):
+            observed.append(difference)
+            aligned.append((a, b))
+    interval, method = None, None
+    if len(aligned) >= 2:
+        interval, method = mean_interval(observed), T_OVER_SEEDS
+    elif aligned:
+        a, b = aligned[0]
+        counts = resampling_weights(np.arange(len(a.records)), n_bootstrap, np.random.default_rng(seed))
+        replicates = bootstrap_macro_auroc(a, counts) - bootstrap_macro_auroc(b, counts)
+        interval, method = percentile_interval(replicates), RECORDS_ONE_SEED
     return {
-        "difference": float(np.mean(np.asarray(observed)[scored])) if scored.any() else None,
+        "difference": float(np.mean(observed)) if observed else None,
         "ci95": interval,
+        "interval": method,
+        "n_seeds": len(observed),
+        "per_seed": [float(x) for x in observed],
         "seeds": sorted(pairs),
         "excludes_zero": bool(interval is not None and (interval[0] > 0 or interval[1] < 0)),
     }

@@ -68,10 +68,11 @@ def data_digest(data: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+def flatten_settings(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    """Add the leaves of the nested ``value`` to ``out`` as ``prefix.key.key: value`` (lists as JSON text)."""
     if isinstance(value, dict):
         for key, item in value.items():
-            _flatten(f"{prefix}.{key}", item, out)
+            flatten_settings(f"{prefix}.{key}" if prefix else str(key), item, out)
     elif isinstance(value, list):
         out[prefix] = json.dumps(value)
     else:
@@ -82,9 +83,9 @@ def run_fingerprint(task_cfg: DictConfig) -> dict[str, Any]:
     """The flat ``{setting: value}`` fingerprint of the run whose task config is ``task_cfg``."""
     plain = OmegaConf.to_container(task_cfg, resolve=True, enum_to_str=True)
     settings: dict[str, Any] = {}
-    _flatten("task", {k: v for k, v in plain.items() if k != "run_settings"}, settings)
+    flatten_settings("task", {k: v for k, v in plain.items() if k != "run_settings"}, settings)
     for name, value in plain["run_settings"].items():
-        _flatten(name, value, settings)
+        flatten_settings(name, value, settings)
     settings["task.data"] = str(Path(plain["data"]).resolve())
     settings["task.data_digest"] = data_digest(plain["data"])
     return {key: value for key, value in sorted(settings.items()) if key not in IGNORED}

@@ -14,7 +14,7 @@ from matplotlib.container import ErrorbarContainer
 
 from fairseq_goodviews.evaluation.evaluate import write_predictions
 from fairseq_goodviews.table1.execute import Outcome
-from fairseq_goodviews.table1.plan import PROBE, RANDOM_INIT
+from fairseq_goodviews.table1.plan import PROBE, RANDOM_INIT, BenchmarkError
 from fairseq_goodviews.table1.report import (
     auroc_figure,
     label_efficiency,
@@ -165,3 +165,57 @@ def test_a_multi_label_task_is_named_and_reported_with_its_metrics(tmp_path):
     assert "| Macro AUPRC | F-max | Challenge score |" in text and "| 50.0 | 60.0 | 0.420 |" in text
     payload = json.loads((tmp_path / "results.json").read_text())
     assert payload["paper_auroc"] == {} and payload["table"][0]["challenge_score"]["mean"] == 0.42
+
+
+def test_each_method_is_compared_with_its_own_familys_random_init_and_never_across_families(tmp_path):
+    targets = np.arange(40) % 4
+    w2v = {"encoder": "wav2vec2_ecg"}
+    results = [{**_run(tmp_path, "simclr", seed, targets, 1.0), "encoder": "resnet1d"} for seed in (1, 2)] + [
+        {**_run(tmp_path, "random_init", seed, targets, 0.2), "encoder": "resnet1d"} for seed in (1, 2)
+    ]
+    (tmp_path / "w2v").mkdir()
+    for seed in (1, 2):
+        w2v_run = _run(tmp_path / "w2v", "w2v_cmsc_rlm", seed, targets, 0.6, lead_mask_prob=0.5)
+        init = _run(tmp_path / "w2v", "random_init", seed, targets, 0.4)
+        results += [{**w2v_run, **w2v}, {**init, **w2v, "run_id": f"random_init_w2v-s{seed}"}]
+    rows = {r["method"]: r for r in summary_rows(results, "rhythm4")}
+    assert set(rows) == {"simclr", "random_init", "random_init_w2v", "w2v_cmsc_rlm"}
+    assert rows["random_init_w2v"]["encoder"] == rows["w2v_cmsc_rlm"]["encoder"] == "wav2vec2_ecg"
+    assert rows["random_init"]["encoder"] == rows["simclr"]["encoder"] == "resnet1d"
+    by_seed = {r["run_id"]: r for r in results}
+    expected = np.mean(
+        [
+            by_seed[f"w2v_cmsc_rlm-0.5-s{s}-f1.0"]["metrics"]["macro_auroc"]
+            - by_seed[f"random_init_w2v-s{s}"]["metrics"]["macro_auroc"]
+            for s in (1, 2)
+        ]
+    )
+    compared = rows["w2v_cmsc_rlm"]["vs_random_init"]
+    assert compared["difference"] == pytest.approx(expected)
+    assert (compared["interval"], compared["n_seeds"]) == ("t_over_seeds", 2)
+    assert "vs_simclr" not in rows["w2v_cmsc_rlm"]  # another architecture: not one comparison
+    assert rows["simclr"]["vs_random_init"]["difference"] == pytest.approx(
+        np.mean(
+            [
+                by_seed[f"simclr-0.0-s{s}-f1.0"]["metrics"]["macro_auroc"]
+                - by_seed[f"random_init-0.0-s{s}-f1.0"]["metrics"]["macro_auroc"]
+                for s in (1, 2)
+            ]
+        )
+    )
+    text = _report(tmp_path, results, _settings(tmp_path, seeds=2))
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| Random-init frozen wav2vec 2.0 | wav2vec 2.0 | linear probe | 2 |" in markdown
+    assert "## Schedules" in markdown and text["table"][0]["encoder"]
+
+
+def test_a_paired_comparison_on_different_test_records_stops_naming_both_runs(tmp_path):
+    results = [
+        _run(tmp_path, "simclr", 1, np.arange(40) % 4, 1.0),
+        _run(tmp_path, "random_init", 1, np.arange(36) % 4, 0.2),
+    ]
+    with pytest.raises(BenchmarkError) as error:
+        summary_rows(results, "rhythm4")
+    message = str(error.value)
+    assert "simclr-0.0-s1-f1.0" in message and "random_init-0.0-s1-f1.0" in message
+    assert message.endswith("36 in common") and "\n" not in message

@@ -18,6 +18,7 @@ import pytest
 from conftest import add_dx_column
 from fairseq_goodviews.cli.benchmark import main
 from fairseq_goodviews.config.compose import compose
+from fairseq_goodviews.io.manifest import read_manifest
 from fairseq_goodviews.table1 import PRESETS, BenchmarkError, run_benchmark
 from fairseq_goodviews.table1.data import prepare_synthetic
 from fairseq_goodviews.table1.execute import Outcome
@@ -35,6 +36,8 @@ from fairseq_goodviews.table1.plan import (
     describe_method,
 )
 from fairseq_goodviews.table1.report import DAGGER, label_efficiency, markdown, mean_std, summary_rows
+from fairseq_goodviews.table1.resume import ChangedRunsError, planned_settings
+from fairseq_goodviews.table1.stats import mean_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -137,11 +140,25 @@ def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
     assert "lead_masking=rlm" in by_id["simclr+rlm-s1-pretrain"]["overrides"]
     assert by_id["simclr+rlm-s1-probe"]["pretrain"]["run_id"] == "simclr+rlm-s1-pretrain"
 
-    # each seed its own patient-wise split of the same records
+    # each seed its own patient-wise split of the same records, none of its test records pretrained on
     splits = payload["benchmark"]["split_data"]
     assert len(set(splits.values())) == preset.seeds
     tests = [set(pd.read_csv(by_id[f"simclr-s{seed}-probe"]["predictions"])["record"]) for seed in (1, 2)]
     assert tests[0] != tests[1] and len(tests[0]) == len(tests[1])
+    for seed, test_records in zip((1, 2), tests, strict=True):
+        pretrained_on = {
+            rel for split in ("train", "valid") for rel, _ in read_manifest(Path(splits[str(seed)]) / f"{split}.tsv")[1]
+        }
+        assert pretrained_on and test_records and not test_records & pretrained_on
+    # every run records what it was; the random init is probed as the ResNet runs it is compared with
+    for run in runs:
+        assert run["settings"]["run.encoder"] == run["encoder"] == "resnet1d"
+    assert (
+        by_id["random_init-s1"]["settings"]["model.encoder._name"]
+        == by_id["simclr-s1-pretrain"]["settings"]["model._name"]
+    )
+    probe_schedule = {k: v for k, v in by_id["simclr-s1-probe"]["schedule"].items()}
+    assert by_id["random_init-s1"]["schedule"] == probe_schedule and probe_schedule["max_epoch"] == 1
 
     rows = {(row["method"], row["lead_mask_prob"] or 0.0, row["protocol"]): row for row in payload["table"]}
     assert set(rows) == {
@@ -160,8 +177,10 @@ def test_tiny_preset_runs_everything_and_reports(tiny_benchmark):
         assert low <= row["macro_auroc"]["mean"] <= high
     for key in [k for k in rows if k[2] == "linear_probe" and k[0] != "random_init"]:
         compared = rows[key]["vs_random_init"]
-        assert compared["seeds"] == [1, 2] and compared["ci95"][0] <= compared["ci95"][1]
-        assert isinstance(compared["excludes_zero"], bool)
+        assert (compared["seeds"], compared["n_seeds"], compared["interval"]) == ([1, 2], 2, "t_over_seeds")
+        assert compared["ci95"] == pytest.approx(mean_interval(compared["per_seed"]))
+        assert rows[key]["encoder"] == rows[("random_init", 0.0, "linear_probe")]["encoder"] == "resnet1d"
+        assert rows[key]["schedule"]["lr"] > 0 and rows[key]["pretrain_schedule"]["max_epoch"] >= 1
     assert rows[("rhythm", 0.5, "linear_probe")]["vs_simclr"]["seeds"] == [1, 2]
     assert rows[("rhythm", 0.0, "linear_probe")]["name"].endswith(DAGGER)
     assert rows[("simclr", 0.0, "linear_probe")]["paper_auroc"]["mean"] == pytest.approx(0.896)
@@ -389,7 +408,7 @@ def test_a_method_that_cannot_learn_on_the_data_is_na_with_its_reason(tiny_datas
         "schedules": {"pretraining": facts, "linear_probe": facts, "finetune": facts},
     }
     text = markdown([row], {}, settings, {})
-    assert "| Patient (PCLR) [1] | linear probe | 1 | n/a |" in text
+    assert "| Patient (PCLR) [1] | ResNet-1D | linear probe | 1 | n/a |" in text
     assert f"- [1] n/a: not trained, {reason}." in text
 
 
@@ -453,3 +472,53 @@ def test_a_cinc2021_benchmark_trains_scores_and_reports_that_task(tmp_path, tiny
     assert json.loads((out / "task.json").read_text()) == {"task": "cinc2021"}
     with pytest.raises(BenchmarkError, match="holds runs of task cinc2021, not rhythm4"):
         run_benchmark(out, "tiny", data=with_dx, task="rhythm4", report_only=True)
+
+
+def test_every_encoder_family_gets_its_own_random_init_probed_as_its_encoders_are():
+    preset = replace(PRESETS["cpu-small"], task="rhythm4", seeds=1, label_fractions=(1.0,))
+    plan = build_plan(preset, _methods("simclr", "w2v_cmsc_rlm"), DEFAULT_CONFIG_ROOT)
+    by_id = {spec.run_id: spec for spec in plan}
+    assert {s.run_id for s in plan if s.kind == RANDOM_INIT} == {"random_init-s1", "random_init_w2v-s1"}
+    for encoder_run, probe, init in (
+        ("simclr-s1-pretrain", "simclr-s1-probe", "random_init-s1"),
+        ("w2v_cmsc_rlm-s1-pretrain", "w2v_cmsc_rlm-s1-probe", "random_init_w2v-s1"),
+    ):
+        pretrained = _composed(by_id[encoder_run]).model
+        baseline = _composed(by_id[init])
+        assert baseline.model.encoder._name == pretrained._name == by_id[init].encoder
+        assert baseline.model.encoder == _composed(by_id[probe]).model.encoder  # the preset's encoder config
+        assert baseline.optimization == _composed(by_id[probe]).optimization  # the same probe schedule
+        assert by_id[init].overrides == by_id[probe].overrides
+
+
+def test_a_finished_run_made_with_other_settings_stops_the_benchmark_in_one_line(tmp_path, tiny_dataset, capsys):
+    out = tmp_path / "out"
+    argv = [
+        "--data",
+        str(tiny_dataset),
+        "--seeds",
+        "1",
+        "--strategies",
+        "simclr",
+        "--no-split-seeds",
+        "--task",
+        "rhythm4",
+    ]
+    other = build_plan(replace(PRESETS["cpu-small"], task="rhythm4", seeds=1), _methods("simclr"), DEFAULT_CONFIG_ROOT)
+    recorded = planned_settings(other, DEFAULT_CONFIG_ROOT, lambda spec: tiny_dataset, 2500)
+    run_dir = out / "runs" / "simclr-s1-pretrain"
+    run_dir.mkdir(parents=True)
+    (run_dir / "result.json").write_text(
+        json.dumps({"run_id": "simclr-s1-pretrain", "settings": recorded["simclr-s1-pretrain"]})
+    )
+    assert main([*argv, "--preset", "tiny", "--out", str(out)]) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert error.startswith(
+        f"goodviews-benchmark: error: {out / 'runs'}: 1 finished run(s) were made with other settings"
+    )
+    assert "(simclr-s1-pretrain: " in error and "dataset.batch_size: 64 -> 16" in error
+    assert error.endswith("use another --out, or pass --rerun-changed to set them aside and redo them")
+    assert not (out / "runs" / "simclr-s1-probe").exists()  # nothing ran
+    with pytest.raises(ChangedRunsError, match=r"settings recorded|\(none\)"):
+        (run_dir / "result.json").write_text(json.dumps({"run_id": "simclr-s1-pretrain"}))  # from before settings
+        run_benchmark(out, "tiny", data=tiny_dataset, seeds=1, strategies=["simclr"], split_seeds=False, task="rhythm4")
