@@ -56,7 +56,9 @@ def planned_settings(plan: Sequence[RunSpec], config_root: Path, data_for, ident
             flat.update({"run.config": spec.protocol, "run.crop": identification_crop})
         else:
             flat["run.config"] = f"{spec.stage}/{spec.config_name}"
-            composed = OmegaConf.to_container(compose(config_root, spec.stage, spec.config_name, spec.overrides))
+            composed = OmegaConf.to_container(
+                compose(config_root, spec.stage, spec.config_name, spec.overrides), enum_to_str=True
+            )
             composed.pop("hydra", None)
             flatten_settings("", composed, flat)
         if spec.depends_on:

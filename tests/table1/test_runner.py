@@ -512,7 +512,7 @@ def test_a_finished_run_made_with_other_settings_stops_the_benchmark_in_one_line
         json.dumps({"run_id": "simclr-s1-pretrain", "settings": recorded["simclr-s1-pretrain"]})
     )
     assert main([*argv, "--preset", "tiny", "--out", str(out)]) == 2
-    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("goodviews-benchmark: error:")]
     assert error.startswith(
         f"goodviews-benchmark: error: {out / 'runs'}: 1 finished run(s) were made with other settings"
     )
