@@ -56,6 +56,7 @@ setup(
             "goodviews-prepare-mimic-iv-ecg=fairseq_goodviews.cli.prepare_mimic_iv_ecg:main",
             "goodviews-import-fairseq-signals=fairseq_goodviews.cli.import_fairseq_signals:main",
             "goodviews-pack=fairseq_goodviews.cli.pack:main",
+            "goodviews-merge-shards=fairseq_goodviews.cli.merge_shards:main",
             "goodviews-synthetic-chapman=fairseq_goodviews.cli.synthetic_chapman:main",
             "goodviews-synthetic-ptbxl=fairseq_goodviews.cli.synthetic_ptbxl:main",
             "goodviews-synthetic-mimic-iv-ecg=fairseq_goodviews.cli.synthetic_mimic_iv_ecg:main",

@@ -6,6 +6,7 @@ from typing import Any
 
 from fairseq_goodviews.cli.runner import run_command
 from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions, PrepareResult
+from fairseq_goodviews.preprocessing.shards import parse_shard
 from fairseq_goodviews.preprocessing.wfdb_dir import (
     WfdbConverter,
     quiet_file_logging,
@@ -21,7 +22,7 @@ from fairseq_goodviews.preprocessing.wfdb_reader import (
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, *, split_options: bool = True) -> None:
-    """Add the options every preparer shares (workers, seed, splits, segmentation, progress, packing).
+    """Add the options every preparer shares (workers, seed, splits, segmentation, shard, progress, packing).
 
     ``split_options=False`` leaves out ``--seed`` and ``--split``, which only act on the random
     split assignment: a preparer with published splits (PTB-XL's folds) does not offer them.
@@ -44,6 +45,14 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, split_options: bo
         default=None,
         help="cut records into non-overlapping segments of this many samples",
     )
+    group.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="convert only shard I of N (0 <= I < N; a stable hash of each record's key) into OUT_DIR, "
+        "beside the other shards running at the same time; goodviews-merge-shards OUT_DIR then writes "
+        "the splits, manifests and report (an array job: examples/slurm_prepare_array.sbatch)",
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -63,13 +72,15 @@ def add_run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
 
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> PrepareOptions:
     """:class:`PrepareOptions` from arguments added by :func:`add_pipeline_arguments` (without its
-    split options, the seed and split fractions keep their defaults)."""
+    split options, the seed and split fractions keep their defaults); a malformed ``--shard`` is a
+    :class:`PrepareError`."""
     values: dict[str, Any] = dict(
         workers=args.workers,
         segment_samples=args.segment_samples,
         progress=not args.no_progress,
         overwrite=args.overwrite,
         pack=args.pack,
+        shard=None if args.shard is None else parse_shard(args.shard),
     )
     if "split" in args:
         values.update(seed=args.seed, split_fractions=tuple(args.split))
@@ -168,6 +179,7 @@ def run_wfdb_preparer(
     def prepare(args: argparse.Namespace) -> None:
         quiet_file_logging()
         result = prepare_with(args, converter_from_args(args), wfdb_options_from_args(args))
-        print(summarise_channels(result))
+        if result.shard is None:  # a shard's records are counted when the shards are merged
+            print(summarise_channels(result))
 
     return run_command(parser, prepare, argv)

@@ -26,6 +26,7 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 RECORDS_DIR = "records"
 STATE_DIR = ".prepare"
 JOURNAL = "journal.jsonl"
+LOCK = "lock"
 
 # Skip categories (the ``category`` column of skipped.csv and the keys of the report's counts).
 FILTERED = "filtered"  # excluded by a cohort rule (age, exclude list, source subset)
@@ -133,6 +134,9 @@ class PrepareOptions:
     overwrite: bool = False
     # Pack each split after writing its manifest (the fastest record path for training).
     pack: bool = False
+    # (I, N): convert only shard I of N (the records whose key hashes to I, :mod:`~.shards`) and
+    # journal them for goodviews-merge-shards, which writes the splits, manifests and report.
+    shard: tuple[int, int] | None = None
 
     def validate(self) -> None:
         if self.workers < 1:
@@ -146,6 +150,12 @@ class PrepareOptions:
             )
         if any(f < 0 for f in self.split_fractions) or not math.isclose(sum(self.split_fractions), 1.0, abs_tol=1e-6):
             raise PrepareError(f"split fractions must be >= 0 and sum to 1, got {list(self.split_fractions)}")
+        if self.shard is not None:
+            index, count = self.shard
+            if count < 1 or not 0 <= index < count:
+                raise PrepareError(f"shard {index}/{count}: give I/N with N >= 1 and 0 <= I < N")
+            if self.pack:
+                raise PrepareError("--pack packs the merged splits: give it to goodviews-merge-shards, not to a shard")
 
 
 @dataclass
@@ -157,6 +167,8 @@ class PrepareResult:
     skipped: list[Skipped]
     splits: dict[str, pd.DataFrame]
     report: dict[str, Any]
+    # (I, N) for a shard's run: its records only, no splits or report until the merge.
+    shard: tuple[int, int] | None = None
 
 
 def is_valid_key(key: Any) -> bool:

@@ -1,8 +1,8 @@
 """The journal, lock and clean-up that make a preparation resumable and safe to re-run.
 
-Each finished record is logged in ``OUT/.prepare/journal.jsonl`` after its files are written
-(:func:`convert_items`), so a re-run converts only what is missing or changed; a lock keeps two
-runs out of one folder; :func:`check_same_preparation` refuses to rewrite a folder prepared from
+Each finished record is logged in ``OUT/.prepare/journal.jsonl`` (a shard's in its own journal,
+:mod:`~.shards`) after its files are written (:func:`convert_items`), so a re-run converts only
+what is missing or changed; a lock keeps two runs out of one folder; :func:`check_same_preparation` refuses to rewrite a folder prepared from
 another source or with other options.
 """
 
@@ -19,14 +19,15 @@ from fairseq_goodviews.preprocessing.items import RECORDS_DIR, STATE_DIR, Prepar
 from fairseq_goodviews.preprocessing.workers import Job, record_fingerprint, rows_named_as_now, run_items
 
 
-def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
-    """Entries by key (last wins). A line cut short by a kill is dropped and truncated away."""
+def read_journal(path: Path, *, repair: bool = True) -> dict[str, dict[str, Any]]:
+    """Entries by key (last wins). A line cut short by a kill is dropped, and with ``repair``
+    truncated away (a reader that does not own the journal leaves it as it is)."""
     entries: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return entries
     data = path.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
+    if repair and len(complete) != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(len(complete))
     for line in complete.splitlines():
@@ -37,6 +38,12 @@ def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
         if isinstance(entry, dict) and "key" in entry:
             entries[entry["key"]] = entry
     return entries
+
+
+def write_journal(path: Path, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Rewrite the journal atomically with the ``entries`` that wrote files, in their order."""
+    with atomic_open(path) as handle:
+        handle.writelines(json.dumps(entry) + "\n" for entry in entries if entry["rows"])
 
 
 def remove_temporaries(folder: Path) -> None:
@@ -59,7 +66,13 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def convert_items(
-    items: Sequence[SourceItem], convert: Callable, job: Job, options: PrepareOptions, journal_path: Path, source: str
+    items: Sequence[SourceItem],
+    convert: Callable,
+    job: Job,
+    options: PrepareOptions,
+    journal_path: Path,
+    source: str,
+    reuse_from: Sequence[Path] = (),
 ) -> tuple[list[dict[str, Any]], int]:
     """Journal entries of ``items`` in their order (finished ones reused), and how many were reused.
 
@@ -68,9 +81,14 @@ def convert_items(
     ``<key>_s<k>.mat``) is converted again, so a folder never mixes both names in its manifests
     (the old files go when the run completes, :func:`remove_unlisted`). An entry is appended to
     the journal as soon as its files are written; at the end the journal is rewritten with the
-    current entries only.
+    current entries only. ``reuse_from`` are other journals whose finished entries are reused as
+    well, read without being written (a shard reuses what a one-process run or an earlier merge
+    finished, a one-process run what shards finished).
     """
-    previous = _read_journal(journal_path)
+    previous: dict[str, dict[str, Any]] = {}
+    for path in reuse_from:
+        previous.update(read_journal(path, repair=False))
+    previous.update(read_journal(journal_path))
     results: dict[str, dict[str, Any]] = {}
     todo: list[SourceItem] = []
     for item in items:
@@ -93,8 +111,7 @@ def convert_items(
                 journal.write(line + "\n")
                 journal.flush()
     entries = [results[item.key] for item in items]
-    with atomic_open(journal_path) as handle:
-        handle.writelines(json.dumps(entry) + "\n" for entry in entries if entry["rows"])
+    write_journal(journal_path, entries)
     return entries, reused
 
 
@@ -105,13 +122,31 @@ def remove_unlisted(records_dir: Path, keep: set) -> None:
             path.unlink()
 
 
-_RUN_OPTIONS = ("workers", "chunksize", "progress", "overwrite", "pack")
+_RUN_OPTIONS = ("workers", "chunksize", "progress", "overwrite", "pack", "shard")
 
 
 def _shaping(options: Mapping[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
     """The options and preparer config that decide a preparation's records and splits (JSON form)."""
     kept = {k: v for k, v in options.items() if k not in _RUN_OPTIONS}
     return json.loads(json.dumps({"options": kept, "config": dict(config or {})}, default=str))
+
+
+def shaping_changes(
+    old_options: Mapping[str, Any],
+    old_config: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+    config: Mapping[str, Any] | None,
+) -> list[str]:
+    """``<name> <old> -> <new>`` for each option or preparer config entry that decides the records
+    and splits and differs between the two (the run options, e.g. ``workers``, do not count)."""
+    old = _shaping(old_options, old_config)
+    new = _shaping(options, config)
+    return [
+        f"{key} {old[part].get(key)!r} -> {new[part].get(key)!r}"
+        for part in ("options", "config")
+        for key in sorted(set(old[part]) | set(new[part]))
+        if old[part].get(key) != new[part].get(key)
+    ]
 
 
 def check_same_preparation(
@@ -137,13 +172,6 @@ def check_same_preparation(
     )
     if before.get("source", source) != source:
         raise PrepareError(f"{out_dir} was prepared from {before['source']}, not {source}: {advice}")
-    old = _shaping(before.get("options", {}), before.get("config"))
-    new = _shaping(options, config)
-    changed = [
-        f"{key} {old[part].get(key)!r} -> {new[part].get(key)!r}"
-        for part in ("options", "config")
-        for key in sorted(set(old[part]) | set(new[part]))
-        if old[part].get(key) != new[part].get(key)
-    ]
+    changed = shaping_changes(before.get("options", {}), before.get("config"), options, config)
     if changed:
         raise PrepareError(f"{out_dir} was prepared with other options ({'; '.join(changed)}): {advice}")

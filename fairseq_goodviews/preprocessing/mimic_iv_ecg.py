@@ -347,5 +347,6 @@ def prepare_mimic_iv_ecg(
     items, skipped, facts = mimic_items(src_dir)
     config = {"src_dir": str(Path(src_dir).resolve()), **converter_config(converter), **facts}
     result = prepare(items, converter, out_dir, options=options, skipped=skipped, source="mimic_iv_ecg", config=config)
-    print(supported_strategies(result))
+    if result.shard is None:  # a shard's records are counted when the shards are merged
+        print(supported_strategies(result))
     return result

@@ -189,7 +189,7 @@ def prepare_ptbxl(
     config = {"src_dir": str(Path(src_dir).resolve()), **converter_config(converter), **facts}
     result = prepare(items, converter, out_dir, options=options, skipped=skipped, source="ptbxl", config=config)
     warning = missing_split_warning(result.splits)
-    if warning:
+    if warning and result.shard is None:  # a shard's splits are known when the shards are merged
         print(warning)
     return result
 

@@ -16,15 +16,14 @@ from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import ManifestError
 from fairseq_goodviews.io.packed import pack_line, remove_pack, write_pack
 from fairseq_goodviews.io.records import RecordError
+from fairseq_goodviews.labels import LabelSet
 from fairseq_goodviews.preprocessing.items import (
     NOTE_COLUMNS,
     PrepareError,
     PrepareOptions,
     PrepareResult,
     Skipped,
-    SourceItem,
 )
-from fairseq_goodviews.preprocessing.workers import Job
 
 
 def write_skipped(path: Path, skipped: Sequence[Skipped]) -> None:
@@ -40,19 +39,23 @@ def build_report(
     source: str,
     options: PrepareOptions,
     config: Mapping[str, Any] | None,
-    items: Sequence[SourceItem],
-    pre_skipped: Sequence[Skipped],
+    source_records: int,
     rows: Sequence[dict[str, Any]],
     skipped: Sequence[Skipped],
     splits: Mapping[str, pd.DataFrame],
     stratified: str | None,
-    job: Job,
+    record_labels: LabelSet,
 ) -> dict[str, Any]:
-    """The content of ``prepare_report.json``: counts by outcome, category and split, and the options used."""
+    """The content of ``prepare_report.json``: counts by outcome, category and split, and the options used.
+
+    ``source_records`` counts the records the preparer listed, those it rejected up front
+    included. The options are recorded as a one-process run has them: without ``progress`` and
+    ``shard``, which change neither the records nor the splits.
+    """
     written = {row["record_id"] for row in rows}
     return {
         "source": source,
-        "source_records": len(items) + len(pre_skipped),
+        "source_records": source_records,
         "written_records": len(written),
         "written_files": len(rows),
         "skipped": len(skipped),
@@ -70,10 +73,15 @@ def build_report(
         },
         "stratified_by": stratified,
         # The classes of the record files' ``label`` vector (fairseq-signals' num_labels).
-        "record_labels": {"name": job.record_labels.name, "classes": list(job.record_labels.classes)},
-        "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
+        "record_labels": {"name": record_labels.name, "classes": list(record_labels.classes)},
+        "options": report_options(options),
         "config": dict(config or {}),
     }
+
+
+def report_options(options: PrepareOptions) -> dict[str, Any]:
+    """The options as ``prepare_report.json`` records them (all but ``progress`` and ``shard``)."""
+    return {k: v for k, v in dataclasses.asdict(options).items() if k not in ("progress", "shard")}
 
 
 def remove_outdated_packs(out_dir: Path, splits: Iterable[str]) -> list[str]:
@@ -148,3 +156,16 @@ def summary_line(result: PrepareResult, source: str) -> str:
     if result.reused:
         line += f"; {result.reused} reused from an earlier run"
     return line
+
+
+def shard_summary_line(result: PrepareResult, source: str, shard: tuple[int, int]) -> str:
+    """The one line shard ``(I, N)`` prints: its records written, reused and skipped, and what comes next."""
+    index, count = shard
+    noun = "record" if result.records == 1 else "records"
+    files = f" ({result.files} files)" if result.files != result.records else ""
+    line = f"{source}: shard {index}/{count} wrote {result.records} {noun}{files} to {result.out_dir}"
+    if result.reused:
+        line += f" ({result.reused} reused from an earlier run)"
+    if result.skipped:
+        line += f"; skipped {len(result.skipped)}"
+    return line + f"; once all {count} shards are done: goodviews-merge-shards {result.out_dir}"
