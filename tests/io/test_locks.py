@@ -1,4 +1,4 @@
-"""One process at a time in an output folder: a second one is refused in one line naming the lock file."""
+"""One process at a time in an output folder (or shared holders together): one refused is one line naming the lock file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from fairseq_goodviews.errors import GoodviewsError
-from fairseq_goodviews.io.locks import exclusive_lock
+from fairseq_goodviews.io.locks import exclusive_lock, shared_lock
 from fairseq_goodviews.table1.execute import exclusive
 from fairseq_goodviews.table1.plan import BenchmarkError
 
@@ -68,3 +68,17 @@ def test_a_second_benchmark_in_the_same_folder_is_refused(tmp_path):
             with exclusive(tmp_path / "out"):
                 pass
     assert str(refused.value) == f"{tmp_path / 'out' / '.lock'}: another benchmark is running in {tmp_path / 'out'}"
+
+
+def test_shared_holders_admit_each_other_and_keep_an_exclusive_one_out(tmp_path):
+    lock_file = tmp_path / "lock"
+    with shared_lock(lock_file, "a shard", BusyError), shared_lock(lock_file, "a shard", BusyError):
+        with pytest.raises(BusyError, match=rf"^{lock_file}: shards are writing$"):
+            with exclusive_lock(lock_file, "shards are writing", BusyError):
+                pass
+    with exclusive_lock(lock_file, "busy", BusyError):
+        with pytest.raises(BusyError, match=rf"^{lock_file}: a merge is writing$"):
+            with shared_lock(lock_file, "a merge is writing", BusyError):
+                pass
+    with exclusive_lock(lock_file, "busy", BusyError):  # free again once the shared holders left
+        pass
