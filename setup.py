@@ -30,6 +30,7 @@ setup(
         "wfdb>=4.2,<5",  # 4.2: XQRS without scipy.signal.ricker (gone in scipy 1.15)
         "tqdm",
         "matplotlib>=3.7",
+        "submitit>=1.5,<2",
     ],
     # neurokit2 (which requires pandas<3 and setuptools<82) is the optional R-peak detector and
     # delineation of the wave attributes; wfdb's XQRS is their default.

@@ -12,6 +12,11 @@ the same command resumes a killed benchmark.
 The downstream task (``--task``) is what the probes and baselines learn: Chapman's four rhythm
 classes (``rhythm4``), the CinC 2021 classes (``cinc2021``, multi-label) or a PTB-XL statement
 set (``ptbxl_<set>``, multi-label); by default the task of the preparer that wrote ``--data``.
+
+Every run gets its own GPU (``--gpus``; linear probes share one, ``--runs-per-gpu``; a
+pretraining may take several under torchrun, ``--gpus-per-pretrain``), or each run is a submitit
+job on this machine (``--executor local``) or on a SLURM cluster (``--executor slurm``).
+``--plan`` prints every run and the GPU-hours of the plan without training anything.
 """
 
 import argparse
@@ -22,8 +27,9 @@ from typing import Any
 
 from fairseq_goodviews.cli.runner import run_command
 from fairseq_goodviews.table1.downstream import TASKS
-from fairseq_goodviews.table1.plan import DEFAULT_CONFIG_ROOT, PRESETS
-from fairseq_goodviews.table1.run import run_benchmark, setup_logging
+from fairseq_goodviews.table1.executors import JobSettings, Launch
+from fairseq_goodviews.table1.plan import DEFAULT_CONFIG_ROOT, PRESETS, BenchmarkError
+from fairseq_goodviews.table1.run import plan_cost, run_benchmark, setup_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "the data - Chapman rhythm4, PhysioNet 2021 cinc2021, PTB-XL ptbxl_superdiagnostic - else the "
         "first the data supports)",
     )
-    parser.add_argument("--out", required=True, help="output folder (re-use it to resume)")
+    parser.add_argument("--out", help="output folder (re-use it to resume; not needed with --plan)")
     parser.add_argument("--seeds", type=int, help="number of seeds, 1..N (default: the preset's)")
     parser.add_argument("--strategies", help="comma-separated pretraining configs (default: the preset's)")
     parser.add_argument("--finetune", action="store_true", help="also fully fine-tune every pretrained encoder")
@@ -89,7 +95,58 @@ def _parser() -> argparse.ArgumentParser:
         help="set aside and redo the finished runs in OUT whose settings differ from this command's "
         "(without it such runs stop the benchmark, naming what differs)",
     )
-    parser.add_argument("--jobs", type=int, help="runs at once; the CPU cores are shared between them")
+    parser.add_argument(
+        "--jobs", type=int, help="runs at once on a machine without GPUs; the CPU cores are shared between them"
+    )
+    gpus = parser.add_argument_group("GPUs and clusters")
+    gpus.add_argument(
+        "--gpus",
+        help="comma-separated indices of the GPUs the runs may use, or 'none' (default: every visible GPU; "
+        "each run gets its own, in its CUDA_VISIBLE_DEVICES)",
+    )
+    gpus.add_argument(
+        "--runs-per-gpu", type=int, default=2, help="linear probes sharing one GPU (a training that fills it: one)"
+    )
+    gpus.add_argument(
+        "--gpus-per-pretrain",
+        type=int,
+        default=1,
+        help="GPUs of a pretraining run (torchrun, NCCL): as many as divide its schedule's update_freq, which "
+        "shrinks so that batch x GPUs x update_freq stays the schedule's",
+    )
+    gpus.add_argument(
+        "--executor",
+        choices=("direct", "local", "slurm"),
+        default="direct",
+        help="direct: this process starts the runs; local: each run a submitit job on this machine; slurm: each "
+        "run a SLURM job through submitit (logs in OUT/runs/<id>/submitit/)",
+    )
+    gpus.add_argument("--slurm-partition", help="SLURM partition of the jobs")
+    gpus.add_argument("--slurm-time", type=int, default=24 * 60, help="time limit of a job in minutes")
+    gpus.add_argument(
+        "--gpus-per-run", type=int, default=1, help="GPUs of a SLURM job (0: CPU jobs); a pretraining asks for its own"
+    )
+    gpus.add_argument("--cpus-per-gpu", type=int, default=8, help="CPU cores a SLURM job asks for per GPU")
+    gpus.add_argument("--max-parallel", type=int, default=32, help="SLURM jobs in flight at once")
+    gpus.add_argument(
+        "--slurm-dry-run",
+        action="store_true",
+        help="write each unfinished run's sbatch script to OUT/runs/<id>/submitit/dry-run.sbatch, submit nothing",
+    )
+    cost = parser.add_argument_group("cost before the launch")
+    cost.add_argument(
+        "--plan", action="store_true", help="print every run, what it waits for and its GPU-hours; train nothing"
+    )
+    cost.add_argument("--records", type=int, help="with --plan and no --data: records of the data (re-split 60/20/20)")
+    cost.add_argument(
+        "--ptbxl-records", type=int, help="with --plan: records of a PTB-XL-layout folder (its folds: 80/10/10)"
+    )
+    cost.add_argument(
+        "--step-rate",
+        type=float,
+        help="with --plan: training records per second of one GPU (default: the measured figures of "
+        "docs/performance.md per encoder family)",
+    )
     parser.add_argument(
         "--config-root", default=str(DEFAULT_CONFIG_ROOT), help="folder with pretraining/ and finetuning/ hydra configs"
     )
@@ -103,31 +160,75 @@ def _csv(text: str | None, cast: Callable[[str], Any]) -> list[Any] | None:
     return [cast(item.strip()) for item in text.split(",") if item.strip()]
 
 
+def _launch(args: argparse.Namespace) -> Launch:
+    """Where the runs of ``args`` run."""
+    gpus = None if args.gpus is None else () if args.gpus.strip().lower() == "none" else tuple(_csv(args.gpus, int))
+    return Launch(
+        executor=args.executor,
+        gpus=gpus,
+        runs_per_gpu=args.runs_per_gpu,
+        gpus_per_pretrain=args.gpus_per_pretrain,
+        jobs=JobSettings(
+            cluster="slurm",
+            time_min=args.slurm_time,
+            partition=args.slurm_partition,
+            gpus_per_run=args.gpus_per_run,
+            cpus_per_gpu=args.cpus_per_gpu,
+            max_parallel=args.max_parallel,
+        ),
+        slurm_dry_run=args.slurm_dry_run,
+    )
+
+
 def _benchmark(args: argparse.Namespace) -> int:
     """Run (or resume) the benchmark of ``args``; prints where the report is and which runs failed."""
     setup_logging()
+    # the preset's settings and the folders, as both the plan and the benchmark take them
+    common = {
+        "data": args.data,
+        "ptbxl_data": args.ptbxl_data,
+        "config_root": args.config_root,
+        "seeds": args.seeds,
+        "strategies": _csv(args.strategies, str),
+        "finetune": args.finetune or None,
+        "label_fractions": _csv(args.label_fractions, float),
+        "jobs": args.jobs,
+        "split_seeds": args.split_seeds,
+        "lead_masking": _csv(args.lead_masking, str),
+        "task": args.task,
+    }
+    if args.plan:
+        print(
+            plan_cost(
+                args.preset,
+                records=args.records,
+                ptbxl_records=args.ptbxl_records,
+                step_rate=args.step_rate,
+                gpus_per_pretrain=args.gpus_per_pretrain,
+                **common,
+            )
+        )
+        return 0
+    if args.out is None:
+        raise BenchmarkError("give --out DIR (or --plan to only print the plan)")
     try:
         outcome = run_benchmark(
             args.out,
             args.preset,
-            data=args.data,
             synthetic=args.synthetic,
-            seeds=args.seeds,
-            strategies=_csv(args.strategies, str),
-            finetune=args.finetune or None,
-            label_fractions=_csv(args.label_fractions, float),
-            jobs=args.jobs,
-            split_seeds=args.split_seeds,
-            lead_masking=_csv(args.lead_masking, str),
-            ptbxl_data=args.ptbxl_data,
-            task=args.task,
             report_only=args.report_only,
             rerun_changed=args.rerun_changed,
-            config_root=args.config_root,
+            launch=_launch(args),
+            **common,
         )
     except KeyboardInterrupt:
         print("goodviews-benchmark: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    if args.slurm_dry_run:
+        print(
+            f"{len(outcome.scripts)} sbatch scripts written to {Path(args.out) / 'runs'}/*/submitit/ (nothing submitted)"
+        )
+        return 0
     print(
         f"{len(outcome.results)} runs finished ({len(outcome.launched)} in this invocation); "
         f"report: {Path(args.out) / 'results.md'}"

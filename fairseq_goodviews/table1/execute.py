@@ -5,8 +5,11 @@ Layout of ``OUT``::
     runs/<run-id>/result.json   written atomically when the run has finished (and been scored)
     runs/<run-id>/train.log     the subprocess output (appended to by a resumed run)
     runs/<run-id>/ckpt/         fairseq's save_dir: a killed run resumes from checkpoint_last.pt
+    runs/<run-id>/submitit/     the job's files and logs, when an executor submits runs as jobs
 
 A re-run with the same ``OUT`` skips every run that has its ``result.json`` and resumes the rest.
+Each run gets a :class:`~.placement.Slot` (its GPUs, cores and data workers) from the executor
+that runs it (:mod:`~.executors`); a pretraining of several processes runs under ``torchrun``.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
@@ -34,6 +38,8 @@ from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
 from fairseq_goodviews.evaluation.identification import identify
 from fairseq_goodviews.io.atomic import atomic_open, json_safe
 from fairseq_goodviews.io.locks import exclusive_lock
+from fairseq_goodviews.table1.executors import DirectExecutor, Executor, world_size
+from fairseq_goodviews.table1.placement import DevicePool, Slot
 from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
 from fairseq_goodviews.table1.resume import changed_runs, planned_settings, refuse_changed, run_schedule, set_aside
 
@@ -57,8 +63,8 @@ class Context:
     #: Crop length of identification (the linear probes' crop, so every encoder sees the same input).
     identification_crop: Optional[int] = None
     methods: Mapping[str, Method] = field(default_factory=dict)
+    #: Runs at once on the CPU (``--jobs``) when no executor is given to :func:`run_plan`.
     jobs: int = 1
-    threads: int = 1
     #: Called with each launched command (tests count launches through it).
     on_launch: Optional[Callable[[List[str]], None]] = None
     #: Set aside and redo finished runs whose settings differ from the plan's (else: stop).
@@ -84,14 +90,49 @@ class Context:
 # Running one run
 
 
+def _console_script(name: str, missing: str) -> str:
+    """The console script ``name`` of this interpreter's environment (then the one on PATH)."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if not found:
+        raise BenchmarkError(f"{name} not found: {missing}")
+    return found
+
+
 def fairseq_hydra_train() -> str:
     """The ``fairseq-hydra-train`` of this interpreter's environment (then the one on PATH)."""
-    found = shutil.which("fairseq-hydra-train", path=str(Path(sys.executable).parent)) or shutil.which(
-        "fairseq-hydra-train"
-    )
-    if not found:
-        raise BenchmarkError("fairseq-hydra-train not found: install fairseq-fixed in this environment")
-    return found
+    return _console_script("fairseq-hydra-train", "install fairseq-fixed in this environment")
+
+
+#: Overrides of a training run of several processes started by ``torchrun`` (one per GPU, NCCL),
+#: as ``examples/torchrun_single_node.sh`` passes them.
+TORCHRUN_OVERRIDES = (
+    "distributed_training.distributed_init_method=env://",
+    "distributed_training.distributed_no_spawn=true",
+    "distributed_training.distributed_rank=${oc.env:RANK}",
+    "distributed_training.device_id=${oc.env:LOCAL_RANK}",
+    "distributed_training.distributed_backend=nccl",
+)
+
+
+def training_command(spec: RunSpec, ctx: Context, slot: Slot) -> tuple[List[str], Dict[str, str]]:
+    """The command that trains ``spec`` on ``slot`` and its environment: ``fairseq-hydra-train``
+    with the run's overrides and the slot's, under ``torchrun`` when the run has several processes."""
+    processes = world_size(spec)
+    if processes > 1 and len(slot.devices) < processes:
+        raise BenchmarkError(f"run {spec.run_id} trains on {processes} GPUs; its slot has {len(slot.devices)}")
+    train = [
+        fairseq_hydra_train(),
+        "--config-dir",
+        str(ctx.config_root / spec.stage),
+        "--config-name",
+        spec.config_name,
+        *full_overrides(spec, ctx),
+        *slot.overrides(),
+    ]
+    if processes > 1:
+        torchrun = _console_script("torchrun", "it comes with torch")
+        train = [torchrun, "--standalone", f"--nproc_per_node={processes}", *train, *TORCHRUN_OVERRIDES]
+    return train, slot.environment(os.environ)
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+-]+")
@@ -187,13 +228,20 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def score(checkpoint: Path, threads: int, predictions: Path) -> Dict[str, Any]:
-    """Test metrics of a downstream checkpoint; every record's probabilities go to ``predictions``
-    (the report's bootstrap intervals resample them)."""
+def score(checkpoint: Path, slot: Slot, predictions: Path) -> Dict[str, Any]:
+    """Test metrics of a downstream checkpoint, scored on ``slot``'s first GPU (else the CPU);
+    every record's probabilities go to ``predictions`` (the report's bootstrap intervals resample
+    them)."""
 
     with _SCORE_LOCK:
-        torch.set_num_threads(threads)
-        metrics = evaluate_checkpoint(checkpoint, split="test", predictions=predictions)
+        torch.set_num_threads(slot.threads)
+        metrics = evaluate_checkpoint(
+            checkpoint,
+            split="test",
+            predictions=predictions,
+            device=slot.scoring_device,
+            num_workers=slot.data_workers or 0,
+        )
     return json_safe(metrics)
 
 
@@ -231,19 +279,20 @@ def not_applicable_result(spec: RunSpec, settings: Mapping[str, Any], reason: st
     )
 
 
-def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any]) -> Dict[str, Any]:
+def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any], slot: Slot) -> Dict[str, Any]:
     """Frozen-encoder patient identification of a pretrained encoder (no training): top-1, top-5
     and EER on the PTB-XL folder's test patients, embeddings standardised with its train split."""
 
     start = time.monotonic()
     with _SCORE_LOCK:
-        torch.set_num_threads(ctx.threads)
+        torch.set_num_threads(slot.threads)
         metrics = identify(
             pretrain["checkpoint"],
             ctx.data_for(spec),
             "test",
             sample_size=ctx.identification_crop,
             standardize_split="train",
+            device=slot.scoring_device,
         )
     return base_result(
         spec,
@@ -257,8 +306,9 @@ def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, An
     )
 
 
-def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    """Train (or resume) one run, score it, and write its ``result.json`` atomically."""
+def execute_run(spec: RunSpec, ctx: Context, results: Mapping[str, Dict[str, Any]], slot: Slot) -> Dict[str, Any]:
+    """Train (or resume) one run on ``slot``, score it, and write its ``result.json`` atomically;
+    ``results`` holds the result of the run it depends on, if any."""
     run_dir = ctx.run_dir(spec.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     method = ctx.methods.get(spec.method)
@@ -269,21 +319,14 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
     if reason:
         return _write_result(run_dir, not_applicable_result(spec, ctx.settings[spec.run_id], reason))
     if spec.kind == IDENTIFICATION:
-        return _write_result(run_dir, identification_result(spec, ctx, pretrain))
+        return _write_result(run_dir, identification_result(spec, ctx, pretrain, slot))
     log = run_dir / "train.log"
     resumed = (run_dir / "ckpt" / "checkpoint_last.pt").is_file()
-    cmd = [
-        fairseq_hydra_train(),
-        "--config-dir",
-        str(ctx.config_root / spec.stage),
-        "--config-name",
-        spec.config_name,
-        *full_overrides(spec, ctx),
-    ]
+    cmd, env = training_command(spec, ctx, slot)
     if ctx.on_launch is not None:
         ctx.on_launch(cmd)
     start = time.monotonic()
-    cpu_time = _train(spec, cmd, ctx.threads, log, resumed)
+    cpu_time = _train(spec, cmd, env, log, resumed)
     train_time = time.monotonic() - start
     result = base_result(
         spec,
@@ -306,7 +349,7 @@ def execute_run(spec: RunSpec, ctx: Context, results: Dict[str, Dict[str, Any]])
             checkpoint=str(checkpoint),
         )
     else:
-        result.update(_scored(spec, ctx, pretrain, log, start))
+        result.update(_scored(spec, ctx, pretrain, log, start, slot))
     _write_result(run_dir, result)
     (run_dir / "error.txt").unlink(missing_ok=True)
     return result
@@ -319,10 +362,9 @@ def _write_result(run_dir: Path, result: Dict[str, Any]) -> Dict[str, Any]:
     return result
 
 
-def _train(spec: RunSpec, cmd: List[str], threads: int, log: Path, resumed: bool) -> float:
-    """Run the training command ``cmd`` on ``threads`` threads in the run's folder, where its output
-    is appended to ``log``; returns its CPU time (s). A failed run raises :class:`BenchmarkError`."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+def _train(spec: RunSpec, cmd: List[str], env: Mapping[str, str], log: Path, resumed: bool) -> float:
+    """Run the training command ``cmd`` with the environment ``env`` in the run's folder, where its
+    output is appended to ``log``; returns its CPU time (s). A failed run raises :class:`BenchmarkError`."""
     with open(log, "a") as handle:
         handle.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resumed else 'start'}: {' '.join(cmd)}\n")
         handle.flush()
@@ -338,7 +380,7 @@ def _train(spec: RunSpec, cmd: List[str], threads: int, log: Path, resumed: bool
 
 
 def _scored(
-    spec: RunSpec, ctx: Context, pretrain: Optional[Mapping[str, Any]], log: Path, start: float
+    spec: RunSpec, ctx: Context, pretrain: Optional[Mapping[str, Any]], log: Path, start: float, slot: Slot
 ) -> Dict[str, Any]:
     """The result fields of a trained downstream run: test metrics of its best checkpoint, wall time
     since ``start`` (training and scoring), and its pretraining run's, if any."""
@@ -346,7 +388,7 @@ def _scored(
     checkpoint = run_dir / "ckpt" / "checkpoint_best.pt"
     if not checkpoint.is_file():
         raise BenchmarkError(f"run {spec.run_id}: no {checkpoint} (did validation run?); log {log}")
-    metrics = score(checkpoint, ctx.threads, run_dir / PREDICTIONS)
+    metrics = score(checkpoint, slot, run_dir / PREDICTIONS)
     wall_time = time.monotonic() - start
     return {
         "metrics": metrics,
@@ -377,11 +419,17 @@ class Outcome:
     failed: Dict[str, str]
     #: run ids launched by this invocation (empty when everything had finished before)
     launched: List[str] = field(default_factory=list)
+    #: the sbatch scripts a SLURM dry run wrote (nothing ran)
+    scripts: List[str] = field(default_factory=list)
 
 
-def run_plan(plan: Sequence[RunSpec], ctx: Context, execute: bool = True) -> Outcome:
-    """Run every unfinished run of ``plan``, ``ctx.jobs`` at a time, dependencies first; without
-    ``execute``, only collect the finished ones (the unfinished are reported as not run yet)."""
+def run_plan(
+    plan: Sequence[RunSpec], ctx: Context, execute: bool = True, executor: Optional[Executor] = None
+) -> Outcome:
+    """Run every unfinished run of ``plan`` with ``executor`` (default: ``ctx.jobs`` at a time on
+    this machine's CPU cores), dependencies first, each run started as soon as its pretraining has
+    finished and the executor has room, in plan order; without ``execute``, only collect the
+    finished ones (the unfinished are reported as not run yet)."""
     outcome = Outcome(results={}, failed={})
     ctx.settings = planned_settings(plan, ctx.config_root, ctx.data_for, ctx.identification_crop)
     finished = {}
@@ -410,43 +458,67 @@ def run_plan(plan: Sequence[RunSpec], ctx: Context, execute: bool = True) -> Out
         return outcome
     if pending:
         logger.info("%d of %d runs to do (%d finished before)", len(pending), len(plan), len(outcome.results))
+    if executor is None:
+        executor = DirectExecutor(DevicePool((), os.cpu_count() or 1, cpu_jobs=max(1, ctx.jobs)))
+    # a job in another process gets its own copy of the context: no callback into this one
+    job_ctx = replace(ctx, on_launch=None) if executor.remote else ctx
     running: Dict[Future, RunSpec] = {}
-    with ThreadPoolExecutor(max_workers=max(1, ctx.jobs)) as pool:
+    try:
         while pending or running:
             for spec in list(pending):
-                if len(running) >= max(1, ctx.jobs):
-                    break
                 if spec.depends_on in outcome.failed:
                     outcome.failed[spec.run_id] = f"its pretraining run {spec.depends_on} failed"
                     pending.remove(spec)
                 elif spec.depends_on is None or spec.depends_on in outcome.results:
+                    needed = {spec.depends_on: outcome.results[spec.depends_on]} if spec.depends_on else {}
+                    future = executor.start(spec, partial(run_guarded, spec, job_ctx, needed))
+                    if future is None:  # no room now: later runs wait their turn (plan order)
+                        break
                     pending.remove(spec)
                     outcome.launched.append(spec.run_id)
                     logger.info("start %s", spec.run_id)
-                    running[pool.submit(execute_run, spec, ctx, outcome.results)] = spec
+                    running[future] = spec
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in finished:
                 spec = running.pop(future)
-                try:
-                    result = future.result()
-                except Exception as exc:  # one broken run must not stop the others: report it
-                    why = (
-                        str(exc)
-                        if isinstance(exc, BenchmarkError)
-                        else (f"run {spec.run_id}: {''.join(traceback.format_exception(exc))}")
-                    )
-                    outcome.failed[spec.run_id] = why
-                    logger.error("%s", why)
-                    with atomic_open(ctx.run_dir(spec.run_id) / "error.txt") as handle:
-                        handle.write(why + "\n")
-                    continue
-                outcome.results[spec.run_id] = result
-                logger.info("done %s in %.0f s%s", spec.run_id, result["wall_time_s"], _metric_note(result))
+                _collect(spec, future, ctx, outcome)
+    except BaseException:
+        executor.stop()
+        raise
+    finally:
+        executor.close()
     for spec in pending:
         outcome.failed.setdefault(spec.run_id, "not run")
     return outcome
+
+
+def run_guarded(spec: RunSpec, ctx: Context, results: Mapping[str, Dict[str, Any]], slot: Slot) -> Dict[str, Any]:
+    """:func:`execute_run`, whose training subprocesses a SIGTERM / SIGINT also stops when it runs
+    in the main thread of its own process (a submitit job)."""
+    with terminate_children_on_signal():
+        return execute_run(spec, ctx, results, slot)
+
+
+def _collect(spec: RunSpec, future: Future, ctx: Context, outcome: Outcome) -> None:
+    """Record the finished ``future`` of ``spec`` in ``outcome``: its result, or why it failed
+    (also written to the run's ``error.txt``); one broken run does not stop the others."""
+    try:
+        result = future.result()
+    except Exception as exc:
+        why = (
+            str(exc)
+            if isinstance(exc, BenchmarkError)
+            else (f"run {spec.run_id}: {''.join(traceback.format_exception(exc))}")
+        )
+        outcome.failed[spec.run_id] = why
+        logger.error("%s", why)
+        with atomic_open(ctx.run_dir(spec.run_id) / "error.txt") as handle:
+            handle.write(why + "\n")
+        return
+    outcome.results[spec.run_id] = result
+    logger.info("done %s in %.0f s%s", spec.run_id, result["wall_time_s"], _metric_note(result))
 
 
 def _metric_note(result: Dict[str, Any]) -> str:

@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fairseq_goodviews import quiet_fairseq_logging
+from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.table1.cost import (
+    DEFAULT_RATES,
+    PTBXL_SHARES,
+    estimate,
+    plan_text,
+    resplit_counts,
+    split_counts,
+    update_freq,
+)
 from fairseq_goodviews.table1.data import (
     check_data,
     choose_task,
@@ -32,14 +42,27 @@ from fairseq_goodviews.table1.execute import (
     read_result,
     run_plan,
     terminate_children_on_signal,
+    training_command,
 )
+from fairseq_goodviews.table1.executors import (
+    WORLD_SIZE,
+    Launch,
+    build_executor,
+    job_parameters,
+    sbatch_script,
+)
+from fairseq_goodviews.table1.placement import Slot, split_update_freq
 from fairseq_goodviews.table1.plan import (
     ALL_STRATEGIES,
     DEFAULT_CONFIG_ROOT,
+    MAIN_DATA,
     PRESETS,
+    PRETRAIN,
+    PTBXL_DATA,
     BenchmarkError,
     Method,
     Preset,
+    RunSpec,
     build_plan,
     check_applicable,
     describe_method,
@@ -68,8 +91,13 @@ def run_benchmark(
     rerun_changed: bool = False,
     config_root: str | Path = DEFAULT_CONFIG_ROOT,
     on_launch: Optional[Callable[[List[str]], None]] = None,
+    launch: Optional[Launch] = None,
 ) -> Outcome:
     """Run (or finish) a benchmark in ``out`` and write its report; returns what happened.
+
+    ``launch`` says where the runs run (:class:`~.executors.Launch`: this process on its GPUs or
+    CPU cores, the default; submitit's local executor; SLURM); with its ``slurm_dry_run`` the sbatch script
+    of every unfinished run is written (``Outcome.scripts``) and nothing runs.
 
     ``task`` is the downstream task (``rhythm4``, ``cinc2021``, ``ptbxl_<set>``); without it (and
     without one in ``preset``) the one the data supports (:func:`~.data.choose_task`). A finished
@@ -77,6 +105,7 @@ def run_benchmark(
     (:mod:`~.resume`), unless ``rerun_changed`` sets it aside and redoes it.
     """
 
+    launch = launch or Launch()
     preset = _customised(
         preset,
         seeds=seeds,
@@ -94,7 +123,7 @@ def run_benchmark(
     methods = [describe_method(config_root, name) for name in present]
     cpus = os.cpu_count() or 1
     # A report of the finished runs may be written while the benchmark itself still runs.
-    lock = contextlib.nullcontext() if report_only else exclusive(out)
+    lock = contextlib.nullcontext() if report_only or launch.slurm_dry_run else exclusive(out)
     with lock, terminate_children_on_signal():
         data = _main_data(out, preset, data, synthetic, cpus)
         chosen, how = choose_task(data, preset.task)
@@ -107,6 +136,7 @@ def run_benchmark(
             seed: split_for_seed(data, out, seed) if preset.split_seeds else data for seed in range(1, preset.seeds + 1)
         }
         facts = schedules(config_root, preset)
+        executor = None if report_only or launch.slurm_dry_run else build_executor(launch, out / "runs", preset.jobs)
         ctx = Context(
             data=by_seed,
             out=out,
@@ -115,13 +145,16 @@ def run_benchmark(
             ptbxl=ptbxl,
             identification_crop=facts["linear_probe"]["sample_size"],
             jobs=preset.jobs,
-            threads=max(1, cpus // max(1, preset.jobs)),
             on_launch=on_launch,
             rerun_changed=rerun_changed,
         )
-        plan = build_plan(preset, methods, config_root, ptbxl=ptbxl is not None)
+        plan = benchmark_plan(preset, methods, config_root, ptbxl is not None, launch.gpus_per_pretrain)
+        if launch.slurm_dry_run:
+            return Outcome(results={}, failed={}, scripts=write_sbatch_scripts(plan, ctx, launch))
+        for spec in plan if executor is not None else ():
+            executor.check(spec)
         start = time.monotonic()
-        outcome = run_plan(plan, ctx, execute=not report_only)
+        outcome = run_plan(plan, ctx, execute=not report_only, executor=executor)
         settings = {
             **asdict(preset),
             "task_chosen_by": how,
@@ -134,11 +167,112 @@ def run_benchmark(
             "split_data": {str(k): str(v) for k, v in by_seed.items()},
             "out": str(out),
             "config_root": str(config_root),
-            "threads_per_run": ctx.threads,
+            "launch": launch.describe(),
             "invocations": _invocations(out, outcome, start, report_only),
         }
         write_report(out, plan, outcome, settings)
     return outcome
+
+
+def plan_cost(
+    preset: str | Preset = "paper",
+    data: Optional[str | Path] = None,
+    records: Optional[int] = None,
+    ptbxl_data: Optional[str | Path] = None,
+    ptbxl_records: Optional[int] = None,
+    step_rate: Optional[float] = None,
+    gpus_per_pretrain: int = 1,
+    config_root: str | Path = DEFAULT_CONFIG_ROOT,
+    **changes: Any,
+) -> str:
+    """The plan of a benchmark and its GPU-hours (:mod:`~.cost`), as ``--plan`` prints it; trains
+    nothing. The sizes come from the prepared folders ``data`` / ``ptbxl_data`` (manifests only;
+    the methods are checked for applicability on ``data``) or from ``records`` / ``ptbxl_records``
+    (split 60/20/20 as the benchmark re-splits, PTB-XL 80/10/10 as its folds); ``step_rate`` (records/s) replaces the per-family :data:`~.cost.DEFAULT_RATES`.
+    ``changes``: the preset's settings as :func:`run_benchmark` takes them (seeds, strategies, ...)."""
+    unknown = set(changes) - set(_PRESET_CHANGES)
+    if unknown:
+        raise TypeError(f"plan_cost() got unexpected settings {sorted(unknown)}")
+    as_tuples = {key: tuple(v) if isinstance(v, list) else v for key, v in changes.items()}
+    preset = _customised(preset, **{key: as_tuples.get(key) for key in _PRESET_CHANGES})
+    config_root = Path(config_root).resolve()
+    present, _ = _configured_strategies(preset, config_root)
+    methods = [describe_method(config_root, name) for name in present]
+    if (data is None) == (records is None):
+        raise BenchmarkError("--plan needs the data's size: give --data MANIFEST_DIR or --records N")
+    if data is not None:
+        folder = check_data(Path(data))
+        methods = _applicable(methods, config_root, folder)
+        counts = {
+            MAIN_DATA: resplit_counts(sum(split_counts(folder).values()))
+            if preset.split_seeds
+            else split_counts(folder)
+        }
+        preset = replace(preset, task=choose_task(folder, preset.task)[0])
+    else:
+        counts = {MAIN_DATA: resplit_counts(records)}
+        preset = replace(preset, task=preset.task or RHYTHM4)
+    if ptbxl_data is not None:
+        counts[PTBXL_DATA] = split_counts(check_data(Path(ptbxl_data)))
+    elif ptbxl_records is not None:
+        counts[PTBXL_DATA] = resplit_counts(ptbxl_records, PTBXL_SHARES)
+    plan = benchmark_plan(preset, methods, config_root, PTBXL_DATA in counts, gpus_per_pretrain)
+    rates = dict(DEFAULT_RATES) if step_rate is None else {family: step_rate for family in DEFAULT_RATES}
+    used = {spec.encoder for spec in plan}
+    header = (
+        f"preset {preset.name}, {preset.seeds} seed(s), task {preset.task}; records per split "
+        + "; ".join(f"{name} {sizes}" for name, sizes in counts.items())
+        + ("" if data is not None else " (methods not checked for applicability without --data)")
+    )
+    return header + "\n" + plan_text(estimate(plan, config_root, counts, rates), {f: rates[f] for f in used})
+
+
+#: The preset settings :func:`run_benchmark` and :func:`plan_cost` take.
+_PRESET_CHANGES = ("seeds", "strategies", "finetune", "label_fractions", "jobs", "split_seeds", "lead_masking", "task")
+
+
+def benchmark_plan(
+    preset: Preset, methods: Sequence[Method], config_root: Path, ptbxl: bool, gpus_per_pretrain: int = 1
+) -> List[RunSpec]:
+    """The runs of ``preset`` (:func:`~.plan.build_plan`); with ``gpus_per_pretrain`` above 1 each
+    pretraining runs on as many of them as divide its schedule's ``update_freq``, which shrinks so
+    that batch x GPUs x update_freq stays the schedule's (:func:`~.placement.split_update_freq`)."""
+    plan = build_plan(preset, methods, config_root, ptbxl=ptbxl)
+    if gpus_per_pretrain == 1:
+        return plan
+    spread = []
+    for spec in plan:
+        if spec.kind == PRETRAIN:
+            composed = compose(config_root, spec.stage, spec.config_name, spec.overrides)
+            gpus, per_gpu = split_update_freq(update_freq(composed), gpus_per_pretrain)
+            if gpus > 1:
+                extra = [f"{WORLD_SIZE}{gpus}", f"++optimization.update_freq=[{per_gpu}]"]
+                spec = replace(spec, overrides=[*spec.overrides, *extra])
+        spread.append(spec)
+    return spread
+
+
+def write_sbatch_scripts(plan: Sequence[RunSpec], ctx: Context, launch: Launch) -> List[str]:
+    """``runs/<id>/submitit/dry-run.sbatch`` of every run of ``plan`` that trains and has no
+    ``result.json`` yet: its training command as a SLURM job of ``launch``'s settings (the job's
+    own GPUs are SLURM's ``CUDA_VISIBLE_DEVICES``); returns the paths. Nothing is submitted; the
+    scoring that follows the training of a downstream run is not in the script."""
+    written = []
+    for spec in plan:
+        if spec.stage == "none" or read_result(ctx.run_dir(spec.run_id) / "result.json") is not None:
+            continue
+        parameters = job_parameters(launch.jobs, spec, None)
+        gpus = parameters["gpus_per_node"]
+        slot = Slot(devices=tuple(range(gpus)), visible=(), cores=parameters["cpus_per_task"], exclusive=True)
+        command, env = training_command(spec, ctx, slot)
+        folder = ctx.run_dir(spec.run_id) / "submitit"
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = {key: env[key] for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        path = folder / "dry-run.sbatch"
+        with atomic_open(path) as handle:
+            handle.write(sbatch_script(launch.jobs, spec, folder, command, wanted))
+        written.append(str(path))
+    return written
 
 
 def _customised(preset: str | Preset, **changes: Any) -> Preset:
