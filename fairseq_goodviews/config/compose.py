@@ -8,6 +8,7 @@ from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 
 from fairseq_goodviews.errors import GoodviewsError
@@ -25,7 +26,12 @@ def compose(config_root: Path, stage: str, name: str, overrides: Sequence[str] =
 
 @functools.lru_cache(maxsize=256)
 def _compose(config_root: Path, stage: str, name: str, overrides: tuple[str, ...]) -> Any:
+    """The yaml's composition alone: a structured config stored under the same name (fairseq's
+    ``hydra_init`` stores its whole schema so when it trains in this process) is set aside while
+    composing, so the result does not depend on what ran in the process before."""
     GlobalHydra.instance().clear()
+    repo = ConfigStore.instance().repo
+    schema = repo.pop(f"{name}.yaml", None)
     try:
         with initialize_config_dir(config_dir=str(config_root / stage), version_base="1.1"):
             return hydra_compose(config_name=name, overrides=["task.data=/unused", *overrides])
@@ -33,3 +39,5 @@ def _compose(config_root: Path, stage: str, name: str, overrides: tuple[str, ...
         raise ConfigCompositionError(f"{config_root / stage / name}.yaml: {str(exc).splitlines()[0]}") from None
     finally:
         GlobalHydra.instance().clear()
+        if schema is not None:
+            repo[f"{name}.yaml"] = schema

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -371,11 +372,24 @@ def _invocations(out: Path, outcome: Outcome, start: float, report_only: bool) -
     return previous if report_only else [*previous, invocation]
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a line is logged, so that the
+    command run again in one process (tests, notebooks) never writes to a stream closed since."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging() -> None:
     """Progress lines on stderr, and warnings only from everything else (see :func:`quiet_fairseq_logging`)."""
     quiet_fairseq_logging()
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
