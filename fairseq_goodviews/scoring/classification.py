@@ -190,15 +190,18 @@ class RankedScores:
         return np.divide((positive * precision).sum(axis=1), total, out=np.full(len(weights), np.nan), where=total > 0)
 
 
+def finite_mean(values: np.ndarray, axis: int) -> np.ndarray:
+    """The mean of the finite entries of ``values`` along ``axis``; NaN where there is none (a
+    replicate that lost every scored class), without numpy's "Mean of empty slice" warning."""
+    finite = np.isfinite(values)
+    sums = np.where(finite, values, 0.0).sum(axis=axis)
+    counts = finite.sum(axis=axis)
+    return np.divide(sums, counts, out=np.full(np.shape(sums), np.nan), where=counts > 0)
+
+
 def _defined_mean(columns: list[np.ndarray], size: int) -> np.ndarray:
     """Mean over the defined (finite) entries of each replicate of per-class values [b] (NaN if none)."""
-    if not columns:
-        return np.full(size, np.nan)
-    stacked = np.stack(columns, axis=1)
-    defined = np.isfinite(stacked)
-    count = defined.sum(axis=1)
-    total = np.where(defined, stacked, 0.0).sum(axis=1)
-    return np.divide(total, count, out=np.full(size, np.nan), where=count > 0)
+    return finite_mean(np.stack(columns, axis=1), axis=1) if columns else np.full(size, np.nan)
 
 
 def _weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:

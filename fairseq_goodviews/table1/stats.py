@@ -24,7 +24,7 @@ from scipy import stats
 
 from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.scoring.bootstrap import resampling_weights
-from fairseq_goodviews.scoring.classification import RankedScores
+from fairseq_goodviews.scoring.classification import RankedScores, finite_mean
 
 #: Bootstrap replicates per interval, and the seed that makes every report reproducible.
 N_BOOTSTRAP = 1000
@@ -68,16 +68,6 @@ class Predictions:
             Predictions(common, self.probs[mine], self.targets[mine]),
             Predictions(common, other.probs[theirs], other.targets[theirs]),
         )
-
-
-def finite_mean(values: np.ndarray, axis: int) -> np.ndarray:
-    """The mean of the finite entries of ``values`` along ``axis``; NaN where there is none (a
-    resample that lost every scored class, a replicate no seed could score), without numpy's
-    "Mean of empty slice" warning."""
-    finite = np.isfinite(values)
-    sums = np.where(finite, values, 0.0).sum(axis=axis)
-    counts = finite.sum(axis=axis)
-    return np.divide(sums, counts, out=np.full(np.shape(sums), np.nan), where=counts > 0)
 
 
 def macro_auroc(probs: np.ndarray, targets: np.ndarray) -> float:
