@@ -56,7 +56,7 @@ def test_readme_chain_runs_as_written_with_relative_paths(tmp_path):
 
     assert (tmp_path / "data" / "chapman" / "train.tsv").is_file()
     # --pack on the preparer: the pretraining reads the pack, with no option asking for it.
-    assert "train: " in outputs[1].stdout and "train.packed.npy" in outputs[1].stdout
+    assert "train: " in outputs[1].stdout and "train.packed" in outputs[1].stdout
     assert "data/chapman/train.tsv: reading the records from the pack" in outputs[2].stdout + outputs[2].stderr
     assert (tmp_path / "checkpoints" / "simclr" / "checkpoint_last.pt").is_file()
     assert (tmp_path / "checkpoints" / "linear_probe" / "checkpoint_best.pt").is_file()

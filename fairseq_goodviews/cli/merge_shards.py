@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pack",
         action="store_true",
-        help="then pack each split into <split>.packed.npy beside its manifest (the shards do not pack)",
+        help="then pack each split into <split>.packed/ beside its manifest (the shards do not pack)",
     )
 
     def merge(args: argparse.Namespace) -> None:

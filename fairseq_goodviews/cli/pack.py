@@ -1,4 +1,4 @@
-"""goodviews-pack: pack each split's records into one memory-mappable array beside its manifest."""
+"""goodviews-pack: pack each split's records into memory-mappable shards beside its manifest."""
 
 import argparse
 import sys
@@ -6,14 +6,28 @@ from pathlib import Path
 from typing import Sequence
 
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.io.packed import pack_line, split_manifests, write_pack
+from fairseq_goodviews.io.packed import DEFAULT_SHARD_BYTES, ENCODINGS, pack_line, parse_size, split_manifests, write_pack
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="goodviews-pack",
-        description="Pack each split's .mat records into <split>.packed.npy + <split>.packed_index.npy "
-        "beside its manifest; training uses a pack while it matches the manifest.",
+        description="Pack each split's .mat records into <split>.packed/ (shards and an index) beside its "
+        "manifest: int16 with a per-lead gain where that gives the records' values exactly, float32 "
+        "where not. Training uses a pack while it matches the manifest.",
     )
     parser.add_argument("manifest_dir", type=Path, help="folder with <split>.tsv manifests")
     parser.add_argument(
@@ -21,10 +35,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=lambda s: [x for x in s.split(",") if x],
         help="comma-separated splits (default: whichever of train,valid,test exist)",
     )
+    parser.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="int16",
+        help="int16 (default): each record as int16 where exact, else float32; float32: every record as float32",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--shard-size",
+        type=_size,
+        default=DEFAULT_SHARD_BYTES,
+        help="bytes per shard at most, e.g. 512M or 2G (default 1G; a larger record gets a shard of its own)",
+    )
+    size.add_argument("--shard-records", type=_positive, help="records per shard instead of a size")
 
     def pack(args: argparse.Namespace) -> None:
+        shard_bytes = None if args.shard_records else args.shard_size
         for manifest in split_manifests(args.manifest_dir, args.splits):
-            print(pack_line(manifest.stem, write_pack(manifest)))
+            summary = write_pack(
+                manifest, encoding=args.encoding, shard_bytes=shard_bytes, shard_records=args.shard_records
+            )
+            print(pack_line(manifest.stem, summary))
 
     return run_command(parser, pack, argv)
 

@@ -12,7 +12,7 @@ import torch
 from fairseq.data import FairseqDataset
 
 from fairseq_goodviews.io.manifest import read_manifest
-from fairseq_goodviews.io.packed import PackedRecords
+from fairseq_goodviews.io.packed import open_pack
 from fairseq_goodviews.io.records import RecordError, read_record
 from fairseq_goodviews.leads import lead_keep_mask
 from fairseq_goodviews.strategies.augment import random_lead_mask
@@ -36,9 +36,9 @@ class EcgRecordSource:
         self.paths = [str(self.root / rel) for rel, _ in entries]
         self.sizes = np.array([n for _, n in entries], dtype=np.int64)
         self.sample_rate = sample_rate
-        self.pack = PackedRecords.for_manifest(self.manifest_path) if use_pack else None
+        self.pack = open_pack(self.manifest_path) if use_pack else None
         if self.pack is not None:
-            logger.info("%s: reading the records from the pack %s", self.manifest_path, self.pack.data_path)
+            logger.info("%s: reading the records from the pack %s", self.manifest_path, self.pack.location)
         elif use_pack:
             logger.info(
                 "%s: reading one .mat file per record; a pack (goodviews-pack %s, or a preparer's --pack) "

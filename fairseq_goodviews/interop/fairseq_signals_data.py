@@ -26,8 +26,8 @@ scale). :func:`import_fairseq_signals` writes our tables beside the signals:
                          root), ``sample_rate``, ``n_samples``, ``flat_leads`` where any, and
                          every other scalar key of the file as a column
     OUT/skipped.csv      every record left out, and why; OUT/prepare_report.json
-    OUT/<split>.packed.npy  with ``--pack``: the split's signals in one file, the fastest record
-                         path for training (a copy: as much disk again as the records)
+    OUT/<split>.packed/  with ``--pack``: the split's signals in memory-mappable shards, the
+                         fastest record path for training (a copy, int16 where exact)
 
 Class names come from ``--label-names`` (one per line, in label order), else the files' own
 ``label_classes`` (folders we prepared), else ``class_<i>``; a class index is read as such, and

@@ -1,30 +1,39 @@
-"""Optional packed split: every record of a manifest in one memory-mapped array.
+"""Packs: each split's records in memory-mappable shards beside its manifest, int16 where exact.
 
-``<split>.packed.npy`` is one flat float32 array holding each record's ``feats`` in manifest
-order, each as its own row-major [12, T] block: record ``i`` is
-``data[offsets[i]:offsets[i] + 12 * lengths[i]].reshape(12, lengths[i])``.
-``<split>.packed_index.npy`` holds a single structured value with each record's offset, length,
-sample rate and lead-present mask, plus what the pack was built from. A training process then
-reads a crop with one slice copy out of the page cache instead of opening and parsing a ``.mat``
-file (target: at least 0.9x the records/s of a plain memory-mapped array).
+``<split>.packed/`` beside the manifest ``<split>.tsv`` holds ``index.npy`` and the shards
+``shard-<run>-<k>.npy``. A shard is one flat little-endian int16 ``.npy`` array holding whole
+records back to back, each as its own row-major [12, T] block (a record's 12 lead rows next to
+each other: copying a crop out of per-record blocks is what lets a pack read at the speed of a
+plain memory-mapped array). A record is stored either
 
-Why per-record blocks rather than one [12, total_samples] array: a record's 12 lead rows then lie
-next to each other instead of ``total_samples`` apart. Copying 2,000 [12, 5000] records out of
-a [12, total_samples] array measured 1.3-1.5x slower than out of per-record blocks (0.7-0.8x the
-reference of ``fairseq_goodviews.perf.record_loading``, whose array has this same layout):
-the difference between missing and meeting the 0.9 target.
+* as int16 steps with a per-lead gain and baseline, ``mV = (steps - baseline) / gain``
+  (:mod:`fairseq_goodviews.io.int16_codec`), when that decodes to its ``.mat`` file's float32
+  values exactly: the 16-bit sources (PhysioNet 2021, PTB-XL, MIMIC-IV-ECG at their own
+  rate), where the steps are the source's ADC values; or
+* as float32 (two int16 slots a value, at an even offset) when it is not (resampled or
+  standardised records, Chapman's decimal microvolts), or when the pack was asked for float32.
 
-The ``.mat`` files stay the source of truth (a pack takes as much disk again): a pack is only
-used while it matches its manifest, and ``goodviews-pack MANIFEST_DIR`` rebuilds it.
-A preparer run with ``--pack`` packs every split it writes; without it, a preparer removes the
-packs of the manifests it rewrites (they no longer match).
+The writer reports how many records took each form. Shards are cut at a size in bytes (default
+1 GiB) or in records, never inside a record. ``index.npy`` holds a single structured value:
+each record's shard, offset, length, sample rate, lead-present mask, form and scale (a row of a
+table of distinct per-lead gains and baselines, so 800,000 records sharing one gain store it
+once), each shard's name, size, modification time and length, and the manifest's SHA-256 and
+modification time. A reader maps a shard the first time it reads from it.
 
-A pack is current when its index names the manifest's exact bytes (SHA-256), its modification
-time and record count, and the data file's size and modification time. The manifest time
-matters because re-running a preparer rewrites both the records and the manifest, possibly with
-identical content (same paths and lengths, different filtering). A directory copied without
-preserving times (``cp -r`` rather than ``cp -a``/``rsync -a``) therefore needs a re-pack; the
-training log says so.
+Every file is written atomically (:mod:`fairseq_goodviews.io.atomic`) under a name new to the
+run, the index last: until the new index replaces the old one, the old pack is whole, and a
+failed or killed run leaves it as it was (the new run's shards are removed on failure, and by the
+next successful run after a kill). The shards the new index does not name are removed after it.
+
+The ``.mat`` files stay the source of truth: a pack is only used while it matches its manifest,
+and ``goodviews-pack MANIFEST_DIR`` rebuilds it. A preparer run with ``--pack`` packs every split
+it writes; without it, a preparer removes the packs of the manifests it rewrites. A pack is
+current when its index names the manifest's exact bytes (SHA-256), its modification time and
+record count, and every shard's size and modification time. The manifest time matters because
+re-running a preparer rewrites both the records and the manifest, possibly with identical
+content. A directory copied without preserving times (``cp -r`` rather than ``cp -a``/``rsync
+-a``) therefore needs a re-pack; the training log says so. Packs of the first format (one
+float32 file, :mod:`fairseq_goodviews.io.packed_float32`) are still read.
 """
 
 from __future__ import annotations
@@ -34,7 +43,10 @@ import hashlib
 import io
 import logging
 import os
+import re
+import secrets
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
@@ -42,37 +54,51 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_path, describe_os_error
+from fairseq_goodviews.io.int16_codec import decode, encode_int16
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest
+from fairseq_goodviews.io.packed_float32 import Float32FilePack, float32_file_paths, float32_file_problem
 from fairseq_goodviews.io.records import N_LEADS, RecordError, read_record
 
 logger = logging.getLogger(__name__)
 
-PACK_SUFFIX = ".packed.npy"
-INDEX_SUFFIX = ".packed_index.npy"
-FORMAT_VERSION = 1
+FOLDER_SUFFIX = ".packed"
+INDEX_NAME = "index.npy"
+FORMAT_VERSION = 2
 DEFAULT_SPLITS = ("train", "valid", "test")
-_DATA_DTYPE = np.dtype("<f4")
+DEFAULT_SHARD_BYTES = 1 << 30
+ENCODINGS = ("int16", "float32")
+_SHARD_DTYPE = np.dtype("<i2")
+_FLOAT_DTYPE = np.dtype("<f4")
+_SHARD_NAME = re.compile(r"shard-[0-9a-f]+-\d+\.npy")
+# Record forms in the index.
+FLOAT32, INT16 = 0, 1
 
 
-def pack_paths(manifest_path: str | Path) -> tuple[Path, Path]:
-    """``(<split>.packed.npy, <split>.packed_index.npy)`` beside the manifest ``<split>.tsv``."""
+def pack_folder(manifest_path: str | Path) -> Path:
+    """``<split>.packed`` beside the manifest ``<split>.tsv``."""
     manifest_path = Path(manifest_path)
-    stem = manifest_path.parent / manifest_path.stem
-    return Path(f"{stem}{PACK_SUFFIX}"), Path(f"{stem}{INDEX_SUFFIX}")
+    return manifest_path.parent / f"{manifest_path.stem}{FOLDER_SUFFIX}"
 
 
-def _index_dtype(n_records: int) -> np.dtype:
+def _index_dtype(n_records: int, n_shards: int, n_scales: int) -> np.dtype:
     return np.dtype(
         [
             ("version", "<i8"),
             ("manifest_sha256", "S64"),
             ("manifest_mtime_ns", "<i8"),
-            ("data_size", "<i8"),
-            ("data_mtime_ns", "<i8"),
+            ("shard_names", "S64", (n_shards,)),
+            ("shard_bytes", "<i8", (n_shards,)),
+            ("shard_mtime_ns", "<i8", (n_shards,)),
+            ("shard_values", "<i8", (n_shards,)),
+            ("shards", "<i4", (n_records,)),
             ("offsets", "<i8", (n_records,)),
             ("lengths", "<i8", (n_records,)),
             ("sample_rates", "<f8", (n_records,)),
             ("lead_present", "u1", (n_records, N_LEADS)),
+            ("forms", "u1", (n_records,)),
+            ("scales", "<i4", (n_records,)),
+            ("gains", "<f4", (n_scales, N_LEADS)),
+            ("baselines", "<f4", (n_scales, N_LEADS)),
         ]
     )
 
@@ -84,28 +110,108 @@ def _manifest_fingerprint(manifest_path: Path) -> tuple[bytes, int]:
 
 
 def _npy_header(n_values: int) -> bytes:
-    """The ``.npy`` header of a flat little-endian float32 array of ``n_values``."""
+    """The ``.npy`` header of a flat little-endian int16 array of ``n_values``: 128 bytes for any
+    count below 10**40, so a shard's header is written first and rewritten in place at its end."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        header, {"descr": np.lib.format.dtype_to_descr(_DATA_DTYPE), "fortran_order": False, "shape": (n_values,)}
+        header, {"descr": np.lib.format.dtype_to_descr(_SHARD_DTYPE), "fortran_order": False, "shape": (n_values,)}
     )
     return header.getvalue()
 
 
-def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
-    """Pack every record of ``manifest_path``; returns a summary (records, samples, bytes, seconds).
+class _ShardWriter:
+    """Writes records' blocks into shards of at most ``shard_bytes`` (or ``shard_records``), each
+    atomically; ``close`` finishes the open shard, ``abort`` removes every shard of this run."""
 
-    Both files are written atomically, data first, and the index records the data file's size and
-    time, so a crash (or a concurrent re-pack) never pairs an index with the wrong data. Records
-    are read with :func:`read_record`, so unreadable ones raise :class:`RecordError` naming the
-    file; a record whose length differs from its manifest line is refused the same way.
+    def __init__(self, folder: Path, shard_bytes: int | None, shard_records: int | None):
+        self.folder = folder
+        self.run = secrets.token_hex(4)
+        self.shard_bytes = shard_bytes
+        self.shard_records = shard_records
+        self.names: List[str] = []
+        self.values: List[int] = []
+        self._stack: contextlib.ExitStack | None = None
+        self._handle: Any = None
+        self._records = 0
 
-    The data file is written sequentially, not through a memory map (a full disk would kill the
-    process with SIGBUS there): a folder without room for the pack (checked first, against the
-    free space) or a write that fails raises :class:`OutputPathError`, one line naming the folder.
-    A failed data write leaves the previous pack as it was; a failed index write removes both
-    files, so no half-written pack remains.
+    def add(self, block: np.ndarray) -> tuple[int, int]:
+        """Append ``block`` (int16 or float32, C-contiguous); its shard and offset in int16 values."""
+        slots = block.nbytes // _SHARD_DTYPE.itemsize
+        if self._handle is not None:
+            pad = self.values[-1] % 2 if block.dtype == _FLOAT_DTYPE else 0
+            full_bytes = self.shard_bytes is not None and (self.values[-1] + pad + slots) * 2 > self.shard_bytes
+            full_records = self.shard_records is not None and self._records >= self.shard_records
+            if full_bytes or full_records:
+                self.close()
+        if self._handle is None:
+            self._open()
+        if block.dtype == _FLOAT_DTYPE and self.values[-1] % 2:  # float32 values at 4-byte offsets
+            self._handle.write(np.zeros(1, _SHARD_DTYPE).data)
+            self.values[-1] += 1
+        offset = self.values[-1]
+        self._handle.write(block.data)
+        self.values[-1] += slots
+        self._records += 1
+        return len(self.names) - 1, offset
+
+    def _open(self) -> None:
+        name = f"shard-{self.run}-{len(self.names):05d}.npy"
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_path(self.folder / name))
+        self._handle = self._stack.enter_context(open(tmp, "wb"))
+        self._handle.write(_npy_header(0))
+        self.names.append(name)
+        self.values.append(0)
+        self._records = 0
+
+    def close(self) -> None:
+        """Finish the open shard (its header, then the atomic rename), if any."""
+        if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.write(_npy_header(self.values[-1]))
+            stack, self._stack, self._handle = self._stack, None, None
+            stack.close()
+
+    def abort(self) -> None:
+        """Drop the open shard's temporary file and every shard this run finished."""
+        if self._stack is not None:
+            stack, self._stack, self._handle = self._stack, None, None
+            with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+                stack.__exit__(*sys.exc_info())
+        for name in self.names:
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / name).unlink()
+
+
+def _parse_encoding(encoding: str) -> bool:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    return encoding == "int16"
+
+
+def write_pack(
+    manifest_path: str | Path,
+    *,
+    encoding: str = "int16",
+    shard_bytes: int | None = DEFAULT_SHARD_BYTES,
+    shard_records: int | None = None,
+) -> Dict[str, Any]:
+    """Pack every record of ``manifest_path`` into ``<split>.packed/``; returns a summary (records,
+    samples, bytes, seconds, shards, records in each form, the folder).
+
+    ``encoding="int16"`` stores each record as int16 where that is exact, else float32;
+    ``"float32"`` stores every record as float32. A shard ends before the record that would take
+    it past ``shard_bytes`` or after ``shard_records`` records (None: no limit). Records are read
+    with :func:`read_record`, so unreadable ones raise :class:`RecordError` naming the file; a
+    record whose length differs from its manifest line is refused the same way.
+
+    Shards are written sequentially, not through a memory map (a full disk would kill the process
+    with SIGBUS there): a folder without room for the pack (checked first, against the free space,
+    with every int16-eligible record counted as int16) or a write that fails raises
+    :class:`OutputPathError`, one line naming the folder. A failure leaves the previous pack as
+    it was.
     """
+    as_int16 = _parse_encoding(encoding)
     start = time.perf_counter()
     manifest_path = Path(manifest_path)
     # Fingerprint before reading records: a manifest rewritten meanwhile leaves the pack stale.
@@ -114,70 +220,112 @@ def write_pack(manifest_path: str | Path) -> Dict[str, Any]:
     lengths = np.array([n for _, n in entries], dtype=np.int64)
     if (lengths <= 0).any():
         raise ManifestError(f"{manifest_path}: a record with no samples cannot be packed")
-    offsets = np.concatenate([[0], np.cumsum(lengths * N_LEADS)[:-1]]).astype(np.int64)
-    total = int(lengths.sum()) * N_LEADS
-    sample_rates = np.empty(len(entries), dtype=np.float64)
-    lead_present = np.empty((len(entries), N_LEADS), dtype=np.uint8)
-    data_path, index_path = pack_paths(manifest_path)
-    folder = data_path.parent
-    header = _npy_header(total)
-    needed = len(header) + total * _DATA_DTYPE.itemsize
-    free = shutil.disk_usage(folder).free
+    folder = pack_folder(manifest_path)
+    parent = folder.parent
+    value_bytes = 2 if as_int16 else 4
+    needed = int(lengths.sum()) * N_LEADS * value_bytes
+    free = shutil.disk_usage(parent).free
     if free < needed:
+        at_least = "at least " if as_int16 else ""
         raise OutputPathError(
-            folder, f"cannot write {data_path.name}: it needs {needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free"
+            parent,
+            f"cannot write {folder.name}: it needs {at_least}{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free",
         )
+    n = len(entries)
+    shards = np.empty(n, dtype=np.int32)
+    offsets = np.empty(n, dtype=np.int64)
+    sample_rates = np.empty(n, dtype=np.float64)
+    lead_present = np.empty((n, N_LEADS), dtype=np.uint8)
+    forms = np.empty(n, dtype=np.uint8)
+    scales = np.full(n, -1, dtype=np.int32)
+    scale_rows: Dict[bytes, int] = {}
+    gains: List[np.ndarray] = []
+    baselines: List[np.ndarray] = []
+    previous_gain = None
+    writer = _ShardWriter(folder, shard_bytes, shard_records)
     try:
-        with atomic_path(data_path) as tmp:
-            with open(tmp, "wb") as handle:
-                handle.write(header)
-                for i, (rel, n_samples) in enumerate(entries):
-                    record = read_record(root / rel, with_meta=False)
-                    if record.n_samples != n_samples:
-                        raise RecordError(
-                            root / rel, f"{record.n_samples} samples, but {manifest_path} says {n_samples}"
-                        )
-                    handle.write(np.ascontiguousarray(record.feats, dtype=_DATA_DTYPE).data)
-                    sample_rates[i] = record.sample_rate
-                    lead_present[i] = record.lead_present
-            stat = os.stat(tmp)
-    except OutputPathError:
-        raise
-    except OSError as exc:  # read_record raises RecordError only: this is the write failing
-        raise OutputPathError(folder, f"cannot write {data_path.name} ({describe_os_error(exc)})") from None
-    index = np.zeros((), dtype=_index_dtype(len(entries)))
-    index["version"] = FORMAT_VERSION
-    index["manifest_sha256"] = sha
-    index["manifest_mtime_ns"] = manifest_mtime_ns
-    index["data_size"] = stat.st_size
-    index["data_mtime_ns"] = stat.st_mtime_ns  # os.replace keeps it
-    index["offsets"] = offsets
-    index["lengths"] = lengths
-    index["sample_rates"] = sample_rates
-    index["lead_present"] = lead_present
-    try:
-        with atomic_path(index_path) as tmp:
+        for i, (rel, n_samples) in enumerate(entries):
+            record = read_record(root / rel, with_meta=False)
+            if record.n_samples != n_samples:
+                raise RecordError(root / rel, f"{record.n_samples} samples, but {manifest_path} says {n_samples}")
+            encoded = encode_int16(record.feats, previous_gain) if as_int16 else None
+            if encoded is None:
+                forms[i] = FLOAT32
+                block = np.ascontiguousarray(record.feats, dtype=_FLOAT_DTYPE)
+            else:
+                forms[i] = INT16
+                previous_gain = encoded.gain
+                key = encoded.gain.tobytes() + encoded.baseline.tobytes()
+                if key not in scale_rows:
+                    scale_rows[key] = len(gains)
+                    gains.append(encoded.gain)
+                    baselines.append(encoded.baseline)
+                scales[i] = scale_rows[key]
+                block = encoded.steps
+            shards[i], offsets[i] = writer.add(block.reshape(-1))
+            sample_rates[i] = record.sample_rate
+            lead_present[i] = record.lead_present
+        writer.close()
+        stats = [os.stat(folder / name) for name in writer.names]
+        index = np.zeros((), dtype=_index_dtype(n, len(writer.names), len(gains)))
+        index["version"] = FORMAT_VERSION
+        index["manifest_sha256"] = sha
+        index["manifest_mtime_ns"] = manifest_mtime_ns
+        index["shard_names"] = [name.encode() for name in writer.names]
+        index["shard_bytes"] = [stat.st_size for stat in stats]
+        index["shard_mtime_ns"] = [stat.st_mtime_ns for stat in stats]
+        index["shard_values"] = writer.values
+        index["shards"] = shards
+        index["offsets"] = offsets
+        index["lengths"] = lengths
+        index["sample_rates"] = sample_rates
+        index["lead_present"] = lead_present
+        index["forms"] = forms
+        index["scales"] = scales
+        if gains:
+            index["gains"] = np.stack(gains)
+            index["baselines"] = np.stack(baselines)
+        with atomic_path(folder / INDEX_NAME) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, index, allow_pickle=False)
     except BaseException as exc:
-        remove_pack(manifest_path)  # the new data file without its index, or the old index without its data
+        writer.abort()
         if isinstance(exc, OSError) and not isinstance(exc, OutputPathError):
-            raise OutputPathError(folder, f"cannot write {index_path.name} ({describe_os_error(exc)})") from None
+            raise OutputPathError(folder, f"cannot write the pack ({describe_os_error(exc)})") from None
         raise
+    _remove_other_shards(folder, set(writer.names))
+    for path in float32_file_paths(manifest_path):  # a pack of the first format is outdated now
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
     return {
-        "records": len(entries),
+        "records": n,
         "samples": int(lengths.sum()),
-        "bytes": stat.st_size,
+        "bytes": sum(stat.st_size for stat in stats),
         "seconds": time.perf_counter() - start,
-        "data": str(data_path),
-        "index": str(index_path),
+        "shards": len(writer.names),
+        "int16_records": int((forms == INT16).sum()),
+        "float32_records": int((forms == FLOAT32).sum()),
+        "data": str(folder),
     }
 
 
+def _remove_other_shards(folder: Path, keep: set[str]) -> None:
+    """Delete the shards (and leftover temporaries of killed runs) that the index does not name."""
+    for path in folder.iterdir():
+        stale_temporary = path.name.startswith(".shard-") and path.name.endswith(".tmp")
+        if (_SHARD_NAME.fullmatch(path.name) and path.name not in keep) or stale_temporary:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
 def remove_pack(manifest_path: str | Path) -> bool:
-    """Delete the pack beside ``manifest_path`` (both files); whether there was anything to delete."""
+    """Delete the pack beside ``manifest_path`` (either format); whether there was anything to delete."""
     removed = False
-    for path in pack_paths(manifest_path):
+    folder = pack_folder(manifest_path)
+    if folder.is_dir():
+        shutil.rmtree(folder)
+        removed = True
+    for path in float32_file_paths(manifest_path):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed = True
@@ -185,114 +333,176 @@ def remove_pack(manifest_path: str | Path) -> bool:
 
 
 def pack_line(split: str, summary: Mapping[str, Any]) -> str:
-    """The line printed for each packed split: records, samples, size, time and the data file."""
+    """The line printed for each packed split: records, samples, size, time, forms, shards and the folder."""
+    shards = summary["shards"]
     return (
         f"{split}: {summary['records']} records, {summary['samples']} samples, "
-        f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']:.1f} s -> {summary['data']}"
+        f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']:.1f} s "
+        f"({summary['int16_records']} int16, {summary['float32_records']} float32; "
+        f"{shards} shard{'s' if shards != 1 else ''}) -> {summary['data']}"
     )
+
+
+def _sharded_problem(manifest_path: Path, sha: bytes, mtime_ns: int, n_records: int) -> str | None:
+    folder = pack_folder(manifest_path)
+    index_path = folder / INDEX_NAME
+    if not index_path.is_file():
+        return f"{folder.name}/{INDEX_NAME} does not exist"
+    try:
+        index = np.load(index_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        return f"cannot read {index_path} ({type(exc).__name__}: {exc})"
+    fields = index.dtype.names or ()
+    if index.shape != () or "version" not in fields or int(index["version"]) != FORMAT_VERSION:
+        return f"{index_path} is not a version-{FORMAT_VERSION} pack index"
+    if index["lengths"].shape[0] != n_records:
+        return f"it holds {index['lengths'].shape[0]} records, the manifest {n_records}"
+    if index["manifest_sha256"].item() != sha:
+        return f"{manifest_path.name} changed since it was packed"
+    if int(index["manifest_mtime_ns"]) != mtime_ns:
+        return f"{manifest_path.name} was rewritten since it was packed"
+    for name, size, shard_mtime_ns in zip(index["shard_names"], index["shard_bytes"], index["shard_mtime_ns"]):
+        path = folder / name.decode()
+        try:
+            stat = path.stat()
+        except OSError:
+            return f"{path}: shard not found"
+        if stat.st_size != size:
+            return f"{path}: {stat.st_size} bytes, the index says {size} (a truncated or replaced shard)"
+        if stat.st_mtime_ns != shard_mtime_ns:
+            return f"{path}: modified since it was packed"
+    return None
 
 
 def pack_problem(manifest_path: str | Path) -> str | None:
     """Why the pack beside ``manifest_path`` cannot be used, or None if it is current."""
     manifest_path = Path(manifest_path)
-    data_path, index_path = pack_paths(manifest_path)
-    if not data_path.is_file() or not index_path.is_file():
-        return f"{data_path.name} and {index_path.name} do not both exist"
     try:
-        index = np.load(index_path, allow_pickle=False)
-        fields = index.dtype.names or ()
-        if index.shape != () or "version" not in fields or int(index["version"]) != FORMAT_VERSION:
-            return f"{index_path.name} is not a version-{FORMAT_VERSION} pack index"
         sha, mtime_ns = _manifest_fingerprint(manifest_path)
         _, entries = read_manifest(manifest_path)
-        stat = data_path.stat()
-    except (OSError, ValueError, EOFError) as exc:  # ManifestError is a ValueError
-        return f"cannot read the pack ({type(exc).__name__}: {exc})"
-    if index["lengths"].shape[0] != len(entries):
-        return f"it holds {index['lengths'].shape[0]} records, the manifest {len(entries)}"
-    if index["manifest_sha256"].item() != sha:
-        return f"{manifest_path.name} changed since it was packed"
-    if int(index["manifest_mtime_ns"]) != mtime_ns:
-        return f"{manifest_path.name} was rewritten since it was packed"
-    if int(index["data_size"]) != stat.st_size or int(index["data_mtime_ns"]) != stat.st_mtime_ns:
-        return f"{data_path.name} does not belong to {index_path.name}"
-    return None
+    except (OSError, ValueError) as exc:  # ManifestError is a ValueError
+        return f"cannot read {manifest_path} ({type(exc).__name__}: {exc})"
+    if pack_folder(manifest_path).exists() or not any(p.exists() for p in float32_file_paths(manifest_path)):
+        return _sharded_problem(manifest_path, sha, mtime_ns, len(entries))
+    return float32_file_problem(manifest_path, sha, mtime_ns, len(entries))
 
 
-class PackedRecords:
-    """Read-only access to a current pack: ``read(i)`` and ``crop(i, start, length)`` return copies.
+class ShardedPack:
+    """Read-only access to a current pack: ``read(i)`` and ``crop(i, start, length)`` return
+    C-contiguous float32 copies in millivolts, equal to the values of the ``.mat`` files.
 
-    The data file is memory-mapped lazily and left out of pickles, so a dataset holding this
-    object can be sent to data-loader workers without copying the array.
+    Each shard is memory-mapped the first time a record in it is read, and the mappings are left
+    out of pickles, so a dataset holding this object goes to data-loader workers without them. A
+    shard that is missing, truncated, rewritten or not an int16 array is a :class:`RecordError`
+    naming the shard.
     """
 
-    def __init__(self, data_path: str | Path, index_path: str | Path):
-        self.data_path = Path(data_path)
-        index = np.load(index_path, allow_pickle=False)
+    def __init__(self, manifest_path: str | Path):
+        self.location = pack_folder(manifest_path)
+        index_path = self.location / INDEX_NAME
+        try:
+            index = np.load(index_path, allow_pickle=False)
+            self.shard_names = [name.decode() for name in index["shard_names"]]
+        except (OSError, ValueError, EOFError, KeyError) as exc:
+            raise RecordError(index_path, f"unreadable pack index ({type(exc).__name__}: {exc})") from None
+        self._shard_stats = list(zip(index["shard_bytes"].tolist(), index["shard_mtime_ns"].tolist()))
+        self._shard_values = index["shard_values"].tolist()
+        self.shards: np.ndarray = index["shards"]
         self.offsets: np.ndarray = index["offsets"]
         self.lengths: np.ndarray = index["lengths"]
         self.sample_rates: np.ndarray = index["sample_rates"]
         self.lead_present: np.ndarray = index["lead_present"].astype(bool)
-        self._data_stat = (int(index["data_size"]), int(index["data_mtime_ns"]))
-        self._data: np.ndarray | None = None
-
-    @classmethod
-    def for_manifest(cls, manifest_path: str | Path) -> PackedRecords | None:
-        """The current pack beside ``manifest_path``; None (with a warning if one is stale) otherwise."""
-        data_path, index_path = pack_paths(manifest_path)
-        if not data_path.exists() and not index_path.exists():
-            return None
-        problem = pack_problem(manifest_path)
-        if problem is not None:
-            logger.warning(
-                "not using the pack of %s: %s; reading the .mat files instead (rebuild it with: goodviews-pack %s)",
-                manifest_path,
-                problem,
-                Path(manifest_path).parent,
-            )
-            return None
-        return cls(data_path, index_path)
+        self.forms: np.ndarray = index["forms"]
+        self.scales: np.ndarray = index["scales"]
+        self.gains: np.ndarray = index["gains"]
+        # None where a scale's baselines are all zero (the usual case): one subtraction less.
+        self.baselines: List[np.ndarray | None] = [row if row.any() else None for row in index["baselines"]]
+        self._maps: List[np.ndarray | None] = [None] * len(self.shard_names)
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        state["_data"] = None
+        state["_maps"] = [None] * len(self.shard_names)
         return state
 
-    @property
-    def data(self) -> np.ndarray:
-        """The flat array of every record's block, mapped on first use (as a plain ndarray:
-        slicing an ``np.memmap`` runs Python code per slice).
-
-        A data-loader worker maps it long after the index was checked; a pack rebuilt meanwhile
-        is refused rather than read with the old index.
-        """
-        if self._data is None:
-            stat = os.stat(self.data_path)
-            if (stat.st_size, stat.st_mtime_ns) != self._data_stat:
-                raise RecordError(self.data_path, "the pack was rebuilt after its index was read; restart the run")
-            self._data = np.asarray(np.load(self.data_path, mmap_mode="r", allow_pickle=False))
-        return self._data
+    def shard(self, k: int) -> np.ndarray:
+        """Shard ``k`` as a flat int16 array (a plain ndarray over its memory map), mapped on first use."""
+        data = self._maps[k]
+        if data is None:
+            path = self.location / self.shard_names[k]
+            try:
+                stat = os.stat(path)
+            except OSError as exc:
+                raise RecordError(path, f"pack shard unreadable ({describe_os_error(exc)}); restart the run") from None
+            size, mtime_ns = self._shard_stats[k]
+            if stat.st_size != size:
+                raise RecordError(path, f"pack shard truncated or replaced: {stat.st_size} bytes, the index says {size}")
+            if stat.st_mtime_ns != mtime_ns:
+                raise RecordError(path, "the pack was rebuilt after its index was read; restart the run")
+            try:
+                data = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+            except (OSError, ValueError) as exc:
+                raise RecordError(path, f"unreadable pack shard ({type(exc).__name__}: {exc})") from None
+            if data.dtype != _SHARD_DTYPE or data.shape != (self._shard_values[k],):
+                raise RecordError(
+                    path, f"not a pack shard: {data.dtype} {list(data.shape)}, expected int16 [{self._shard_values[k]}]"
+                )
+            self._maps[k] = data
+        return data
 
     def crop(self, index: int, start: int, length: int) -> np.ndarray:
-        """A C-contiguous float32 copy of samples ``[start, start + length)`` of record ``index``."""
+        """Samples ``[start, start + length)`` of record ``index``: a C-contiguous float32 [12, length]."""
         n_samples = self.lengths.item(index)
         if start < 0 or length < 0 or start + length > n_samples:
             raise IndexError(
-                f"samples [{start}, {start + length}) outside record {index} of {self.data_path} ({n_samples} samples)"
+                f"samples [{start}, {start + length}) outside record {index} of {self.location} ({n_samples} samples)"
             )
-        if length == n_samples:
-            return self.read(index)
+        data = self._maps[self.shards.item(index)]
+        if data is None:
+            data = self.shard(self.shards.item(index))
         offset = self.offsets.item(index)
-        record = self.data[offset : offset + N_LEADS * n_samples].reshape(N_LEADS, n_samples)
-        return np.array(record[:, start : start + length])
+        if self.forms.item(index) == FLOAT32:
+            values = data[offset : offset + 2 * N_LEADS * n_samples].view(_FLOAT_DTYPE)
+            return np.array(values.reshape(N_LEADS, n_samples)[:, start : start + length])
+        steps = data[offset : offset + N_LEADS * n_samples].reshape(N_LEADS, n_samples)
+        scale = self.scales.item(index)
+        return decode(steps[:, start : start + length], self.gains[scale], self.baselines[scale])
 
     def read(self, index: int) -> np.ndarray:
         """Record ``index`` whole, as a C-contiguous float32 [12, T] copy."""
-        offset, n_samples = self.offsets.item(index), self.lengths.item(index)
-        return np.array(self.data[offset : offset + N_LEADS * n_samples]).reshape(N_LEADS, n_samples)
+        return self.crop(index, 0, self.lengths.item(index))
+
+
+#: Either format's reader: ``lengths``, ``sample_rates``, ``lead_present``, ``crop``, ``read``, ``location``.
+Pack = ShardedPack | Float32FilePack
+
+
+def open_pack(manifest_path: str | Path) -> Pack | None:
+    """The current pack beside ``manifest_path``; None (with a warning if one is stale) otherwise."""
+    manifest_path = Path(manifest_path)
+    sharded = pack_folder(manifest_path).exists()
+    if not sharded and not any(p.exists() for p in float32_file_paths(manifest_path)):
+        return None
+    problem = pack_problem(manifest_path)
+    if problem is not None:
+        logger.warning(
+            "not using the pack of %s: %s; reading the .mat files instead (rebuild it with: goodviews-pack %s)",
+            manifest_path,
+            problem,
+            manifest_path.parent,
+        )
+        return None
+    return ShardedPack(manifest_path) if sharded else Float32FilePack(manifest_path)
+
+
+def parse_size(text: str) -> int:
+    """Bytes of ``text``: a whole number with an optional K, M, G or T (powers of 1024), e.g. ``512M``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, flags=re.IGNORECASE)
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"not a size: {text!r} (a positive whole number of bytes, or with K, M, G or T)")
+    return int(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " ")
 
 
 def split_manifests(manifest_dir: Path, splits: Sequence[str] | None) -> List[Path]:

@@ -16,7 +16,7 @@ Every preparer (Chapman, PhysioNet 2021, PTB-XL, generic WFDB) does two things o
     OUT/train.csv, valid.csv, ...    metadata tables, row for row with the manifests
     OUT/skipped.csv                  key, file, reason, category of every record not written
     OUT/prepare_report.json          counts by outcome, reason and split, options used
-    OUT/train.packed.npy, ...        with ``pack``: each split packed (:mod:`~fairseq_goodviews.io.packed`)
+    OUT/train.packed/, ...           with ``pack``: each split packed (:mod:`~fairseq_goodviews.io.packed`)
 
 An output folder that cannot be written (its path is a file, no permission) is a
 :class:`~.items.PrepareError` naming it, raised before anything is written. Records written with a

@@ -92,7 +92,8 @@ def remove_outdated_packs(out_dir: Path, splits: Iterable[str]) -> list[str]:
 
 def pack_splits(out_dir: Path, splits: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Pack each split of ``out_dir`` (:func:`~fairseq_goodviews.io.packed.write_pack`); return
-    the report's ``packed`` entry: per split its records, samples, bytes, seconds and data file.
+    the report's ``packed`` entry: per split its records, samples, bytes, seconds, shards, records
+    stored as int16 and as float32, and the pack's folder.
 
     A pack that cannot be written (no room, an unwritable folder, a record that changed) is one
     :class:`PrepareError` line, and every pack of ``splits`` is removed first: the records and
@@ -113,6 +114,9 @@ def pack_splits(out_dir: Path, splits: Sequence[str]) -> dict[str, dict[str, Any
             "samples": summary["samples"],
             "bytes": summary["bytes"],
             "seconds": round(summary["seconds"], 3),
+            "shards": summary["shards"],
+            "int16_records": summary["int16_records"],
+            "float32_records": summary["float32_records"],
             "file": Path(summary["data"]).name,
         }
     return packed

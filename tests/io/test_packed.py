@@ -1,6 +1,8 @@
-"""The packed split format: same arrays as the .mat records, used only while it matches the manifest."""
+"""Packs: int16 where exact, else float32, in shards; the same arrays as the .mat records, used only
+while the pack matches its manifest; packs of the first (one float32 file) format still read."""
 
 import errno
+import hashlib
 import logging
 import os
 import pickle
@@ -15,9 +17,19 @@ from conftest import console_script
 from fairseq_goodviews.cli.pack import main
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.io.atomic import OutputPathError
-from fairseq_goodviews.io.manifest import write_manifest
-from fairseq_goodviews.io.packed import PackedRecords, pack_paths, pack_problem, write_pack
-from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record, write_record
+from fairseq_goodviews.io.manifest import read_manifest, write_manifest
+from fairseq_goodviews.io.packed import (
+    INDEX_NAME,
+    INT16,
+    ShardedPack,
+    open_pack,
+    pack_folder,
+    pack_problem,
+    remove_pack,
+    write_pack,
+)
+from fairseq_goodviews.io.packed_float32 import Float32FilePack, float32_file_paths
+from fairseq_goodviews.io.records import N_LEADS, EcgRecord, RecordError, read_record, write_record
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LENGTHS = [1000, 2500, 1999, 3001, 700, 2500]
@@ -30,7 +42,10 @@ def _dataset(root, lengths=LENGTHS, rate: float = 500.0, splits=("train",)) -> N
         for i, n in enumerate(lengths):
             present = rng.random(12) < 0.8
             present[i % 12] = True
-            feats = rng.normal(0, 0.5, (12, n)).astype(np.float32)
+            feats = rng.normal(0, 0.5, (12, n))
+            if i % 2:  # whole steps of 1000 per mV, as a 16-bit source gives them: stored as int16
+                feats = np.round(feats * 1000) / 1000
+            feats = feats.astype(np.float32)
             feats[~present] = 0.0
             rel = f"records/{split}_{i}.mat"
             write_record(root / rel, EcgRecord(feats, rate, present, {"patient_id": f"p{i}"}))
@@ -42,8 +57,10 @@ def test_round_trip_equals_the_mat_records(tmp_path):
     _dataset(tmp_path)
     summary = write_pack(tmp_path / "train.tsv")
     assert summary["records"] == len(LENGTHS) and summary["samples"] == sum(LENGTHS)
-    pack = PackedRecords(*pack_paths(tmp_path / "train.tsv"))
+    assert (summary["int16_records"], summary["float32_records"], summary["shards"]) == (3, 3, 1)
+    pack = ShardedPack(tmp_path / "train.tsv")
     assert len(pack) == len(LENGTHS)
+    assert pack.forms.tolist() == [0, 1, 0, 1, 0, 1]
     for i in range(len(LENGTHS)):
         record = read_record(tmp_path / f"records/train_{i}.mat", with_meta=False)
         feats = pack.read(i)
@@ -58,8 +75,8 @@ def test_round_trip_equals_the_mat_records(tmp_path):
 
 def test_pickled_pack_leaves_the_array_behind(tmp_path):
     _dataset(tmp_path)
-    write_pack(tmp_path / "train.tsv")
-    pack = PackedRecords(*pack_paths(tmp_path / "train.tsv"))
+    write_pack(tmp_path / "train.tsv", shard_records=2)
+    pack = ShardedPack(tmp_path / "train.tsv")
     expected = pack.read(3)
     payload = pickle.dumps(pack)
     assert len(payload) < 4096
@@ -69,8 +86,8 @@ def test_pickled_pack_leaves_the_array_behind(tmp_path):
 def test_a_pack_rebuilt_under_a_reader_is_refused(tmp_path):
     _dataset(tmp_path)
     write_pack(tmp_path / "train.tsv")
-    pack = pickle.loads(pickle.dumps(PackedRecords(*pack_paths(tmp_path / "train.tsv"))))
-    data_path = pack_paths(tmp_path / "train.tsv")[0]
+    pack = pickle.loads(pickle.dumps(ShardedPack(tmp_path / "train.tsv")))
+    data_path = next(pack_folder(tmp_path / "train.tsv").glob("shard-*.npy"))
     os.utime(data_path, ns=(0, data_path.stat().st_mtime_ns + 1_000_000))
     with pytest.raises(RecordError, match="rebuilt after its index was read"):
         pack.read(0)
@@ -105,7 +122,7 @@ def test_a_record_that_disagrees_with_its_manifest_is_refused_and_nothing_is_wri
     manifest.write_text(manifest.read_text().replace("\t700\n", "\t701\n"))
     with pytest.raises(RecordError, match=r"train_4\.mat: 700 samples, but .*train\.tsv says 701"):
         write_pack(manifest)
-    assert not any(p.name.startswith((".train.packed", "train.packed")) for p in tmp_path.iterdir())
+    assert not list(pack_folder(manifest).iterdir())  # no shard and no temporary file left
 
 
 def _sources(root, sample_rate: float = 500.0):
@@ -172,11 +189,11 @@ def test_a_stale_pack_is_not_used(tmp_path, caplog, change):
     elif change == "rewritten":
         expected = _rewrite_record(tmp_path, 2)
     elif change == "data_replaced":
-        data_path, _ = pack_paths(manifest)
+        data_path = next(pack_folder(manifest).glob("shard-*.npy"))
         np.save(data_path, np.load(data_path))
         os.utime(data_path, ns=(0, data_path.stat().st_mtime_ns + 1_000_000))
     else:
-        pack_paths(manifest)[1].unlink()
+        (pack_folder(manifest) / INDEX_NAME).unlink()
     assert pack_problem(manifest) is not None
     with caplog.at_level(logging.WARNING, logger="fairseq_goodviews.io.packed"):
         source = EcgRecordSource(manifest, 500.0)
@@ -202,22 +219,141 @@ def test_no_room_is_one_line_before_anything_is_written(tmp_path, capsys, monkey
     monkeypatch.setattr("shutil.disk_usage", lambda path: SimpleNamespace(total=1 << 30, free=50_000))
     assert main([str(tmp_path)]) == 2
     assert capsys.readouterr().err == (
-        f"goodviews-pack: error: {tmp_path}: cannot write train.packed.npy: it needs 0.5 MiB, 0.0 MiB are free\n"
+        f"goodviews-pack: error: {tmp_path}: cannot write train.packed: it needs at least 0.3 MiB, 0.0 MiB are free\n"
     )
     assert not any(".packed" in p.name for p in tmp_path.iterdir())
 
 
-def test_a_failed_index_write_leaves_no_half_pack(tmp_path, monkeypatch):
+def test_a_failed_index_write_leaves_the_previous_pack_whole(tmp_path, monkeypatch):
     _dataset(tmp_path)
     manifest = tmp_path / "train.tsv"
-    write_pack(manifest)  # an earlier pack: its index would no longer match the new data file
+    write_pack(manifest, shard_records=2)  # an earlier pack, still current
+    before = sorted(p.name for p in pack_folder(manifest).iterdir())
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("numpy.save", full_disk)
-    with pytest.raises(
-        OutputPathError, match=r"cannot write train\.packed_index\.npy \(no space left on the device\)$"
-    ):
-        write_pack(manifest)
-    assert not any(".packed" in p.name for p in tmp_path.iterdir())
+    with pytest.raises(OutputPathError, match=r"train\.packed: cannot write the pack \(no space left on the device\)$"):
+        write_pack(manifest, shard_records=3)
+    assert sorted(p.name for p in pack_folder(manifest).iterdir()) == before  # the new shards are gone
+    assert pack_problem(manifest) is None
+    pack = ShardedPack(manifest)
+    np.testing.assert_array_equal(pack.read(4), read_record(tmp_path / "records/train_4.mat").feats)
+
+
+def test_shards_are_cut_by_records_or_bytes_and_each_is_mapped_when_first_read(tmp_path):
+    _dataset(tmp_path)
+    manifest = tmp_path / "train.tsv"
+    assert write_pack(manifest, shard_records=4)["shards"] == 2
+    assert ShardedPack(manifest).shards.tolist() == [0, 0, 0, 0, 1, 1]
+    # Bytes of each record: float32 48,000, int16 60,000, float32 95,952, int16 72,024, float32
+    # 33,600, int16 60,000; a shard ends before the record that would take it past 160,000 bytes.
+    summary = write_pack(manifest, shard_bytes=160_000)
+    pack = ShardedPack(manifest)
+    assert pack.shards.tolist() == [0, 0, 1, 2, 2, 3] and summary["shards"] == 4
+    assert len(list(pack_folder(manifest).glob("shard-*.npy"))) == 4  # the earlier pack's shards are removed
+    assert pack.read(3).shape == (N_LEADS, LENGTHS[3])
+    assert [m is not None for m in pack._maps] == [False, False, True, False]
+    # A record larger than the size has a shard of its own.
+    write_pack(manifest, shard_bytes=50_000)
+    assert ShardedPack(manifest).shards.tolist() == [0, 1, 2, 3, 4, 5]
+    pack = ShardedPack(manifest)
+    for i in range(len(LENGTHS)):
+        np.testing.assert_array_equal(pack.read(i), read_record(tmp_path / f"records/train_{i}.mat").feats)
+
+
+def test_float32_encoding_stores_every_record_as_float32(tmp_path):
+    _dataset(tmp_path)
+    summary = write_pack(tmp_path / "train.tsv", encoding="float32", shard_bytes=None)
+    assert (summary["int16_records"], summary["float32_records"], summary["shards"]) == (0, 6, 1)
+    # One float32 shard is the layout of a memory-mapped [12, T] array per record, back to back.
+    shard = next(pack_folder(tmp_path / "train.tsv").glob("shard-*.npy"))
+    flat = np.load(shard).view(np.float32)
+    expected = np.concatenate([read_record(tmp_path / f"records/train_{i}.mat").feats.ravel() for i in range(6)])
+    np.testing.assert_array_equal(flat, expected)
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        write_pack(tmp_path / "train.tsv", encoding="int8")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled", "removed"])
+def test_a_bad_shard_is_one_line_naming_it(tmp_path, caplog, damage):
+    _dataset(tmp_path)
+    manifest = tmp_path / "train.tsv"
+    write_pack(manifest, shard_records=3)
+    pack = pickle.loads(pickle.dumps(ShardedPack(manifest)))  # as a data-loader worker holds it
+    shard = sorted(pack_folder(manifest).glob("shard-*.npy"))[1]
+    stat = shard.stat()
+    if damage == "truncated":
+        with open(shard, "r+b") as handle:
+            handle.truncate(stat.st_size - 100)
+        problem = rf"{shard}: pack shard truncated or replaced: {stat.st_size - 100} bytes, the index says {stat.st_size}$"
+    elif damage == "garbled":
+        shard.write_bytes(b"not an npy file".ljust(stat.st_size, b"\0"))
+        os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and time: only the bytes tell
+        problem = rf"{shard}: unreadable pack shard \(ValueError: .*\)$"
+    else:
+        shard.unlink()
+        problem = rf"{shard}: pack shard unreadable \(No such file or directory\); restart the run$"
+    np.testing.assert_array_equal(pack.read(0), read_record(tmp_path / "records/train_0.mat").feats)
+    with pytest.raises(RecordError, match=problem) as caught:
+        pack.read(4)
+    assert "\n" not in str(caught.value)
+    if damage != "garbled":  # a new reader sees the damage in the index's sizes and reads the .mat files
+        with caplog.at_level(logging.WARNING, logger="fairseq_goodviews.io.packed"):
+            assert open_pack(manifest) is None
+        assert str(shard) in caplog.text
+
+
+def _write_first_format(manifest) -> None:
+    """A pack as the first format's writer left it: one flat float32 file and its index."""
+    root, entries = read_manifest(manifest)
+    lengths = np.array([n for _, n in entries], dtype=np.int64)
+    blocks = [read_record(root / rel, with_meta=False) for rel, _ in entries]
+    data_path, index_path = float32_file_paths(manifest)
+    np.save(data_path, np.concatenate([np.ascontiguousarray(r.feats).ravel() for r in blocks]))
+    n = len(entries)
+    dtype = np.dtype(
+        [
+            ("version", "<i8"),
+            ("manifest_sha256", "S64"),
+            ("manifest_mtime_ns", "<i8"),
+            ("data_size", "<i8"),
+            ("data_mtime_ns", "<i8"),
+            ("offsets", "<i8", (n,)),
+            ("lengths", "<i8", (n,)),
+            ("sample_rates", "<f8", (n,)),
+            ("lead_present", "u1", (n, N_LEADS)),
+        ]
+    )
+    index = np.zeros((), dtype=dtype)
+    index["version"] = 1
+    index["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest().encode()
+    index["manifest_mtime_ns"] = manifest.stat().st_mtime_ns
+    index["data_size"] = data_path.stat().st_size
+    index["data_mtime_ns"] = data_path.stat().st_mtime_ns
+    index["offsets"] = np.concatenate([[0], np.cumsum(lengths * N_LEADS)[:-1]])
+    index["lengths"] = lengths
+    index["sample_rates"] = [r.sample_rate for r in blocks]
+    index["lead_present"] = [r.lead_present for r in blocks]
+    np.save(index_path, index)
+
+
+def test_a_pack_of_the_first_format_is_still_read_and_a_new_pack_replaces_it(tmp_path, caplog):
+    _dataset(tmp_path)
+    manifest = tmp_path / "train.tsv"
+    _write_first_format(manifest)
+    assert pack_problem(manifest) is None
+    with caplog.at_level(logging.INFO, logger="fairseq_goodviews.data.ecg_dataset"):
+        source = EcgRecordSource(manifest, 500.0)
+    assert isinstance(source.pack, Float32FilePack)
+    assert f"reading the records from the pack {tmp_path / 'train.packed.npy'}" in caplog.text
+    plain = EcgRecordSource(manifest, 500.0, use_pack=False)
+    for i in range(len(LENGTHS)):
+        np.testing.assert_array_equal(source.load(i, 1500, None)[0], plain.load(i, 1500, None)[0])
+    write_pack(manifest)
+    assert not any(p.exists() for p in float32_file_paths(manifest))
+    assert isinstance(open_pack(manifest), ShardedPack)
+    _write_first_format(manifest)
+    assert remove_pack(manifest) and not pack_folder(manifest).exists()
+    assert not any(p.exists() for p in float32_file_paths(manifest))

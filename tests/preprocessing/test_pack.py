@@ -24,7 +24,7 @@ from fairseq_goodviews.cli import (
 )
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.io.manifest import read_manifest
-from fairseq_goodviews.io.packed import PackedRecords, pack_paths, pack_problem
+from fairseq_goodviews.io.packed import ShardedPack, pack_folder, pack_problem
 from fairseq_goodviews.io.records import read_record
 from fairseq_goodviews.preprocessing.chapman import prepare_chapman as prepare_chapman_library
 from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions
@@ -55,7 +55,7 @@ def assert_packs_equal_the_records(out: Path, splits=SPLITS) -> None:
     for split in splits:
         manifest = out / f"{split}.tsv"
         assert pack_problem(manifest) is None
-        pack = PackedRecords(*pack_paths(manifest))
+        pack = ShardedPack(manifest)
         root, entries = read_manifest(manifest)
         assert len(pack) == len(entries) > 0
         for i, (rel, n_samples) in enumerate(entries):
@@ -84,16 +84,19 @@ def test_pack_writes_each_split_and_training_reads_it(chapman_src, tmp_path, cap
     assert report["options"]["pack"] is True and list(report["packed"]) == list(SPLITS)
     for split, line in zip(SPLITS, lines[1:], strict=True):  # the summary line, then one per split
         records = report["packed"][split]["records"]
-        assert line.startswith(f"{split}: {records} records, ") and line.endswith(f"-> {out / split}.packed.npy")
-        assert report["packed"][split]["bytes"] == pack_paths(out / f"{split}.tsv")[0].stat().st_size
+        assert line.startswith(f"{split}: {records} records, ") and line.endswith(f"-> {out / split}.packed")
+        shards = list(pack_folder(out / f"{split}.tsv").glob("shard-*.npy"))
+        assert report["packed"][split]["bytes"] == sum(p.stat().st_size for p in shards)
+        # Chapman's microvolts have three decimals: not whole 16-bit steps, so float32.
+        assert report["packed"][split]["float32_records"] == records and report["packed"][split]["shards"] == 1
     assert sum(report["packed"][s]["records"] for s in SPLITS) == 12
     assert_packs_equal_the_records(out)
 
     # Training's record source takes the pack without being asked, and says so.
     with caplog.at_level(logging.INFO, logger="fairseq_goodviews.data.ecg_dataset"):
         source = EcgRecordSource(out / "train.tsv", 500.0)
-    assert source.pack is not None and source.pack.data_path == out / "train.packed.npy"
-    assert f"reading the records from the pack {out / 'train.packed.npy'}" in caplog.text
+    assert source.pack is not None and source.pack.location == out / "train.packed"
+    assert f"reading the records from the pack {out / 'train.packed'}" in caplog.text
     plain = EcgRecordSource(out / "train.tsv", 500.0, use_pack=False)
     for i in range(len(source)):
         (feats, present), (mat_feats, mat_present) = (
@@ -152,7 +155,8 @@ def test_a_pack_that_cannot_be_written_is_one_line_and_leaves_no_pack(chapman_sr
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == (
-        f"goodviews-prepare-chapman: error: --pack: {out}: cannot write train.packed.npy (File too large); the records and manifests "
+        f"goodviews-prepare-chapman: error: --pack: {out / 'train.packed'}: cannot write the pack (File too large); the records "
+        "and manifests "
         f"are written and training reads the .mat files (goodviews-pack {out} packs them once this is fixed)\n"
     )
     assert pack_files(out) == []  # neither the new nor the old packs, nor a temporary file
@@ -164,10 +168,10 @@ def test_a_pack_that_cannot_be_written_is_one_line_and_leaves_no_pack(chapman_sr
 def test_no_room_for_the_pack_is_found_before_writing(chapman_src, tmp_path, monkeypatch):
     out = tmp_path / "out"
     monkeypatch.setattr(
-        "fairseq_goodviews.io.packed.shutil.disk_usage", lambda path: SimpleNamespace(total=1 << 30, free=1 << 20)
+        "fairseq_goodviews.io.packed.shutil.disk_usage", lambda path: SimpleNamespace(total=1 << 30, free=1 << 19)
     )
     with pytest.raises(
-        PrepareError, match=r"^--pack: .*: cannot write train\.packed\.npy: it needs 1\.6 MiB, 1\.0 MiB"
+        PrepareError, match=r"^--pack: .*: cannot write train\.packed: it needs at least 0\.8 MiB, 0\.5 MiB"
     ):
         prepare_chapman_library(chapman_src, out, options=PrepareOptions(progress=False, pack=True))
     assert pack_files(out) == [] and (out / "train.tsv").is_file()

@@ -244,9 +244,9 @@ def test_packing_happens_at_the_merge(tmp_path, capsys):
         run(out, (0, 2), pack=True)
     run(out, (0, 2))
     run(out, (1, 2))
-    assert not list(out.glob("*.packed.npy"))
+    assert not list(out.glob("*.packed"))
     assert merge_main([str(out), "--pack"]) == 0
-    assert {p.name for p in out.glob("*.packed.npy")} == {f"{s}.packed.npy" for s in ("train", "valid", "test")}
+    assert {p.name for p in out.glob("*.packed")} == {f"{s}.packed" for s in ("train", "valid", "test")}
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["options"]["pack"] is True and set(report["packed"]) == {"train", "valid", "test"}
     assert capsys.readouterr().out.count("packed") == 3
