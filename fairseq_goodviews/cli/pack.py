@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Sequence
 
 from fairseq_goodviews.cli.runner import run_command
-from fairseq_goodviews.io.packed import DEFAULT_SHARD_BYTES, ENCODINGS, pack_line, parse_size, split_manifests, write_pack
+from fairseq_goodviews.io.packed import (
+    DEFAULT_SHARD_BYTES,
+    ENCODINGS,
+    pack_line,
+    parse_size,
+    split_manifests,
+    write_pack,
+)
 
 
 def _size(text: str) -> int:

@@ -80,8 +80,19 @@ def _subcommand(
 
 
 def _record_loading(args: argparse.Namespace) -> None:
-    options = _options(args, "data", "split", "records", "samples", "sample_size", "rounds", "chunk", "seed")
-    _report(args.out, record_loading, record_loading.run(work=args.out / "work", **options))
+    names = (
+        "data",
+        "split",
+        "records",
+        "samples",
+        "sample_size",
+        "rounds",
+        "chunk",
+        "seed",
+        "shard_records",
+        "project",
+    )
+    _report(args.out, record_loading, record_loading.run(work=args.out / "work", **_options(args, *names)))
 
 
 def _add_record_loading(subcommands: Subcommands) -> None:
@@ -95,6 +106,10 @@ def _add_record_loading(subcommands: Subcommands) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--chunk", type=int, default=25, help="records read by one reader before the next one's turn")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shard-records", type=int, default=500, help="records per shard of the int16 pack")
+    parser.add_argument(
+        "--project", type=int, default=800_000, help="records the disk and writing time are projected to"
+    )
 
 
 def _preprocessing(args: argparse.Namespace) -> None:

@@ -361,7 +361,9 @@ def _sharded_problem(manifest_path: Path, sha: bytes, mtime_ns: int, n_records: 
         return f"{manifest_path.name} changed since it was packed"
     if int(index["manifest_mtime_ns"]) != mtime_ns:
         return f"{manifest_path.name} was rewritten since it was packed"
-    for name, size, shard_mtime_ns in zip(index["shard_names"], index["shard_bytes"], index["shard_mtime_ns"]):
+    for name, size, shard_mtime_ns in zip(
+        index["shard_names"], index["shard_bytes"], index["shard_mtime_ns"], strict=True
+    ):
         path = folder / name.decode()
         try:
             stat = path.stat()
@@ -405,7 +407,7 @@ class ShardedPack:
             self.shard_names = [name.decode() for name in index["shard_names"]]
         except (OSError, ValueError, EOFError, KeyError) as exc:
             raise RecordError(index_path, f"unreadable pack index ({type(exc).__name__}: {exc})") from None
-        self._shard_stats = list(zip(index["shard_bytes"].tolist(), index["shard_mtime_ns"].tolist()))
+        self._shard_stats = list(zip(index["shard_bytes"].tolist(), index["shard_mtime_ns"].tolist(), strict=True))
         self._shard_values = index["shard_values"].tolist()
         self.shards: np.ndarray = index["shards"]
         self.offsets: np.ndarray = index["offsets"]
@@ -438,7 +440,9 @@ class ShardedPack:
                 raise RecordError(path, f"pack shard unreadable ({describe_os_error(exc)}); restart the run") from None
             size, mtime_ns = self._shard_stats[k]
             if stat.st_size != size:
-                raise RecordError(path, f"pack shard truncated or replaced: {stat.st_size} bytes, the index says {size}")
+                raise RecordError(
+                    path, f"pack shard truncated or replaced: {stat.st_size} bytes, the index says {size}"
+                )
             if stat.st_mtime_ns != mtime_ns:
                 raise RecordError(path, "the pack was rebuilt after its index was read; restart the run")
             try:

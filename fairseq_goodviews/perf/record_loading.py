@@ -1,16 +1,20 @@
-"""Record loading: ``.mat`` readers and the packed format against one memory-mapped array.
+"""Record loading: ``.mat`` readers and the packs against one memory-mapped array; packs' disk.
 
 Each reader produces every record's float32 [12, T] array, in the same shuffled order:
 
 - ``scipy.io.loadmat``: ``loadmat(path)["feats"]`` (what ``read_record`` used to do);
 - ``read_record``: the default reader, ``read_record(path, with_meta=False).feats``;
-- ``packed``: :class:`~fairseq_goodviews.io.packed.PackedRecords` ``read(i)``;
+- ``float32 pack``: :class:`~fairseq_goodviews.io.packed.ShardedPack` ``read(i)`` of a pack
+  written with ``encoding="float32"`` in one shard;
+- ``int16 pack``: the same of the default pack, int16 where exact, cut into shards of
+  ``--shard-records`` records: what a preparer's ``--pack`` writes for a 16-bit source;
 - ``memmap .npy``: the reference, bare numpy on one ``.npy`` holding every record's row-major
-  [12, T] array back to back (for equal lengths, byte for byte an [N, 12, T] array), mapped with
-  ``np.load(..., mmap_mode="r")``; each record's slice is copied out of a plain ndarray view of
-  the mapping, the cheapest way there is. The file is the pack's own data file, which has exactly
-  this layout: the same bytes in two files read up to 12% apart here (where the page cache put
-  them), which would swamp the packed reader's own overhead, the thing its target is about;
+  [12, T] float32 array back to back (for equal lengths, byte for byte an [N, 12, T] array),
+  mapped with ``np.load(..., mmap_mode="r")``; each record's slice is copied out of a plain
+  ndarray view of the mapping, the cheapest way there is. The file is the float32 pack's one
+  shard, which has exactly this layout: the same bytes in two files read up to 12% apart here
+  (where the page cache put them), which would swamp the pack reader's own overhead, the thing
+  its target is about;
 - ``np.memmap slicing``: the same copy through the ``np.memmap`` object itself, whose per-slice
   Python code costs a few microseconds (for information; the targets use the stricter reference);
 - ``.mat bytes only``: open, size, read and close each ``.mat`` file into a numpy buffer without
@@ -21,15 +25,18 @@ centred [12, sample_size] crop), from the ``.mat`` files, from the pack, and as 
 reference array. The ``.mat`` rows there include the column-major to row-major copy that MAT
 files force on every reader.
 
-Without ``--data``, ``--records`` synthetic ECG-like records are written with ``write_record``
-under ``DIR/work/data`` (and reused by the next run with the same numbers). After one untimed
+Without ``--data``, ``--records`` synthetic ECG-like records, in whole steps of 1 uV as a 16-bit
+source with a gain of 1000 per mV stores them, are written with ``write_record`` under
+``DIR/work/records_1uv`` (and reused by the next run with the same numbers). After one untimed
 warm-up pass, every round reads all records with every reader, ``--chunk`` records at a time,
 the readers taking turns in a rotating order, each on a different chunk (so none finds records in
 the CPU cache that another just read). A reader's ratio to the reference is the median, over all
 these time slots, of its records/s divided by the reference's in the same slot, measured
 milliseconds apart: that keeps the load of a shared machine out of the ratios.
-Targets: ``read_record`` >= 0.5x and the packed reader >= 0.9x the records/s of the memory-mapped
-array. Results go to ``DIR/record_loading.json``.
+Targets: ``read_record`` >= 0.5x and each pack >= 0.9x the records/s of the memory-mapped
+array. The result also gives each pack's bytes and writing time per record (and the ``.mat``
+files'), and both projected linearly to ``--project`` records (800,000: MIMIC-IV-ECG's size).
+Results go to ``DIR/record_loading.json``.
 
     goodviews-perf record-loading --out DIR [--data MANIFEST_DIR] [--records 2000]
 """
@@ -50,17 +57,18 @@ import scipy.io
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import read_manifest, write_manifest
-from fairseq_goodviews.io.packed import PackedRecords, pack_paths, write_pack
+from fairseq_goodviews.io.packed import ShardedPack, pack_folder, write_pack
 from fairseq_goodviews.io.records import N_LEADS, EcgRecord, read_record, write_record
 
-TARGETS = {"read_record": 0.5, "packed": 0.9}
+TARGETS = {"read_record": 0.5, "float32 pack": 0.9, "int16 pack": 0.9}
 REFERENCE = "memmap .npy"
 #: A reader: record index -> its float32 array.
 Reader = Callable[[int], np.ndarray]
 
 
 def synthetic_records(out_dir: Path, n_records: int, n_samples: int, seed: int) -> Path:
-    """Write ``n_records`` ECG-like records (beats + baseline wander + noise) and a ``train`` manifest."""
+    """Write ``n_records`` ECG-like records (beats + baseline wander + noise, in whole microvolts)
+    and a ``train`` manifest."""
     rng = np.random.default_rng(seed)
     t = np.arange(n_samples) / 500.0
     rows = []
@@ -72,6 +80,7 @@ def synthetic_records(out_dir: Path, n_records: int, n_samples: int, seed: int) 
         gains = rng.normal(1.0, 0.4, size=(N_LEADS, 2))
         wander = 0.1 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
         feats = gains[:, :1] * qrs + 0.3 * gains[:, 1:] * wave + wander + rng.normal(0, 0.02, (N_LEADS, n_samples))
+        feats = np.round(feats * 1000) / 1000  # the millivolts of whole ADC steps of a 1000-per-mV source
         rel = f"records/r{i:06d}.mat"
         meta = {"patient_id": f"p{i}", "age": int(rng.integers(18, 90)), "sex": "M" if i % 2 else "F"}
         write_record(out_dir / rel, EcgRecord(feats.astype(np.float32), 500.0, meta=meta))
@@ -80,14 +89,14 @@ def synthetic_records(out_dir: Path, n_records: int, n_samples: int, seed: int) 
     return out_dir / "train.tsv"
 
 
-def bench_manifest(source: Path, work: Path, n_records: int) -> Path:
-    """The first ``n_records`` lines of ``source`` as ``work/bench.tsv`` (its pack goes beside it)."""
+def bench_manifest(source: Path, work: Path, n_records: int, name: str = "bench") -> Path:
+    """The first ``n_records`` lines of ``source`` as ``work/<name>.tsv`` (its pack goes beside it)."""
     root, entries = read_manifest(source)
-    with atomic_open(work / "bench.tsv") as handle:
+    with atomic_open(work / f"{name}.tsv") as handle:
         handle.write(f"{root}\n")
         for rel, n in entries[:n_records]:
             handle.write(f"{rel}\t{n}\n")
-    return work / "bench.tsv"
+    return work / f"{name}.tsv"
 
 
 def time_rounds(readers: Dict[str, Reader], order: np.ndarray, rounds: int, chunk: int) -> Dict[str, List[float]]:
@@ -156,27 +165,32 @@ def _source_manifest(work: Path, data: Path | None, split: str, records: int, sa
     (those of an earlier run are reused when their number and length are the same)."""
     if data is not None:
         return data / f"{split}.tsv"
-    source = work / "data" / "train.tsv"
+    source = work / "records_1uv" / "train.tsv"
     if not source.is_file() or [n for _, n in read_manifest(source)[1]] != [samples] * records:
-        source = synthetic_records(work / "data", records, samples, seed)
+        source = synthetic_records(work / "records_1uv", records, samples, seed)
     return source
 
 
-def _readers(manifest: Path, sample_size: int) -> tuple[Dict[str, Reader], Dict[str, Reader]]:
+def _readers(manifest: Path, int16_manifest: Path, sample_size: int) -> tuple[Dict[str, Reader], Dict[str, Reader]]:
     """The whole-record readers and the ``EcgRecordSource.load`` loaders of the records of ``manifest``
-    (packed beside it), by name; each table has the :data:`REFERENCE` entry."""
+    (with a one-shard float32 pack beside it; the same records in ``int16_manifest``, with an int16
+    pack), by name; each table has the :data:`REFERENCE` entry."""
 
     root, entries = read_manifest(manifest)
     paths = [str(root / rel) for rel, _ in entries]
-    pack = PackedRecords(*pack_paths(manifest))
-    # Each record's block in the pack's data file, from the manifest (write_pack checked the lengths).
+    pack = ShardedPack(manifest)
+    int16_pack = ShardedPack(int16_manifest)
+    # Each record's block in the float32 pack's one shard, from the manifest (write_pack checked the lengths).
     lengths = np.array([n for _, n in entries], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths * N_LEADS)[:-1]])
-    reference = np.load(pack_paths(manifest)[0], mmap_mode="r")
-    mat_source = EcgRecordSource(manifest, float(pack.sample_rates[0]), use_pack=False)
-    packed_source = EcgRecordSource(manifest, float(pack.sample_rates[0]))
-    if packed_source.pack is None:
-        raise AssertionError("EcgRecordSource did not pick up the pack written for it")
+    (shard,) = pack_folder(manifest).glob("shard-*.npy")
+    reference = np.load(shard, mmap_mode="r").view(np.float32)
+    rate = float(pack.sample_rates[0])
+    mat_source = EcgRecordSource(manifest, rate, use_pack=False)
+    packed_source = EcgRecordSource(manifest, rate)
+    int16_source = EcgRecordSource(int16_manifest, rate)
+    if not isinstance(packed_source.pack, ShardedPack) or not isinstance(int16_source.pack, ShardedPack):
+        raise AssertionError("EcgRecordSource did not pick up the packs written for it")
 
     reference_view = np.asarray(reference)
 
@@ -207,7 +221,8 @@ def _readers(manifest: Path, sample_size: int) -> tuple[Dict[str, Reader], Dict[
     readers = {
         "scipy.io.loadmat": lambda i: scipy.io.loadmat(paths[i])["feats"],
         "read_record": lambda i: read_record(paths[i], with_meta=False).feats,
-        "packed": pack.read,
+        "float32 pack": pack.read,
+        "int16 pack": int16_pack.read,
         REFERENCE: whole_reference,
         "np.memmap slicing": whole_memmap,
         ".mat bytes only": file_bytes,
@@ -215,7 +230,8 @@ def _readers(manifest: Path, sample_size: int) -> tuple[Dict[str, Reader], Dict[
     loaders = {
         "scipy.io.loadmat + crop": lambda i: crop(scipy.io.loadmat(paths[i])["feats"]),
         "read_record (.mat)": lambda i: mat_source.load(i, sample_size, None)[0],
-        "packed": lambda i: packed_source.load(i, sample_size, None)[0],
+        "float32 pack": lambda i: packed_source.load(i, sample_size, None)[0],
+        "int16 pack": lambda i: int16_source.load(i, sample_size, None)[0],
         REFERENCE: crop_reference,
     }
     return readers, loaders
@@ -231,6 +247,26 @@ def _check_agreement(tables: Sequence[Dict[str, Reader]], n_records: int) -> Non
                     raise AssertionError(f"{name} disagrees with the reference on record {i}")
 
 
+def disk(manifest: Path, packs: Dict[str, Dict[str, Any]], project: int) -> Dict[str, Any]:
+    """Bytes and writing seconds per record of the ``.mat`` files and of each pack, and both
+    projected linearly to ``project`` records."""
+    root, entries = read_manifest(manifest)
+    mat_bytes = sum(os.stat(root / rel).st_size for rel, _ in entries)
+    rows = {".mat files": {"bytes_per_record": mat_bytes / len(entries), "seconds_per_record": None}}
+    for name, summary in packs.items():
+        rows[name] = {
+            "bytes_per_record": summary["bytes"] / summary["records"],
+            "seconds_per_record": summary["seconds"] / summary["records"],
+            "int16_records": summary["int16_records"],
+            "shards": summary["shards"],
+        }
+    for row in rows.values():
+        row["projected_gib"] = row["bytes_per_record"] * project / 2**30
+        seconds = row["seconds_per_record"]
+        row["projected_hours"] = None if seconds is None else seconds * project / 3600
+    return {"measured_records": len(entries), "projected_records": project, "per_source": rows}
+
+
 def run(
     *,
     work: Path,
@@ -242,14 +278,21 @@ def run(
     rounds: int,
     chunk: int,
     seed: int,
+    shard_records: int = 500,
+    project: int = 800_000,
 ) -> Dict[str, Any]:
     """Time every reader and loader on the first ``records`` records of ``data`` (or of synthetic ones of
-    ``samples`` samples), packed under ``work``; each one's records/s and ratio to the reference."""
+    ``samples`` samples), packed under ``work`` as float32 in one shard and as int16 in shards of
+    ``shard_records``; each one's records/s and ratio to the reference, and the disk of each."""
     work.mkdir(parents=True, exist_ok=True)
     source = _source_manifest(work, data, split, records, samples, seed)
     manifest = bench_manifest(source, work, records)
-    pack_summary = write_pack(manifest)
-    readers, loaders = _readers(manifest, sample_size)
+    int16_manifest = bench_manifest(source, work, records, name="bench_int16")
+    packs = {
+        "float32 pack": write_pack(manifest, encoding="float32", shard_bytes=None),
+        "int16 pack": write_pack(int16_manifest, shard_bytes=None, shard_records=shard_records),
+    }
+    readers, loaders = _readers(manifest, int16_manifest, sample_size)
     lengths = [n for _, n in read_manifest(manifest)[1]]
     _check_agreement((readers, loaders), min(len(lengths), 20))
     order = np.random.default_rng(seed).permutation(len(lengths))
@@ -264,14 +307,28 @@ def run(
         "targets": TARGETS,
         "whole_record": summarise(time_rounds(readers, order, rounds, chunk)),
         "dataset_load": summarise(time_rounds(loaders, order, rounds, chunk)),
-        "pack": pack_summary,
+        "packs": packs,
+        "disk": disk(manifest, packs, project),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
 
 
 def format_result(result: Dict[str, Any]) -> str:
     """Both tables: whole records, then ``EcgRecordSource.load`` crops, each reader's ratio beside its target."""
-    load_targets = {"read_record (.mat)": TARGETS["read_record"], "packed": TARGETS["packed"]}
+    load_targets = {"read_record (.mat)": TARGETS["read_record"], **{k: v for k, v in TARGETS.items() if "pack" in k}}
+    usage = result["disk"]
+    disk_lines = [
+        f"\nDisk per record, measured on {usage['measured_records']} records and projected linearly to "
+        f"{usage['projected_records']:,}:",
+        f"  {'files':<26}{'KiB/record':>11}{'projected GiB':>15}{'write ms/record':>17}{'projected h':>13}  int16 records",
+    ]
+    for name, row in usage["per_source"].items():
+        seconds, hours = row["seconds_per_record"], row["projected_hours"]
+        disk_lines.append(
+            f"  {name:<26}{row['bytes_per_record'] / 1024:>11.1f}{row['projected_gib']:>15.1f}"
+            f"{'' if seconds is None else f'{seconds * 1e3:.2f}':>17}{'' if hours is None else f'{hours:.2f}':>13}"
+            f"  {row.get('int16_records', '')}"
+        )
     return "\n".join(
         [
             f"{result['records']} records of {result['median_samples']} samples (median), {result['rounds']} rounds "
@@ -284,5 +341,6 @@ def format_result(result: Dict[str, Any]) -> str:
                 result["dataset_load"],
                 load_targets,
             ),
+            *disk_lines,
         ]
     )

@@ -21,15 +21,25 @@ from fairseq_goodviews.perf import (
 
 
 def test_record_loading_writes_every_readers_ratio_to_the_reference(tmp_path, capsys):
-    argv = ["record-loading", "--out", str(tmp_path), "--records", "12", "--samples", "600"]
-    assert perf.main([*argv, "--sample-size", "500", "--rounds", "1", "--chunk", "4"]) == 0
+    argv = ["record-loading", "--out", str(tmp_path), "--records", "12", "--samples", "600", "--shard-records", "5"]
+    assert perf.main([*argv, "--sample-size", "500", "--rounds", "1", "--chunk", "4", "--project", "1200"]) == 0
     result = json.loads((tmp_path / "record_loading.json").read_text())
-    assert result["records"] == 12 and result["targets"] == {"packed": 0.9, "read_record": 0.5}
+    assert result["records"] == 12
+    assert result["targets"] == {"float32 pack": 0.9, "int16 pack": 0.9, "read_record": 0.5}
     for table in ("whole_record", "dataset_load"):
+        assert set(result[table]) >= {"float32 pack", "int16 pack"}
         assert result[table]["memmap .npy"]["ratio_to_memmap"] == 1.0
         for row in result[table].values():
             assert row["ratio_to_memmap"] > 0 and len(row["ratio_quartiles"]) == 2
-    assert f"wrote {tmp_path / 'record_loading.json'}" in capsys.readouterr().out
+    # The synthetic records are whole microvolts: every one int16, in shards of 5 records.
+    assert result["packs"]["int16 pack"]["int16_records"] == 12 and result["packs"]["int16 pack"]["shards"] == 3
+    assert result["packs"]["float32 pack"]["int16_records"] == 0 and result["packs"]["float32 pack"]["shards"] == 1
+    usage = result["disk"]["per_source"]
+    assert usage["float32 pack"]["bytes_per_record"] == 12 * 600 * 4 + 128 / 12  # the one shard's header shared
+    assert usage["int16 pack"]["bytes_per_record"] == 12 * 600 * 2 + 3 * 128 / 12
+    assert usage["int16 pack"]["projected_gib"] == usage["int16 pack"]["bytes_per_record"] * 1200 / 2**30
+    printed = capsys.readouterr().out
+    assert "projected linearly to 1,200" in printed and f"wrote {tmp_path / 'record_loading.json'}" in printed
 
 
 def test_partner_index_writes_its_figures_beside_the_targets(tmp_path, capsys):

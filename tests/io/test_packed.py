@@ -20,7 +20,6 @@ from fairseq_goodviews.io.atomic import OutputPathError
 from fairseq_goodviews.io.manifest import read_manifest, write_manifest
 from fairseq_goodviews.io.packed import (
     INDEX_NAME,
-    INT16,
     ShardedPack,
     open_pack,
     pack_folder,
@@ -287,7 +286,9 @@ def test_a_bad_shard_is_one_line_naming_it(tmp_path, caplog, damage):
     if damage == "truncated":
         with open(shard, "r+b") as handle:
             handle.truncate(stat.st_size - 100)
-        problem = rf"{shard}: pack shard truncated or replaced: {stat.st_size - 100} bytes, the index says {stat.st_size}$"
+        problem = (
+            rf"{shard}: pack shard truncated or replaced: {stat.st_size - 100} bytes, the index says {stat.st_size}$"
+        )
     elif damage == "garbled":
         shard.write_bytes(b"not an npy file".ljust(stat.st_size, b"\0"))
         os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and time: only the bytes tell
