@@ -362,13 +362,20 @@ def w2v_step_seconds(args: ThroughputArgs) -> dict[str, float]:
     return {variant: statistics.median(values) for variant, values in times.items()}
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run(args: ThroughputArgs, report: Callable[[str], None]) -> dict[str, Any]:
     """The W2V+CMSC step, the W2V+CMSC+RLM rate and the throughput ratio, each as ``args`` asks.
 
     ``report`` receives each one's figures as text as soon as they are measured. This process
-    trains (the W2V step), so it keeps freed host memory as the training processes do.
+    trains (the W2V step), so it keeps freed host memory as the training processes do. Stopped by
+    SIGTERM (a time limit, as ``examples/gpu_check.sh`` sets), it exits through its clean-up, so its
+    training processes, each in its own process group, stop with it.
     """
     keep_freed_host_memory()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if not args.skip_throughput and (args.slices < args.blocks or args.blocks < 1):
         raise PerfSettingsError(f"--slices ({args.slices}) must be at least --blocks ({args.blocks}) >= 1")
     args = replace(args, data=args.data.resolve(), config_dir=args.config_dir.resolve())
