@@ -162,7 +162,7 @@ GPU_RATE=$("$PY" -c '
 import json, pathlib, sys
 rates = [row["records_per_s"] for p in pathlib.Path(sys.argv[1]).glob("step_rate_*.json")
          if not p.name.startswith("step_rate_w2v") for row in json.loads(p.read_text())["rows"]]
-print(max(rates) if rates else "")
+print(f"{max(rates):.1f}" if rates else "")
 ' "$OUT")
 section "loader ($WORKERS workers) beside ${GPU_RATE:-no} records/s of the step" 60 \
   "$PERF" loader --data "$DATA" --out "$OUT" --workers "$WORKERS" "${LOADER[@]}" ${GPU_RATE:+--gpu-records-per-s "$GPU_RATE"}

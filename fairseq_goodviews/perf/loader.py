@@ -111,7 +111,7 @@ def format_result(result: dict[str, Any]) -> str:
     ]
     if result["ratio"] is not None:
         lines.append(
-            f"GPU consumes {result['gpu_records_per_s']:.1f} records/s: loader / GPU {result['ratio']:.2f}x "
+            f"training consumes {result['gpu_records_per_s']:.1f} records/s: loader / training {result['ratio']:.2f}x "
             f"(goal >= {result['target_ratio']}x)"
         )
     return "\n".join(lines)

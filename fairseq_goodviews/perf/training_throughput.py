@@ -23,6 +23,9 @@ run there, synchronised before each clock reading; ``--bf16`` runs every loop un
 autocast (``task.autocast_bf16=true`` for fairseq). ``--w2v-fairseq-updates`` adds the
 samples/s of ``w2v_cmsc_rlm`` trained through ``fairseq-hydra-train``.
 
+Beside each rate: the achieved TFLOP/s, from the model's FLOPs per record
+(:mod:`fairseq_goodviews.perf.flops`), and on a GPU of its peak table the share of the bf16 peak.
+
     goodviews-perf training-throughput --data MANIFEST_DIR --out DIR
 """
 
@@ -371,11 +374,18 @@ def run(args: ThroughputArgs, report: Callable[[str], None]) -> dict[str, Any]:
 
     ``report`` receives each one's figures as text as soon as they are measured. This process
     trains (the W2V step), so it keeps freed host memory as the training processes do. Stopped by
-    SIGTERM (a time limit, as ``examples/gpu_check.sh`` sets), it exits through its clean-up, so its
-    training processes, each in its own process group, stop with it.
+    SIGTERM meanwhile (a time limit, as ``examples/gpu_check.sh`` sets), it exits through its
+    clean-up, so its training processes, each in its own process group, stop with it.
     """
     keep_freed_host_memory()
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _measure(args, report)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _measure(args: ThroughputArgs, report: Callable[[str], None]) -> dict[str, Any]:
     if not args.skip_throughput and (args.slices < args.blocks or args.blocks < 1):
         raise PerfSettingsError(f"--slices ({args.slices}) must be at least --blocks ({args.blocks}) >= 1")
     args = replace(args, data=args.data.resolve(), config_dir=args.config_dir.resolve())

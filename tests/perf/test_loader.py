@@ -14,7 +14,7 @@ def test_loader_rate_and_ratio_to_the_gpu(tiny_dataset, one_thread):
     assert "1 workers" in text and "(goal >= 1.5x)" in text
     # the preset's workers by default; no GPU rate, no ratio
     alone = loader.run(tiny_dataset, **options)
-    assert alone["workers"] == 1 and alone["ratio"] is None and "GPU" not in loader.format_result(alone)
+    assert alone["workers"] == 1 and alone["ratio"] is None and "consumes" not in loader.format_result(alone)
 
 
 def test_a_batch_larger_than_the_data_is_refused(tiny_dataset):
