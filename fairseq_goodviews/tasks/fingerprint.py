@@ -50,6 +50,7 @@ IGNORED = (
     "task.max_without_partner",
     "task.cudnn_benchmark",
     "model.compile_encoder",
+    "model.encoder.compile_encoder",
     "optimization.max_epoch",
     "optimization.max_update",
     "optimization.stop_time_hours",
