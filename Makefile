@@ -56,6 +56,8 @@ perf: $(STAMP)
 	test -f $(PERF)/chapman/train.tsv || ( $(VENV)/bin/goodviews-synthetic-chapman $(PERF)/chapman_src --records 1000 --seed 0 \
 		&& $(VENV)/bin/goodviews-prepare-chapman $(PERF)/chapman_src $(PERF)/chapman --workers 2 --pack )
 	OMP_NUM_THREADS=1 $(VENV)/bin/goodviews-perf training-throughput --data $(PERF)/chapman --out $(PERF)
+	$(VENV)/bin/goodviews-perf loader --data $(PERF)/chapman --out $(PERF)
+	$(VENV)/bin/goodviews-perf flops --out $(PERF)
 
 clean:
 	rm -rf $(VENV) demo_output

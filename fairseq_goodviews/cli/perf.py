@@ -10,6 +10,9 @@ them as JSON under ``--out`` (the Table 1 experiment is ``goodviews-benchmark``)
     goodviews-perf positives-at-scale --out DIR [--views 8192 16384] [--world 64]
     goodviews-perf optimizer-step --out DIR [--preset paper]
     goodviews-perf training-throughput --data MANIFEST_DIR --out DIR
+    goodviews-perf flops --out DIR [--preset paper] [--w2v-preset w2v_paper]
+    goodviews-perf step-rate --data MANIFEST_DIR --out DIR [--batch-sizes 64 256 1024] [--compile]
+    goodviews-perf loader --data MANIFEST_DIR --out DIR [--gpu-records-per-s R]
 
 ``BENCHMARK --help`` describes one benchmark and lists its options.
 """
@@ -31,11 +34,14 @@ from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.perf import (
     PerfSettingsError,
     augmentation,
+    flops,
+    loader,
     optimizer_step,
     partner_index,
     positives_at_scale,
     preprocessing,
     record_loading,
+    step_rate,
     training_throughput,
 )
 from fairseq_goodviews.strategies.attributes import AttributesConfig
@@ -302,6 +308,69 @@ def _add_training_throughput(subcommands: Subcommands) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every loop (task.autocast_bf16=true)")
 
 
+def _flops(args: argparse.Namespace) -> None:
+    _report(args.out, flops, flops.run(args.strategy, args.preset, args.w2v_preset, args.sample_size))
+
+
+def _add_flops(subcommands: Subcommands) -> None:
+    parser = _subcommand(subcommands, "flops", flops, _flops)
+    parser.add_argument("--out", required=True, type=Path, help="folder for flops.json")
+    parser.add_argument("--strategy", default="simclr", help="the ResNet strategy's pretraining config")
+    parser.add_argument("--preset", default="paper", help="its preset")
+    parser.add_argument("--sample-size", type=int, help="crop length (default: the preset's)")
+    parser.add_argument("--w2v-preset", default="w2v_paper", help="the preset of w2v_cmsc_rlm")
+
+
+def _step_rate(args: argparse.Namespace) -> None:
+    options = _options(args, "data", "config", "preset", "batch_sizes", "device", "bf16", "warmup", "steps")
+    result = step_rate.run(
+        **options,
+        cudnn_benchmark=args.cudnn_benchmark,
+        compile_encoder=args.compile,
+        sample_size=args.sample_size,
+        report=_print,
+    )
+    suffix = "_compiled" if args.compile else ""
+    _write(args.out, f"step_rate_{args.config}_{args.preset}{suffix}.json", result)
+
+
+def _add_step_rate(subcommands: Subcommands) -> None:
+    parser = _subcommand(subcommands, "step-rate", step_rate, _step_rate)
+    parser.add_argument("--data", required=True, type=Path, help="prepared manifest folder (the batches' records)")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--config", default="simclr", help="pretraining config (w2v_cmsc_rlm: W2V+CMSC+RLM)")
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024], help="records per step")
+    parser.add_argument("--sample-size", type=int, help="crop length (default: the preset's)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (cuDNN search, compilation)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per batch size")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="default: cuda when visible"
+    )
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="task.cudnn_benchmark=true")
+    parser.add_argument("--compile", action="store_true", help="model.compile_encoder=true (torch.compile)")
+
+
+def _loader(args: argparse.Namespace) -> None:
+    options = _options(args, "data", "strategy", "preset", "batch_size", "sample_size", "workers", "warmup")
+    _report(args.out, loader, loader.run(**options, batches=args.batches, gpu_records_per_s=args.gpu_records_per_s))
+
+
+def _add_loader(subcommands: Subcommands) -> None:
+    parser = _subcommand(subcommands, "loader", loader, _loader)
+    parser.add_argument("--data", required=True, type=Path, help="prepared (packed) manifest folder")
+    parser.add_argument("--out", required=True, type=Path, help="folder for loader.json")
+    parser.add_argument("--strategy", default="simclr")
+    parser.add_argument("--preset", default="paper", help="batch, crop and workers of this preset")
+    parser.add_argument("--batch-size", type=int, help="records per batch (default: the preset's)")
+    parser.add_argument("--sample-size", type=int, help="crop length (default: the preset's)")
+    parser.add_argument("--workers", type=int, help="data-loading worker processes (default: the preset's)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed batches first (the workers' start)")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches")
+    parser.add_argument("--gpu-records-per-s", type=float, help="a GPU's training rate to compare with (goal 1.5x)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``goodviews-perf`` and its subcommands, one per benchmark."""
     parser = argparse.ArgumentParser(
@@ -316,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_positives_at_scale,
         _add_optimizer_step,
         _add_training_throughput,
+        _add_flops,
+        _add_step_rate,
+        _add_loader,
     ):
         add(subcommands)
     return parser

@@ -13,6 +13,9 @@ import torch.nn as nn
 from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
 
+from fairseq_goodviews.models.compile import HELP as COMPILE_HELP
+from fairseq_goodviews.models.compile import compile_modules
+
 
 @dataclass
 class Resnet1dConfig(FairseqDataclass):
@@ -32,6 +35,7 @@ class Resnet1dConfig(FairseqDataclass):
             "across workers gives exactly the single-process result)"
         },
     )
+    compile_encoder: bool = field(default=False, metadata={"help": COMPILE_HELP})
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -115,8 +119,12 @@ class Resnet1dModel(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg: Resnet1dConfig, task=None) -> "Resnet1dModel":
+        """The model; its encoder compiled (at its first call) when ``cfg.compile_encoder``."""
         allow_tf32()
-        return cls(cfg)
+        model = cls(cfg)
+        if getattr(cfg, "compile_encoder", False):  # configs saved before the option lack it
+            compile_modules([model.encoder])
+        return model
 
     def encode(self, source: torch.Tensor) -> torch.Tensor:
         """The representation used downstream (before the projection head)."""

@@ -38,6 +38,8 @@ from fairseq.models import register_model
 from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel, Wav2Vec2Config, Wav2Vec2Model
 from omegaconf import DictConfig, open_dict
 
+from fairseq_goodviews.models.compile import HELP as COMPILE_HELP
+from fairseq_goodviews.models.compile import compile_modules
 from fairseq_goodviews.models.resnet1d import allow_tf32
 
 #: Upper bound on the number of convolution layers a ``conv_feature_layers`` string may describe.
@@ -80,6 +82,10 @@ class Wav2Vec2EcgConfig(Wav2Vec2Config):
             "help": "which pass the CMSC embedding pools: 'masked' = the transformer output of the one "
             "wav2vec 2.0 pass (fairseq-signals); 'unmasked' = a second, unmasked pass (about 2x the cost)"
         },
+    )
+    compile_encoder: bool = field(
+        default=False,
+        metadata={"help": COMPILE_HELP + "; compiled: the feature extractor and each transformer layer"},
     )
     input_normalisation: INPUT_NORMALISATION_CHOICES = field(
         default="none",
@@ -220,8 +226,13 @@ class Wav2Vec2EcgModel(Wav2Vec2Model):
 
     @classmethod
     def build_model(cls, cfg: Wav2Vec2EcgConfig, task=None) -> "Wav2Vec2EcgModel":
+        """The model; with ``cfg.compile_encoder`` its feature extractor and each transformer layer
+        compiled (at their first call; the masking, quantiser and layer drop between them stay eager)."""
         allow_tf32()
-        return cls(cfg)
+        model = cls(cfg)
+        if getattr(cfg, "compile_encoder", False):  # configs saved before the option lack it
+            compile_modules([model.feature_extractor, *model.encoder.layers])
+        return model
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.LongTensor) -> torch.LongTensor:
         for _, kernel, stride in self.conv_spec:

@@ -23,6 +23,9 @@ run there, synchronised before each clock reading; ``--bf16`` runs every loop un
 autocast (``task.autocast_bf16=true`` for fairseq). ``--w2v-fairseq-updates`` adds the
 samples/s of ``w2v_cmsc_rlm`` trained through ``fairseq-hydra-train``.
 
+Beside each rate: the achieved TFLOP/s, from the model's FLOPs per record
+(:mod:`fairseq_goodviews.perf.flops`), and on a GPU of its peak table the share of the bf16 peak.
+
     goodviews-perf training-throughput --data MANIFEST_DIR --out DIR
 """
 
@@ -49,13 +52,14 @@ from fairseq.dataclass.utils import merge_with_parent
 from omegaconf import OmegaConf
 
 from fairseq_goodviews.config.compose import compose
-from fairseq_goodviews.criterions.multi_positive_infonce import multi_positive_info_nce
 from fairseq_goodviews.criterions.w2v_cmsc import Wav2Vec2CmscCriterion
 from fairseq_goodviews.host_memory import OPT_OUT_VARIABLE, keep_freed_host_memory
 from fairseq_goodviews.models.resnet1d import Resnet1dConfig, Resnet1dModel
 from fairseq_goodviews.models.wav2vec2_ecg import Wav2Vec2EcgConfig, Wav2Vec2EcgModel
-from fairseq_goodviews.optim.torch_adam import adam_betas, build_adamw
 from fairseq_goodviews.perf import PerfSettingsError
+from fairseq_goodviews.perf.flops import flops_per_record, format_utilisation, utilisation
+from fairseq_goodviews.perf.loader import training_loader
+from fairseq_goodviews.perf.step_rate import build_optimizer, contrastive_step, synchronize
 from fairseq_goodviews.tasks.ecg_pretraining import EcgPretrainingConfig, EcgPretrainingTask
 
 USER_DIR = Path(__file__).resolve().parents[1]  # the plugin, wherever it is installed
@@ -104,11 +108,6 @@ def _overrides(args: ThroughputArgs) -> list[str]:
     ]
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _config(args: ThroughputArgs, name: str, preset: str) -> Any:
     """The config ``fairseq-hydra-train`` composes for ``name`` with ``preset`` (and the benchmark's data)."""
 
@@ -155,40 +154,18 @@ def bare_loop(args: ThroughputArgs) -> None:
     device = torch.device(args.device)
     torch.manual_seed(1)
     model = Resnet1dModel.build_model(merge_with_parent(Resnet1dConfig(), cfg.model)).to(device)
-    optimizer = build_adamw(
-        list(model.parameters()),
-        str(cfg.optimizer.get("implementation", "auto")),
-        lr=float(cfg.optimization.lr[0]),
-        betas=adam_betas(cfg.optimizer.adam_betas),
-        eps=float(cfg.optimizer.get("adam_eps", 1e-8)),
-        weight_decay=float(cfg.optimizer.get("weight_decay", 0.0)),
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=True,
-        num_workers=args.workers,
-        collate_fn=dataset.collater,
-        drop_last=True,
-        persistent_workers=args.workers > 0,
-        pin_memory=device.type == "cuda",
-    )
+    optimizer = build_optimizer(cfg, model)
+    loader = training_loader(dataset, args.batch_size, args.workers, pin_memory=device.type == "cuda")
     temperature = float(cfg.criterion.temperature)
     updates = 0
     while True:
         for batch in loader:
-            source = batch["net_input"]["source"].to(device, non_blocking=True)
-            meta = {key: value.to(device) for key, value in batch["views_meta"].items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                embeddings = model(source)["embedding"]
-                positive = task.positive_mask(meta)
-                loss, n_positive = multi_positive_info_nce(embeddings, embeddings, positive, 0, temperature)
-            optimizer.zero_grad()
-            (loss.sum() / max(int((n_positive > 0).sum()), 1)).backward()
-            optimizer.step()
+            batch["net_input"]["source"] = batch["net_input"]["source"].to(device, non_blocking=True)
+            batch["views_meta"] = {key: value.to(device) for key, value in batch["views_meta"].items()}
+            contrastive_step(model, optimizer, task, batch, temperature, args.bf16)
             updates += 1
             if updates % args.log_every == 0:
-                _synchronize(device)
+                synchronize(device)
                 print(f"bare_update {updates}", flush=True)
 
 
@@ -375,12 +352,12 @@ def w2v_step_seconds(args: ThroughputArgs) -> dict[str, float]:
         for variant in times:
             model.cmsc_pass = variant
             batch = batches[step % len(batches)]
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 loss, _, _ = criterion(model, batch)
             loss.backward()
-            _synchronize(device)
+            synchronize(device)
             elapsed = time.perf_counter() - start
             model.zero_grad(set_to_none=True)
             if step >= args.w2v_warmup:
@@ -388,13 +365,27 @@ def w2v_step_seconds(args: ThroughputArgs) -> dict[str, float]:
     return {variant: statistics.median(values) for variant, values in times.items()}
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run(args: ThroughputArgs, report: Callable[[str], None]) -> dict[str, Any]:
     """The W2V+CMSC step, the W2V+CMSC+RLM rate and the throughput ratio, each as ``args`` asks.
 
     ``report`` receives each one's figures as text as soon as they are measured. This process
-    trains (the W2V step), so it keeps freed host memory as the training processes do.
+    trains (the W2V step), so it keeps freed host memory as the training processes do. Stopped by
+    SIGTERM meanwhile (a time limit, as ``examples/gpu_check.sh`` sets), it exits through its
+    clean-up, so its training processes, each in its own process group, stop with it.
     """
     keep_freed_host_memory()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _measure(args, report)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _measure(args: ThroughputArgs, report: Callable[[str], None]) -> dict[str, Any]:
     if not args.skip_throughput and (args.slices < args.blocks or args.blocks < 1):
         raise PerfSettingsError(f"--slices ({args.slices}) must be at least --blocks ({args.blocks}) >= 1")
     args = replace(args, data=args.data.resolve(), config_dir=args.config_dir.resolve())
@@ -430,20 +421,32 @@ def run(args: ThroughputArgs, report: Callable[[str], None]) -> dict[str, Any]:
                 loop.close()
         rate = loop.samples_per_second(range(1), args.w2v_batch_size)
         result["w2v_cmsc_rlm_fairseq_samples_per_s"] = rate
-        report(f"{'W2V+CMSC+RLM fairseq-hydra-train':<36}{rate:>10.1f} samples/s")
+        gflop = flops_per_record("w2v_cmsc_rlm", args.w2v_preset).gflop_per_record
+        use = utilisation(rate, gflop, result["device_name"])
+        result["w2v_cmsc_rlm_fairseq_utilisation"] = {"gflop_per_record": gflop, **use}
+        report(
+            f"{'W2V+CMSC+RLM fairseq-hydra-train':<36}{rate:>10.1f} samples/s, "
+            f"{format_utilisation(use, result['device_name'])}"
+        )
     if not args.skip_throughput:
         report(
             f"training throughput, {args.strategy}/{args.preset}, fairseq-hydra-train vs {BASELINES[args.versus]}: "
             f"{args.slices} alternating slices of {args.slice_seconds:g} s each"
         )
         throughput = throughput_time_sliced(args)
+        gflop = flops_per_record(args.strategy, args.preset, args.sample_size).gflop_per_record
+        throughput["gflop_per_record"] = gflop
+        for loop in ("fairseq", "baseline"):
+            use = utilisation(throughput[f"{loop}_samples_per_s"], gflop, result["device_name"])
+            throughput[f"{loop}_utilisation"] = use
         result.update(throughput)
-        report(format_throughput(throughput, args.versus))
+        report(format_throughput(throughput, args.versus, result["device_name"]))
     return result
 
 
-def format_throughput(throughput: dict[str, Any], versus: str) -> str:
-    """Each block's rates and ratio, then both loops' samples/s and the ratio with its 95% interval."""
+def format_throughput(throughput: dict[str, Any], versus: str, device_name: str) -> str:
+    """Each block's rates and ratio, then both loops' samples/s (with their TFLOP/s and, on a GPU
+    of the peak table, its share of the bf16 peak) and the ratio with its 95% interval."""
     lines = [
         f"  block {index + 1}: fairseq {block['fairseq']:.1f}, baseline {block['baseline']:.1f} samples/s, "
         f"ratio {block['ratio']:.3f}"
@@ -451,9 +454,11 @@ def format_throughput(throughput: dict[str, Any], versus: str) -> str:
     ]
     goal = f" (goal >= {TARGET_RATIO})" if versus == "bare" else ""
     lines += [
-        f"{'loop':<44}{'samples/s':>12}",
-        f"{'fairseq-hydra-train':<44}{throughput['fairseq_samples_per_s']:>12.1f}",
-        f"{BASELINES[versus]:<44}{throughput['baseline_samples_per_s']:>12.1f}",
+        f"{'loop':<44}{'samples/s':>12}   model FLOPs ({throughput['gflop_per_record']:.2f} GFLOP/record)",
+        f"{'fairseq-hydra-train':<44}{throughput['fairseq_samples_per_s']:>12.1f}   "
+        f"{format_utilisation(throughput['fairseq_utilisation'], device_name)}",
+        f"{BASELINES[versus]:<44}{throughput['baseline_samples_per_s']:>12.1f}   "
+        f"{format_utilisation(throughput['baseline_utilisation'], device_name)}",
         f"{'ratio' + goal:<44}{throughput['ratio']:>12.3f} +- {throughput['ratio_spread']:.3f} (95% CI)",
     ]
     return "\n".join(lines)

@@ -56,6 +56,13 @@ class EcgPretrainingConfig(EcgRunConfig):
             "contrastive logits and loss stay float32, the weights and optimiser float32"
         },
     )
+    cudnn_benchmark: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.backends.cudnn.benchmark: cuDNN times its convolution algorithms for each new input "
+            "shape and keeps the fastest (GPUs; the same shape every step, as here, pays that once)"
+        },
+    )
     max_without_partner: float = field(
         default=0.5,
         metadata={
@@ -111,6 +118,8 @@ class EcgPretrainingTask(EcgTask):
 
     def __init__(self, cfg: EcgPretrainingConfig):
         super().__init__(cfg)
+        if getattr(cfg, "cudnn_benchmark", False):
+            torch.backends.cudnn.benchmark = True
         self._fit_table = None
         self._strategy = None
         self._checked_train_strategy = None

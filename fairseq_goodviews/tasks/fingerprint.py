@@ -41,12 +41,16 @@ RUN_SETTINGS = {
 }
 #: Fingerprint keys that may change on resumption: where the run saves and how it is started over,
 #: when it stops (more epochs or updates continue the same run; the wall-clock limit of one job),
-#: and the partner check before training (it changes no step of the run).
+#: the partner check before training (it changes no step of the run), and how fast a step runs
+#: (cuDNN's algorithm search, the compiled encoder: the same computation).
 IGNORED = (
     "task.save_dir",
     "task.fresh_run",
     "task.run_settings",
     "task.max_without_partner",
+    "task.cudnn_benchmark",
+    "model.compile_encoder",
+    "model.encoder.compile_encoder",
     "optimization.max_epoch",
     "optimization.max_update",
     "optimization.stop_time_hours",

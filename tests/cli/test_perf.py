@@ -13,9 +13,12 @@ import pytest
 from fairseq_goodviews.cli import perf
 from fairseq_goodviews.perf import (
     augmentation,
+    flops,
+    loader,
     optimizer_step,
     positives_at_scale,
     preprocessing,
+    step_rate,
     training_throughput,
 )
 
@@ -87,6 +90,24 @@ def _recorded(monkeypatch, module, name: str = "run") -> list[dict]:
             positives_at_scale,
             "positives_at_scale.json",
             {"views": [8, 16], "world": 2, "strategies": ["cmsc"], "repeats": 3},
+        ),
+        (
+            ["flops", "--preset", "cpu_small", "--w2v-preset", "w2v_cpu_small"],
+            flops,
+            "flops.json",
+            {"strategy": "simclr", "preset": "cpu_small", "w2v_preset": "w2v_cpu_small", "sample_size": None},
+        ),
+        (
+            ["step-rate", "--data", "d", "--batch-sizes", "8", "16", "--compile", "--bf16", "--device", "cpu"],
+            step_rate,
+            "step_rate_simclr_paper_compiled.json",
+            {"batch_sizes": [8, 16], "compile_encoder": True, "cudnn_benchmark": False, "bf16": True, "steps": 20},
+        ),
+        (
+            ["loader", "--data", "d", "--workers", "3", "--gpu-records-per-s", "900"],
+            loader,
+            "loader.json",
+            {"preset": "paper", "workers": 3, "gpu_records_per_s": 900.0, "batch_size": None, "batches": 20},
         ),
     ],
 )
