@@ -510,8 +510,9 @@ def read_wfdb(
     factors = _unit_factors(header, header_path, names, channels)
     digital = _read_digital(header, header_path, names, channels)
     leads, repaired = _leads_in_mv(header, header_path, digital, mapping, rates, factors)
-    _check_amplitudes(header_path, leads)
-    flat_names = _drop_flat_leads(header_path, leads, flat_leads)
+    spans = {slot: float(np.ptp(signal)) for slot, signal in leads.items()}  # peak-to-peak, mV
+    _check_amplitudes(header_path, leads, spans)
+    flat_names = _drop_flat_leads(header_path, leads, spans, flat_leads)
     feats, lead_present = _canonical_layout(leads, mapping, rates, target_rate)
     ecg_rates = sorted(set(rates.values()))
     source_rate = ecg_rates[0] if len(ecg_rates) == 1 else max(ecg_rates)
@@ -628,14 +629,14 @@ def _leads_in_mv(
     return leads, repaired
 
 
-def _check_amplitudes(header_path: Path, leads: dict[int, np.ndarray]) -> None:
+def _check_amplitudes(header_path: Path, leads: dict[int, np.ndarray], spans: dict[int, float]) -> None:
     """Refuse a lead whose signal spreads implausibly far from its median (a wrong gain or unit).
 
-    Every sample lies within its lead's peak-to-peak range of the median, so a lead whose
-    peak-to-peak range is within :data:`MAX_PLAUSIBLE_MV` passes without the percentile.
+    Every sample lies within its lead's peak-to-peak range (``spans``) of the median, so a lead
+    whose range is within :data:`MAX_PLAUSIBLE_MV` passes without the percentile.
     """
     for slot, signal in leads.items():
-        if np.ptp(signal) <= MAX_PLAUSIBLE_MV:
+        if spans[slot] <= MAX_PLAUSIBLE_MV:
             continue
         spread = float(np.percentile(np.abs(signal - np.median(signal)), 95))
         if spread > MAX_PLAUSIBLE_MV:
@@ -647,10 +648,12 @@ def _check_amplitudes(header_path: Path, leads: dict[int, np.ndarray]) -> None:
             )
 
 
-def _drop_flat_leads(header_path: Path, leads: dict[int, np.ndarray], flat_leads: str) -> list[str]:
+def _drop_flat_leads(
+    header_path: Path, leads: dict[int, np.ndarray], spans: dict[int, float], flat_leads: str
+) -> list[str]:
     """Remove flat leads from ``leads`` and return their names; refuse them instead with
     ``flat_leads="error"``, or when no lead would be left."""
-    flat_names = [CANONICAL_LEADS[s] for s in sorted(leads) if np.ptp(leads[s]) < FLAT_LEAD_MV]
+    flat_names = [CANONICAL_LEADS[s] for s in sorted(leads) if spans[s] < FLAT_LEAD_MV]
     if flat_names:
         if flat_leads == "error" or len(flat_names) == len(leads):
             raise BadSignalError(header_path, "flat lead(s) " + ",".join(flat_names))

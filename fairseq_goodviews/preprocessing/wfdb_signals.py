@@ -54,7 +54,8 @@ def read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) ->
             f"signal array of shape {list(values.shape)}, but the header describes "
             f"{expected[0]} signals x {expected[1]} samples",
         )
-    if values.dtype.kind == "f":  # an integer array holds whole, finite numbers only
+    integer = values.dtype.kind in "iu"  # whole, finite numbers only
+    if not integer:
         finite = np.isfinite(values)
         if not np.array_equal(values[finite], np.round(values[finite])):
             raise RecordError(
@@ -68,7 +69,8 @@ def read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) ->
         if channel in channels:
             low, high = wfdb_signal._digi_bounds(str(header.fmt[channel]))
             column = values[row]
-            if (column[np.isfinite(column)] < low).any() or (column[np.isfinite(column)] > high).any():
+            valid = column if integer else column[np.isfinite(column)]
+            if valid.size and (valid.min() < low or valid.max() > high):
                 raise RecordError(
                     signal_path,
                     f"values outside the {header.fmt[channel]}-format digital range "
