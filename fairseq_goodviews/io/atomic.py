@@ -3,7 +3,9 @@
 A written file is durable once the write returns: its data are flushed to the disk (``fsync``)
 before the rename, and its folder after it, so a power loss leaves the previous file or the new
 one, never an empty or partial one, and a manifest, journal or result that says "done" is on the
-disk. The temporary file is created with mode ``0o666`` less the process's umask, as by a plain
+disk. Many small files written in a row (a preparation's records) can be written with
+``durable=False`` and flushed together afterwards (:func:`make_durable`): a kill still leaves
+the previous file or the new one, a power loss before the flush possibly neither. The temporary file is created with mode ``0o666`` less the process's umask, as by a plain
 ``open``.
 
 A folder that cannot take the file (the path of a folder is a file, no permission, read-only
@@ -14,12 +16,15 @@ naming the folder and the problem, before anything is written.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import json
 import os
 import secrets
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -101,13 +106,14 @@ def _fsync_folder(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path``, durably, only if the block succeeds.
 
     A crash (or kill) inside the block leaves ``path`` untouched and no partial file under its
     name; the temporary file is removed on error. After the block the file is flushed to the
-    disk, renamed over ``path``, and the rename flushed too. A folder that cannot take the file
-    raises :class:`OutputPathError` before the block runs.
+    disk, renamed over ``path``, and the rename flushed too; with ``durable=False`` it is renamed
+    without either flush, and the caller makes it durable later (:func:`make_durable`). A folder
+    that cannot take the file raises :class:`OutputPathError` before the block runs.
     """
     path = Path(path)
     folder = path.parent
@@ -121,13 +127,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise OutputPathError(folder, f"cannot write {path.name} ({describe_os_error(exc)})") from None
     try:
         yield tmp
-        _fsync(tmp, os.O_RDONLY)
+        if durable:
+            _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_folder(folder)
+    if durable:
+        _fsync_folder(folder)
+
+
+@functools.lru_cache(maxsize=1)
+def _syncfs() -> Callable[[int], int] | None:
+    """Linux's ``syncfs`` (flush one file system, waiting for it) from the C library, or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+
+
+def make_durable(folder: str | Path, files: Iterable[str | Path]) -> None:
+    """Flush ``files``, written in ``folder`` with ``atomic_path(..., durable=False)``, and their
+    renames to the disk: with one ``syncfs`` of the folder's file system on Linux (one flush
+    however many files), else with an ``fsync`` of each file and then of the folder."""
+    syncfs = _syncfs()
+    if syncfs is not None:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in files:
+        _fsync(Path(path), os.O_RDONLY)
+    _fsync_folder(Path(folder))
 
 
 @contextlib.contextmanager

@@ -113,8 +113,11 @@ def signal_problems(feats: np.ndarray, lead_present: np.ndarray | None = None) -
 _HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by fairseq_goodviews".ljust(116, b" ")
 
 
-def write_record(path: str | Path, record: EcgRecord) -> None:
-    """Write ``record`` atomically with ``scipy.io.savemat``; refuses unusable signals with :class:`RecordError`."""
+def write_record(path: str | Path, record: EcgRecord, *, durable: bool = True) -> None:
+    """Write ``record`` atomically with ``scipy.io.savemat``; refuses unusable signals with :class:`RecordError`.
+
+    ``durable=False`` leaves the flush to the disk to the caller
+    (:func:`~fairseq_goodviews.io.atomic.make_durable`, once for many records)."""
     feats = np.asarray(record.feats, dtype=np.float32)
     problems = signal_problems(feats, record.lead_present)
     if problems:
@@ -126,7 +129,7 @@ def write_record(path: str | Path, record: EcgRecord) -> None:
     }
     for key, value in record.meta.items():
         payload[key] = "" if value is None else value
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(path, durable=durable) as tmp, open(tmp, "wb") as handle:
         scipy.io.savemat(handle, payload, do_compression=False, oned_as="row")
         handle.seek(0)
         handle.write(_HEADER_TEXT)

@@ -1,7 +1,7 @@
 """The journal, lock and clean-up that make a preparation resumable and safe to re-run.
 
 Each finished record is logged in ``OUT/.prepare/journal.jsonl`` (a shard's in its own journal,
-:mod:`~.shards`) after its files are written (:func:`convert_items`), so a re-run converts only
+:mod:`~.shards`) after its files are written and flushed to the disk (:func:`convert_items`), so a re-run converts only
 what is missing or changed; a lock keeps two runs out of one folder; :func:`check_same_preparation` refuses to rewrite a folder prepared from
 another source or with other options.
 """
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from fairseq_goodviews.io.atomic import atomic_open
+from fairseq_goodviews.io.atomic import atomic_open, make_durable
 from fairseq_goodviews.preprocessing.items import RECORDS_DIR, STATE_DIR, PrepareError, PrepareOptions, SourceItem
 from fairseq_goodviews.preprocessing.workers import Job, record_fingerprint, rows_named_as_now, run_items
+
+# The longest a finished record waits for its journal line (the flush of its files to the disk).
+COMMIT_SECONDS = 0.5
 
 
 def read_journal(path: Path, *, repair: bool = True) -> dict[str, dict[str, Any]]:
@@ -80,8 +84,9 @@ def convert_items(
     as this version names them; a record whose files carry an older name (segments once were
     ``<key>_s<k>.mat``) is converted again, so a folder never mixes both names in its manifests
     (the old files go when the run completes, :func:`remove_unlisted`). An entry is appended to
-    the journal as soon as its files are written; at the end the journal is rewritten with the
-    current entries only. ``reuse_from`` are other journals whose finished entries are reused as
+    the journal once its files are written and flushed to the disk (:class:`_PendingEntries`: the
+    files of many records at once, at least every :data:`COMMIT_SECONDS`); at the end the journal
+    is rewritten with the current entries only. ``reuse_from`` are other journals whose finished entries are reused as
     well, read without being written (a shard reuses what a one-process run or an earlier merge
     finished, a one-process run what shards finished).
     """
@@ -103,16 +108,53 @@ def convert_items(
         else:
             todo.append(item)
     reused = len(results)
+    out_dir = Path(job.records_dir).parent
     with open(journal_path, "a") as journal:
-        for line in run_items(todo, convert, job, options, source):
-            entry = json.loads(line)
-            results[entry["key"]] = entry
-            if entry["rows"]:
-                journal.write(line + "\n")
-                journal.flush()
+        pending = _PendingEntries(journal, Path(job.records_dir))
+        try:
+            for line in run_items(todo, convert, job, options, source):
+                entry = json.loads(line)
+                results[entry["key"]] = entry
+                if entry["rows"]:
+                    pending.add(line, [out_dir / row["path"] for row in entry["rows"]])
+        finally:  # also on Ctrl-C or an error: the pending records' files are complete
+            pending.commit()
     entries = [results[item.key] for item in items]
     write_journal(journal_path, entries)
     return entries, reused
+
+
+class _PendingEntries:
+    """Journal lines of records whose files are written but not yet flushed to the disk.
+
+    The record files are written without a flush of their own (one ``fsync`` of each file and of
+    its folder costs more than converting a record); :meth:`commit` flushes the files of every
+    pending record at once (:func:`~fairseq_goodviews.io.atomic.make_durable`) and only then
+    appends their lines, so a journal line never names a record file that a power loss could
+    take. :meth:`add` commits at least every :data:`COMMIT_SECONDS`; a kill loses at most the
+    records finished since (they are converted again by the next run).
+    """
+
+    def __init__(self, journal: TextIO, records_dir: Path):
+        self.journal = journal
+        self.records_dir = records_dir
+        self.lines: list[str] = []
+        self.files: list[Path] = []
+        self.since = time.monotonic()
+
+    def add(self, line: str, files: Sequence[Path]) -> None:
+        self.lines.append(line)
+        self.files.extend(files)
+        if time.monotonic() - self.since >= COMMIT_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.lines:
+            make_durable(self.records_dir, self.files)
+            self.journal.writelines(line + "\n" for line in self.lines)
+            self.journal.flush()
+        self.lines, self.files = [], []
+        self.since = time.monotonic()
 
 
 def remove_unlisted(records_dir: Path, keep: set) -> None:

@@ -25,8 +25,9 @@ note (leads marked absent because flat, invalid samples repaired: the columns of
 
 It runs ``options.workers`` processes, and the output does not depend on their number. It is
 resumable: each finished record is logged in ``OUT/.prepare/journal.jsonl`` after its files are
-written, so a re-run (after a crash, ``kill -9`` or Ctrl-C) converts only what is missing and
-writes byte-identical manifests. A record is converted again when its item, the converter or
+written and flushed to the disk (the files of many records at once, at least twice a second:
+:func:`~.journal.convert_items`), so a re-run (after a crash, ``kill -9`` or Ctrl-C) converts
+only what is missing and writes byte-identical manifests. A record is converted again when its item, the converter or
 the options that shape its files change. After a complete run ``OUT/records`` holds exactly
 the files the manifests list.
 

@@ -6,7 +6,10 @@ slots in millivolts at a target rate, absent leads zero-filled, plus the parsed 
 
 Decisions worth knowing:
 
-* Headers are parsed by wfdb's own record- and signal-line parsers. A record line that names
+* Headers are parsed into the fields wfdb's own record- and signal-line parsers give, with
+  wfdb's patterns, defaults and types read once (:func:`parse_record_line`,
+  :func:`parse_signal_lines`: wfdb looks each field up in a pandas table, for every field of
+  every line, which takes longer than reading a record's samples). A record line that names
   the record with its signal file's extension (``E00271.mat 12 500 5000``: every Georgia header
   of PhysioNet/CinC 2020-2021) is read without the extension, which wfdb rejects as is.
 * Channel names are matched case-insensitively through :func:`canonical_lead_name` (``aVR`` =
@@ -26,7 +29,7 @@ Decisions worth knowing:
   outside [``min_rate``, ``max_rate``] is refused.
 * ``.mat`` signal files are read with :func:`scipy.io.loadmat` (any MAT layout), checked
   against the header (array shape = signals x length, whole numbers within the format's
-  digital range); ``.dat`` files with :func:`wfdb.rdrecord`. The header's per-signal
+  digital range); ``.dat`` files with wfdb's signal-file reader, given the parsed header. The header's per-signal
   checksums (16-bit sums of the samples) are verified where given, so a file that is not what
   its header describes is refused instead of written as a wrong signal.
 * A lead with a handful of invalid samples (the format's invalid value, or NaN in a ``.mat``),
@@ -46,11 +49,13 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import wfdb
@@ -61,7 +66,7 @@ from fairseq_goodviews.io.records import FLAT_LEAD_MV, EcgRecord, RecordError
 from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing.snomed import dx_to_snomed
-from fairseq_goodviews.preprocessing.wfdb_signals import NAME_WITH_EXTENSION, read_dat, read_mat, verify_checksums
+from fairseq_goodviews.preprocessing.wfdb_signals import read_dat, read_mat, verify_checksums
 
 N_LEADS = len(CANONICAL_LEADS)
 DEFAULT_TARGET_RATE = 500.0
@@ -110,6 +115,46 @@ _PATIENT_KEYS = ("patient", "patient id", "patient_id", "patientid", "subject", 
 _BARE_KEYS = ("age", "sex", "gender")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _LEAD_PREFIX = re.compile(r"^(?:(?:ecg|ekg)[\s_:-]*)?(?:lead[\s_:-]*)?", re.IGNORECASE)
+
+# A record line naming the record with its signal file's extension (``E00271.mat 12 500 5000``).
+NAME_WITH_EXTENSION = re.compile(r"^(?P<name>[^\s/.]+)\.(?:mat|dat|hea)(?=[\s/]|$)", re.IGNORECASE)
+# The fields of a record line and of a signal line in the order of the groups of wfdb's patterns
+# for them, and wfdb's default (for an empty field) and type of each, taken once from its tables.
+_RECORD_FIELDS = (
+    "record_name",
+    "n_seg",
+    "n_sig",
+    "fs",
+    "counter_freq",
+    "base_counter",
+    "sig_len",
+    "base_time",
+    "base_date",
+)
+_SIGNAL_FIELDS = (
+    "file_name",
+    "fmt",
+    "samps_per_frame",
+    "skew",
+    "byte_offset",
+    "adc_gain",
+    "baseline",
+    "units",
+    "adc_res",
+    "adc_zero",
+    "init_value",
+    "checksum",
+    "block_size",
+    "sig_name",
+)
+_DEFAULTS = {
+    **{name: wfdb_header_fields.RECORD_SPECS.loc[name, "read_default"] for name in _RECORD_FIELDS},
+    **{name: wfdb_header_fields.SIGNAL_SPECS.loc[name, "read_default"] for name in _SIGNAL_FIELDS},
+}
+_TYPES = {
+    **{name: wfdb_header_fields.RECORD_SPECS.loc[name, "allowed_types"] for name in _RECORD_FIELDS},
+    **{name: wfdb_header_fields.SIGNAL_SPECS.loc[name, "allowed_types"] for name in _SIGNAL_FIELDS},
+}
 
 FLAT_LEADS_MODES = ("absent", "error")
 DEFAULT_FLAT_LEADS = "absent"
@@ -291,8 +336,70 @@ def _read_header_text(header_path: Path) -> str:
         return data.decode("latin-1")
 
 
+def _number(name: str, text: str) -> int | float | str:
+    """A non-empty field's text as wfdb types it: an int or float field as a number, else the text."""
+    if _TYPES[name] is wfdb_header_fields.int_types:
+        return int(text)
+    if _TYPES[name] is wfdb_header_fields.float_types:
+        return float(text)
+    return text
+
+
+def parse_record_line(line: str) -> dict[str, Any]:
+    """The fields of a WFDB record line as wfdb's own record-line parser gives them (``record_name``,
+    ``n_seg``, ``n_sig``, ``fs``, ... ``base_date`` and ``base_datetime``): an empty field as
+    wfdb's default, ``fs`` an int where it is one, ``base_time``/``base_date`` as ``datetime``
+    values. Raises wfdb's ``HeaderSyntaxError`` on a line its record-line pattern does not match.
+    """
+    match = wfdb_header.rx_record.match(line)
+    if match is None:
+        raise wfdb_header.HeaderSyntaxError("invalid syntax in record line")
+    fields: dict[str, Any] = {}
+    for name, text in zip(_RECORD_FIELDS, match.groups(), strict=True):
+        if text == "":
+            fields[name] = _DEFAULTS[name]
+        elif name == "base_time":
+            fields[name] = wfdb_header_fields.wfdb_strptime(text)
+        elif name == "base_date":
+            fields[name] = datetime.datetime.strptime(text, "%d/%m/%Y").date()
+        else:
+            fields[name] = _number(name, text)
+    fs = fields["fs"]
+    if isinstance(fs, float) and round(fs, 8) == float(int(fs)):
+        fields["fs"] = int(fs)
+    if fields["base_date"] and fields["base_time"]:
+        fields["base_datetime"] = datetime.datetime.combine(fields["base_date"], fields["base_time"])
+    return fields
+
+
+def parse_signal_lines(lines: Sequence[str]) -> dict[str, list]:
+    """The fields of WFDB signal lines as wfdb's own signal-line parser gives them: per field
+    (``file_name``, ``fmt``, ``adc_gain``, ... ``sig_name``) a list with one value per line, an
+    empty field as wfdb's default (an empty baseline as the ADC zero where given, a gain of 0 as
+    200). Raises wfdb's ``HeaderSyntaxError`` on a line its signal-line pattern does not match.
+    """
+    fields: dict[str, list] = {name: [None] * len(lines) for name in _SIGNAL_FIELDS}
+    for channel, line in enumerate(lines):
+        match = wfdb_header.rx_signal.match(line)
+        if match is None:
+            raise wfdb_header.HeaderSyntaxError("invalid syntax in signal line")
+        texts = dict(zip(_SIGNAL_FIELDS, match.groups(), strict=True))
+        for name, text in texts.items():
+            if text == "":
+                value = _DEFAULTS[name]
+                if name == "baseline" and texts["adc_zero"] != "":
+                    value = int(texts["adc_zero"])
+            else:
+                value = _number(name, text)
+                if name == "adc_gain" and value == 0:
+                    value = 200.0
+            fields[name][channel] = value
+    return fields
+
+
 def parse_header_text(text: str, header_path: str | Path) -> wfdb.Record:
-    """Parse the text of a WFDB header with wfdb's own record- and signal-line parsers.
+    """Parse the text of a WFDB header into the fields wfdb's own parsers give
+    (:func:`parse_record_line`, :func:`parse_signal_lines`).
 
     The one correction made first: a record line that names the record with a signal-file
     extension (``E00271.mat 12 500 5000 ...``, as every Georgia header of PhysioNet/CinC
@@ -305,8 +412,8 @@ def parse_header_text(text: str, header_path: str | Path) -> wfdb.Record:
         raise RecordError(header_path, "malformed header: no record line")
     record_line = NAME_WITH_EXTENSION.sub(r"\g<name>", lines[0], count=1)
     try:
-        record_fields = wfdb_header_fields._parse_record_line(record_line)
-        signal_fields = wfdb_header_fields._parse_signal_lines(lines[1:]) if len(lines) > 1 else {}
+        record_fields = parse_record_line(record_line)
+        signal_fields = parse_signal_lines(lines[1:]) if len(lines) > 1 else {}
     except Exception as exc:  # wfdb raises HeaderSyntaxError, ValueError, ...
         raise RecordError(header_path, f"malformed header ({type(exc).__name__}: {exc})") from None
     if record_fields["n_seg"] is not None:
@@ -401,10 +508,11 @@ def read_wfdb(
     channels = sorted(mapping)
     rates = _channel_rates(header, header_path, names, channels, min_rate, max_rate)
     factors = _unit_factors(header, header_path, names, channels)
-    digital = _read_digital(header, header_path, header_text, names, channels)
+    digital = _read_digital(header, header_path, names, channels)
     leads, repaired = _leads_in_mv(header, header_path, digital, mapping, rates, factors)
-    _check_amplitudes(header_path, leads)
-    flat_names = _drop_flat_leads(header_path, leads, flat_leads)
+    spans = {slot: float(np.ptp(signal)) for slot, signal in leads.items()}  # peak-to-peak, mV
+    _check_amplitudes(header_path, leads, spans)
+    flat_names = _drop_flat_leads(header_path, leads, spans, flat_leads)
     feats, lead_present = _canonical_layout(leads, mapping, rates, target_rate)
     ecg_rates = sorted(set(rates.values()))
     source_rate = ecg_rates[0] if len(ecg_rates) == 1 else max(ecg_rates)
@@ -468,7 +576,7 @@ def _unit_factors(
 
 
 def _read_digital(
-    header: wfdb.Record, header_path: Path, header_text: str, names: Sequence[str], channels: Sequence[int]
+    header: wfdb.Record, header_path: Path, names: Sequence[str], channels: Sequence[int]
 ) -> dict[int, np.ndarray]:
     """The digital samples of ``channels`` from their signal files, checked for missing files,
     truncation and the header's checksums."""
@@ -483,7 +591,7 @@ def _read_digital(
         if signal_path.suffix.lower() == ".mat":
             digital.update(read_mat(signal_path, header, file_channels))
         else:
-            digital.update(read_dat(header_path, header_text, header, file_channels))
+            digital.update(read_dat(header_path, header, file_channels))
     for channel in channels:
         expected = int(header.sig_len) * (header.samps_per_frame[channel] or 1)
         if digital[channel].shape[0] != expected:
@@ -521,9 +629,15 @@ def _leads_in_mv(
     return leads, repaired
 
 
-def _check_amplitudes(header_path: Path, leads: dict[int, np.ndarray]) -> None:
-    """Refuse a lead whose signal spreads implausibly far from its median (a wrong gain or unit)."""
+def _check_amplitudes(header_path: Path, leads: dict[int, np.ndarray], spans: dict[int, float]) -> None:
+    """Refuse a lead whose signal spreads implausibly far from its median (a wrong gain or unit).
+
+    Every sample lies within its lead's peak-to-peak range (``spans``) of the median, so a lead
+    whose range is within :data:`MAX_PLAUSIBLE_MV` passes without the percentile.
+    """
     for slot, signal in leads.items():
+        if spans[slot] <= MAX_PLAUSIBLE_MV:
+            continue
         spread = float(np.percentile(np.abs(signal - np.median(signal)), 95))
         if spread > MAX_PLAUSIBLE_MV:
             raise BadSignalError(
@@ -534,10 +648,12 @@ def _check_amplitudes(header_path: Path, leads: dict[int, np.ndarray]) -> None:
             )
 
 
-def _drop_flat_leads(header_path: Path, leads: dict[int, np.ndarray], flat_leads: str) -> list[str]:
+def _drop_flat_leads(
+    header_path: Path, leads: dict[int, np.ndarray], spans: dict[int, float], flat_leads: str
+) -> list[str]:
     """Remove flat leads from ``leads`` and return their names; refuse them instead with
     ``flat_leads="error"``, or when no lead would be left."""
-    flat_names = [CANONICAL_LEADS[s] for s in sorted(leads) if np.ptp(leads[s]) < FLAT_LEAD_MV]
+    flat_names = [CANONICAL_LEADS[s] for s in sorted(leads) if spans[s] < FLAT_LEAD_MV]
     if flat_names:
         if flat_leads == "error" or len(flat_names) == len(leads):
             raise BadSignalError(header_path, "flat lead(s) " + ",".join(flat_names))
@@ -551,10 +667,15 @@ def _canonical_layout(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The leads resampled to ``target_rate`` in the 12 canonical slots (cut to the shortest),
     and which slots hold a lead."""
-    resampled = {
-        slot: resample(signal[None, :], rates[_channel_of(mapping, slot)], target_rate)[0]
-        for slot, signal in leads.items()
-    }
+    # The leads of one rate and length are resampled as one array [leads, T], row for row the
+    # values of one lead at a time.
+    groups: dict[tuple[float, int], list[int]] = {}
+    for slot, signal in leads.items():
+        groups.setdefault((rates[_channel_of(mapping, slot)], len(signal)), []).append(slot)
+    resampled: dict[int, np.ndarray] = {}
+    for (rate, _), slots in groups.items():
+        stacked = resample(np.stack([leads[slot] for slot in slots]), rate, target_rate)
+        resampled.update(zip(slots, stacked, strict=True))
     n_samples = min(len(s) for s in resampled.values())
     feats = np.zeros((N_LEADS, n_samples), dtype=np.float64)
     lead_present = np.zeros(N_LEADS, dtype=bool)

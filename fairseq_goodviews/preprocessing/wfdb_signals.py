@@ -7,9 +7,7 @@ every problem raises :class:`~fairseq_goodviews.io.records.RecordError` naming t
 
 from __future__ import annotations
 
-import contextlib
-import re
-import tempfile
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,12 +15,8 @@ import numpy as np
 import scipy.io
 import wfdb
 from wfdb.io import _signal as wfdb_signal
-from wfdb.io import header as wfdb_header
 
 from fairseq_goodviews.io.records import RecordError
-
-# A record line naming the record with its signal file's extension (``E00271.mat 12 500 5000``).
-NAME_WITH_EXTENSION = re.compile(r"^(?P<name>[^\s/.]+)\.(?:mat|dat|hea)(?=[\s/]|$)", re.IGNORECASE)
 
 
 def read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) -> dict[int, np.ndarray]:
@@ -60,20 +54,23 @@ def read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) ->
             f"signal array of shape {list(values.shape)}, but the header describes "
             f"{expected[0]} signals x {expected[1]} samples",
         )
+    integer = values.dtype.kind in "iu"  # whole, finite numbers only
+    if not integer:
+        finite = np.isfinite(values)
+        if not np.array_equal(values[finite], np.round(values[finite])):
+            raise RecordError(
+                signal_path,
+                "holds non-integer values, not the digital units the header's gain "
+                f"({header.adc_gain[channels[0]]:g}/{header.units[channels[0]]}) converts",
+            )
     values = values.astype(np.float64)
-    finite = np.isfinite(values)
-    if not np.array_equal(values[finite], np.round(values[finite])):
-        raise RecordError(
-            signal_path,
-            "holds non-integer values, not the digital units the header's gain "
-            f"({header.adc_gain[channels[0]]:g}/{header.units[channels[0]]}) converts",
-        )
     out = {}
     for row, channel in enumerate(in_file):
         if channel in channels:
             low, high = wfdb_signal._digi_bounds(str(header.fmt[channel]))
             column = values[row]
-            if (column[np.isfinite(column)] < low).any() or (column[np.isfinite(column)] > high).any():
+            valid = column if integer else column[np.isfinite(column)]
+            if valid.size and (valid.min() < low or valid.max() > high):
                 raise RecordError(
                     signal_path,
                     f"values outside the {header.fmt[channel]}-format digital range "
@@ -86,37 +83,42 @@ def read_mat(signal_path: Path, header: wfdb.Record, channels: Sequence[int]) ->
     return out
 
 
-def read_dat(
-    header_path: Path, header_text: str, header: wfdb.Record, channels: Sequence[int]
-) -> dict[int, np.ndarray]:
-    """Digital samples [T * samples per frame] of ``channels`` from WFDB binary signal files (wfdb).
+def read_dat(header_path: Path, header: wfdb.Record, channels: Sequence[int]) -> dict[int, np.ndarray]:
+    """Digital samples [T * samples per frame] of ``channels`` from WFDB binary signal files.
 
-    A header that needed correcting is read from a corrected copy beside links to its signal
-    files in a temporary folder, so wfdb reads exactly what :func:`parse_header_text` parsed.
+    Read by wfdb's own signal-file reader with the fields of ``header`` as
+    :func:`~.wfdb_reader.parse_header_text` parsed them: the samples ``wfdb.rdrecord(...,
+    physical=False, smooth_frames=False)`` gives, without wfdb parsing the header a second time
+    (which costs more than reading the samples).
     """
-    record_name = header_path.with_suffix("")
-    with contextlib.ExitStack() as stack:
-        lines = wfdb_header.parse_header_content(header_text)[0]
-        if NAME_WITH_EXTENSION.match(lines[0]):
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="goodviews-hea-")))
-            corrected = header_text.replace(lines[0], NAME_WITH_EXTENSION.sub(r"\g<name>", lines[0], count=1), 1)
-            (folder / header_path.name).write_text(corrected)
-            for name in {str(header.file_name[c]) for c in channels}:
-                (folder / name).symlink_to((header_path.parent / name).resolve())
-            record_name = folder / header_path.stem
-        try:
-            read = wfdb.rdrecord(str(record_name), channels=list(channels), physical=False, smooth_frames=False)
-        except Exception as exc:  # truncated or garbled signal files surface as ValueError, EOFError, ...
-            files = sorted({str(header.file_name[c]) for c in channels})
-            where = header_path.parent / files[0] if len(files) == 1 else header_path
-            raise RecordError(where, f"unreadable signal file ({type(exc).__name__}: {exc})") from None
+    try:
+        samples = wfdb_signal._rd_segment(
+            file_name=header.file_name,
+            dir_name=os.path.abspath(header_path.parent),
+            pn_dir=None,
+            fmt=header.fmt,
+            n_sig=header.n_sig,
+            sig_len=header.sig_len,
+            byte_offset=header.byte_offset,
+            samps_per_frame=header.samps_per_frame,
+            skew=header.skew,
+            init_value=header.init_value,
+            sampfrom=0,
+            sampto=header.sig_len,
+            channels=list(channels),
+            ignore_skew=False,
+        )
+    except Exception as exc:  # truncated or garbled signal files surface as ValueError, EOFError, ...
+        files = sorted({str(header.file_name[c]) for c in channels})
+        where = header_path.parent / files[0] if len(files) == 1 else header_path
+        raise RecordError(where, f"unreadable signal file ({type(exc).__name__}: {exc})") from None
     out = {}
     for column, channel in enumerate(channels):
-        samples = np.asarray(read.e_d_signal[column], dtype=np.float64)
+        values = np.asarray(samples[column], dtype=np.float64)
         invalid = wfdb_signal.INVALID_SAMPLE_VALUE.get(str(header.fmt[channel]))
         if invalid is not None:
-            samples[samples == invalid] = np.nan
-        out[channel] = samples
+            values[values == invalid] = np.nan
+        out[channel] = values
     return out
 
 

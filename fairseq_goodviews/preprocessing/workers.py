@@ -182,11 +182,12 @@ def _process_item(item: SourceItem, convert: Callable[[SourceItem], EcgRecord], 
             mat_meta["segment"] = segment
         path = Path(job.records_dir) / f"{stem}.mat"
         try:
-            write_record(
+            write_record(  # made durable with the others before its journal line (:func:`~.journal.convert_items`)
                 path,
                 EcgRecord(
                     feats=feats_k, sample_rate=record.sample_rate, lead_present=record.lead_present, meta=mat_meta
                 ),
+                durable=False,
             )
         except RecordError as exc:  # write_record refuses NaN/inf, flat leads and no leads
             entry["skips"].append(_skip_entry(stem, item.file, exc.problem, BAD_SIGNAL))

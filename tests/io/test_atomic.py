@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from fairseq_goodviews.io.atomic import OutputPathError, atomic_open, ensure_writable_dir, write_json
+from fairseq_goodviews.io import atomic
+from fairseq_goodviews.io.atomic import (
+    OutputPathError,
+    atomic_open,
+    atomic_path,
+    ensure_writable_dir,
+    make_durable,
+    write_json,
+)
 
 
 def test_atomic_open_replaces_only_on_success(tmp_path):
@@ -81,6 +89,58 @@ def test_the_file_is_flushed_before_the_rename_and_the_folder_after(tmp_path, mo
     assert size == len("/data/records\n")  # flushed once written in full
     assert folder == tmp_path and after_rename
     assert target.read_text() == "/data/records\n"
+
+
+def _recording_fsync(monkeypatch) -> list[Path]:
+    flushed: list[Path] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        flushed.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return flushed
+
+
+def test_a_write_left_to_make_durable_is_atomic_without_a_flush(tmp_path, monkeypatch):
+    flushed = _recording_fsync(monkeypatch)
+    target = tmp_path / "rec.mat"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target, durable=False) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.mat"] and target.read_text() == "old"
+    with atomic_path(target, durable=False) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["rec.mat"]
+    assert flushed == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs is Linux's")
+def test_make_durable_flushes_the_file_system_once_on_linux(tmp_path, monkeypatch):
+    flushed = _recording_fsync(monkeypatch)
+    files = []
+    for name in ("a.mat", "b.mat"):
+        with atomic_path(tmp_path / name, durable=False) as tmp:
+            tmp.write_text(name)
+        files.append(tmp_path / name)
+    assert atomic._syncfs() is not None
+    make_durable(tmp_path, files)  # the real syncfs: no fsync of any file
+    assert flushed == []
+
+
+def test_make_durable_flushes_each_file_then_the_folder_without_syncfs(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "_syncfs", lambda: None)  # as on macOS
+    files = []
+    for name in ("a.mat", "b.mat"):
+        with atomic_path(tmp_path / name, durable=False) as tmp:
+            tmp.write_text(name)
+        files.append(tmp_path / name)
+    flushed = _recording_fsync(monkeypatch)
+    make_durable(tmp_path, files)
+    assert flushed == [*files, tmp_path]
 
 
 def test_write_json_writes_undefined_metrics_as_null(tmp_path):

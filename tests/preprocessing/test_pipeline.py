@@ -19,7 +19,7 @@ import pytest
 from fairseq_goodviews.io.manifest import read_manifest, read_metadata
 from fairseq_goodviews.io.packed import pack_problem
 from fairseq_goodviews.io.records import EcgRecord, RecordError, read_record
-from fairseq_goodviews.preprocessing import workers
+from fairseq_goodviews.preprocessing import journal, workers
 from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions, Skipped, SkipRecord, SourceItem
 from fairseq_goodviews.preprocessing.pipeline import prepare
 from fairseq_goodviews.preprocessing.splits import assign_splits, patient_numbers
@@ -233,7 +233,7 @@ def test_sigkill_mid_run_then_rerun_is_identical(tmp_path):
         from test_pipeline import make_items, run
         run(make_items(40), {str(out)!r}, workers=2, chunksize=1)
     """)
-    env = dict(os.environ, GOODVIEWS_TEST_DELAY="0.05")
+    env = dict(os.environ, GOODVIEWS_TEST_DELAY="0.1")
     process = subprocess.Popen(
         [sys.executable, "-c", script], env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -389,3 +389,46 @@ def test_a_folder_prepared_with_other_options_is_refused_unless_overwrite(tmp_pa
     assert manifest_bytes(out) == before  # nothing rewritten
     run(items, out, seed=2, overwrite=True)
     assert manifest_bytes(out) != before
+
+
+# --- the journal: a record's line only after the flush of its files to the disk ----------------
+
+
+def _record_flushes(monkeypatch, out: Path) -> list[set[str]]:
+    """Replace the journal's flush with one that checks the journal and records each flush's files."""
+    flushes: list[set[str]] = []
+    real = journal.make_durable
+
+    def checked(folder, files):
+        files = {Path(f).name for f in files}
+        journal_path = out / ".prepare" / "journal.jsonl"
+        journaled = journal_path.read_text().splitlines() if journal_path.exists() else []
+        durable = set().union(*flushes)
+        for line in journaled:  # every line written so far names files flushed before
+            assert {Path(row["path"]).name for row in json.loads(line)["rows"]} <= durable
+        assert not files & durable  # each file is flushed once
+        assert Path(folder) == out / "records"
+        real(folder, [Path(folder) / name for name in files])
+        flushes.append(files)
+
+    monkeypatch.setattr(journal, "make_durable", checked)
+    return flushes
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_line_follows_the_flush_of_its_files(tmp_path, monkeypatch, workers):
+    out = tmp_path / "out"
+    monkeypatch.setattr(journal, "COMMIT_SECONDS", 0.0)  # a flush after every record
+    flushes = _record_flushes(monkeypatch, out)
+    items = make_items(12, kinds={3: "skip"})
+    result = run(items, out, workers=workers, chunksize=1)
+    assert result.records == 11
+    assert len(flushes) == 11 and set().union(*flushes) == {p.name for p in (out / "records").glob("*.mat")}
+
+
+def test_records_finished_within_the_interval_are_flushed_together(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(journal, "COMMIT_SECONDS", 3600.0)
+    flushes = _record_flushes(monkeypatch, out)
+    run(make_items(12), out)
+    assert [len(files) for files in flushes] == [12]

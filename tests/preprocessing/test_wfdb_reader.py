@@ -9,21 +9,34 @@ import numpy as np
 import pytest
 import scipy.signal
 import wfdb
+from wfdb.io import _header as wfdb_header_fields
+from wfdb.io import header as wfdb_header
 
 from conftest import shared_data
 from fairseq_goodviews.io.records import RecordError
 from fairseq_goodviews.io.signal import rational_ratio
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.preprocessing.wfdb_reader import (
+    NAME_WITH_EXTENSION,
     BadSignalError,
     MissingFileError,
     find_records,
+    header_path_of,
     map_channels,
     parse_header_comments,
+    parse_record_line,
+    parse_signal_lines,
+    read_header,
     read_header_comments,
     read_wfdb,
 )
-from fairseq_goodviews.synthetic.wfdb_layouts import ecg_signal, write_wfdb
+from fairseq_goodviews.preprocessing.wfdb_signals import read_dat
+from fairseq_goodviews.synthetic.wfdb_layouts import (
+    ecg_signal,
+    write_physionet2021_tree,
+    write_wfdb,
+    write_wfdb_dir_tree,
+)
 
 # --- the real shared records ------------------------------------------------------------------
 
@@ -266,3 +279,79 @@ def test_header_comments_read_as_text(tmp_path):
         shutil.copy(source / name, tmp_path / name)
     info = read_header_comments(tmp_path / "s0010_re")
     assert info.age == 81.0 and info.sex == "F" and info.fields["ecg date"] == "01/10/1990"
+
+
+# --- the header parser and the signal-file reader against wfdb's own ----------------------------
+
+_RECORD_LINES = [
+    "rec 12 500 5000",
+    "100/2 3 360/720(4) 650000 12:30:15 25/12/2000",
+    "rec 2 250.00000001 100",
+    "rec 2 257.5/1 100 0:0:5.5",
+    "rec 2",
+    "rec",
+    "rec x 500",
+]
+_SIGNAL_LINES = [
+    ["100.dat 212 200 11 1024 995 -22131 0 MLII", "100.dat 212 200 11 1024 1011 20052 0 V5"],
+    ["x.dat 16x4:2+10 0(5)/uV 12 3 7 9 0 V1"],  # a gain of 0 reads as 200
+    ["x.dat 16 100/mV 16 -5"],  # no baseline: the ADC zero
+    ["x.dat 16", "x.dat 16 250(-3)/µV"],
+    ["E00271.mat 16+24 1000/mV 16 0 28 -1716 0 I"],
+    ["x.dat 80 200.5(3)/mV 8 0 0 0 0 ECG lead II"],
+    ["x.dat sixteen"],
+]
+
+
+def _same_as_wfdb(ours, theirs, line):
+    try:
+        expected = theirs(line)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            ours(line)
+        return
+    assert ours(line) == expected
+
+
+@pytest.mark.parametrize("line", _RECORD_LINES)
+def test_record_lines_parse_as_wfdb_parses_them(line):
+    _same_as_wfdb(parse_record_line, wfdb_header_fields._parse_record_line, line)
+
+
+@pytest.mark.parametrize("lines", _SIGNAL_LINES)
+def test_signal_lines_parse_as_wfdb_parses_them(lines):
+    _same_as_wfdb(parse_signal_lines, wfdb_header_fields._parse_signal_lines, lines)
+
+
+def test_every_real_and_synthetic_header_parses_as_wfdb_parses_it(tmp_path):
+    write_wfdb_dir_tree(tmp_path / "generic", n_records=5)
+    write_physionet2021_tree(tmp_path / "physionet", n_per_subset=1, subsets=("georgia", "cpsc_2018"))
+    headers = sorted(tmp_path.rglob("*.hea")) + sorted(shared_data().rglob("*.hea"))
+    assert len(headers) > 30
+    for header in headers:
+        lines, _ = wfdb_header.parse_header_content(header.read_text(errors="replace"))
+        record_line = NAME_WITH_EXTENSION.sub(r"\g<name>", lines[0], count=1)
+        assert parse_record_line(record_line) == wfdb_header_fields._parse_record_line(record_line), header
+        assert parse_signal_lines(lines[1:]) == wfdb_header_fields._parse_signal_lines(lines[1:]), header
+
+
+def test_dat_samples_are_wfdbs_digital_samples(tmp_path):
+    records = [h.with_suffix("") for h in write_wfdb_dir_tree(tmp_path, n_records=5)]
+    records.append(shared_data() / "wfdb" / "s0010_re")
+    records += sorted(p.with_suffix("") for p in (shared_data() / "real" / "ptbxl").rglob("*.hea"))[:2]
+    for record in records:
+        header = read_header(record)
+        channels = list(range(header.n_sig))
+        expected = wfdb.rdrecord(str(record), physical=False, smooth_frames=False).e_d_signal
+        got = read_dat(header_path_of(record), header, channels)
+        for channel in channels:
+            np.testing.assert_array_equal(got[channel], np.asarray(expected[channel], dtype=np.float64))
+
+
+def test_a_record_line_naming_its_dat_file_reads_the_same_record(tmp_path):
+    _write(tmp_path, list(CANONICAL_LEADS))
+    plain = read_wfdb(tmp_path / "rec")
+    header = tmp_path / "rec.hea"
+    header.write_text(header.read_text().replace("rec 12", "rec.dat 12", 1))
+    named = read_wfdb(tmp_path / "rec")
+    assert named.record.feats.tobytes() == plain.record.feats.tobytes()
