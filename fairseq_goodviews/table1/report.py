@@ -577,6 +577,12 @@ def _scored_probe_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     ]
 
 
+def _lead_tick(leads: Sequence[str]) -> str:
+    """A lead set on the plot's axis: its name, with its lead count where the name lacks one."""
+    label = lead_set_label(leads)
+    return label if label.endswith("leads") else f"{label}\n({len(leads)} lead{'s' if len(leads) > 1 else ''})"
+
+
 def _lead_sets(rows: Sequence[Mapping[str, Any]]) -> List[tuple[str, ...]]:
     """The lead sets of ``rows``, the most leads first."""
     return sorted({lead_set_of(row) for row in rows}, key=lead_set_order)
@@ -783,11 +789,12 @@ def lead_set_figure(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any])
     for ax in axes.flat[len(methods) :]:
         ax.set_visible(False)
 
-    def line(ax, points: Sequence[Mapping[str, Any]], **style: Any) -> None:
+    def line(ax, points: Sequence[Mapping[str, Any]], offset: float = 0.0, **style: Any) -> None:
+        """One line of ``points`` (rows), shifted by ``offset`` so that overlapping bars stay apart."""
         points = sorted(points, key=lambda r: sets.index(lead_set_of(r)))
         if points:
             ax.errorbar(
-                [sets.index(lead_set_of(r)) for r in points],
+                [sets.index(lead_set_of(r)) + offset for r in points],
                 [100 * r["macro_auroc"]["mean"] for r in points],
                 yerr=_errors([{"mean": r["macro_auroc"]["mean"], "ci95": r["ci95"]} for r in points]),
                 capsize=3,
@@ -799,13 +806,18 @@ def lead_set_figure(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any])
         own_init = random_init_stem(encoder_of(mine[0]))
         line(ax, [r for r in shown if r["method"] == own_init], color="0.6", linestyle="--", label="random init")
         line(ax, [r for r in shown if r["method"] == "supervised"], color="0.3", linestyle=":", label="supervised")
-        line(ax, [r for r in mine if not masked(r)], color="#1f77b4", marker="o", label="no lead masking")
-        line(ax, [r for r in mine if masked(r)], color="#ff7f0e", marker="s", label="random lead masking")
+        line(ax, [r for r in mine if not masked(r)], -0.05, color="#1f77b4", marker="o", label="no lead masking")
+        line(ax, [r for r in mine if masked(r)], 0.05, color="#ff7f0e", marker="s", label="random lead masking")
         ax.set_title(mine[0]["name"], fontsize=9)
-        ax.set_xticks(range(len(sets)), [f"{len(leads)}\n{lead_set_label(leads)}" for leads in sets], fontsize=6)
+        ax.set_xticks(range(len(sets)), [_lead_tick(leads) for leads in sets], fontsize=7)
         ax.grid(True, alpha=0.3)
+    # an interval of few seeds can reach past the scale: the axis stops at 0 and 100
+    low = min([100 * min(r["macro_auroc"]["mean"], *(r["ci95"] or [])) for r in shown] + [50.0])
     for ax in axes[:, 0]:
         ax.set_ylabel("test macro AUROC (%)", fontsize=8)
+        ax.set_ylim(max(0.0, low - 5), 100)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("leads of the probe's training and test", fontsize=8)
     if methods:
         axes.flat[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(

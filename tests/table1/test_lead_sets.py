@@ -1,5 +1,6 @@
-"""Lead-set probes in the benchmark's plan: which runs a lead set adds, with which overrides, and
-that an output folder of 12-lead runs is reused as it is when lead sets are added."""
+"""Lead-set probes in the benchmark: which runs a lead set adds, with which overrides, that an
+output folder of 12-lead runs is reused as it is when lead sets are added, and (slow) that a
+lead-set probe is trained and scored on its leads alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 
 from fairseq_goodviews.cli.benchmark import main
 from fairseq_goodviews.config.compose import compose
-from fairseq_goodviews.table1 import PRESETS, BenchmarkError
+from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
+from fairseq_goodviews.io.checkpoints import read_checkpoint
+from fairseq_goodviews.leads import CANONICAL_LEADS, parse_leads
+from fairseq_goodviews.table1 import PRESETS, BenchmarkError, run_benchmark
 from fairseq_goodviews.table1.execute import Context, base_result, run_plan
 from fairseq_goodviews.table1.plan import (
     DEFAULT_CONFIG_ROOT,
@@ -21,6 +25,7 @@ from fairseq_goodviews.table1.plan import (
     describe_method,
     lead_sets,
 )
+from fairseq_goodviews.table1.report import LEAD_SET_PLOT
 from fairseq_goodviews.table1.resume import planned_settings
 
 
@@ -100,3 +105,38 @@ def test_an_out_of_12_lead_runs_is_reused_and_only_the_lead_set_runs_are_added(t
         "supervised-s1-leads_I+II",
     }
     assert set(outcome.failed.values()) == {"not run yet"}
+
+
+@pytest.mark.slow
+def test_a_lead_set_probe_is_trained_and_scored_on_its_leads_alone(tmp_path, tiny_dataset):
+    out = tmp_path / "out"
+    outcome = run_benchmark(
+        out,
+        "tiny",
+        data=tiny_dataset,
+        seeds=1,
+        strategies=["simclr"],
+        lead_masking=["none"],
+        label_fractions=[1.0],
+        split_seeds=False,
+        task="rhythm4",
+        lead_sets=["12", "1"],
+    )
+    assert outcome.failed == {}
+    assert {run_id for run_id in outcome.results if run_id.endswith("-leads_II")} == {
+        "simclr-s1-probe-leads_II",
+        "random_init-s1-leads_II",
+        "supervised-s1-leads_II",
+    }
+    probe = outcome.results["simclr-s1-probe-leads_II"]
+    assert probe["lead_set"] == ["II"] and "task.leads=[II]" in probe["overrides"]
+    assert outcome.results["simclr-s1-probe"]["lead_set"] == list(CANONICAL_LEADS)
+    assert list(read_checkpoint(probe["checkpoint"])["cfg"]["task"]["leads"]) == ["II"]
+    # scored on lead II alone: the recorded AUROC is the checkpoint's on II, not on all 12 leads
+    on_ii = evaluate_checkpoint(probe["checkpoint"], split="test", leads=parse_leads("II"))["macro_auroc"]
+    on_all = evaluate_checkpoint(probe["checkpoint"], split="test")["macro_auroc"]
+    assert probe["metrics"]["macro_auroc"] == pytest.approx(on_ii) and on_ii != pytest.approx(on_all)
+    payload = json.loads((out / "results.json").read_text())
+    row = next(r for r in payload["table"] if r["method"] == "simclr" and r["lead_set"] == ["II"])
+    assert row["drop_from_12"]["interval"] == "records_one_seed" and row["drop_from_12"]["ci95"] is not None
+    assert (out / LEAD_SET_PLOT).is_file() and "## Lead sets" in (out / "results.md").read_text()

@@ -307,7 +307,7 @@ def test_the_lead_set_plot_has_a_panel_per_strategy_with_both_columns_and_the_ta
     fig = lead_set_figure(rows, _settings(tmp_path, seeds=2))
     (panel,) = [ax for ax in fig.axes if ax.get_visible()]
     assert panel.get_title() == "Strategy 2 (SimCLR)"
-    assert [t.get_text() for t in panel.get_xticklabels()] == ["12\n12 leads", "2\nI+II"]
+    assert [t.get_text() for t in panel.get_xticklabels()] == ["12 leads", "I+II\n(2 leads)"]
     lines = {c.get_label(): c for c in panel.containers if isinstance(c, ErrorbarContainer)}
     assert set(lines) == {"random init", "no lead masking", "random lead masking"}
     masked = [r for r in rows if r["method"] == "simclr" and r["lead_mask_prob"] == 0.5]
