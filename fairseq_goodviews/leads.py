@@ -109,3 +109,39 @@ def lead_keep_mask(indices: Sequence[int] | None, n_leads: int = len(CANONICAL_L
     keep = np.zeros(n_leads, dtype=bool)
     keep[list(indices)] = True
     return keep
+
+
+#: Named lead sets (the PhysioNet/CinC 2021 sets plus lead II alone), by their lead count: the
+#: leads a device records, in canonical order.
+LEAD_SETS: dict[str, tuple[str, ...]] = {
+    "12": CANONICAL_LEADS,
+    "6": LIMB_LEADS,
+    "4": ("I", "II", "III", "V2"),
+    "3": ("I", "II", "V2"),
+    "2": ("I", "II"),
+    "1": ("II",),
+}
+
+
+def parse_lead_set(text: str) -> tuple[str, ...]:
+    """The canonical lead names of a lead set: a name of :data:`LEAD_SETS` (``"6"``) or lead names
+    joined by ``+`` (``"I+II+V2"``, any spelling :func:`canonical_lead_name` knows), in canonical
+    order; raises :class:`UnknownLeadError` naming ``text``."""
+    text = text.strip()
+    if text in LEAD_SETS:
+        return LEAD_SETS[text]
+    try:
+        return tuple(lead_names(parse_leads(text.split("+"))))
+    except UnknownLeadError as exc:
+        raise UnknownLeadError(
+            f"lead set {text!r}: {exc} (or a named set: {', '.join(LEAD_SETS)}; join leads with '+')"
+        ) from None
+
+
+def lead_set_label(names: Sequence[str]) -> str:
+    """A lead set as tables name it: ``12 leads``, ``6 limb leads``, else its leads joined by ``+``."""
+    if tuple(names) == CANONICAL_LEADS:
+        return "12 leads"
+    if tuple(names) == LIMB_LEADS:
+        return "6 limb leads"
+    return "+".join(names)

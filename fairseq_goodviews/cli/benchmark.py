@@ -1,8 +1,8 @@
 """``goodviews-benchmark``: reproduce the "Good Views" Table 1.
 
 For every pretraining method and seed the benchmark pretrains an encoder, trains a linear probe
-on it (optionally also a full fine-tune, and probes on 1% / 10% of the training labels), and runs
-the two baselines: the supervised encoder trained from scratch (scored on its own trained head)
+on it (optionally also a full fine-tune, probes on 1% / 10% of the training labels, and probes
+trained and tested on fewer leads, ``--lead-sets``), and runs the two baselines: the supervised encoder trained from scratch (scored on its own trained head)
 and a random-initialised frozen encoder with a linear probe. Every training is a
 ``fairseq-hydra-train`` subprocess on the project's configs, exactly as a user would run it; each
 downstream run is scored on the test split from its best (valid macro AUROC) checkpoint. The
@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lead-masking",
         help="lead-masking columns, e.g. none,rlm (config/pretraining/lead_masking; default: the preset's)",
+    )
+    parser.add_argument(
+        "--lead-sets",
+        help="comma-separated lead sets the probes and baselines are trained and tested on, each a named set "
+        "(12: all; 6: I,II,III,aVR,aVL,aVF; 4: I,II,III,V2; 3: I,II,V2; 2: I,II; 1: II) or leads joined by '+' "
+        "(e.g. 12,2,I+II+V2); the other leads are zero-filled; 12 is always run (default: the preset's)",
+    )
+    parser.add_argument(
+        "--lead-sets-other-tasks",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run the PTB-XL probe and identification on every lead set (default: the preset's; paper: on)",
     )
     parser.add_argument(
         "--ptbxl-data",
@@ -196,6 +208,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         "split_seeds": args.split_seeds,
         "lead_masking": _csv(args.lead_masking, str),
         "task": args.task,
+        "lead_sets": _csv(args.lead_sets, str),
+        "lead_sets_other_tasks": args.lead_sets_other_tasks,
     }
     if args.plan:
         print(

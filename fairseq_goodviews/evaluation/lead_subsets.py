@@ -19,16 +19,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
-from fairseq_goodviews.leads import CANONICAL_LEADS, LIMB_LEADS, lead_names, parse_leads
+from fairseq_goodviews.leads import CANONICAL_LEADS, LEAD_SETS, lead_names, parse_leads
 
-#: Subset name -> canonical slots of its leads (None = all 12), in the order the table shows them.
+#: Subset name -> canonical slots of its leads (None = all 12), in the order the table shows them:
+#: the named lead sets of :data:`~fairseq_goodviews.leads.LEAD_SETS`.
 LEAD_SUBSETS: dict[str, list[int] | None] = {
     "12 leads": None,
-    "6 limb leads": parse_leads(LIMB_LEADS),
-    "4 leads (I, II, III, V2)": parse_leads("I,II,III,V2"),
-    "3 leads (I, II, V2)": parse_leads("I,II,V2"),
-    "2 leads (I, II)": parse_leads("I,II"),
-    "1 lead (II)": parse_leads("II"),
+    "6 limb leads": parse_leads(LEAD_SETS["6"]),
+    **{
+        f"{name} lead{'s' if len(LEAD_SETS[name]) > 1 else ''} ({', '.join(LEAD_SETS[name])})": parse_leads(
+            LEAD_SETS[name]
+        )
+        for name in ("4", "3", "2", "1")
+    },
 }
 TABLE_METRICS: Sequence[str] = ("macro_auroc", "macro_auprc", "accuracy", "macro_f1")
 MULTI_LABEL_TABLE_METRICS: Sequence[str] = ("macro_auroc", "macro_auprc", "f_max", "challenge_score")

@@ -38,6 +38,7 @@ from fairseq_goodviews.evaluation.evaluate import evaluate_checkpoint
 from fairseq_goodviews.evaluation.identification import identify
 from fairseq_goodviews.io.atomic import atomic_open, json_safe
 from fairseq_goodviews.io.locks import exclusive_lock
+from fairseq_goodviews.leads import CANONICAL_LEADS, parse_leads
 from fairseq_goodviews.table1.executors import DirectExecutor, Executor, world_size
 from fairseq_goodviews.table1.placement import DevicePool, Slot
 from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
@@ -228,16 +229,22 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def score(checkpoint: Path, slot: Slot, predictions: Path) -> Dict[str, Any]:
-    """Test metrics of a downstream checkpoint, scored on ``slot``'s first GPU (else the CPU);
-    every record's probabilities go to ``predictions`` (the report's bootstrap intervals resample
-    them)."""
+def lead_slots(spec: RunSpec) -> Optional[List[int]]:
+    """The canonical slots of the leads ``spec`` trains and is tested on (None: all 12)."""
+    return None if spec.leads is None else parse_leads(spec.leads)
+
+
+def score(checkpoint: Path, slot: Slot, predictions: Path, leads: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+    """Test metrics of a downstream checkpoint on the lead slots ``leads`` (None: all 12; the others
+    zero-filled), scored on ``slot``'s first GPU (else the CPU); every record's probabilities go
+    to ``predictions`` (the report's bootstrap intervals resample them)."""
 
     with _SCORE_LOCK:
         torch.set_num_threads(slot.threads)
         metrics = evaluate_checkpoint(
             checkpoint,
             split="test",
+            leads=leads,
             predictions=predictions,
             device=slot.scoring_device,
             num_workers=slot.data_workers or 0,
@@ -266,6 +273,7 @@ def base_result(spec: RunSpec, settings: Mapping[str, Any], **fields: Any) -> Di
         "label_fraction": spec.label_fraction,
         "lead_mask_prob": spec.lead_mask_prob,
         "encoder": spec.encoder,
+        "lead_set": list(spec.leads or CANONICAL_LEADS),
         "settings": settings,
         "schedule": run_schedule(settings),
         **fields,
@@ -281,7 +289,8 @@ def not_applicable_result(spec: RunSpec, settings: Mapping[str, Any], reason: st
 
 def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, Any], slot: Slot) -> Dict[str, Any]:
     """Frozen-encoder patient identification of a pretrained encoder (no training): top-1, top-5
-    and EER on the PTB-XL folder's test patients, embeddings standardised with its train split."""
+    and EER on the PTB-XL folder's test patients, embeddings standardised with its train split,
+    the leads outside the run's lead set zero-filled."""
 
     start = time.monotonic()
     with _SCORE_LOCK:
@@ -290,6 +299,7 @@ def identification_result(spec: RunSpec, ctx: Context, pretrain: Mapping[str, An
             pretrain["checkpoint"],
             ctx.data_for(spec),
             "test",
+            leads=lead_slots(spec),
             sample_size=ctx.identification_crop,
             standardize_split="train",
             device=slot.scoring_device,
@@ -388,7 +398,7 @@ def _scored(
     checkpoint = run_dir / "ckpt" / "checkpoint_best.pt"
     if not checkpoint.is_file():
         raise BenchmarkError(f"run {spec.run_id}: no {checkpoint} (did validation run?); log {log}")
-    metrics = score(checkpoint, slot, run_dir / PREDICTIONS)
+    metrics = score(checkpoint, slot, run_dir / PREDICTIONS, lead_slots(spec))
     wall_time = time.monotonic() - start
     return {
         "metrics": metrics,

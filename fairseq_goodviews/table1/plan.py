@@ -19,6 +19,7 @@ from fairseq_goodviews.config import CONFIG_ROOT
 from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.errors import GoodviewsError
 from fairseq_goodviews.io.manifest import read_metadata
+from fairseq_goodviews.leads import CANONICAL_LEADS, UnknownLeadError, parse_lead_set
 from fairseq_goodviews.strategies import STRATEGY_REGISTRY, build_strategy, strategy_config
 from fairseq_goodviews.table1.downstream import task_overrides
 
@@ -103,6 +104,13 @@ class Preset:
     #: Records ``--synthetic`` generates when it is given no number (or 0).
     synthetic_records: int = 1500
     jobs: int = 1
+    #: Lead sets of the probes and baselines (:func:`~fairseq_goodviews.leads.parse_lead_set`: a
+    #: named set such as ``2`` or leads joined by ``+``): every encoder gets a linear probe trained
+    #: and tested on each (the other leads zero-filled), the supervised baseline is trained on each;
+    #: all training labels only. The 12-lead set is always there (Table 1 itself).
+    lead_sets: tuple[str, ...] = ("12",)
+    #: The PTB-XL probe and identification on every lead set as well (else on 12 leads only).
+    lead_sets_other_tasks: bool = False
 
 
 PRESETS: Dict[str, Preset] = {
@@ -116,6 +124,8 @@ PRESETS: Dict[str, Preset] = {
         strategies=ALL_STRATEGIES,
         seeds=5,
         synthetic_records=10646,
+        lead_sets=("12", "6", "4", "3", "2", "1"),
+        lead_sets_other_tasks=True,
     ),
     # Every strategy, 5 seeds, on ~1,500 synthetic records on 2 CPU cores, two runs at a time.
     "cpu-small": Preset(
@@ -128,6 +138,7 @@ PRESETS: Dict[str, Preset] = {
         seeds=5,
         crop_per_view=True,
         jobs=2,
+        lead_sets=("12", "6", "3", "2", "1"),
     ),
     # The test suite: two strategies (one label-using), two seeds, one epoch, tiny records.
     "tiny": Preset(
@@ -147,9 +158,15 @@ PRESETS: Dict[str, Preset] = {
 
 
 # examples/demo.py: the cpu-small benchmark with every strategy once, all training labels, no
-# supervised baseline, and a smaller PTB-XL set.
+# supervised baseline, a smaller PTB-XL set and the three cheapest lead sets.
 PRESETS["demo"] = replace(
-    PRESETS["cpu-small"], name="demo", seeds=1, label_fractions=(1.0,), supervised=False, synthetic_ptbxl_patients=200
+    PRESETS["cpu-small"],
+    name="demo",
+    seeds=1,
+    label_fractions=(1.0,),
+    supervised=False,
+    synthetic_ptbxl_patients=200,
+    lead_sets=("12", "2", "1"),
 )
 
 
@@ -268,6 +285,8 @@ class RunSpec:
     dataset: str = MAIN_DATA
     #: The registered model of the encoder the run trains or probes (its family).
     encoder: str = DEFAULT_ENCODER
+    #: The leads the run trains and is tested on (canonical names; the others zero-filled); None: all 12.
+    leads: Optional[tuple[str, ...]] = None
 
 
 def _common(hydra_preset: str, schedule: str, seed: int) -> List[str]:
@@ -296,11 +315,34 @@ def lead_masking_variants(preset: Preset, method: Method) -> List[tuple[Optional
     return [(name, "" if name == "none" else f"+{name}") for name in preset.lead_masking]
 
 
+def lead_sets(preset: Preset) -> List[Optional[tuple[str, ...]]]:
+    """The preset's lead sets as canonical lead names, each once, 12 leads first as None (the runs
+    Table 1 has always had: no ``task.leads`` override, so their run ids and settings stay)."""
+    sets: Dict[tuple[str, ...], None] = {CANONICAL_LEADS: None}
+    for text in preset.lead_sets:
+        try:
+            sets[parse_lead_set(text)] = None
+        except UnknownLeadError as exc:
+            raise BenchmarkError(f"--lead-sets: {exc}") from None
+    return [None if leads == CANONICAL_LEADS else leads for leads in sets]
+
+
+def lead_set_suffix(leads: Optional[Sequence[str]]) -> str:
+    """The run-id suffix of a run on the lead set ``leads`` (none for all 12): ``-leads_I+II``."""
+    return "" if leads is None else "-leads_" + "+".join(leads)
+
+
 def downstream_overrides(
-    preset: Preset, prefix: str, seed: int, protocol: str, fraction: float, task: Optional[str] = None
+    preset: Preset,
+    prefix: str,
+    seed: int,
+    protocol: str,
+    fraction: float,
+    task: Optional[str] = None,
+    leads: Optional[Sequence[str]] = None,
 ) -> List[str]:
     """The overrides of a downstream run on ``task`` (default: the preset's), best checkpoint by
-    valid macro AUROC."""
+    valid macro AUROC, trained and validated on ``leads`` (None: all 12; the others zero-filled)."""
     task = task or preset.task
     if task is None:
         raise BenchmarkError(f"preset {preset.name!r} names no downstream task (run_benchmark chooses one)")
@@ -312,12 +354,13 @@ def downstream_overrides(
         f"task.train_fraction={fraction}",
         "dataset.valid_subset=valid",
         *task_overrides(task),
+        *([] if leads is None else [f"task.leads=[{','.join(leads)}]"]),
     ]
 
 
-def ptbxl_probe_overrides(preset: Preset, prefix: str, seed: int) -> List[str]:
+def ptbxl_probe_overrides(preset: Preset, prefix: str, seed: int, leads: Optional[Sequence[str]] = None) -> List[str]:
     """A linear probe on the PTB-XL label set of the PTB-XL-layout folder (multi-label)."""
-    return downstream_overrides(preset, prefix, seed, "linear_probe", 1.0, task=preset.ptbxl_label_set)
+    return downstream_overrides(preset, prefix, seed, "linear_probe", 1.0, task=preset.ptbxl_label_set, leads=leads)
 
 
 def fraction_tag(fraction: float) -> str:
@@ -344,6 +387,7 @@ def _spec(
     lead_mask_prob: Optional[float] = None,
     dataset: str = MAIN_DATA,
     encoder: str = DEFAULT_ENCODER,
+    leads: Optional[tuple[str, ...]] = None,
 ) -> RunSpec:
     """One run of the plan; a run on the encoder of ``pretrain`` depends on it and carries its lead
     masking (``lead_mask_prob`` is that of a pretraining run itself)."""
@@ -361,6 +405,7 @@ def _spec(
         lead_mask_prob=lead_mask_prob if pretrain is None else pretrain.lead_mask_prob,
         dataset=dataset,
         encoder=encoder if pretrain is None else pretrain.encoder,
+        leads=leads,
     )
 
 
@@ -368,9 +413,12 @@ def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptb
     """Every run of the benchmark, each pretraining run before the runs that depend on it.
 
     With ``ptbxl`` (a PTB-XL-layout folder is there), every encoder also gets the multi-label
-    probe and the identification runs of the preset.
+    probe and the identification runs of the preset. Every lead set but 12 adds a probe of every
+    encoder, of each random init and a supervised baseline on it (all training labels), run ids
+    ``<12-lead id>-leads_<lead>+<lead>...``.
     """
     plan: List[RunSpec] = []
+    sets = lead_sets(preset)
     fractions = sorted(set(preset.label_fractions) | {1.0})
     # every family gets its own random-init baseline: a method is compared with its own architecture
     families = list(dict.fromkeys([DEFAULT_ENCODER, *(method.model for method in methods)]))
@@ -394,8 +442,8 @@ def build_plan(preset: Preset, methods: Sequence[Method], config_root: Path, ptb
                 lead_mask_prob=mask_prob,
                 encoder=method.model,
             )
-            plan += [pretrain, *_encoder_runs(preset, method, name, pretrain, fractions, ptbxl)]
-        plan += _baseline_runs(preset, seed, fractions, ptbxl, families)
+            plan += [pretrain, *_encoder_runs(preset, method, name, pretrain, fractions, ptbxl, sets)]
+        plan += _baseline_runs(preset, seed, fractions, ptbxl, families, sets)
     return plan
 
 
@@ -414,91 +462,120 @@ def _probes(
     prefix: str,
     seed: int,
     fractions: Sequence[float],
+    leads: Optional[tuple[str, ...]] = None,
 ) -> List[RunSpec]:
     """Linear probes on each fraction of the training labels, made by ``run``: run ids
-    ``<stem>[-f<fraction>]``, kind ``kind`` with all the labels, else :data:`LABEL_FRACTION`."""
+    ``<stem>[-f<fraction>]``, kind ``kind`` with all the labels, else :data:`LABEL_FRACTION`; on a
+    lead set (``leads``), one probe with all the labels, ``<stem>-leads_...``."""
     return [
         run(
-            run_id=f"{stem}{_fraction_suffix(fraction)}",
+            run_id=f"{stem}{_fraction_suffix(fraction)}{lead_set_suffix(leads)}",
             kind=kind if fraction == 1.0 else LABEL_FRACTION,
             config_name="linear_probe",
-            overrides=downstream_overrides(preset, prefix, seed, "linear_probe", fraction),
+            overrides=downstream_overrides(preset, prefix, seed, "linear_probe", fraction, leads=leads),
             protocol="linear_probe",
             label_fraction=fraction,
+            leads=leads,
         )
-        for fraction in fractions
+        for fraction in (fractions if leads is None else (1.0,))
     ]
 
 
-def _ptbxl_probe(run: Callable[..., RunSpec], run_id: str, preset: Preset, prefix: str, seed: int) -> RunSpec:
-    """The multi-label linear probe on the PTB-XL-layout folder, made by ``run``."""
+def _ptbxl_probe(
+    run: Callable[..., RunSpec], stem: str, preset: Preset, prefix: str, seed: int, leads: Optional[tuple[str, ...]]
+) -> RunSpec:
+    """The multi-label linear probe on the PTB-XL-layout folder, made by ``run``: run id
+    ``<stem>-ptbxl-probe[-leads_...]``."""
     return run(
-        run_id=run_id,
+        run_id=f"{stem}-ptbxl-probe{lead_set_suffix(leads)}",
         kind=MULTI_LABEL,
         config_name="linear_probe",
-        overrides=ptbxl_probe_overrides(preset, prefix, seed),
+        overrides=ptbxl_probe_overrides(preset, prefix, seed, leads),
         protocol="ptbxl_probe",
         dataset=PTBXL_DATA,
+        leads=leads,
     )
 
 
+def _other_tasks(preset: Preset, ptbxl: bool, leads: Optional[tuple[str, ...]]) -> bool:
+    """Whether the PTB-XL probe and identification run on the lead set ``leads``."""
+    return ptbxl and (leads is None or preset.lead_sets_other_tasks)
+
+
 def _encoder_runs(
-    preset: Preset, method: Method, name: str, pretrain: RunSpec, fractions: Sequence[float], ptbxl: bool
+    preset: Preset,
+    method: Method,
+    name: str,
+    pretrain: RunSpec,
+    fractions: Sequence[float],
+    ptbxl: bool,
+    sets: Sequence[Optional[tuple[str, ...]]],
 ) -> List[RunSpec]:
     """The downstream runs on the encoder that ``pretrain`` pretrains (``method`` in one lead-masking
-    column; run ids ``<name>-s<seed>-...``)."""
+    column; run ids ``<name>-s<seed>-...``), on each lead set of ``sets``."""
     seed = pretrain.seed
     run = partial(_spec, method=method.name, seed=seed, pretrain=pretrain)
-    runs = _probes(run, f"{name}-s{seed}-probe", PROBE, preset, method.prefix, seed, fractions)
-    if preset.finetune:
-        runs.append(
-            run(
-                run_id=f"{name}-s{seed}-finetune",
-                kind=FINETUNE,
-                config_name="finetune",
-                overrides=downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
-                protocol="finetune",
+    runs: List[RunSpec] = []
+    for leads in sets:
+        runs += _probes(run, f"{name}-s{seed}-probe", PROBE, preset, method.prefix, seed, fractions, leads)
+        if preset.finetune and leads is None:
+            runs.append(
+                run(
+                    run_id=f"{name}-s{seed}-finetune",
+                    kind=FINETUNE,
+                    config_name="finetune",
+                    overrides=downstream_overrides(preset, method.prefix, seed, "finetune", 1.0),
+                    protocol="finetune",
+                )
             )
-        )
-    if ptbxl and preset.ptbxl_label_set:
-        runs.append(_ptbxl_probe(run, f"{name}-s{seed}-ptbxl-probe", preset, method.prefix, seed))
-    if ptbxl and preset.identification:
-        runs.append(
-            run(
-                run_id=f"{name}-s{seed}-identify",
-                kind=IDENTIFICATION,
-                stage="none",
-                config_name="",
-                overrides=[],
-                protocol="identification",
-                dataset=PTBXL_DATA,
+        if _other_tasks(preset, ptbxl, leads) and preset.ptbxl_label_set:
+            runs.append(_ptbxl_probe(run, f"{name}-s{seed}", preset, method.prefix, seed, leads))
+        if _other_tasks(preset, ptbxl, leads) and preset.identification:
+            runs.append(
+                run(
+                    run_id=f"{name}-s{seed}-identify{lead_set_suffix(leads)}",
+                    kind=IDENTIFICATION,
+                    stage="none",
+                    config_name="",
+                    overrides=[],
+                    protocol="identification",
+                    dataset=PTBXL_DATA,
+                    leads=leads,
+                )
             )
-        )
     return runs
 
 
 def _baseline_runs(
-    preset: Preset, seed: int, fractions: Sequence[float], ptbxl: bool, families: Sequence[str]
+    preset: Preset,
+    seed: int,
+    fractions: Sequence[float],
+    ptbxl: bool,
+    families: Sequence[str],
+    sets: Sequence[Optional[tuple[str, ...]]],
 ) -> List[RunSpec]:
-    """The baselines at ``seed``, which pretrain nothing: each encoder family's random-init frozen
-    encoder, probed as its pretrained encoders are, and the supervised encoder trained from scratch."""
+    """The baselines at ``seed``, which pretrain nothing, on each lead set of ``sets``: each encoder
+    family's random-init frozen encoder, probed as its pretrained encoders are, and the supervised
+    encoder trained from scratch."""
     runs: List[RunSpec] = []
     for encoder in families if preset.random_init else ():
         random_init = partial(_spec, method=RANDOM_INIT, seed=seed, encoder=encoder)
         stem, prefix = f"{random_init_stem(encoder)}-s{seed}", FAMILY_PREFIX[encoder]
-        if ptbxl and preset.ptbxl_label_set:
-            runs.append(_ptbxl_probe(random_init, f"{stem}-ptbxl-probe", preset, prefix, seed))
-        runs += _probes(random_init, stem, RANDOM_INIT, preset, prefix, seed, fractions)
-    if preset.supervised:
+        for leads in sets:
+            if _other_tasks(preset, ptbxl, leads) and preset.ptbxl_label_set:
+                runs.append(_ptbxl_probe(random_init, stem, preset, prefix, seed, leads))
+            runs += _probes(random_init, stem, RANDOM_INIT, preset, prefix, seed, fractions, leads)
+    for leads in sets if preset.supervised else ():
         runs.append(
             _spec(
-                run_id=f"supervised-s{seed}",
+                run_id=f"supervised-s{seed}{lead_set_suffix(leads)}",
                 kind=SUPERVISED,
                 method=SUPERVISED,
                 seed=seed,
                 config_name="finetune",
-                overrides=downstream_overrides(preset, "", seed, "finetune", 1.0),
+                overrides=downstream_overrides(preset, "", seed, "finetune", 1.0, leads=leads),
                 protocol="finetune",
+                leads=leads,
             )
         )
     return runs

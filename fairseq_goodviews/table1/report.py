@@ -1,4 +1,5 @@
-"""The benchmark's report: results.json, results.md (Table 1 layout), auroc.png, label_efficiency.png.
+"""The benchmark's report: results.json, results.md (Table 1 layout), auroc.png, label_efficiency.png
+and, with several lead sets, lead_sets.png.
 
 Rows are (method, lead masking, protocol): every Good Views strategy appears without lead masking
 (the paper's protocol) and with random lead masking (RLM); a method that masks leads by definition
@@ -12,6 +13,11 @@ per-seed differences, or with one seed the paired bootstrap of its test records,
 conditional on the one trained model (:mod:`fairseq_goodviews.table1.stats`). Each row names its
 encoder and the schedules it ran, read from its runs' composed configs. The paper's figures appear
 only beside its own task, ``rhythm4``.
+
+Rows are also per lead set (``lead_set``: the lead names a probe or baseline was trained and tested
+on): Table 1 is the 12-lead rows; a row on fewer leads carries ``drop_from_12`` (12-lead AUROC
+minus its own, paired by seed), and a row with random lead masking ``vs_no_rlm`` (RLM minus no
+RLM on the same lead set, paired by seed), both with the interval of the other paired differences.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from fairseq_goodviews.io.atomic import atomic_open, atomic_path
+from fairseq_goodviews.leads import CANONICAL_LEADS, lead_set_label
 from fairseq_goodviews.table1.downstream import CHALLENGE_METRIC, RHYTHM4, describe_task, task_metrics
 from fairseq_goodviews.table1.plan import DEFAULT_ENCODER, FAMILY_PREFIX, RANDOM_INIT, BenchmarkError, random_init_stem
 from fairseq_goodviews.table1.resume import schedule_text
@@ -74,6 +81,8 @@ TABLE_PROTOCOLS = ("linear_probe", "finetune")
 #: The interval of every Table 1 cell and of every bar and point of the plots.
 INTERVAL = "95 % interval: Student-t over seeds; one seed: bootstrap over test records"
 DAGGER = "\u2020"
+#: The plot of AUROC against lead set, written when the benchmark ran several.
+LEAD_SET_PLOT = "lead_sets.png"
 
 Methods = Optional[Mapping[str, Mapping[str, Any]]]
 
@@ -100,6 +109,20 @@ def masked(result: Mapping[str, Any]) -> bool:
 def encoder_of(result: Mapping[str, Any]) -> str:
     """The encoder family of a run or row (runs from before families were recorded: the ResNet)."""
     return result.get("encoder") or DEFAULT_ENCODER
+
+
+def lead_set_of(result: Mapping[str, Any]) -> tuple[str, ...]:
+    """The leads a run or row was trained and tested on (runs from before lead sets: all 12)."""
+    return tuple(result.get("lead_set") or CANONICAL_LEADS)
+
+
+def twelve_leads(result: Mapping[str, Any]) -> bool:
+    return lead_set_of(result) == CANONICAL_LEADS
+
+
+def lead_set_order(leads: Sequence[str]) -> tuple[int, List[int]]:
+    """Sort key of lead sets: the most leads first, then by canonical slots."""
+    return (-len(leads), [CANONICAL_LEADS.index(lead) for lead in leads])
 
 
 def row_method(result: Mapping[str, Any]) -> str:
@@ -157,37 +180,41 @@ def _paired(runs: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, 
 
 
 def summary_rows(results: Sequence[Dict[str, Any]], task: str, methods: Methods = None) -> List[Dict[str, Any]]:
-    """One row per (method, lead masking, protocol) over seeds, from the downstream runs with all
-    training labels, with the metrics of the downstream ``task``.
+    """One row per (method, lead masking, protocol, lead set) over seeds, from the downstream runs
+    with all training labels, with the metrics of the downstream ``task``.
 
     ``methods`` (name -> ``table_name``, ``paper_auroc``) describes the pretraining methods; a
     method that was not applicable to the data gets a row with ``status`` and ``reason`` and no
-    metrics. The paper's AUROC is filled in for ``rhythm4`` only (the task it was measured on).
-    Order: linear probes and the supervised baseline (Table 1), then full fine-tunes. ``results``
-    may hold the pretraining runs too: their schedules fill the rows' ``pretrain_schedule``.
+    metrics. The paper's AUROC is filled in for ``rhythm4`` on 12 leads only (what it measured).
+    Order: linear probes and the supervised baseline (Table 1), then full fine-tunes; within a
+    method, 12 leads first. ``results`` may hold the pretraining runs too: their schedules fill
+    the rows' ``pretrain_schedule``.
     """
     by_id = {r["run_id"]: r for r in results if "run_id" in r}
-    groups: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
-    extra: Dict[tuple[str, bool, str], List[Dict[str, Any]]] = {}
+    Key = tuple[str, bool, str, tuple[str, ...]]
+    groups: Dict[Key, List[Dict[str, Any]]] = {}
+    extra: Dict[Key, List[Dict[str, Any]]] = {}
     for result in results:
+        key = (row_method(result), masked(result), result.get("protocol"), lead_set_of(result))
         if result.get("protocol") not in TABLE_PROTOCOLS or result.get("label_fraction", 1.0) != 1.0:
             if result.get("metrics") is not None and result.get("protocol") in {c[0] for c in EXTRA_COLUMNS}:
-                extra.setdefault((row_method(result), masked(result), result["protocol"]), []).append(result)
+                extra.setdefault(key, []).append(result)
             continue
         if result.get("metrics") is None and result.get("status") != "not_applicable":
             continue
-        groups.setdefault((row_method(result), masked(result), result["protocol"]), []).append(result)
+        groups.setdefault(key, []).append(result)
     catalogue = _catalogue(methods)
 
-    def section(key: tuple[str, bool, str]) -> tuple[int, tuple[int, str], bool]:
-        method, rlm, protocol = key
-        return (0 if protocol == "linear_probe" or method == "supervised" else 1, _order(method, methods), rlm)
+    def section(key: Key) -> tuple:
+        method, rlm, protocol, leads = key
+        first = 0 if protocol == "linear_probe" or method == "supervised" else 1
+        return (first, _order(method, methods), lead_set_order(leads), rlm)
 
-    def scored_runs(method: str, rlm: bool, protocol: str) -> List[Dict[str, Any]]:
-        return [r for r in groups.get((method, rlm, protocol), []) if r.get("metrics") is not None]
+    def scored_runs(method: str, rlm: bool, protocol: str, leads: tuple[str, ...]) -> List[Dict[str, Any]]:
+        return [r for r in groups.get((method, rlm, protocol, leads), []) if r.get("metrics") is not None]
 
     rows = []
-    for (method, rlm, protocol), runs in sorted(groups.items(), key=lambda item: section(item[0])):
+    for (method, rlm, protocol, leads), runs in sorted(groups.items(), key=lambda item: section(item[0])):
         uses_labels = any(r["uses_labels"] for r in runs)
         scored = [r for r in runs if r.get("metrics") is not None]
         pretrain = by_id.get(((runs[0].get("pretrain") or {}).get("run_id")) or "", {})
@@ -202,6 +229,7 @@ def summary_rows(results: Sequence[Dict[str, Any]], task: str, methods: Methods 
             "kind": runs[0]["kind"],
             "uses_labels": uses_labels,
             "lead_mask_prob": runs[0].get("lead_mask_prob"),
+            "lead_set": list(leads),
             "seeds": sorted(r["seed"] for r in runs),
             "status": "ok" if scored else "not_applicable",
             "wall_time_s": mean_std([r.get("total_wall_time_s", r["wall_time_s"]) for r in scored]),
@@ -213,20 +241,26 @@ def summary_rows(results: Sequence[Dict[str, Any]], task: str, methods: Methods 
             row[metric] = mean_std([r["metrics"].get(metric) for r in scored])
         row["ci95"] = _interval(scored)
         paper = catalogue.get(method, {}).get("paper_auroc") if task == RHYTHM4 else None
-        if paper and not rlm and (protocol == "linear_probe" or method == "supervised"):
+        if paper and not rlm and leads == CANONICAL_LEADS and (protocol == "linear_probe" or method == "supervised"):
             row["paper_auroc"] = {"mean": paper[0] / 100, "std": paper[1] / 100}
         if protocol == "linear_probe":
             for other, metric, column in EXTRA_COLUMNS:
-                runs_of_task = extra.get((method, rlm, other), [])
+                runs_of_task = extra.get((method, rlm, other, leads), [])
                 if runs_of_task:
                     row[column] = mean_std([r["metrics"].get(metric) for r in runs_of_task])
         if protocol == "linear_probe" and scored:
             own_random_init = random_init_stem(row["encoder"])
             if method != own_random_init:
-                row["vs_random_init"] = _paired(scored, scored_runs(own_random_init, False, protocol))
-            simclr = scored_runs("simclr", rlm, protocol)
+                row["vs_random_init"] = _paired(scored, scored_runs(own_random_init, False, protocol, leads))
+            simclr = scored_runs("simclr", rlm, protocol, leads)
             if method != "simclr" and simclr and all(encoder_of(r) == row["encoder"] for r in simclr):
                 row["vs_simclr"] = _paired(scored, simclr)
+        twelve = scored_runs(method, rlm, protocol, CANONICAL_LEADS)
+        if scored and leads != CANONICAL_LEADS and twelve:
+            row["drop_from_12"] = _paired(twelve, scored)
+        unmasked = scored_runs(method, False, protocol, leads)
+        if scored and rlm and unmasked:
+            row["vs_no_rlm"] = _paired(scored, unmasked)
         rows.append(row)
     return rows
 
@@ -235,10 +269,10 @@ def label_efficiency(
     results: Sequence[Dict[str, Any]], methods: Methods = None
 ) -> Dict[str, Dict[str, Dict[str, Any]]]:
     """variant (``simclr``, ``simclr+rlm``) -> fraction (as text) -> macro AUROC over seeds (mean,
-    std, n, and ``ci95``, the interval Table 1 gives), for the linear-probe runs."""
+    std, n, and ``ci95``, the interval Table 1 gives), for the 12-lead linear-probe runs."""
     groups: Dict[str, Dict[float, List[Dict[str, Any]]]] = {}
     for result in results:
-        if result.get("metrics") is None or result.get("protocol") != "linear_probe":
+        if result.get("metrics") is None or result.get("protocol") != "linear_probe" or not twelve_leads(result):
             continue
         groups.setdefault(variant(result), {}).setdefault(result["label_fraction"], []).append(result)
 
@@ -325,8 +359,9 @@ def markdown(
     settings: Dict[str, Any],
     failed: Dict[str, str],
 ) -> str:
-    """``results.md``: Table 1, the paired differences, the other downstream tasks and test metrics,
-    the label efficiency and the runs that did not finish."""
+    """``results.md``: Table 1 (the 12-lead rows), the paired differences, the other downstream
+    tasks and test metrics, the label efficiency, the lead sets and the runs that did not finish."""
+    table = [row for row in rows if twelve_leads(row)]
     lines = [
         f"# Good Views benchmark ({settings['name']} preset)",
         "",
@@ -334,12 +369,13 @@ def markdown(
         "",
         _settings_line(settings),
         "",
-        *_table1_lines(rows, settings["task"]),
-        *_schedule_lines(rows),
-        *_paired_lines(rows),
+        *_table1_lines(table, settings["task"]),
+        *_schedule_lines(table),
+        *_paired_lines(table),
         *_other_task_lines(rows, settings),
-        *_other_metric_lines(rows, settings["task"]),
-        *_label_efficiency_lines(rows, efficiency),
+        *_other_metric_lines(table, settings["task"]),
+        *_label_efficiency_lines(table, efficiency),
+        *_lead_set_lines(rows),
     ]
     if failed:
         lines += ["", "## Runs that did not finish", ""]
@@ -450,9 +486,16 @@ def _paired_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
 
 
 def _other_task_lines(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any]) -> List[str]:
-    """The multi-label probe and identification columns (:data:`EXTRA_COLUMNS`), if any row has them."""
-    if not any(column in row for row in rows for _, _, column in EXTRA_COLUMNS):
+    """The multi-label probe and identification columns (:data:`EXTRA_COLUMNS`), if any row has them
+    (with a lead-set column when they ran on several)."""
+    with_tasks = [
+        row
+        for row in rows
+        if row["protocol"] == "linear_probe" and any(column in row for _, _, column in EXTRA_COLUMNS)
+    ]
+    if not with_tasks:
         return []
+    several = len({lead_set_of(row) for row in with_tasks}) > 1
     label_set = settings.get("ptbxl_label_set") or "PTB-XL"
     lines = [
         "",
@@ -463,13 +506,13 @@ def _other_task_lines(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any
         "the gallery, the others probes; cosine on embeddings standardised with train statistics): "
         "top-1 accuracy and EER (%). Mean ± std over seeds.",
         "",
-        "| Method | Lead masking | Macro AUROC | F-max | Identification top-1 | EER |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| Method | Lead masking |{' Leads |' if several else ''} Macro AUROC | F-max | Identification top-1 | EER |",
+        f"| --- | --- |{' --- |' if several else ''} --- | --- | --- | --- |",
     ]
-    for row in rows:
-        if row["protocol"] == "linear_probe" and any(column in row for _, _, column in EXTRA_COLUMNS):
-            cells = [_pct(row.get(column)) if column in row else "—" for _, _, column in EXTRA_COLUMNS]
-            lines.append(f"| {row['name']} | {_masking(row)} | " + " | ".join(cells) + " |")
+    for row in with_tasks:
+        cells = [_pct(row.get(column)) if column in row else "—" for _, _, column in EXTRA_COLUMNS]
+        leads = f" {lead_set_label(row['lead_set'])} |" if several else ""
+        lines.append(f"| {row['name']} | {_masking(row)} |{leads} " + " | ".join(cells) + " |")
     return lines
 
 
@@ -523,6 +566,80 @@ def _label_efficiency_lines(
     return lines
 
 
+def _scored_probe_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The rows with a test macro AUROC of Table 1's protocols: linear probes and the supervised baseline."""
+    return [
+        r
+        for r in rows
+        if r["status"] == "ok"
+        and r["macro_auroc"]["mean"] is not None
+        and (r["protocol"] == "linear_probe" or r["method"] == "supervised")
+    ]
+
+
+def _lead_tick(leads: Sequence[str]) -> str:
+    """A lead set on the plot's axis: its name, with its lead count where the name lacks one."""
+    label = lead_set_label(leads)
+    return label if label.endswith("leads") else f"{label}\n({len(leads)} lead{'s' if len(leads) > 1 else ''})"
+
+
+def _lead_sets(rows: Sequence[Mapping[str, Any]]) -> List[tuple[str, ...]]:
+    """The lead sets of ``rows``, the most leads first."""
+    return sorted({lead_set_of(row) for row in rows}, key=lead_set_order)
+
+
+def _lead_set_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """Per method and lead masking, the AUROC on each lead set and its paired drop from 12 leads;
+    per method and lead set, RLM minus no RLM (only with several lead sets)."""
+    shown = _scored_probe_rows(rows)
+    sets = _lead_sets(shown)
+    if len(sets) <= 1:
+        return []
+    by_key = {(r["method"], masked(r), lead_set_of(r)): r for r in shown}
+    variants = list(dict.fromkeys((r["method"], masked(r)) for r in shown))  # in the rows' (table) order
+    names = {r["method"]: r["name"] for r in shown}
+    header = " | ".join(lead_set_label(leads) for leads in sets)
+    fewer = sets[1:] if sets[0] == CANONICAL_LEADS else sets
+    lines = [
+        "",
+        "## Lead sets: probes trained and tested on fewer leads (test macro AUROC, %)",
+        "",
+        "Every encoder's linear probe (and the supervised baseline, trained from scratch) trained and tested on "
+        "each lead set, the other leads zero-filled in both (the zero-fill of random lead masking), all "
+        f"training labels. Mean ± std over seeds [{INTERVAL}].",
+        "",
+        f"| Method | Lead masking | {header} |",
+        "| --- | --- |" + " --- |" * len(sets),
+    ]
+    for method, rlm in variants:
+        cells = [_cell(by_key.get((method, rlm, leads))) for leads in sets]
+        lines.append(f"| {names[method]} | {'RLM' if rlm else 'none'} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Drop from 12 leads (points, 12-lead AUROC minus the lead set's; paired by seed, the interval of the paired "
+        "differences above):",
+        "",
+        "| Method | Lead masking | " + " | ".join(lead_set_label(leads) for leads in fewer) + " |",
+        "| --- | --- |" + " --- |" * len(fewer),
+    ]
+    for method, rlm in variants:
+        cells = [_difference((by_key.get((method, rlm, leads)) or {}).get("drop_from_12")) for leads in fewer]
+        lines.append(f"| {names[method]} | {'RLM' if rlm else 'none'} | " + " | ".join(cells) + " |")
+    masked_methods = [method for method, rlm in variants if rlm and (method, False) in variants]
+    if masked_methods:
+        lines += [
+            "",
+            "Random lead masking minus none, per lead set (points, paired by seed; * excludes 0):",
+            "",
+            f"| Method | {header} |",
+            "| --- |" + " --- |" * len(sets),
+        ]
+        for method in masked_methods:
+            cells = [_difference((by_key.get((method, True, leads)) or {}).get("vs_no_rlm")) for leads in sets]
+            lines.append(f"| {names[method]} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _pyplot() -> ModuleType:
     """matplotlib's pyplot on the file-only Agg backend, imported when the first plot is drawn (not at
     the top: matplotlib costs start-up time and, under fairseq's logging set-up, logs at import)."""
@@ -556,13 +673,7 @@ def auroc_figure(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any]):
     AUROC with Table 1's 95 % interval) and, in a panel apart, the paper's on its own task."""
     plt = _pyplot()
 
-    table = [
-        r
-        for r in rows
-        if r["status"] == "ok"
-        and r["macro_auroc"]["mean"] is not None
-        and (r["protocol"] == "linear_probe" or r["method"] == "supervised")
-    ]
+    table = [r for r in _scored_probe_rows(rows) if twelve_leads(r)]
     methods = list(dict.fromkeys(r["method"] for r in table))
     names = {r["method"]: r["name"] for r in table}
     reported = [(methods.index(r["method"]), r["paper_auroc"]) for r in table if r["paper_auroc"]]
@@ -663,6 +774,61 @@ def label_efficiency_figure(
     return fig
 
 
+def lead_set_figure(rows: Sequence[Dict[str, Any]], settings: Mapping[str, Any]):
+    """Mean test macro AUROC against the lead set (the most leads left), one panel per pretraining
+    method: its probes without and with random lead masking, each point with Table 1's 95 %
+    interval, and in grey its family's random init and the supervised baseline on the same sets."""
+    plt = _pyplot()
+
+    shown = _scored_probe_rows(rows)
+    sets = _lead_sets(shown)
+    methods = [m for m in dict.fromkeys(r["method"] for r in shown) if m not in BASELINES]
+    columns = min(3, max(1, len(methods)))
+    panels = max(1, -(-len(methods) // columns))
+    fig, axes = plt.subplots(panels, columns, figsize=(4.2 * columns, 3.4 * panels + 0.8), sharey=True, squeeze=False)
+    for ax in axes.flat[len(methods) :]:
+        ax.set_visible(False)
+
+    def line(ax, points: Sequence[Mapping[str, Any]], offset: float = 0.0, **style: Any) -> None:
+        """One line of ``points`` (rows), shifted by ``offset`` so that overlapping bars stay apart."""
+        points = sorted(points, key=lambda r: sets.index(lead_set_of(r)))
+        if points:
+            ax.errorbar(
+                [sets.index(lead_set_of(r)) + offset for r in points],
+                [100 * r["macro_auroc"]["mean"] for r in points],
+                yerr=_errors([{"mean": r["macro_auroc"]["mean"], "ci95": r["ci95"]} for r in points]),
+                capsize=3,
+                **style,
+            )
+
+    for ax, method in zip(axes.flat, methods, strict=False):
+        mine = [r for r in shown if r["method"] == method]
+        own_init = random_init_stem(encoder_of(mine[0]))
+        line(ax, [r for r in shown if r["method"] == own_init], color="0.6", linestyle="--", label="random init")
+        line(ax, [r for r in shown if r["method"] == "supervised"], color="0.3", linestyle=":", label="supervised")
+        line(ax, [r for r in mine if not masked(r)], -0.05, color="#1f77b4", marker="o", label="no lead masking")
+        line(ax, [r for r in mine if masked(r)], 0.05, color="#ff7f0e", marker="s", label="random lead masking")
+        ax.set_title(mine[0]["name"], fontsize=9)
+        ax.set_xticks(range(len(sets)), [_lead_tick(leads) for leads in sets], fontsize=7)
+        ax.grid(True, alpha=0.3)
+    # an interval of few seeds can reach past the scale: the axis stops at 0 and 100
+    low = min([100 * min(r["macro_auroc"]["mean"], *(r["ci95"] or [])) for r in shown] + [50.0])
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test macro AUROC (%)", fontsize=8)
+        ax.set_ylim(max(0.0, low - 5), 100)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("leads of the probe's training and test", fontsize=8)
+    if methods:
+        axes.flat[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(
+        f"Probes trained and tested on each lead set (the others zero-filled): {_data_name(settings)}, task "
+        f"{settings['task']} ({settings['name']} preset)\nmean [{INTERVAL}]",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, path: Path) -> None:
     """Write ``fig`` as a PNG at ``path`` (atomically) and free it."""
     with atomic_path(path) as tmp:
@@ -671,7 +837,8 @@ def save_figure(fig, path: Path) -> None:
 
 
 def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str, Any]:
-    """Write the four report files from every finished run of ``plan``; returns results.json's payload."""
+    """Write the report files from every finished run of ``plan`` (:data:`LEAD_SET_PLOT` only with
+    several lead sets); returns results.json's payload."""
     results = [outcome.results[spec.run_id] for spec in plan if spec.run_id in outcome.results]
     methods = settings.get("methods")
     downstream = [r for r in results if r.get("protocol") is not None]
@@ -701,4 +868,6 @@ def write_report(out: Path, plan, outcome, settings: Dict[str, Any]) -> Dict[str
         uses = any(r["uses_labels"] for r in rows if r["method"] == method)
         names[name] = display_name(method, uses, methods) + (" + RLM" if name.endswith("+rlm") else "")
     save_figure(label_efficiency_figure(efficiency, names, settings), out / "label_efficiency.png")
+    if len({lead_set_of(row) for row in rows}) > 1:
+        save_figure(lead_set_figure(rows, settings), out / LEAD_SET_PLOT)
     return payload

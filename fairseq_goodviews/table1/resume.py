@@ -54,6 +54,8 @@ def planned_settings(plan: Sequence[RunSpec], config_root: Path, data_for, ident
         flat: Dict[str, Any] = {"run.encoder": spec.encoder, "run.data_digest": _data_digest(Path(data_for(spec)))}
         if spec.stage == "none":  # scored without training: identification with the pretrained encoder
             flat.update({"run.config": spec.protocol, "run.crop": identification_crop})
+            if spec.leads is not None:  # a classification run's leads are its composed task.leads
+                flat["run.leads"] = list(spec.leads)
         else:
             flat["run.config"] = f"{spec.stage}/{spec.config_name}"
             composed = OmegaConf.to_container(

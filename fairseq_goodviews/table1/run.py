@@ -67,6 +67,7 @@ from fairseq_goodviews.table1.plan import (
     build_plan,
     check_applicable,
     describe_method,
+    lead_sets,
     schedules,
 )
 from fairseq_goodviews.table1.report import write_report
@@ -88,6 +89,8 @@ def run_benchmark(
     lead_masking: Optional[Sequence[str]] = None,
     ptbxl_data: Optional[str | Path] = None,
     task: Optional[str] = None,
+    lead_sets: Optional[Sequence[str]] = None,
+    lead_sets_other_tasks: Optional[bool] = None,
     report_only: bool = False,
     rerun_changed: bool = False,
     config_root: str | Path = DEFAULT_CONFIG_ROOT,
@@ -99,6 +102,9 @@ def run_benchmark(
     ``launch`` says where the runs run (:class:`~.executors.Launch`: this process on its GPUs or
     CPU cores, the default; submitit's local executor; SLURM); with its ``slurm_dry_run`` the sbatch script
     of every unfinished run is written (``Outcome.scripts``) and nothing runs.
+
+    ``lead_sets`` (names such as ``2`` or leads joined by ``+``, :func:`~fairseq_goodviews.leads.parse_lead_set`)
+    adds probes and baselines trained and tested on each lead set; the 12-lead runs are always there.
 
     ``task`` is the downstream task (``rhythm4``, ``cinc2021``, ``ptbxl_<set>``); without it (and
     without one in ``preset``) the one the data supports (:func:`~.data.choose_task`). A finished
@@ -117,6 +123,8 @@ def run_benchmark(
         split_seeds=split_seeds,
         lead_masking=None if lead_masking is None else tuple(lead_masking),
         task=task,
+        lead_sets=None if lead_sets is None else tuple(lead_sets),
+        lead_sets_other_tasks=lead_sets_other_tasks,
     )
     out = Path(out).resolve()
     config_root = Path(config_root).resolve()
@@ -229,7 +237,18 @@ def plan_cost(
 
 
 #: The preset settings :func:`run_benchmark` and :func:`plan_cost` take.
-_PRESET_CHANGES = ("seeds", "strategies", "finetune", "label_fractions", "jobs", "split_seeds", "lead_masking", "task")
+_PRESET_CHANGES = (
+    "seeds",
+    "strategies",
+    "finetune",
+    "label_fractions",
+    "jobs",
+    "split_seeds",
+    "lead_masking",
+    "task",
+    "lead_sets",
+    "lead_sets_other_tasks",
+)
 
 
 def benchmark_plan(
@@ -288,6 +307,7 @@ def _customised(preset: str | Preset, **changes: Any) -> Preset:
     preset = replace(preset, **{name: value for name, value in changes.items() if value is not None})
     if preset.seeds < 1:
         raise BenchmarkError("--seeds must be at least 1")
+    lead_sets(preset)  # an unknown lead is one line before any data is made
     return preset
 
 

@@ -105,13 +105,14 @@ def test_a_slurm_dry_run_writes_each_runs_sbatch_script_and_submits_nothing(tmp_
     out = tmp_path / "out"
     argv = ["--preset", "paper", "--seeds", "1", "--strategies", "w2v_cmsc_rlm", "--label-fractions", "1.0"]
     argv += ["--data", str(tiny_dataset), "--out", str(out), "--gpus-per-pretrain", "4", "--slurm-dry-run"]
-    assert main([*argv, "--slurm-partition", "gpu", "--slurm-time", "600"]) == 0
+    assert main([*argv, "--slurm-partition", "gpu", "--slurm-time", "600", "--lead-sets", "12,1"]) == 0
     assert "sbatch scripts written" in capsys.readouterr().out
     scripts = {p.parent.parent.name: p.read_text() for p in out.glob("runs/*/submitit/dry-run.sbatch")}
-    assert set(scripts) == {"w2v_cmsc_rlm-s1-pretrain", "w2v_cmsc_rlm-s1-probe", "random_init-s1"} | {
-        "random_init_w2v-s1",
-        "supervised-s1",
-    }
+    downstream = {"w2v_cmsc_rlm-s1-probe", "random_init-s1", "random_init_w2v-s1", "supervised-s1"}
+    assert set(scripts) == {"w2v_cmsc_rlm-s1-pretrain", *downstream, *(f"{run}-leads_II" for run in downstream)}
+    assert (
+        "task.leads=[II]" in scripts["w2v_cmsc_rlm-s1-probe-leads_II"] and "task.leads" not in scripts["supervised-s1"]
+    )
     wide = scripts["w2v_cmsc_rlm-s1-pretrain"]
     for line in ("#SBATCH --gpus-per-node=4", "#SBATCH --cpus-per-task=32", "#SBATCH --partition=gpu"):
         assert line in wide
@@ -133,8 +134,12 @@ def test_the_plan_prints_every_run_and_its_gpu_hours(capsys):
     w2v = rows["w2v_cmsc_rlm-s1-pretrain"]  # 4 GPUs x 64 x update_freq 2 records an update
     assert w2v[2:] == ["-", "4", "200", str(200 * math.ceil(600 / 512)), f"{200 * 800 / 100 / 3600:.2f}"]
     summary = "\n".join(lines[-4:])
-    # per seed: 3 pretrainings (two SimCLR columns, W2V) x 3 fractions, 2 random inits x 3, supervised
-    assert "19 runs (" in summary and "step rate (records/s per GPU): resnet1d 100, wav2vec2_ecg 100" in summary
+    # per seed: 3 pretrainings (two SimCLR columns, W2V) x 3 fractions, 2 random inits x 3, supervised;
+    # and on each of the paper's 5 other lead sets a probe of every encoder, random init and supervised
+    assert (
+        f"{19 + 5 * (3 + 2 + 1)} runs (" in summary
+        and "step rate (records/s per GPU): resnet1d 100, wav2vec2_ecg 100" in summary
+    )
 
 
 def test_the_plan_needs_the_datas_size(capsys):

@@ -13,18 +13,29 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 
 from fairseq_goodviews.evaluation.evaluate import write_predictions
+from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.table1.execute import Outcome
 from fairseq_goodviews.table1.plan import PROBE, RANDOM_INIT, BenchmarkError
 from fairseq_goodviews.table1.report import (
+    LEAD_SET_PLOT,
     auroc_figure,
     label_efficiency,
     label_efficiency_figure,
+    lead_set_figure,
     summary_rows,
     write_report,
 )
-from fairseq_goodviews.table1.stats import Predictions, bootstrap_auroc, macro_auroc, percentile_interval
+from fairseq_goodviews.table1.stats import (
+    Predictions,
+    bootstrap_auroc,
+    macro_auroc,
+    mean_interval,
+    percentile_interval,
+)
 
 CLASSES = ["AFIB", "GSVT", "SB", "SR"]
+#: (method, lead_mask_prob) of the lead-set results below.
+REFERENCE_VARIANTS = (("simclr", 0.0), ("simclr", 0.5), ("random_init", 0.0))
 FACTS = {"schedule": "tiny", "max_epoch": 1, "lr": 0.01, "batch_size": 16, "sample_size": 500}
 
 
@@ -219,3 +230,87 @@ def test_a_paired_comparison_on_different_test_records_stops_naming_both_runs(tm
     message = str(error.value)
     assert "simclr-0.0-s1-f1.0" in message and "random_init-0.0-s1-f1.0" in message
     assert message.endswith("36 in common") and "\n" not in message
+
+
+def _lead_set_runs(tmp_path: Path, seeds=(1, 2)) -> list[dict]:
+    """SimCLR without and with RLM and the random init, each on 12 leads and on I+II (weaker)."""
+    targets = np.arange(40) % 4
+    results = []
+    for leads, weaker in ((None, 0.0), (["I", "II"], 0.3)):
+        folder = tmp_path / ("12" if leads is None else "I+II")
+        folder.mkdir(exist_ok=True)
+        for seed in seeds:
+            for strategy, mask, signal in (("simclr", 0.0, 1.0), ("simclr", 0.5, 1.2), ("random_init", 0.0, 0.4)):
+                run = _run(folder, strategy, seed, targets, signal * (1 - weaker) + 0.1 * seed, lead_mask_prob=mask)
+                suffix = "" if leads is None else "-leads_I+II"
+                results.append({**run, "run_id": run["run_id"] + suffix, **({"lead_set": leads} if leads else {})})
+    return results
+
+
+def test_lead_set_rows_carry_their_drop_from_12_and_the_rlm_difference(tmp_path):
+    results = _lead_set_runs(tmp_path)
+    rows = summary_rows(results, "rhythm4", _settings(tmp_path)["methods"])
+    by_key = {(r["method"], r["lead_mask_prob"], tuple(r["lead_set"])): r for r in rows}
+    twelve = tuple(CANONICAL_LEADS)
+    assert set(by_key) == {(m, p, leads) for m, p in REFERENCE_VARIANTS for leads in (twelve, ("I", "II"))}
+    auroc = {
+        (r["strategy"], r["lead_mask_prob"], "lead_set" in r, r["seed"]): r["metrics"]["macro_auroc"] for r in results
+    }
+    pair = by_key[("simclr", 0.0, ("I", "II"))]
+    per_seed = [auroc[("simclr", 0.0, False, s)] - auroc[("simclr", 0.0, True, s)] for s in (1, 2)]
+    assert pair["drop_from_12"]["per_seed"] == pytest.approx(per_seed) and pair["drop_from_12"]["difference"] > 0
+    assert (pair["drop_from_12"]["interval"], pair["drop_from_12"]["ci95"]) == ("t_over_seeds", mean_interval(per_seed))
+    rlm = by_key[("simclr", 0.5, ("I", "II"))]["vs_no_rlm"]
+    assert rlm["per_seed"] == pytest.approx(
+        [auroc[("simclr", 0.5, True, s)] - auroc[("simclr", 0.0, True, s)] for s in (1, 2)]
+    )
+    assert "vs_no_rlm" in by_key[("simclr", 0.5, twelve)] and "vs_no_rlm" not in pair
+    assert "drop_from_12" not in by_key[("simclr", 0.0, twelve)]
+    # the lead set's probe is compared with the random init on the same lead set
+    init = [auroc[("random_init", 0.0, True, s)] for s in (1, 2)]
+    assert pair["vs_random_init"]["per_seed"] == pytest.approx(
+        [auroc[("simclr", 0.0, True, s)] - i for s, i in zip((1, 2), init, strict=True)]
+    )
+    assert pair["paper_auroc"] is None and by_key[("simclr", 0.0, twelve)]["paper_auroc"] is not None
+
+
+def test_one_seed_lead_set_differences_are_conditional_on_its_records(tmp_path):
+    rows = summary_rows(_lead_set_runs(tmp_path, seeds=(1,)), "rhythm4")
+    pair = next(r for r in rows if r["lead_set"] == ["I", "II"] and r["lead_mask_prob"] == 0.5)
+    assert pair["drop_from_12"]["interval"] == pair["vs_no_rlm"]["interval"] == "records_one_seed"
+    assert pair["vs_no_rlm"]["n_seeds"] == 1 and pair["vs_no_rlm"]["ci95"] is not None
+
+
+def test_the_report_of_several_lead_sets_has_their_tables_and_plot_and_table_1_stays_12_leads(tmp_path):
+    results = _lead_set_runs(tmp_path)
+    payload = _report(tmp_path, results, _settings(tmp_path, seeds=2))
+    assert {tuple(row["lead_set"]) for row in payload["table"]} == {tuple(CANONICAL_LEADS), ("I", "II")}
+    text = (tmp_path / "results.md").read_text()
+    table1 = text.split("## Table 1")[1].split("##")[0]
+    assert table1.count("| Strategy 2 (SimCLR) |") == 1
+    lead_sets = text.split("## Lead sets")[1]
+    assert "| Method | Lead masking | 12 leads | I+II |" in lead_sets
+    assert "Random lead masking minus none, per lead set" in lead_sets
+    rlm = next(r for r in payload["table"] if r["lead_set"] == ["I", "II"] and r["lead_mask_prob"] == 0.5)
+    low, high = rlm["vs_no_rlm"]["ci95"]
+    assert f"{100 * rlm['vs_no_rlm']['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]" in lead_sets
+    assert (tmp_path / LEAD_SET_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    only_twelve = tmp_path / "twelve"
+    only_twelve.mkdir()
+    _report(only_twelve, [r for r in results if "lead_set" not in r], _settings(tmp_path, seeds=2))
+    assert not (only_twelve / LEAD_SET_PLOT).exists() and "## Lead sets" not in (only_twelve / "results.md").read_text()
+
+
+def test_the_lead_set_plot_has_a_panel_per_strategy_with_both_columns_and_the_tables_intervals(tmp_path):
+    rows = summary_rows(_lead_set_runs(tmp_path), "rhythm4", _settings(tmp_path)["methods"])
+    fig = lead_set_figure(rows, _settings(tmp_path, seeds=2))
+    (panel,) = [ax for ax in fig.axes if ax.get_visible()]
+    assert panel.get_title() == "Strategy 2 (SimCLR)"
+    assert [t.get_text() for t in panel.get_xticklabels()] == ["12 leads", "I+II\n(2 leads)"]
+    lines = {c.get_label(): c for c in panel.containers if isinstance(c, ErrorbarContainer)}
+    assert set(lines) == {"random init", "no lead masking", "random lead masking"}
+    masked = [r for r in rows if r["method"] == "simclr" and r["lead_mask_prob"] == 0.5]
+    (segments,) = lines["random lead masking"].lines[2]
+    extents = [(float(s[0][1]), float(s[1][1])) for s in segments.get_segments()]
+    assert extents == [pytest.approx((100 * r["ci95"][0], 100 * r["ci95"][1])) for r in masked]
