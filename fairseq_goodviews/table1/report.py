@@ -269,18 +269,36 @@ def label_efficiency(
     results: Sequence[Dict[str, Any]], methods: Methods = None
 ) -> Dict[str, Dict[str, Dict[str, Any]]]:
     """variant (``simclr``, ``simclr+rlm``) -> fraction (as text) -> macro AUROC over seeds (mean,
-    std, n, and ``ci95``, the interval Table 1 gives), for the 12-lead linear-probe runs."""
+    std, n, and ``ci95``, the interval Table 1 gives), for the 12-lead linear-probe runs.
+
+    At each fraction, the same paired differences as Table 1's, on probes given the same labels:
+    ``vs_random_init`` (the family's random init; not for a random init), ``vs_simclr`` (SimCLR in
+    the same column, same encoder) and, for an RLM variant, ``vs_no_rlm``.
+    """
     groups: Dict[str, Dict[float, List[Dict[str, Any]]]] = {}
     for result in results:
         if result.get("metrics") is None or result.get("protocol") != "linear_probe" or not twelve_leads(result):
             continue
         groups.setdefault(variant(result), {}).setdefault(result["label_fraction"], []).append(result)
 
-    def point(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-        return {**mean_std([r["metrics"].get("macro_auroc") for r in runs]), "ci95": _interval(runs)}
+    def point(name: str, fraction: float, runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        entry = {**mean_std([r["metrics"].get("macro_auroc") for r in runs]), "ci95": _interval(runs)}
+        method, rlm = name.split("+")[0], name.endswith("+rlm")
+        references = {
+            "vs_random_init": None if is_random_init(method) else random_init_stem(encoder_of(runs[0])),
+            "vs_simclr": None if method == "simclr" or is_random_init(method) else "simclr" + ("+rlm" if rlm else ""),
+            "vs_no_rlm": method if rlm else None,
+        }
+        for key, reference in references.items():
+            other = groups.get(reference, {}).get(fraction, []) if reference else []
+            if key == "vs_simclr" and any(encoder_of(r) != encoder_of(runs[0]) for r in other):
+                continue
+            if other:
+                entry[key] = _paired(runs, other)
+        return entry
 
     return {
-        name: {f"{fraction:g}": point(runs) for fraction, runs in sorted(by_fraction.items())}
+        name: {f"{fraction:g}": point(name, fraction, runs) for fraction, runs in sorted(by_fraction.items())}
         for name, by_fraction in sorted(
             groups.items(), key=lambda item: (_order(item[0].split("+")[0], methods), item[0])
         )
@@ -543,26 +561,47 @@ def _other_metric_lines(rows: Sequence[Dict[str, Any]], task: str) -> List[str]:
 def _label_efficiency_lines(
     rows: Sequence[Dict[str, Any]], efficiency: Dict[str, Dict[str, Dict[str, Any]]]
 ) -> List[str]:
-    """The linear probes' macro AUROC per fraction of training labels, when there are several."""
+    """The linear probes' macro AUROC per fraction of training labels, when there are several,
+    then the paired differences at each fraction."""
     fractions = sorted({float(f) for by_fraction in efficiency.values() for f in by_fraction})
     if len(fractions) <= 1:
         return []
+    header = "| Method | Lead masking | " + " | ".join(f"{100 * f:g}% labels" for f in fractions) + " |"
+    rule = "| --- | --- |" + " --- |" * len(fractions)
     lines = [
         "",
         "## Label efficiency (linear probe macro AUROC, %)",
         "",
-        "| Method | Lead masking | " + " | ".join(f"{100 * f:g}% labels" for f in fractions) + " |",
-        "| --- | --- |" + " --- |" * len(fractions),
+        "Mean ± std over seeds [95 % interval, as Table 1's].",
+        "",
+        header,
+        rule,
     ]
+    differences = [header.replace("| Method | Lead masking |", "| Method | Lead masking | against |"), rule + " --- |"]
     names = {row["method"]: row["name"] for row in rows}
+    against = {"vs_random_init": "own random init", "vs_simclr": "SimCLR", "vs_no_rlm": "no RLM"}
     for name, by_fraction in efficiency.items():
         method = name.split("+")[0]
-        cells = [_pct(by_fraction.get(f"{f:g}")) for f in fractions]
-        lines.append(
-            f"| {names.get(method, method)} | {'RLM' if name.endswith('+rlm') else 'none'} | "
-            + " | ".join(cells)
-            + " |"
-        )
+        label = f"{names.get(method, method)} | {'RLM' if name.endswith('+rlm') else 'none'}"
+        points = [by_fraction.get(f"{f:g}") for f in fractions]
+        cells = []
+        for point in points:
+            text = _pct(point)
+            if point and point.get("ci95"):
+                text += f" [{100 * point['ci95'][0]:.1f}, {100 * point['ci95'][1]:.1f}]"
+            cells.append(text)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        for key, reference in against.items():
+            if any(point and point.get(key) for point in points):
+                compared = [_difference(point.get(key) if point else None) for point in points]
+                differences.append(f"| {label} | {reference} | " + " | ".join(compared) + " |")
+    if len(differences) > 2:
+        lines += [
+            "",
+            "Paired differences at each fraction (points; seed-aware interval, * excludes 0):",
+            "",
+            *differences,
+        ]
     return lines
 
 

@@ -2,7 +2,8 @@
 
 Before it launches anything, a benchmark works out every planned run's settings: the flat config
 its training run composes (its config and the experiment's overrides, as ``fairseq-hydra-train``
-composes them; the paths of this output folder left out), its encoder family, a digest of the data
+composes them; the paths of this output folder and the settings of speed alone,
+``SPEED_SETTINGS``, left out), its encoder family, a digest of the data
 folder it reads (:func:`~fairseq_goodviews.tasks.fingerprint.data_digest`: manifests, metadata
 tables, the preparation report) and, for a run on a pretrained encoder, a digest of that
 pretraining run's settings, so that a redone pretraining redoes its probes. Every ``result.json``
@@ -24,7 +25,7 @@ from omegaconf import OmegaConf
 
 from fairseq_goodviews.config.compose import compose
 from fairseq_goodviews.table1.plan import BenchmarkError, RunSpec
-from fairseq_goodviews.tasks.fingerprint import data_digest, differences, flatten_settings
+from fairseq_goodviews.tasks.fingerprint import SPEED_SETTINGS, data_digest, differences, flatten_settings
 
 #: Settings that say where a run reads and writes in this output folder, not what it is.
 PATH_SETTINGS = ("task.data", "checkpoint.save_dir", "common.user_dir", "model.model_path")
@@ -65,7 +66,7 @@ def planned_settings(plan: Sequence[RunSpec], config_root: Path, data_for, ident
             flatten_settings("", composed, flat)
         if spec.depends_on:
             flat["run.pretrain"] = settings_digest(settings[spec.depends_on])
-        for key in PATH_SETTINGS:
+        for key in (*PATH_SETTINGS, *SPEED_SETTINGS):
             flat.pop(key, None)
         settings[spec.run_id] = dict(sorted(flat.items()))
     return settings
@@ -80,7 +81,9 @@ def changed_runs(
     for run_id, result in finished.items():
         recorded = result.get("settings")
         if recorded != planned[run_id]:
-            changed[run_id] = differences(recorded or {}, planned[run_id]) or ["settings recorded in another form"]
+            changed[run_id] = differences(recorded or {}, planned[run_id], ignored=()) or [
+                "settings recorded in another form"
+            ]
     return changed
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +40,18 @@ RUN_SETTINGS = {
     "dataset.batch_size": "${dataset.batch_size}",
     "common.seed": "${common.seed}",
 }
+#: Settings of how fast a step runs, not what it computes (cuDNN's algorithm search, the compiled
+#: encoder): neither a run's fingerprint nor a benchmark's settings hold them.
+SPEED_SETTINGS = ("task.cudnn_benchmark", "model.compile_encoder", "model.encoder.compile_encoder")
 #: Fingerprint keys that may change on resumption: where the run saves and how it is started over,
 #: when it stops (more epochs or updates continue the same run; the wall-clock limit of one job),
-#: the partner check before training (it changes no step of the run), and how fast a step runs
-#: (cuDNN's algorithm search, the compiled encoder: the same computation).
+#: the partner check before training (it changes no step of the run), and :data:`SPEED_SETTINGS`.
 IGNORED = (
+    *SPEED_SETTINGS,
     "task.save_dir",
     "task.fresh_run",
     "task.run_settings",
     "task.max_without_partner",
-    "task.cudnn_benchmark",
-    "model.compile_encoder",
-    "model.encoder.compile_encoder",
     "optimization.max_epoch",
     "optimization.max_update",
     "optimization.stop_time_hours",
@@ -100,9 +101,10 @@ def _short(value: Any) -> str:
     return text[:12] if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text
 
 
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``setting: old -> new`` for every setting that differs (``(none)`` where one side lacks it)."""
-    keys = sorted(k for k in old.keys() | new.keys() if k not in IGNORED and old.get(k, ()) != new.get(k, ()))
+def differences(old: dict[str, Any], new: dict[str, Any], ignored: Sequence[str] = IGNORED) -> list[str]:
+    """``setting: old -> new`` for every setting not in ``ignored`` that differs (``(none)`` where one
+    side lacks it)."""
+    keys = sorted(k for k in old.keys() | new.keys() if k not in ignored and old.get(k, ()) != new.get(k, ()))
     return [f"{k}: {_short(old.get(k, '(none)'))} -> {_short(new.get(k, '(none)'))}" for k in keys]
 
 

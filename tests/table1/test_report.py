@@ -164,6 +164,44 @@ def test_label_efficiency_title_names_only_the_variants_that_ran(tmp_path):
     assert "dotted: with random lead masking" in title and "task rhythm4" in title
 
 
+def test_label_efficiency_pairs_each_fraction_with_the_references_given_the_same_labels(tmp_path):
+    targets = np.arange(40) % 4
+    seeds, fractions = (1, 2, 3), (0.1, 1.0)
+    results = []
+    for seed in seeds:
+        for fraction in fractions:
+            results += [
+                _run(tmp_path, "simclr", seed, targets, 0.3 * seed, label_fraction=fraction),
+                _run(tmp_path, "simclr", seed, targets, 0.2 * seed, label_fraction=fraction, lead_mask_prob=0.5),
+                _run(tmp_path, "random_init", seed, targets, 0.1 * seed + fraction, label_fraction=fraction),
+            ]
+    efficiency = label_efficiency(results)
+
+    def score(strategy: str, mask: float, seed: int, fraction: float) -> float:
+        (run,) = [
+            r
+            for r in results
+            if (r["strategy"], r["lead_mask_prob"], r["seed"], r["label_fraction"]) == (strategy, mask, seed, fraction)
+        ]
+        return run["metrics"]["macro_auroc"]
+
+    for fraction in fractions:
+        point = efficiency["simclr+rlm"][f"{fraction:g}"]
+        expected = [score("simclr", 0.5, s, fraction) - score("simclr", 0.0, s, fraction) for s in seeds]
+        assert point["vs_no_rlm"]["difference"] == pytest.approx(np.mean(expected))
+        assert point["vs_no_rlm"]["ci95"] == pytest.approx(mean_interval(expected))
+        expected = [score("simclr", 0.0, s, fraction) - score("random_init", 0.0, s, fraction) for s in seeds]
+        assert efficiency["simclr"][f"{fraction:g}"]["vs_random_init"]["difference"] == pytest.approx(np.mean(expected))
+        assert "vs_simclr" not in efficiency["simclr"][f"{fraction:g}"]
+        assert set(efficiency["random_init"][f"{fraction:g}"]) & {"vs_simclr", "vs_random_init", "vs_no_rlm"} == set()
+
+    _report(tmp_path, results, _settings(tmp_path, seeds=3))
+    text = (tmp_path / "results.md").read_text()
+    assert "Paired differences at each fraction" in text
+    (line,) = [row for row in text.splitlines() if row.startswith("| Strategy 2 (SimCLR) | RLM | no RLM |")]
+    assert line.count("[") == len(fractions)
+
+
 def test_a_multi_label_task_is_named_and_reported_with_its_metrics(tmp_path):
     targets = np.arange(40) % 4
     run = _run(tmp_path, "simclr", 1, targets, 0.5)
