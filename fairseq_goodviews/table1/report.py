@@ -629,7 +629,8 @@ def _lead_sets(rows: Sequence[Mapping[str, Any]]) -> List[tuple[str, ...]]:
 
 def _lead_set_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
     """Per method and lead masking, the AUROC on each lead set and its paired drop from 12 leads;
-    per method and lead set, RLM minus no RLM (only with several lead sets)."""
+    per method and lead set, RLM minus no RLM; per method, masking and lead set, the difference
+    from its family's random init on those leads (only with several lead sets)."""
     shown = _scored_probe_rows(rows)
     sets = _lead_sets(shown)
     if len(sets) <= 1:
@@ -676,6 +677,21 @@ def _lead_set_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
         for method in masked_methods:
             cells = [_difference((by_key.get((method, True, leads)) or {}).get("vs_no_rlm")) for leads in sets]
             lines.append(f"| {names[method]} | " + " | ".join(cells) + " |")
+    against_random = [
+        v for v in variants if any((by_key.get((*v, leads)) or {}).get("vs_random_init") for leads in sets)
+    ]
+    if against_random:
+        lines += [
+            "",
+            "Each encoder minus its own family's random-init encoder on the same lead set (points, paired by seed; "
+            "* excludes 0): below 0, pretraining made the encoder worse than none for those leads.",
+            "",
+            f"| Method | Lead masking | {header} |",
+            "| --- | --- |" + " --- |" * len(sets),
+        ]
+        for method, rlm in against_random:
+            cells = [_difference((by_key.get((method, rlm, leads)) or {}).get("vs_random_init")) for leads in sets]
+            lines.append(f"| {names[method]} | {'RLM' if rlm else 'none'} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -332,6 +332,15 @@ def test_the_report_of_several_lead_sets_has_their_tables_and_plot_and_table_1_s
     rlm = next(r for r in payload["table"] if r["lead_set"] == ["I", "II"] and r["lead_mask_prob"] == 0.5)
     low, high = rlm["vs_no_rlm"]["ci95"]
     assert f"{100 * rlm['vs_no_rlm']['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]" in lead_sets
+    against_random = lead_sets.split("minus its own family's random-init encoder")[1]
+    compared = rlm["vs_random_init"]
+    low, high = compared["ci95"]
+    (line,) = [row for row in against_random.splitlines() if row.startswith("| Strategy 2 (SimCLR) | RLM |")]
+    assert line.endswith(
+        f"{100 * compared['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+        + (" *" if compared["excludes_zero"] else "")
+        + " |"
+    )
     assert (tmp_path / LEAD_SET_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     only_twelve = tmp_path / "twelve"
