@@ -56,7 +56,12 @@ import numpy as np
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_path, describe_os_error
 from fairseq_goodviews.io.int16_codec import decode, encode_int16
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest
-from fairseq_goodviews.io.packed_float32 import Float32FilePack, float32_file_paths, float32_file_problem
+from fairseq_goodviews.io.packed_float32 import (
+    Float32FilePack,
+    float32_file_paths,
+    float32_file_problem,
+    manifest_mismatch,
+)
 from fairseq_goodviews.io.records import N_LEADS, RecordError, read_record
 
 logger = logging.getLogger(__name__)
@@ -355,12 +360,9 @@ def _sharded_problem(manifest_path: Path, sha: bytes, mtime_ns: int, n_records: 
     fields = index.dtype.names or ()
     if index.shape != () or "version" not in fields or int(index["version"]) != FORMAT_VERSION:
         return f"{index_path} is not a version-{FORMAT_VERSION} pack index"
-    if index["lengths"].shape[0] != n_records:
-        return f"it holds {index['lengths'].shape[0]} records, the manifest {n_records}"
-    if index["manifest_sha256"].item() != sha:
-        return f"{manifest_path.name} changed since it was packed"
-    if int(index["manifest_mtime_ns"]) != mtime_ns:
-        return f"{manifest_path.name} was rewritten since it was packed"
+    mismatch = manifest_mismatch(index, manifest_path, n_records, sha, mtime_ns)
+    if mismatch:
+        return mismatch
     for name, size, shard_mtime_ns in zip(
         index["shard_names"], index["shard_bytes"], index["shard_mtime_ns"], strict=True
     ):

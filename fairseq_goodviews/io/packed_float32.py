@@ -46,14 +46,23 @@ def float32_file_problem(manifest_path: Path, sha: bytes, mtime_ns: int, n_recor
         stat = data_path.stat()
     except (OSError, ValueError, EOFError) as exc:
         return f"cannot read the pack ({type(exc).__name__}: {exc})"
+    mismatch = manifest_mismatch(index, manifest_path, n_records, sha, mtime_ns)
+    if mismatch:
+        return mismatch
+    if int(index["data_size"]) != stat.st_size or int(index["data_mtime_ns"]) != stat.st_mtime_ns:
+        return f"{data_path.name} does not belong to {index_path.name}"
+    return None
+
+
+def manifest_mismatch(index: np.ndarray, manifest_path: Path, n_records: int, sha: bytes, mtime_ns: int) -> str | None:
+    """Why a pack index (either format) does not belong to the manifest as it is now, or None:
+    another record count, other content (``sha``) or a rewrite (``mtime_ns``)."""
     if index["lengths"].shape[0] != n_records:
         return f"it holds {index['lengths'].shape[0]} records, the manifest {n_records}"
     if index["manifest_sha256"].item() != sha:
         return f"{manifest_path.name} changed since it was packed"
     if int(index["manifest_mtime_ns"]) != mtime_ns:
         return f"{manifest_path.name} was rewritten since it was packed"
-    if int(index["data_size"]) != stat.st_size or int(index["data_mtime_ns"]) != stat.st_mtime_ns:
-        return f"{data_path.name} does not belong to {index_path.name}"
     return None
 
 
