@@ -13,10 +13,15 @@ linear probe, fine-tune or identification fine-tune: a model with an ``encoder``
 the encoder it holds, without its head; without it, from ``encoder``
 (random initialisation: the supervised baseline, or the random frozen-encoder baseline when
 ``freeze_encoder`` is set). A frozen encoder also keeps its batch-norm statistics fixed.
+
+A frozen encoder's features of an evaluation batch depend on that batch alone, and validation
+reads the same batches every epoch: on the CPU, where the encoder's forward pass costs far more
+than reading its input, a linear probe computes them once (:class:`FrozenFeatureCache`).
 """
 
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -60,6 +65,50 @@ class EcgClassifierConfig(FairseqDataclass):
             "(non-affine batch norm) before the linear layer"
         },
     )
+
+
+#: Bytes of encoder features a linear probe keeps for the evaluation batches it has seen.
+FEATURE_CACHE_BYTES = 256 * 2**20
+
+
+class FrozenFeatureCache:
+    """A frozen encoder's features [B, D] of the evaluation batches [B, 12, T] it has seen, keyed by
+    a digest of each batch's bytes, shape, dtype and device: a batch met again (the same
+    validation batch in every epoch) gets the features computed the first time, which are the
+    ones the encoder would compute again, bit for bit. Once ``max_bytes`` of features are held,
+    further batches are computed and not kept; :meth:`clear` when the encoder's weights change."""
+
+    def __init__(self, max_bytes: int = FEATURE_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._features: dict[bytes, torch.Tensor] = {}
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._features)
+
+    @staticmethod
+    def key(source: torch.Tensor) -> bytes:
+        digest = hashlib.blake2b(digest_size=20)
+        digest.update(f"{tuple(source.shape)} {source.dtype} {source.device}".encode())
+        digest.update(source.detach().contiguous().view(torch.uint8).numpy())
+        return digest.digest()
+
+    def features(self, source: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``encode(source)``, or what it gave for a batch with the same bytes before."""
+        key = self.key(source)
+        cached = self._features.get(key)
+        if cached is not None:
+            return cached
+        features = encode(source)
+        size = features.numel() * features.element_size()
+        if self._bytes + size <= self.max_bytes:
+            self._features[key] = features
+            self._bytes += size
+        return features
+
+    def clear(self) -> None:
+        self._features.clear()
+        self._bytes = 0
 
 
 class EncoderError(GoodviewsError, ValueError):
@@ -154,6 +203,7 @@ class EcgClassifier(BaseFairseqModel):
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(embedding_dim, cfg.num_classes)
+        self.evaluation_features = FrozenFeatureCache() if self.freeze_encoder else None
 
     @classmethod
     def build_model(cls, cfg: EcgClassifierConfig, task=None) -> "EcgClassifier":
@@ -183,12 +233,20 @@ class EcgClassifier(BaseFairseqModel):
             self.encoder.eval()
         return self
 
+    def load_state_dict(self, state_dict, strict: bool = True, model_cfg=None, args=None):
+        if self.evaluation_features is not None:
+            self.evaluation_features.clear()
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
     def features(self, source: torch.Tensor) -> torch.Tensor:
         """Encoder features [B, D] of ``source`` [B, 12, T], standardised in a linear probe."""
         if not self.freeze_encoder:
             return self.encoder.encode(source)
         with torch.no_grad():
-            features = self.encoder.encode(source)
+            if self.training or source.device.type != "cpu":
+                features = self.encoder.encode(source)
+            else:
+                features = self.evaluation_features.features(source, self.encoder.encode)
         if self.feature_norm is None:
             return features
         if self.training and features.shape[0] == 1:

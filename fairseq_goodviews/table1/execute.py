@@ -1,4 +1,5 @@
-"""Running a Table 1 plan: each run a ``fairseq-hydra-train`` subprocess, scored, resumable.
+"""Running a Table 1 plan: each run ``fairseq-hydra-train`` (a process of its own, or on the CPU
+forked from the fork server of :mod:`~.preloaded`), scored, resumable.
 
 Layout of ``OUT``::
 
@@ -42,6 +43,7 @@ from fairseq_goodviews.leads import CANONICAL_LEADS, parse_leads
 from fairseq_goodviews.table1.executors import DirectExecutor, Executor, world_size
 from fairseq_goodviews.table1.placement import DevicePool, Slot
 from fairseq_goodviews.table1.plan import IDENTIFICATION, PRETRAIN, PTBXL_DATA, BenchmarkError, Method, RunSpec
+from fairseq_goodviews.table1.preloaded import PreloadedRun
 from fairseq_goodviews.table1.resume import changed_runs, planned_settings, refuse_changed, run_schedule, set_aside
 
 logger = logging.getLogger("fairseq_goodviews.table1")
@@ -72,6 +74,9 @@ class Context:
     rerun_changed: bool = False
     #: Every planned run's settings (:func:`~fairseq_goodviews.table1.resume.planned_settings`).
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Start single-process CPU runs from the fork server that has fairseq imported
+    #: (:mod:`~.preloaded`); False: every run is a ``fairseq-hydra-train`` process of its own.
+    preloaded: bool = True
 
     def data_for(self, spec: RunSpec) -> Path:
         if spec.dataset == PTBXL_DATA:
@@ -170,13 +175,13 @@ class _Children:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._procs: set[subprocess.Popen] = set()
+        self._procs: set[subprocess.Popen | PreloadedRun] = set()
 
-    def add(self, proc: subprocess.Popen) -> None:
+    def add(self, proc: subprocess.Popen | PreloadedRun) -> None:
         with self._lock:
             self._procs.add(proc)
 
-    def discard(self, proc: subprocess.Popen) -> None:
+    def discard(self, proc: subprocess.Popen | PreloadedRun) -> None:
         with self._lock:
             self._procs.discard(proc)
 
@@ -336,7 +341,8 @@ def execute_run(spec: RunSpec, ctx: Context, results: Mapping[str, Dict[str, Any
     if ctx.on_launch is not None:
         ctx.on_launch(cmd)
     start = time.monotonic()
-    cpu_time = _train(spec, cmd, env, log, resumed)
+    preloaded = ctx.preloaded and not slot.devices and world_size(spec) == 1
+    cpu_time = _train(spec, cmd, env, log, resumed, preloaded)
     train_time = time.monotonic() - start
     result = base_result(
         spec,
@@ -372,16 +378,22 @@ def _write_result(run_dir: Path, result: Dict[str, Any]) -> Dict[str, Any]:
     return result
 
 
-def _train(spec: RunSpec, cmd: List[str], env: Mapping[str, str], log: Path, resumed: bool) -> float:
+def _train(spec: RunSpec, cmd: List[str], env: Mapping[str, str], log: Path, resumed: bool, preloaded: bool) -> float:
     """Run the training command ``cmd`` with the environment ``env`` in the run's folder, where its
-    output is appended to ``log``; returns its CPU time (s). A failed run raises :class:`BenchmarkError`."""
+    output is appended to ``log``: forked from the fork server of :mod:`~.preloaded` when
+    ``preloaded``, else as a subprocess. Returns its CPU time (s); a failed run raises
+    :class:`BenchmarkError`."""
+    how = ("resume" if resumed else "start") + (" (forked from the preloaded fork server)" if preloaded else "")
     with open(log, "a") as handle:
-        handle.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resumed else 'start'}: {' '.join(cmd)}\n")
+        handle.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {how}: {' '.join(cmd)}\n")
         handle.flush()
-        proc = subprocess.Popen(cmd, cwd=log.parent, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        if preloaded:
+            proc: Any = PreloadedRun(cmd, log.parent, env, log)
+        else:
+            proc = subprocess.Popen(cmd, cwd=log.parent, stdout=handle, stderr=subprocess.STDOUT, env=env)
         _CHILDREN.add(proc)
         try:
-            returncode, cpu_time = wait_with_cpu_time(proc)
+            returncode, cpu_time = proc.wait() if preloaded else wait_with_cpu_time(proc)
         finally:
             _CHILDREN.discard(proc)
     if returncode != 0:

@@ -135,6 +135,9 @@ class Launch:
     jobs: JobSettings = JobSettings(cluster="slurm")
     #: Write each unfinished run's sbatch script, submit nothing.
     slurm_dry_run: bool = False
+    #: Start every run as a ``fairseq-hydra-train`` process of its own, CPU runs included (else
+    #: those fork from a server that has fairseq imported: :mod:`~.preloaded`).
+    fresh_processes: bool = False
 
     def describe(self) -> Dict[str, Any]:
         """The settings as recorded in ``results.json``."""
@@ -143,6 +146,7 @@ class Launch:
             "gpus": None if self.gpus is None else list(self.gpus),
             "runs_per_gpu": self.runs_per_gpu,
             "gpus_per_pretrain": self.gpus_per_pretrain,
+            "fresh_processes": self.fresh_processes,
             **({"jobs": {**asdict(self.jobs), "cluster": self.executor}} if self.executor != "direct" else {}),
         }
 

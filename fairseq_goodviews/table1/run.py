@@ -156,6 +156,7 @@ def run_benchmark(
             jobs=preset.jobs,
             on_launch=on_launch,
             rerun_changed=rerun_changed,
+            preloaded=not launch.fresh_processes,
         )
         plan = benchmark_plan(preset, methods, config_root, ptbxl is not None, launch.gpus_per_pretrain)
         if launch.slurm_dry_run:

@@ -47,3 +47,44 @@ def test_fine_tuning_has_no_feature_norm_and_the_encoder_trains():
     model = _model(freeze=False)
     assert model.feature_norm is None
     assert all(p.requires_grad for p in model.encoder.parameters())
+
+
+def test_a_probe_computes_an_evaluation_batchs_features_once_and_gets_the_same_bits():
+    model = _model(freeze=True)
+    model.train()
+    model(torch.randn(8, 12, 500))
+    model.eval()
+    batch = torch.randn(5, 12, 500)
+    calls = []
+    encode = model.encoder.encode
+
+    def counted(source):
+        calls.append(source.shape[0])
+        return encode(source)
+
+    model.encoder.encode = counted
+    with torch.no_grad():
+        first = model(batch)["logits"]
+        again = model(batch.clone())["logits"]
+        model(batch[:4])
+    assert calls == [5, 4]
+    assert torch.equal(first, again)
+    model.encoder.encode = encode
+    with torch.no_grad():
+        assert torch.equal(model.features(batch), model.feature_norm(encode(batch)))
+    # Training batches are never kept, and new weights forget what was kept.
+    model.train()
+    model(torch.randn(6, 12, 500))
+    assert len(model.evaluation_features) == 2
+    model.load_state_dict(model.state_dict())
+    assert len(model.evaluation_features) == 0
+
+
+def test_the_feature_cache_stops_keeping_at_its_size_and_a_fine_tune_has_none():
+    model = _model(freeze=True)
+    model.evaluation_features.max_bytes = 0
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(3, 12, 500))
+    assert len(model.evaluation_features) == 0
+    assert _model(freeze=False).evaluation_features is None
