@@ -57,6 +57,7 @@ perf: $(STAMP)
 		&& $(VENV)/bin/goodviews-prepare-chapman $(PERF)/chapman_src $(PERF)/chapman --workers 2 --pack )
 	OMP_NUM_THREADS=1 $(VENV)/bin/goodviews-perf training-throughput --data $(PERF)/chapman --out $(PERF)
 	$(VENV)/bin/goodviews-perf loader --data $(PERF)/chapman --out $(PERF)
+	$(VENV)/bin/goodviews-perf run-start --data $(PERF)/chapman --out $(PERF)
 	$(VENV)/bin/goodviews-perf flops --out $(PERF)
 
 clean:

@@ -45,6 +45,7 @@ from fairseq_goodviews.perf import (
     training_throughput,
 )
 from fairseq_goodviews.strategies.attributes import AttributesConfig
+from fairseq_goodviews.table1 import run_start
 
 PROG = "goodviews-perf"
 Subcommands = argparse._SubParsersAction
@@ -371,6 +372,20 @@ def _add_loader(subcommands: Subcommands) -> None:
     parser.add_argument("--gpu-records-per-s", type=float, help="a GPU's training rate to compare with (goal 1.5x)")
 
 
+def _run_start(args: argparse.Namespace) -> None:
+    options = _options(args, "data", "config", "rounds", "epochs")
+    _report(args.out, run_start, run_start.run(work=args.out / "run_start_work", **options, log=_print))
+
+
+def _add_run_start(subcommands: Subcommands) -> None:
+    parser = _subcommand(subcommands, "run-start", run_start, _run_start)
+    parser.add_argument("--data", required=True, type=Path, help="prepared manifest folder")
+    parser.add_argument("--out", required=True, type=Path, help="folder for run_start.json and the runs")
+    parser.add_argument("--config", default="simclr", help="the pretraining config to run")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs each way, taking turns")
+    parser.add_argument("--epochs", type=int, default=1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``goodviews-perf`` and its subcommands, one per benchmark."""
     parser = argparse.ArgumentParser(
@@ -388,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_flops,
         _add_step_rate,
         _add_loader,
+        _add_run_start,
     ):
         add(subcommands)
     return parser

@@ -21,6 +21,7 @@ from fairseq_goodviews.perf import (
     step_rate,
     training_throughput,
 )
+from fairseq_goodviews.table1 import run_start
 
 
 def test_record_loading_writes_every_readers_ratio_to_the_reference(tmp_path, capsys):
@@ -108,6 +109,12 @@ def _recorded(monkeypatch, module, name: str = "run") -> list[dict]:
             loader,
             "loader.json",
             {"preset": "paper", "workers": 3, "gpu_records_per_s": 900.0, "batch_size": None, "batches": 20},
+        ),
+        (
+            ["run-start", "--data", "d", "--rounds", "2"],
+            run_start,
+            "run_start.json",
+            {"config": "simclr", "rounds": 2, "epochs": 1},
         ),
     ],
 )

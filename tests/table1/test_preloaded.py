@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fairseq_goodviews.table1 import run_start
 from fairseq_goodviews.table1.preloaded import PreloadedRun
 from tests.conftest import PRETRAIN_CONFIGS
 
@@ -70,3 +71,12 @@ def test_terminate_stops_a_forked_run(tiny_dataset, tmp_path):
     run.terminate()
     code, _ = run.wait()
     assert code == -15
+
+
+@pytest.mark.slow
+def test_run_start_times_both_ways_and_finds_the_same_checkpoint(tiny_dataset, tmp_path):
+    result = run_start.run(tiny_dataset, tmp_path, rounds=1, log=lambda line: None)
+    assert result["same_checkpoint"] is True
+    assert len(result["seconds"]["own process"]) == len(result["seconds"]["forked"]) == 1
+    assert result["saved_s"] == pytest.approx(result["median_s"]["own process"] - result["median_s"]["forked"])
+    assert "forked / own process" in run_start.format_result(result)
