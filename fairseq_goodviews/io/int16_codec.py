@@ -54,16 +54,23 @@ class Int16Record:
     baseline: np.ndarray  # float32 [12]: the step value of 0 mV (whole numbers, mostly 0)
 
 
-def decode(steps: np.ndarray, gain: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
+def decode(steps: np.ndarray, gain: np.ndarray | np.float32, baseline: np.ndarray | None) -> np.ndarray:
     """Millivolts of ``steps`` int16 [12, L] (a view is fine): a new C-contiguous float32 [12, L].
 
-    ``gain`` and ``baseline`` are float32 [12]; ``baseline`` None means all zero.
+    ``gain`` is float32 [12], or one float32 scalar shared by every lead (:func:`shared_gain`: the
+    same values, faster); ``baseline`` float32 [12], None meaning all zero.
     """
     out = steps.astype(np.float32)
     if baseline is not None:
         out -= baseline[:, None]
-    out /= gain[:, None]
+    out /= gain[:, None] if gain.ndim else gain
     return out
+
+
+def shared_gain(gain: np.ndarray) -> np.ndarray | np.float32:
+    """``gain`` float32 [12] as :func:`decode` divides by it fastest: its one value (a float32
+    scalar) where every lead has the same gain, the usual case, else ``gain`` itself."""
+    return gain[0] if (gain == gain[0]).all() else gain
 
 
 def _steps_at(lead: np.ndarray, gain: np.float32) -> np.ndarray | None:

@@ -54,7 +54,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from fairseq_goodviews.io.atomic import OutputPathError, atomic_path, describe_os_error
-from fairseq_goodviews.io.int16_codec import decode, encode_int16
+from fairseq_goodviews.io.int16_codec import decode, encode_int16, shared_gain
 from fairseq_goodviews.io.manifest import ManifestError, read_manifest
 from fairseq_goodviews.io.packed_float32 import (
     Float32FilePack,
@@ -419,8 +419,12 @@ class ShardedPack:
         self.forms: np.ndarray = index["forms"]
         self.scales: np.ndarray = index["scales"]
         self.gains: np.ndarray = index["gains"]
-        # None where a scale's baselines are all zero (the usual case): one subtraction less.
-        self.baselines: List[np.ndarray | None] = [row if row.any() else None for row in index["baselines"]]
+        # Each scale as decode takes it fastest: one gain for all leads where they share it, and
+        # no baseline where its baselines are all zero (the usual case: one subtraction less).
+        self._decode_scales: List[tuple[np.ndarray | np.float32, np.ndarray | None]] = [
+            (shared_gain(gain), baseline if baseline.any() else None)
+            for gain, baseline in zip(index["gains"], index["baselines"], strict=True)
+        ]
         self._maps: List[np.ndarray | None] = [None] * len(self.shard_names)
 
     def __len__(self) -> int:
@@ -473,8 +477,8 @@ class ShardedPack:
             values = data[offset : offset + 2 * N_LEADS * n_samples].view(_FLOAT_DTYPE)
             return np.array(values.reshape(N_LEADS, n_samples)[:, start : start + length])
         steps = data[offset : offset + N_LEADS * n_samples].reshape(N_LEADS, n_samples)
-        scale = self.scales.item(index)
-        return decode(steps[:, start : start + length], self.gains[scale], self.baselines[scale])
+        gain, baseline = self._decode_scales[self.scales.item(index)]
+        return decode(steps[:, start : start + length], gain, baseline)
 
     def read(self, index: int) -> np.ndarray:
         """Record ``index`` whole, as a C-contiguous float32 [12, T] copy."""

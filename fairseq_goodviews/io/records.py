@@ -37,6 +37,7 @@ How fast each path reads, against one memory-mapped array and the packed format
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -129,10 +130,14 @@ def write_record(path: str | Path, record: EcgRecord, *, durable: bool = True) -
     }
     for key, value in record.meta.items():
         payload[key] = "" if value is None else value
+    # Serialised in memory and written with one call: savemat seeks back to finish every variable,
+    # and on a file each seek is a flush (a write system call or more per variable).
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, payload, do_compression=False, oned_as="row")
+    content = buffer.getbuffer()
+    content[: len(_HEADER_TEXT)] = _HEADER_TEXT
     with atomic_path(path, durable=durable) as tmp, open(tmp, "wb") as handle:
-        scipy.io.savemat(handle, payload, do_compression=False, oned_as="row")
-        handle.seek(0)
-        handle.write(_HEADER_TEXT)
+        handle.write(content)
 
 
 # --- MAT-5 reader ---------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fairseq_goodviews.io.int16_codec import decode, encode_int16
+from fairseq_goodviews.io.int16_codec import decode, encode_int16, shared_gain
 
 
 def _adc(seed: int, spread: float = 400.0, n: int = 5000) -> np.ndarray:
@@ -65,3 +65,24 @@ def test_a_column_major_record_is_encoded_as_its_values():
     adc = _adc(7)
     feats = np.asfortranarray((adc / 1000.0).astype(np.float32))  # as read_record returns it
     np.testing.assert_array_equal(encode_int16(feats).steps, adc)
+
+
+@pytest.mark.parametrize("gain", [1000.0, 200.0, 32.5, 204.8])
+def test_a_gain_shared_by_every_lead_decodes_as_a_scalar_to_the_same_bits(gain):
+    adc = _adc(8)
+    adc[:, :2] = [[0, -1]] * 12  # a zero step and a negative one in every lead
+    feats = (adc / gain).astype(np.float32)
+    encoded = encode_int16(feats)
+    divisor = shared_gain(encoded.gain)
+    assert divisor.ndim == 0 and divisor == np.float32(gain)
+    for baseline in (None, encoded.baseline):
+        by_lead = decode(encoded.steps[:, 100:900], encoded.gain, baseline)
+        by_scalar = decode(encoded.steps[:, 100:900], divisor, baseline)
+        assert by_scalar.flags.c_contiguous and by_scalar.dtype == np.float32
+        np.testing.assert_array_equal(by_scalar.view(np.uint32), by_lead.view(np.uint32))
+    np.testing.assert_array_equal(decode(encoded.steps, divisor, None), feats)
+
+
+def test_leads_with_different_gains_keep_their_own():
+    gain = np.array([1000.0] * 11 + [200.0], np.float32)
+    assert shared_gain(gain) is gain

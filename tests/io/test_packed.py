@@ -358,3 +358,26 @@ def test_a_pack_of_the_first_format_is_still_read_and_a_new_pack_replaces_it(tmp
     _write_first_format(manifest)
     assert remove_pack(manifest) and not pack_folder(manifest).exists()
     assert not any(p.exists() for p in float32_file_paths(manifest))
+
+
+def test_shared_per_lead_and_shifted_scales_read_back_bit_for_bit(tmp_path):
+    """Each scale takes its own decoding (one gain for all leads, a gain per lead, a baseline):
+    every one reads back the .mat file's bits, whole and cropped."""
+    rng = np.random.default_rng(3)
+    adc = np.round(rng.normal(0, 400, (3, 12, 1500))) + 0.0  # no -0.0: it reads back as 0.0 (int16_codec)
+    adc[2] += 40_000  # beyond int16: stored shifted, with a baseline
+    per_lead = np.array([1000.0] * 6 + [200.0] * 6)[:, None]
+    scales = [1000.0, per_lead, 1000.0]
+    rows = []
+    for i, gain in enumerate(scales):
+        rel = f"records/r{i}.mat"
+        write_record(tmp_path / rel, EcgRecord((adc[i] / gain).astype(np.float32), 500.0))
+        rows.append({"path": rel, "n_samples": 1500})
+    write_manifest(tmp_path, "train", tmp_path, pd.DataFrame(rows))
+    assert write_pack(tmp_path / "train.tsv")["int16_records"] == 3
+    pack = ShardedPack(tmp_path / "train.tsv")
+    for i in range(3):
+        expected = read_record(tmp_path / f"records/r{i}.mat", with_meta=False).feats
+        np.testing.assert_array_equal(pack.read(i).view(np.uint32), np.ascontiguousarray(expected).view(np.uint32))
+        crop = np.ascontiguousarray(expected[:, 101:1234])
+        np.testing.assert_array_equal(pack.crop(i, 101, 1133).view(np.uint32), crop.view(np.uint32))
