@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Demo (``make demo``): which view makes a good positive pair, on synthetic Chapman data, on a CPU.
 
-``python examples/demo.py --out demo_output`` generates ~1,500 synthetic Chapman records, prepares
+``python examples/demo.py --out demo_output`` generates 800 synthetic Chapman records, prepares
 them with the Chapman preparer, then for every pretraining strategy pretrains a small encoder and
 trains a linear probe on it (on 12 leads, and trained and tested on leads I and II, and on lead II
 alone), plus the random-initialised frozen-encoder baseline: the benchmark's ``demo`` preset
@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.leads import lead_set_label
-from fairseq_goodviews.table1.plan import BenchmarkError
+from fairseq_goodviews.table1.plan import PRESETS, BenchmarkError
 from fairseq_goodviews.table1.report import DAGGER, twelve_leads
 from fairseq_goodviews.table1.run import run_benchmark, setup_logging
 
@@ -93,14 +93,18 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    parser.add_argument("--records", type=int, default=1500, help="synthetic records to generate (default: 1500)")
+    parser.add_argument(
+        "--records",
+        type=int,
+        help=f"synthetic records to generate (default: the demo preset's {PRESETS['demo'].synthetic_records})",
+    )
     parser.add_argument("--jobs", type=int, help="runs at once (default: the demo preset's)")
     args = parser.parse_args(argv)
     setup_logging()
     out = Path(args.out)
     start = time.monotonic()
     try:
-        outcome = run_benchmark(out, "demo", synthetic=args.records, jobs=args.jobs)
+        outcome = run_benchmark(out, "demo", synthetic=args.records or 0, jobs=args.jobs)
     except BenchmarkError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
