@@ -40,7 +40,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -303,29 +305,19 @@ def _write_table(path: Path, table: pd.DataFrame, index: bool = False) -> None:
         table.to_csv(tmp, index=index)
 
 
-def generate_ptbxl(
-    out_dir: str | Path, n_patients: int, *, visits: tuple[int, int] = (1, 4), seed: int = 0, seconds: float = 10.0
-) -> pd.DataFrame:
-    """Write a synthetic multi-visit PTB-XL folder to ``out_dir``; return the database table.
+def _visit_count(seed: int, patient: int, visits: tuple[int, int]) -> int:
+    return int(np.random.default_rng([seed, patient, 1]).integers(visits[0], visits[1] + 1))
 
-    Each patient has between ``visits[0]`` and ``visits[1]`` ECGs (inclusive) of ``seconds`` s.
-    """
-    if n_patients < 1:
-        raise SyntheticDataError(f"n_patients must be at least 1, got {n_patients}")
-    if not 1 <= visits[0] <= visits[1]:
-        raise SyntheticDataError(f"visits must be (min, max) with 1 <= min <= max, got {visits}")
-    if seconds < 1.0:
-        raise SyntheticDataError(f"seconds must be at least 1, got {seconds}")
+
+def _generate_patients(job: tuple[str, int, list[tuple[int, int]], tuple[int, int], float, np.ndarray]) -> list[dict]:
+    """Write the ECGs of the patients of ``job`` (each with its first ``ecg_id``); their table rows."""
+    out_dir, seed, patients, visits, seconds, folds = job
     out = Path(out_dir)
-    folds = np.random.default_rng([seed, 10]).permutation(n_patients) % 10 + 1
     rows = []
-    ecg_id = 0
-    for patient in range(n_patients):
+    for patient, first_id in patients:
         base, first_day = _patient_plan(seed, patient)
-        rng = np.random.default_rng([seed, patient, 1])
-        n_visits = int(rng.integers(visits[0], visits[1] + 1))
         codes, day, qrsd = base.codes, first_day, base.qrsd
-        for visit in range(n_visits):
+        for visit in range(_visit_count(seed, patient, visits)):
             visit_rng = np.random.default_rng([seed, patient, 2 + visit])
             if visit:
                 day += int(visit_rng.integers(30, 3 * 365))
@@ -340,7 +332,7 @@ def generate_ptbxl(
             targets = _visit_targets(visit_rng, base, codes, age, qrsd)
             if targets.rhythm in ("AFIB", "AF"):  # no P waves: no PR interval, no atrial premature beat
                 targets = dataclasses.replace(targets, codes=targets.codes - {"1AVB", "APB"})
-            ecg_id += 1
+            ecg_id = first_id + visit
             row, microvolts = synthesize_record(
                 seed, 100_000 + ecg_id, targets, n_samples=round(seconds * FS), patient_seed=(seed, patient, 1)
             )
@@ -365,6 +357,45 @@ def generate_ptbxl(
                     "filename_hr": hr,
                 }
             )
+    return rows
+
+
+def generate_ptbxl(
+    out_dir: str | Path,
+    n_patients: int,
+    *,
+    visits: tuple[int, int] = (1, 4),
+    seed: int = 0,
+    seconds: float = 10.0,
+    workers: int = 1,
+) -> pd.DataFrame:
+    """Write a synthetic multi-visit PTB-XL folder to ``out_dir``; return the database table.
+
+    Each patient has between ``visits[0]`` and ``visits[1]`` ECGs (inclusive) of ``seconds`` s.
+    ``workers`` > 1 writes the patients' records in a process pool; the files do not depend on it.
+    """
+    if n_patients < 1:
+        raise SyntheticDataError(f"n_patients must be at least 1, got {n_patients}")
+    if not 1 <= visits[0] <= visits[1]:
+        raise SyntheticDataError(f"visits must be (min, max) with 1 <= min <= max, got {visits}")
+    if seconds < 1.0:
+        raise SyntheticDataError(f"seconds must be at least 1, got {seconds}")
+    if workers < 1:
+        raise SyntheticDataError(f"workers must be >= 1, got {workers}")
+    out = Path(out_dir)
+    folds = np.random.default_rng([seed, 10]).permutation(n_patients) % 10 + 1
+    counts = [_visit_count(seed, patient, visits) for patient in range(n_patients)]
+    first_ids = np.cumsum([1, *counts[:-1]])
+    patients = [(patient, int(first_ids[patient])) for patient in range(n_patients)]
+    size = max(1, min(50, math.ceil(n_patients / (4 * workers))))
+    jobs = [(str(out), seed, patients[k : k + size], visits, seconds, folds) for k in range(0, n_patients, size)]
+    if workers == 1 or len(jobs) == 1:
+        results = [_generate_patients(job) for job in jobs]
+    else:
+        # fork: workers inherit the imported modules (the package imports fairseq when present).
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+            results = list(pool.map(_generate_patients, jobs))
+    rows = [row for chunk in results for row in chunk]
     table = pd.DataFrame(rows)
     used = sorted({name for text in table["scp_codes"] for name in ast.literal_eval(text)})
     statements = pd.DataFrame([_STATEMENT_TABLE[name] for name in used], index=used, columns=list(_STATEMENT_COLUMNS))

@@ -134,7 +134,7 @@ def prepare_synthetic_ptbxl(out: Path, n_patients: int, seed: int = 0, workers: 
 
     def build(raw: Path, prepared: Path) -> None:
         logger.info("generating %d synthetic PTB-XL patients in %s", n_patients, raw)
-        generate_ptbxl(raw, n_patients, seed=seed)
+        generate_ptbxl(raw, n_patients, seed=seed, workers=workers)
         prepare_ptbxl(raw, prepared, options=PrepareOptions(workers=workers, progress=False))
         shutil.copyfile(raw / "scp_statements.csv", prepared / "scp_statements.csv")
 

@@ -46,8 +46,11 @@ def test_layout_folds_and_determinism(tmp_path):
         "STTC",
         "MI",
     }
-    generate_ptbxl(tmp_path / "b", 3, visits=(2, 2), seconds=2.0, seed=4)
-    for name in ("ptbxl_database.csv", "scp_statements.csv", table["filename_hr"][3] + ".dat"):
+    # The same files again, and written by two processes.
+    generate_ptbxl(tmp_path / "b", 3, visits=(2, 2), seconds=2.0, seed=4, workers=2)
+    written = sorted(path.relative_to(tmp_path / "a") for path in (tmp_path / "a").rglob("*") if path.is_file())
+    assert written == sorted(path.relative_to(tmp_path / "b") for path in (tmp_path / "b").rglob("*") if path.is_file())
+    for name in written:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
