@@ -10,6 +10,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from fairseq_goodviews.errors import GoodviewsError
 
@@ -18,10 +19,26 @@ class ConfigCompositionError(GoodviewsError, RuntimeError):
     """A config that hydra cannot compose; the message names the yaml and the missing piece."""
 
 
+#: Settings whose override no composition depends on (no config group choice or default reads
+#: them), with their types: composed without them and set afterwards, so that runs that differ in
+#: them alone (the seeds of a benchmark) share one composition.
+VALUE_ONLY_SETTINGS = {"common.seed": int}
+
+
 def compose(config_root: Path, stage: str, name: str, overrides: Sequence[str] = ()) -> Any:
     """The config ``fairseq-hydra-train --config-dir ROOT/STAGE --config-name NAME`` would compose
     (a copy: composing is slow, so each distinct request is composed once per process)."""
-    return copy.deepcopy(_compose(Path(config_root), stage, name, tuple(overrides)))
+    values, rest = {}, []
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        if equals and key in VALUE_ONLY_SETTINGS:
+            values[key] = VALUE_ONLY_SETTINGS[key](value)
+        else:
+            rest.append(override)
+    cfg = copy.deepcopy(_compose(Path(config_root), stage, name, tuple(rest)))
+    for key, value in values.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
 
 
 @functools.lru_cache(maxsize=256)
