@@ -356,6 +356,8 @@ def _add_step_rate(subcommands: Subcommands) -> None:
 def _loader(args: argparse.Namespace) -> None:
     options = _options(args, "data", "strategy", "preset", "batch_size", "sample_size", "workers", "warmup")
     if args.versus_encodings:
+        if args.gpu_records_per_s is not None:
+            raise PerfSettingsError("--gpu-records-per-s and --versus-encodings: one loader rate or three, not both")
         batches = args.batches or 4
         more = _options(args, "rounds", "shard_records")
         result = loader.versus_encodings(**options, work=args.out, batches=batches, **more)
@@ -370,7 +372,7 @@ def _loader(args: argparse.Namespace) -> None:
 def _add_loader(subcommands: Subcommands) -> None:
     parser = _subcommand(subcommands, "loader", loader, _loader)
     parser.add_argument("--data", required=True, type=Path, help="prepared (packed) manifest folder")
-    parser.add_argument("--out", required=True, type=Path, help="folder for loader.json")
+    parser.add_argument("--out", required=True, type=Path, help="folder for loader.json (loader_encodings.json)")
     parser.add_argument("--strategy", default="simclr")
     parser.add_argument("--preset", default="paper", help="batch, crop and workers of this preset")
     parser.add_argument("--batch-size", type=int, help="records per batch (default: the preset's)")

@@ -91,3 +91,9 @@ def test_no_int16_record_is_refused_in_one_line(tiny_dataset, tmp_path, capsys):
 def test_versus_encodings_settings_that_cannot_be_measured_are_refused(ptbxl_prepared, tmp_path):
     with pytest.raises(PerfSettingsError, match="--batches 0, --rounds 3"):
         loader.versus_encodings(ptbxl_prepared, tmp_path, batches=0, rounds=3)
+
+
+def test_versus_encodings_settings_that_cannot_be_measured_are_refused_by_the_command(tiny_dataset, tmp_path, capsys):
+    argv = ["loader", "--data", str(tiny_dataset), "--out", str(tmp_path), "--versus-encodings"]
+    assert perf_main([*argv, "--gpu-records-per-s", "100"]) == 2
+    assert "--gpu-records-per-s and --versus-encodings" in capsys.readouterr().err
