@@ -57,6 +57,9 @@ perf: $(STAMP)
 		&& $(VENV)/bin/goodviews-prepare-chapman $(PERF)/chapman_src $(PERF)/chapman --workers 2 --pack )
 	OMP_NUM_THREADS=1 $(VENV)/bin/goodviews-perf training-throughput --data $(PERF)/chapman --out $(PERF)
 	$(VENV)/bin/goodviews-perf loader --data $(PERF)/chapman --out $(PERF)
+	test -f $(PERF)/ptbxl/train.tsv || ( $(VENV)/bin/goodviews-synthetic-ptbxl $(PERF)/ptbxl_src --patients 150 --workers 2 \
+		&& $(VENV)/bin/goodviews-prepare-ptbxl $(PERF)/ptbxl_src $(PERF)/ptbxl --workers 2 --no-attributes --no-progress )
+	$(VENV)/bin/goodviews-perf loader --data $(PERF)/ptbxl --out $(PERF) --versus-encodings --workers 0
 	$(VENV)/bin/goodviews-perf run-start --data $(PERF)/chapman --out $(PERF)
 	$(VENV)/bin/goodviews-perf flops --out $(PERF)
 

@@ -12,7 +12,7 @@ them as JSON under ``--out`` (the Table 1 experiment is ``goodviews-benchmark``)
     goodviews-perf training-throughput --data MANIFEST_DIR --out DIR
     goodviews-perf flops --out DIR [--preset paper] [--w2v-preset w2v_paper]
     goodviews-perf step-rate --data MANIFEST_DIR --out DIR [--batch-sizes 64 256 1024] [--compile]
-    goodviews-perf loader --data MANIFEST_DIR --out DIR [--gpu-records-per-s R]
+    goodviews-perf loader --data MANIFEST_DIR --out DIR [--gpu-records-per-s R] [--versus-encodings]
 
 ``BENCHMARK --help`` describes one benchmark and lists its options.
 """
@@ -355,21 +355,44 @@ def _add_step_rate(subcommands: Subcommands) -> None:
 
 def _loader(args: argparse.Namespace) -> None:
     options = _options(args, "data", "strategy", "preset", "batch_size", "sample_size", "workers", "warmup")
-    _report(args.out, loader, loader.run(**options, batches=args.batches, gpu_records_per_s=args.gpu_records_per_s))
+    if args.versus_encodings:
+        if args.gpu_records_per_s is not None:
+            raise PerfSettingsError("--gpu-records-per-s and --versus-encodings: one loader rate or three, not both")
+        batches = args.batches or 4
+        more = _options(args, "rounds", "shard_records")
+        result = loader.versus_encodings(**options, work=args.out, batches=batches, **more)
+        _print(loader.format_encodings(result))
+        _write(args.out, "loader_encodings.json", result)
+        return
+    _report(
+        args.out, loader, loader.run(**options, batches=args.batches or 20, gpu_records_per_s=args.gpu_records_per_s)
+    )
 
 
 def _add_loader(subcommands: Subcommands) -> None:
     parser = _subcommand(subcommands, "loader", loader, _loader)
     parser.add_argument("--data", required=True, type=Path, help="prepared (packed) manifest folder")
-    parser.add_argument("--out", required=True, type=Path, help="folder for loader.json")
+    parser.add_argument("--out", required=True, type=Path, help="folder for loader.json (loader_encodings.json)")
     parser.add_argument("--strategy", default="simclr")
     parser.add_argument("--preset", default="paper", help="batch, crop and workers of this preset")
     parser.add_argument("--batch-size", type=int, help="records per batch (default: the preset's)")
     parser.add_argument("--sample-size", type=int, help="crop length (default: the preset's)")
     parser.add_argument("--workers", type=int, help="data-loading worker processes (default: the preset's)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first (the workers' start)")
-    parser.add_argument("--batches", type=int, default=20, help="timed batches")
+    parser.add_argument(
+        "--batches", type=int, help="timed batches (default: 20; with --versus-encodings, 4 in each turn)"
+    )
     parser.add_argument("--gpu-records-per-s", type=float, help="a GPU's training rate to compare with (goal 1.5x)")
+    parser.add_argument(
+        "--versus-encodings",
+        action="store_true",
+        help="the training records read from an int16 pack, a float32 pack and a memory-mapped float32 array, "
+        "taking turns (writes loader_encodings.json)",
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="with --versus-encodings: turns of each")
+    parser.add_argument(
+        "--shard-records", type=int, default=100, help="with --versus-encodings: records per shard of the int16 pack"
+    )
 
 
 def _run_start(args: argparse.Namespace) -> None:

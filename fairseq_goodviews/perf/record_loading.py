@@ -57,8 +57,9 @@ import scipy.io
 from fairseq_goodviews.data.ecg_dataset import EcgRecordSource
 from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.io.manifest import read_manifest, write_manifest
-from fairseq_goodviews.io.packed import ShardedPack, pack_folder, write_pack
+from fairseq_goodviews.io.packed import FLOAT32, ShardedPack, write_pack
 from fairseq_goodviews.io.records import N_LEADS, EcgRecord, read_record, write_record
+from fairseq_goodviews.perf import PerfSettingsError
 
 TARGETS = {"read_record": 0.5, "float32 pack": 0.9, "int16 pack": 0.9}
 REFERENCE = "memmap .npy"
@@ -97,6 +98,49 @@ def bench_manifest(source: Path, work: Path, n_records: int, name: str = "bench"
         for rel, n in entries[:n_records]:
             handle.write(f"{rel}\t{n}\n")
     return work / f"{name}.tsv"
+
+
+class MemmapReference:
+    """The reference of the packs' targets: the records of a manifest whose pack is float32 in one
+    shard, read with bare numpy from one memory map of that shard's values (for equal lengths, byte
+    for byte an [N, 12, T] float32 array; see the module's ``memmap .npy``).
+
+    It has what :class:`~fairseq_goodviews.data.ecg_dataset.EcgRecordSource` asks of a pack
+    (``lengths``, ``sample_rates``, ``lead_present``, ``location``, ``crop``), so a training
+    dataset can read from it in the pack's place. The map is made on first use and left out of
+    pickles (data-loader workers map it again).
+    """
+
+    def __init__(self, manifest: Path):
+        pack = ShardedPack(manifest)
+        if len(pack.shard_names) != 1 or (pack.forms != FLOAT32).any():
+            raise PerfSettingsError(f"{pack.location}: not a float32 pack in one shard, so not one array")
+        self.location = pack.location / pack.shard_names[0]
+        self.lengths: np.ndarray = pack.lengths
+        #: Each record's first value in the float32 array (the pack's offsets count int16 slots).
+        self.offsets: np.ndarray = pack.offsets // 2
+        self.sample_rates: np.ndarray = pack.sample_rates
+        self.lead_present: np.ndarray = pack.lead_present
+        self._map: np.memmap | None = None
+        self._values: np.ndarray | None = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {**self.__dict__, "_map": None, "_values": None}
+
+    def array(self) -> np.memmap:
+        """Every record's values back to back: the flat float32 memory map of the shard."""
+        if self._map is None:
+            self._map = np.load(self.location, mmap_mode="r").view(np.float32)
+            self._values = np.asarray(self._map)
+        return self._map
+
+    def crop(self, index: int, start: int, length: int) -> np.ndarray:
+        """Samples ``[start, start + length)`` of record ``index``: a C-contiguous float32 [12, length] copy."""
+        if self._values is None:
+            self.array()
+        offset, n_samples = self.offsets.item(index), self.lengths.item(index)
+        record = self._values[offset : offset + N_LEADS * n_samples].reshape(N_LEADS, n_samples)
+        return np.array(record[:, start : start + length])
 
 
 def time_rounds(readers: Dict[str, Reader], order: np.ndarray, rounds: int, chunk: int) -> Dict[str, List[float]]:
@@ -180,11 +224,9 @@ def _readers(manifest: Path, int16_manifest: Path, sample_size: int) -> tuple[Di
     paths = [str(root / rel) for rel, _ in entries]
     pack = ShardedPack(manifest)
     int16_pack = ShardedPack(int16_manifest)
-    # Each record's block in the float32 pack's one shard, from the manifest (write_pack checked the lengths).
-    lengths = np.array([n for _, n in entries], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths * N_LEADS)[:-1]])
-    (shard,) = pack_folder(manifest).glob("shard-*.npy")
-    reference = np.load(shard, mmap_mode="r").view(np.float32)
+    memmap = MemmapReference(manifest)
+    lengths, offsets = memmap.lengths, memmap.offsets
+    reference = memmap.array()
     rate = float(pack.sample_rates[0])
     mat_source = EcgRecordSource(manifest, rate, use_pack=False)
     packed_source = EcgRecordSource(manifest, rate)
