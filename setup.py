@@ -24,6 +24,7 @@ setup(
         "numpy>=1.26",
         "scipy>=1.11",
         "scikit-learn>=1.3",
+        "threadpoolctl>=3.1",
         "pandas>=2.0",
         "openpyxl>=3.1",
         "soundfile",

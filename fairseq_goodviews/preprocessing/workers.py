@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from fairseq_goodviews.io.records import (
@@ -229,6 +230,7 @@ _WORKER_STATE: dict[str, Any] = {}
 
 
 def _init_worker(convert: Callable, job: Job) -> None:
+    threadpool_limits(1)
     _WORKER_STATE["convert"] = convert
     _WORKER_STATE["job"] = job
 
@@ -242,9 +244,11 @@ def run_items(todo: list[SourceItem], convert: Callable, job: Job, options: Prep
     progress = tqdm(total=len(todo), desc=desc, unit="rec", disable=not options.progress, leave=False)
     with progress:
         if options.workers == 1 or len(todo) <= 1:
-            for item in todo:
-                yield _process_item(item, convert, job)
-                progress.update()
+            # One BLAS / OpenMP thread, as in each worker: a record's arrays are too small for more.
+            with threadpool_limits(1):
+                for item in todo:
+                    yield _process_item(item, convert, job)
+                    progress.update()
             return
         chunksize = options.chunksize or max(1, min(32, len(todo) // (options.workers * 8)))
         # A worker that dies (OOM, kill) breaks the executor instead of hanging it, as Pool would.
