@@ -86,6 +86,16 @@ def pretraining_dataset(data: Path, strategy: str, preset: str, sample_size: int
     return task.dataset("train"), cfg
 
 
+def loader_settings(data: Path, dataset: Any, cfg: Any, batch_size: int | None, workers: int | None) -> tuple[int, int]:
+    """(batch size, data-loading workers): the ones given, else the composed config's; a dataset
+    smaller than one batch is refused in one line."""
+    batch_size = batch_size or int(cfg.dataset.batch_size)
+    workers = int(cfg.dataset.num_workers) if workers is None else workers
+    if len(dataset) < batch_size:
+        raise PerfSettingsError(f"{data}: {len(dataset)} training records, fewer than one batch of {batch_size}")
+    return batch_size, workers
+
+
 def run(
     data: Path,
     strategy: str = "simclr",
@@ -99,10 +109,7 @@ def run(
 ) -> dict[str, Any]:
     """Records/s of the training loader (``None`` options: the preset's), and its ratio to ``gpu_records_per_s``."""
     dataset, cfg = pretraining_dataset(data, strategy, preset, sample_size)
-    batch_size = batch_size or int(cfg.dataset.batch_size)
-    workers = int(cfg.dataset.num_workers) if workers is None else workers
-    if len(dataset) < batch_size:
-        raise PerfSettingsError(f"{data}: {len(dataset)} training records, fewer than one batch of {batch_size}")
+    batch_size, workers = loader_settings(data, dataset, cfg, batch_size, workers)
     loader = training_loader(dataset, batch_size, workers)
     seen, start = 0, None
     while seen < warmup + batches:
@@ -228,10 +235,7 @@ def versus_encodings(
                 raise AssertionError(f"the training dataset over {copy} did not pick up its pack")
         datasets["memmap float32"].source.pack = MemmapReference(copies["float32"] / "train.tsv")
         _check_same_items(datasets, 3)
-        batch_size = batch_size or int(cfg.dataset.batch_size)
-        workers = int(cfg.dataset.num_workers) if workers is None else workers
-        if len(datasets["int16 pack"]) < batch_size:
-            raise PerfSettingsError(f"{data}: {n_records} training records, fewer than one batch of {batch_size}")
+        batch_size, workers = loader_settings(data, datasets["int16 pack"], cfg, batch_size, workers)
         loaders = {name: training_loader(dataset, batch_size, workers) for name, dataset in datasets.items()}
         # Batches a loader's workers prepared while the others took their turns, untimed.
         prefetched = workers * (next(iter(loaders.values())).prefetch_factor or 0)

@@ -14,12 +14,9 @@ row (rhythm, conditions, rate, QRS duration, QT, axes).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from functools import lru_cache
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from fairseq_goodviews.io.manifest import ATTRIBUTE_NAMES
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.synthetic.ecg import synthesize_record
 from fairseq_goodviews.synthetic.errors import SyntheticDataError
+from fairseq_goodviews.synthetic.jobs import check_workers, chunk_size, run_jobs
 from fairseq_goodviews.synthetic.targets import targets_from_row
 
 COLUMNS: tuple[str, ...] = ("FileName", "Rhythm", "Beat", "PatientAge", "Gender", *ATTRIBUTE_NAMES)
@@ -128,8 +126,7 @@ def generate_chapman(
     """
     if seed < 0:
         raise SyntheticDataError(f"seed must be >= 0, got {seed}")
-    if workers < 1:
-        raise SyntheticDataError(f"workers must be >= 1, got {workers}")
+    check_workers(workers)
     out = Path(out_dir)
     (out / SIGNAL_DIR).mkdir(parents=True, exist_ok=True)
     if diagnostics is None:
@@ -140,15 +137,9 @@ def generate_chapman(
     else:
         raw, table = _read_diagnostics_rows(Path(diagnostics), n_records)
         items = [(i, row) for i, row in enumerate(table.to_dict("records"))]
-    size = max(1, min(200, math.ceil(len(items) / (4 * workers))))
+    size = chunk_size(len(items), workers, largest=200)
     jobs = [(str(out), seed, header, items[k : k + size]) for k in range(0, len(items), size)]
-    if workers == 1 or len(jobs) == 1:
-        results = [_generate_chunk(job) for job in jobs]
-    else:
-        # fork: workers inherit the imported modules (the package imports fairseq when present).
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            results = list(pool.map(_generate_chunk, jobs))
-    rows = [row for chunk in results for row in chunk]
+    rows = run_jobs(_generate_chunk, jobs, workers)
     if raw is not None:
         _write_diagnostics(out / DIAGNOSTICS_NAME, raw)
         return table

@@ -52,7 +52,7 @@ from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.synthetic.dipole import FS
 from fairseq_goodviews.synthetic.ecg import synthesize_record
-from fairseq_goodviews.synthetic.errors import SyntheticDataError
+from fairseq_goodviews.synthetic.jobs import check_multi_visit
 from fairseq_goodviews.synthetic.targets import NO_P_WAVES, sample_targets
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb
 
@@ -131,12 +131,7 @@ def generate_mimic_iv_ecg(
     The returned table has ``subject_id``, ``study_id``, ``path``, ``rhythm``, ``measured`` (whether
     the study has a measurement row) and the true attributes of the Diagnostics row.
     """
-    if n_subjects < 1:
-        raise SyntheticDataError(f"n_subjects must be at least 1, got {n_subjects}")
-    if not 1 <= visits[0] <= visits[1]:
-        raise SyntheticDataError(f"visits must be (min, max) with 1 <= min <= max, got {visits}")
-    if seconds < 1.0:
-        raise SyntheticDataError(f"seconds must be at least 1, got {seconds}")
+    check_multi_visit("n_subjects", n_subjects, visits, seconds)
     out = Path(out_dir)
     records, measurements, notes, truth = [], [], [], []
     index = 0

@@ -40,9 +40,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +51,7 @@ from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.synthetic.dipole import FS
 from fairseq_goodviews.synthetic.distributions import CODE_Q, RATE_Q, draw
 from fairseq_goodviews.synthetic.ecg import synthesize_record
-from fairseq_goodviews.synthetic.errors import SyntheticDataError
+from fairseq_goodviews.synthetic.jobs import check_multi_visit, check_workers, chunk_size, run_jobs
 from fairseq_goodviews.synthetic.targets import Targets, sample_targets
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb
 
@@ -309,15 +307,16 @@ def _visit_count(seed: int, patient: int, visits: tuple[int, int]) -> int:
     return int(np.random.default_rng([seed, patient, 1]).integers(visits[0], visits[1] + 1))
 
 
-def _generate_patients(job: tuple[str, int, list[tuple[int, int]], tuple[int, int], float, np.ndarray]) -> list[dict]:
-    """Write the ECGs of the patients of ``job`` (each with its first ``ecg_id``); their table rows."""
-    out_dir, seed, patients, visits, seconds, folds = job
+def _generate_patients(job: tuple[str, int, list[tuple[int, int, int]], float, np.ndarray]) -> list[dict]:
+    """Write the ECGs of the patients of ``job`` (each with its first ``ecg_id`` and its number of
+    ECGs); their table rows."""
+    out_dir, seed, patients, seconds, folds = job
     out = Path(out_dir)
     rows = []
-    for patient, first_id in patients:
+    for patient, first_id, n_visits in patients:
         base, first_day = _patient_plan(seed, patient)
         codes, day, qrsd = base.codes, first_day, base.qrsd
-        for visit in range(_visit_count(seed, patient, visits)):
+        for visit in range(n_visits):
             visit_rng = np.random.default_rng([seed, patient, 2 + visit])
             if visit:
                 day += int(visit_rng.integers(30, 3 * 365))
@@ -374,28 +373,16 @@ def generate_ptbxl(
     Each patient has between ``visits[0]`` and ``visits[1]`` ECGs (inclusive) of ``seconds`` s.
     ``workers`` > 1 writes the patients' records in a process pool; the files do not depend on it.
     """
-    if n_patients < 1:
-        raise SyntheticDataError(f"n_patients must be at least 1, got {n_patients}")
-    if not 1 <= visits[0] <= visits[1]:
-        raise SyntheticDataError(f"visits must be (min, max) with 1 <= min <= max, got {visits}")
-    if seconds < 1.0:
-        raise SyntheticDataError(f"seconds must be at least 1, got {seconds}")
-    if workers < 1:
-        raise SyntheticDataError(f"workers must be >= 1, got {workers}")
+    check_multi_visit("n_patients", n_patients, visits, seconds)
+    check_workers(workers)
     out = Path(out_dir)
     folds = np.random.default_rng([seed, 10]).permutation(n_patients) % 10 + 1
     counts = [_visit_count(seed, patient, visits) for patient in range(n_patients)]
     first_ids = np.cumsum([1, *counts[:-1]])
-    patients = [(patient, int(first_ids[patient])) for patient in range(n_patients)]
-    size = max(1, min(50, math.ceil(n_patients / (4 * workers))))
-    jobs = [(str(out), seed, patients[k : k + size], visits, seconds, folds) for k in range(0, n_patients, size)]
-    if workers == 1 or len(jobs) == 1:
-        results = [_generate_patients(job) for job in jobs]
-    else:
-        # fork: workers inherit the imported modules (the package imports fairseq when present).
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            results = list(pool.map(_generate_patients, jobs))
-    rows = [row for chunk in results for row in chunk]
+    patients = [(patient, int(first_ids[patient]), counts[patient]) for patient in range(n_patients)]
+    size = chunk_size(n_patients, workers, largest=50)
+    jobs = [(str(out), seed, patients[k : k + size], seconds, folds) for k in range(0, n_patients, size)]
+    rows = run_jobs(_generate_patients, jobs, workers)
     table = pd.DataFrame(rows)
     used = sorted({name for text in table["scp_codes"] for name in ast.literal_eval(text)})
     statements = pd.DataFrame([_STATEMENT_TABLE[name] for name in used], index=used, columns=list(_STATEMENT_COLUMNS))

@@ -101,10 +101,6 @@ class PreloadedRun:
             self._process.start()
         sender.close()
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
     def wait(self) -> tuple[int, float]:
         """Wait for the run: its exit code (negative: the signal that ended it) and its CPU time
         (s; NaN when the run died before reporting it)."""

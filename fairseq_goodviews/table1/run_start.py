@@ -13,6 +13,7 @@ ways wrote the same checkpoint, bit for bit.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import statistics
@@ -74,7 +75,7 @@ def run(
 ) -> dict[str, Any]:
     """Time ``rounds`` runs each way (see the module docstring); the result as JSON-ready values."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    command = lambda folder: _command(config, Path(data).resolve(), folder, epochs)  # noqa: E731
+    command = functools.partial(_command, config, Path(data).resolve(), epochs=epochs)
     first_forked = _timed_run(command(work / "forked"), work / "forked", env, forked=True)
     times: dict[str, list[float]] = {"own process": [], "forked": []}
     for i in range(rounds):
