@@ -5,6 +5,7 @@ them as JSON under ``--out`` (the Table 1 experiment is ``goodviews-benchmark``)
 
     goodviews-perf record-loading --out DIR [--data MANIFEST_DIR] [--records 2000]
     goodviews-perf preprocessing --out DIR [--records 60] [--repeats 3]
+    goodviews-perf corpus-scale --out DIR [--subjects 50000] [--array-jobs 2] [--project 800000]
     goodviews-perf partner-index --out DIR [--records 1000000] [--threads 2] [--distribution normal]
     goodviews-perf augmentation --out DIR [--repeats 300]
     goodviews-perf positives-at-scale --out DIR [--views 8192 16384] [--world 64]
@@ -34,6 +35,7 @@ from fairseq_goodviews.io.atomic import write_json
 from fairseq_goodviews.perf import (
     PerfSettingsError,
     augmentation,
+    corpus_scale,
     flops,
     loader,
     optimizer_step,
@@ -129,6 +131,24 @@ def _add_preprocessing(subcommands: Subcommands) -> None:
     parser.add_argument("--records", type=int, default=60, help="synthetic records per preparer (default: 60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of every timing (median)")
+
+
+def _corpus_scale(args: argparse.Namespace) -> None:
+    options = _options(args, "subjects", "array_jobs", "workers", "seed", "node_cores", "keep")
+    result = corpus_scale.run(work=args.out / "corpus_scale_work", project_records=args.project, **options)
+    _report(args.out, corpus_scale, result)
+
+
+def _add_corpus_scale(subcommands: Subcommands) -> None:
+    parser = _subcommand(subcommands, "corpus-scale", corpus_scale, _corpus_scale)
+    parser.add_argument("--out", type=Path, required=True, help="folder for corpus_scale.json and the work folder")
+    parser.add_argument("--subjects", type=int, default=50_000, help="synthetic subjects, about two studies each")
+    parser.add_argument("--array-jobs", type=int, default=2, help="shard jobs run at once (default 2)")
+    parser.add_argument("--workers", type=int, default=1, help="workers of each shard job (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--project", type=int, default=800_000, help="records to project to (MIMIC-IV-ECG's size)")
+    parser.add_argument("--node-cores", type=int, default=16, help="cores of a node in the projection")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (the source, records and packs)")
 
 
 def _partner_index(args: argparse.Namespace) -> None:
@@ -418,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_record_loading,
         _add_preprocessing,
+        _add_corpus_scale,
         _add_partner_index,
         _add_augmentation,
         _add_positives_at_scale,

@@ -20,10 +20,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-visits", type=int, default=3, help="most studies per subject (default 3)")
     parser.add_argument("--seconds", type=float, default=10.0, help="record length (default 10 s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--workers", type=int, default=1, help="processes writing records (default 1; same files)")
 
     def generate(args: argparse.Namespace) -> None:
         truth = generate_mimic_iv_ecg(
-            args.out_dir, args.subjects, visits=(args.min_visits, args.max_visits), seed=args.seed, seconds=args.seconds
+            args.out_dir,
+            args.subjects,
+            visits=(args.min_visits, args.max_visits),
+            seed=args.seed,
+            seconds=args.seconds,
+            workers=args.workers,
         )
         print(f"wrote {len(truth)} studies of {truth['subject_id'].nunique()} subjects to {args.out_dir}")
 

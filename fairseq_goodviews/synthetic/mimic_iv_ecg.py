@@ -52,7 +52,7 @@ from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.synthetic.dipole import FS
 from fairseq_goodviews.synthetic.ecg import synthesize_record
-from fairseq_goodviews.synthetic.jobs import check_multi_visit
+from fairseq_goodviews.synthetic.jobs import check_multi_visit, check_workers, chunk_size, run_jobs
 from fairseq_goodviews.synthetic.targets import NO_P_WAVES, sample_targets
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb
 
@@ -122,26 +122,24 @@ def report_lines(rhythm: str, codes: frozenset[str]) -> list[str]:
     return lines if len(lines) <= REPORT_LINES else lines[: REPORT_LINES - 1] + lines[-1:]
 
 
-def generate_mimic_iv_ecg(
-    out_dir: str | Path, n_subjects: int, *, visits: tuple[int, int] = (1, 3), seed: int = 0, seconds: float = 10.0
-) -> pd.DataFrame:
-    """Write a synthetic MIMIC-IV-ECG folder to ``out_dir``; return the truth per study.
+def _visit_count(seed: int, subject: int, visits: tuple[int, int]) -> int:
+    return int(np.random.default_rng([seed, subject, 1]).integers(visits[0], visits[1] + 1))
 
-    Each subject has between ``visits[0]`` and ``visits[1]`` studies (inclusive) of ``seconds`` s.
-    The returned table has ``subject_id``, ``study_id``, ``path``, ``rhythm``, ``measured`` (whether
-    the study has a measurement row) and the true attributes of the Diagnostics row.
-    """
-    check_multi_visit("n_subjects", n_subjects, visits, seconds)
+
+def _generate_subjects(job: tuple[str, int, list[tuple[int, int, int]], float]) -> list[tuple[str, dict]]:
+    """Write the studies of the subjects of ``job`` (each with the index of its first study and its
+    number of studies); their rows, each as (table, row) with table one of ``records``,
+    ``measurements``, ``notes`` and ``truth``."""
+    out_dir, seed, subjects, seconds = job
     out = Path(out_dir)
-    records, measurements, notes, truth = [], [], [], []
-    index = 0
-    for patient in range(n_subjects):
+    rows: list[tuple[str, dict]] = []
+    for patient, first_index, n_visits in subjects:
         subject = FIRST_SUBJECT + 97 * patient
         base = sample_targets(np.random.default_rng([seed, patient, 0]))
-        n_visits = int(np.random.default_rng([seed, patient, 1]).integers(visits[0], visits[1] + 1))
         when = datetime(2180, 1, 1, 8, 0) + timedelta(days=int(patient * 37 % 365))
         qtc = base.qt / math.sqrt(60.0 / base.rate)
         for visit in range(n_visits):
+            index = first_index + visit
             rng = np.random.default_rng([seed, patient, 2 + visit])
             rate = base.rate if base.rhythm == "AF" else base.rate * math.exp(rng.normal(0.0, 0.08))
             targets = dataclasses.replace(
@@ -164,29 +162,57 @@ def generate_mimic_iv_ecg(
                 when += timedelta(days=int(rng.integers(1, 400)), minutes=int(rng.integers(0, 600)))
             ecg_time = f"{when:%Y-%m-%d %H:%M:%S}"
             ids = {"subject_id": subject, "study_id": study}
-            records.append({**ids, "file_name": study, "ecg_time": ecg_time, "path": path})
+            rows.append(("records", {**ids, "file_name": study, "ecg_time": ecg_time, "path": path}))
             measured = index % 9 != 8
             if measured:
                 lines = report_lines(targets.rhythm, targets.codes)
                 reports = {f"report_{k}": lines[k] if k < len(lines) else "" for k in range(REPORT_LINES)}
-                measurements.append(
-                    {
-                        **ids,
-                        "cart_id": 6_848_296 + patient % 3,
-                        "ecg_time": ecg_time,
-                        **reports,
-                        "bandwidth": "0.005-150 Hz",
-                        "filtering": "60 Hz notch Baseline filter",
-                        **cart_row(row, targets.rhythm, index),
-                    }
-                )
+                cart = {
+                    **ids,
+                    "cart_id": 6_848_296 + patient % 3,
+                    "ecg_time": ecg_time,
+                    **reports,
+                    "bandwidth": "0.005-150 Hz",
+                    "filtering": "60 Hz notch Baseline filter",
+                    **cart_row(row, targets.rhythm, index),
+                }
+                rows.append(("measurements", cart))
             if index % 2 == 0:
-                seq = len(notes) + 1
+                seq = index // 2 + 1
                 note = {"waveform_path": path, "note_id": f"{subject}-EK-{seq}", "note_seq": seq, "charttime": ecg_time}
-                notes.append({**ids, **note})
-            truth.append({**ids, "path": path, "rhythm": targets.rhythm, "measured": measured, **row})
-            index += 1
-    for name, rows in ((RECORD_LIST, records), (MEASUREMENTS, measurements), (NOTE_LINKS, notes)):
+                rows.append(("notes", {**ids, **note}))
+            rows.append(("truth", {**ids, "path": path, "rhythm": targets.rhythm, "measured": measured, **row}))
+    return rows
+
+
+def generate_mimic_iv_ecg(
+    out_dir: str | Path,
+    n_subjects: int,
+    *,
+    visits: tuple[int, int] = (1, 3),
+    seed: int = 0,
+    seconds: float = 10.0,
+    workers: int = 1,
+) -> pd.DataFrame:
+    """Write a synthetic MIMIC-IV-ECG folder to ``out_dir``; return the truth per study.
+
+    Each subject has between ``visits[0]`` and ``visits[1]`` studies (inclusive) of ``seconds`` s.
+    ``workers`` > 1 writes the subjects' records in a process pool; the files do not depend on it.
+    The returned table has ``subject_id``, ``study_id``, ``path``, ``rhythm``, ``measured`` (whether
+    the study has a measurement row) and the true attributes of the Diagnostics row.
+    """
+    check_multi_visit("n_subjects", n_subjects, visits, seconds)
+    check_workers(workers)
+    out = Path(out_dir)
+    counts = [_visit_count(seed, patient, visits) for patient in range(n_subjects)]
+    first_indices = np.cumsum([0, *counts[:-1]])
+    subjects = [(patient, int(first_indices[patient]), counts[patient]) for patient in range(n_subjects)]
+    size = chunk_size(n_subjects, workers, largest=50)
+    jobs = [(str(out), seed, subjects[k : k + size], seconds) for k in range(0, n_subjects, size)]
+    tables: dict[str, list[dict]] = {"records": [], "measurements": [], "notes": [], "truth": []}
+    for table, row in run_jobs(_generate_subjects, jobs, workers):
+        tables[table].append(row)
+    for name, table in ((RECORD_LIST, "records"), (MEASUREMENTS, "measurements"), (NOTE_LINKS, "notes")):
         with atomic_open(out / name, newline="") as handle:
-            pd.DataFrame(rows).to_csv(handle, index=False)
-    return pd.DataFrame(truth)
+            pd.DataFrame(tables[table]).to_csv(handle, index=False)
+    return pd.DataFrame(tables["truth"])

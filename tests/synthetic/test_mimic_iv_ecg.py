@@ -34,9 +34,21 @@ def test_layout_header_form_sentinels_and_determinism(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def test_workers_write_the_same_files(tmp_path):
+    generate_mimic_iv_ecg(tmp_path / "one", 5, visits=(1, 3), seconds=2.0, seed=3)
+    assert main([str(tmp_path / "two"), "--subjects", "5", "--seconds", "2", "--seed", "3", "--workers", "2"]) == 0
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*") if p.is_file())
+    assert len(files) > 3 + 2 * 5
+    for name in files:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert main([str(tmp_path / "x"), "--subjects", "0"]) == 2
     err = capsys.readouterr().err
     assert "n_subjects must be at least 1" in err and len(err.splitlines()) == 1
     assert main([str(tmp_path / "x"), "--subjects", "2", "--min-visits", "3", "--max-visits", "2"]) == 2
     assert "visits must be (min, max)" in capsys.readouterr().err
+    assert main([str(tmp_path / "x"), "--subjects", "2", "--workers", "0"]) == 2
+    assert "workers must be >= 1" in capsys.readouterr().err
