@@ -49,6 +49,7 @@ PERF := demo_output/perf
 perf: $(STAMP)
 	$(VENV)/bin/goodviews-perf record-loading --out $(PERF)
 	$(VENV)/bin/goodviews-perf preprocessing --out $(PERF)
+	$(VENV)/bin/goodviews-perf corpus-scale --out $(PERF) --subjects 1000
 	$(VENV)/bin/goodviews-perf partner-index --out $(PERF)
 	$(VENV)/bin/goodviews-perf augmentation --out $(PERF)
 	$(VENV)/bin/goodviews-perf positives-at-scale --out $(PERF)

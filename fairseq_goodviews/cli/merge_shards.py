@@ -51,9 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="then pack each split into <split>.packed/ beside its manifest (the shards do not pack)",
     )
+    parser.add_argument("--workers", type=int, default=1, help="processes writing the packs (default 1; same packs)")
 
     def merge(args: argparse.Namespace) -> None:
-        result = merge_shards(args.out_dir, shards=args.shards, pack=args.pack, overwrite=args.overwrite)
+        result = merge_shards(
+            args.out_dir, shards=args.shards, pack=args.pack, overwrite=args.overwrite, workers=args.workers
+        )
         for line in source_lines(result):
             print(line)
 

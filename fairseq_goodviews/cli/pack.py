@@ -56,12 +56,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="bytes per shard at most, e.g. 512M or 2G (default 1G; a larger record gets a shard of its own)",
     )
     size.add_argument("--shard-records", type=_positive, help="records per shard instead of a size")
+    parser.add_argument(
+        "--workers", type=_positive, default=1, help="processes writing shards at once (default 1; the same pack)"
+    )
 
     def pack(args: argparse.Namespace) -> None:
         shard_bytes = None if args.shard_records else args.shard_size
         for manifest in split_manifests(args.manifest_dir, args.splits):
             summary = write_pack(
-                manifest, encoding=args.encoding, shard_bytes=shard_bytes, shard_records=args.shard_records
+                manifest,
+                encoding=args.encoding,
+                shard_bytes=shard_bytes,
+                shard_records=args.shard_records,
+                workers=args.workers,
             )
             print(pack_line(manifest.stem, summary))
 

@@ -39,6 +39,9 @@ class OutputPathError(GoodviewsError, OSError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in a worker process, re-raised here
+        return type(self), (self.path, self.problem)
+
 
 def describe_os_error(exc: OSError) -> str:
     """A few words on why a write failed (``permission denied``, ``no space left on the device``)."""

@@ -48,6 +48,9 @@ import secrets
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
@@ -74,7 +77,7 @@ DEFAULT_SHARD_BYTES = 1 << 30
 ENCODINGS = ("int16", "float32")
 _SHARD_DTYPE = np.dtype("<i2")
 _FLOAT_DTYPE = np.dtype("<f4")
-_SHARD_NAME = re.compile(r"shard-[0-9a-f]+-\d+\.npy")
+_SHARD_NAME = re.compile(r"shard-[0-9a-f]+-\d+\.npy")  # shard-<run><segment>-<k>, or shard-<run>-<k> (before)
 # Record forms in the index.
 FLOAT32, INT16 = 0, 1
 
@@ -126,11 +129,12 @@ def _npy_header(n_values: int) -> bytes:
 
 class _ShardWriter:
     """Writes records' blocks into shards of at most ``shard_bytes`` (or ``shard_records``), each
-    atomically; ``close`` finishes the open shard, ``abort`` removes every shard of this run."""
+    atomically, named by the ``run`` and the ``segment`` of the pack they belong to; ``close``
+    finishes the open shard, ``abort`` removes every shard it wrote."""
 
-    def __init__(self, folder: Path, shard_bytes: int | None, shard_records: int | None):
+    def __init__(self, folder: Path, shard_bytes: int | None, shard_records: int | None, run: str, segment: int):
         self.folder = folder
-        self.run = secrets.token_hex(4)
+        self.prefix = f"shard-{run}{segment:05d}-"
         self.shard_bytes = shard_bytes
         self.shard_records = shard_records
         self.names: List[str] = []
@@ -160,7 +164,7 @@ class _ShardWriter:
         return len(self.names) - 1, offset
 
     def _open(self) -> None:
-        name = f"shard-{self.run}-{len(self.names):05d}.npy"
+        name = f"{self.prefix}{len(self.names):05d}.npy"
         self._stack = contextlib.ExitStack()
         tmp = self._stack.enter_context(atomic_path(self.folder / name))
         self._handle = self._stack.enter_context(open(tmp, "wb"))
@@ -194,21 +198,116 @@ def _parse_encoding(encoding: str) -> bool:
     return encoding == "int16"
 
 
+def _plan_segments(
+    lengths: np.ndarray, value_bytes: int, shard_bytes: int | None, shard_records: int | None
+) -> List[tuple[int, int]]:
+    """The pack's segments: (first, stop) ranges of records, each what one shard would hold if
+    every record took ``value_bytes`` a value. A segment is written by one process, and cut into
+    shards by the records' actual sizes; when every record takes its planned form, a segment is
+    exactly one shard."""
+    segments, first, values = [], 0, 0
+    for i, n_samples in enumerate(lengths.tolist()):
+        size = n_samples * N_LEADS * value_bytes
+        full_bytes = shard_bytes is not None and values + size > shard_bytes
+        full_records = shard_records is not None and i - first >= shard_records
+        if i > first and (full_bytes or full_records):
+            segments.append((first, i))
+            first, values = i, 0
+        values += size
+    segments.append((first, len(lengths)))
+    return segments
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One process's share of a pack: records ``first`` to ``stop`` of the manifest."""
+
+    manifest_path: Path
+    folder: Path
+    run: str
+    number: int
+    first: int
+    stop: int
+    as_int16: bool
+    shard_bytes: int | None
+    shard_records: int | None
+
+
+def _write_segment(segment: _Segment) -> Dict[str, Any]:
+    """Read, encode and write the records of ``segment`` into its shards; their names and lengths
+    and every record's shard (in the segment), offset, rate, lead mask, form, gain and baseline."""
+    root, entries = read_manifest(segment.manifest_path)
+    entries = entries[segment.first : segment.stop]
+    n = len(entries)
+    out: Dict[str, Any] = {
+        "shards": np.empty(n, dtype=np.int32),
+        "offsets": np.empty(n, dtype=np.int64),
+        "sample_rates": np.empty(n, dtype=np.float64),
+        "lead_present": np.empty((n, N_LEADS), dtype=np.uint8),
+        "forms": np.empty(n, dtype=np.uint8),
+        "gains": np.full((n, N_LEADS), np.nan, dtype=np.float32),
+        "baselines": np.zeros((n, N_LEADS), dtype=np.float32),
+    }
+    previous_gain = None
+    writer = _ShardWriter(segment.folder, segment.shard_bytes, segment.shard_records, segment.run, segment.number)
+    try:
+        for i, (rel, n_samples) in enumerate(entries):
+            record = read_record(root / rel, with_meta=False)
+            if record.n_samples != n_samples:
+                raise RecordError(
+                    root / rel, f"{record.n_samples} samples, but {segment.manifest_path} says {n_samples}"
+                )
+            encoded = encode_int16(record.feats, previous_gain) if segment.as_int16 else None
+            if encoded is None:
+                out["forms"][i] = FLOAT32
+                block = np.ascontiguousarray(record.feats, dtype=_FLOAT_DTYPE)
+            else:
+                out["forms"][i] = INT16
+                previous_gain = out["gains"][i] = encoded.gain
+                out["baselines"][i] = encoded.baseline
+                block = encoded.steps
+            out["shards"][i], out["offsets"][i] = writer.add(block.reshape(-1))
+            out["sample_rates"][i] = record.sample_rate
+            out["lead_present"][i] = record.lead_present
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return {**out, "names": writer.names, "values": writer.values}
+
+
+def _write_segments(segments: Sequence[_Segment], workers: int) -> List[Dict[str, Any]]:
+    """:func:`_write_segment` of each, in order: in this process, or in ``workers`` forked ones."""
+    if workers == 1 or len(segments) == 1:
+        return [_write_segment(segment) for segment in segments]
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(segments)), mp_context=get_context("fork"))
+    try:
+        futures = [pool.submit(_write_segment, segment) for segment in segments]
+        return [future.result() for future in futures]
+    finally:  # on a failure, the segments not started are not written
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def write_pack(
     manifest_path: str | Path,
     *,
     encoding: str = "int16",
     shard_bytes: int | None = DEFAULT_SHARD_BYTES,
     shard_records: int | None = None,
+    workers: int = 1,
 ) -> Dict[str, Any]:
     """Pack every record of ``manifest_path`` into ``<split>.packed/``; returns a summary (records,
     samples, bytes, seconds, shards, records in each form, the folder).
 
     ``encoding="int16"`` stores each record as int16 where that is exact, else float32;
     ``"float32"`` stores every record as float32. A shard ends before the record that would take
-    it past ``shard_bytes`` or after ``shard_records`` records (None: no limit). Records are read
-    with :func:`read_record`, so unreadable ones raise :class:`RecordError` naming the file; a
-    record whose length differs from its manifest line is refused the same way.
+    it past ``shard_bytes`` or after ``shard_records`` records (None: no limit), and at the end of
+    a segment: the records one shard would hold if each took its encoding's size (int16: 2 bytes
+    a value), so a pack whose records all take that form is cut where one writer would cut it.
+    ``workers`` processes write the segments at once; the pack is the same for any number of
+    them. Records are read with :func:`read_record`, so unreadable ones raise
+    :class:`RecordError` naming the file; a record whose length differs from its manifest line is
+    refused the same way.
 
     Shards are written sequentially, not through a memory map (a full disk would kill the process
     with SIGBUS there): a folder without room for the pack (checked first, against the free space,
@@ -217,11 +316,13 @@ def write_pack(
     it was.
     """
     as_int16 = _parse_encoding(encoding)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     start = time.perf_counter()
     manifest_path = Path(manifest_path)
     # Fingerprint before reading records: a manifest rewritten meanwhile leaves the pack stale.
     sha, manifest_mtime_ns = _manifest_fingerprint(manifest_path)
-    root, entries = read_manifest(manifest_path)
+    _, entries = read_manifest(manifest_path)
     lengths = np.array([n for _, n in entries], dtype=np.int64)
     if (lengths <= 0).any():
         raise ManifestError(f"{manifest_path}: a record with no samples cannot be packed")
@@ -236,55 +337,48 @@ def write_pack(
             parent,
             f"cannot write {folder.name}: it needs {at_least}{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free",
         )
-    n = len(entries)
-    shards = np.empty(n, dtype=np.int32)
-    offsets = np.empty(n, dtype=np.int64)
-    sample_rates = np.empty(n, dtype=np.float64)
-    lead_present = np.empty((n, N_LEADS), dtype=np.uint8)
-    forms = np.empty(n, dtype=np.uint8)
-    scales = np.full(n, -1, dtype=np.int32)
-    scale_rows: Dict[bytes, int] = {}
-    gains: List[np.ndarray] = []
-    baselines: List[np.ndarray] = []
-    previous_gain = None
-    writer = _ShardWriter(folder, shard_bytes, shard_records)
+    run = secrets.token_hex(4)
+    segments = [
+        _Segment(manifest_path, folder, run, number, first, stop, as_int16, shard_bytes, shard_records)
+        for number, (first, stop) in enumerate(_plan_segments(lengths, value_bytes, shard_bytes, shard_records))
+    ]
+    names: List[str] = []
     try:
-        for i, (rel, n_samples) in enumerate(entries):
-            record = read_record(root / rel, with_meta=False)
-            if record.n_samples != n_samples:
-                raise RecordError(root / rel, f"{record.n_samples} samples, but {manifest_path} says {n_samples}")
-            encoded = encode_int16(record.feats, previous_gain) if as_int16 else None
-            if encoded is None:
-                forms[i] = FLOAT32
-                block = np.ascontiguousarray(record.feats, dtype=_FLOAT_DTYPE)
-            else:
-                forms[i] = INT16
-                previous_gain = encoded.gain
-                key = encoded.gain.tobytes() + encoded.baseline.tobytes()
-                if key not in scale_rows:
-                    scale_rows[key] = len(gains)
-                    gains.append(encoded.gain)
-                    baselines.append(encoded.baseline)
-                scales[i] = scale_rows[key]
-                block = encoded.steps
-            shards[i], offsets[i] = writer.add(block.reshape(-1))
-            sample_rates[i] = record.sample_rate
-            lead_present[i] = record.lead_present
-        writer.close()
-        stats = [os.stat(folder / name) for name in writer.names]
-        index = np.zeros((), dtype=_index_dtype(n, len(writer.names), len(gains)))
+        parts = _write_segments(segments, workers)
+        names = [name for part in parts for name in part["names"]]
+        shard_values = [values for part in parts for values in part["values"]]
+        first_shards = np.cumsum([0, *[len(part["names"]) for part in parts[:-1]]])
+        shards = np.concatenate([part["shards"] + first for part, first in zip(parts, first_shards, strict=True)])
+
+        def joined(key: str) -> np.ndarray:
+            return np.concatenate([part[key] for part in parts])
+
+        forms, gains_of, baselines_of = joined("forms"), joined("gains"), joined("baselines")
+        scales = np.full(len(entries), -1, dtype=np.int32)
+        scale_rows: Dict[bytes, int] = {}
+        gains: List[np.ndarray] = []
+        baselines: List[np.ndarray] = []
+        for i in np.flatnonzero(forms == INT16):
+            key = gains_of[i].tobytes() + baselines_of[i].tobytes()
+            if key not in scale_rows:
+                scale_rows[key] = len(gains)
+                gains.append(gains_of[i])
+                baselines.append(baselines_of[i])
+            scales[i] = scale_rows[key]
+        stats = [os.stat(folder / name) for name in names]
+        index = np.zeros((), dtype=_index_dtype(len(entries), len(names), len(gains)))
         index["version"] = FORMAT_VERSION
         index["manifest_sha256"] = sha
         index["manifest_mtime_ns"] = manifest_mtime_ns
-        index["shard_names"] = [name.encode() for name in writer.names]
+        index["shard_names"] = [name.encode() for name in names]
         index["shard_bytes"] = [stat.st_size for stat in stats]
         index["shard_mtime_ns"] = [stat.st_mtime_ns for stat in stats]
-        index["shard_values"] = writer.values
+        index["shard_values"] = shard_values
         index["shards"] = shards
-        index["offsets"] = offsets
+        index["offsets"] = joined("offsets")
         index["lengths"] = lengths
-        index["sample_rates"] = sample_rates
-        index["lead_present"] = lead_present
+        index["sample_rates"] = joined("sample_rates")
+        index["lead_present"] = joined("lead_present")
         index["forms"] = forms
         index["scales"] = scales
         if gains:
@@ -294,24 +388,32 @@ def write_pack(
             with open(tmp, "wb") as handle:
                 np.save(handle, index, allow_pickle=False)
     except BaseException as exc:
-        writer.abort()
+        _remove_run_shards(folder, run)
         if isinstance(exc, OSError) and not isinstance(exc, OutputPathError):
             raise OutputPathError(folder, f"cannot write the pack ({describe_os_error(exc)})") from None
         raise
-    _remove_other_shards(folder, set(writer.names))
+    _remove_other_shards(folder, set(names))
     for path in float32_file_paths(manifest_path):  # a pack of the first format is outdated now
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return {
-        "records": n,
+        "records": len(entries),
         "samples": int(lengths.sum()),
         "bytes": sum(stat.st_size for stat in stats),
         "seconds": time.perf_counter() - start,
-        "shards": len(writer.names),
+        "shards": len(names),
         "int16_records": int((forms == INT16).sum()),
         "float32_records": int((forms == FLOAT32).sum()),
         "data": str(folder),
     }
+
+
+def _remove_run_shards(folder: Path, run: str) -> None:
+    """Delete every shard a failed run ``run`` finished (each writer removed its own temporary)."""
+    if folder.is_dir():
+        for path in folder.glob(f"shard-{run}*.npy"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _remove_other_shards(folder: Path, keep: set[str]) -> None:

@@ -75,6 +75,9 @@ class RecordError(GoodviewsError, ValueError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in a worker process, re-raised here
+        return type(self), (self.path, self.problem)
+
 
 @dataclass
 class EcgRecord:

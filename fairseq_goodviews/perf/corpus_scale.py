@@ -12,7 +12,8 @@ The user's own commands, run one after the other on a synthetic MIMIC-IV-ECG tre
    ``record_list.csv`` and ``machine_measurements.csv`` of every record, the journal), and
    ``command start``, the preparer's ``--help`` (its imports alone);
 4. ``merge``: ``goodviews-merge-shards OUT``;
-5. ``pack``: ``goodviews-pack OUT`` (int16 where exact, shards of 1 GiB);
+5. ``pack``: ``goodviews-pack OUT --workers W`` (int16 where exact, shards of 1 GiB), W the
+   processes the shard jobs ran together;
 6. ``read``: training's record loading (``EcgRecordSource.load``, whole 5,000-sample records)
    from the pack, every training record once in a shuffled order.
 
@@ -20,10 +21,12 @@ Disk is measured per record for the WFDB source, the ``.mat`` records, the packs
 
 The projection to ``--project`` records (800,000: MIMIC-IV-ECG's size) assumes that preparation
 CPU per record stays what it was here and spreads over ``--node-cores`` cores a node (each shard
-job's workers are processes of their own), that merging and packing, one process each, grow
-linearly with the records, and that a job's start beyond its imports grows linearly with the
-records listed. The storage is assumed to keep up. Results go to
-``DIR/corpus_scale.json``; the work folder is removed unless ``--keep``.
+job's workers are processes of their own), that merging (one process) grows linearly with the
+records, that packing grows linearly too and its W workers' rate grows to a node's cores (one
+pack job on one node), and that a job's start beyond its imports grows linearly with the records
+listed. The storage is assumed to keep up. Results go to
+``DIR/corpus_scale.json``; the work folder is removed unless ``--keep`` (an earlier run's work
+folder is replaced).
 
     goodviews-perf corpus-scale --out DIR [--subjects 50000] [--array-jobs 2] [--project 800000]
 """
@@ -53,6 +56,7 @@ RECORD_SAMPLES = 5000
 PROBE_RECORDS = 20
 SPLITS = ("train", "valid", "test")
 ONE_JOB_STAGES = ("job start", "command start")
+MARKER = ".corpus_scale_work"
 
 
 def _console_script(name: str) -> str:
@@ -140,7 +144,8 @@ def project(result: dict[str, Any], records: int, node_cores: int, array_jobs: S
     cpu_per_record = stages["prepare"]["cpu_s"] / measured
     imports = stages["command start"]["wall_s"]
     job_start = imports + max(0.0, stages["job start"]["wall_s"] - imports) * scale
-    merge, pack = stages["merge"]["wall_s"] * scale, stages["pack"]["wall_s"] * scale
+    merge = stages["merge"]["wall_s"] * scale
+    pack = stages["pack"]["wall_s"] * scale * result["pack_workers"] / node_cores
     layouts = {}
     for jobs in (1, *array_jobs):
         prepare = cpu_per_record * records / (jobs * node_cores) + job_start
@@ -177,8 +182,13 @@ def run(
     stages' times, the disk per record and :func:`project` of them."""
     if subjects < 1 or array_jobs < 1 or workers < 1 or node_cores < 1 or project_records < 1:
         raise PerfSettingsError("--subjects, --array-jobs, --workers, --node-cores and --project must be at least 1")
-    if work.exists():
-        raise PerfSettingsError(f"{work}: already exists; the run starts from an empty folder")
+    if (work / MARKER).is_file():  # an earlier run's, interrupted or kept
+        shutil.rmtree(work)
+    elif work.exists():
+        raise PerfSettingsError(f"{work}: already exists and is not an earlier corpus-scale run's; not touching it")
+    work.mkdir(parents=True)
+    (work / MARKER).touch()
+    pack_workers = array_jobs * workers
     src, out, probe, logs = work / "mimic_iv_ecg", work / "prepared", work / "job_start", work / "logs"
     prepare = [_console_script("goodviews-prepare-mimic-iv-ecg"), str(src)]
     options = ["--no-attributes", "--no-progress", "--workers", str(workers)]
@@ -194,7 +204,7 @@ def run(
                     "--seed",
                     str(seed),
                     "--workers",
-                    str(max(workers, array_jobs)),
+                    str(pack_workers),
                 ]
             ],
             logs,
@@ -209,7 +219,8 @@ def run(
         )
         stages["command start"] = _run_stage([[prepare[0], "--help"]], logs, "command_start")
         stages["merge"] = _run_stage([[_console_script("goodviews-merge-shards"), str(out)]], logs, "merge")
-        stages["pack"] = _run_stage([[_console_script("goodviews-pack"), str(out)]], logs, "pack")
+        pack = [_console_script("goodviews-pack"), str(out), "--workers", str(pack_workers)]
+        stages["pack"] = _run_stage([pack], logs, "pack")
         stages["read"] = _read_pass(out, seed)
         prepared = _prepared_records(out)
         disk = {"wfdb source": _tree_bytes(src / "files"), **prepared_disk(out)}
@@ -223,6 +234,7 @@ def run(
         "records": prepared,
         "array_jobs": array_jobs,
         "workers": workers,
+        "pack_workers": pack_workers,
         "stages": stages,
         "bytes": disk,
         "bytes_per_record": {kind: size / prepared for kind, size in disk.items()},
@@ -237,7 +249,8 @@ def format_result(result: dict[str, Any]) -> str:
     n = result["records"]
     lines = [
         f"{result['source_records']:,} synthetic MIMIC-IV-ECG studies of {result['subjects']:,} subjects, "
-        f"{n:,} prepared in {result['array_jobs']} concurrent shard jobs of {result['workers']} worker(s)",
+        f"{n:,} prepared in {result['array_jobs']} concurrent shard jobs of {result['workers']} worker(s), "
+        f"packed by {result['pack_workers']}",
         f"  {'stage':<12}{'wall s':>10}{'CPU s':>10}{'wall ms/record':>16}{'CPU ms/record':>15}",
     ]
     for name, stage in result["stages"].items():

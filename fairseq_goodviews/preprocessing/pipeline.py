@@ -169,7 +169,15 @@ def prepare(
             items, convert, job, options, state_dir / JOURNAL, source, reuse_from=shard_journals(state_dir)
         )
         result = _write_outputs(
-            out_dir, entries, pre_skipped, len(items) + len(pre_skipped), source, options, config, job.record_labels
+            out_dir,
+            entries,
+            pre_skipped,
+            len(items) + len(pre_skipped),
+            source,
+            options,
+            config,
+            job.record_labels,
+            pack_workers=options.workers,
         )
         remove_shard_files(state_dir)  # this run's outputs supersede any shards'
     result.reused = reused
@@ -229,19 +237,21 @@ def _prepare_shard(
 
 
 def merge_shards(
-    out_dir: str | Path, *, shards: int | None = None, pack: bool = False, overwrite: bool = False
+    out_dir: str | Path, *, shards: int | None = None, pack: bool = False, overwrite: bool = False, workers: int = 1
 ) -> PrepareResult:
     """Merge the finished shards in ``out_dir`` (:mod:`~.shards`; ``shards``: their count N, needed
     only when shards of several counts are there) into what a one-process run with the shards'
     options writes, byte for byte: splits over all records, manifests, metadata tables,
     ``skipped.csv``, ``prepare_report.json`` and the journal; then remove the shards' files.
 
-    ``pack`` packs each split; ``overwrite`` replaces the manifests of a folder prepared with
+    ``pack`` packs each split, in ``workers`` processes; ``overwrite`` replaces the manifests of a folder prepared with
     other options (as a shard's ``--overwrite`` does). The report records the first shard's
     run options (``workers``, ``chunksize``) and this merge's ``pack``. Raises
     :class:`PrepareError` in one line when a shard is missing or unfinished, the shards differ,
     or a shard or another preparation is writing ``out_dir``.
     """
+    if workers < 1:
+        raise PrepareError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
     records_dir = out_dir / RECORDS_DIR
     state_dir = out_dir / STATE_DIR
@@ -263,6 +273,7 @@ def merge_shards(
             options,
             run.config,
             label_set(run.labels),
+            pack_workers=workers,
         )
         remove_shard_files(state_dir)
     _print_summary(result, run.source, f"{summary_line(result, run.source)}; merged {run.count} shards")
@@ -278,10 +289,13 @@ def _write_outputs(
     options: PrepareOptions,
     config: Mapping[str, Any] | None,
     record_labels: LabelSet,
+    *,
+    pack_workers: int,
 ) -> PrepareResult:
     """From the journal ``entries`` of every listed record (in the listing's order): write
     ``skipped.csv``, the splits' manifests and tables and the report, remove the record files no
-    manifest lists, pack with ``options.pack``; return the result (``reused`` 0)."""
+    manifest lists, pack with ``options.pack`` in ``pack_workers`` processes; return the result
+    (``reused`` 0)."""
     rows = [row for entry in entries for row in entry["rows"]]
     all_skipped = list(pre_skipped) + [Skipped(**s) for entry in entries for s in entry["skips"]]
     write_skipped(out_dir / "skipped.csv", all_skipped)
@@ -298,7 +312,7 @@ def _write_outputs(
     write_report(out_dir, report)
     remove_unlisted(out_dir / RECORDS_DIR, {out_dir / row["path"] for row in rows})
     if options.pack:
-        report["packed"] = pack_splits(out_dir, list(splits))
+        report["packed"] = pack_splits(out_dir, list(splits), workers=pack_workers)
         write_report(out_dir, report)
     return PrepareResult(
         out_dir=out_dir,

@@ -90,8 +90,8 @@ def remove_outdated_packs(out_dir: Path, splits: Iterable[str]) -> list[str]:
     return [name for name in splits if remove_pack(out_dir / f"{name}.tsv")]
 
 
-def pack_splits(out_dir: Path, splits: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Pack each split of ``out_dir`` (:func:`~fairseq_goodviews.io.packed.write_pack`); return
+def pack_splits(out_dir: Path, splits: Sequence[str], workers: int = 1) -> dict[str, dict[str, Any]]:
+    """Pack each split of ``out_dir`` in ``workers`` processes (:func:`~fairseq_goodviews.io.packed.write_pack`); return
     the report's ``packed`` entry: per split its records, samples, bytes, seconds, shards, records
     stored as int16 and as float32, and the pack's folder.
 
@@ -102,7 +102,7 @@ def pack_splits(out_dir: Path, splits: Sequence[str]) -> dict[str, dict[str, Any
     packed: dict[str, dict[str, Any]] = {}
     for name in splits:
         try:
-            summary = write_pack(out_dir / f"{name}.tsv")
+            summary = write_pack(out_dir / f"{name}.tsv", workers=workers)
         except (ManifestError, RecordError, OSError) as exc:
             remove_outdated_packs(out_dir, splits)
             raise PrepareError(

@@ -381,3 +381,68 @@ def test_shared_per_lead_and_shifted_scales_read_back_bit_for_bit(tmp_path):
         np.testing.assert_array_equal(pack.read(i).view(np.uint32), np.ascontiguousarray(expected).view(np.uint32))
         crop = np.ascontiguousarray(expected[:, 101:1234])
         np.testing.assert_array_equal(pack.crop(i, 101, 1133).view(np.uint32), crop.view(np.uint32))
+
+
+def _pack_contents(manifest) -> tuple[list[bytes], dict[str, np.ndarray]]:
+    """The shards' bytes in the index's order and every index field but the shards' names and times."""
+    folder = pack_folder(manifest)
+    index = np.load(folder / INDEX_NAME)
+    shards = [(folder / name.decode()).read_bytes() for name in index["shard_names"]]
+    fields = {name: index[name] for name in index.dtype.names if name not in ("shard_names", "shard_mtime_ns")}
+    return shards, fields
+
+
+@pytest.mark.parametrize("cut", [{"shard_bytes": 160_000}, {"shard_records": 2}, {"shard_bytes": 50_000}])
+def test_workers_write_the_same_pack(tmp_path, cut):
+    _dataset(tmp_path)
+    manifest = tmp_path / "train.tsv"
+    one = write_pack(manifest, **cut)
+    shards, fields = _pack_contents(manifest)
+    two = write_pack(manifest, workers=2, **cut)
+    assert (two["shards"], two["bytes"], two["int16_records"]) == (one["shards"], one["bytes"], one["int16_records"])
+    again_shards, again_fields = _pack_contents(manifest)
+    assert again_shards == shards
+    for name, values in fields.items():
+        np.testing.assert_array_equal(again_fields[name], values, err_msg=name)
+    assert len(list(pack_folder(manifest).glob("shard-*.npy"))) == one["shards"]  # the first run's are removed
+    pack = ShardedPack(manifest)
+    for i in range(len(LENGTHS)):
+        np.testing.assert_array_equal(pack.read(i), read_record(tmp_path / f"records/train_{i}.mat").feats)
+
+
+def test_records_of_the_planned_form_are_cut_where_one_writer_cuts(tmp_path):
+    # Every record int16 (whole steps): a segment is one shard, each ending before the record
+    # that would take it past the size, as a single writer cuts them.
+    lengths = [1000, 2500, 1999, 3001, 700, 2500, 1200]
+    rng = np.random.default_rng(1)
+    rows = []
+    for i, n in enumerate(lengths):
+        feats = (rng.integers(-2000, 2000, (12, n)) / 1000).astype(np.float32)
+        write_record(tmp_path / f"records/r{i}.mat", EcgRecord(feats, 500.0))
+        rows.append({"path": f"records/r{i}.mat", "n_samples": n})
+    write_manifest(tmp_path, "train", tmp_path, pd.DataFrame(rows))
+    summary = write_pack(tmp_path / "train.tsv", shard_bytes=100_000, workers=2)
+    assert summary["int16_records"] == len(lengths)
+    # int16 bytes: 24,000, 60,000, 47,976, 72,024, 16,800, 60,000, 28,800
+    assert ShardedPack(tmp_path / "train.tsv").shards.tolist() == [0, 0, 1, 2, 2, 3, 3]
+
+
+def test_a_failing_worker_leaves_the_previous_pack_whole_and_no_new_shard(tmp_path):
+    _dataset(tmp_path)
+    manifest = tmp_path / "train.tsv"
+    write_pack(manifest, shard_records=2)  # an earlier pack, still current
+    before = sorted(p.name for p in pack_folder(manifest).iterdir())
+    manifest.write_text(manifest.read_text().replace("\t700\n", "\t701\n"))  # record 4, in the last segment
+    with pytest.raises(RecordError, match=r"train_4\.mat: 700 samples, but .*train\.tsv says 701"):
+        write_pack(manifest, shard_records=2, workers=3)
+    assert sorted(p.name for p in pack_folder(manifest).iterdir()) == before  # the other segments' shards are gone
+
+
+def test_cli_workers_and_bad_workers(tmp_path, capsys):
+    _dataset(tmp_path)
+    assert main([str(tmp_path), "--workers", "2", "--shard-records", "2"]) == 0
+    assert ShardedPack(tmp_path / "train.tsv").shards.tolist() == [0, 0, 1, 1, 2, 2]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--workers", "0"])
+    assert exit_info.value.code == 2 and "--workers: not a positive whole number: '0'" in capsys.readouterr().err

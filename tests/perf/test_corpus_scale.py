@@ -33,12 +33,17 @@ def test_stages_disk_and_projection_of_a_small_corpus(tmp_path, capsys):
     assert 2 * SAMPLES < per_record["packs"] < 2 * SAMPLES + 1000
     assert per_record["records"] > 4 * SAMPLES
     assert "100 array jobs" in printed and "GiB at 800,000" in printed
+    # Run again (as make perf does): the kept work folder of the earlier run is replaced.
+    assert main(["corpus-scale", "--out", str(tmp_path), "--subjects", "3", "--array-jobs", "1"]) == 0
+    assert json.loads((tmp_path / "corpus_scale.json").read_text())["subjects"] == 3
+    assert not (tmp_path / "corpus_scale_work").exists()
 
 
-def test_projection_spreads_preparation_over_the_jobs_and_keeps_merge_and_pack_serial():
+def test_projection_spreads_preparation_over_the_jobs_and_packing_over_a_node():
     stage = {"wall_s": 0.0, "cpu_s": 0.0}
     result = {
         "records": 1000,
+        "pack_workers": 2,
         "bytes_per_record": {"packs": 2**20},
         "stages": {
             "prepare": {**stage, "cpu_s": 8.0},
@@ -55,12 +60,14 @@ def test_projection_spreads_preparation_over_the_jobs_and_keeps_merge_and_pack_s
     assert one["prepare_h"] * 3600 == pytest.approx(8e-3 * 100_000 / 4 + start)
     assert ten["prepare_h"] * 3600 == pytest.approx(8e-3 * 100_000 / 40 + start)
     assert one["merge_h"] == ten["merge_h"] == pytest.approx(100 / 3600)
-    assert one["pack_h"] == ten["pack_h"] == pytest.approx(500 / 3600)
+    assert one["pack_h"] == ten["pack_h"] == pytest.approx(500 * 2 / 4 / 3600)  # 2 pack workers measured, 4 cores
     assert projection["disk_gib"]["packs"] == pytest.approx(100_000 / 1024)
 
 
-def test_a_used_work_folder_is_refused(tmp_path, capsys):
+def test_a_folder_it_did_not_make_is_refused(tmp_path, capsys):
     (tmp_path / "corpus_scale_work").mkdir()
+    (tmp_path / "corpus_scale_work" / "mine.txt").write_text("a user's file")
     assert main(["corpus-scale", "--out", str(tmp_path), "--subjects", "2"]) == 2
     err = capsys.readouterr().err
-    assert "already exists" in err and len(err.strip().splitlines()) == 1
+    assert "not an earlier corpus-scale run's" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "corpus_scale_work" / "mine.txt").is_file()

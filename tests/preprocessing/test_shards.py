@@ -18,6 +18,7 @@ from fairseq_goodviews.cli.merge_shards import main as merge_main
 from fairseq_goodviews.cli.prepare_chapman import main as chapman_main
 from fairseq_goodviews.cli.prepare_wfdb_dir import main as wfdb_main
 from fairseq_goodviews.io.locks import exclusive_lock, shared_lock
+from fairseq_goodviews.io.packed import pack_problem
 from fairseq_goodviews.io.records import EcgRecord
 from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions, Skipped, SkipRecord, SourceItem
 from fairseq_goodviews.preprocessing.pipeline import merge_shards, prepare
@@ -245,11 +246,14 @@ def test_packing_happens_at_the_merge(tmp_path, capsys):
     run(out, (0, 2))
     run(out, (1, 2))
     assert not list(out.glob("*.packed"))
-    assert merge_main([str(out), "--pack"]) == 0
+    assert merge_main([str(out), "--pack", "--workers", "2"]) == 0
     assert {p.name for p in out.glob("*.packed")} == {f"{s}.packed" for s in ("train", "valid", "test")}
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["options"]["pack"] is True and set(report["packed"]) == {"train", "valid", "test"}
+    assert report["options"]["workers"] == 1  # the shards' run option, not the merge's pack workers
     assert capsys.readouterr().out.count("packed") == 3
+    for split in ("train", "valid", "test"):
+        assert pack_problem(out / f"{split}.tsv") is None
 
 
 def test_a_malformed_shard_option_is_one_line(tmp_path, capsys):
