@@ -1,7 +1,7 @@
 """Packs: each split's records in memory-mappable shards beside its manifest, int16 where exact.
 
 ``<split>.packed/`` beside the manifest ``<split>.tsv`` holds ``index.npy`` and the shards
-``shard-<run>-<k>.npy``. A shard is one flat little-endian int16 ``.npy`` array holding whole
+``shard-<run><segment>-<k>.npy``. A shard is one flat little-endian int16 ``.npy`` array holding whole
 records back to back, each as its own row-major [12, T] block (a record's 12 lead rows next to
 each other: copying a crop out of per-record blocks is what lets a pack read at the speed of a
 plain memory-mapped array). A record is stored either

@@ -24,6 +24,7 @@ from fairseq_goodviews.preprocessing.items import PrepareError, PrepareOptions, 
 from fairseq_goodviews.preprocessing.pipeline import merge_shards, prepare
 from fairseq_goodviews.preprocessing.shards import parse_shard, shard_of
 from fairseq_goodviews.synthetic.chapman import generate_chapman
+from fairseq_goodviews.synthetic.mimic_iv_ecg import generate_mimic_iv_ecg
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb_dir_tree
 
 # Set by a test to stop the converter (as Ctrl-C would) after this many records.
@@ -266,3 +267,46 @@ def test_a_malformed_shard_option_is_one_line(tmp_path, capsys):
         f"goodviews-merge-shards: error: {tmp_path / 'nothing'}: no shard to merge "
         "(run the preparer with --shard I/N first)\n"
     )
+
+
+@pytest.mark.slow
+def test_the_slurm_array_example_submits_its_tasks_and_merge_and_they_give_the_one_process_bytes(tmp_path):
+    """examples/slurm_prepare_array.sbatch without SLURM: a stand-in ``sbatch`` records what the
+    login-node half submits; the tasks and the merge then run as SLURM would start them."""
+    src = tmp_path / "src"
+    generate_mimic_iv_ecg(src, 4, visits=(2, 2), seconds=2.0, seed=3)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "sbatch_calls"
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" "--" >> {calls}\necho 4$(grep -c -- "^--$" {calls})\n')
+    sbatch.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    script = str(Path(REPO_ROOT) / "examples" / "slurm_prepare_array.sbatch")
+    preparer = ["goodviews-prepare-mimic-iv-ecg", str(src)]
+
+    def prepare_one(out: Path) -> None:
+        command = [*preparer, str(out), "--no-attributes", "--no-progress"]
+        subprocess.run(command, env=env, check=True, capture_output=True)
+
+    def prepare_shards(out: Path) -> None:
+        submit = {**env, "SHARDS": "2", "MERGE_CPUS": "3", "MERGE_OPTIONS": ""}
+        done = subprocess.run(
+            ["bash", script, *preparer, str(out), "--no-attributes"], env=submit, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert "as array job 41 (0-1) and their merge as job 42" in done.stdout
+        array, merge = [call.strip("\n").split("\n") for call in calls.read_text().split("--\n") if call.strip()]
+        assert "--array=0-1" in array and array[-4:] == [*preparer, str(out), "--no-attributes"]
+        assert "--dependency=afterok:41" in merge and "--cpus-per-task=3" in merge
+        prepare_shards.wrap = next(a for a in merge if a.startswith("--wrap="))[len("--wrap=") :]
+        assert prepare_shards.wrap.strip() == f"goodviews-merge-shards '{out}' --workers 3"
+        for task in range(2):
+            task_env = {**env, "SLURM_ARRAY_TASK_ID": str(task), "SHARDS": "2", "SLURM_CPUS_PER_TASK": "1"}
+            done = subprocess.run(["bash", script, *array[-4:]], env=task_env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+
+    def merge(out: Path) -> None:
+        subprocess.run(["bash", "-c", prepare_shards.wrap], env=env, check=True, capture_output=True)
+
+    assert_merge_equals_one_process(tmp_path, prepare_one, prepare_shards, merge)
