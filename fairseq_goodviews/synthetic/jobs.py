@@ -9,6 +9,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, TypeVar
 
+import numpy as np
+
 from fairseq_goodviews.synthetic.errors import SyntheticDataError
 
 Job = TypeVar("Job")
@@ -33,6 +35,22 @@ def check_workers(workers: int) -> None:
 def chunk_size(n_items: int, workers: int, largest: int) -> int:
     """Items in a chunk: about four chunks a worker, at most ``largest``."""
     return max(1, min(largest, math.ceil(n_items / (4 * workers))))
+
+
+def visit_chunks(
+    seed: int, n_persons: int, visits: tuple[int, int], first: int, workers: int
+) -> list[list[tuple[int, int, int]]]:
+    """The persons of a multi-visit set as chunks of work (:func:`chunk_size`, at most 50): each
+    person as ``(person, number of its first visit, its visits)``, the visit count drawn from
+    generator ``[seed, person, 1]`` between ``visits[0]`` and ``visits[1]``, visits numbered from
+    ``first`` in person order."""
+    counts = [
+        int(np.random.default_rng([seed, person, 1]).integers(visits[0], visits[1] + 1)) for person in range(n_persons)
+    ]
+    firsts = np.cumsum([first, *counts[:-1]])
+    persons = [(person, int(firsts[person]), counts[person]) for person in range(n_persons)]
+    size = chunk_size(n_persons, workers, largest=50)
+    return [persons[k : k + size] for k in range(0, n_persons, size)]
 
 
 def run_jobs(function: Callable[[Job], list[Any]], jobs: Sequence[Job], workers: int) -> list[Any]:

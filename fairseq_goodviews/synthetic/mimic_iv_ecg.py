@@ -52,7 +52,7 @@ from fairseq_goodviews.io.atomic import atomic_open
 from fairseq_goodviews.leads import CANONICAL_LEADS
 from fairseq_goodviews.synthetic.dipole import FS
 from fairseq_goodviews.synthetic.ecg import synthesize_record
-from fairseq_goodviews.synthetic.jobs import check_multi_visit, check_workers, chunk_size, run_jobs
+from fairseq_goodviews.synthetic.jobs import check_multi_visit, check_workers, run_jobs, visit_chunks
 from fairseq_goodviews.synthetic.targets import NO_P_WAVES, sample_targets
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb
 
@@ -120,10 +120,6 @@ def report_lines(rhythm: str, codes: frozenset[str]) -> list[str]:
     lines += [CONDITION_PHRASES.get(code, code) for code in sorted(codes)]
     lines.append("Abnormal ECG" if codes or rhythm not in ("SR", "SB", "ST", "SA") else "Normal ECG")
     return lines if len(lines) <= REPORT_LINES else lines[: REPORT_LINES - 1] + lines[-1:]
-
-
-def _visit_count(seed: int, subject: int, visits: tuple[int, int]) -> int:
-    return int(np.random.default_rng([seed, subject, 1]).integers(visits[0], visits[1] + 1))
 
 
 def _generate_subjects(job: tuple[str, int, list[tuple[int, int, int]], float]) -> list[tuple[str, dict]]:
@@ -204,11 +200,7 @@ def generate_mimic_iv_ecg(
     check_multi_visit("n_subjects", n_subjects, visits, seconds)
     check_workers(workers)
     out = Path(out_dir)
-    counts = [_visit_count(seed, patient, visits) for patient in range(n_subjects)]
-    first_indices = np.cumsum([0, *counts[:-1]])
-    subjects = [(patient, int(first_indices[patient]), counts[patient]) for patient in range(n_subjects)]
-    size = chunk_size(n_subjects, workers, largest=50)
-    jobs = [(str(out), seed, subjects[k : k + size], seconds) for k in range(0, n_subjects, size)]
+    jobs = [(str(out), seed, chunk, seconds) for chunk in visit_chunks(seed, n_subjects, visits, 0, workers)]
     tables: dict[str, list[dict]] = {"records": [], "measurements": [], "notes": [], "truth": []}
     for table, row in run_jobs(_generate_subjects, jobs, workers):
         tables[table].append(row)

@@ -51,7 +51,7 @@ from fairseq_goodviews.io.signal import resample
 from fairseq_goodviews.synthetic.dipole import FS
 from fairseq_goodviews.synthetic.distributions import CODE_Q, RATE_Q, draw
 from fairseq_goodviews.synthetic.ecg import synthesize_record
-from fairseq_goodviews.synthetic.jobs import check_multi_visit, check_workers, chunk_size, run_jobs
+from fairseq_goodviews.synthetic.jobs import check_multi_visit, check_workers, run_jobs, visit_chunks
 from fairseq_goodviews.synthetic.targets import Targets, sample_targets
 from fairseq_goodviews.synthetic.wfdb_layouts import write_wfdb
 
@@ -303,10 +303,6 @@ def _write_table(path: Path, table: pd.DataFrame, index: bool = False) -> None:
         table.to_csv(tmp, index=index)
 
 
-def _visit_count(seed: int, patient: int, visits: tuple[int, int]) -> int:
-    return int(np.random.default_rng([seed, patient, 1]).integers(visits[0], visits[1] + 1))
-
-
 def _generate_patients(job: tuple[str, int, list[tuple[int, int, int]], float, np.ndarray]) -> list[dict]:
     """Write the ECGs of the patients of ``job`` (each with its first ``ecg_id`` and its number of
     ECGs); their table rows."""
@@ -377,11 +373,7 @@ def generate_ptbxl(
     check_workers(workers)
     out = Path(out_dir)
     folds = np.random.default_rng([seed, 10]).permutation(n_patients) % 10 + 1
-    counts = [_visit_count(seed, patient, visits) for patient in range(n_patients)]
-    first_ids = np.cumsum([1, *counts[:-1]])
-    patients = [(patient, int(first_ids[patient]), counts[patient]) for patient in range(n_patients)]
-    size = chunk_size(n_patients, workers, largest=50)
-    jobs = [(str(out), seed, patients[k : k + size], seconds, folds) for k in range(0, n_patients, size)]
+    jobs = [(str(out), seed, chunk, seconds, folds) for chunk in visit_chunks(seed, n_patients, visits, 1, workers)]
     rows = run_jobs(_generate_patients, jobs, workers)
     table = pd.DataFrame(rows)
     used = sorted({name for text in table["scp_codes"] for name in ast.literal_eval(text)})
