@@ -24,6 +24,7 @@ import sys
 import threading
 import traceback
 from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -73,7 +74,8 @@ def _train_in_child(argv: Sequence[str], cwd: str, env: Mapping[str, str], log: 
 
 
 _CONTEXT: multiprocessing.context.ForkServerContext | None = None
-#: multiprocessing's bookkeeping of started processes is not safe to start from several threads at once.
+#: multiprocessing's bookkeeping of started processes is not safe to use from several threads at
+#: once: starting a process polls every earlier one, and so does reading a finished run's exit code.
 _START_LOCK = threading.Lock()
 
 
@@ -109,7 +111,11 @@ class PreloadedRun:
             cpu_time = float(self._report.recv())
         except EOFError:
             pass
-        self._process.join()
+        wait_for_ready([self._process.sentinel])
+        # Reading the exit code consumes the fork server's message: multiprocessing's start() reads
+        # it for every finished child too, so two threads reading at once leave one with 255.
+        with _START_LOCK:
+            self._process.join()
         self._report.close()
         return int(self._process.exitcode), cpu_time
 

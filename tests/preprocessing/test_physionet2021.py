@@ -201,8 +201,10 @@ def _manifests(out: Path) -> dict:
 def test_sigkill_mid_run_then_rerun_gives_identical_manifests(tmp_path):
     src = tmp_path / "src"
     # Enough records to take well over the journal's commit interval (COMMIT_SECONDS), so the
-    # kill comes after the first lines are journaled and before the last.
-    write_physionet2021_tree(src, n_per_subset=10, seconds=4.0)
+    # kill comes after the first lines are journaled and before the last: 30 records of 4 s once
+    # took long enough, but no longer after the preparers became faster.
+    n_records = 3 * 30
+    write_physionet2021_tree(src, n_per_subset=n_records // 3, seconds=10.0)
     reference = tmp_path / "reference"
     prepare_physionet2021(src, reference, options=QUIET)
 
@@ -227,7 +229,7 @@ def test_sigkill_mid_run_then_rerun_gives_identical_manifests(tmp_path):
     process.wait()
     assert not (out / "train.tsv").exists()
     done = journal.read_text().count("\n")
-    assert 2 <= done < 30
+    assert 2 <= done < n_records
 
     result = prepare_physionet2021(src, out, options=QUIET)
     assert result.reused >= done

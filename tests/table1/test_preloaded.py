@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,21 @@ def test_a_failing_forked_run_exits_non_zero_with_its_error_in_its_log(tmp_path)
     code, _ = run.wait()
     assert code != 0
     assert "no_such_folder" in (tmp_path / "train.log").read_text()
+
+
+def test_runs_ending_at_once_in_several_threads_each_get_their_own_exit_code(tmp_path):
+    # The runner waits for its runs in threads while others start: multiprocessing's start() reads
+    # the exit code of every finished run too, and two readers at once once left one run with 255.
+    def failing_runs(thread: int) -> list[int]:
+        codes = []
+        for k in range(10):
+            command = ["fairseq-hydra-train", "--config-dir", str(tmp_path / "none"), "--config-name", "none"]
+            codes.append(PreloadedRun(command, tmp_path, ENV, tmp_path / f"{thread}_{k}.log").wait()[0])
+        return codes
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = [code for part in pool.map(failing_runs, range(6)) for code in part]
+    assert codes == [1] * 60
 
 
 def test_terminate_stops_a_forked_run(tiny_dataset, tmp_path):
