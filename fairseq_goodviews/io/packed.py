@@ -1,8 +1,8 @@
 """Packs: each split's records in memory-mappable shards beside its manifest, int16 where exact.
 
 ``<split>.packed/`` beside the manifest ``<split>.tsv`` holds ``index.npy`` and the shards
-``shard-<run><segment>-<k>.npy``. A shard is one flat little-endian int16 ``.npy`` array holding whole
-records back to back, each as its own row-major [12, T] block (a record's 12 lead rows next to
+``shard-<run><segment>-<k>.npy``. A shard is one flat little-endian int16 ``.npy`` array holding
+whole records back to back, each as its own row-major [12, T] block (a record's 12 lead rows next to
 each other: copying a crop out of per-record blocks is what lets a pack read at the speed of a
 plain memory-mapped array). A record is stored either
 
@@ -14,8 +14,9 @@ plain memory-mapped array). A record is stored either
   standardised records, Chapman's decimal microvolts), or when the pack was asked for float32.
 
 The writer reports how many records took each form. Shards are cut at a size in bytes (default
-1 GiB) or in records, never inside a record. ``index.npy`` holds a single structured value:
-each record's shard, offset, length, sample rate, lead-present mask, form and scale (a row of a
+1 GiB) or in records, never inside a record, and at the end of each segment, the share of one
+writing process (:func:`write_pack`). ``index.npy`` holds a single structured value: each
+record's shard, offset, length, sample rate, lead-present mask, form and scale (a row of a
 table of distinct per-lead gains and baselines, so 800,000 records sharing one gain store it
 once), each shard's name, size, modification time and length, and the manifest's SHA-256 and
 modification time. A reader maps a shard the first time it reads from it.
@@ -220,14 +221,15 @@ def _plan_segments(
 
 @dataclass(frozen=True)
 class _Segment:
-    """One process's share of a pack: records ``first`` to ``stop`` of the manifest."""
+    """One process's share of a pack: the manifest's ``entries`` (path under ``root``, samples)
+    from one segment's first record to its last."""
 
     manifest_path: Path
+    root: Path
+    entries: Sequence[tuple[str, int]]
     folder: Path
     run: str
     number: int
-    first: int
-    stop: int
     as_int16: bool
     shard_bytes: int | None
     shard_records: int | None
@@ -236,8 +238,7 @@ class _Segment:
 def _write_segment(segment: _Segment) -> Dict[str, Any]:
     """Read, encode and write the records of ``segment`` into its shards; their names and lengths
     and every record's shard (in the segment), offset, rate, lead mask, form, gain and baseline."""
-    root, entries = read_manifest(segment.manifest_path)
-    entries = entries[segment.first : segment.stop]
+    root, entries = segment.root, segment.entries
     n = len(entries)
     out: Dict[str, Any] = {
         "shards": np.empty(n, dtype=np.int32),
@@ -322,7 +323,7 @@ def write_pack(
     manifest_path = Path(manifest_path)
     # Fingerprint before reading records: a manifest rewritten meanwhile leaves the pack stale.
     sha, manifest_mtime_ns = _manifest_fingerprint(manifest_path)
-    _, entries = read_manifest(manifest_path)
+    root, entries = read_manifest(manifest_path)
     lengths = np.array([n for _, n in entries], dtype=np.int64)
     if (lengths <= 0).any():
         raise ManifestError(f"{manifest_path}: a record with no samples cannot be packed")
@@ -339,7 +340,7 @@ def write_pack(
         )
     run = secrets.token_hex(4)
     segments = [
-        _Segment(manifest_path, folder, run, number, first, stop, as_int16, shard_bytes, shard_records)
+        _Segment(manifest_path, root, entries[first:stop], folder, run, number, as_int16, shard_bytes, shard_records)
         for number, (first, stop) in enumerate(_plan_segments(lengths, value_bytes, shard_bytes, shard_records))
     ]
     names: List[str] = []

@@ -244,9 +244,9 @@ def merge_shards(
     options writes, byte for byte: splits over all records, manifests, metadata tables,
     ``skipped.csv``, ``prepare_report.json`` and the journal; then remove the shards' files.
 
-    ``pack`` packs each split, in ``workers`` processes; ``overwrite`` replaces the manifests of a folder prepared with
-    other options (as a shard's ``--overwrite`` does). The report records the first shard's
-    run options (``workers``, ``chunksize``) and this merge's ``pack``. Raises
+    ``pack`` packs each split, in ``workers`` processes; ``overwrite`` replaces the manifests of a
+    folder prepared with other options (as a shard's ``--overwrite`` does). The report records the
+    first shard's run options (``workers``, ``chunksize``) and this merge's ``pack``. Raises
     :class:`PrepareError` in one line when a shard is missing or unfinished, the shards differ,
     or a shard or another preparation is writing ``out_dir``.
     """

@@ -91,9 +91,10 @@ def remove_outdated_packs(out_dir: Path, splits: Iterable[str]) -> list[str]:
 
 
 def pack_splits(out_dir: Path, splits: Sequence[str], workers: int = 1) -> dict[str, dict[str, Any]]:
-    """Pack each split of ``out_dir`` in ``workers`` processes (:func:`~fairseq_goodviews.io.packed.write_pack`); return
-    the report's ``packed`` entry: per split its records, samples, bytes, seconds, shards, records
-    stored as int16 and as float32, and the pack's folder.
+    """Pack each split of ``out_dir`` in ``workers`` processes
+    (:func:`~fairseq_goodviews.io.packed.write_pack`); return the report's ``packed`` entry: per
+    split its records, samples, bytes, seconds, shards, records stored as int16 and as float32, and
+    the pack's folder.
 
     A pack that cannot be written (no room, an unwritable folder, a record that changed) is one
     :class:`PrepareError` line, and every pack of ``splits`` is removed first: the records and
