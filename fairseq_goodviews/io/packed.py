@@ -66,7 +66,7 @@ from fairseq_goodviews.io.packed_float32 import (
     float32_file_problem,
     manifest_mismatch,
 )
-from fairseq_goodviews.io.records import N_LEADS, RecordError, read_record
+from fairseq_goodviews.io.records import N_LEADS, RecordError, read_record, signal_problems
 
 logger = logging.getLogger(__name__)
 
@@ -259,9 +259,12 @@ def _write_segment(segment: _Segment) -> Dict[str, Any]:
                     root / rel, f"{record.n_samples} samples, but {segment.manifest_path} says {n_samples}"
                 )
             encoded = encode_int16(record.feats, previous_gain) if segment.as_int16 else None
-            if encoded is None:
+            if encoded is None:  # an int16 record is finite: it decoded to the record's values
                 out["forms"][i] = FLOAT32
                 block = np.ascontiguousarray(record.feats, dtype=_FLOAT_DTYPE)
+                if not np.isfinite(block).all():
+                    problems = signal_problems(block, record.lead_present) or ["NaN or inf in a lead marked absent"]
+                    raise RecordError(root / rel, "; ".join(problems))
             else:
                 out["forms"][i] = INT16
                 previous_gain = out["gains"][i] = encoded.gain

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.io
 
 from conftest import console_script
 from fairseq_goodviews.cli.pack import main
@@ -446,3 +447,18 @@ def test_cli_workers_and_bad_workers(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path), "--workers", "0"])
     assert exit_info.value.code == 2 and "--workers: not a positive whole number: '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_record_with_nan_is_refused_naming_it_and_nothing_is_written(tmp_path, workers):
+    # A .mat file not written by write_record (which refuses NaN): the pack must not carry the NaN to training.
+    _dataset(tmp_path)
+    path = tmp_path / "records/train_4.mat"
+    contents = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+    contents["feats"] = contents["feats"].astype(np.float32)
+    lead = int(np.flatnonzero(contents["lead_present"].ravel())[0])
+    contents["feats"][lead, 10] = np.nan
+    scipy.io.savemat(path, contents)
+    with pytest.raises(RecordError, match=r"train_4\.mat: NaN or inf in lead\(s\) "):
+        write_pack(tmp_path / "train.tsv", shard_records=2, workers=workers)
+    assert not list(pack_folder(tmp_path / "train.tsv").iterdir())
