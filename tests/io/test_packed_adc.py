@@ -9,7 +9,7 @@ import wfdb
 
 from conftest import shared_data
 from fairseq_goodviews.io.manifest import read_metadata
-from fairseq_goodviews.io.packed import INT16, ShardedPack
+from fairseq_goodviews.io.packed import INT16, ShardedPack, write_pack
 from fairseq_goodviews.leads import CANONICAL_LEADS, canonical_lead_name
 from fairseq_goodviews.preprocessing.items import PrepareOptions
 from fairseq_goodviews.preprocessing.mimic_iv_ecg import prepare_mimic_iv_ecg
@@ -56,12 +56,21 @@ def _check_every_value_is_the_adc_value(out: Path, header_of) -> tuple[int, set[
     return checked, gains
 
 
+def _repack_in_two_processes(out: Path) -> None:
+    for split in SPLITS:
+        if (out / f"{split}.tsv").is_file():
+            summary = write_pack(out / f"{split}.tsv", shard_records=2, workers=2)
+            assert summary["shards"] == -(-summary["records"] // 2)
+
+
 def test_real_physionet2021_records_pack_as_their_adc_values(tmp_path):
     src = shared_data() / "real" / "physionet2021"
     prepare_physionet2021(src, tmp_path, converter=WfdbConverter(attributes=False), options=OPTIONS)
     headers = {p.stem: p for p in src.rglob("*.hea")}
     checked, gains = _check_every_value_is_the_adc_value(tmp_path, lambda row: headers[row.record_name])
     assert checked == 13 and gains == {1000.0}
+    _repack_in_two_processes(tmp_path)  # shards of 2 records, written by 2 processes at once
+    assert _check_every_value_is_the_adc_value(tmp_path, lambda row: headers[row.record_name]) == (13, {1000.0})
 
 
 def test_real_ptbxl_records_pack_as_their_adc_values(tmp_path):
@@ -70,6 +79,8 @@ def test_real_ptbxl_records_pack_as_their_adc_values(tmp_path):
     headers = {p.stem: p for p in src.rglob("*.hea")}
     checked, gains = _check_every_value_is_the_adc_value(tmp_path, lambda row: headers[Path(row.path).stem])
     assert checked == 12 and gains == {1000.0}
+    _repack_in_two_processes(tmp_path)
+    assert _check_every_value_is_the_adc_value(tmp_path, lambda row: headers[Path(row.path).stem]) == (12, {1000.0})
 
 
 def test_synthetic_mimic_iv_ecg_packs_as_its_adc_values_at_200_per_mv(tmp_path):
